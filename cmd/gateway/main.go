@@ -1,0 +1,82 @@
+// Command gateway is the edge process: GET /test/{id} opens a chunked HTML
+// stream that receives every message the router sends to id.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/gateway"
+	"github.com/cometgw/comet/internal/obs"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg := gateway.DefaultConfig()
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: gateway [flags]
+
+Serves GET /test/{id}: a chunked HTML stream of every message the router
+sends to id. Streams hold no goroutine and no buffer while idle.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "HTTP listen address")
+	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin HTTP address (/stats, /metrics, /debug/pprof/); "off" disables`)
+	fs.StringVar(&cfg.NATSURL, "nats", cfg.NATSURL, "NATS server the router listens on")
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "this gateway's identity to the router ([A-Za-z0-9_-], at most 64)")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "how long to retry connecting to NATS at start")
+	fs.IntVar(&cfg.Hub.MaxPending, "max-pending", cfg.Hub.MaxPending, "bytes of output kept for a client that does not read; past it the client is disconnected")
+	fs.DurationVar(&cfg.Hub.WriteTimeout, "write-timeout", cfg.Hub.WriteTimeout, "disconnect a client whose pending output makes no progress for this long")
+	fs.IntVar(&cfg.Hub.Workers, "writers", cfg.Hub.Workers, "goroutines writing messages to streams")
+	fs.IntVar(&cfg.Hub.SendBuffer, "sndbuf", 0, "SO_SNDBUF for stream sockets in bytes (0: kernel default)")
+	fs.IntVar(&cfg.Hub.MaxStreams, "max-streams", cfg.Hub.MaxStreams, "most streams at once (default: the open-files limit)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := obs.NewLogger(*level)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	cfg.Logger = log
+	g, err := gateway.New(cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", zap.Int("streams", g.Hub().Len()))
+		return g.Close()
+	case err := <-g.Wait():
+		g.Close()
+		return fmt.Errorf("http server stopped: %w", err)
+	}
+}

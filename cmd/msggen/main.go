@@ -1,0 +1,94 @@
+// Command msggen spams the router with fake messages to random ids, like
+// the original's [spawn(msggen:start(Num, Interval, Max)) || _ <- 1..P].
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cometgw/comet/internal/msggen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "msggen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg := msggen.DefaultConfig()
+	fs := flag.NewFlagSet("msggen", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: msggen [flags]
+
+Runs -procs senders in parallel, each sending -n messages "Fake message
+Num = K" to random ids in 1..-max, -interval apart (0: flat out), or
+-rate messages/s in total. Every frame is acknowledged by the router.
+
+Examples:
+  msggen -n 20 -interval 10ms -max 5                 msggen:start(20, 10, 5)
+  msggen -n 20 -interval 100ms -max 5 -procs 10      ten of them in parallel
+  msggen -n 60000 -rate 1000 -max 10000 -procs 4     1,000 messages/s for a minute
+  msggen -n 1000000 -interval 0 -max 10000           flat out
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	url := fs.String("nats", nats.DefaultURL, "NATS server the router listens on")
+	fs.IntVar(&cfg.Num, "n", cfg.Num, "messages per sender")
+	fs.DurationVar(&cfg.Interval, "interval", cfg.Interval, "wait between a sender's messages; 0 sends flat out")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "total messages per second over all senders (overrides -interval)")
+	fs.Int64Var(&cfg.Max, "max", cfg.Max, "ids are random in 1..max")
+	fs.IntVar(&cfg.Procs, "procs", cfg.Procs, "senders in parallel")
+	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "most messages in one NATS frame (rate and flat-out modes)")
+	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", cfg.AckTimeout, "how long to wait for the router to acknowledge a frame")
+	fs.DurationVar(&cfg.Every, "every", 5*time.Second, "print progress this often (0: never)")
+	duration := fs.Duration("duration", 0, "stop after this long even if not done (0: no limit)")
+	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for the random ids (0: random)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg.Progress = os.Stdout
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	nc, err := nats.Connect(*url, nats.Name("msggen"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("connect to nats %s: %w (is the router running?)", *url, err)
+	}
+	defer nc.Close()
+	res, err := msggen.Run(ctx, nc, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("msggen: %s\n", res)
+	if res.Errors > 0 {
+		return fmt.Errorf("%d frames were not acknowledged by the router", res.Errors)
+	}
+	return nil
+}

@@ -1,0 +1,58 @@
+// Command router is the message router: it holds every gateway's logins and
+// routes sends to them over NATS, starting an embedded nats-server unless
+// -nats names one. Its verbs talk to a running router's admin API:
+//
+//	router [flags]                 run the router
+//	router send ID MESSAGE         send MESSAGE to everyone logged in as ID
+//	router stats                   print the router's counters
+//	router whois ID                list the conns logged in as ID
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "router:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "send":
+			return runSend(ctx, args[1:])
+		case "stats":
+			return runStats(ctx, args[1:])
+		case "whois":
+			return runWhois(ctx, args[1:])
+		case "serve":
+			return runServe(ctx, args[1:])
+		case "help":
+			return runServe(ctx, []string{"-h"})
+		}
+	}
+	return runServe(ctx, args)
+}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cometgw/comet/internal/ids"
+)
+
+// runSend is `router send ID MESSAGE`: router:send(Id, Msg) of the original.
+func runSend(ctx context.Context, args []string) error {
+	fs, addr := adminFlags("send", "ID MESSAGE")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		fs.Usage()
+		return fmt.Errorf("%w: send takes an id and a message", errUsage)
+	}
+	id, err := ids.Parse(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("bad id: %w", err)
+	}
+	msg := strings.Join(fs.Args()[1:], " ")
+	out, err := call(ctx, "POST", *addr, fmt.Sprintf("/send/%d", id), strings.NewReader(msg))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "sent to %d: delivered to %v conn(s)\n", id, out["delivered"])
+	return nil
+}

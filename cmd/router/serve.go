@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/obs"
+	"github.com/cometgw/comet/internal/router"
+)
+
+func runServe(ctx context.Context, args []string) error {
+	cfg := router.DefaultConfig()
+	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: router [flags]
+       router send [-admin ADDR] ID MESSAGE
+       router stats [-admin ADDR]
+       router whois [-admin ADDR] ID
+
+Runs the message router: login(id, conn), logout(conn), send(id, msg) over
+NATS, with an embedded nats-server unless -nats is given.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.NATSURL, "nats", "", "join this NATS server or cluster (nats://host:port,...) instead of starting an embedded one")
+	fs.StringVar(&cfg.Embedded.Addr, "nats-addr", cfg.Embedded.Addr, "listen address of the embedded nats-server")
+	fs.StringVar(&cfg.Embedded.MonitorAddr, "nats-monitor", "", "serve the embedded nats-server's monitoring endpoints here (e.g. 127.0.0.1:8222)")
+	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin HTTP address (/stats, /ids/{id}, /send/{id}, /metrics, /debug/pprof/); "off" disables`)
+	fs.DurationVar(&cfg.GatewayTimeout, "gateway-timeout", cfg.GatewayTimeout, "forget a gateway and its logins after this long without a heartbeat")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "how long to retry connecting to -nats at start")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	log, err := obs.NewLogger(*level)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	cfg.Logger = log
+	r, err := router.New(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("router running", zap.String("nats", r.NATSURL()), zap.String("admin", r.AdminAddr()), zap.Int("pid", os.Getpid()))
+	return r.Run(ctx.Done())
+}

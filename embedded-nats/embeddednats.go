@@ -1,0 +1,154 @@
+// Package embeddednats runs an in-process nats-server as one unit: started
+// with its listen address, waited on until it accepts connections, logging
+// through zap, and shut down cleanly.
+package embeddednats
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+)
+
+// Config configures the embedded server.
+type Config struct {
+	// Addr is the client listen address. Default "127.0.0.1:4222"; port 0
+	// (or -1) picks a free port.
+	Addr string
+	// MonitorAddr, if set, serves nats-server's HTTP monitoring
+	// (/varz, /connz, ...) there. Default "": off.
+	MonitorAddr string
+	// ReadyTimeout bounds the wait for the server to accept connections.
+	// Default 10s.
+	ReadyTimeout time.Duration
+	// MaxPayload is the largest message the server accepts. Default 8 MiB
+	// (nats-server's own default is 1 MiB; batched frames need more).
+	MaxPayload int32
+	// Logger receives the server's logs. Default: zap.NewNop().
+	Logger *zap.Logger
+	// Debug turns on the server's debug logs.
+	Debug bool
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{Addr: "127.0.0.1:4222", ReadyTimeout: 10 * time.Second, MaxPayload: 8 << 20}
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	ns *server.Server
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("embeddednats: address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("embeddednats: address %q: bad port", addr)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(cfg Config) (*Server, error) {
+	def := DefaultConfig()
+	if cfg.Addr == "" {
+		cfg.Addr = def.Addr
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = def.ReadyTimeout
+	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = def.MaxPayload
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	host, port, err := splitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	opts := &server.Options{
+		ServerName:      "comet-embedded",
+		Host:            host,
+		Port:            port,
+		MaxPayload:      cfg.MaxPayload,
+		MaxPending:      256 << 20,
+		NoSigs:          true,
+		NoSystemAccount: true,
+		Debug:           cfg.Debug,
+	}
+	if cfg.MonitorAddr != "" {
+		mh, mp, err := splitHostPort(cfg.MonitorAddr)
+		if err != nil {
+			return nil, err
+		}
+		opts.HTTPHost, opts.HTTPPort = mh, mp
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embeddednats: %w", err)
+	}
+	ns.SetLoggerV2(&zapLogger{l: cfg.Logger.Named("nats").WithOptions(zap.AddCallerSkip(1)).Sugar()}, cfg.Debug, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(cfg.ReadyTimeout) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("embeddednats: not ready to accept connections on %s within %s", cfg.Addr, cfg.ReadyTimeout)
+	}
+	return &Server{ns: ns}, nil
+}
+
+// ClientURL is the nats:// URL clients connect to.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Addr is the client listen address actually bound.
+func (s *Server) Addr() net.Addr { return s.ns.Addr() }
+
+// InProcess returns a nats.Option that connects a client in-process, with
+// no TCP hop. Clients in other processes use ClientURL.
+func (s *Server) InProcess() nats.Option { return nats.InProcessServer(s.ns) }
+
+// Shutdown stops the server and waits until it has stopped. It is safe to
+// call more than once.
+func (s *Server) Shutdown() {
+	if s == nil || s.ns == nil {
+		return
+	}
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// ErrNotRunning is returned by Running when the server has stopped.
+var ErrNotRunning = errors.New("embeddednats: server not running")
+
+// Running reports ErrNotRunning once the server has stopped.
+func (s *Server) Running() error {
+	if s.ns.Running() {
+		return nil
+	}
+	return ErrNotRunning
+}
+
+// zapLogger adapts zap to nats-server's Logger interface.
+type zapLogger struct{ l *zap.SugaredLogger }
+
+func (z *zapLogger) Noticef(format string, v ...any) { z.l.Infof(format, v...) }
+func (z *zapLogger) Warnf(format string, v ...any)   { z.l.Warnf(format, v...) }
+
+// Fatalf logs at error level: an embedded server must not exit the process.
+func (z *zapLogger) Fatalf(format string, v ...any) { z.l.Errorf(format, v...) }
+func (z *zapLogger) Errorf(format string, v ...any) { z.l.Errorf(format, v...) }
+func (z *zapLogger) Debugf(format string, v ...any) { z.l.Debugf(format, v...) }
+func (z *zapLogger) Tracef(format string, v ...any) { z.l.Debugf(format, v...) }

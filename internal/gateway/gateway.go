@@ -1,0 +1,332 @@
+// Package gateway is the edge process: a fasthttp server whose /test/{id}
+// streams are handed to a chunked.Hub, logged in with the router over
+// NATS, and fed with the deliveries the router sends back.
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/obs"
+	"github.com/cometgw/comet/internal/wire"
+)
+
+// Config configures a Gateway.
+type Config struct {
+	// Addr is the HTTP listen address. Default "127.0.0.1:8000".
+	Addr string
+	// AdminAddr serves /stats, /metrics and /debug/pprof/. Default
+	// "127.0.0.1:8002"; "off" disables it.
+	AdminAddr string
+	// NATSURL is the router's NATS server. Default "nats://127.0.0.1:4222".
+	NATSURL string
+	// Name is the gateway's identity to the router: 1 to 64 of
+	// [A-Za-z0-9_-]. Default "gw-<host>-<pid>".
+	Name string
+	// ConnectTimeout bounds the wait for NATS at start. Default 10s.
+	ConnectTimeout time.Duration
+	// Hub configures the streams (pending bound, write timeout, writers).
+	Hub chunked.Config
+	// Logger; default zap.NewNop().
+	Logger *zap.Logger
+}
+
+// DefaultName is the default gateway name for this process.
+func DefaultName() string {
+	host, _ := os.Hostname()
+	var b strings.Builder
+	for _, c := range host {
+		if c < 128 && wire.ValidGatewayName(string(c)) {
+			b.WriteRune(c)
+		}
+	}
+	h := b.String()
+	if len(h) > 40 {
+		h = h[:40]
+	}
+	if h == "" {
+		h = "host"
+	}
+	return fmt.Sprintf("gw-%s-%d", h, os.Getpid())
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Addr:           "127.0.0.1:8000",
+		AdminAddr:      "127.0.0.1:8002",
+		NATSURL:        nats.DefaultURL,
+		Name:           DefaultName(),
+		ConnectTimeout: 10 * time.Second,
+		Hub:            chunked.DefaultConfig(),
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c *Config) Validate() error {
+	if !wire.ValidGatewayName(c.Name) {
+		return fmt.Errorf("gateway: name %q: want 1 to 64 of A-Z a-z 0-9 - _", c.Name)
+	}
+	return nil
+}
+
+// Gateway is a running edge process.
+type Gateway struct {
+	cfg   Config
+	log   *zap.Logger
+	ln    net.Listener
+	srv   *fasthttp.Server
+	hub   *chunked.Hub
+	link  *link
+	admin *obs.Admin
+	serve chan error
+}
+
+// New connects to NATS, binds the listeners and starts serving.
+func New(cfg Config) (*Gateway, error) {
+	def := DefaultConfig()
+	if cfg.Addr == "" {
+		cfg.Addr = def.Addr
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = def.AdminAddr
+	}
+	if cfg.NATSURL == "" {
+		cfg.NATSURL = def.NATSURL
+	}
+	if cfg.Name == "" {
+		cfg.Name = def.Name
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = def.ConnectTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger.With(zap.String("gateway", cfg.Name)), serve: make(chan error, 1)}
+
+	nc, err := connectNATS(cfg, g.log)
+	if err != nil {
+		return nil, err
+	}
+	var inst [8]byte
+	rand.Read(inst[:])
+	g.link = newLink(nc, cfg.Name, binary.LittleEndian.Uint64(inst[:])>>11, g.log)
+
+	g.hub, err = chunked.NewHub(cfg.Hub, g.link, g.log)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if err := g.link.start(g.hub); err != nil {
+		g.hub.Close()
+		nc.Close()
+		return nil, fmt.Errorf("gateway: subscribe: %w", err)
+	}
+	g.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		g.hub.Close()
+		g.link.stop()
+		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
+	}
+	g.srv = &fasthttp.Server{
+		Handler:                      g.handle,
+		Name:                         "comet-gateway",
+		ReduceMemoryUsage:            true,
+		KeepHijackedConns:            true,
+		ReadTimeout:                  30 * time.Second,
+		IdleTimeout:                  60 * time.Second,
+		WriteTimeout:                 30 * time.Second,
+		MaxRequestBodySize:           64 << 10,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		Logger:                       zap.NewStdLog(g.log.Named("fasthttp")),
+		MaxConnsPerIP:                0,
+		Concurrency:                  1 << 20,
+		DisablePreParseMultipartForm: true,
+	}
+	go func() { g.serve <- g.srv.Serve(g.ln) }()
+
+	if cfg.AdminAddr != "off" {
+		g.admin, err = obs.ListenAdmin(cfg.AdminAddr, g.adminMux(), g.log)
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	g.log.Info("gateway listening", zap.Stringer("addr", g.ln.Addr()), zap.String("nats", nc.ConnectedUrl()),
+		zap.Int("max_streams", g.hub.Config().MaxStreams))
+	return g, nil
+}
+
+func connectNATS(cfg Config, log *zap.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("comet-gateway " + cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", zap.String("url", nc.ConnectedUrl())) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Error("nats error", zap.Error(err)) }),
+	}
+	deadline := time.Now().Add(cfg.ConnectTimeout)
+	for {
+		nc, err := nats.Connect(cfg.NATSURL, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("gateway: connect to nats %s: %w (is the router running?)", cfg.NATSURL, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Addr is the bound HTTP address.
+func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// AdminAddr is the admin address, or "" if disabled.
+func (g *Gateway) AdminAddr() string {
+	if g.admin == nil {
+		return ""
+	}
+	return g.admin.Addr().String()
+}
+
+// Hub exposes the stream hub (for stats and tests).
+func (g *Gateway) Hub() *chunked.Hub { return g.hub }
+
+// Wait returns when the HTTP server stops on its own (an accept error).
+func (g *Gateway) Wait() <-chan error { return g.serve }
+
+// Close shuts down: no new connections; queued messages are written; every
+// stream ends with the terminating chunk and is logged out; the router is
+// told goodbye and the NATS connection drained.
+func (g *Gateway) Close() error {
+	err := g.srv.Shutdown()
+	g.hub.Close()
+	g.link.stop()
+	if g.admin != nil {
+		if aerr := g.admin.Shutdown(); err == nil {
+			err = aerr
+		}
+	}
+	g.log.Info("gateway stopped", zap.Uint64("streams_closed", g.hub.Closes(chunked.ReasonShutdown)))
+	return err
+}
+
+const indexText = `comet gateway
+
+GET /test/{id}   a chunked HTML stream of every message sent to integer id
+`
+
+func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
+	rt, id, err := parseRoute(ctx.Path())
+	switch rt {
+	case routeNotFound:
+		ctx.Error("not found\n", fasthttp.StatusNotFound)
+		return
+	case routeIndex:
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx)
+			return
+		}
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString(indexText)
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsHead() {
+		methodNotAllowed(ctx)
+		return
+	}
+	if err != nil {
+		ctx.Error("bad id: "+err.Error()+"\n", fasthttp.StatusBadRequest)
+		return
+	}
+	if ctx.IsHead() {
+		// The head a GET would get; fasthttp sends no body for HEAD.
+		ctx.SetContentType("text/html; charset=utf-8")
+		ctx.Response.Header.Set("Cache-Control", "no-cache, no-store")
+		ctx.Response.Header.SetContentLength(-1)
+		return
+	}
+	http10 := !ctx.Request.Header.IsHTTP11()
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		if err := g.hub.Open(c, id, http10); err != nil {
+			g.log.Warn("stream not opened", zap.Int64("id", id), zap.Error(err))
+		}
+	})
+}
+
+func methodNotAllowed(ctx *fasthttp.RequestCtx) {
+	ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
+	ctx.Response.Header.Set("Allow", "GET, HEAD")
+}
+
+// Stats is the gateway's GET /stats document.
+type Stats struct {
+	Name    string        `json:"name"`
+	Streams chunked.Stats `json:"streams"`
+	NATS    string        `json:"nats"`
+	Frames  uint64        `json:"frames_published"`
+	Bad     uint64        `json:"bad_frames"`
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	return Stats{
+		Name:    g.cfg.Name,
+		Streams: g.hub.Stats(),
+		NATS:    g.link.nc.Status().String(),
+		Frames:  g.link.published.Load(),
+		Bad:     g.link.badFrames.Load(),
+	}
+}
+
+func (g *Gateway) adminMux() *http.ServeMux {
+	reg := obs.NewRegistry()
+	hub := g.hub
+	counter := func(name, help string, labels prometheus.Labels, f func() uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "comet_gateway", Name: name, Help: help, ConstLabels: labels,
+		}, func() float64 { return float64(f()) }))
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "comet_gateway", Name: "streams_open", Help: "Open streams.",
+	}, func() float64 { return float64(hub.Len()) }))
+	counter("streams_opened_total", "Streams opened.", nil, func() uint64 { return hub.Stats().Opened })
+	for _, r := range chunked.Reasons() {
+		counter("streams_closed_total", "Streams closed, by reason.", prometheus.Labels{"reason": r.String()},
+			func() uint64 { return hub.Closes(r) })
+	}
+	counter("messages_total", "Messages written to streams.", nil, func() uint64 { return hub.Stats().Messages })
+	counter("bytes_total", "Bytes written to streams.", nil, func() uint64 { return hub.Stats().Bytes })
+	counter("stale_deliveries_total", "Deliveries to streams already closed.", nil, func() uint64 { return hub.Stats().Stale })
+	counter("rejected_total", "Streams refused (limit, shutdown, no descriptor).", nil, func() uint64 { return hub.Stats().Rejected })
+	counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
+	mux := obs.AdminMux(reg)
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		obs.WriteJSON(w, http.StatusOK, g.Stats())
+	})
+	return mux
+}

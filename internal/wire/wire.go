@@ -1,0 +1,425 @@
+// Package wire is the binary, batched format of the NATS messages exchanged
+// by gateways, the router and senders. docs/PROTOCOL.md is its
+// specification; this package is the reference implementation.
+//
+// A frame is one NATS message payload:
+//
+//	frame  = version:u8 kind:u8 header records...
+//	header = (KindUp only) gateway:str instance:uvarint
+//
+// and then records until the end of the payload, each an op byte followed by
+// the op's fields. Integers are LEB128 varints (uvarint, or zig-zag varint
+// for ids); byte strings are a uvarint length followed by the bytes.
+//
+// Encoding appends to a caller-owned []byte and never allocates on its own;
+// decoding walks the payload in place: Record.Msg aliases the frame.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Version is the protocol version written in byte 0 of every frame.
+const Version = 1
+
+// Kind says who sent a frame to whom; it is byte 1 of every frame.
+type Kind uint8
+
+// Frame kinds.
+const (
+	KindUp   Kind = 1 // gateway -> router: hello, login, logout, heartbeat, bye
+	KindSend Kind = 2 // sender -> router: send
+	KindDown Kind = 3 // router -> gateway: deliver, resync
+	KindAck  Kind = 4 // router -> sender: the reply to a send frame
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindUp:
+		return "up"
+	case KindSend:
+		return "send"
+	case KindDown:
+		return "down"
+	case KindAck:
+		return "ack"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Op is a record's operation. Each op belongs to exactly one kind.
+type Op uint8
+
+// Record operations.
+const (
+	OpHello     Op = 1  // up: a gateway instance starts; Count = its live logins
+	OpLogin     Op = 2  // up: Conn logs in as ID
+	OpLogout    Op = 3  // up: Conn logs out of every id it holds
+	OpHeartbeat Op = 4  // up: the gateway is alive; Count = its live logins
+	OpBye       Op = 5  // up: the gateway instance stops; forget all its logins
+	OpSend      Op = 16 // send: deliver Msg to every conn logged in as ID
+	OpDeliver   Op = 32 // down: write Msg to each of Conns
+	OpResync    Op = 33 // down: the router lost track; send every live login again
+	OpAck       Op = 48 // ack: Count sends accepted, Delivered copies, Void sends to nobody
+)
+
+func (o Op) kind() Kind {
+	switch o {
+	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye:
+		return KindUp
+	case OpSend:
+		return KindSend
+	case OpDeliver, OpResync:
+		return KindDown
+	case OpAck:
+		return KindAck
+	}
+	return 0
+}
+
+func (o Op) String() string {
+	switch o {
+	case OpHello:
+		return "hello"
+	case OpLogin:
+		return "login"
+	case OpLogout:
+		return "logout"
+	case OpHeartbeat:
+		return "heartbeat"
+	case OpBye:
+		return "bye"
+	case OpSend:
+		return "send"
+	case OpDeliver:
+		return "deliver"
+	case OpResync:
+		return "resync"
+	case OpAck:
+		return "ack"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Limits enforced by the decoder (and documented in PROTOCOL.md).
+const (
+	// MaxMessage is the largest message body, in bytes.
+	MaxMessage = 1 << 20
+	// MaxGatewayName is the longest gateway name, in bytes.
+	MaxGatewayName = 64
+)
+
+// Errors returned by the decoder. They are wrapped with the offset at which
+// decoding stopped.
+var (
+	ErrShort    = errors.New("wire: frame truncated")
+	ErrVersion  = errors.New("wire: unsupported protocol version")
+	ErrKind     = errors.New("wire: unknown frame kind")
+	ErrOp       = errors.New("wire: op not valid in this frame kind")
+	ErrVarint   = errors.New("wire: malformed varint")
+	ErrTooLarge = errors.New("wire: field too large")
+	ErrName     = errors.New("wire: invalid gateway name")
+)
+
+// ValidGatewayName reports whether s can name a gateway: 1 to 64 bytes of
+// ASCII letters, digits, '-' and '_' (it becomes one NATS subject token).
+func ValidGatewayName(s string) bool {
+	if len(s) == 0 || len(s) > MaxGatewayName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Header is the decoded start of a frame.
+type Header struct {
+	Kind Kind
+	// Gateway and Instance are set for KindUp: the sending gateway's name
+	// and the instance number that changes each time it starts.
+	Gateway  string
+	Instance uint64
+}
+
+// Record is one decoded record. Which fields are set depends on Op:
+//
+//	hello, heartbeat: Count
+//	login:            Conn, ID
+//	logout:           Conn
+//	send:             ID, Msg
+//	deliver:          Msg, Conns
+//	ack:              Count, Delivered, Void
+type Record struct {
+	Op        Op
+	Conn      uint64
+	ID        int64
+	Count     uint64
+	Delivered uint64
+	Void      uint64
+	// Msg aliases the frame being decoded; copy it to keep it.
+	Msg []byte
+	// Conns is reused between calls to Decoder.Next; copy it to keep it.
+	Conns []uint64
+}
+
+// AppendHeader starts a frame of kind k. For KindUp use AppendUpHeader.
+func AppendHeader(b []byte, k Kind) []byte {
+	return append(b, Version, byte(k))
+}
+
+// AppendUpHeader starts a gateway-to-router frame.
+func AppendUpHeader(b []byte, gateway string, instance uint64) []byte {
+	b = append(b, Version, byte(KindUp))
+	b = appendString(b, gateway)
+	return binary.AppendUvarint(b, instance)
+}
+
+// AppendHello appends a hello record (a gateway instance starts).
+func AppendHello(b []byte, conns uint64) []byte {
+	return binary.AppendUvarint(append(b, byte(OpHello)), conns)
+}
+
+// AppendLogin appends a login record.
+func AppendLogin(b []byte, conn uint64, id int64) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpLogin)), conn)
+	return binary.AppendVarint(b, id)
+}
+
+// AppendLogout appends a logout record.
+func AppendLogout(b []byte, conn uint64) []byte {
+	return binary.AppendUvarint(append(b, byte(OpLogout)), conn)
+}
+
+// AppendHeartbeat appends a heartbeat record.
+func AppendHeartbeat(b []byte, conns uint64) []byte {
+	return binary.AppendUvarint(append(b, byte(OpHeartbeat)), conns)
+}
+
+// AppendBye appends a bye record.
+func AppendBye(b []byte) []byte { return append(b, byte(OpBye)) }
+
+// AppendSend appends a send record.
+func AppendSend(b []byte, id int64, msg []byte) []byte {
+	b = binary.AppendVarint(append(b, byte(OpSend)), id)
+	return appendBytes(b, msg)
+}
+
+// AppendDeliver appends a deliver record for msg to conns.
+func AppendDeliver(b []byte, msg []byte, conns []uint64) []byte {
+	b = appendBytes(append(b, byte(OpDeliver)), msg)
+	b = binary.AppendUvarint(b, uint64(len(conns)))
+	for _, c := range conns {
+		b = binary.AppendUvarint(b, c)
+	}
+	return b
+}
+
+// AppendResync appends a resync record.
+func AppendResync(b []byte) []byte { return append(b, byte(OpResync)) }
+
+// AppendAck appends an ack record.
+func AppendAck(b []byte, accepted, delivered, void uint64) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpAck)), accepted)
+	b = binary.AppendUvarint(b, delivered)
+	return binary.AppendUvarint(b, void)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+// Decoder walks the records of one frame. The zero value is not usable;
+// call Reset.
+type Decoder struct {
+	buf   []byte
+	off   int
+	kind  Kind
+	err   error
+	conns []uint64
+}
+
+// Reset starts decoding frame and returns its header. The decoder keeps
+// frame (without copying) until the next Reset.
+func (d *Decoder) Reset(frame []byte) (Header, error) {
+	d.buf, d.off, d.err, d.kind = frame, 0, nil, 0
+	var h Header
+	if len(frame) < 2 {
+		return h, d.fail(ErrShort)
+	}
+	if frame[0] != Version {
+		return h, d.fail(fmt.Errorf("%w %d (want %d)", ErrVersion, frame[0], Version))
+	}
+	h.Kind = Kind(frame[1])
+	if h.Kind < KindUp || h.Kind > KindAck {
+		return h, d.fail(fmt.Errorf("%w %d", ErrKind, frame[1]))
+	}
+	d.off = 2
+	if h.Kind == KindUp {
+		name, ok := d.bytes(MaxGatewayName)
+		if !ok {
+			return h, d.err
+		}
+		if !ValidGatewayName(string(name)) {
+			return h, d.fail(fmt.Errorf("%w %q", ErrName, name))
+		}
+		h.Gateway = string(name)
+		if h.Instance, ok = d.uvarint(); !ok {
+			return h, d.err
+		}
+	}
+	d.kind = h.Kind
+	return h, nil
+}
+
+// Next decodes the next record into r. It returns false at the end of the
+// frame or on a malformed record; Err tells which.
+func (d *Decoder) Next(r *Record) bool {
+	if d.err != nil || d.off >= len(d.buf) || d.kind == 0 {
+		return false
+	}
+	op := Op(d.buf[d.off])
+	if op.kind() != d.kind {
+		d.fail(fmt.Errorf("%w: %s in %s frame", ErrOp, op, d.kind))
+		return false
+	}
+	d.off++
+	*r = Record{Op: op, Conns: r.Conns[:0]}
+	var ok bool
+	switch op {
+	case OpHello, OpHeartbeat:
+		r.Count, ok = d.uvarint()
+	case OpLogin:
+		if r.Conn, ok = d.uvarint(); ok {
+			r.ID, ok = d.varint()
+		}
+	case OpLogout:
+		r.Conn, ok = d.uvarint()
+	case OpBye, OpResync:
+		ok = true
+	case OpSend:
+		if r.ID, ok = d.varint(); ok {
+			r.Msg, ok = d.bytes(MaxMessage)
+		}
+	case OpDeliver:
+		if r.Msg, ok = d.bytes(MaxMessage); !ok {
+			break
+		}
+		var n uint64
+		if n, ok = d.uvarint(); !ok {
+			break
+		}
+		// Each conn takes at least one byte: a count larger than what
+		// is left is malformed, and checking first bounds the allocation.
+		if n > uint64(len(d.buf)-d.off) {
+			d.fail(fmt.Errorf("%w: %d conns in %d bytes", ErrShort, n, len(d.buf)-d.off))
+			ok = false
+			break
+		}
+		conns := d.conns[:0]
+		for i := uint64(0); i < n && ok; i++ {
+			var c uint64
+			if c, ok = d.uvarint(); ok {
+				conns = append(conns, c)
+			}
+		}
+		d.conns = conns
+		r.Conns = conns
+	case OpAck:
+		if r.Count, ok = d.uvarint(); ok {
+			if r.Delivered, ok = d.uvarint(); ok {
+				r.Void, ok = d.uvarint()
+			}
+		}
+	}
+	return ok
+}
+
+// Err returns the first decoding error, or nil if the frame was well formed
+// up to where it was read.
+func (d *Decoder) Err() error { return d.err }
+
+func (d *Decoder) fail(err error) error {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w (at byte %d)", err, d.off)
+	}
+	return d.err
+}
+
+func (d *Decoder) uvarint() (uint64, bool) {
+	v, n := binary.Uvarint(d.buf[d.off:])
+	if n <= 0 {
+		if n == 0 {
+			d.fail(ErrShort)
+		} else {
+			d.fail(ErrVarint)
+		}
+		return 0, false
+	}
+	d.off += n
+	return v, true
+}
+
+func (d *Decoder) varint() (int64, bool) {
+	v, n := binary.Varint(d.buf[d.off:])
+	if n <= 0 {
+		if n == 0 {
+			d.fail(ErrShort)
+		} else {
+			d.fail(ErrVarint)
+		}
+		return 0, false
+	}
+	d.off += n
+	return v, true
+}
+
+func (d *Decoder) bytes(max int) ([]byte, bool) {
+	n, ok := d.uvarint()
+	if !ok {
+		return nil, false
+	}
+	if n > uint64(max) {
+		d.fail(fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, n, max))
+		return nil, false
+	}
+	if n > uint64(len(d.buf)-d.off) {
+		d.fail(ErrShort)
+		return nil, false
+	}
+	p := d.buf[d.off : d.off+int(n) : d.off+int(n)]
+	d.off += int(n)
+	return p, true
+}
+
+// NATS subjects of protocol version 1.
+const (
+	// SubjectUp carries KindUp frames from every gateway to every router
+	// (a plain subscription: each router keeps the whole registry).
+	SubjectUp = "comet.v1.up"
+	// SubjectSend carries KindSend frames from senders to one router
+	// (queue group QueueRouters). A frame sent as a request is answered
+	// with a KindAck frame; an empty send frame is a ping.
+	SubjectSend = "comet.v1.send"
+	// QueueRouters is the queue group routers join on SubjectSend.
+	QueueRouters = "comet-routers"
+	// downPrefix + gateway name carries KindDown frames to one gateway.
+	downPrefix = "comet.v1.down."
+)
+
+// DownSubject is the subject on which the gateway named gw receives
+// deliveries and resync requests.
+func DownSubject(gw string) string { return downPrefix + gw }

@@ -1,0 +1,245 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func decodeAll(t testing.TB, frame []byte) (Header, []Record, error) {
+	t.Helper()
+	var d Decoder
+	h, err := d.Reset(frame)
+	if err != nil {
+		return h, nil, err
+	}
+	var out []Record
+	var r Record
+	for d.Next(&r) {
+		c := r
+		c.Msg = append([]byte(nil), r.Msg...)
+		c.Conns = append([]uint64(nil), r.Conns...)
+		out = append(out, c)
+	}
+	return h, out, d.Err()
+}
+
+func TestRoundTrip(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), MaxMessage)
+	tests := []struct {
+		name    string
+		frame   []byte
+		header  Header
+		records []Record
+	}{
+		{
+			name: "up",
+			frame: func() []byte {
+				b := AppendUpHeader(nil, "gw-1_a", 1<<40)
+				b = AppendHello(b, 3)
+				b = AppendLogin(b, 7, 123)
+				b = AppendLogin(b, 7, -5)
+				b = AppendLogin(b, 1<<63, 1<<62)
+				b = AppendLogout(b, 7)
+				b = AppendHeartbeat(b, 1)
+				return AppendBye(b)
+			}(),
+			header: Header{Kind: KindUp, Gateway: "gw-1_a", Instance: 1 << 40},
+			records: []Record{
+				{Op: OpHello, Count: 3},
+				{Op: OpLogin, Conn: 7, ID: 123},
+				{Op: OpLogin, Conn: 7, ID: -5},
+				{Op: OpLogin, Conn: 1 << 63, ID: 1 << 62},
+				{Op: OpLogout, Conn: 7},
+				{Op: OpHeartbeat, Count: 1},
+				{Op: OpBye},
+			},
+		},
+		{
+			name: "send",
+			frame: func() []byte {
+				b := AppendHeader(nil, KindSend)
+				b = AppendSend(b, 123, []byte("Hello World"))
+				b = AppendSend(b, -9223372036854775808, nil)
+				return AppendSend(b, 9223372036854775807, long)
+			}(),
+			header: Header{Kind: KindSend},
+			records: []Record{
+				{Op: OpSend, ID: 123, Msg: []byte("Hello World")},
+				{Op: OpSend, ID: -9223372036854775808, Msg: []byte{}},
+				{Op: OpSend, ID: 9223372036854775807, Msg: long},
+			},
+		},
+		{
+			name:    "empty send is a ping",
+			frame:   AppendHeader(nil, KindSend),
+			header:  Header{Kind: KindSend},
+			records: nil,
+		},
+		{
+			name: "down",
+			frame: func() []byte {
+				b := AppendHeader(nil, KindDown)
+				b = AppendDeliver(b, []byte("<b>hi</b>"), []uint64{1, 2, 1 << 50})
+				b = AppendResync(b)
+				return AppendDeliver(b, []byte("x"), nil)
+			}(),
+			header: Header{Kind: KindDown},
+			records: []Record{
+				{Op: OpDeliver, Msg: []byte("<b>hi</b>"), Conns: []uint64{1, 2, 1 << 50}},
+				{Op: OpResync, Conns: []uint64{}},
+				{Op: OpDeliver, Msg: []byte("x"), Conns: []uint64{}},
+			},
+		},
+		{
+			name:    "ack",
+			frame:   AppendAck(AppendHeader(nil, KindAck), 10, 20, 3),
+			header:  Header{Kind: KindAck},
+			records: []Record{{Op: OpAck, Count: 10, Delivered: 20, Void: 3}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, recs, err := decodeAll(t, tt.frame)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if h != tt.header {
+				t.Fatalf("header = %+v, want %+v", h, tt.header)
+			}
+			if len(recs) != len(tt.records) {
+				t.Fatalf("got %d records, want %d", len(recs), len(tt.records))
+			}
+			for i := range recs {
+				got, want := recs[i], tt.records[i]
+				if len(got.Conns) == 0 && len(want.Conns) == 0 {
+					got.Conns, want.Conns = nil, nil
+				}
+				if len(got.Msg) == 0 && len(want.Msg) == 0 {
+					got.Msg, want.Msg = nil, nil
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("record %d = %+v, want %+v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	up := AppendUpHeader(nil, "gw", 1)
+	tests := []struct {
+		name  string
+		frame []byte
+		want  error
+	}{
+		{"empty", nil, ErrShort},
+		{"one byte", []byte{Version}, ErrShort},
+		{"bad version", []byte{9, byte(KindSend)}, ErrVersion},
+		{"bad kind", []byte{Version, 0}, ErrKind},
+		{"kind too big", []byte{Version, 5}, ErrKind},
+		{"up without name", []byte{Version, byte(KindUp)}, ErrShort},
+		{"up bad name", AppendUpHeader(nil, "a.b", 1), ErrName},
+		{"up empty name", AppendUpHeader(nil, "", 1), ErrName},
+		{"up long name", AppendUpHeader(nil, string(bytes.Repeat([]byte("a"), 65)), 1), ErrTooLarge},
+		{"up no instance", append([]byte{Version, byte(KindUp)}, 2, 'g', 'w'), ErrShort},
+		{"op of other kind", AppendSend(append([]byte(nil), up...), 1, nil), ErrOp},
+		{"unknown op", append(append([]byte(nil), up...), 99), ErrOp},
+		{"login truncated", append(append([]byte(nil), up...), byte(OpLogin), 5), ErrShort},
+		{"overlong varint", append(append([]byte(nil), up...), byte(OpLogout), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), ErrVarint},
+		{"send msg past end", append(AppendHeader(nil, KindSend), byte(OpSend), 2, 10, 'a'), ErrShort},
+		{"send msg too large", append(AppendHeader(nil, KindSend), byte(OpSend), 2, 0x81, 0x80, 0x40), ErrTooLarge},
+		{"deliver conns past end", append(AppendHeader(nil, KindDown), byte(OpDeliver), 0, 200, 1, 2), ErrShort},
+		{"deliver huge count", append(AppendHeader(nil, KindDown), byte(OpDeliver), 0, 0xff, 0xff, 0xff, 0xff, 0x0f), ErrShort},
+		{"ack truncated", append(AppendHeader(nil, KindAck), byte(OpAck), 1, 2), ErrShort},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := decodeAll(t, tt.frame)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidGatewayName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"gw": true, "gw-host_1": true, "A9": true,
+		"": false, "a.b": false, "a b": false, "a*": false, "a>": false, "é": false,
+		string(bytes.Repeat([]byte("a"), 64)): true,
+		string(bytes.Repeat([]byte("a"), 65)): false,
+	} {
+		if got := ValidGatewayName(name); got != want {
+			t.Errorf("ValidGatewayName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// FuzzDecode checks that no input crashes the decoder, and that whatever
+// decodes cleanly re-encodes to the same bytes.
+func FuzzDecode(f *testing.F) {
+	f.Add(AppendLogout(AppendLogin(AppendUpHeader(nil, "gw", 3), 1, 2), 1))
+	f.Add(AppendSend(AppendHeader(nil, KindSend), 5, []byte("hi")))
+	f.Add(AppendResync(AppendDeliver(AppendHeader(nil, KindDown), []byte("m"), []uint64{1, 300})))
+	f.Add(AppendAck(AppendHeader(nil, KindAck), 1, 2, 3))
+	f.Add([]byte{Version, byte(KindDown), byte(OpDeliver), 0, 0xff, 0xff, 0x03})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var d Decoder
+		h, err := d.Reset(frame)
+		if err != nil {
+			return
+		}
+		var out []byte
+		if h.Kind == KindUp {
+			out = AppendUpHeader(nil, h.Gateway, h.Instance)
+		} else {
+			out = AppendHeader(nil, h.Kind)
+		}
+		var r Record
+		for d.Next(&r) {
+			switch r.Op {
+			case OpHello:
+				out = AppendHello(out, r.Count)
+			case OpLogin:
+				out = AppendLogin(out, r.Conn, r.ID)
+			case OpLogout:
+				out = AppendLogout(out, r.Conn)
+			case OpHeartbeat:
+				out = AppendHeartbeat(out, r.Count)
+			case OpBye:
+				out = AppendBye(out)
+			case OpSend:
+				out = AppendSend(out, r.ID, r.Msg)
+			case OpDeliver:
+				out = AppendDeliver(out, r.Msg, r.Conns)
+			case OpResync:
+				out = AppendResync(out)
+			case OpAck:
+				out = AppendAck(out, r.Count, r.Delivered, r.Void)
+			default:
+				t.Fatalf("decoder returned op %v", r.Op)
+			}
+		}
+		if d.Err() != nil {
+			return
+		}
+		// Varints have several encodings (non-minimal forms), so compare
+		// by decoding the re-encoding rather than the bytes.
+		h2, recs2, err := decodeAll(t, out)
+		if err != nil || h2 != h {
+			t.Fatalf("re-encoded frame does not decode: %v %+v %+v", err, h2, h)
+		}
+		_, recs1, _ := decodeAll(t, frame)
+		if len(recs1) != len(recs2) {
+			t.Fatalf("record count changed: %d -> %d", len(recs1), len(recs2))
+		}
+		for i := range recs1 {
+			if recs1[i].Op != recs2[i].Op || recs1[i].ID != recs2[i].ID || recs1[i].Conn != recs2[i].Conn ||
+				!bytes.Equal(recs1[i].Msg, recs2[i].Msg) || !reflect.DeepEqual(recs1[i].Conns, recs2[i].Conns) {
+				t.Fatalf("record %d changed: %+v -> %+v", i, recs1[i], recs2[i])
+			}
+		}
+	})
+}

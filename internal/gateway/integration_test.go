@@ -1,0 +1,474 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap/zaptest"
+
+	embeddednats "github.com/cometgw/comet/embedded-nats"
+	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/gateway"
+	"github.com/cometgw/comet/internal/msggen"
+	"github.com/cometgw/comet/internal/router"
+	"github.com/cometgw/comet/internal/wire"
+)
+
+type system struct {
+	t      *testing.T
+	router *router.Router
+	gw     *gateway.Gateway
+	done   chan struct{}
+	ran    chan error
+}
+
+func startRouter(t *testing.T, cfg router.Config) (*router.Router, func()) {
+	t.Helper()
+	if cfg.Embedded.Addr == "" {
+		cfg.Embedded.Addr = "127.0.0.1:0"
+	}
+	cfg.AdminAddr = "127.0.0.1:0"
+	cfg.Logger = zaptest.NewLogger(t).Named("router")
+	r, err := router.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(done) }()
+	stopped := false
+	return r, func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		close(done)
+		if err := <-ran; err != nil {
+			t.Errorf("router run: %v", err)
+		}
+	}
+}
+
+func startGateway(t *testing.T, natsURL string, hub chunked.Config) *gateway.Gateway {
+	t.Helper()
+	g, err := gateway.New(gateway.Config{
+		Addr:      "127.0.0.1:0",
+		AdminAddr: "off",
+		NATSURL:   natsURL,
+		Name:      "test-gw",
+		Hub:       hub,
+		Logger:    zaptest.NewLogger(t).Named("gateway"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func startSystem(t *testing.T, hub chunked.Config) (*router.Router, *gateway.Gateway) {
+	t.Helper()
+	r, stopRouter := startRouter(t, router.Config{GatewayTimeout: 3 * time.Second})
+	g := startGateway(t, r.NATSURL(), hub)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			g.Close()
+		}
+		stopRouter()
+	})
+	waitFor(t, "gateway known to the router", 5*time.Second, func() bool { return r.Stats().Gateways == 1 })
+	return r, g
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stream is a real HTTP client reading a chunked response chunk by chunk.
+type stream struct {
+	t      *testing.T
+	conn   net.Conn
+	br     *bufio.Reader
+	p      chunked.Parser
+	chunks []string
+	resp   *http.Response
+}
+
+func dial(t *testing.T, addr net.Addr, control func(network, address string, c syscall.RawConn) error) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: control}
+	c, err := d.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func openStream(t *testing.T, g *gateway.Gateway, id int64) *stream {
+	t.Helper()
+	s := &stream{t: t, conn: dial(t, g.Addr(), nil)}
+	fmt.Fprintf(s.conn, "GET /test/%d HTTP/1.1\r\nHost: localhost\r\n\r\n", id)
+	s.br = bufio.NewReader(s.conn)
+	s.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(s.br, nil)
+	if err != nil {
+		t.Fatalf("stream %d: %v", id, err)
+	}
+	s.resp = resp
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" ||
+		len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("stream %d: status %d, headers %v, TE %v", id, resp.StatusCode, resp.Header, resp.TransferEncoding)
+	}
+	// resp.Body would undo the chunking; read the raw bytes instead.
+	if got := s.next(5 * time.Second); got != fmt.Sprintf("Comet gateway welcomes you! Your Id: %d<br/>\n", id) {
+		t.Fatalf("welcome chunk = %q", got)
+	}
+	return s
+}
+
+// next returns the next chunk, or "" at the end of the body; it fails the
+// test on a timeout or a framing error.
+func (s *stream) next(timeout time.Duration) string {
+	s.t.Helper()
+	s.conn.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 4096)
+	for len(s.chunks) == 0 {
+		if s.p.Done() {
+			return ""
+		}
+		n, err := s.br.Read(buf)
+		if ferr := s.p.Feed(buf[:n], func(d []byte) { s.chunks = append(s.chunks, string(d)) }); ferr != nil {
+			s.t.Fatalf("framing: %v", ferr)
+		}
+		if err != nil && len(s.chunks) == 0 {
+			if err == io.EOF && s.p.Done() {
+				return ""
+			}
+			s.t.Fatalf("read: %v (done=%v)", err, s.p.Done())
+		}
+	}
+	c := s.chunks[0]
+	s.chunks = s.chunks[1:]
+	return c
+}
+
+func want(n int, msg string) string {
+	return fmt.Sprintf("Recvd msg #%d: '%s'<br/>\n", n, html.EscapeString(msg))
+}
+
+func TestStreamsInOrderExactlyOnceEscaped(t *testing.T) {
+	r, g := startSystem(t, chunked.Config{})
+	a1, a2 := openStream(t, g, 7), openStream(t, g, 7)
+	b := openStream(t, g, 8)
+	waitFor(t, "3 logins", 5*time.Second, func() bool { return r.Stats().Conns == 3 })
+
+	const n = 500
+	msgs := make([]string, n)
+	for i := range msgs {
+		msgs[i] = fmt.Sprintf("m%d <b>&'\"", i)
+		if got := r.Send(7, []byte(msgs[i])); got != 2 {
+			t.Fatalf("send %d delivered to %d conns, want 2", i, got)
+		}
+	}
+	for _, s := range []*stream{a1, a2} {
+		for i, m := range msgs {
+			if got := s.next(5 * time.Second); got != want(i+1, m) {
+				t.Fatalf("message %d = %q, want %q", i+1, got, want(i+1, m))
+			}
+		}
+	}
+	// Nothing leaked to id 8: its first message is #1.
+	r.Send(8, []byte("only"))
+	if got := b.next(5 * time.Second); got != want(1, "only") {
+		t.Fatalf("id 8 got %q", got)
+	}
+	if st := r.Stats(); st.Void != 0 || st.Sent != n+1 || st.Delivered != 2*n+1 {
+		t.Fatalf("router stats %+v", st)
+	}
+}
+
+func TestMsggenReachesStreams(t *testing.T) {
+	r, g := startSystem(t, chunked.Config{})
+	streams := make([]*stream, 5)
+	for i := range streams {
+		streams[i] = openStream(t, g, int64(i+1))
+	}
+	waitFor(t, "5 logins", 5*time.Second, func() bool { return r.Stats().Conns == 5 })
+	nc, err := nats.Connect(r.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	res, err := msggen.Run(context.Background(), nc, msggen.Config{Num: 400, Interval: 0, Max: 5, Procs: 4, Batch: 64, AckTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 1600 || res.Delivered != 1600 || res.Errors != 0 {
+		t.Fatalf("msggen result %+v", res)
+	}
+	waitFor(t, "gateway wrote 1600 messages", 5*time.Second, func() bool { return g.Hub().Stats().Messages == 1600 })
+	total := 0
+	for _, s := range streams {
+		for n := 1; ; n++ {
+			got := s.tryNext(200 * time.Millisecond)
+			if got == "" {
+				break
+			}
+			if !strings.HasPrefix(got, fmt.Sprintf("Recvd msg #%d: 'Fake message Num = ", n)) {
+				t.Fatalf("chunk %q is not message #%d", got, n)
+			}
+			total++
+		}
+	}
+	if total != 1600 {
+		t.Fatalf("streams got %d messages, want 1600", total)
+	}
+}
+
+// tryNext is next that returns "" on a timeout instead of failing.
+func (s *stream) tryNext(timeout time.Duration) string {
+	s.t.Helper()
+	s.conn.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 4096)
+	for len(s.chunks) == 0 {
+		n, err := s.br.Read(buf)
+		if ferr := s.p.Feed(buf[:n], func(d []byte) { s.chunks = append(s.chunks, string(d)) }); ferr != nil {
+			s.t.Fatalf("framing: %v", ferr)
+		}
+		if err != nil && len(s.chunks) == 0 {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return ""
+			}
+			s.t.Fatalf("read: %v", err)
+		}
+	}
+	c := s.chunks[0]
+	s.chunks = s.chunks[1:]
+	return c
+}
+
+func TestDisconnectLogsOutWithinASecond(t *testing.T) {
+	r, g := startSystem(t, chunked.Config{})
+	s := openStream(t, g, 42)
+	keep := openStream(t, g, 43)
+	waitFor(t, "2 logins", 5*time.Second, func() bool { return r.Stats().Conns == 2 })
+	start := time.Now()
+	s.conn.Close()
+	waitFor(t, "logout", time.Second, func() bool { return r.Stats().Conns == 1 })
+	t.Logf("logged out %s after the client closed", time.Since(start))
+	if holders := r.Whois(42); len(holders) != 0 {
+		t.Fatalf("id 42 still held by %v", holders)
+	}
+	if g.Hub().Closes(chunked.ReasonPeer) != 1 {
+		t.Fatalf("closes: %+v", g.Hub().Stats().Closed)
+	}
+	r.Send(43, []byte("still here"))
+	if got := keep.next(5 * time.Second); got != want(1, "still here") {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestSlowClientEvictedOthersReceive(t *testing.T) {
+	r, g := startSystem(t, chunked.Config{MaxPending: 16 << 10, SendBuffer: 4096})
+	fast := openStream(t, g, 5)
+	// The slow client shrinks its receive window and never reads.
+	slow := dial(t, g.Addr(), func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	})
+	fmt.Fprintf(slow, "GET /test/5 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "2 logins", 5*time.Second, func() bool { return r.Stats().Conns == 2 })
+
+	big := strings.Repeat("x", 1000)
+	const n = 400
+	// Lockstep: the fast client reads each message before the next is
+	// sent, so only the slow one's output piles up.
+	for i := 0; i < n; i++ {
+		r.Send(5, []byte(fmt.Sprint(i, big)))
+		if got := fast.next(10 * time.Second); got != want(i+1, fmt.Sprint(i, big)) {
+			t.Fatalf("fast client message %d wrong: %.40q", i+1, got)
+		}
+	}
+	waitFor(t, "slow client evicted", 5*time.Second, func() bool { return g.Hub().Closes(chunked.ReasonSlow) == 1 })
+	waitFor(t, "slow client logged out", 5*time.Second, func() bool { return r.Stats().Conns == 1 })
+}
+
+func TestBadInput(t *testing.T) {
+	_, g := startSystem(t, chunked.Config{})
+	base := "http://" + g.Addr().String()
+	tests := []struct {
+		method, path string
+		status       int
+		body         string
+		allow        string
+	}{
+		{"GET", "/test/abc", 400, "bad id: ids: not a decimal integer: \"abc\"\n", ""},
+		{"GET", "/test/", 400, "bad id: ids: empty id\n", ""},
+		{"GET", "/test", 400, "bad id: ids: empty id\n", ""},
+		{"GET", "/test/99999999999999999999", 400, "bad id: ids: out of the int64 range: \"99999999999999999999\"\n", ""},
+		{"GET", "/test/1.5", 400, "bad id: ids: not a decimal integer: \"1.5\"\n", ""},
+		{"GET", "/test/1/2", 400, "bad id: ids: not a decimal integer: \"1/2\"\n", ""},
+		{"GET", "/test/+1", 400, "bad id: ids: not a decimal integer: \"+1\"\n", ""},
+		{"GET", "/test/%00", 400, "bad id: ids: not a decimal integer: \"\\x00\"\n", ""},
+		{"GET", "/nope", 404, "not found\n", ""},
+		{"GET", "/test2/1", 404, "not found\n", ""},
+		{"POST", "/test/1", 405, "method not allowed\n", "GET, HEAD"},
+		{"DELETE", "/test/abc", 405, "method not allowed\n", "GET, HEAD"},
+		{"PUT", "/", 405, "method not allowed\n", "GET, HEAD"},
+		{"GET", "/", 200, "", ""},
+		{"HEAD", "/test/1", 200, "", ""},
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, base+tt.path, nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d (body %q)", resp.StatusCode, tt.status, body)
+			}
+			if tt.body != "" && string(body) != tt.body {
+				t.Fatalf("body %q, want %q", body, tt.body)
+			}
+			if got := resp.Header.Get("Allow"); got != tt.allow {
+				t.Fatalf("Allow %q, want %q", got, tt.allow)
+			}
+			if tt.method == "HEAD" && (len(body) != 0 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8") {
+				t.Fatalf("HEAD: body %q, headers %v", body, resp.Header)
+			}
+		})
+	}
+	if g.Hub().Stats().Opened != 0 {
+		t.Fatal("a bad request opened a stream")
+	}
+}
+
+func TestShutdownEndsStreamsAndLogsOut(t *testing.T) {
+	r, stopRouter := startRouter(t, router.Config{})
+	defer stopRouter()
+	g := startGateway(t, r.NATSURL(), chunked.Config{})
+	s := openStream(t, g, 9)
+	old := dial(t, g.Addr(), nil)
+	fmt.Fprintf(old, "GET /test/9 HTTP/1.0\r\n\r\n")
+	waitFor(t, "2 logins", 5*time.Second, func() bool { return r.Stats().Conns == 2 })
+	r.Send(9, []byte("last words"))
+	if got := s.next(5 * time.Second); got != want(1, "last words") {
+		t.Fatalf("got %q", got)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if got := s.next(5 * time.Second); got != "" || !s.p.Done() {
+		t.Fatalf("after shutdown got %q, done=%v", got, s.p.Done())
+	}
+	// The HTTP/1.0 client gets a close-delimited body.
+	old.SetReadDeadline(time.Now().Add(5 * time.Second))
+	all, err := io.ReadAll(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(all), "HTTP/1.0 200 OK\r\n") || strings.Contains(string(all), "chunked") ||
+		!strings.HasSuffix(string(all), "\r\n\r\nComet gateway welcomes you! Your Id: 9<br/>\n"+want(1, "last words")) {
+		t.Fatalf("HTTP/1.0 stream: %q", all)
+	}
+	waitFor(t, "logins removed", 5*time.Second, func() bool { st := r.Stats(); return st.Conns == 0 && st.Gateways == 0 })
+}
+
+// TestSilentGatewayForgotten: a gateway that stops sending heartbeats (as
+// a killed process does) has its logins purged.
+func TestSilentGatewayForgotten(t *testing.T) {
+	r, stop := startRouter(t, router.Config{GatewayTimeout: 300 * time.Millisecond})
+	defer stop()
+	nc, err := nats.Connect(r.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	f := wire.AppendUpHeader(nil, "ghost", 1)
+	f = wire.AppendHello(f, 0)
+	f = wire.AppendLogin(f, 1, 100)
+	f = wire.AppendLogin(f, 1, 101)
+	f = wire.AppendLogin(f, 2, 100)
+	nc.Publish(wire.SubjectUp, f)
+	nc.Flush()
+	waitFor(t, "logins", 5*time.Second, func() bool { return r.Stats().Conns == 2 })
+	if st := r.Stats(); st.IDs != 2 || st.Logins != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	start := time.Now()
+	waitFor(t, "gateway forgotten", 5*time.Second, func() bool { st := r.Stats(); return st.Conns == 0 && st.Gateways == 0 })
+	t.Logf("forgotten after %s", time.Since(start))
+}
+
+// TestRouterRestartResyncs: a router that restarts gets every login back
+// from the gateway, without the client reconnecting.
+func TestRouterRestartResyncs(t *testing.T) {
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	r1, stop1 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
+	g := startGateway(t, ns.ClientURL(), chunked.Config{})
+	defer g.Close()
+	s := openStream(t, g, 77)
+	waitFor(t, "login", 5*time.Second, func() bool { return r1.Stats().Conns == 1 })
+	stop1()
+
+	r2, stop2 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
+	defer stop2()
+	waitFor(t, "login resynced", 5*time.Second, func() bool { return r2.Stats().Conns == 1 })
+	if n := r2.Send(77, []byte("after restart")); n != 1 {
+		t.Fatalf("delivered to %d", n)
+	}
+	if got := s.next(5 * time.Second); got != want(1, "after restart") {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// TestMalformedFramesCounted: garbage on the router's subjects is counted
+// and changes nothing.
+func TestMalformedFramesCounted(t *testing.T) {
+	r, g := startSystem(t, chunked.Config{})
+	s := openStream(t, g, 1)
+	waitFor(t, "login", 5*time.Second, func() bool { return r.Stats().Conns == 1 })
+	nc, err := nats.Connect(r.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, junk := range [][]byte{nil, []byte("hello"), {wire.Version, byte(wire.KindUp), 200}, {9, 9, 9}} {
+		nc.Publish(wire.SubjectUp, junk)
+		nc.Publish(wire.SubjectSend, junk)
+		nc.Publish(wire.DownSubject("test-gw"), junk)
+	}
+	nc.Flush()
+	waitFor(t, "bad frames counted", 5*time.Second, func() bool {
+		return r.Stats().BadFrames >= 8 && g.Stats().Bad >= 4
+	})
+	r.Send(1, []byte("fine"))
+	if got := s.next(5 * time.Second); got != want(1, "fine") {
+		t.Fatalf("got %q", got)
+	}
+}

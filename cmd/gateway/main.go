@@ -4,12 +4,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/cometgw/comet/internal/cli"
 
 	"go.uber.org/zap"
 
@@ -17,18 +15,7 @@ import (
 	"github.com/cometgw/comet/internal/obs"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
-	stop()
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("gateway", run) }
 
 func run(ctx context.Context, args []string) error {
 	cfg := gateway.DefaultConfig()
@@ -52,14 +39,14 @@ Flags:
 	fs.DurationVar(&cfg.Hub.WriteTimeout, "write-timeout", cfg.Hub.WriteTimeout, "disconnect a client whose pending output makes no progress for this long")
 	fs.IntVar(&cfg.Hub.Workers, "writers", cfg.Hub.Workers, "goroutines writing messages to streams")
 	fs.IntVar(&cfg.Hub.SendBuffer, "sndbuf", 0, "SO_SNDBUF for stream sockets in bytes (0: kernel default)")
-	fs.IntVar(&cfg.Hub.MaxStreams, "max-streams", cfg.Hub.MaxStreams, "most streams at once (default: the open-files limit)")
+	fs.IntVar(&cfg.Hub.MaxStreams, "max-streams", cfg.Hub.MaxStreams, "most streams at once (at most the open-files limit)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	log, err := obs.NewLogger(*level)
 	if err != nil {

@@ -4,31 +4,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"github.com/cometgw/comet/internal/cli"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/cometgw/comet/internal/msggen"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
-	stop()
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "msggen:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("msggen", run) }
 
 func run(ctx context.Context, args []string) error {
 	cfg := msggen.DefaultConfig()
@@ -61,12 +49,12 @@ Flags:
 	fs.DurationVar(&cfg.Every, "every", 5*time.Second, "print progress this often (0: never)")
 	duration := fs.Duration("duration", 0, "stop after this long even if not done (0: no limit)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for the random ids (0: random)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

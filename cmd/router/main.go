@@ -10,34 +10,11 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/cometgw/comet/internal/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "router:", err)
-		}
-		os.Exit(exitCode(err))
-	}
-}
-
-func exitCode(err error) int {
-	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) {
-		return 2
-	}
-	return 1
-}
-
-var errUsage = errors.New("usage")
+func main() { cli.Main("router", run) }
 
 func run(ctx context.Context, args []string) error {
 	if len(args) > 0 {

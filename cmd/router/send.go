@@ -6,18 +6,20 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cometgw/comet/internal/cli"
+
 	"github.com/cometgw/comet/internal/ids"
 )
 
 // runSend is `router send ID MESSAGE`: router:send(Id, Msg) of the original.
 func runSend(ctx context.Context, args []string) error {
 	fs, addr := adminFlags("send", "ID MESSAGE")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 2 {
 		fs.Usage()
-		return fmt.Errorf("%w: send takes an id and a message", errUsage)
+		return cli.Usagef("send takes an id and a message")
 	}
 	id, err := ids.Parse(fs.Arg(0))
 	if err != nil {

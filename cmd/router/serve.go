@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/cometgw/comet/internal/cli"
+
 	"go.uber.org/zap"
 
 	"github.com/cometgw/comet/internal/obs"
@@ -35,12 +37,12 @@ Flags:
 	fs.DurationVar(&cfg.GatewayTimeout, "gateway-timeout", cfg.GatewayTimeout, "forget a gateway and its logins after this long without a heartbeat")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "how long to retry connecting to -nats at start")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	log, err := obs.NewLogger(*level)
 	if err != nil {

@@ -2,19 +2,20 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
+
+	"github.com/cometgw/comet/internal/cli"
 )
 
 // runStats is `router stats`: the router's counters as JSON.
 func runStats(ctx context.Context, args []string) error {
 	fs, addr := adminFlags("stats", "")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return fmt.Errorf("%w: stats takes no arguments", errUsage)
+		return cli.Usagef("stats takes no arguments")
 	}
 	out, err := call(ctx, "GET", *addr, "/stats", nil)
 	if err != nil {

@@ -5,18 +5,20 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/cometgw/comet/internal/cli"
+
 	"github.com/cometgw/comet/internal/ids"
 )
 
 // runWhois is `router whois ID`: the conns logged in as ID.
 func runWhois(ctx context.Context, args []string) error {
 	fs, addr := adminFlags("whois", "ID")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return fmt.Errorf("%w: whois takes one id", errUsage)
+		return cli.Usagef("whois takes one id")
 	}
 	id, err := ids.Parse(fs.Arg(0))
 	if err != nil {

@@ -1,10 +1,8 @@
 package gateway_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"html"
 	"io"
 	"net"
 	"net/http"
@@ -21,16 +19,9 @@ import (
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/msggen"
 	"github.com/cometgw/comet/internal/router"
+	"github.com/cometgw/comet/internal/testclient"
 	"github.com/cometgw/comet/internal/wire"
 )
-
-type system struct {
-	t      *testing.T
-	router *router.Router
-	gw     *gateway.Gateway
-	done   chan struct{}
-	ran    chan error
-}
 
 func startRouter(t *testing.T, cfg router.Config) (*router.Router, func()) {
 	t.Helper()
@@ -101,78 +92,17 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-// stream is a real HTTP client reading a chunked response chunk by chunk.
-type stream struct {
-	t      *testing.T
-	conn   net.Conn
-	br     *bufio.Reader
-	p      chunked.Parser
-	chunks []string
-	resp   *http.Response
+func openStream(t *testing.T, g *gateway.Gateway, id int64) *testclient.Stream {
+	t.Helper()
+	return testclient.Open(t, g.Addr().String(), id)
 }
 
 func dial(t *testing.T, addr net.Addr, control func(network, address string, c syscall.RawConn) error) net.Conn {
 	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, Control: control}
-	c, err := d.Dial("tcp", addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testclient.Dial(t, addr.String(), control)
 }
 
-func openStream(t *testing.T, g *gateway.Gateway, id int64) *stream {
-	t.Helper()
-	s := &stream{t: t, conn: dial(t, g.Addr(), nil)}
-	fmt.Fprintf(s.conn, "GET /test/%d HTTP/1.1\r\nHost: localhost\r\n\r\n", id)
-	s.br = bufio.NewReader(s.conn)
-	s.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(s.br, nil)
-	if err != nil {
-		t.Fatalf("stream %d: %v", id, err)
-	}
-	s.resp = resp
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" ||
-		len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
-		t.Fatalf("stream %d: status %d, headers %v, TE %v", id, resp.StatusCode, resp.Header, resp.TransferEncoding)
-	}
-	// resp.Body would undo the chunking; read the raw bytes instead.
-	if got := s.next(5 * time.Second); got != fmt.Sprintf("Comet gateway welcomes you! Your Id: %d<br/>\n", id) {
-		t.Fatalf("welcome chunk = %q", got)
-	}
-	return s
-}
-
-// next returns the next chunk, or "" at the end of the body; it fails the
-// test on a timeout or a framing error.
-func (s *stream) next(timeout time.Duration) string {
-	s.t.Helper()
-	s.conn.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 4096)
-	for len(s.chunks) == 0 {
-		if s.p.Done() {
-			return ""
-		}
-		n, err := s.br.Read(buf)
-		if ferr := s.p.Feed(buf[:n], func(d []byte) { s.chunks = append(s.chunks, string(d)) }); ferr != nil {
-			s.t.Fatalf("framing: %v", ferr)
-		}
-		if err != nil && len(s.chunks) == 0 {
-			if err == io.EOF && s.p.Done() {
-				return ""
-			}
-			s.t.Fatalf("read: %v (done=%v)", err, s.p.Done())
-		}
-	}
-	c := s.chunks[0]
-	s.chunks = s.chunks[1:]
-	return c
-}
-
-func want(n int, msg string) string {
-	return fmt.Sprintf("Recvd msg #%d: '%s'<br/>\n", n, html.EscapeString(msg))
-}
+var want = testclient.Msg
 
 func TestStreamsInOrderExactlyOnceEscaped(t *testing.T) {
 	r, g := startSystem(t, chunked.Config{})
@@ -188,16 +118,16 @@ func TestStreamsInOrderExactlyOnceEscaped(t *testing.T) {
 			t.Fatalf("send %d delivered to %d conns, want 2", i, got)
 		}
 	}
-	for _, s := range []*stream{a1, a2} {
+	for _, s := range []*testclient.Stream{a1, a2} {
 		for i, m := range msgs {
-			if got := s.next(5 * time.Second); got != want(i+1, m) {
+			if got := s.Next(5 * time.Second); got != want(i+1, m) {
 				t.Fatalf("message %d = %q, want %q", i+1, got, want(i+1, m))
 			}
 		}
 	}
 	// Nothing leaked to id 8: its first message is #1.
 	r.Send(8, []byte("only"))
-	if got := b.next(5 * time.Second); got != want(1, "only") {
+	if got := b.Next(5 * time.Second); got != want(1, "only") {
 		t.Fatalf("id 8 got %q", got)
 	}
 	if st := r.Stats(); st.Void != 0 || st.Sent != n+1 || st.Delivered != 2*n+1 {
@@ -207,7 +137,7 @@ func TestStreamsInOrderExactlyOnceEscaped(t *testing.T) {
 
 func TestMsggenReachesStreams(t *testing.T) {
 	r, g := startSystem(t, chunked.Config{})
-	streams := make([]*stream, 5)
+	streams := make([]*testclient.Stream, 5)
 	for i := range streams {
 		streams[i] = openStream(t, g, int64(i+1))
 	}
@@ -228,7 +158,7 @@ func TestMsggenReachesStreams(t *testing.T) {
 	total := 0
 	for _, s := range streams {
 		for n := 1; ; n++ {
-			got := s.tryNext(200 * time.Millisecond)
+			got := s.TryNext(200 * time.Millisecond)
 			if got == "" {
 				break
 			}
@@ -243,35 +173,13 @@ func TestMsggenReachesStreams(t *testing.T) {
 	}
 }
 
-// tryNext is next that returns "" on a timeout instead of failing.
-func (s *stream) tryNext(timeout time.Duration) string {
-	s.t.Helper()
-	s.conn.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 4096)
-	for len(s.chunks) == 0 {
-		n, err := s.br.Read(buf)
-		if ferr := s.p.Feed(buf[:n], func(d []byte) { s.chunks = append(s.chunks, string(d)) }); ferr != nil {
-			s.t.Fatalf("framing: %v", ferr)
-		}
-		if err != nil && len(s.chunks) == 0 {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				return ""
-			}
-			s.t.Fatalf("read: %v", err)
-		}
-	}
-	c := s.chunks[0]
-	s.chunks = s.chunks[1:]
-	return c
-}
-
 func TestDisconnectLogsOutWithinASecond(t *testing.T) {
 	r, g := startSystem(t, chunked.Config{})
 	s := openStream(t, g, 42)
 	keep := openStream(t, g, 43)
 	waitFor(t, "2 logins", 5*time.Second, func() bool { return r.Stats().Conns == 2 })
 	start := time.Now()
-	s.conn.Close()
+	s.Conn.Close()
 	waitFor(t, "logout", time.Second, func() bool { return r.Stats().Conns == 1 })
 	t.Logf("logged out %s after the client closed", time.Since(start))
 	if holders := r.Whois(42); len(holders) != 0 {
@@ -281,7 +189,7 @@ func TestDisconnectLogsOutWithinASecond(t *testing.T) {
 		t.Fatalf("closes: %+v", g.Hub().Stats().Closed)
 	}
 	r.Send(43, []byte("still here"))
-	if got := keep.next(5 * time.Second); got != want(1, "still here") {
+	if got := keep.Next(5 * time.Second); got != want(1, "still here") {
 		t.Fatalf("got %q", got)
 	}
 }
@@ -302,7 +210,7 @@ func TestSlowClientEvictedOthersReceive(t *testing.T) {
 	// sent, so only the slow one's output piles up.
 	for i := 0; i < n; i++ {
 		r.Send(5, []byte(fmt.Sprint(i, big)))
-		if got := fast.next(10 * time.Second); got != want(i+1, fmt.Sprint(i, big)) {
+		if got := fast.Next(10 * time.Second); got != want(i+1, fmt.Sprint(i, big)) {
 			t.Fatalf("fast client message %d wrong: %.40q", i+1, got)
 		}
 	}
@@ -373,14 +281,14 @@ func TestShutdownEndsStreamsAndLogsOut(t *testing.T) {
 	fmt.Fprintf(old, "GET /test/9 HTTP/1.0\r\n\r\n")
 	waitFor(t, "2 logins", 5*time.Second, func() bool { return r.Stats().Conns == 2 })
 	r.Send(9, []byte("last words"))
-	if got := s.next(5 * time.Second); got != want(1, "last words") {
+	if got := s.Next(5 * time.Second); got != want(1, "last words") {
 		t.Fatalf("got %q", got)
 	}
 	if err := g.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	if got := s.next(5 * time.Second); got != "" || !s.p.Done() {
-		t.Fatalf("after shutdown got %q, done=%v", got, s.p.Done())
+	if got := s.Next(5 * time.Second); got != "" || !s.Done() {
+		t.Fatalf("after shutdown got %q, done=%v", got, s.Done())
 	}
 	// The HTTP/1.0 client gets a close-delimited body.
 	old.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -442,7 +350,7 @@ func TestRouterRestartResyncs(t *testing.T) {
 	if n := r2.Send(77, []byte("after restart")); n != 1 {
 		t.Fatalf("delivered to %d", n)
 	}
-	if got := s.next(5 * time.Second); got != want(1, "after restart") {
+	if got := s.Next(5 * time.Second); got != want(1, "after restart") {
 		t.Fatalf("got %q", got)
 	}
 }
@@ -468,7 +376,7 @@ func TestMalformedFramesCounted(t *testing.T) {
 		return r.Stats().BadFrames >= 8 && g.Stats().Bad >= 4
 	})
 	r.Send(1, []byte("fine"))
-	if got := s.next(5 * time.Second); got != want(1, "fine") {
+	if got := s.Next(5 * time.Second); got != want(1, "fine") {
 		t.Fatalf("got %q", got)
 	}
 }

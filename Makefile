@@ -1,0 +1,38 @@
+# The comet gateway. `make run` starts the system, `make test` is what CI runs.
+GO       ?= go
+BIN      := $(CURDIR)/bin
+FUZZTIME ?= 30s
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: all build run test lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The router (with its embedded NATS), then the gateway, in the foreground
+# with their logs; Ctrl-C stops both.
+run: build
+	./scripts/run.sh
+
+# vet, every test with the race detector (fuzz seed corpora included), and
+# the end-to-end smoke of the real binaries built above.
+test: build
+	$(GO) vet ./...
+	COMET_BIN=$(BIN) $(GO) test -race -count=1 -timeout 10m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParser$$' -fuzztime $(FUZZTIME) ./internal/chunked
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/ids
+	$(GO) test -run '^$$' -fuzz '^FuzzRoute$$' -fuzztime $(FUZZTIME) ./internal/gateway
+
+clean:
+	rm -rf $(BIN)

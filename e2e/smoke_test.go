@@ -1,0 +1,247 @@
+// Package e2e runs the real binaries: router, gateway and msggen as
+// separate processes on free loopback ports, driven the way the README's
+// demo drives them.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cometgw/comet/internal/testclient"
+)
+
+// binDir holds the binaries: $COMET_BIN if set (make test builds them
+// first), else a fresh `go build` into a temporary directory.
+func binDir(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("COMET_BIN"); dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return abs
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/router", "../cmd/gateway", "../cmd/msggen")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, set before done closes
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: filepath.Base(bin), cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", p.name, p.out)
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and checks a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("%s exited with %v after SIGTERM\n%s", p.name, p.err, p.out)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not exit within 15s of SIGTERM", p.name)
+	}
+}
+
+func runCmd(t *testing.T, bin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	return string(out), err
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSmoke(t *testing.T) {
+	bin := binDir(t)
+	natsAddr, routerAdmin, gwAddr, gwAdmin := freePort(t), freePort(t), freePort(t), freePort(t)
+	router := start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
+	gw := start(t, bin+"/gateway", "-addr", gwAddr, "-admin", gwAdmin, "-nats", "nats://"+natsAddr, "-name", "smoke")
+
+	type stats struct {
+		Conns     int    `json:"conns"`
+		Gateways  int    `json:"gateways"`
+		Sent      uint64 `json:"sent"`
+		Delivered uint64 `json:"delivered"`
+	}
+	routerStats := func() stats {
+		var s stats
+		getJSON("http://"+routerAdmin+"/stats", &s)
+		return s
+	}
+	waitFor(t, "gateway registered with the router", func() bool { return routerStats().Gateways == 1 })
+
+	s123 := testclient.Open(t, gwAddr, 123)
+	s1 := testclient.Open(t, gwAddr, 1)
+	waitFor(t, "two logins", func() bool { return routerStats().Conns == 2 })
+
+	out, err := runCmd(t, bin+"/router", "send", "-admin", routerAdmin, "123", "Hello World")
+	if err != nil || !strings.Contains(out, "delivered to 1 conn(s)") {
+		t.Fatalf("router send: %v\n%s", err, out)
+	}
+	if got := s123.Next(5 * time.Second); got != "Recvd msg #1: 'Hello World'<br/>\n" {
+		t.Fatalf("got %q", got)
+	}
+	out, err = runCmd(t, bin+"/router", "whois", "-admin", routerAdmin, "123")
+	if err != nil || !strings.Contains(out, `"gateway": "smoke"`) {
+		t.Fatalf("router whois: %v\n%s", err, out)
+	}
+
+	// msggen:start(20, 10, 1): every message goes to id 1.
+	out, err = runCmd(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "20", "-interval", "10ms", "-max", "1")
+	if err != nil || !strings.Contains(out, "sent 20 messages") || !strings.Contains(out, "0 errors") {
+		t.Fatalf("msggen: %v\n%s", err, out)
+	}
+	for i := 1; i <= 20; i++ {
+		if got, want := s1.Next(5*time.Second), testclient.Msg(i, fmt.Sprintf("Fake message Num = %d", 21-i)); got != want {
+			t.Fatalf("msggen message %d: got %q want %q", i, got, want)
+		}
+	}
+	out, err = runCmd(t, bin+"/router", "stats", "-admin", routerAdmin)
+	if err != nil || !strings.Contains(out, `"sent": 21`) || !strings.Contains(out, `"delivered": 21`) {
+		t.Fatalf("router stats: %v\n%s", err, out)
+	}
+
+	// Bad input never hurts: a 400, then the stream still works.
+	resp, err := http.Get("http://" + gwAddr + "/test/x")
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("bad id: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	gw.stop(t)
+	for _, s := range []*testclient.Stream{s123, s1} {
+		if got := s.Next(5 * time.Second); got != "" || !s.Done() {
+			t.Fatalf("after gateway SIGTERM: %q, terminated=%v", got, s.Done())
+		}
+	}
+	waitFor(t, "logins removed", func() bool { st := routerStats(); return st.Conns == 0 && st.Gateways == 0 })
+	router.stop(t)
+
+	// With the router gone, msggen fails loudly.
+	out, err = runCmd(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "1")
+	if err == nil || !strings.Contains(out, "is the router running?") {
+		t.Fatalf("msggen without a router: %v\n%s", err, out)
+	}
+	out, err = runCmd(t, bin+"/router", "send", "-admin", routerAdmin, "1", "x")
+	if err == nil || !strings.Contains(out, "unreachable") {
+		t.Fatalf("router send without a router: %v\n%s", err, out)
+	}
+}
+
+func TestHelpAndBadFlags(t *testing.T) {
+	bin := binDir(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"gateway", "-h"}, "Usage: gateway", 2},
+		{[]string{"router", "-h"}, "Usage: router", 2},
+		{[]string{"msggen", "-h"}, "Usage: msggen", 2},
+		{[]string{"gateway", "-nope"}, "flag provided but not defined", 2},
+		{[]string{"gateway", "-name", "bad.name", "-connect-timeout", "1ms"}, "name \"bad.name\"", 1},
+		{[]string{"router", "send", "abc", "x"}, "bad id", 1},
+		{[]string{"router", "send"}, "send takes an id and a message", 2},
+		{[]string{"msggen", "-max", "0"}, "-max 0", 1},
+		{[]string{"gateway", "-log-level", "loud"}, "log level", 1},
+	} {
+		out, err := runCmd(t, bin+"/"+tc.args[0], tc.args[1:]...)
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d (want %d), output:\n%s", tc.args, code, tc.code, out)
+		}
+	}
+}

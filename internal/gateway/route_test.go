@@ -1,0 +1,58 @@
+package gateway
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/cometgw/comet/internal/ids"
+)
+
+func TestParseRoute(t *testing.T) {
+	tests := []struct {
+		path  string
+		route route
+		id    int64
+		err   error
+	}{
+		{"/", routeIndex, 0, nil},
+		{"/test/123", routeStream, 123, nil},
+		{"/test/-4", routeStream, -4, nil},
+		{"/test/0", routeStream, 0, nil},
+		{"/test/9223372036854775807", routeStream, 9223372036854775807, nil},
+		{"/test/", routeStream, 0, ids.ErrEmpty},
+		{"/test", routeStream, 0, ids.ErrEmpty},
+		{"/test/abc", routeStream, 0, ids.ErrSyntax},
+		{"/test/12/", routeStream, 0, ids.ErrSyntax},
+		{"/test/9223372036854775808", routeStream, 0, ids.ErrRange},
+		{"", routeNotFound, 0, nil},
+		{"/tests/1", routeNotFound, 0, nil},
+		{"/TEST/1", routeNotFound, 0, nil},
+		{"//", routeNotFound, 0, nil},
+	}
+	for _, tt := range tests {
+		rt, id, err := parseRoute([]byte(tt.path))
+		if rt != tt.route || id != tt.id || !errors.Is(err, tt.err) {
+			t.Errorf("parseRoute(%q) = %v, %d, %v; want %v, %d, %v", tt.path, rt, id, err, tt.route, tt.id, tt.err)
+		}
+	}
+}
+
+// FuzzRoute: no path crashes the router of requests; a stream route either
+// has an id that formats back into the same path or an error.
+func FuzzRoute(f *testing.F) {
+	for _, s := range []string{"/", "/test/1", "/test/", "/test/-9223372036854775808", "/test/\x00", "/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		rt, id, err := parseRoute([]byte(path))
+		if rt != routeStream && err != nil {
+			t.Fatalf("non-stream route with error %v", err)
+		}
+		if rt == routeStream && err == nil {
+			back, err2 := ids.Parse(path[len("/test/"):])
+			if err2 != nil || back != id {
+				t.Fatalf("%q: id %d does not round trip (%v)", path, id, err2)
+			}
+		}
+	})
+}

@@ -19,35 +19,14 @@ import (
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/msggen"
 	"github.com/cometgw/comet/internal/router"
+	"github.com/cometgw/comet/internal/router/routertest"
 	"github.com/cometgw/comet/internal/testclient"
 	"github.com/cometgw/comet/internal/wire"
 )
 
 func startRouter(t *testing.T, cfg router.Config) (*router.Router, func()) {
 	t.Helper()
-	if cfg.Embedded.Addr == "" {
-		cfg.Embedded.Addr = "127.0.0.1:0"
-	}
-	cfg.AdminAddr = "127.0.0.1:0"
-	cfg.Logger = zaptest.NewLogger(t).Named("router")
-	r, err := router.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	ran := make(chan error, 1)
-	go func() { ran <- r.Run(done) }()
-	stopped := false
-	return r, func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		close(done)
-		if err := <-ran; err != nil {
-			t.Errorf("router run: %v", err)
-		}
-	}
+	return routertest.Start(t, cfg)
 }
 
 func startGateway(t *testing.T, natsURL string, hub chunked.Config) *gateway.Gateway {

@@ -1,0 +1,116 @@
+package msggen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	embeddednats "github.com/cometgw/comet/embedded-nats"
+	"github.com/cometgw/comet/internal/router"
+	"github.com/cometgw/comet/internal/router/routertest"
+)
+
+func startRouter(t *testing.T) *nats.Conn {
+	t.Helper()
+	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
+	nc, err := nats.Connect(r.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestModes(t *testing.T) {
+	nc := startRouter(t)
+	tests := []struct {
+		name    string
+		cfg     Config
+		sent    uint64
+		minTime time.Duration
+	}{
+		{"interval", Config{Num: 20, Interval: 10 * time.Millisecond, Max: 5, Procs: 2}, 40, 150 * time.Millisecond},
+		{"flat out", Config{Num: 5000, Max: 100, Procs: 3, Batch: 100}, 15000, 0},
+		{"rate", Config{Num: 100, Rate: 400, Max: 5, Procs: 2, Batch: 10}, 200, 400 * time.Millisecond},
+		{"nothing", Config{Num: 0, Max: 1, Procs: 1}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			if cfg.Batch == 0 {
+				cfg.Batch = 256
+			}
+			cfg.AckTimeout = 5 * time.Second
+			var progress bytes.Buffer
+			cfg.Progress, cfg.Every = &progress, 100*time.Millisecond
+			res, err := Run(context.Background(), nc, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Sent != tt.sent || res.Void != tt.sent || res.Errors != 0 || res.Lost != 0 {
+				t.Fatalf("result %+v", res)
+			}
+			if res.Elapsed < tt.minTime {
+				t.Fatalf("took %s, pacing wants at least %s", res.Elapsed, tt.minTime)
+			}
+			if !strings.Contains(res.String(), "sent ") {
+				t.Fatalf("summary %q", res)
+			}
+		})
+	}
+}
+
+func TestCancelStops(t *testing.T) {
+	nc := startRouter(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	res, err := Run(ctx, nc, Config{Num: 1000000, Interval: 10 * time.Millisecond, Max: 5, Procs: 2, Batch: 1, AckTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent == 0 || res.Sent > 100 {
+		t.Fatalf("sent %d in 200ms at 2x100/s", res.Sent)
+	}
+}
+
+func TestNoRouter(t *testing.T) {
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_, err = Run(context.Background(), nc, Config{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: time.Second})
+	if !errors.Is(err, ErrNoRouter) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, c := range []Config{
+		{Num: -1, Max: 1, Procs: 1, Batch: 1, AckTimeout: 1},
+		{Num: 1, Max: 0, Procs: 1, Batch: 1, AckTimeout: 1},
+		{Num: 1, Max: 1, Procs: 0, Batch: 1, AckTimeout: 1},
+		{Num: 1, Max: 1, Procs: 1, Batch: 0, AckTimeout: 1},
+		{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: 0},
+		{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: 1, Rate: -1},
+		{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: 1, Interval: -1},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v validated", c)
+		}
+	}
+	d := DefaultConfig()
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -34,7 +34,7 @@ func binDir(t *testing.T) string {
 		return abs
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/router", "../cmd/gateway", "../cmd/msggen")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/router", "../cmd/gateway", "../cmd/msggen", "../cmd/floodtest")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -132,13 +132,7 @@ func getJSON(url string, v any) error {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testclient.WaitFor(t, what, 20*time.Second, cond)
 }
 
 func TestSmoke(t *testing.T) {

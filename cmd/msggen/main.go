@@ -49,6 +49,8 @@ Flags:
 	fs.DurationVar(&cfg.Every, "every", 5*time.Second, "print progress this often (0: never)")
 	duration := fs.Duration("duration", 0, "stop after this long even if not done (0: no limit)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for the random ids (0: random)")
+	fs.BoolVar(&cfg.Numbered, "numbered", false, `append " seq=S" (1, 2, 3... per id) so receivers can count lost and repeated messages`)
+	summary := fs.String("summary", "", "write the final result as JSON to this file")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -75,6 +77,11 @@ Flags:
 		return err
 	}
 	fmt.Printf("msggen: %s\n", res)
+	if *summary != "" {
+		if err := res.WriteJSON(*summary); err != nil {
+			return err
+		}
+	}
 	if res.Errors > 0 {
 		return fmt.Errorf("%d frames were not acknowledged by the router", res.Errors)
 	}

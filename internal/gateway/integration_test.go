@@ -60,16 +60,7 @@ func startSystem(t *testing.T, hub chunked.Config) (*router.Router, *gateway.Gat
 	return r, g
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var waitFor = testclient.WaitFor
 
 func openStream(t *testing.T, g *gateway.Gateway, id int64) *testclient.Stream {
 	t.Helper()

@@ -7,10 +7,12 @@ package msggen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,7 +48,15 @@ type Config struct {
 	Progress io.Writer
 	// Seed seeds the id choice; 0 picks one at random.
 	Seed uint64
+	// Numbered appends " seq=S" to every message, S counting 1, 2, 3...
+	// per id, so a receiver can tell a lost or repeated message. Each id
+	// is then owned by one sender (ids p+1, p+1+Procs, ...), which keeps
+	// the sequence in order on the wire.
+	Numbered bool
 }
+
+// MaxNumberedIDs bounds Max in numbered mode (a uint32 counter per id).
+const MaxNumberedIDs = 100_000_000
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
@@ -68,6 +78,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("msggen: -rate %g: must be >= 0", c.Rate)
 	case c.Batch < 1 || c.Batch > 100000:
 		return fmt.Errorf("msggen: -batch %d: must be 1..100000", c.Batch)
+	case c.Numbered && c.Max > MaxNumberedIDs:
+		return fmt.Errorf("msggen: -numbered takes -max up to %d", MaxNumberedIDs)
+	case c.Numbered && c.Max < int64(c.Procs):
+		return fmt.Errorf("msggen: -numbered needs -max (%d) >= -procs (%d): each sender owns its ids", c.Max, c.Procs)
 	case c.AckTimeout <= 0:
 		return fmt.Errorf("msggen: -ack-timeout %s: must be > 0", c.AckTimeout)
 	}
@@ -158,7 +172,11 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := sender{nc: nc, cfg: &cfg, c: &c, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(p)))}
+			s := sender{nc: nc, cfg: &cfg, c: &c, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(p))), proc: int64(p)}
+			if cfg.Numbered {
+				s.owned = (cfg.Max - int64(p) + int64(cfg.Procs) - 1) / int64(cfg.Procs)
+				s.seq = make([]uint32, s.owned)
+			}
 			s.run(ctx)
 		}()
 	}
@@ -191,13 +209,25 @@ type sender struct {
 	rng   *rand.Rand
 	frame []byte
 	left  int // messages still to send; counts down like the original's Num
+	proc  int64
+	owned int64    // numbered: how many ids this sender owns
+	seq   []uint32 // numbered: last seq sent per owned id
 }
 
 // appendMsg adds one message to the frame being built.
 func (s *sender) appendMsg() {
-	var buf [48]byte
+	var buf [64]byte
 	msg := strconv.AppendInt(append(buf[:0], "Fake message Num = "...), int64(s.left), 10)
-	s.frame = wire.AppendSend(s.frame, 1+s.rng.Int64N(s.cfg.Max), msg)
+	var id int64
+	if s.seq != nil {
+		k := s.rng.Int64N(s.owned)
+		id = s.proc + 1 + k*int64(s.cfg.Procs)
+		s.seq[k]++
+		msg = strconv.AppendUint(append(msg, " seq="...), uint64(s.seq[k]), 10)
+	} else {
+		id = 1 + s.rng.Int64N(s.cfg.Max)
+	}
+	s.frame = wire.AppendSend(s.frame, id, msg)
 	s.left--
 }
 
@@ -280,4 +310,16 @@ func (s *sender) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// WriteJSON writes r to path as JSON (elapsed in seconds).
+func (r Result) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(map[string]any{
+		"sent": r.Sent, "delivered": r.Delivered, "void": r.Void, "errors": r.Errors,
+		"unacknowledged": r.Lost, "elapsed_seconds": r.Elapsed.Seconds(), "rate": r.Rate(),
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

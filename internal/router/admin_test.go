@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cometgw/comet/internal/testclient"
+
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap/zaptest"
 
@@ -55,13 +57,7 @@ func fakeGateway(t *testing.T, r *Router, name string) (*nats.Conn, chan *nats.M
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testclient.WaitFor(t, what, 5*time.Second, cond)
 }
 
 func TestAdminAPI(t *testing.T) {

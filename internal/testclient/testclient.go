@@ -121,3 +121,16 @@ func (s *Stream) TryNext(timeout time.Duration) string {
 	c, _ := s.read(timeout)
 	return c
 }
+
+// WaitFor polls cond every 5ms until it holds, failing the test after
+// timeout.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

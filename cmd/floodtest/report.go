@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cometgw/comet/internal/cli"
+	"github.com/cometgw/comet/internal/flood"
+)
+
+// runReport is `floodtest report -dir DIR`: the study's summary.md from
+// DIR/mochimem.log, DIR/floodtest.json and DIR/msggen.json.
+func runReport(args []string) error {
+	fs := flag.NewFlagSet("floodtest report", flag.ContinueOnError)
+	dir := fs.String("dir", "", "the study directory")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || fs.NArg() > 0 {
+		return cli.Usagef("report takes -dir DIR")
+	}
+	md, err := report(*dir)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(*dir, "summary.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	return nil
+}
+
+type floodSummary struct {
+	Stats   flood.Stats `json:"stats"`
+	Elapsed float64     `json:"elapsed_seconds"`
+	Clients int         `json:"clients"`
+}
+
+type msggenSummary struct {
+	Sent      uint64  `json:"sent"`
+	Delivered uint64  `json:"delivered"`
+	Void      uint64  `json:"void"`
+	Errors    uint64  `json:"errors"`
+	Elapsed   float64 `json:"elapsed_seconds"`
+	Rate      float64 `json:"rate"`
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func report(dir string) (string, error) {
+	f, err := os.Open(filepath.Join(dir, "mochimem.log"))
+	if err != nil {
+		return "", err
+	}
+	samples, err := flood.ReadMemlog(f)
+	f.Close()
+	if err != nil {
+		return "", err
+	}
+	if len(samples) < 2 {
+		return "", fmt.Errorf("%s: need at least 2 memory samples, have %d", dir, len(samples))
+	}
+	var fl floodSummary
+	if err := readJSON(filepath.Join(dir, "floodtest.json"), &fl); err != nil {
+		return "", err
+	}
+	var mg msggenSummary
+	if err := readJSON(filepath.Join(dir, "msggen.json"), &mg); err != nil {
+		return "", err
+	}
+
+	base := samples[0]
+	peak, ramped := samples[0], -1
+	maxConns := 0
+	for _, s := range samples {
+		maxConns = max(maxConns, s.Conns)
+	}
+	for i, s := range samples {
+		if s.RSSKB > peak.RSSKB {
+			peak = s
+		}
+		if ramped < 0 && maxConns > 0 && s.Conns >= maxConns*99/100 {
+			ramped = i
+		}
+	}
+	last := samples[len(samples)-1]
+	// The last sample may be taken as clients close: use the last one
+	// with every client connected for "final".
+	for i := len(samples) - 1; i >= 0; i-- {
+		if samples[i].Conns >= maxConns*99/100 {
+			last = samples[i]
+			break
+		}
+	}
+	perConn := func(s flood.Sample) string {
+		if s.Conns == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f KB (%.2f KB above the %d KB before any client)",
+			float64(s.RSSKB)/float64(s.Conns), float64(s.RSSKB-base.RSSKB)/float64(s.Conns), base.RSSKB)
+	}
+	received := fl.Stats.Messages
+	gapLost := fl.Stats.Errors[flood.ErrLost]
+	var undelivered uint64
+	if mg.Delivered > received {
+		undelivered = mg.Delivered - received
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Memory study %s\n\n", filepath.Base(dir))
+	if cmd, err := os.ReadFile(filepath.Join(dir, "command.txt")); err == nil {
+		fmt.Fprintf(&b, "Made by:\n\n```\n%s```\n\n", cmd)
+	}
+	fmt.Fprintf(&b, "Chart: [mem.png](mem.png). Memory log: [mochimem.log](mochimem.log) (%d samples over %s).\n\n",
+		len(samples), last.Time.Sub(base.Time).Round(time.Second))
+	fmt.Fprintf(&b, "| | |\n|---|---|\n")
+	fmt.Fprintf(&b, "| clients asked / most streaming at once | %d / %d |\n", fl.Clients, fl.Stats.PeakActive)
+	fmt.Fprintf(&b, "| gateway resident memory before clients | %d KB |\n", base.RSSKB)
+	fmt.Fprintf(&b, "| peak gateway memory | %d KB with %d connections: %s per connection |\n", peak.RSSKB, peak.Conns, perConn(peak))
+	fmt.Fprintf(&b, "| final gateway memory | %d KB with %d connections: %s per connection |\n", last.RSSKB, last.Conns, perConn(last))
+	if ramped >= 0 {
+		r := samples[ramped]
+		fmt.Fprintf(&b, "| memory growth after the ramp | %+d KB (%d KB at minute %.0f, %d KB at minute %.0f) |\n",
+			last.RSSKB-r.RSSKB, r.RSSKB, r.Time.Sub(base.Time).Minutes(), last.RSSKB, last.Time.Sub(base.Time).Minutes())
+	}
+	fmt.Fprintf(&b, "| kernel TCP socket memory, final | %d KB |\n", last.SockKB)
+	fmt.Fprintf(&b, "| messages sent (acknowledged by the router) | %d in %.0f s (%.0f/s), %d into the void, %d send errors |\n", mg.Sent, mg.Elapsed, mg.Rate, mg.Void, mg.Errors)
+	fmt.Fprintf(&b, "| copies delivered to gateways / received by clients | %d / %d |\n", mg.Delivered, received)
+	fmt.Fprintf(&b, "| lost | %d (%d seq gaps, %d delivered but not received) |\n", gapLost+undelivered, gapLost, undelivered)
+	fmt.Fprintf(&b, "| duplicated | %d |\n", fl.Stats.Errors[flood.ErrDup])
+	fmt.Fprintf(&b, "| out of order (Recvd msg #N) | %d |\n", fl.Stats.Errors[flood.ErrOrder])
+	fmt.Fprintf(&b, "| connections closed by the server or network | %d (%s) |\n", fl.Stats.Closed, flood.ErrorText(fl.Stats.Errors))
+	if fl.Stats.PeakActive > 0 {
+		fmt.Fprintf(&b, "| floodtest's own memory | %d KB: %.2f KB per client |\n", fl.Stats.PeakRSSKB, float64(fl.Stats.PeakRSSKB)/float64(fl.Stats.PeakActive))
+	}
+	return b.String(), nil
+}

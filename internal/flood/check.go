@@ -1,0 +1,86 @@
+// Package flood is floodtest's engine: it opens many streaming clients at a
+// set arrival rate from one process, holds them all with one epoll set and
+// no goroutine or buffer per idle client, reads each chunked stream with a
+// real framing parser and checks every message it receives.
+package flood
+
+import (
+	"bytes"
+)
+
+// Problem kinds counted by the engine.
+const (
+	ErrConnect  = "connect"   // the TCP connection failed
+	ErrTimeout  = "timeout"   // no response head within the connect timeout
+	ErrStatus   = "status"    // the response was not 200
+	ErrHead     = "head"      // the response head was malformed or too long
+	ErrFraming  = "framing"   // the chunked body was malformed
+	ErrOrder    = "order"     // "Recvd msg #N" did not count up by one
+	ErrLost     = "lost"      // numbered messages skipped (seq jumped)
+	ErrDup      = "duplicate" // numbered messages repeated or went back
+	ErrReset    = "reset"     // the connection was reset or failed mid-stream
+	ErrWelcome  = "welcome"   // the first chunk was not the welcome for the id
+	ErrEnded    = "ended"     // the server ended the body (terminating chunk)
+	ErrPeerShut = "peer_closed"
+)
+
+var (
+	msgPrefix = []byte("Recvd msg #")
+	seqMark   = []byte(" seq=")
+	welcome   = []byte("welcomes you! Your Id: ")
+)
+
+// parseUint reads decimal digits at the start of b.
+func parseUint(b []byte) (v uint64, n int) {
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' && n < 20 {
+		v = v*10 + uint64(b[n]-'0')
+		n++
+	}
+	return v, n
+}
+
+// checkMessage checks one message chunk against what the stream expects:
+// its "Recvd msg #N" must be next, and, if it carries " seq=S", S must be
+// last+1 (the first seq a stream sees sets the start). It returns the new
+// last seq and the problems found: order is 1 if N was not next; lost is
+// how many seqs were skipped; dup is 1 for a repeated or earlier seq.
+func checkMessage(chunk []byte, next uint64, last uint64) (seq uint64, order, lost, dup uint64) {
+	seq = last
+	if !bytes.HasPrefix(chunk, msgPrefix) {
+		return seq, 1, 0, 0
+	}
+	n, k := parseUint(chunk[len(msgPrefix):])
+	if k == 0 || n != next {
+		order = 1
+	}
+	i := bytes.LastIndex(chunk, seqMark)
+	if i < 0 {
+		return seq, order, 0, 0
+	}
+	s, k := parseUint(chunk[i+len(seqMark):])
+	if k == 0 {
+		return seq, order, 0, 0
+	}
+	switch {
+	case last == 0:
+		seq = s
+	case s == last+1:
+		seq = s
+	case s > last+1:
+		lost = s - last - 1
+		seq = s
+	default:
+		dup = 1
+	}
+	return seq, order, lost, dup
+}
+
+// checkWelcome reports whether chunk is the welcome chunk for id.
+func checkWelcome(chunk []byte, id []byte) bool {
+	i := bytes.Index(chunk, welcome)
+	if i < 0 {
+		return false
+	}
+	rest := chunk[i+len(welcome):]
+	return bytes.HasPrefix(rest, id) && bytes.HasPrefix(rest[len(id):], []byte("<br/>"))
+}

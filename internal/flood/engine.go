@@ -1,0 +1,468 @@
+//go:build linux
+
+package flood
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/memstat"
+	"github.com/cometgw/comet/internal/netpoll"
+)
+
+// Config configures one engine (one process's share of the clients).
+type Config struct {
+	// Target returns the i-th URL of this engine, 0 <= i < Count.
+	Target func(i int) (Target, error)
+	// Count is the number of clients to open.
+	Count int
+	// Rate is the arrival rate in new connections per second over this
+	// engine; 0 opens them as fast as MaxConnecting allows.
+	Rate float64
+	// Source, if valid, is the local address every socket binds to
+	// (spreading clients over 127.x addresses multiplies the ephemeral
+	// ports available).
+	Source netip.Addr
+	// ConnectTimeout bounds connect plus response head. Default 10s.
+	ConnectTimeout time.Duration
+	// MaxConnecting bounds connections not yet streaming. Default 1000.
+	MaxConnecting int
+}
+
+const (
+	stFree uint8 = iota
+	stConnecting
+	stHead
+	stBody
+)
+
+// conn is one client: about 100 bytes, inline in Engine.conns at the index
+// of its descriptor. An idle client owns nothing else.
+type conn struct {
+	mu      sync.Mutex
+	gen     uint32
+	state   uint8
+	hcr     uint8  // CR LF CR LF matched at the end of the head
+	hpos    uint16 // head bytes read
+	idx     int32  // target index
+	started int32  // seconds since the engine started
+	next    uint64 // the "Recvd msg #N" expected next
+	lastSeq uint64 // last numbered seq seen
+	chunks  uint64
+	p       chunked.Parser
+}
+
+var statusOK = []byte("HTTP/1.1 200 ")
+
+// Engine runs the clients of one process.
+type Engine struct {
+	cfg    Config
+	conns  []conn
+	poller *netpoll.Poller
+	start  time.Time
+
+	opened     atomic.Int64 // sockets created
+	active     atomic.Int64 // streams established and open
+	connecting atomic.Int64
+	closed     atomic.Int64
+	chunks     atomic.Uint64
+	messages   atomic.Uint64
+	bytes      atomic.Uint64
+	errs       sync.Map // kind -> *atomic.Uint64
+
+	cur     *conn // the conn whose chunks are being parsed (poll goroutine)
+	curErrs [4]uint64
+	onChunk func([]byte)
+	readBuf [64 << 10]byte // used by the poll goroutine only
+	wg      sync.WaitGroup
+}
+
+// New prepares an engine; Run starts it.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Target == nil || cfg.Count < 0 {
+		return nil, errors.New("flood: no targets")
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.MaxConnecting <= 0 {
+		cfg.MaxConnecting = 1000
+	}
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return nil, err
+	}
+	p, err := netpoll.New()
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, conns: make([]conn, rl.Cur), poller: p}
+	e.onChunk = e.chunk
+	return e, nil
+}
+
+// Stats is a snapshot of the engine's counters.
+type Stats struct {
+	Opened     int64             `json:"opened"`
+	Active     int64             `json:"active"`
+	Connecting int64             `json:"connecting"`
+	Closed     int64             `json:"closed"`
+	Chunks     uint64            `json:"chunks"`
+	Messages   uint64            `json:"messages"`
+	Bytes      uint64            `json:"bytes"`
+	Errors     map[string]uint64 `json:"errors"`
+	RSSKB      int64             `json:"rss_kb"`
+	// Set on run totals: the most clients streaming at once, and the
+	// most memory floodtest's processes used while that many were.
+	PeakActive int64 `json:"peak_active,omitempty"`
+	PeakRSSKB  int64 `json:"peak_rss_kb,omitempty"`
+	BaseRSSKB  int64 `json:"base_rss_kb,omitempty"` // before any client
+}
+
+// Add sums s and o (for the parent over its workers).
+func (s Stats) Add(o Stats) Stats {
+	s.Opened += o.Opened
+	s.Active += o.Active
+	s.Connecting += o.Connecting
+	s.Closed += o.Closed
+	s.Chunks += o.Chunks
+	s.Messages += o.Messages
+	s.Bytes += o.Bytes
+	s.RSSKB += o.RSSKB
+	if len(o.Errors) > 0 && s.Errors == nil {
+		s.Errors = map[string]uint64{}
+	}
+	for k, v := range o.Errors {
+		s.Errors[k] += v
+	}
+	return s
+}
+
+// Stats returns the counters now.
+func (e *Engine) Stats() Stats {
+	s := Stats{
+		Opened: e.opened.Load(), Active: e.active.Load(), Connecting: e.connecting.Load(),
+		Closed: e.closed.Load(), Chunks: e.chunks.Load(), Messages: e.messages.Load(),
+		Bytes: e.bytes.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
+	}
+	e.errs.Range(func(k, v any) bool {
+		s.Errors[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return s
+}
+
+func (e *Engine) count(kind string, n uint64) {
+	if n == 0 {
+		return
+	}
+	v, ok := e.errs.Load(kind)
+	if !ok {
+		v, _ = e.errs.LoadOrStore(kind, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(n)
+}
+
+// Run opens the clients at the configured rate and holds them until ctx
+// ends; then it closes every connection and returns.
+func (e *Engine) Run(ctx context.Context) error {
+	e.start = time.Now()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.poller.Wait(e.event)
+	}()
+	stopSweep := make(chan struct{})
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.sweep(stopSweep)
+	}()
+	err := e.open(ctx)
+	<-ctx.Done()
+	close(stopSweep)
+	e.poller.Close()
+	e.wg.Wait()
+	e.poller.Release()
+	for i := range e.conns {
+		c := &e.conns[i]
+		c.mu.Lock()
+		if c.state != stFree {
+			e.closeLocked(c, i, "")
+		}
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// open creates the sockets, paced.
+func (e *Engine) open(ctx context.Context) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for i := 0; i < e.cfg.Count; {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		due := e.cfg.Count - i
+		if e.cfg.Rate > 0 {
+			due = min(due, int(e.cfg.Rate*time.Since(e.start).Seconds())-i)
+		}
+		due = min(due, e.cfg.MaxConnecting-int(e.connecting.Load()))
+		for ; due > 0; due-- {
+			if err := e.dial(i); err != nil {
+				return err
+			}
+			i++
+		}
+	}
+	return nil
+}
+
+func sockaddr(a netip.AddrPort) unix.Sockaddr {
+	if a.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+}
+
+// dial starts connecting client i. Errors that concern one client are
+// counted; an error returned stops the ramp (no descriptors left).
+func (e *Engine) dial(i int) error {
+	t, err := e.cfg.Target(i)
+	if err != nil {
+		return err
+	}
+	family := unix.AF_INET
+	if t.Addr.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		if err == unix.EMFILE || err == unix.ENFILE {
+			return fmt.Errorf("flood: out of file descriptors after %d clients (raise ulimit -n or use more workers): %w", i, err)
+		}
+		e.count(ErrConnect, 1)
+		return nil
+	}
+	if fd >= len(e.conns) {
+		unix.Close(fd)
+		return fmt.Errorf("flood: descriptor %d beyond the open-files limit %d", fd, len(e.conns))
+	}
+	if e.cfg.Source.IsValid() {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(e.cfg.Source, 0))); err != nil {
+			unix.Close(fd)
+			e.count(ErrConnect, 1)
+			return nil
+		}
+	}
+	c := &e.conns[fd]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.state, c.hcr, c.hpos, c.idx, c.next, c.lastSeq, c.chunks = stConnecting, 0, 0, int32(i), 1, 0, 0
+	c.started = int32(time.Since(e.start) / time.Second)
+	c.p = chunked.Parser{}
+	e.opened.Add(1)
+	e.connecting.Add(1)
+	if err := unix.Connect(fd, sockaddr(t.Addr)); err != nil && err != unix.EINPROGRESS {
+		e.closeLocked(c, fd, ErrConnect)
+		return nil
+	}
+	if err := e.poller.Add(fd, c.gen); err != nil {
+		e.closeLocked(c, fd, ErrConnect)
+	}
+	return nil
+}
+
+// closeLocked closes c's socket. kind is why: a problem counted, or ""
+// when floodtest itself closes the client at the end (not counted as
+// Closed, which counts what the server or the network ended).
+func (e *Engine) closeLocked(c *conn, fd int, kind string) {
+	switch c.state {
+	case stFree:
+		return
+	case stBody:
+		e.active.Add(-1)
+	default:
+		e.connecting.Add(-1)
+	}
+	unix.Close(fd)
+	c.state = stFree
+	c.p = chunked.Parser{}
+	if kind != "" {
+		e.closed.Add(1)
+		e.count(kind, 1)
+	}
+}
+
+func (e *Engine) event(fd int, tag uint32, ev uint32) {
+	if fd < 0 || fd >= len(e.conns) {
+		return
+	}
+	c := &e.conns[fd]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stFree || c.gen != tag {
+		return
+	}
+	if c.state == stConnecting {
+		if ev&(netpoll.Out|netpoll.Err|netpoll.Hup) == 0 {
+			return
+		}
+		if soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soerr != 0 {
+			e.closeLocked(c, fd, ErrConnect)
+			return
+		}
+		t, err := e.cfg.Target(int(c.idx))
+		if err != nil {
+			e.closeLocked(c, fd, ErrConnect)
+			return
+		}
+		req := make([]byte, 0, 128)
+		req = append(req, "GET "...)
+		req = append(req, t.Path...)
+		req = append(req, " HTTP/1.1\r\nHost: "...)
+		req = append(req, t.Host...)
+		req = append(req, "\r\nUser-Agent: floodtest\r\n\r\n"...)
+		if n, err := unix.Write(fd, req); err != nil || n != len(req) {
+			e.closeLocked(c, fd, ErrConnect)
+			return
+		}
+		c.state = stHead
+	}
+	if ev&(netpoll.In|netpoll.RdHup|netpoll.Hup|netpoll.Err) != 0 {
+		e.read(c, fd)
+	}
+}
+
+// read drains the socket (edge-triggered) and parses what came.
+func (e *Engine) read(c *conn, fd int) {
+	for c.state != stFree {
+		n, err := unix.Read(fd, e.readBuf[:])
+		if n > 0 {
+			e.bytes.Add(uint64(n))
+			e.consume(c, fd, e.readBuf[:n])
+			continue
+		}
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return
+		case nil: // end of stream
+			switch {
+			case c.p.Done():
+				e.closeLocked(c, fd, ErrEnded)
+			case c.state == stBody:
+				e.closeLocked(c, fd, ErrPeerShut)
+			default:
+				e.closeLocked(c, fd, ErrHead)
+			}
+		default:
+			e.closeLocked(c, fd, ErrReset)
+		}
+		return
+	}
+}
+
+func (e *Engine) consume(c *conn, fd int, b []byte) {
+	if c.state == stHead {
+		i := 0
+		for ; i < len(b) && c.hcr < 4; i++ {
+			ch := b[i]
+			if int(c.hpos) < len(statusOK) && ch != statusOK[c.hpos] {
+				e.closeLocked(c, fd, ErrStatus)
+				return
+			}
+			c.hpos++
+			if c.hpos > 8192 {
+				e.closeLocked(c, fd, ErrHead)
+				return
+			}
+			switch {
+			case ch == '\r' && c.hcr%2 == 0:
+				c.hcr++
+			case ch == '\n' && c.hcr%2 == 1:
+				c.hcr++
+			case ch == '\r':
+				c.hcr = 1
+			default:
+				c.hcr = 0
+			}
+		}
+		if c.hcr < 4 {
+			return
+		}
+		c.state = stBody
+		e.connecting.Add(-1)
+		e.active.Add(1)
+		b = b[i:]
+	}
+	e.cur, e.curErrs = c, [4]uint64{}
+	err := c.p.Feed(b, e.onChunk)
+	e.cur = nil
+	e.count(ErrOrder, e.curErrs[0])
+	e.count(ErrLost, e.curErrs[1])
+	e.count(ErrDup, e.curErrs[2])
+	e.count(ErrWelcome, e.curErrs[3])
+	if err != nil {
+		e.closeLocked(c, fd, ErrFraming)
+	}
+}
+
+// chunk checks one chunk of e.cur.
+func (e *Engine) chunk(data []byte) {
+	c := e.cur
+	c.chunks++
+	e.chunks.Add(1)
+	if c.chunks == 1 {
+		t, err := e.cfg.Target(int(c.idx))
+		if err != nil || !checkWelcome(data, t.ID) {
+			e.curErrs[3]++
+		}
+		return
+	}
+	e.messages.Add(1)
+	seq, order, lost, dup := checkMessage(data, c.next, c.lastSeq)
+	c.next++
+	c.lastSeq = seq
+	e.curErrs[0] += order
+	e.curErrs[1] += lost
+	e.curErrs[2] += dup
+}
+
+// sweep closes clients that did not get a response head in time.
+func (e *Engine) sweep(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if e.connecting.Load() == 0 {
+			continue
+		}
+		limit := int32((time.Since(e.start) - e.cfg.ConnectTimeout) / time.Second)
+		for i := range e.conns {
+			c := &e.conns[i]
+			c.mu.Lock()
+			if (c.state == stConnecting || c.state == stHead) && c.started < limit {
+				e.closeLocked(c, i, ErrTimeout)
+			}
+			c.mu.Unlock()
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package flood_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cometgw/comet/internal/testclient"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/flood"
+	"github.com/cometgw/comet/internal/gateway"
+	"github.com/cometgw/comet/internal/msggen"
+	"github.com/cometgw/comet/internal/router"
+	"github.com/cometgw/comet/internal/router/routertest"
+)
+
+var waitFor = testclient.WaitFor
+
+// TestFloodAgainstRealGateway: 2,000 clients against a real gateway and
+// router, msggen sends numbered messages, every one arrives exactly once
+// and in order; stopping the gateway is seen as 2,000 closed streams.
+func TestFloodAgainstRealGateway(t *testing.T) {
+	const clients = 2000
+	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
+	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "flood-gw",
+		Hub: chunked.Config{}, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwClosed := false
+	defer func() {
+		if !gwClosed {
+			g.Close()
+		}
+	}()
+
+	plan := flood.Plan{Prefix: "http://" + g.Addr().String() + "/test/", First: 1, N: clients}
+	target, n := plan.Share(0, 1)
+	e, err := flood.New(flood.Config{Target: target, Count: n, Rate: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(ctx) }()
+	waitFor(t, "all clients streaming", 30*time.Second, func() bool { return e.Stats().Active == clients })
+	waitFor(t, "all logged in", 10*time.Second, func() bool { return r.Stats().Conns == clients })
+
+	nc, err := nats.Connect(r.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	res, err := msggen.Run(ctx, nc, msggen.Config{Num: 5000, Max: clients, Procs: 4, Batch: 200, AckTimeout: 10 * time.Second, Numbered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 20000 || res.Delivered != 20000 || res.Void != 0 {
+		t.Fatalf("msggen %+v", res)
+	}
+	waitFor(t, "every message received", 30*time.Second, func() bool { return e.Stats().Messages == res.Delivered })
+	st := e.Stats()
+	if st.Chunks != clients+res.Delivered || st.Closed != 0 || len(nonzero(st.Errors)) != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	gwClosed = true
+	g.Close()
+	waitFor(t, "streams seen closed", 10*time.Second, func() bool { return e.Stats().Closed == clients })
+	st = e.Stats()
+	if st.Active != 0 || st.Errors[flood.ErrEnded] != clients {
+		t.Fatalf("after gateway stop: %+v", st)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func nonzero(m map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for k, v := range m {
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// TestFloodCountsRefused: clients that cannot connect are counted, not
+// hidden.
+func TestFloodCountsRefused(t *testing.T) {
+	plan := flood.Plan{Prefix: "http://127.0.0.1:1/test/", First: 1, N: 20}
+	target, n := plan.Share(0, 1)
+	e, err := flood.New(flood.Config{Target: target, Count: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(ctx) }()
+	waitFor(t, "refusals counted", 10*time.Second, func() bool { return e.Stats().Errors[flood.ErrConnect] == 20 })
+	cancel()
+	<-ran
+	if st := e.Stats(); st.Active != 0 || st.Closed != 20 {
+		t.Fatalf("%+v", st)
+	}
+}

@@ -1,0 +1,158 @@
+package flood
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cometgw/comet/internal/memstat"
+)
+
+// MemlogConfig configures the memory log.
+type MemlogConfig struct {
+	// Path is the log file, appended to (like `tee -a mochimem.log`).
+	Path string
+	// Every is the sampling period. Default 60s.
+	Every time.Duration
+	// GatewayPids are the processes whose memory is summed; if empty,
+	// every process named GatewayName is, looked up at each sample (so
+	// restarted or added gateway processes count).
+	GatewayPids []int
+	// GatewayName defaults to "gateway".
+	GatewayName string
+}
+
+// Sample is one memory log line.
+type Sample struct {
+	Time   time.Time
+	RSSKB  int64 // resident memory of the gateway processes, summed
+	Conns  int   // established connections to the gateway's port(s)
+	SockKB int64 // the kernel's TCP socket memory
+}
+
+// FormatSample formats s as the original's mochimem.log line, tab
+// separated: `date`, unix time, resident KB, established connections,
+// plus the kernel's TCP socket memory in KB.
+func FormatSample(s Sample) string {
+	return fmt.Sprintf("%s\t%d\t%d\t%d\t%d", s.Time.Format(time.UnixDate), s.Time.Unix(), s.RSSKB, s.Conns, s.SockKB)
+}
+
+// ParseSample parses a memory log line (the original's four columns, or
+// ours with the fifth).
+func ParseSample(line string) (Sample, error) {
+	f := strings.Split(strings.TrimRight(line, "\r\n"), "\t")
+	if len(f) < 4 {
+		return Sample{}, fmt.Errorf("memlog: want at least 4 tab-separated fields, got %d", len(f))
+	}
+	unix, err := strconv.ParseInt(strings.TrimSpace(f[1]), 10, 64)
+	if err != nil {
+		return Sample{}, fmt.Errorf("memlog: unix time %q: %w", f[1], err)
+	}
+	s := Sample{Time: time.Unix(unix, 0)}
+	if s.RSSKB, err = strconv.ParseInt(strings.TrimSpace(f[2]), 10, 64); err != nil {
+		return Sample{}, fmt.Errorf("memlog: memory %q: %w", f[2], err)
+	}
+	if s.Conns, err = strconv.Atoi(strings.TrimSpace(f[3])); err != nil {
+		return Sample{}, fmt.Errorf("memlog: connections %q: %w", f[3], err)
+	}
+	if len(f) > 4 {
+		if s.SockKB, err = strconv.ParseInt(strings.TrimSpace(f[4]), 10, 64); err != nil {
+			return Sample{}, fmt.Errorf("memlog: socket memory %q: %w", f[4], err)
+		}
+	}
+	return s, nil
+}
+
+// ReadMemlog reads every sample of a memory log; blank lines are skipped.
+func ReadMemlog(r io.Reader) ([]Sample, error) {
+	var out []Sample
+	sc := bufio.NewScanner(r)
+	for line := 1; sc.Scan(); line++ {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		s, err := ParseSample(sc.Text())
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// TakeSample measures now.
+func TakeSample(cfg MemlogConfig, addrs map[netip.AddrPort]bool) Sample {
+	pids := cfg.GatewayPids
+	if len(pids) == 0 {
+		name := cfg.GatewayName
+		if name == "" {
+			name = "gateway"
+		}
+		pids = memstat.FindPids(name)
+	}
+	s := Sample{Time: time.Now()}
+	s.RSSKB, _ = memstat.SumRSSKB(pids)
+	s.Conns, _ = memstat.Established(addrs)
+	s.SockKB, _ = memstat.TCPMemKB()
+	return s
+}
+
+// Memlog is an open memory log.
+type Memlog struct {
+	cfg   MemlogConfig
+	addrs map[netip.AddrPort]bool
+	f     *os.File
+}
+
+// OpenMemlog opens (appends to) cfg.Path; the gateway's port is taken from
+// plan's URLs.
+func OpenMemlog(cfg MemlogConfig, plan Plan) (*Memlog, error) {
+	if cfg.Every <= 0 {
+		cfg.Every = time.Minute
+	}
+	addrs := map[netip.AddrPort]bool{}
+	for i := 0; i < plan.Len() && i < 1000; i++ {
+		if t, err := ParseURL(plan.URL(i)); err == nil {
+			addrs[t.Addr] = true
+		}
+	}
+	f, err := os.OpenFile(cfg.Path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("memlog: %w", err)
+	}
+	return &Memlog{cfg: cfg, addrs: addrs, f: f}, nil
+}
+
+// Sample appends one line now. Each line is written and synced on its
+// own, so the log survives a crash and can be read while the run goes on.
+func (m *Memlog) Sample() error {
+	if _, err := fmt.Fprintln(m.f, FormatSample(TakeSample(m.cfg, m.addrs))); err != nil {
+		return fmt.Errorf("memlog: %w", err)
+	}
+	return m.f.Sync()
+}
+
+// Run samples every cfg.Every until ctx ends, and once more then.
+func (m *Memlog) Run(ctx context.Context) error {
+	t := time.NewTicker(m.cfg.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := m.Sample(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Close closes the file.
+func (m *Memlog) Close() error { return m.f.Close() }

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The memory study of the original, part 2: router and gateway, CLIENTS
+# streaming clients ramped at RAMP/s, msggen sending RATE messages/s to
+# random ids in 1..CLIENTS, the gateway's memory logged every MEMLOG_EVERY,
+# for DURATION. Everything lands in study/<timestamp>/: the memory log, the
+# chart, every tool's output and summary.md.
+#
+#   DURATION=10m scripts/study.sh       (make study DURATION=10m)
+#   FAST=1 scripts/study.sh             (make study-fast: 24h worth of
+#                                        messages, as fast as they go)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-24h}
+CLIENTS=${CLIENTS:-10000}
+RAMP=${RAMP:-100}
+RATE=${RATE:-1000}
+MEMLOG_EVERY=${MEMLOG_EVERY:-60s}
+PROCS=${PROCS:-4}
+FAST=${FAST:-0}
+BIN=${BIN:-bin}
+GW_ADDR=127.0.0.1:${GW_PORT:-8100}
+ROUTER_ADMIN=127.0.0.1:${ROUTER_ADMIN_PORT:-8101}
+GW_ADMIN=127.0.0.1:${GW_ADMIN_PORT:-8102}
+NATS_ADDR=127.0.0.1:${NATS_PORT:-4322}
+
+seconds() { # 90s, 10m, 24h, 1d -> seconds
+	local v=$1
+	case $v in
+	*d) echo $(( ${v%d} * 86400 )) ;;
+	*h) echo $(( ${v%h} * 3600 )) ;;
+	*m) echo $(( ${v%m} * 60 )) ;;
+	*s) echo "${v%s}" ;;
+	*) echo "$v" ;;
+	esac
+}
+dur=$(seconds "$DURATION")
+ramp=$(( (CLIENTS + RAMP - 1) / RAMP ))
+if [ "$FAST" = 1 ]; then
+	total=$(( RATE * 86400 )) # the messages of 24 hours at RATE/s
+else
+	total=$(( RATE * dur ))
+fi
+per=$(( (total + PROCS - 1) / PROCS ))
+
+out=study/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+{
+	echo "make $([ "$FAST" = 1 ] && echo study-fast || echo study) DURATION=$DURATION CLIENTS=$CLIENTS RAMP=$RAMP RATE=$RATE MEMLOG_EVERY=$MEMLOG_EVERY PROCS=$PROCS"
+	echo "# on $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
+} > "$out/command.txt"
+echo "study: writing to $out"
+
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+"$BIN"/router -nats-addr "$NATS_ADDR" -admin "$ROUTER_ADMIN" -log-level warn > "$out/router.log" 2>&1 &
+router=$!; pids+=("$router")
+for _ in $(seq 100); do curl -sf -o /dev/null "http://$ROUTER_ADMIN/stats" && break; sleep 0.1; done
+"$BIN"/gateway -addr "$GW_ADDR" -admin "$GW_ADMIN" -nats "nats://$NATS_ADDR" -name study -log-level warn > "$out/gateway.log" 2>&1 &
+gateway=$!; pids+=("$gateway")
+for _ in $(seq 100); do curl -sf -o /dev/null "http://$GW_ADMIN/stats" && break; sleep 0.1; done
+sleep 1 # let the gateway settle before the baseline sample
+
+# floodtest outlives msggen; it is stopped below once the messages are in.
+"$BIN"/floodtest -url "http://$GW_ADDR/test/" -n "$CLIENTS" -rate "$RAMP/s" \
+	-duration "$(( ramp + dur * (1 - FAST) + 86400 * FAST + 300 ))s" \
+	-memlog "$out/mochimem.log" -memlog-every "$MEMLOG_EVERY" -gateway-pids "$gateway" \
+	-summary "$out/floodtest.json" > "$out/floodtest.out" 2>&1 &
+flood=$!; pids+=("$flood")
+
+echo "study: ramping $CLIENTS clients at $RAMP/s"
+deadline=$(( SECONDS + ramp * 2 + 120 ))
+until [ "$(curl -sf "http://$ROUTER_ADMIN/stats" | awk -F'[:,]' '/"conns"/ {gsub(/ /,"",$2); print $2; exit}')" -ge "$CLIENTS" ] 2>/dev/null; do
+	if [ $SECONDS -gt $deadline ]; then echo "study: the ramp did not finish; see $out/floodtest.out" >&2; exit 1; fi
+	sleep 1
+done
+
+if [ "$FAST" = 1 ]; then
+	echo "study: sending $total numbered messages flat out"
+	"$BIN"/msggen -nats "nats://$NATS_ADDR" -numbered -interval 0 -n "$per" -max "$CLIENTS" -procs "$PROCS" \
+		-every 30s -duration 24h -summary "$out/msggen.json" > "$out/msggen.out" 2>&1
+else
+	echo "study: sending $RATE numbered messages/s for $DURATION"
+	"$BIN"/msggen -nats "nats://$NATS_ADDR" -numbered -rate "$RATE" -n "$per" -max "$CLIENTS" -procs "$PROCS" \
+		-every 60s -duration "$(( dur + 60 ))s" -summary "$out/msggen.json" > "$out/msggen.out" 2>&1
+fi
+sleep 5 # the last messages reach the clients
+curl -sf "http://$GW_ADMIN/stats" > "$out/gateway-stats.json" || true
+curl -sf "http://$ROUTER_ADMIN/stats" > "$out/router-stats.json" || true
+
+kill -INT "$flood"; wait "$flood" || true
+kill -TERM "$gateway"; wait "$gateway" || true
+kill -TERM "$router"; wait "$router" || true
+pids=()
+
+"$BIN"/floodtest plot "$out/mochimem.log" -o "$out/mem.png" \
+	-title "Gateway memory, $CLIENTS clients, $([ "$FAST" = 1 ] && echo "$total msgs flat out" || echo "$RATE msg/s"), $DURATION"
+"$BIN"/floodtest plot "$out/mochimem.log" -o "$out/mem.svg" -title "Gateway memory, $CLIENTS clients"
+"$BIN"/floodtest report -dir "$out"
+echo "study: done: $out/summary.md"

@@ -81,6 +81,10 @@ func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: filepath.Base(bin), cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	// Its own process group, so that cleanup reaches its children too;
+	// and Wait does not hang on a pipe a child still holds.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +93,7 @@ func start(t *testing.T, bin string, args ...string) *proc {
 		select {
 		case <-p.done:
 		default:
-			p.cmd.Process.Kill()
+			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			<-p.done
 		}
 		if t.Failed() {
@@ -238,4 +242,64 @@ func TestHelpAndBadFlags(t *testing.T) {
 			t.Errorf("%v: exit %d (want %d), output:\n%s", tc.args, code, tc.code, out)
 		}
 	}
+}
+
+// TestGatewayProcs: -procs 2 runs two gateway processes on one port, each
+// its own identity to the router, restarts one that dies, and stops both
+// on SIGTERM.
+func TestGatewayProcs(t *testing.T) {
+	bin := binDir(t)
+	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
+	gw := start(t, bin+"/gateway", "-procs", "2", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "multi")
+	type stats struct {
+		Conns       int `json:"conns"`
+		Gateways    int `json:"gateways"`
+		GatewayList []struct {
+			Name  string `json:"name"`
+			Conns int    `json:"conns"`
+		} `json:"gateway_list"`
+	}
+	routerStats := func() stats {
+		var s stats
+		getJSON("http://"+routerAdmin+"/stats", &s)
+		return s
+	}
+	waitFor(t, "two gateway processes", func() bool { return routerStats().Gateways == 2 })
+	streams := make([]*testclient.Stream, 40)
+	for i := range streams {
+		streams[i] = testclient.Open(t, gwAddr, int64(i+1))
+	}
+	waitFor(t, "40 logins", func() bool { return routerStats().Conns == 40 })
+	st := routerStats()
+	if st.GatewayList[0].Name != "multi-0" || st.GatewayList[1].Name != "multi-1" {
+		t.Fatalf("gateways %+v", st.GatewayList)
+	}
+	t.Logf("streams per process: %d and %d", st.GatewayList[0].Conns, st.GatewayList[1].Conns)
+
+	// Kill one process: its streams end, the router forgets it, the
+	// supervisor starts it again, the other's streams keep working.
+	out, _ := exec.Command("pgrep", "-f", "name multi-1").Output()
+	pid := strings.Fields(string(out))
+	if len(pid) != 1 {
+		t.Fatalf("pgrep: %q", out)
+	}
+	exec.Command("kill", "-9", pid[0]).Run()
+	waitFor(t, "killed process restarted", func() bool {
+		s := routerStats()
+		return s.Gateways == 2 && s.Conns == s.GatewayList[0].Conns && s.GatewayList[1].Conns == 0
+	})
+	var alive *testclient.Stream
+	for i, s := range streams {
+		out, err := runCmd(t, bin+"/router", "send", "-admin", routerAdmin, fmt.Sprint(i+1), "hi")
+		if err == nil && strings.Contains(out, "delivered to 1 conn(s)") {
+			alive = s
+			break
+		}
+	}
+	if alive == nil || alive.Next(5*time.Second) != testclient.Msg(1, "hi") {
+		t.Fatal("no stream of the surviving process works")
+	}
+	gw.stop(t)
+	waitFor(t, "all logged out", func() bool { s := routerStats(); return s.Gateways == 0 && s.Conns == 0 })
 }

@@ -17,6 +17,7 @@ RAMP=${RAMP:-100}
 RATE=${RATE:-1000}
 MEMLOG_EVERY=${MEMLOG_EVERY:-60s}
 PROCS=${PROCS:-4}
+GATEWAY_PROCS=${GATEWAY_PROCS:-1}
 FAST=${FAST:-0}
 BIN=${BIN:-bin}
 GW_ADDR=127.0.0.1:${GW_PORT:-8100}
@@ -46,7 +47,7 @@ per=$(( (total + PROCS - 1) / PROCS ))
 out=study/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 {
-	echo "make $([ "$FAST" = 1 ] && echo study-fast || echo study) DURATION=$DURATION CLIENTS=$CLIENTS RAMP=$RAMP RATE=$RATE MEMLOG_EVERY=$MEMLOG_EVERY PROCS=$PROCS"
+	echo "make $([ "$FAST" = 1 ] && echo study-fast || echo study) DURATION=$DURATION CLIENTS=$CLIENTS RAMP=$RAMP RATE=$RATE MEMLOG_EVERY=$MEMLOG_EVERY PROCS=$PROCS GATEWAY_PROCS=$GATEWAY_PROCS"
 	echo "# on $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
 } > "$out/command.txt"
 echo "study: writing to $out"
@@ -61,9 +62,13 @@ trap cleanup EXIT
 "$BIN"/router -nats-addr "$NATS_ADDR" -admin "$ROUTER_ADMIN" -log-level warn > "$out/router.log" 2>&1 &
 router=$!; pids+=("$router")
 for _ in $(seq 100); do curl -sf -o /dev/null "http://$ROUTER_ADMIN/stats" && break; sleep 0.1; done
-"$BIN"/gateway -addr "$GW_ADDR" -admin "$GW_ADMIN" -nats "nats://$NATS_ADDR" -name study -log-level warn > "$out/gateway.log" 2>&1 &
+"$BIN"/gateway -procs "$GATEWAY_PROCS" -addr "$GW_ADDR" -admin "$GW_ADMIN" -nats "nats://$NATS_ADDR" -name study -log-level warn > "$out/gateway.log" 2>&1 &
 gateway=$!; pids+=("$gateway")
-for _ in $(seq 100); do curl -sf -o /dev/null "http://$GW_ADMIN/stats" && break; sleep 0.1; done
+for i in $(seq 300); do
+	[ "$(curl -sf "http://$ROUTER_ADMIN/stats" | awk -F'[:,]' '/"gateways"/ {gsub(/ /,"",$2); print $2; exit}')" -ge "$GATEWAY_PROCS" ] 2>/dev/null && break
+	[ "$i" = 300 ] && { echo "study: the gateway did not register with the router; see $out/gateway.log" >&2; exit 1; }
+	sleep 0.2
+done
 sleep 1 # let the gateway settle before the baseline sample
 
 # floodtest outlives msggen; it is stopped below once the messages are in.
@@ -90,7 +95,7 @@ else
 		-every 60s -duration "$(( dur + 60 ))s" -summary "$out/msggen.json" > "$out/msggen.out" 2>&1
 fi
 sleep 5 # the last messages reach the clients
-curl -sf "http://$GW_ADMIN/stats" > "$out/gateway-stats.json" || true
+curl -sf "http://$GW_ADMIN/stats" > "$out/gateway-stats.json" || true # the first gateway process
 curl -sf "http://$ROUTER_ADMIN/stats" > "$out/router-stats.json" || true
 
 kill -INT "$flood"; wait "$flood" || true

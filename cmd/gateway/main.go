@@ -41,6 +41,9 @@ Flags:
 	fs.IntVar(&cfg.Hub.SendBuffer, "sndbuf", 0, "SO_SNDBUF for stream sockets in bytes (0: kernel default)")
 	fs.IntVar(&cfg.Hub.MaxStreams, "max-streams", cfg.Hub.MaxStreams, "most streams at once (at most the open-files limit)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	procsFlag := fs.String("procs", "1", `gateway processes sharing -addr (SO_REUSEPORT): a number, or "auto" (enough for -expect streams, at least one per core)`)
+	expect := fs.Int("expect", 0, "with -procs auto: the number of streams to hold")
+	fs.BoolVar(&cfg.ReusePort, "reuseport", false, "set SO_REUSEPORT on the listener (set by -procs for its processes)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -48,11 +51,18 @@ Flags:
 		fs.Usage()
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
+	procs, err := parseProcs(*procsFlag, *expect)
+	if err != nil {
+		return err
+	}
 	log, err := obs.NewLogger(*level)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
+	if procs > 1 {
+		return superviseProcs(ctx, fs, cfg, procs, log)
+	}
 	cfg.Logger = log
 	g, err := gateway.New(cfg)
 	if err != nil {

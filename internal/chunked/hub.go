@@ -158,7 +158,7 @@ type Hub struct {
 	cfg      Config
 	log      *zap.Logger
 	listener Listener
-	slots    []session
+	slots    []session // by descriptor; only the pages up to maxFD are touched
 	poller   *netpoll.Poller
 	pool     sync.Pool // *[]byte pending buffers
 
@@ -169,6 +169,7 @@ type Hub struct {
 	pollerWG sync.WaitGroup
 	stop     chan struct{}
 
+	maxFD    atomic.Int64 // the highest descriptor used: scans stop there
 	open     atomic.Int64
 	opened   atomic.Uint64
 	closes   [numReasons]atomic.Uint64
@@ -277,6 +278,12 @@ func (h *Hub) Open(c net.Conn, id int64, http10 bool) error {
 		unix.Close(fd)
 		h.rejected.Add(1)
 		return ErrClosed
+	}
+	for {
+		top := h.maxFD.Load()
+		if int64(fd) <= top || h.maxFD.CompareAndSwap(top, int64(fd)) {
+			break
+		}
 	}
 	s := &h.slots[fd]
 	s.mu.Lock()
@@ -546,7 +553,7 @@ func (h *Hub) sweeper() {
 			return
 		case now := <-t.C:
 			limit := now.Add(-h.cfg.WriteTimeout).UnixNano()
-			for i := range h.slots {
+			for i := 0; i <= int(h.maxFD.Load()); i++ {
 				s := &h.slots[i]
 				s.mu.Lock()
 				if s.state == stateOpen && s.pending != nil && s.stalled < limit {
@@ -560,7 +567,7 @@ func (h *Hub) sweeper() {
 
 // Snapshot calls fn for every open stream, with that stream's lock held.
 func (h *Hub) Snapshot(fn func(conn uint64, id int64)) {
-	for i := range h.slots {
+	for i := 0; i <= int(h.maxFD.Load()); i++ {
 		s := &h.slots[i]
 		s.mu.Lock()
 		if s.state == stateOpen {
@@ -615,7 +622,7 @@ func (h *Hub) Close() {
 	h.pollerWG.Wait()
 	h.poller.Release()
 
-	for i := range h.slots {
+	for i := 0; i <= int(h.maxFD.Load()); i++ {
 		s := &h.slots[i]
 		s.mu.Lock()
 		if s.state == stateOpen {

@@ -31,14 +31,17 @@ const (
 // Parser decodes an HTTP/1.1 chunked body incrementally: bytes go in as
 // they arrive from the socket, whole chunks come out. It keeps the part of
 // a chunk split across reads (bounded by MaxChunk) and nothing else.
+//
+// It is 24 bytes, so that a client holding many streams (floodtest) can
+// keep one per stream.
 type Parser struct {
 	// MaxChunk bounds a chunk's size. Default (0): 1 MiB.
-	MaxChunk int
+	MaxChunk uint32
+	size     uint32 // data bytes left in the current chunk
 	state    uint8
 	digits   uint8
-	size     uint64
-	trailer  int
-	partial  []byte
+	trailer  uint16  // bytes of the current extension or trailer line
+	partial  *[]byte // a chunk split across reads; nil otherwise
 }
 
 // Done reports whether the last chunk and the trailer have been read.
@@ -52,6 +55,8 @@ func (p *Parser) Feed(in []byte, chunk func(data []byte)) error {
 	if max == 0 {
 		max = 1 << 20
 	}
+	size := uint64(p.size)
+	defer func() { p.size = uint32(size) }()
 	for i := 0; i < len(in); i++ {
 		c := in[i]
 		switch p.state {
@@ -77,9 +82,9 @@ func (p *Parser) Feed(in []byte, chunk func(data []byte)) error {
 				return fmt.Errorf("%w: size too long", ErrChunkSize)
 			}
 			p.digits++
-			p.size = p.size<<4 | uint64(d)
-			if p.size > max {
-				return fmt.Errorf("%w: %d > %d", ErrChunkTooLarge, p.size, max)
+			size = size<<4 | uint64(d)
+			if size > max {
+				return fmt.Errorf("%w: %d > %d", ErrChunkTooLarge, size, max)
 			}
 		case stExt:
 			// Chunk extensions are skipped, bounded like a trailer line.
@@ -98,30 +103,34 @@ func (p *Parser) Feed(in []byte, chunk func(data []byte)) error {
 				return fmt.Errorf("%w: CR not followed by LF", ErrChunkSize)
 			}
 			p.digits, p.trailer = 0, 0
-			if p.size == 0 {
+			if size == 0 {
 				p.state = stTrailerStart
 			} else {
 				p.state = stData
 			}
 		case stData:
 			n := uint64(len(in) - i)
-			if n > p.size {
-				n = p.size
+			if n > size {
+				n = size
 			}
 			data := in[i : i+int(n)]
-			p.size -= n
+			size -= n
 			i += int(n) - 1
-			if p.size == 0 {
-				if len(p.partial) > 0 {
-					p.partial = append(p.partial, data...)
-					chunk(p.partial)
-					p.partial = p.partial[:0]
+			if size == 0 {
+				if p.partial != nil {
+					whole := append(*p.partial, data...)
+					p.partial = nil
+					chunk(whole)
 				} else {
 					chunk(data)
 				}
 				p.state = stDataCR
 			} else {
-				p.partial = append(p.partial, data...)
+				if p.partial == nil {
+					b := make([]byte, 0, n+size)
+					p.partial = &b
+				}
+				*p.partial = append(*p.partial, data...)
 			}
 		case stDataCR:
 			if c != '\r' {

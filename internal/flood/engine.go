@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,14 +39,15 @@ type Config struct {
 }
 
 const (
-	stFree uint8 = iota
-	stConnecting
-	stHead
-	stBody
+	stFree       uint8 = iota
+	stConnecting       // connect in progress
+	stHead             // request sent, reading the response head
+	stWelcome          // streaming, the welcome chunk not yet read
+	stBody             // streaming
 )
 
-// conn is one client: about 100 bytes, inline in Engine.conns at the index
-// of its descriptor. An idle client owns nothing else.
+// conn is one client: 56 bytes, inline in Engine.conns at the index of its
+// descriptor. An idle client owns nothing else.
 type conn struct {
 	mu      sync.Mutex
 	gen     uint32
@@ -54,9 +56,8 @@ type conn struct {
 	hpos    uint16 // head bytes read
 	idx     int32  // target index
 	started int32  // seconds since the engine started
-	next    uint64 // the "Recvd msg #N" expected next
-	lastSeq uint64 // last numbered seq seen
-	chunks  uint64
+	next    uint32 // the "Recvd msg #N" expected next
+	lastSeq uint32 // last numbered seq seen (msggen's seq is 32 bits)
 	p       chunked.Parser
 }
 
@@ -69,6 +70,8 @@ type Engine struct {
 	poller *netpoll.Poller
 	start  time.Time
 
+	maxFD      atomic.Int64 // the highest descriptor used: loops stop there
+	baseRSS    atomic.Int64 // this process's memory before its first client
 	opened     atomic.Int64 // sockets created
 	active     atomic.Int64 // streams established and open
 	connecting atomic.Int64
@@ -82,6 +85,7 @@ type Engine struct {
 	curErrs [4]uint64
 	onChunk func([]byte)
 	readBuf [64 << 10]byte // used by the poll goroutine only
+	reqBuf  []byte         // likewise
 	wg      sync.WaitGroup
 }
 
@@ -104,7 +108,10 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, conns: make([]conn, rl.Cur), poller: p}
+	// One slot per possible descriptor. Descriptors are handed out
+	// lowest first and the loops stop at the highest used, so only the
+	// pages of slots in use become resident.
+	e := &Engine{cfg: cfg, conns: make([]conn, min(rl.Cur, 1<<24)), poller: p}
 	e.onChunk = e.chunk
 	return e, nil
 }
@@ -120,11 +127,11 @@ type Stats struct {
 	Bytes      uint64            `json:"bytes"`
 	Errors     map[string]uint64 `json:"errors"`
 	RSSKB      int64             `json:"rss_kb"`
-	// Set on run totals: the most clients streaming at once, and the
-	// most memory floodtest's processes used while that many were.
+	// Set on run totals: the most clients streaming at once, and
+	// floodtest's memory (all its processes) when last holding that many.
 	PeakActive int64 `json:"peak_active,omitempty"`
 	PeakRSSKB  int64 `json:"peak_rss_kb,omitempty"`
-	BaseRSSKB  int64 `json:"base_rss_kb,omitempty"` // before any client
+	BaseRSSKB  int64 `json:"base_rss_kb,omitempty"` // before any client, all processes
 }
 
 // Add sums s and o (for the parent over its workers).
@@ -137,6 +144,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.Messages += o.Messages
 	s.Bytes += o.Bytes
 	s.RSSKB += o.RSSKB
+	s.BaseRSSKB += o.BaseRSSKB
 	if len(o.Errors) > 0 && s.Errors == nil {
 		s.Errors = map[string]uint64{}
 	}
@@ -152,6 +160,7 @@ func (e *Engine) Stats() Stats {
 		Opened: e.opened.Load(), Active: e.active.Load(), Connecting: e.connecting.Load(),
 		Closed: e.closed.Load(), Chunks: e.chunks.Load(), Messages: e.messages.Load(),
 		Bytes: e.bytes.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
+		BaseRSSKB: e.baseRSS.Load(),
 	}
 	e.errs.Range(func(k, v any) bool {
 		s.Errors[k.(string)] = v.(*atomic.Uint64).Load()
@@ -175,6 +184,7 @@ func (e *Engine) count(kind string, n uint64) {
 // ends; then it closes every connection and returns.
 func (e *Engine) Run(ctx context.Context) error {
 	e.start = time.Now()
+	e.baseRSS.Store(memstat.SelfRSSKB())
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -187,12 +197,16 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.sweep(stopSweep)
 	}()
 	err := e.open(ctx)
+	// The ramp's garbage (request buffers, URLs) goes back to the
+	// system once every client is streaming, so what floodtest holds
+	// while it holds the clients is what a client costs.
+	e.settle(ctx)
 	<-ctx.Done()
 	close(stopSweep)
 	e.poller.Close()
 	e.wg.Wait()
 	e.poller.Release()
-	for i := range e.conns {
+	for i := 0; i <= int(e.maxFD.Load()); i++ {
 		c := &e.conns[i]
 		c.mu.Lock()
 		if c.state != stFree {
@@ -266,11 +280,17 @@ func (e *Engine) dial(i int) error {
 			return nil
 		}
 	}
+	for {
+		top := e.maxFD.Load()
+		if int64(fd) <= top || e.maxFD.CompareAndSwap(top, int64(fd)) {
+			break
+		}
+	}
 	c := &e.conns[fd]
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.state, c.hcr, c.hpos, c.idx, c.next, c.lastSeq, c.chunks = stConnecting, 0, 0, int32(i), 1, 0, 0
+	c.state, c.hcr, c.hpos, c.idx, c.next, c.lastSeq = stConnecting, 0, 0, int32(i), 1, 0
 	c.started = int32(time.Since(e.start) / time.Second)
 	c.p = chunked.Parser{}
 	e.opened.Add(1)
@@ -292,7 +312,7 @@ func (e *Engine) closeLocked(c *conn, fd int, kind string) {
 	switch c.state {
 	case stFree:
 		return
-	case stBody:
+	case stWelcome, stBody:
 		e.active.Add(-1)
 	default:
 		e.connecting.Add(-1)
@@ -329,12 +349,12 @@ func (e *Engine) event(fd int, tag uint32, ev uint32) {
 			e.closeLocked(c, fd, ErrConnect)
 			return
 		}
-		req := make([]byte, 0, 128)
-		req = append(req, "GET "...)
+		req := append(e.reqBuf[:0], "GET "...)
 		req = append(req, t.Path...)
 		req = append(req, " HTTP/1.1\r\nHost: "...)
 		req = append(req, t.Host...)
 		req = append(req, "\r\nUser-Agent: floodtest\r\n\r\n"...)
+		e.reqBuf = req
 		if n, err := unix.Write(fd, req); err != nil || n != len(req) {
 			e.closeLocked(c, fd, ErrConnect)
 			return
@@ -364,7 +384,7 @@ func (e *Engine) read(c *conn, fd int) {
 			switch {
 			case c.p.Done():
 				e.closeLocked(c, fd, ErrEnded)
-			case c.state == stBody:
+			case c.state >= stWelcome:
 				e.closeLocked(c, fd, ErrPeerShut)
 			default:
 				e.closeLocked(c, fd, ErrHead)
@@ -404,7 +424,7 @@ func (e *Engine) consume(c *conn, fd int, b []byte) {
 		if c.hcr < 4 {
 			return
 		}
-		c.state = stBody
+		c.state = stWelcome
 		e.connecting.Add(-1)
 		e.active.Add(1)
 		b = b[i:]
@@ -424,9 +444,9 @@ func (e *Engine) consume(c *conn, fd int, b []byte) {
 // chunk checks one chunk of e.cur.
 func (e *Engine) chunk(data []byte) {
 	c := e.cur
-	c.chunks++
 	e.chunks.Add(1)
-	if c.chunks == 1 {
+	if c.state == stWelcome {
+		c.state = stBody
 		t, err := e.cfg.Target(int(c.idx))
 		if err != nil || !checkWelcome(data, t.ID) {
 			e.curErrs[3]++
@@ -434,12 +454,27 @@ func (e *Engine) chunk(data []byte) {
 		return
 	}
 	e.messages.Add(1)
-	seq, order, lost, dup := checkMessage(data, c.next, c.lastSeq)
+	seq, order, lost, dup := checkMessage(data, uint64(c.next), uint64(c.lastSeq))
 	c.next++
-	c.lastSeq = seq
+	c.lastSeq = uint32(seq)
 	e.curErrs[0] += order
 	e.curErrs[1] += lost
 	e.curErrs[2] += dup
+}
+
+// settle waits for the ramp to finish and returns freed memory to the
+// operating system.
+func (e *Engine) settle(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for e.connecting.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	debug.FreeOSMemory()
 }
 
 // sweep closes clients that did not get a response head in time.
@@ -456,7 +491,7 @@ func (e *Engine) sweep(stop <-chan struct{}) {
 			continue
 		}
 		limit := int32((time.Since(e.start) - e.cfg.ConnectTimeout) / time.Second)
-		for i := range e.conns {
+		for i := 0; i <= int(e.maxFD.Load()); i++ {
 			c := &e.conns[i]
 			c.mu.Lock()
 			if (c.state == stConnecting || c.state == stHead) && c.started < limit {

@@ -20,7 +20,8 @@ type MemlogConfig struct {
 	Path string
 	// Every is the sampling period. Default 60s.
 	Every time.Duration
-	// GatewayPids are the processes whose memory is summed; if empty,
+	// GatewayPids are the processes whose memory is summed, with their
+	// descendants (the processes of gateway -procs N); if empty,
 	// every process named GatewayName is, looked up at each sample (so
 	// restarted or added gateway processes count).
 	GatewayPids []int
@@ -88,7 +89,7 @@ func ReadMemlog(r io.Reader) ([]Sample, error) {
 
 // TakeSample measures now.
 func TakeSample(cfg MemlogConfig, addrs map[netip.AddrPort]bool) Sample {
-	pids := cfg.GatewayPids
+	pids := memstat.WithDescendants(cfg.GatewayPids)
 	if len(pids) == 0 {
 		name := cfg.GatewayName
 		if name == "" {

@@ -137,7 +137,7 @@ type aggregator struct {
 	addSelf   bool // workers run elsewhere: count this process's memory too
 	peak      int64
 	peakRSSKB int64
-	base      int64 // this process's memory before any client
+	base      int64 // this process's memory before any client (parent of workers)
 }
 
 func (a *aggregator) set(w int, s Stats) {
@@ -145,8 +145,10 @@ func (a *aggregator) set(w int, s Stats) {
 	defer a.mu.Unlock()
 	a.byProc[w] = s
 	t := a.sumLocked()
-	if t.Active >= a.peak {
-		a.peak, a.peakRSSKB = t.Active, max(a.peakRSSKB, t.RSSKB)
+	if t.Active >= a.peak && t.Active > 0 {
+		// The latest reading while holding the most clients: after the
+		// ramp has settled.
+		a.peak, a.peakRSSKB = t.Active, t.RSSKB
 	}
 }
 
@@ -165,7 +167,10 @@ func (a *aggregator) total() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	t := a.sumLocked()
-	t.PeakActive, t.PeakRSSKB, t.BaseRSSKB = a.peak, a.peakRSSKB, a.base
+	t.PeakActive, t.PeakRSSKB = a.peak, a.peakRSSKB
+	if a.addSelf {
+		t.BaseRSSKB += a.base // the parent's own, besides its workers'
+	}
 	return t
 }
 

@@ -39,6 +39,10 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Hub configures the streams (pending bound, write timeout, writers).
 	Hub chunked.Config
+	// ReusePort sets SO_REUSEPORT on the listener, so several gateway
+	// processes share one port; a full process then leaves the port's
+	// group until it has room again. Default false.
+	ReusePort bool
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -86,7 +90,7 @@ func (c *Config) Validate() error {
 type Gateway struct {
 	cfg   Config
 	log   *zap.Logger
-	ln    net.Listener
+	ln    *capListener
 	srv   *fasthttp.Server
 	hub   *chunked.Hub
 	link  *link
@@ -138,12 +142,6 @@ func New(cfg Config) (*Gateway, error) {
 		nc.Close()
 		return nil, fmt.Errorf("gateway: subscribe: %w", err)
 	}
-	g.ln, err = net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		g.hub.Close()
-		g.link.stop()
-		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
-	}
 	g.srv = &fasthttp.Server{
 		Handler:                      g.handle,
 		Name:                         "comet-gateway",
@@ -156,9 +154,20 @@ func New(cfg Config) (*Gateway, error) {
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
 		Logger:                       zap.NewStdLog(g.log.Named("fasthttp")),
-		MaxConnsPerIP:                0,
 		Concurrency:                  1 << 20,
 		DisablePreParseMultipartForm: true,
+	}
+	// Descriptors beyond the streams: request parsing, the dup of a stream
+	// being opened, NATS, epoll, logs.
+	capacity := max(g.hub.Config().MaxStreams-64, 1)
+	full := func(frac float64) bool {
+		return float64(g.hub.Len()+int(g.srv.GetOpenConnectionsCount())) >= frac*float64(capacity)
+	}
+	g.ln, err = newCapListener(cfg.Addr, cfg.ReusePort, full, g.log)
+	if err != nil {
+		g.hub.Close()
+		g.link.stop()
+		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
 	}
 	go func() { g.serve <- g.srv.Serve(g.ln) }()
 
@@ -290,6 +299,10 @@ type Stats struct {
 	NATS    string        `json:"nats"`
 	Frames  uint64        `json:"frames_published"`
 	Bad     uint64        `json:"bad_frames"`
+	// Times the listener stopped accepting because the process was full,
+	// and accept errors (out of descriptors and the like).
+	ListenPauses uint64 `json:"listen_pauses"`
+	AcceptErrors uint64 `json:"accept_errors"`
 }
 
 // Stats returns the gateway's counters.
@@ -300,6 +313,9 @@ func (g *Gateway) Stats() Stats {
 		NATS:    g.link.nc.Status().String(),
 		Frames:  g.link.published.Load(),
 		Bad:     g.link.badFrames.Load(),
+
+		ListenPauses: g.ln.pauses.Load(),
+		AcceptErrors: g.ln.acceptErrs.Load(),
 	}
 }
 
@@ -324,6 +340,8 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	counter("stale_deliveries_total", "Deliveries to streams already closed.", nil, func() uint64 { return hub.Stats().Stale })
 	counter("rejected_total", "Streams refused (limit, shutdown, no descriptor).", nil, func() uint64 { return hub.Stats().Rejected })
 	counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
+	counter("listen_pauses_total", "Times the listener stopped accepting because the process was full.", nil, g.ln.pauses.Load)
+	counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)
 	mux := obs.AdminMux(reg)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		obs.WriteJSON(w, http.StatusOK, g.Stats())

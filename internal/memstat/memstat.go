@@ -65,6 +65,50 @@ func FindPids(name string) []int {
 	return pids
 }
 
+// WithDescendants returns pids and every process descended from them (a
+// supervisor's children count with it).
+func WithDescendants(pids []int) []int {
+	children := map[int][]int{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after
+		// its closing parenthesis.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := bytes.Fields(b[i+1:])
+		pid, err1 := strconv.Atoi(filepath.Base(filepath.Dir(st)))
+		if len(f) < 2 || err1 != nil {
+			continue
+		}
+		if ppid, err := strconv.Atoi(string(f[1])); err == nil {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	seen := map[int]bool{}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		out = append(out, p)
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	for _, p := range pids {
+		walk(p)
+	}
+	return out
+}
+
 // SumRSSKB sums RSSKB over pids, skipping processes that are gone, and
 // returns the sum and how many were alive.
 func SumRSSKB(pids []int) (kb int64, alive int) {
@@ -110,6 +154,15 @@ func parseSockstat(b []byte, pageSize int) (int64, error) {
 // one of addrs (the server side of clients' connections), like the
 // original's `netstat -n | awk '/ESTABLISHED/ && $4=="127.0.0.1:8000"' | wc -l`.
 func Established(addrs map[netip.AddrPort]bool) (int, error) {
+	if n, err := establishedDiag(addrs); err == nil {
+		return n, nil
+	}
+	return establishedProc(addrs)
+}
+
+// establishedProc is Established from /proc/net/tcp{,6}: the fallback
+// where sock_diag is not available.
+func establishedProc(addrs map[netip.AddrPort]bool) (int, error) {
 	total := 0
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		n, err := countEstablished(f, addrs)
@@ -127,7 +180,7 @@ func countEstablished(path string, addrs map[netip.AddrPort]bool) (int, error) {
 		return 0, err
 	}
 	defer fh.Close()
-	return scanEstablished(bufio.NewReaderSize(fh, 1<<20), addrs)
+	return scanEstablished(bufio.NewReaderSize(fh, 64<<10), addrs)
 }
 
 // parseProcAddr parses /proc/net/tcp's "0100007F:1F40" (IPv4, each 32-bit

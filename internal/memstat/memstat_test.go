@@ -2,6 +2,7 @@ package memstat
 
 import (
 	"bufio"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -49,5 +50,38 @@ func TestSelf(t *testing.T) {
 	}
 	if _, err := Established(map[netip.AddrPort]bool{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEstablishedCountsRealConnections: both ways of counting see the
+// connections made to a real listener, and only those.
+func TestEstablishedCountsRealConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	for i := 0; i < 5; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c, s)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	addrs := map[netip.AddrPort]bool{netip.MustParseAddrPort(ln.Addr().String()): true}
+	n1, err1 := establishedDiag(addrs)
+	n2, err2 := establishedProc(addrs)
+	if err1 != nil || err2 != nil || n1 != 5 || n2 != 5 {
+		t.Fatalf("diag %d %v, proc %d %v; want 5", n1, err1, n2, err2)
 	}
 }

@@ -1,0 +1,188 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// capListener is the gateway's listener. It never hands fasthttp an
+// accept error it would treat as permanent (EMFILE would stop Serve), and
+// it keeps the process within its open-files limit:
+//
+//   - When the process is full (full() reports true) or runs out of
+//     descriptors, a SO_REUSEPORT listener closes its socket, which takes
+//     it out of the port's group: the kernel sends new connections to the
+//     other gateway processes. It listens again once below the low-water
+//     mark (full(0.95) false).
+//   - A lone listener (no SO_REUSEPORT) keeps listening and waits; the
+//     kernel's backlog holds new connections meanwhile.
+type capListener struct {
+	addr      string
+	reusePort bool
+	full      func(frac float64) bool
+	log       *zap.Logger
+
+	mu     sync.Mutex
+	inner  net.Listener
+	closed bool
+	done   chan struct{}
+	bound  net.Addr
+
+	pauses, acceptErrs atomic.Uint64
+	lastLog            atomic.Int64
+}
+
+func listenTCP(addr string, reusePort bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if reusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+func newCapListener(addr string, reusePort bool, full func(float64) bool, log *zap.Logger) (*capListener, error) {
+	ln, err := listenTCP(addr, reusePort)
+	if err != nil {
+		return nil, err
+	}
+	return &capListener{addr: ln.Addr().String(), reusePort: reusePort, full: full, log: log,
+		inner: ln, done: make(chan struct{}), bound: ln.Addr()}, nil
+}
+
+func isFDExhaustion(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
+}
+
+// logOnce logs at most once a minute.
+func (l *capListener) logOnce(msg string, fields ...zap.Field) {
+	now := time.Now().Unix()
+	if last := l.lastLog.Load(); now-last >= 60 && l.lastLog.CompareAndSwap(last, now) {
+		l.log.Warn(msg, fields...)
+	}
+}
+
+// pause takes the socket out of the group (SO_REUSEPORT only) and waits
+// until the process has room again.
+func (l *capListener) pause(why string) error {
+	l.pauses.Add(1)
+	if l.reusePort {
+		l.mu.Lock()
+		if l.inner != nil {
+			l.inner.Close()
+			l.inner = nil
+		}
+		l.mu.Unlock()
+		l.logOnce("gateway full, not accepting; the other processes take new connections",
+			zap.String("why", why), zap.Uint64("pauses", l.pauses.Load()))
+	} else {
+		l.logOnce("gateway full, new connections wait in the backlog", zap.String("why", why))
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return net.ErrClosed
+		case <-t.C:
+		}
+		if l.full(0.95) {
+			continue
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed {
+			return net.ErrClosed
+		}
+		if l.inner == nil {
+			ln, err := listenTCP(l.addr, true)
+			if err != nil {
+				l.logOnce("cannot listen again; retrying", zap.Error(err))
+				return nil
+			}
+			l.inner = ln
+		}
+		return nil
+	}
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		if l.full(1) {
+			if err := l.pause("stream limit"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		l.mu.Lock()
+		ln := l.inner
+		l.mu.Unlock()
+		if ln == nil {
+			if err := l.pause("relisten"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		c, err := ln.Accept()
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-l.done:
+			return nil, net.ErrClosed
+		default:
+		}
+		if isFDExhaustion(err) {
+			l.acceptErrs.Add(1)
+			if err := l.pause("out of file descriptors"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		l.mu.Lock()
+		stale := l.inner != ln // closed by pause on another path
+		l.mu.Unlock()
+		if stale || errors.Is(err, net.ErrClosed) {
+			continue
+		}
+		// Other accept errors (ECONNABORTED and the like) concern one
+		// connection: count them and go on.
+		l.acceptErrs.Add(1)
+		l.logOnce("accept failed", zap.Error(err))
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (l *capListener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	if l.inner != nil {
+		err := l.inner.Close()
+		l.inner = nil
+		return err
+	}
+	return nil
+}
+
+func (l *capListener) Addr() net.Addr { return l.bound }

@@ -163,6 +163,11 @@ func New(cfg Config) (*Gateway, error) {
 	full := func(frac float64) bool {
 		return float64(g.hub.Len()+int(g.srv.GetOpenConnectionsCount())) >= frac*float64(capacity)
 	}
+	if cfg.ReusePort {
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req"); err == nil && strings.TrimSpace(string(b)) == "0" {
+			g.log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued on a gateway process that fills up or stops are reset instead of moving to the others; sysctl -w net.ipv4.tcp_migrate_req=1 fixes it")
+		}
+	}
 	g.ln, err = newCapListener(cfg.Addr, cfg.ReusePort, full, g.log)
 	if err != nil {
 		g.hub.Close()

@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+)
+
+// TestCapListenerLeavesGroupWhenFull: two SO_REUSEPORT listeners on one
+// port; when the first is full it closes its socket and every new
+// connection goes to the second; when it has room again it takes its share
+// again.
+func TestCapListenerLeavesGroupWhenFull(t *testing.T) {
+	var fullA atomic.Bool
+	a, err := newCapListener("127.0.0.1:0", true, func(float64) bool { return fullA.Load() }, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := newCapListener(a.Addr().String(), true, func(float64) bool { return false }, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var gotA, gotB atomic.Int64
+	serve := func(l net.Listener, n *atomic.Int64) {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}
+	go serve(a, &gotA)
+	go serve(b, &gotB)
+	// Connections queued on a listener when it closes are reset (unless
+	// net.ipv4.tcp_migrate_req=1), so dials may fail around a pause:
+	// count what each side accepts, not what the client saw.
+	dialN := func(n int) {
+		for i := 0; i < n; i++ {
+			if c, err := net.Dial("tcp", a.Addr().String()); err == nil {
+				c.Close()
+			}
+		}
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: accepted %d / %d", what, gotA.Load(), gotB.Load())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	dialN(200)
+	waitUntil("both listeners accept", func() bool { return gotA.Load() > 0 && gotB.Load() > 0 })
+
+	// A is full: once its blocked Accept returns, its socket leaves the
+	// group and B takes every new connection.
+	fullA.Store(true)
+	dialN(20)
+	time.Sleep(200 * time.Millisecond)
+	beforeA, beforeB := gotA.Load(), gotB.Load()
+	dialN(200)
+	waitUntil("B takes the load", func() bool { return gotB.Load() >= beforeB+190 })
+	if gotA.Load() != beforeA {
+		t.Fatalf("full listener accepted %d more", gotA.Load()-beforeA)
+	}
+	if a.pauses.Load() == 0 {
+		t.Fatal("no pause counted")
+	}
+
+	// Room again: A rejoins the group.
+	fullA.Store(false)
+	time.Sleep(200 * time.Millisecond)
+	dialN(200)
+	waitUntil("A rejoins", func() bool { return gotA.Load() > beforeA })
+}
+
+// TestCapListenerLoneWaits: without SO_REUSEPORT a full listener keeps its
+// socket (connections wait in the backlog) and accepts once there is room.
+func TestCapListenerLoneWaits(t *testing.T) {
+	var full atomic.Bool
+	full.Store(true)
+	l, err := newCapListener("127.0.0.1:0", false, func(float64) bool { return full.Load() }, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-accepted:
+		t.Fatal("accepted while full")
+	case <-time.After(200 * time.Millisecond):
+	}
+	full.Store(false)
+	select {
+	case s := <-accepted:
+		s.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("not accepted after room came back")
+	}
+	l.Close()
+}

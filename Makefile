@@ -4,12 +4,12 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/ ./cmd/... ./bench/naive
 
 # The router (with its embedded NATS), then the gateway, in the foreground
 # with their logs; Ctrl-C stops both.
@@ -44,6 +44,11 @@ study: build
 
 study-fast: build
 	FAST=1 DURATION=$(DURATION) ./scripts/study.sh
+
+# Memory per idle stream: this gateway, a naive fasthttp gateway and
+# nginx+nchan (installed if missing), N = 10k and 100k (FULL=1: and 1M).
+bench-memory: build
+	FULL=$(FULL) ./scripts/bench-memory.sh
 
 clean:
 	rm -rf $(BIN)

@@ -80,6 +80,9 @@ Flags:
 	perProc := fs.Int("per-process", 0, "most clients in one process (0: from the open-files limit and port range)")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time allowed for connect plus response head")
 	summary := fs.String("summary", "", "write the final stats as JSON to this file")
+	var headers headerList
+	fs.Var(&headers, "header", `extra request header "Name: value" (repeatable), e.g. "TE: chunked" for nchan`)
+	noCheck := fs.Bool("no-check", false, "count chunks without checking their content (servers other than the gateway)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -89,7 +92,7 @@ Flags:
 	}
 	cfg := flood.RunConfig{
 		Duration: *duration, Every: *every, ConnectTimeout: *connectTimeout,
-		Workers: *workers, PerProcess: *perProc, Out: os.Stdout,
+		Workers: *workers, PerProcess: *perProc, Out: os.Stdout, Headers: headers, NoCheck: *noCheck,
 		WorkerArgs: func(spec flood.WorkerSpec) []string {
 			b, _ := json.Marshal(spec)
 			return []string{"worker", string(b)}
@@ -175,4 +178,18 @@ func runWorker(ctx context.Context, args []string) error {
 		return fmt.Errorf("worker spec: %w", err)
 	}
 	return flood.RunWorker(ctx, spec, os.Stdout)
+}
+
+// headerList is a repeatable -header flag.
+type headerList []string
+
+func (h *headerList) String() string { return strings.Join(*h, ", ") }
+
+func (h *headerList) Set(v string) error {
+	name, _, ok := strings.Cut(v, ":")
+	if !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(v, "\r\n") {
+		return fmt.Errorf("header %q: want \"Name: value\" on one line", v)
+	}
+	*h = append(*h, v)
+	return nil
 }

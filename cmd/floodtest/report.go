@@ -144,7 +144,9 @@ func report(dir string) (string, error) {
 	fmt.Fprintf(&b, "| out of order (Recvd msg #N) | %d |\n", fl.Stats.Errors[flood.ErrOrder])
 	fmt.Fprintf(&b, "| connections closed by the server or network | %d (%s) |\n", fl.Stats.Closed, flood.ErrorText(fl.Stats.Errors))
 	if fl.Stats.PeakActive > 0 {
-		fmt.Fprintf(&b, "| floodtest's own memory | %d KB: %.2f KB per client |\n", fl.Stats.PeakRSSKB, float64(fl.Stats.PeakRSSKB)/float64(fl.Stats.PeakActive))
+		fmt.Fprintf(&b, "| floodtest's own memory | %d KB with %d clients: %.2f KB per client (%.2f KB above its %d KB before any client) |\n",
+			fl.Stats.PeakRSSKB, fl.Stats.PeakActive, float64(fl.Stats.PeakRSSKB)/float64(fl.Stats.PeakActive),
+			float64(fl.Stats.PeakRSSKB-fl.Stats.BaseRSSKB)/float64(fl.Stats.PeakActive), fl.Stats.BaseRSSKB)
 	}
 	return b.String(), nil
 }

@@ -63,7 +63,7 @@ func Plot(samples []Sample, title string, format string, w io.Writer) error {
 		}
 		sockLine.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
 		top.Add(sockLine)
-		top.Legend.Add("kernel TCP sockets", sockLine)
+		top.Legend.Add("kernel TCP buffers (sockstat)", sockLine)
 	}
 	top.Legend.Top = true
 	top.Legend.Left = true

@@ -37,6 +37,9 @@ type RunConfig struct {
 	Every time.Duration
 	// ConnectTimeout bounds connect plus response head per client.
 	ConnectTimeout time.Duration
+	// Headers and NoCheck: as in Config.
+	Headers []string
+	NoCheck bool
 	// Workers: 0 picks the number of processes from PerProcess; 1 runs
 	// every client in this process.
 	Workers int
@@ -63,6 +66,8 @@ type WorkerSpec struct {
 	Rate           float64       `json:"rate"`
 	Source         string        `json:"source"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
+	Headers        []string      `json:"headers,omitempty"`
+	NoCheck        bool          `json:"no_check,omitempty"`
 }
 
 // Limits describes this machine's relevant limits.
@@ -223,7 +228,8 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 
 	if workers == 1 {
 		target, count := cfg.Plan.Share(0, 1)
-		e, err := New(Config{Target: target, Count: count, Rate: cfg.Rate, ConnectTimeout: cfg.ConnectTimeout})
+		e, err := New(Config{Target: target, Count: count, Rate: cfg.Rate, ConnectTimeout: cfg.ConnectTimeout,
+			Headers: cfg.Headers, NoCheck: cfg.NoCheck})
 		if err != nil {
 			return Stats{}, err
 		}
@@ -254,7 +260,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 			n, lim.OpenFiles, lim.PortsHigh-lim.PortsLow+1, workers, (n+workers-1)/workers, sourceFor(0), sourceFor(workers-1), rateText(cfg.Rate))
 		for w := 0; w < workers; w++ {
 			spec := WorkerSpec{Plan: cfg.Plan, URLFile: cfg.URLFile, Worker: w, Workers: workers, Rate: cfg.Rate / float64(workers),
-				Source: sourceFor(w).String(), ConnectTimeout: cfg.ConnectTimeout}
+				Source: sourceFor(w).String(), ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck}
 			if spec.URLFile != "" {
 				spec.Plan.URLs = nil // each worker reads the file itself
 			}
@@ -397,7 +403,8 @@ func RunWorker(ctx context.Context, spec WorkerSpec, out io.Writer) error {
 	}
 	ReadLimits()
 	target, count := plan.Share(spec.Worker, spec.Workers)
-	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Source: src, ConnectTimeout: spec.ConnectTimeout})
+	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Source: src, ConnectTimeout: spec.ConnectTimeout,
+		Headers: spec.Headers, NoCheck: spec.NoCheck})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# make bench-memory: user-space memory per idle stream, in one run on this
+# machine, for this gateway, a naive fasthttp SetBodyStreamWriter gateway
+# (bench/naive) and nginx + nchan (bench/nchan), at N = 10,000 and 100,000
+# streams (FULL=1 adds 1,000,000), with the kernel's memory per connection
+# and floodtest's own memory per client.
+#
+# Per server and N: start it, take its resident memory (summed over its
+# processes), ramp N streams with floodtest, hold them SETTLE (60s; for this
+# gateway with msggen sending 1,000 messages/s meanwhile), take it again.
+# KB per stream = (after - before) / N.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin}
+SIZES=${SIZES:-"10000 100000"}
+[ "${FULL:-0}" = 1 ] && SIZES="$SIZES 1000000"
+SERVERS=${SERVERS:-"comet naive nchan"}
+SETTLE=${SETTLE:-60}
+RAMP=${RAMP:-5000}
+PER=19000 # streams per server process
+out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+echo "bench-memory: writing to $out"
+
+# What the bench needs from the kernel, restored on exit.
+restore=()
+setsys() { # name value
+	local old; old=$(cat "/proc/sys/${1//.//}")
+	if [ "$old" != "$2" ]; then
+		restore+=("$1=$old")
+		sysctl -q -w "$1=$2" || echo "bench-memory: cannot set $1 (run as root)" >&2
+	fi
+}
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	for kv in "${restore[@]}"; do sysctl -q -w "$kv" || true; done
+}
+trap cleanup EXIT
+setsys net.ipv4.tcp_migrate_req 1
+setsys net.core.somaxconn 65535
+setsys net.ipv4.tcp_max_syn_backlog 65535
+
+if [[ " $SERVERS " == *" nchan "* ]] && [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+	echo "bench-memory: installing nginx-light and libnginx-mod-nchan"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-nchan > "$out/apt.log" 2>&1 || {
+		apt-get update -qq >> "$out/apt.log" 2>&1
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-nchan >> "$out/apt.log" 2>&1
+	}
+fi
+
+meminfo() { awk -v k="$1:" '$1 == k {print $2}' /proc/meminfo; }
+rss() { # pids... : summed VmRSS of them and their descendants, in KB
+	local all=() p
+	for p in "$@"; do all+=("$p"); all+=($(pgrep -P "$p" || true)); done
+	for p in "${all[@]}"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true; done | awk '{s+=$1} END {print s+0}'
+}
+wait_http() { for _ in $(seq 200); do curl -s -m 1 -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-memory: $1 did not come up" >&2; return 1; }
+
+printf "| N | server | processes | KB per stream | resident before / after (KB) | kernel KB per connection pair | floodtest KB per client |\n|---|---|---|---|---|---|---|\n" > "$out/table.md"
+port=8700
+for n in $SIZES; do
+	procs=$(( (n + PER - 1) / PER ))
+	for server in $SERVERS; do
+		port=$((port + 1))
+		log=$out/$server-$n
+		extra=()
+		case $server in
+		comet)
+			"$BIN"/router -nats-addr 127.0.0.1:4622 -admin 127.0.0.1:8699 -log-level warn > "$log.router.log" 2>&1 &
+			router=$!; pids+=("$router")
+			wait_http http://127.0.0.1:8699/stats
+			"$BIN"/gateway -procs "$procs" -addr 127.0.0.1:$port -admin off -nats nats://127.0.0.1:4622 -name bench -log-level warn > "$log.server.log" 2>&1 &
+			spid=$!
+			;;
+		naive)
+			"$BIN"/naive -procs "$procs" -addr 127.0.0.1:$port > "$log.server.log" 2>&1 &
+			spid=$!
+			;;
+		nchan)
+			mkdir -p "$log.nginx"
+			sed -e "s#@PREFIX@#$PWD/$log.nginx#g" -e "s#@PORT@#$port#g" -e "s#@WORKERS@#$procs#g" bench/nchan/nginx.conf.in > "$log.nginx/nginx.conf"
+			nginx -c "$PWD/$log.nginx/nginx.conf" -p "$PWD/$log.nginx" > "$log.server.log" 2>&1 &
+			spid=$!
+			extra=(-header "TE: chunked" -no-check)
+			;;
+		esac
+		pids+=("$spid")
+		wait_http "http://127.0.0.1:$port/ready-probe" || true
+		sleep 2
+		before=$(rss "$spid"); slab0=$(meminfo Slab); tcp0=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
+		"$BIN"/floodtest -url "http://127.0.0.1:$port/test/" -n "$n" -rate "$RAMP/s" -duration "$(( n / RAMP + SETTLE + 120 ))s" \
+			-every 10s "${extra[@]}" -summary "$log.floodtest.json" > "$log.floodtest.out" 2>&1 &
+		fpid=$!; pids+=("$fpid")
+		# Until every stream is open (or the ramp clearly failed).
+		for _ in $(seq $(( n / RAMP * 4 + 120 ))); do
+			grep -q "^Stats: {$n," "$log.floodtest.out" && break
+			sleep 1
+		done
+		if [ "$server" = comet ]; then
+			"$BIN"/msggen -nats nats://127.0.0.1:4622 -rate 1000 -n $(( 1000 * SETTLE / 4 )) -procs 4 -max "$n" -every 0 > "$log.msggen.out" 2>&1 || true
+		else
+			sleep "$SETTLE"
+		fi
+		after=$(rss "$spid"); slab1=$(meminfo Slab); tcp1=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
+		held=$(grep -o "^Stats: {[0-9]*" "$log.floodtest.out" | tail -1 | tr -dc 0-9)
+		kill -INT "$fpid"; wait "$fpid" || true
+		fmem=$(grep -o "KB per client, [0-9.]* KB above" "$log.floodtest.out" | grep -o "[0-9.]* KB above" | cut -d' ' -f1 || echo "?")
+		nprocs=$( (pgrep -P "$spid" || true) | wc -l)
+		kill -TERM "$spid"; wait "$spid" || true
+		[ "$server" = comet ] && { kill -TERM "$router"; wait "$router" || true; }
+		pids=()
+		kb=$(awk -v a="$after" -v b="$before" -v n="${held:-0}" 'BEGIN { if (n > 0) printf "%.2f", (a-b)/n; else print "n/a" }')
+		kern=$(awk -v a="$slab1" -v b="$slab0" -v t1="$tcp1" -v t0="$tcp0" -v n="${held:-0}" -v pg="$(getconf PAGESIZE)" 'BEGIN { if (n > 0) printf "%.2f", ((a-b) + (t1-t0)*pg/1024)/n; else print "n/a" }')
+		printf "| %d | %s | %d | **%s** | %d / %d | %s | %s |\n" "$n" "$server" "$((nprocs > 0 ? nprocs : 1))" "$kb" "$before" "$after" "$kern" "$fmem" | tee -a "$out/table.md"
+		[ "${held:-0}" = "$n" ] || echo "bench-memory: $server held ${held:-0} of $n streams; see $log.floodtest.out" | tee -a "$out/table.md"
+		sleep 3
+	done
+done
+{
+	echo
+	echo "Made by \`make bench-memory${FULL:+ FULL=$FULL}\` (SIZES=\"$SIZES\" SERVERS=\"$SERVERS\" SETTLE=$SETTLE RAMP=$RAMP) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
+} >> "$out/table.md"
+cat "$out/table.md"

@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million
 
 all: build
 
@@ -49,6 +49,10 @@ study-fast: build
 # nginx+nchan (installed if missing), N = 10k and 100k (FULL=1: and 1M).
 bench-memory: build
 	FULL=$(FULL) ./scripts/bench-memory.sh
+
+# A million streams on this machine, with the chart of the memory log.
+bench-million: build
+	./scripts/bench-million.sh
 
 clean:
 	rm -rf $(BIN)

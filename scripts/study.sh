@@ -3,7 +3,8 @@
 # streaming clients ramped at RAMP/s, msggen sending RATE messages/s to
 # random ids in 1..CLIENTS, the gateway's memory logged every MEMLOG_EVERY,
 # for DURATION. Everything lands in study/<timestamp>/: the memory log, the
-# chart, every tool's output and summary.md.
+# chart, every tool's output and summary.md. ROUTER_FLAGS and GATEWAY_FLAGS
+# pass extra flags to those daemons.
 #
 #   DURATION=10m scripts/study.sh       (make study DURATION=10m)
 #   FAST=1 scripts/study.sh             (make study-fast: 24h worth of
@@ -17,7 +18,7 @@ RAMP=${RAMP:-100}
 RATE=${RATE:-1000}
 MEMLOG_EVERY=${MEMLOG_EVERY:-60s}
 PROCS=${PROCS:-4}
-GATEWAY_PROCS=${GATEWAY_PROCS:-1}
+GATEWAY_PROCS=${GATEWAY_PROCS:-1} # a number, or auto (enough for CLIENTS)
 FAST=${FAST:-0}
 BIN=${BIN:-bin}
 GW_ADDR=127.0.0.1:${GW_PORT:-8100}
@@ -59,17 +60,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN"/router -nats-addr "$NATS_ADDR" -admin "$ROUTER_ADMIN" -log-level warn > "$out/router.log" 2>&1 &
+"$BIN"/router -nats-addr "$NATS_ADDR" -admin "$ROUTER_ADMIN" -log-level warn ${ROUTER_FLAGS:-} > "$out/router.log" 2>&1 &
 router=$!; pids+=("$router")
 for _ in $(seq 100); do curl -sf -o /dev/null "http://$ROUTER_ADMIN/stats" && break; sleep 0.1; done
-"$BIN"/gateway -procs "$GATEWAY_PROCS" -addr "$GW_ADDR" -admin "$GW_ADMIN" -nats "nats://$NATS_ADDR" -name study -log-level warn > "$out/gateway.log" 2>&1 &
+"$BIN"/gateway -procs "$GATEWAY_PROCS" -expect "$CLIENTS" -addr "$GW_ADDR" -admin "$GW_ADMIN" -nats "nats://$NATS_ADDR" -name study -log-level warn ${GATEWAY_FLAGS:-} > "$out/gateway.log" 2>&1 &
 gateway=$!; pids+=("$gateway")
 for i in $(seq 300); do
-	[ "$(curl -sf "http://$ROUTER_ADMIN/stats" | awk -F'[:,]' '/"gateways"/ {gsub(/ /,"",$2); print $2; exit}')" -ge "$GATEWAY_PROCS" ] 2>/dev/null && break
+	[ "$(curl -sf "http://$ROUTER_ADMIN/stats" | awk -F'[:,]' '/"gateways"/ {gsub(/ /,"",$2); print $2; exit}')" -ge "${GATEWAY_PROCS/auto/1}" ] 2>/dev/null && break
 	[ "$i" = 300 ] && { echo "study: the gateway did not register with the router; see $out/gateway.log" >&2; exit 1; }
 	sleep 0.2
 done
 sleep 1 # let the gateway settle before the baseline sample
+cp /proc/meminfo "$out/meminfo-before.txt"
 
 # floodtest outlives msggen; it is stopped below once the messages are in.
 "$BIN"/floodtest -url "http://$GW_ADDR/test/" -n "$CLIENTS" -rate "$RAMP/s" \
@@ -95,6 +97,7 @@ else
 		-every 60s -duration "$(( dur + 60 ))s" -summary "$out/msggen.json" > "$out/msggen.out" 2>&1
 fi
 sleep 5 # the last messages reach the clients
+cp /proc/meminfo "$out/meminfo-peak.txt"
 curl -sf "http://$GW_ADMIN/stats" > "$out/gateway-stats.json" || true # the first gateway process
 curl -sf "http://$ROUTER_ADMIN/stats" > "$out/router-stats.json" || true
 

@@ -156,6 +156,9 @@ Flags:
 	elapsed := time.Since(start)
 	fmt.Printf("floodtest: done after %s: Stats: {%d,%d,%d}, %d clients opened, %d messages received, errors: %s\n",
 		elapsed.Round(time.Second), st.Active, st.Closed, st.Chunks, st.Opened, st.Messages, flood.ErrorText(st.Errors))
+	if st.RampSeconds > 0 {
+		fmt.Printf("floodtest: all %d clients streaming after %.1fs: %.0f new streams/s\n", cfg.Plan.Len(), st.RampSeconds, float64(cfg.Plan.Len())/st.RampSeconds)
+	}
 	if peak := st.PeakActive; peak > 0 {
 		fmt.Printf("floodtest: own memory %d KB with %d clients streaming (%d KB before any): %.2f KB per client, %.2f KB above the start\n",
 			st.PeakRSSKB, peak, st.BaseRSSKB, float64(st.PeakRSSKB)/float64(peak), float64(st.PeakRSSKB-st.BaseRSSKB)/float64(peak))

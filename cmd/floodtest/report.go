@@ -128,6 +128,9 @@ func report(dir string) (string, error) {
 		len(samples), last.Time.Sub(base.Time).Round(time.Second))
 	fmt.Fprintf(&b, "| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| clients asked / most streaming at once | %d / %d |\n", fl.Clients, fl.Stats.PeakActive)
+	if fl.Stats.RampSeconds > 0 {
+		fmt.Fprintf(&b, "| ramp | all streaming after %.1f s: %.0f new streams/s |\n", fl.Stats.RampSeconds, float64(fl.Clients)/fl.Stats.RampSeconds)
+	}
 	fmt.Fprintf(&b, "| gateway resident memory before clients | %d KB |\n", base.RSSKB)
 	fmt.Fprintf(&b, "| peak gateway memory | %d KB with %d connections: %s per connection |\n", peak.RSSKB, peak.Conns, perConn(peak))
 	fmt.Fprintf(&b, "| final gateway memory | %d KB with %d connections: %s per connection |\n", last.RSSKB, last.Conns, perConn(last))
@@ -136,7 +139,11 @@ func report(dir string) (string, error) {
 		fmt.Fprintf(&b, "| memory growth after the ramp | %+d KB (%d KB at minute %.0f, %d KB at minute %.0f) |\n",
 			last.RSSKB-r.RSSKB, r.RSSKB, r.Time.Sub(base.Time).Minutes(), last.RSSKB, last.Time.Sub(base.Time).Minutes())
 	}
-	fmt.Fprintf(&b, "| kernel TCP socket memory, final | %d KB |\n", last.SockKB)
+	fmt.Fprintf(&b, "| kernel TCP buffers (sockstat), final | %d KB |\n", last.SockKB)
+	if before, at := memUsedKB(filepath.Join(dir, "meminfo-before.txt")), memUsedKB(filepath.Join(dir, "meminfo-peak.txt")); before > 0 && at > 0 {
+		fmt.Fprintf(&b, "| machine memory in use (MemTotal - MemAvailable, kernel included) | %.2f GiB before, %.2f GiB with every client connected: %.2f KB per client+server connection pair |\n",
+			float64(before)/(1<<20), float64(at)/(1<<20), float64(at-before)/float64(max(int64(maxConns), 1)))
+	}
 	fmt.Fprintf(&b, "| messages sent (acknowledged by the router) | %d in %.0f s (%.0f/s), %d into the void, %d send errors |\n", mg.Sent, mg.Elapsed, mg.Rate, mg.Void, mg.Errors)
 	fmt.Fprintf(&b, "| copies delivered to gateways / received by clients | %d / %d |\n", mg.Delivered, received)
 	fmt.Fprintf(&b, "| lost | %d (%d seq gaps, %d delivered but not received) |\n", gapLost+undelivered, gapLost, undelivered)
@@ -149,4 +156,26 @@ func report(dir string) (string, error) {
 			float64(fl.Stats.PeakRSSKB-fl.Stats.BaseRSSKB)/float64(fl.Stats.PeakActive), fl.Stats.BaseRSSKB)
 	}
 	return b.String(), nil
+}
+
+// memUsedKB reads MemTotal - MemAvailable from a copy of /proc/meminfo.
+func memUsedKB(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var total, avail int64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "MemTotal:":
+			fmt.Sscan(f[1], &total)
+		case "MemAvailable:":
+			fmt.Sscan(f[1], &avail)
+		}
+	}
+	return total - avail
 }

@@ -138,6 +138,8 @@ type Stats struct {
 	PeakActive int64 `json:"peak_active,omitempty"`
 	PeakRSSKB  int64 `json:"peak_rss_kb,omitempty"`
 	BaseRSSKB  int64 `json:"base_rss_kb,omitempty"` // before any client, all processes
+	// RampSeconds is how long it took until every client was streaming.
+	RampSeconds float64 `json:"ramp_seconds,omitempty"`
 }
 
 // Add sums s and o (for the parent over its workers).

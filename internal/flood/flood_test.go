@@ -180,3 +180,18 @@ func FuzzChunkChecks(f *testing.F) {
 		}
 	})
 }
+
+func TestStatsAddAndErrorText(t *testing.T) {
+	a := Stats{Opened: 1, Active: 2, Closed: 3, Chunks: 4, Messages: 5, RSSKB: 6, BaseRSSKB: 1, Errors: map[string]uint64{"lost": 1}}
+	b := Stats{Opened: 10, Active: 20, Closed: 30, Chunks: 40, Messages: 50, RSSKB: 60, BaseRSSKB: 10, Errors: map[string]uint64{"lost": 2, "reset": 1}}
+	s := Stats{}.Add(a).Add(b)
+	if s.Opened != 11 || s.Active != 22 || s.Closed != 33 || s.Chunks != 44 || s.Messages != 55 || s.RSSKB != 66 || s.BaseRSSKB != 11 {
+		t.Fatalf("sum %+v", s)
+	}
+	if got := ErrorText(s.Errors); got != "lost 3, reset 1" {
+		t.Fatalf("ErrorText = %q", got)
+	}
+	if got := ErrorText(map[string]uint64{"x": 0}); got != "none" {
+		t.Fatalf("ErrorText = %q", got)
+	}
+}

@@ -142,7 +142,10 @@ type aggregator struct {
 	addSelf   bool // workers run elsewhere: count this process's memory too
 	peak      int64
 	peakRSSKB int64
-	base      int64 // this process's memory before any client (parent of workers)
+	start     time.Time
+	n         int64         // clients planned
+	rampTook  time.Duration // until all n were streaming; 0 if never
+	base      int64         // this process's memory before any client (parent of workers)
 }
 
 func (a *aggregator) set(w int, s Stats) {
@@ -150,6 +153,9 @@ func (a *aggregator) set(w int, s Stats) {
 	defer a.mu.Unlock()
 	a.byProc[w] = s
 	t := a.sumLocked()
+	if a.rampTook == 0 && t.Active >= a.n && a.n > 0 {
+		a.rampTook = time.Since(a.start)
+	}
 	if t.Active >= a.peak && t.Active > 0 {
 		// The latest reading while holding the most clients: after the
 		// ramp has settled.
@@ -173,6 +179,7 @@ func (a *aggregator) total() Stats {
 	defer a.mu.Unlock()
 	t := a.sumLocked()
 	t.PeakActive, t.PeakRSSKB = a.peak, a.peakRSSKB
+	t.RampSeconds = a.rampTook.Seconds()
 	if a.addSelf {
 		t.BaseRSSKB += a.base // the parent's own, besides its workers'
 	}
@@ -201,7 +208,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
-	agg := &aggregator{byProc: map[int]Stats{}, addSelf: workers > 1}
+	agg := &aggregator{byProc: map[int]Stats{}, addSelf: workers > 1, n: int64(n)}
 	errc := make(chan error, workers+2)
 	// The memory log's first line is taken before any client connects.
 	var mlDone chan struct{}
@@ -224,6 +231,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 		}()
 	}
 	agg.base = memstat.SelfRSSKB()
+	agg.start = time.Now()
 	var wg sync.WaitGroup
 
 	if workers == 1 {

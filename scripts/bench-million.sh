@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# make bench-million: a million concurrent streams on this machine. The
+# study (scripts/study.sh) with CLIENTS=1000000 ramped at RAMP/s (20,000),
+# gateway -procs auto, msggen at 1,000 numbered messages/s for DURATION
+# (2m), floodtest on the same machine; it sets the kernel limits it needs
+# and restores them. Outputs in study/<timestamp>/ like make study.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+restore=()
+setsys() {
+	local old; old=$(cat "/proc/sys/${1//.//}")
+	if [ "$old" != "$2" ]; then
+		restore+=("$1=$old")
+		sysctl -q -w "$1=$2" || { echo "bench-million: cannot set $1=$2 (needs root)" >&2; exit 1; }
+	fi
+}
+cleanup() { for kv in "${restore[@]}"; do sysctl -q -w "$kv" || true; done; }
+trap cleanup EXIT
+setsys fs.file-max 4194304
+setsys net.core.somaxconn 65535
+setsys net.ipv4.tcp_max_syn_backlog 65535
+setsys net.ipv4.tcp_migrate_req 1
+# On 2 cores, ~100 Go processes (gateways and floodtest workers) share the
+# CPU: one thread each, and a router that waits longer for heartbeats.
+export GOMAXPROCS=${GOMAXPROCS:-1}
+ROUTER_FLAGS=${ROUTER_FLAGS:--gateway-timeout 30s} \
+CLIENTS=${CLIENTS:-1000000} RAMP=${RAMP:-20000} GATEWAY_PROCS=${GATEWAY_PROCS:-auto} \
+	DURATION=${DURATION:-2m} MEMLOG_EVERY=${MEMLOG_EVERY:-15s} PROCS=${PROCS:-4} \
+	./scripts/study.sh

@@ -23,7 +23,8 @@ FAST=${FAST:-0}
 BIN=${BIN:-bin}
 GW_ADDR=127.0.0.1:${GW_PORT:-8100}
 ROUTER_ADMIN=127.0.0.1:${ROUTER_ADMIN_PORT:-8101}
-GW_ADMIN=127.0.0.1:${GW_ADMIN_PORT:-8102}
+GW_ADMIN_PORT=${GW_ADMIN_PORT:-8102}
+GW_ADMIN=127.0.0.1:$GW_ADMIN_PORT
 NATS_ADDR=127.0.0.1:${NATS_PORT:-4322}
 
 seconds() { # 90s, 10m, 24h, 1d -> seconds
@@ -96,7 +97,23 @@ else
 	"$BIN"/msggen -nats "nats://$NATS_ADDR" -numbered -rate "$RATE" -n "$per" -max "$CLIENTS" -procs "$PROCS" \
 		-every 60s -duration "$(( dur + 60 ))s" -summary "$out/msggen.json" > "$out/msggen.out" 2>&1
 fi
-sleep 5 # the last messages reach the clients
+# Wait until the gateway processes (admin ports GW_ADMIN_PORT, +1, ...)
+# have written every message the router handed them, then a little for
+# the clients to read the last ones: a flat-out run leaves a backlog.
+written() {
+	local i=0 s=0 v
+	while v=$(curl -sf -m 2 "http://127.0.0.1:$((GW_ADMIN_PORT + i))/stats" | awk -F'[:,]' '/"messages"/ {gsub(/ /,"",$2); print $2; exit}') && [ -n "$v" ]; do
+		s=$((s + v)); i=$((i + 1))
+	done
+	echo $s
+}
+want=$(awk -F'[:,]' '/"delivered"/ {gsub(/ /,"",$2); print $2; exit}' "$out/msggen.json")
+for i in $(seq 600); do
+	[ "$(written)" -ge "$want" ] && break
+	[ "$i" = 600 ] && echo "study: after 10 minutes the gateways had written $(written) of $want messages" >&2
+	sleep 1
+done
+sleep 5
 cp /proc/meminfo "$out/meminfo-peak.txt"
 curl -sf "http://$GW_ADMIN/stats" > "$out/gateway-stats.json" || true # the first gateway process
 curl -sf "http://$ROUTER_ADMIN/stats" > "$out/router-stats.json" || true

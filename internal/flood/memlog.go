@@ -146,7 +146,9 @@ func (m *Memlog) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			// The closing sample, taken as the run ends (clients may
+			// already be closing).
+			return m.Sample()
 		case <-t.C:
 			if err := m.Sample(); err != nil {
 				return err

@@ -41,6 +41,7 @@ trap cleanup EXIT
 setsys net.ipv4.tcp_migrate_req 1
 setsys net.core.somaxconn 65535
 setsys net.ipv4.tcp_max_syn_backlog 65535
+setsys net.core.netdev_max_backlog 65536
 
 if [[ " $SERVERS " == *" nchan "* ]] && [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
 	echo "bench-memory: installing nginx-light and libnginx-mod-nchan"

@@ -20,10 +20,10 @@ setsys fs.file-max 4194304
 setsys net.core.somaxconn 65535
 setsys net.ipv4.tcp_max_syn_backlog 65535
 setsys net.ipv4.tcp_migrate_req 1
+setsys net.core.netdev_max_backlog 65536
 # On 2 cores, ~100 Go processes (gateways and floodtest workers) share the
-# CPU: one thread each, and a router that waits longer for heartbeats.
-export GOMAXPROCS=${GOMAXPROCS:-1}
+# CPU: a router that waits longer for heartbeats.
 ROUTER_FLAGS=${ROUTER_FLAGS:--gateway-timeout 30s} \
 CLIENTS=${CLIENTS:-1000000} RAMP=${RAMP:-20000} GATEWAY_PROCS=${GATEWAY_PROCS:-auto} \
-	DURATION=${DURATION:-2m} MEMLOG_EVERY=${MEMLOG_EVERY:-15s} PROCS=${PROCS:-4} \
+	DURATION=${DURATION:-2m} MEMLOG_EVERY=${MEMLOG_EVERY:-30s} PROCS=${PROCS:-4} \
 	./scripts/study.sh

@@ -28,10 +28,13 @@ type Config struct {
 	// Rate is the arrival rate in new connections per second over this
 	// engine; 0 opens them as fast as MaxConnecting allows.
 	Rate float64
-	// Source, if valid, is the local address every socket binds to
-	// (spreading clients over 127.x addresses multiplies the ephemeral
-	// ports available).
-	Source netip.Addr
+	// Sources, if set, are the local addresses sockets bind to, client i
+	// to Sources[i % len]. Spreading clients over 127.x addresses
+	// multiplies the ephemeral ports available and, more, keeps each
+	// address's ports under half used: Linux's connect() takes even
+	// ports first and, once they are gone, scans them all on every
+	// connect before trying odd ones, which collapses the arrival rate.
+	Sources []netip.Addr
 	// ConnectTimeout bounds connect plus response head. Default 10s.
 	ConnectTimeout time.Duration
 	// MaxConnecting bounds connections not yet streaming. Default 1000.
@@ -280,9 +283,9 @@ func (e *Engine) dial(i int) error {
 		unix.Close(fd)
 		return fmt.Errorf("flood: descriptor %d beyond the open-files limit %d", fd, len(e.conns))
 	}
-	if e.cfg.Source.IsValid() {
+	if len(e.cfg.Sources) > 0 {
 		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(e.cfg.Source, 0))); err != nil {
+		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(e.cfg.Sources[i%len(e.cfg.Sources)], 0))); err != nil {
 			unix.Close(fd)
 			e.count(ErrConnect, 1)
 			return nil

@@ -151,14 +151,14 @@ func TestPlotPNGAndSVG(t *testing.T) {
 }
 
 func TestLimitsAdvice(t *testing.T) {
-	l := Limits{OpenFiles: 512, PortsLow: 50000, PortsHigh: 60000, SoMaxConn: 128, FileMax: 1000}
+	l := Limits{OpenFiles: 512, PortsLow: 50000, PortsHigh: 60000, SoMaxConn: 128, FileMax: 1000, NetdevBacklog: 1000}
 	adv := strings.Join(l.Advice(100000, 5000), "\n")
-	for _, want := range []string{"ulimit -n", "ip_local_port_range", "somaxconn", "fs.file-max"} {
+	for _, want := range []string{"ulimit -n", "ip_local_port_range", "somaxconn", "fs.file-max", "netdev_max_backlog"} {
 		if !strings.Contains(adv, want) {
 			t.Errorf("advice lacks %s:\n%s", want, adv)
 		}
 	}
-	if got := (Limits{OpenFiles: 20000, PortsLow: 10000, PortsHigh: 65000, SoMaxConn: 4096, FileMax: 1 << 30}).Advice(100, 10); len(got) != 0 {
+	if got := (Limits{OpenFiles: 20000, PortsLow: 10000, PortsHigh: 65000, SoMaxConn: 4096, FileMax: 1 << 30, NetdevBacklog: 65536}).Advice(100, 10); len(got) != 0 {
 		t.Errorf("advice on a good machine: %v", got)
 	}
 }

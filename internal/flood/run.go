@@ -64,7 +64,7 @@ type WorkerSpec struct {
 	Worker         int           `json:"worker"`
 	Workers        int           `json:"workers"`
 	Rate           float64       `json:"rate"`
-	Source         string        `json:"source"`
+	Sources        []string      `json:"sources"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
 	Headers        []string      `json:"headers,omitempty"`
 	NoCheck        bool          `json:"no_check,omitempty"`
@@ -72,12 +72,15 @@ type WorkerSpec struct {
 
 // Limits describes this machine's relevant limits.
 type Limits struct {
-	OpenFiles  int // RLIMIT_NOFILE soft limit (after raising it to the hard limit)
-	PortsLow   int
-	PortsHigh  int
-	SoMaxConn  int
-	FileMax    int64
-	PerProcess int // clients one process can hold from one source address
+	OpenFiles int // RLIMIT_NOFILE soft limit (after raising it to the hard limit)
+	PortsLow  int
+	PortsHigh int
+	SoMaxConn int
+	FileMax   int64
+	// NetdevBacklog is net.core.netdev_max_backlog: loopback packets
+	// queue there, and a SYN burst beyond it is dropped.
+	NetdevBacklog int
+	PerProcess    int // clients one process can hold from one source address
 }
 
 func readSysctl(name string) string {
@@ -101,10 +104,12 @@ func ReadLimits() Limits {
 	}
 	l.SoMaxConn, _ = strconv.Atoi(readSysctl("net.core.somaxconn"))
 	l.FileMax, _ = strconv.ParseInt(readSysctl("fs.file-max"), 10, 64)
+	l.NetdevBacklog, _ = strconv.Atoi(readSysctl("net.core.netdev_max_backlog"))
 	ports := l.PortsHigh - l.PortsLow + 1
 	l.PerProcess = l.OpenFiles - 256
 	if ports > 0 {
-		l.PerProcess = min(l.PerProcess, ports-256)
+		// At most a third of each of its source addresses' ports.
+		l.PerProcess = min(l.PerProcess, sourcesPerProcess*ports/3)
 	}
 	l.PerProcess = max(l.PerProcess, 1)
 	return l
@@ -123,16 +128,29 @@ func (l Limits) Advice(n int, rate float64) []string {
 	if l.SoMaxConn > 0 && l.SoMaxConn < 1024 && rate > 1000 {
 		out = append(out, fmt.Sprintf("net.core.somaxconn is %d, low for %.0f connections/s: sysctl -w net.core.somaxconn=65535", l.SoMaxConn, rate))
 	}
+	if l.NetdevBacklog > 0 && l.NetdevBacklog < 16384 && rate > 1000 {
+		out = append(out, fmt.Sprintf("net.core.netdev_max_backlog is %d: a fast ramp overflows it on loopback and SYNs are dropped and retried after 1 s, 3 s...: sysctl -w net.core.netdev_max_backlog=65536", l.NetdevBacklog))
+	}
 	if l.FileMax > 0 && l.FileMax < int64(2*n+10000) {
 		out = append(out, fmt.Sprintf("fs.file-max is %d, below the %d descriptors client and server need: sysctl -w fs.file-max=%d", l.FileMax, 2*n, 4*n+100000))
 	}
 	return out
 }
 
-// sourceFor is worker w's source address: 127.1.0.1, 127.1.0.2, ...
-func sourceFor(w int) netip.Addr {
+// sourcesPerProcess: one process's clients are spread over this many
+// source addresses, so that each address has its ports at most a third
+// used (see Config.Sources).
+const sourcesPerProcess = 3
+
+// sourcesFor is process w's source addresses: 127.1.0.1, 127.2.0.1 and
+// 127.3.0.1 for the first, 127.1.0.2... for the second, and so on.
+func sourcesFor(w int) []netip.Addr {
 	w++
-	return netip.AddrFrom4([4]byte{127, 1, byte(w >> 8), byte(w)})
+	out := make([]netip.Addr, sourcesPerProcess)
+	for k := range out {
+		out[k] = netip.AddrFrom4([4]byte{127, byte(1 + k), byte(w >> 8), byte(w)})
+	}
+	return out
 }
 
 // aggregator sums the processes' stats and keeps the peaks.
@@ -237,11 +255,11 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 	if workers == 1 {
 		target, count := cfg.Plan.Share(0, 1)
 		e, err := New(Config{Target: target, Count: count, Rate: cfg.Rate, ConnectTimeout: cfg.ConnectTimeout,
-			Headers: cfg.Headers, NoCheck: cfg.NoCheck})
+			Headers: cfg.Headers, NoCheck: cfg.NoCheck, Sources: sourcesFor(0)})
 		if err != nil {
 			return Stats{}, err
 		}
-		fmt.Fprintf(cfg.Out, "floodtest: %d clients from this process at %s\n", n, rateText(cfg.Rate))
+		fmt.Fprintf(cfg.Out, "floodtest: %d clients from this process, from source addresses %v, at %s\n", n, sourcesFor(0), rateText(cfg.Rate))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -264,11 +282,15 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 		}()
 	} else {
 		fmt.Fprintf(cfg.Out, "floodtest: %d clients do not fit in one process (%d open files, %d ephemeral ports per source address): "+
-			"starting %d worker processes of up to %d clients, from source addresses %s..%s, at %s\n",
-			n, lim.OpenFiles, lim.PortsHigh-lim.PortsLow+1, workers, (n+workers-1)/workers, sourceFor(0), sourceFor(workers-1), rateText(cfg.Rate))
+			"starting %d worker processes of up to %d clients, each from %d source addresses (%s to %s), at %s\n",
+			n, lim.OpenFiles, lim.PortsHigh-lim.PortsLow+1, workers, (n+workers-1)/workers, sourcesPerProcess,
+			sourcesFor(0)[0], sourcesFor(workers - 1)[sourcesPerProcess-1], rateText(cfg.Rate))
 		for w := 0; w < workers; w++ {
 			spec := WorkerSpec{Plan: cfg.Plan, URLFile: cfg.URLFile, Worker: w, Workers: workers, Rate: cfg.Rate / float64(workers),
-				Source: sourceFor(w).String(), ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck}
+				ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck}
+			for _, a := range sourcesFor(w) {
+				spec.Sources = append(spec.Sources, a.String())
+			}
 			if spec.URLFile != "" {
 				spec.Plan.URLs = nil // each worker reads the file itself
 			}
@@ -405,13 +427,17 @@ func RunWorker(ctx context.Context, spec WorkerSpec, out io.Writer) error {
 		}
 		plan.URLs = urls
 	}
-	src, err := netip.ParseAddr(spec.Source)
-	if err != nil {
-		return fmt.Errorf("worker source %q: %w", spec.Source, err)
+	var srcs []netip.Addr
+	for _, s := range spec.Sources {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("worker source %q: %w", s, err)
+		}
+		srcs = append(srcs, a)
 	}
 	ReadLimits()
 	target, count := plan.Share(spec.Worker, spec.Workers)
-	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Source: src, ConnectTimeout: spec.ConnectTimeout,
+	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Sources: srcs, ConnectTimeout: spec.ConnectTimeout,
 		Headers: spec.Headers, NoCheck: spec.NoCheck})
 	if err != nil {
 		return err

@@ -169,7 +169,7 @@ type Hub struct {
 	pollerWG sync.WaitGroup
 	stop     chan struct{}
 
-	maxFD    atomic.Int64 // the highest descriptor used: scans stop there
+	maxFD    netpoll.HighWater // scans of slots stop there
 	open     atomic.Int64
 	opened   atomic.Uint64
 	closes   [numReasons]atomic.Uint64
@@ -279,12 +279,7 @@ func (h *Hub) Open(c net.Conn, id int64, http10 bool) error {
 		h.rejected.Add(1)
 		return ErrClosed
 	}
-	for {
-		top := h.maxFD.Load()
-		if int64(fd) <= top || h.maxFD.CompareAndSwap(top, int64(fd)) {
-			break
-		}
-	}
+	h.maxFD.Raise(fd)
 	s := &h.slots[fd]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -553,7 +548,7 @@ func (h *Hub) sweeper() {
 			return
 		case now := <-t.C:
 			limit := now.Add(-h.cfg.WriteTimeout).UnixNano()
-			for i := 0; i <= int(h.maxFD.Load()); i++ {
+			for i := 0; i < h.maxFD.Limit(); i++ {
 				s := &h.slots[i]
 				s.mu.Lock()
 				if s.state == stateOpen && s.pending != nil && s.stalled < limit {
@@ -567,7 +562,7 @@ func (h *Hub) sweeper() {
 
 // Snapshot calls fn for every open stream, with that stream's lock held.
 func (h *Hub) Snapshot(fn func(conn uint64, id int64)) {
-	for i := 0; i <= int(h.maxFD.Load()); i++ {
+	for i := 0; i < h.maxFD.Limit(); i++ {
 		s := &h.slots[i]
 		s.mu.Lock()
 		if s.state == stateOpen {
@@ -622,7 +617,7 @@ func (h *Hub) Close() {
 	h.pollerWG.Wait()
 	h.poller.Release()
 
-	for i := 0; i <= int(h.maxFD.Load()); i++ {
+	for i := 0; i < h.maxFD.Limit(); i++ {
 		s := &h.slots[i]
 		s.mu.Lock()
 		if s.state == stateOpen {

@@ -55,6 +55,9 @@ const (
 	stBody             // streaming
 )
 
+// chunkProblems counts what the chunks of one read got wrong.
+type chunkProblems struct{ order, lost, dup, welcome uint64 }
+
 // conn is one client: 56 bytes, inline in Engine.conns at the index of its
 // descriptor. An idle client owns nothing else.
 type conn struct {
@@ -79,10 +82,10 @@ type Engine struct {
 	poller *netpoll.Poller
 	start  time.Time
 
-	maxFD      atomic.Int64 // the highest descriptor used: loops stop there
-	baseRSS    atomic.Int64 // this process's memory before its first client
-	opened     atomic.Int64 // sockets created
-	active     atomic.Int64 // streams established and open
+	maxFD      netpoll.HighWater // loops over conns stop there
+	baseRSS    atomic.Int64      // this process's memory before its first client
+	opened     atomic.Int64      // sockets created
+	active     atomic.Int64      // streams established and open
 	connecting atomic.Int64
 	closed     atomic.Int64
 	chunks     atomic.Uint64
@@ -91,7 +94,7 @@ type Engine struct {
 	errs       sync.Map // kind -> *atomic.Uint64
 
 	cur     *conn // the conn whose chunks are being parsed (poll goroutine)
-	curErrs [4]uint64
+	curErrs chunkProblems
 	onChunk func([]byte)
 	readBuf [64 << 10]byte // used by the poll goroutine only
 	reqBuf  []byte         // likewise
@@ -217,7 +220,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.poller.Close()
 	e.wg.Wait()
 	e.poller.Release()
-	for i := 0; i <= int(e.maxFD.Load()); i++ {
+	for i := 0; i < e.maxFD.Limit(); i++ {
 		c := &e.conns[i]
 		c.mu.Lock()
 		if c.state != stFree {
@@ -291,12 +294,7 @@ func (e *Engine) dial(i int) error {
 			return nil
 		}
 	}
-	for {
-		top := e.maxFD.Load()
-		if int64(fd) <= top || e.maxFD.CompareAndSwap(top, int64(fd)) {
-			break
-		}
-	}
+	e.maxFD.Raise(fd)
 	c := &e.conns[fd]
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -444,13 +442,13 @@ func (e *Engine) consume(c *conn, fd int, b []byte) {
 		e.active.Add(1)
 		b = b[i:]
 	}
-	e.cur, e.curErrs = c, [4]uint64{}
+	e.cur, e.curErrs = c, chunkProblems{}
 	err := c.p.Feed(b, e.onChunk)
 	e.cur = nil
-	e.count(ErrOrder, e.curErrs[0])
-	e.count(ErrLost, e.curErrs[1])
-	e.count(ErrDup, e.curErrs[2])
-	e.count(ErrWelcome, e.curErrs[3])
+	e.count(ErrOrder, e.curErrs.order)
+	e.count(ErrLost, e.curErrs.lost)
+	e.count(ErrDup, e.curErrs.dup)
+	e.count(ErrWelcome, e.curErrs.welcome)
 	if err != nil {
 		e.closeLocked(c, fd, ErrFraming)
 	}
@@ -468,7 +466,7 @@ func (e *Engine) chunk(data []byte) {
 		c.state = stBody
 		t, err := e.cfg.Target(int(c.idx))
 		if err != nil || !checkWelcome(data, t.ID) {
-			e.curErrs[3]++
+			e.curErrs.welcome++
 		}
 		return
 	}
@@ -476,9 +474,9 @@ func (e *Engine) chunk(data []byte) {
 	seq, order, lost, dup := checkMessage(data, uint64(c.next), uint64(c.lastSeq))
 	c.next++
 	c.lastSeq = uint32(seq)
-	e.curErrs[0] += order
-	e.curErrs[1] += lost
-	e.curErrs[2] += dup
+	e.curErrs.order += order
+	e.curErrs.lost += lost
+	e.curErrs.dup += dup
 }
 
 // settle waits for the ramp to finish and returns freed memory to the
@@ -510,7 +508,7 @@ func (e *Engine) sweep(stop <-chan struct{}) {
 			continue
 		}
 		limit := int32((time.Since(e.start) - e.cfg.ConnectTimeout) / time.Second)
-		for i := 0; i <= int(e.maxFD.Load()); i++ {
+		for i := 0; i < e.maxFD.Limit(); i++ {
 			c := &e.conns[i]
 			c.mu.Lock()
 			if (c.state == stConnecting || c.state == stHead) && c.started < limit {

@@ -114,3 +114,22 @@ func (p *Poller) Release() {
 	unix.Close(p.epfd)
 	unix.Close(p.wakefd)
 }
+
+// HighWater tracks the highest descriptor a table indexed by descriptor
+// has used. Descriptors are handed out lowest first, so scans that stop at
+// Limit touch only the table's pages in use. The zero value is ready.
+type HighWater struct{ top atomic.Int64 }
+
+// Raise records that fd is in use.
+func (h *HighWater) Raise(fd int) {
+	for {
+		top := h.top.Load()
+		if int64(fd) <= top || h.top.CompareAndSwap(top, int64(fd)) {
+			return
+		}
+	}
+}
+
+// Limit is one past the highest descriptor used (at least 1): scan
+// indexes 0 <= i < Limit().
+func (h *HighWater) Limit() int { return int(h.top.Load()) + 1 }

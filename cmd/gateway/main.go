@@ -23,8 +23,12 @@ func run(ctx context.Context, args []string) error {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: gateway [flags]
 
-Serves GET /test/{id}: a chunked HTML stream of every message the router
-sends to id. Streams hold no goroutine and no buffer while idle.
+Serves, for every integer id the router sends messages to:
+  GET /test/{id}                       a chunked HTML stream
+  GET /sse/{id}                        an EventSource stream (Last-Event-ID or ?cursor= resumes)
+  GET /poll/{id}?cursor=C&timeout=30s  a long-poll answered with JSON
+  GET /demo                            a page showing an id's messages as they arrive
+Clients hold no goroutine and no buffer while idle.
 
 Flags:
 `)
@@ -40,6 +44,11 @@ Flags:
 	fs.IntVar(&cfg.Hub.Workers, "writers", cfg.Hub.Workers, "goroutines writing messages to streams")
 	fs.IntVar(&cfg.Hub.SendBuffer, "sndbuf", 0, "SO_SNDBUF for stream sockets in bytes (0: kernel default)")
 	fs.IntVar(&cfg.Hub.MaxStreams, "max-streams", cfg.Hub.MaxStreams, "most streams at once (at most the open-files limit)")
+	fs.DurationVar(&cfg.PollTimeout, "poll-timeout", cfg.PollTimeout, "how long a long-poll waits for a message when it gives no ?timeout=")
+	fs.DurationVar(&cfg.MaxPollTimeout, "poll-max-timeout", cfg.MaxPollTimeout, "the longest ?timeout= a long-poll may ask (longer ones are cut to it)")
+	fs.DurationVar(&cfg.Hub.SSEHeartbeat, "sse-heartbeat", cfg.Hub.SSEHeartbeat, "write an SSE comment on a stream quiet this long (negative: never)")
+	fs.DurationVar(&cfg.Hub.StreamHeartbeat, "stream-heartbeat", cfg.Hub.StreamHeartbeat, "write a newline chunk on a /test stream quiet this long (0: never)")
+	fs.DurationVar(&cfg.Hub.SSERetry, "sse-retry", cfg.Hub.SSERetry, "reconnection delay EventSource clients are told")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	procsFlag := fs.String("procs", "1", `gateway processes sharing -addr (SO_REUSEPORT): a number, or "auto" (enough for -expect streams, at least one per core)`)
 	expect := fs.Int("expect", 0, "with -procs auto: the number of streams to hold")

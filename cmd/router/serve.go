@@ -36,6 +36,10 @@ Flags:
 	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin HTTP address (/stats, /ids/{id}, /send/{id}, /metrics, /debug/pprof/); "off" disables`)
 	fs.DurationVar(&cfg.GatewayTimeout, "gateway-timeout", cfg.GatewayTimeout, "forget a gateway and its logins after this long without a heartbeat")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "how long to retry connecting to -nats at start")
+	fs.IntVar(&cfg.Retention.MaxMessages, "retain-messages", cfg.Retention.MaxMessages, "messages kept per id for resuming long-poll and SSE clients")
+	fs.DurationVar(&cfg.Retention.MaxAge, "retain-age", cfg.Retention.MaxAge, "how long a message is kept for resuming clients")
+	fs.Int64Var(&cfg.Retention.MaxBytes, "retain-bytes", cfg.Retention.MaxBytes, "memory cap of all kept messages; past it the oldest go first")
+	fs.DurationVar(&cfg.Retention.Grace, "resume-grace", cfg.Retention.Grace, "keep an id's history this long after its last long-poll or SSE client left")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
 		return err

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,14 +17,20 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/cometgw/comet/internal/longpoll"
 	"github.com/cometgw/comet/internal/netpoll"
 )
 
-// Listener hears about streams opening and closing. Both calls are made
-// with the stream's lock held, so that, for one conn, they are ordered with
-// Hub.Snapshot; they must not block.
+// Listener hears about sessions opening and closing. Every call is made
+// with the session's lock held, so that, for one conn, they are ordered
+// with Hub.Snapshot; they must not block.
 type Listener interface {
+	// Opened: a chunked stream logs in as id.
 	Opened(conn uint64, id int64)
+	// Resume: an SSE stream or a long-poll logs in as id, wanting every
+	// kept message after cur (zero: from now on).
+	Resume(conn uint64, id int64, cur longpoll.Cursor)
+	// Closed: the session ends (for a long-poll, it was answered).
 	Closed(conn uint64)
 }
 
@@ -37,10 +45,11 @@ const (
 	ReasonWriteError               // a write failed
 	ReasonProtocol                 // the client sent more than a stream client may
 	ReasonShutdown                 // the gateway is shutting down
+	ReasonAnswered                 // a long-poll was answered
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown"}
+var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered"}
 
 func (r Reason) String() string {
 	if r < numReasons {
@@ -78,6 +87,20 @@ type Config struct {
 	// MaxStreams bounds the open streams, and so the file descriptor
 	// numbers a stream may use. Default: the process's open-files limit.
 	MaxStreams int
+	// SSEHeartbeat writes an SSE comment on an EventSource stream that
+	// has been quiet this long, so proxies keep it. Default 15s; negative
+	// disables.
+	SSEHeartbeat time.Duration
+	// StreamHeartbeat writes a chunk holding one newline on a chunked
+	// HTML stream that has been quiet this long. Default 0: off.
+	StreamHeartbeat time.Duration
+	// SSERetry is the reconnection delay an EventSource is told to use.
+	// Default 2s.
+	SSERetry time.Duration
+	// Handback receives a long-poll connection after its answer, to read
+	// the client's next request (HTTP keep-alive). Default nil: the
+	// connection is closed after the answer.
+	Handback func(net.Conn)
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -93,6 +116,8 @@ func DefaultConfig() Config {
 		Workers:      runtime.GOMAXPROCS(0),
 		QueueLen:     1024,
 		MaxStreams:   max,
+		SSEHeartbeat: 15 * time.Second,
+		SSERetry:     2 * time.Second,
 	}
 }
 
@@ -113,6 +138,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxStreams <= 0 {
 		c.MaxStreams = d.MaxStreams
 	}
+	if c.SSEHeartbeat == 0 {
+		c.SSEHeartbeat = d.SSEHeartbeat
+	}
+	if c.SSERetry <= 0 {
+		c.SSERetry = d.SSERetry
+	}
 	return c
 }
 
@@ -121,19 +152,49 @@ const (
 	stateOpen
 )
 
-// session is one stream: 56 bytes, stored inline in Hub.slots at the index
-// of its file descriptor. An idle stream owns nothing else.
+// Session kinds.
+const (
+	kindHTML uint8 = iota // chunked HTML stream (/test/{id})
+	kindSSE               // EventSource stream (/sse/{id})
+	kindPoll              // one long-poll request (/poll/{id})
+)
+
+// Session flags.
+const (
+	flagHTTP10    uint8 = 1 << iota // no chunked framing: the body ends when the conn closes
+	flagResumed                     // the router answered the resume
+	flagMissed                      // ... saying messages were missed
+	flagAnswered                    // a long-poll's answer is written (pending is output)
+	flagKeepAlive                   // hand a long-poll's connection back after the answer
+)
+
+// session is one client connection: 72 bytes, stored inline in Hub.slots
+// at the index of its file descriptor. An idle one owns nothing else.
 type session struct {
-	mu      sync.Mutex
-	gen     uint32 // bumped on every open; the high half of the conn number
-	fd      int32
-	id      int64
-	n       uint64  // messages written, for "Recvd msg #N"
-	pending *[]byte // output the socket did not take yet; nil when idle
-	stalled int64   // unix nanos of the last write progress while pending
+	mu  sync.Mutex
+	gen uint32 // bumped on every open; the high half of the conn number
+	fd  int32
+	id  int64
+	// HTML: messages written, for "Recvd msg #N". SSE and long-poll: the
+	// position (in epoch) of the last message the client has: its cursor.
+	n     uint64
+	epoch uint64
+	head  uint64 // long-poll: the last position of the resume's catch-up
+	// Output the socket did not take yet; nil when idle. For a long-poll
+	// not yet answered: the messages of the answer being gathered.
+	pending *[]byte
+	// While output is pending: unix nanos of the last write progress.
+	// Otherwise: of the last write (for heartbeats); for a long-poll not
+	// yet answered: its deadline.
+	stalled int64
 	state   uint8
-	http10  bool // no chunked framing: the body ends when the conn closes
+	kind    uint8
+	flags   uint8
 }
+
+func (s *session) has(f uint8) bool { return s.flags&f != 0 }
+
+func (s *session) cursor() longpoll.Cursor { return longpoll.Cursor{Epoch: s.epoch, Seq: s.n} }
 
 func (s *session) conn() uint64 { return uint64(s.gen)<<32 | uint64(uint32(s.fd)) }
 
@@ -146,11 +207,32 @@ type Stats struct {
 	Bytes    uint64            `json:"bytes"`
 	Stale    uint64            `json:"stale"`
 	Rejected uint64            `json:"rejected"`
+	// By kind: open chunked streams, SSE streams and waiting long-polls.
+	OpenHTML int64 `json:"open_html"`
+	OpenSSE  int64 `json:"open_sse"`
+	OpenPoll int64 `json:"open_poll"`
+	// Deliveries dropped because the session already had that position
+	// (a resume that overlapped live deliveries), and deliveries to a
+	// long-poll after its answer (kept by the router for the next poll).
+	Duplicates uint64 `json:"duplicates"`
+	Late       uint64 `json:"late"`
+	Heartbeats uint64 `json:"heartbeats"`
 }
 
+// job operations.
+const (
+	opDeliver uint8 = iota
+	opResumed
+)
+
 type job struct {
-	body  []byte // the message, already escaped
-	conns []uint64
+	op     uint8
+	missed bool
+	msg    []byte // the message as sent
+	conns  []uint64
+	epoch  uint64 // position of msg, or of the resume
+	seq    uint64 // deliver: msg's position; resumed: the first to follow
+	head   uint64 // resumed: the last position of the catch-up
 }
 
 // Hub owns every open stream. See the package doc.
@@ -170,7 +252,12 @@ type Hub struct {
 	stop     chan struct{}
 
 	maxFD    netpoll.HighWater // scans of slots stop there
+	clock    atomic.Int64      // unix nanos, refreshed by the sweeper
 	open     atomic.Int64
+	byKind   [3]atomic.Int64
+	dups     atomic.Uint64
+	late     atomic.Uint64
+	hbeats   atomic.Uint64
 	opened   atomic.Uint64
 	closes   [numReasons]atomic.Uint64
 	messages atomic.Uint64
@@ -202,6 +289,7 @@ func NewHub(cfg Config, l Listener, log *zap.Logger) (*Hub, error) {
 		stop:     make(chan struct{}),
 	}
 	h.pool.New = func() any { b := make([]byte, 0, 4096); return &b }
+	h.clock.Store(time.Now().UnixNano())
 	h.queues = make([]chan job, cfg.Workers)
 	for i := range h.queues {
 		h.queues[i] = make(chan job, cfg.QueueLen)
@@ -258,6 +346,25 @@ func takeFD(c net.Conn) (int, error) {
 // tells the listener, and watches the socket. c must not be used after.
 // The caller's goroutine returns at once; the stream holds no goroutine.
 func (h *Hub) Open(c net.Conn, id int64, http10 bool) error {
+	return h.openSession(c, id, kindHTML, http10, longpoll.Cursor{}, 0)
+}
+
+// OpenSSE takes over c (GET /sse/id) as an EventSource stream: every
+// message to id from cur on (the zero cursor: from now), each an event
+// whose id is its cursor.
+func (h *Hub) OpenSSE(c net.Conn, id int64, cur longpoll.Cursor, http10 bool) error {
+	return h.openSession(c, id, kindSSE, http10, cur, 0)
+}
+
+// OpenPoll takes over c (GET /poll/id) as a long-poll: it is answered as
+// soon as there are messages after cur, or when wait has passed. With
+// keepAlive the connection is then handed to Config.Handback for the
+// client's next request; otherwise it is closed.
+func (h *Hub) OpenPoll(c net.Conn, id int64, cur longpoll.Cursor, wait time.Duration, keepAlive bool) error {
+	return h.openSession(c, id, kindPoll, !keepAlive, cur, time.Now().Add(wait).UnixNano())
+}
+
+func (h *Hub) openSession(c net.Conn, id int64, kind uint8, http10 bool, cur longpoll.Cursor, deadline int64) error {
 	fd, err := takeFD(c)
 	if err != nil {
 		h.rejected.Add(1)
@@ -284,27 +391,55 @@ func (h *Hub) Open(c net.Conn, id int64, http10 bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gen++
-	s.fd, s.id, s.n, s.state, s.http10, s.pending = int32(fd), id, 0, stateOpen, http10, nil
+	s.fd, s.id, s.state, s.kind, s.pending = int32(fd), id, stateOpen, kind, nil
+	s.n, s.epoch, s.head, s.flags = cur.Seq, cur.Epoch, 0, 0
+	if http10 {
+		s.flags |= flagHTTP10
+	}
+	s.stalled = h.clock.Load()
 	h.open.Add(1)
+	h.byKind[kind].Add(1)
 	h.opened.Add(1)
 
-	var buf [256]byte
+	var buf [320]byte
 	head := buf[:0]
-	if http10 {
-		head = append(head, StreamHeader10...)
-		head = AppendWelcome(head, id)
-	} else {
-		head = append(head, StreamHeader...)
-		var w [64]byte
-		head = AppendChunk(head, AppendWelcome(w[:0], id))
+	switch kind {
+	case kindHTML:
+		s.n = 0
+		if http10 {
+			head = append(head, StreamHeader10...)
+			head = AppendWelcome(head, id)
+		} else {
+			head = append(head, StreamHeader...)
+			var w [64]byte
+			head = AppendChunk(head, AppendWelcome(w[:0], id))
+		}
+	case kindSSE:
+		var w [32]byte
+		retry := append(append(strconv.AppendInt(append(w[:0], "retry: "...), h.cfg.SSERetry.Milliseconds(), 10), '\n'), '\n')
+		if http10 {
+			head = append(append(head, SSEHeader10...), retry...)
+		} else {
+			head = AppendChunk(append(head, SSEHeader...), retry)
+		}
+	case kindPoll:
+		s.stalled = deadline
+		s.flags &^= flagHTTP10
+		if !http10 {
+			s.flags |= flagKeepAlive
+		}
 	}
 	// Tell the listener first so that every close, even one right below,
-	// follows an Opened. No message can be delivered to the conn before
+	// follows the login. No message can be delivered to the conn before
 	// the router has heard of it.
 	if h.listener != nil {
-		h.listener.Opened(s.conn(), id)
+		if kind == kindHTML {
+			h.listener.Opened(s.conn(), id)
+		} else {
+			h.listener.Resume(s.conn(), id, cur)
+		}
 	}
-	if !h.writeLocked(s, head) {
+	if len(head) > 0 && !h.writeLocked(s, head) {
 		return nil // closed, and counted, by writeLocked
 	}
 	if err := h.poller.Add(fd, s.gen); err != nil {
@@ -331,6 +466,7 @@ func (h *Hub) writeLocked(s *session, p []byte) bool {
 		return false
 	}
 	h.bytes.Add(uint64(n))
+	s.stalled = h.clock.Load()
 	if n < len(p) {
 		if len(p)-n > h.cfg.MaxPending {
 			h.closeLocked(s, ReasonSlow, true)
@@ -366,7 +502,7 @@ func writeFD(fd int, p []byte) (int, error) {
 
 // flushLocked writes s's pending output.
 func (h *Hub) flushLocked(s *session) {
-	if s.pending == nil {
+	if s.pending == nil || s.kind == kindPoll && !s.has(flagAnswered) {
 		return
 	}
 	p := *s.pending
@@ -378,6 +514,10 @@ func (h *Hub) flushLocked(s *session) {
 	h.bytes.Add(uint64(n))
 	if n == len(p) {
 		h.releasePending(s)
+		s.stalled = h.clock.Load()
+		if s.kind == kindPoll {
+			h.finishPoll(s)
+		}
 		return
 	}
 	if n > 0 {
@@ -406,6 +546,7 @@ func (h *Hub) closeLocked(s *session, why Reason, tell bool) {
 	s.state = stateFree
 	h.releasePending(s)
 	h.open.Add(-1)
+	h.byKind[s.kind].Add(-1)
 	h.closes[why].Add(1)
 	if tell && h.listener != nil {
 		h.listener.Closed(conn)
@@ -430,14 +571,34 @@ func (h *Hub) lookup(conn uint64) *session {
 	return s
 }
 
-// Deliver queues msg for every stream in conns. Each stream gets its
-// messages in the order Deliver was called for it. Deliver waits while the
-// writers' queues are full; after Close it drops msg.
+// Deliver queues msg for every session in conns. Each session gets its
+// messages in the order Deliver, DeliverAt and Resumed were called for it.
+// Deliver waits while the writers' queues are full; after Close it drops
+// msg.
 func (h *Hub) Deliver(msg []byte, conns []uint64) {
+	h.DeliverAt(0, 0, msg, conns)
+}
+
+// DeliverAt is Deliver for a message at position (epoch, seq) of its id:
+// SSE and long-poll clients get the position as their cursor, and drop a
+// position they already have.
+func (h *Hub) DeliverAt(epoch, seq uint64, msg []byte, conns []uint64) {
 	if len(conns) == 0 {
 		return
 	}
-	body := AppendHTMLEscaped(make([]byte, 0, len(msg)+len(msg)/8), msg)
+	h.queue(job{op: opDeliver, msg: append([]byte(nil), msg...), epoch: epoch, seq: seq}, conns)
+}
+
+// Resumed applies the router's answer to conn's resume: the messages from
+// position seq to head of epoch follow; missed says messages after the
+// client's cursor are no longer kept.
+func (h *Hub) Resumed(conn, epoch, seq, head uint64, missed bool) {
+	h.queue(job{op: opResumed, epoch: epoch, seq: seq, head: head, missed: missed}, []uint64{conn})
+}
+
+// queue hands j to the writers owning conns (a conn always goes to the
+// same writer, which keeps each session's order).
+func (h *Hub) queue(j job, conns []uint64) {
 	h.closeMu.RLock()
 	defer h.closeMu.RUnlock()
 	if h.closed {
@@ -445,7 +606,8 @@ func (h *Hub) Deliver(msg []byte, conns []uint64) {
 	}
 	w := len(h.queues)
 	if w == 1 || len(conns) == 1 {
-		h.queues[int(uint32(conns[0]))%w] <- job{body, append([]uint64(nil), conns...)}
+		j.conns = append([]uint64(nil), conns...)
+		h.queues[int(uint32(conns[0]))%w] <- j
 		return
 	}
 	parts := make([][]uint64, w)
@@ -455,38 +617,229 @@ func (h *Hub) Deliver(msg []byte, conns []uint64) {
 	}
 	for i, p := range parts {
 		if len(p) > 0 {
-			h.queues[i] <- job{body, p}
+			j.conns = p
+			h.queues[i] <- j
 		}
 	}
 }
 
+// encodings holds one message encoded for each kind of session, each made
+// once per message when first needed.
+type encodings struct {
+	html, json []byte
+	sse        []byte
+	haveHTML   bool
+	haveJSON   bool
+	scratch    []byte
+}
+
+func (e *encodings) reset() {
+	e.html, e.json = e.html[:0], e.json[:0]
+	e.haveHTML, e.haveJSON = false, false
+}
+
 func (h *Hub) writer(q chan job) {
 	defer h.workers.Done()
-	var scratch []byte
-	var msg [128]byte
+	var enc encodings
 	for j := range q {
+		enc.reset()
 		for _, c := range j.conns {
 			s := h.lookup(c)
 			if s == nil {
 				h.stale.Add(1)
 				continue
 			}
-			s.n++
-			m := AppendHTMLMessage(msg[:0], s.n, j.body)
-			if s.http10 {
-				scratch = append(scratch[:0], m...)
+			if j.op == opResumed {
+				h.resumedLocked(s, &j, &enc)
 			} else {
-				scratch = AppendChunk(scratch[:0], m)
-			}
-			if h.writeLocked(s, scratch) {
-				h.messages.Add(1)
+				h.deliverLocked(s, &j, &enc)
 			}
 			s.mu.Unlock()
 		}
-		if cap(scratch) > 256<<10 {
-			scratch = nil
+		if cap(enc.scratch) > 256<<10 {
+			enc.scratch = nil
+		}
+		if cap(enc.html) > 256<<10 || cap(enc.json) > 256<<10 || cap(enc.sse) > 256<<10 {
+			enc.html, enc.json, enc.sse = nil, nil, nil
 		}
 	}
+}
+
+// frame writes body to s in a chunk (or bare for HTTP/1.0) and reports
+// whether s is still open.
+func (h *Hub) frame(s *session, enc *encodings, body []byte) bool {
+	if s.has(flagHTTP10) {
+		return h.writeLocked(s, body)
+	}
+	enc.scratch = AppendChunk(enc.scratch[:0], body)
+	return h.writeLocked(s, enc.scratch)
+}
+
+// deliverLocked writes (or, for a long-poll, gathers) one message for s.
+func (h *Hub) deliverLocked(s *session, j *job, enc *encodings) {
+	if s.kind == kindHTML {
+		if !enc.haveHTML {
+			enc.html = AppendHTMLEscaped(enc.html[:0], j.msg)
+			enc.haveHTML = true
+		}
+		s.n++
+		var msg [128]byte
+		if h.frame(s, enc, AppendHTMLMessage(msg[:0], s.n, enc.html)) {
+			h.messages.Add(1)
+		}
+		return
+	}
+	if s.kind == kindPoll && s.has(flagAnswered) {
+		h.late.Add(1)
+		return
+	}
+	if j.epoch != 0 {
+		if j.epoch == s.epoch && j.seq <= s.n {
+			h.dups.Add(1)
+			return
+		}
+		s.epoch, s.n = j.epoch, j.seq
+	}
+	if s.kind == kindSSE {
+		var id [48]byte
+		enc.sse = AppendSSEEvent(enc.sse[:0], s.cursor().Append(id[:0]), j.msg)
+		if h.frame(s, enc, enc.sse) {
+			h.messages.Add(1)
+		}
+		return
+	}
+	// A long-poll gathers the messages of its answer.
+	if !enc.haveJSON {
+		enc.json = longpoll.AppendJSONString(enc.json[:0], j.msg)
+		enc.haveJSON = true
+	}
+	if s.pending == nil {
+		s.pending = h.pool.Get().(*[]byte)
+		*s.pending = (*s.pending)[:0]
+	} else {
+		*s.pending = append(*s.pending, ',')
+	}
+	*s.pending = longpoll.AppendMessage(*s.pending, s.n, enc.json)
+	h.messages.Add(1)
+	h.pollCheck(s)
+}
+
+// resumedLocked applies the router's answer to s's resume.
+func (h *Hub) resumedLocked(s *session, j *job, enc *encodings) {
+	if s.kind == kindHTML {
+		return
+	}
+	if j.epoch != s.epoch || j.seq-1 > s.n || j.missed {
+		s.epoch, s.n = j.epoch, j.seq-1
+	}
+	s.head = j.head
+	s.flags |= flagResumed
+	if j.missed {
+		s.flags |= flagMissed
+	}
+	if s.kind == kindPoll {
+		h.pollCheck(s)
+		return
+	}
+	// SSE: set the client's Last-Event-ID to where it continues, and say
+	// so if messages were missed.
+	var b [160]byte
+	ev := b[:0]
+	var idb [48]byte
+	id := s.cursor().Append(idb[:0])
+	if j.missed {
+		ev = append(ev, "event: missed\n"...)
+		ev = AppendSSEEvent(ev, id, append(append([]byte(`{"missed":true,"cursor":"`), id...), `"}`...))
+	} else {
+		ev = append(append(append(ev, "id: "...), id...), "\n\n"...)
+	}
+	h.frame(s, enc, ev)
+}
+
+// maxAnswer is the size of gathered messages past which a long-poll is
+// answered without waiting for the rest of its catch-up (the rest is kept
+// by the router for the next poll).
+const maxAnswer = 32 << 10
+
+// pollCheck answers the long-poll s if it has what it waited for.
+func (h *Hub) pollCheck(s *session) {
+	if !s.has(flagResumed) {
+		return
+	}
+	gathered := s.pending != nil
+	if s.has(flagMissed) && s.n >= s.head || gathered && (s.n >= s.head || len(*s.pending) >= maxAnswer) {
+		h.answerLocked(s)
+	}
+}
+
+// answerLocked writes the long-poll's answer: the messages gathered (maybe
+// none, at its deadline or shutdown), or 503 if the router never answered
+// its resume.
+func (h *Hub) answerLocked(s *session) {
+	body := h.pool.Get().(*[]byte)
+	status := "HTTP/1.1 200 OK\r\n"
+	if s.has(flagResumed) {
+		var msgs []byte
+		if s.pending != nil {
+			msgs = *s.pending
+		}
+		*body = longpoll.AppendAnswer((*body)[:0], s.id, s.cursor(), msgs, s.has(flagMissed))
+	} else {
+		status = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+		*body = append((*body)[:0], `{"error":"the router did not answer in time; poll again"}`+"\n"...)
+	}
+	h.releasePending(s)
+	out := h.pool.Get().(*[]byte)
+	p := append((*out)[:0], status...)
+	p = append(p, "Server: comet-gateway\r\nContent-Type: application/json\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\n"...)
+	if !s.has(flagKeepAlive) {
+		p = append(p, "Connection: close\r\n"...)
+	}
+	p = append(p, "Content-Length: "...)
+	p = strconv.AppendInt(p, int64(len(*body)), 10)
+	p = append(append(p, "\r\n\r\n"...), *body...)
+	if cap(*body) <= 64<<10 {
+		h.pool.Put(body)
+	}
+	s.flags |= flagAnswered
+	ok := h.writeLocked(s, p)
+	*out = p[:0]
+	if cap(p) <= 64<<10 {
+		h.pool.Put(out)
+	}
+	if ok && s.pending == nil {
+		h.finishPoll(s)
+	}
+}
+
+// finishPoll ends an answered long-poll whose answer is written: the
+// connection goes to Config.Handback for the next request, or is closed.
+func (h *Hub) finishPoll(s *session) {
+	if !s.has(flagAnswered) || s.state != stateOpen {
+		return
+	}
+	if !s.has(flagKeepAlive) || h.cfg.Handback == nil {
+		h.closeLocked(s, ReasonAnswered, true)
+		return
+	}
+	fd := int(s.fd)
+	conn := s.conn()
+	h.poller.Remove(fd)
+	s.state = stateFree
+	h.open.Add(-1)
+	h.byKind[s.kind].Add(-1)
+	h.closes[ReasonAnswered].Add(1)
+	if h.listener != nil {
+		h.listener.Closed(conn)
+	}
+	f := os.NewFile(uintptr(fd), "")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		h.log.Warn("long-poll connection not handed back", zap.Error(err))
+		return
+	}
+	h.cfg.Handback(c)
 }
 
 func (h *Hub) pollLoop() {
@@ -502,7 +855,7 @@ func (h *Hub) pollLoop() {
 			h.closeLocked(s, ReasonPeer, true)
 			return
 		}
-		if ev&netpoll.In != 0 {
+		if ev&netpoll.In != 0 && s.kind != kindPoll {
 			// A stream client has nothing to say; read and drop what it
 			// sends (edge-triggered: until EAGAIN), within a bound.
 			total := 0
@@ -536,23 +889,44 @@ func (h *Hub) pollLoop() {
 	}
 }
 
-// sweeper enforces WriteTimeout on streams whose output is stuck.
+// sweeper enforces WriteTimeout on sessions whose output is stuck,
+// answers long-polls at their deadline and writes heartbeats.
 func (h *Hub) sweeper() {
 	defer h.pollerWG.Done()
-	every := max(min(h.cfg.WriteTimeout/4, time.Second), 10*time.Millisecond)
+	every := max(min(h.cfg.WriteTimeout/4, 250*time.Millisecond), 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var enc encodings
 	for {
 		select {
 		case <-h.stop:
 			return
 		case now := <-t.C:
+			nowNS := now.UnixNano()
+			h.clock.Store(nowNS)
 			limit := now.Add(-h.cfg.WriteTimeout).UnixNano()
+			sseQuiet := nowNS - int64(h.cfg.SSEHeartbeat)
+			htmlQuiet := nowNS - int64(h.cfg.StreamHeartbeat)
 			for i := 0; i < h.maxFD.Limit(); i++ {
 				s := &h.slots[i]
 				s.mu.Lock()
-				if s.state == stateOpen && s.pending != nil && s.stalled < limit {
-					h.closeLocked(s, ReasonTimeout, true)
+				if s.state == stateOpen {
+					switch {
+					case s.kind == kindPoll && !s.has(flagAnswered):
+						if s.stalled <= nowNS {
+							h.answerLocked(s)
+						}
+					case s.pending != nil:
+						if s.stalled < limit {
+							h.closeLocked(s, ReasonTimeout, true)
+						}
+					case s.kind == kindSSE && h.cfg.SSEHeartbeat > 0 && s.stalled <= sseQuiet:
+						h.hbeats.Add(1)
+						h.frame(s, &enc, []byte(": \n\n"))
+					case s.kind == kindHTML && h.cfg.StreamHeartbeat > 0 && s.stalled <= htmlQuiet:
+						h.hbeats.Add(1)
+						h.frame(s, &enc, []byte("\n"))
+					}
 				}
 				s.mu.Unlock()
 			}
@@ -560,13 +934,15 @@ func (h *Hub) sweeper() {
 	}
 }
 
-// Snapshot calls fn for every open stream, with that stream's lock held.
-func (h *Hub) Snapshot(fn func(conn uint64, id int64)) {
+// Snapshot calls fn for every open session, with that session's lock
+// held: resumable says it is an SSE stream or a long-poll, and cur is then
+// its cursor (what it has; zero if it started from now and has nothing).
+func (h *Hub) Snapshot(fn func(conn uint64, id int64, resumable bool, cur longpoll.Cursor)) {
 	for i := 0; i < h.maxFD.Limit(); i++ {
 		s := &h.slots[i]
 		s.mu.Lock()
-		if s.state == stateOpen {
-			fn(s.conn(), s.id)
+		if s.state == stateOpen && !(s.kind == kindPoll && s.has(flagAnswered)) {
+			fn(s.conn(), s.id, s.kind != kindHTML, s.cursor())
 		}
 		s.mu.Unlock()
 	}
@@ -585,6 +961,13 @@ func (h *Hub) Stats() Stats {
 		Bytes:    h.bytes.Load(),
 		Stale:    h.stale.Load(),
 		Rejected: h.rejected.Load(),
+
+		OpenHTML:   h.byKind[kindHTML].Load(),
+		OpenSSE:    h.byKind[kindSSE].Load(),
+		OpenPoll:   h.byKind[kindPoll].Load(),
+		Duplicates: h.dups.Load(),
+		Late:       h.late.Load(),
+		Heartbeats: h.hbeats.Load(),
 	}
 	for i := range h.closes {
 		st.Closed[Reason(i).String()] = h.closes[i].Load()
@@ -620,9 +1003,15 @@ func (h *Hub) Close() {
 	for i := 0; i < h.maxFD.Limit(); i++ {
 		s := &h.slots[i]
 		s.mu.Lock()
+		if s.state == stateOpen && s.kind == kindPoll && !s.has(flagAnswered) {
+			// Answer with what it has (its cursor loses nothing), and
+			// close: the next poll goes to another gateway process.
+			s.flags &^= flagKeepAlive
+			h.answerLocked(s)
+		}
 		if s.state == stateOpen {
 			h.flushLocked(s)
-			if s.state == stateOpen && s.pending == nil && !s.http10 {
+			if s.state == stateOpen && s.pending == nil && !s.has(flagHTTP10) && s.kind != kindPoll {
 				writeFD(int(s.fd), []byte(LastChunk))
 			}
 			h.closeLocked(s, ReasonShutdown, true)

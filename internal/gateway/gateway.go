@@ -39,6 +39,11 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Hub configures the streams (pending bound, write timeout, writers).
 	Hub chunked.Config
+	// PollTimeout is how long a long-poll waits when it does not say.
+	// Default 30s.
+	PollTimeout time.Duration
+	// MaxPollTimeout bounds the ?timeout= a long-poll may ask. Default 2m.
+	MaxPollTimeout time.Duration
 	// ReusePort sets SO_REUSEPORT on the listener, so several gateway
 	// processes share one port; a full process then leaves the port's
 	// group until it has room again. Default false.
@@ -75,6 +80,8 @@ func DefaultConfig() Config {
 		Name:           DefaultName(),
 		ConnectTimeout: 10 * time.Second,
 		Hub:            chunked.DefaultConfig(),
+		PollTimeout:    30 * time.Second,
+		MaxPollTimeout: 2 * time.Minute,
 	}
 }
 
@@ -83,7 +90,7 @@ func (c *Config) Validate() error {
 	if !wire.ValidGatewayName(c.Name) {
 		return fmt.Errorf("gateway: name %q: want 1 to 64 of A-Z a-z 0-9 - _", c.Name)
 	}
-	return nil
+	return validPollTimeouts(c.PollTimeout, c.MaxPollTimeout)
 }
 
 // Gateway is a running edge process.
@@ -116,6 +123,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = def.ConnectTimeout
 	}
+	if cfg.PollTimeout == 0 {
+		cfg.PollTimeout = def.PollTimeout
+	}
+	if cfg.MaxPollTimeout == 0 {
+		cfg.MaxPollTimeout = def.MaxPollTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -132,7 +145,9 @@ func New(cfg Config) (*Gateway, error) {
 	rand.Read(inst[:])
 	g.link = newLink(nc, cfg.Name, binary.LittleEndian.Uint64(inst[:])>>11, g.log)
 
-	g.hub, err = chunked.NewHub(cfg.Hub, g.link, g.log)
+	hubCfg := cfg.Hub
+	hubCfg.Handback = g.handback
+	g.hub, err = chunked.NewHub(hubCfg, g.link, g.log)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -250,7 +265,10 @@ func (g *Gateway) Close() error {
 
 const indexText = `comet gateway
 
-GET /test/{id}   a chunked HTML stream of every message sent to integer id
+GET /test/{id}                      a chunked HTML stream of every message sent to integer id
+GET /sse/{id}                       an EventSource stream; Last-Event-ID or ?cursor= resumes
+GET /poll/{id}?cursor=C&timeout=30s a long-poll: the messages after cursor C, as JSON
+GET /demo                           a page that shows an id's messages as they arrive
 `
 
 func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
@@ -259,9 +277,13 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	case routeNotFound:
 		ctx.Error("not found\n", fasthttp.StatusNotFound)
 		return
-	case routeIndex:
+	case routeIndex, routeDemo:
 		if !ctx.IsGet() && !ctx.IsHead() {
 			methodNotAllowed(ctx)
+			return
+		}
+		if rt == routeDemo {
+			g.handleDemo(ctx)
 			return
 		}
 		ctx.SetContentType("text/plain; charset=utf-8")
@@ -278,9 +300,24 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if ctx.IsHead() {
 		// The head a GET would get; fasthttp sends no body for HEAD.
-		ctx.SetContentType("text/html; charset=utf-8")
+		switch rt {
+		case routePoll:
+			ctx.SetContentType("application/json")
+		case routeSSE:
+			ctx.SetContentType("text/event-stream; charset=utf-8")
+		default:
+			ctx.SetContentType("text/html; charset=utf-8")
+		}
 		ctx.Response.Header.Set("Cache-Control", "no-cache, no-store")
 		ctx.Response.Header.SetContentLength(-1)
+		return
+	}
+	switch rt {
+	case routePoll:
+		g.handlePoll(ctx, id)
+		return
+	case routeSSE:
+		g.handleSSE(ctx, id)
 		return
 	}
 	http10 := !ctx.Request.Header.IsHTTP11()

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/longpoll"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -104,6 +105,18 @@ func (l *link) Opened(conn uint64, id int64) {
 	l.signal()
 }
 
+// Resume implements chunked.Listener: the conn logs in as id, resuming
+// after cur.
+func (l *link) Resume(conn uint64, id int64, cur longpoll.Cursor) {
+	l.mu.Lock()
+	l.header()
+	l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
+	l.live++
+	l.rotate()
+	l.mu.Unlock()
+	l.signal()
+}
+
 // Closed implements chunked.Listener: the conn logs out.
 func (l *link) Closed(conn uint64) {
 	l.mu.Lock()
@@ -169,6 +182,11 @@ func (l *link) handleDown(m *nats.Msg) {
 		switch l.downRec.Op {
 		case wire.OpDeliver:
 			l.hub.Deliver(l.downRec.Msg, l.downRec.Conns)
+		case wire.OpDeliverAt:
+			l.hub.DeliverAt(l.downRec.Epoch, l.downRec.Seq, l.downRec.Msg, l.downRec.Conns)
+		case wire.OpResumed:
+			r := &l.downRec
+			l.hub.Resumed(r.Conn, r.Epoch, r.Seq, r.Head, r.Missed)
 		case wire.OpResync:
 			l.resync()
 		}
@@ -187,10 +205,14 @@ func (l *link) resync() {
 	l.cur = wire.AppendHello(l.cur, l.live)
 	l.mu.Unlock()
 	n := 0
-	l.hub.Snapshot(func(conn uint64, id int64) {
+	l.hub.Snapshot(func(conn uint64, id int64, resumable bool, cur longpoll.Cursor) {
 		l.mu.Lock()
 		l.header()
-		l.cur = wire.AppendLogin(l.cur, conn, id)
+		if resumable {
+			l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
+		} else {
+			l.cur = wire.AppendLogin(l.cur, conn, id)
+		}
 		l.rotate()
 		l.mu.Unlock()
 		n++

@@ -24,6 +24,15 @@ func TestParseRoute(t *testing.T) {
 		{"/test/abc", routeStream, 0, ids.ErrSyntax},
 		{"/test/12/", routeStream, 0, ids.ErrSyntax},
 		{"/test/9223372036854775808", routeStream, 0, ids.ErrRange},
+		{"/poll/7", routePoll, 7, nil},
+		{"/poll/", routePoll, 0, ids.ErrEmpty},
+		{"/poll", routePoll, 0, ids.ErrEmpty},
+		{"/poll/x", routePoll, 0, ids.ErrSyntax},
+		{"/sse/-1", routeSSE, -1, nil},
+		{"/sse", routeSSE, 0, ids.ErrEmpty},
+		{"/sse/1.5", routeSSE, 0, ids.ErrSyntax},
+		{"/demo", routeDemo, 0, nil},
+		{"/demo/", routeNotFound, 0, nil},
 		{"", routeNotFound, 0, nil},
 		{"/tests/1", routeNotFound, 0, nil},
 		{"/TEST/1", routeNotFound, 0, nil},
@@ -40,16 +49,17 @@ func TestParseRoute(t *testing.T) {
 // FuzzRoute: no path crashes the router of requests; a stream route either
 // has an id that formats back into the same path or an error.
 func FuzzRoute(f *testing.F) {
-	for _, s := range []string{"/", "/test/1", "/test/", "/test/-9223372036854775808", "/test/\x00", "/x"} {
+	for _, s := range []string{"/", "/test/1", "/test/", "/test/-9223372036854775808", "/test/\x00", "/x", "/poll/3", "/sse/-2", "/demo"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, path string) {
 		rt, id, err := parseRoute([]byte(path))
-		if rt != routeStream && err != nil {
-			t.Fatalf("non-stream route with error %v", err)
+		prefix := map[route]string{routeStream: "/test/", routePoll: "/poll/", routeSSE: "/sse/"}[rt]
+		if prefix == "" && err != nil {
+			t.Fatalf("route %v without an id has error %v", rt, err)
 		}
-		if rt == routeStream && err == nil {
-			back, err2 := ids.Parse(path[len("/test/"):])
+		if prefix != "" && err == nil {
+			back, err2 := ids.Parse(path[len(prefix):])
 			if err2 != nil || back != id {
 				t.Fatalf("%q: id %d does not round trip (%v)", path, id, err2)
 			}

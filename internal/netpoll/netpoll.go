@@ -70,6 +70,15 @@ func (p *Poller) Add(fd int, tag uint32) error {
 	return nil
 }
 
+// Remove stops watching fd (before fd is handed to someone else: a
+// registration outlives the descriptor number while a dup of it is open).
+func (p *Poller) Remove(fd int) error {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+		return fmt.Errorf("netpoll: epoll_ctl del %d: %w", fd, err)
+	}
+	return nil
+}
+
 // Wait calls handle for every event until Close is called, then returns
 // ErrClosed. Only one goroutine may call Wait.
 func (p *Poller) Wait(handle func(fd int, tag uint32, events uint32)) error {

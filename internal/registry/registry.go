@@ -40,7 +40,13 @@ type Registry struct {
 	nIDs  atomic.Int64
 	nConn atomic.Int64
 	pairs atomic.Int64
+	// onIdle, if set, hears of every id that lost its last conn.
+	onIdle func(id int64)
 }
+
+// OnIdle makes Logout and LogoutGateway call f (with no lock held) for
+// every id that loses its last conn. Call it before any other method.
+func (r *Registry) OnIdle(f func(id int64)) { r.onIdle = f }
 
 // New returns an empty registry.
 func New() *Registry {
@@ -111,6 +117,7 @@ func (r *Registry) removePair(id int64, c Conn) {
 	is := &r.ids[idShardOf(id)]
 	is.mu.Lock()
 	conns := is.m[id]
+	idle := false
 	if i := slices.Index(conns, c); i >= 0 {
 		conns[i] = conns[len(conns)-1]
 		conns = conns[:len(conns)-1]
@@ -118,11 +125,24 @@ func (r *Registry) removePair(id int64, c Conn) {
 		if len(conns) == 0 {
 			delete(is.m, id)
 			r.nIDs.Add(-1)
+			idle = true
 		} else {
 			is.m[id] = conns
 		}
 	}
 	is.mu.Unlock()
+	if idle && r.onIdle != nil {
+		r.onIdle(id)
+	}
+}
+
+// Held reports whether any conn is logged in as id.
+func (r *Registry) Held(id int64) bool {
+	is := &r.ids[idShardOf(id)]
+	is.mu.RLock()
+	_, ok := is.m[id]
+	is.mu.RUnlock()
+	return ok
 }
 
 // LogoutGateway removes every conn of gateway gw and returns how many.

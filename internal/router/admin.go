@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cometgw/comet/internal/ids"
+	"github.com/cometgw/comet/internal/longpoll"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/wire"
@@ -39,6 +40,10 @@ type Stats struct {
 	Resyncs     uint64         `json:"resyncs"`
 	Purges      uint64         `json:"gateway_purges"`
 	BadFrames   uint64         `json:"bad_frames"`
+	Resumes     uint64         `json:"resumes"`
+	Missed      uint64         `json:"resumes_missed"`
+	CaughtUp    uint64         `json:"caught_up"`
+	Retention   longpoll.Stats `json:"retention"`
 	GatewayList []GatewayStats `json:"gateway_list"`
 }
 
@@ -50,6 +55,8 @@ func (r *Router) Stats() Stats {
 		Sent: r.sent.Load(), Delivered: r.delivered.Load(), Void: r.void.Load(),
 		LoginsTotal: r.logins.Load(), Logouts: r.logouts.Load(),
 		Resyncs: r.resyncs.Load(), Purges: r.purges.Load(), BadFrames: r.badFrames.Load(),
+		Resumes: r.resumes.Load(), Missed: r.missed.Load(), CaughtUp: r.caughtUp.Load(),
+		Retention:   r.store.Stats(),
 		GatewayList: []GatewayStats{},
 	}
 	r.upMu.Lock()
@@ -158,6 +165,13 @@ func newMetrics(r *Router) *metrics {
 	counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", r.purges.Load)
 	counter("bad_frames_total", "Malformed NATS frames received.", r.badFrames.Load)
 	counter("stale_deliveries_total", "Delivery frames dropped because their gateway was forgotten.", r.stale.Load)
+	counter("resumes_total", "Resumes of long-poll and SSE clients.", r.resumes.Load)
+	counter("resumes_missed_total", "Resumes whose cursor was past the retention window or from another epoch.", r.missed.Load)
+	counter("caught_up_total", "Kept messages sent to resuming clients.", r.caughtUp.Load)
+	counter("retention_evicted_total", "Kept messages dropped early for the retention byte cap.", func() uint64 { return r.store.Stats().Evicted })
+	gauge("retention_messages", "Messages kept for resumable clients.", func() float64 { return float64(r.store.Stats().Messages) })
+	gauge("retention_bytes", "Accounted memory of the kept messages.", func() float64 { return float64(r.store.Stats().Bytes) })
+	gauge("retention_ids", "Ids with a kept history.", func() float64 { return float64(r.store.Stats().IDs) })
 	stats := func() registry.Stats { return r.reg.Stats() }
 	gauge("conns", "Conns holding at least one id.", func() float64 { return float64(stats().Conns) })
 	gauge("ids", "Ids held by at least one conn.", func() float64 { return float64(stats().IDs) })

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
+	"github.com/cometgw/comet/internal/longpoll"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/wire"
@@ -38,6 +39,9 @@ type Config struct {
 	GatewayTimeout time.Duration
 	// ConnectTimeout bounds the wait for NATSURL at start. Default 10s.
 	ConnectTimeout time.Duration
+	// Retention bounds the history kept for resumable (long-poll and SSE)
+	// clients; see longpoll.Config for its defaults.
+	Retention longpoll.Config
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -49,6 +53,7 @@ func DefaultConfig() Config {
 		AdminAddr:      "127.0.0.1:8001",
 		GatewayTimeout: 3 * time.Second,
 		ConnectTimeout: 10 * time.Second,
+		Retention:      longpoll.DefaultConfig(),
 	}
 }
 
@@ -56,6 +61,9 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	if c.GatewayTimeout < 100*time.Millisecond {
 		return fmt.Errorf("router: gateway timeout %s is below 100ms", c.GatewayTimeout)
+	}
+	if err := c.Retention.Validate(); err != nil {
+		return fmt.Errorf("router: %w", err)
 	}
 	return nil
 }
@@ -75,15 +83,18 @@ type gateway struct {
 // Router routes sends to the gateways holding the ids. Create it with New,
 // run it with Run.
 type Router struct {
-	cfg Config
-	log *zap.Logger
-	reg *registry.Registry
-	ns  *embeddednats.Server
-	nc  *nats.Conn
+	cfg   Config
+	log   *zap.Logger
+	reg   *registry.Registry
+	store *longpoll.Store
+	ns    *embeddednats.Server
+	nc    *nats.Conn
 
 	upMu  sync.Mutex // serializes gateway updates and purges
 	upDec wire.Decoder
 	upRec wire.Record
+	upBuf []byte   // resume answers
+	one   []uint64 // one conn
 
 	gwMu     sync.RWMutex
 	gwByName map[string]*gateway
@@ -93,6 +104,7 @@ type Router struct {
 	batches sync.Pool // *sendBatch
 
 	sent, delivered, void, logins, logouts, resyncs, purges, badFrames, stale atomic.Uint64
+	resumes, missed, caughtUp                                                 atomic.Uint64
 
 	metrics *metrics
 	admin   *obs.Admin
@@ -118,14 +130,25 @@ func New(cfg Config) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	store, err := longpoll.NewStore(cfg.Retention)
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
 	r := &Router{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		reg:      registry.New(),
+		store:    store,
 		gwByName: make(map[string]*gateway),
 		gwByIdx:  make(map[uint32]*gateway),
+		one:      make([]uint64, 1),
 	}
-	r.batches.New = func() any { return &sendBatch{r: r, frames: make(map[uint32]*[]byte)} }
+	r.reg.OnIdle(func(id int64) { store.Idle(id, time.Now().UnixNano()) })
+	r.batches.New = func() any {
+		b := &sendBatch{r: r, frames: make(map[uint32]*[]byte)}
+		b.routeFn = b.route
+		return b
+	}
 	opts := []nats.Option{
 		nats.Name("comet-router"),
 		nats.MaxReconnects(-1),
@@ -249,6 +272,7 @@ func (r *Router) Run(done <-chan struct{}) error {
 			return errors.New("router: nats connection closed")
 		case now := <-t.C:
 			r.sweep(now)
+			r.store.Sweep(now.UnixNano(), r.reg.Held)
 		}
 	}
 }
@@ -383,6 +407,8 @@ func (r *Router) handleUp(m *nats.Msg) {
 					gw.conns++
 				}
 			}
+		case wire.OpResume:
+			r.resume(gw, rec.Conn, rec.ID, longpoll.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
 		case wire.OpLogout:
 			if r.reg.Logout(registry.Conn{GW: gw.idx, Conn: rec.Conn}) > 0 {
 				gw.conns--
@@ -408,6 +434,45 @@ func (r *Router) handleUp(m *nats.Msg) {
 	}
 }
 
+// resume logs conn in as id and sends the gateway, in one down frame
+// ordered before any later delivery to conn, where the conn's client
+// continues and every kept message from there. upMu must be held.
+func (r *Router) resume(gw *gateway, conn uint64, id int64, cur longpoll.Cursor) {
+	r.store.Resume(id, cur, func(res longpoll.Resumed, kept []longpoll.Entry) {
+		if newConn, newPair := r.reg.Login(id, registry.Conn{GW: gw.idx, Conn: conn}); newPair {
+			r.logins.Add(1)
+			if newConn {
+				gw.conns++
+			}
+		}
+		r.resumes.Add(1)
+		if res.Missed {
+			r.missed.Add(1)
+		}
+		f := wire.AppendResumed(wire.AppendHeader(r.upBuf[:0], wire.KindDown), conn, res.Epoch, res.From, res.Head, res.Missed)
+		r.one[0] = conn
+		for _, e := range kept {
+			if len(f) >= maxDownFrame {
+				r.publishDown(gw, f)
+				f = wire.AppendHeader(f[:0], wire.KindDown)
+			}
+			f = wire.AppendDeliverAt(f, res.Epoch, e.Seq, e.Msg, r.one)
+		}
+		r.caughtUp.Add(uint64(len(kept)))
+		r.delivered.Add(uint64(len(kept)))
+		r.publishDown(gw, f)
+		if cap(f) <= 4*maxDownFrame {
+			r.upBuf = f[:0]
+		}
+	})
+}
+
+func (r *Router) publishDown(gw *gateway, f []byte) {
+	if err := r.nc.Publish(gw.subject, f); err != nil {
+		r.log.Warn("deliver failed", zap.String("gateway", gw.name), zap.Error(err))
+	}
+}
+
 func (r *Router) addGateway(name string, instance uint64) *gateway {
 	r.gwMu.Lock()
 	defer r.gwMu.Unlock()
@@ -424,6 +489,7 @@ func (r *Router) handleSend(m *nats.Msg) {
 	b := r.batches.Get().(*sendBatch)
 	defer r.batches.Put(b)
 	b.reset()
+	b.now = time.Now().UnixNano()
 	h, err := b.dec.Reset(m.Data)
 	if err == nil && h.Kind != wire.KindSend {
 		err = fmt.Errorf("%s frame on the send subject", h.Kind)
@@ -453,6 +519,7 @@ func (r *Router) Send(id int64, msg []byte) uint64 {
 	b := r.batches.Get().(*sendBatch)
 	defer r.batches.Put(b)
 	b.reset()
+	b.now = time.Now().UnixNano()
 	b.send(id, msg)
 	b.flush()
 	return b.delivered
@@ -472,6 +539,13 @@ type sendBatch struct {
 	group  []uint64
 	frames map[uint32]*[]byte
 
+	// The send being routed, for route (a method value made once: no
+	// allocation per send).
+	id      int64
+	msg     []byte
+	now     int64
+	routeFn func(epoch, seq uint64)
+
 	accepted, delivered, void uint64
 }
 
@@ -480,9 +554,19 @@ func (b *sendBatch) reset() {
 }
 
 func (b *sendBatch) send(id int64, msg []byte) {
-	r := b.r
 	b.accepted++
-	r.sent.Add(1)
+	b.r.sent.Add(1)
+	b.id, b.msg = id, msg
+	b.r.store.Append(id, msg, b.now, b.routeFn)
+	b.msg = nil
+}
+
+// route writes the send being routed into the frames of the gateways
+// holding its id; epoch and seq are its position (0 when its id has no
+// history). It runs with the id's history lock held (see Store.Append).
+func (b *sendBatch) route(epoch, seq uint64) {
+	r := b.r
+	id, msg := b.id, b.msg
 	b.conns = r.reg.Lookup(id, b.conns[:0])
 	if len(b.conns) == 0 {
 		b.void++
@@ -506,7 +590,11 @@ func (b *sendBatch) send(id int64, msg []byte) {
 		if len(*f) == 0 {
 			*f = wire.AppendHeader(*f, wire.KindDown)
 		}
-		*f = wire.AppendDeliver(*f, msg, b.group)
+		if epoch != 0 {
+			*f = wire.AppendDeliverAt(*f, epoch, seq, msg, b.group)
+		} else {
+			*f = wire.AppendDeliver(*f, msg, b.group)
+		}
 		b.delivered += uint64(len(b.group))
 		r.delivered.Add(uint64(len(b.group)))
 		if len(*f) >= maxDownFrame {

@@ -59,19 +59,22 @@ const (
 	OpLogout    Op = 3  // up: Conn logs out of every id it holds
 	OpHeartbeat Op = 4  // up: the gateway is alive; Count = its live logins
 	OpBye       Op = 5  // up: the gateway instance stops; forget all its logins
+	OpResume    Op = 6  // up: Conn logs in as ID, resuming after cursor (Epoch, Seq)
 	OpSend      Op = 16 // send: deliver Msg to every conn logged in as ID
 	OpDeliver   Op = 32 // down: write Msg to each of Conns
 	OpResync    Op = 33 // down: the router lost track; send every live login again
+	OpResumed   Op = 34 // down: the answer to a resume: Conn, Epoch, Seq (first to follow), Head, Missed
+	OpDeliverAt Op = 35 // down: write Msg, at position (Epoch, Seq) of its id, to each of Conns
 	OpAck       Op = 48 // ack: Count sends accepted, Delivered copies, Void sends to nobody
 )
 
 func (o Op) kind() Kind {
 	switch o {
-	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye:
+	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume:
 		return KindUp
 	case OpSend:
 		return KindSend
-	case OpDeliver, OpResync:
+	case OpDeliver, OpResync, OpResumed, OpDeliverAt:
 		return KindDown
 	case OpAck:
 		return KindAck
@@ -91,6 +94,12 @@ func (o Op) String() string {
 		return "heartbeat"
 	case OpBye:
 		return "bye"
+	case OpResume:
+		return "resume"
+	case OpResumed:
+		return "resumed"
+	case OpDeliverAt:
+		return "deliver-at"
 	case OpSend:
 		return "send"
 	case OpDeliver:
@@ -153,9 +162,12 @@ type Header struct {
 //
 //	hello, heartbeat: Count
 //	login:            Conn, ID
+//	resume:           Conn, ID, Epoch, Seq (Epoch 0: no cursor, start from now)
 //	logout:           Conn
 //	send:             ID, Msg
 //	deliver:          Msg, Conns
+//	deliver-at:       Epoch, Seq, Msg, Conns
+//	resumed:          Conn, Epoch, Seq, Head, Missed
 //	ack:              Count, Delivered, Void
 type Record struct {
 	Op        Op
@@ -164,6 +176,14 @@ type Record struct {
 	Count     uint64
 	Delivered uint64
 	Void      uint64
+	// Epoch and Seq are a position in an id's message sequence; for
+	// resumed, Seq is the first position that follows and Head the last
+	// one assigned, and Missed says that messages after the client's
+	// cursor are no longer kept.
+	Epoch  uint64
+	Seq    uint64
+	Head   uint64
+	Missed bool
 	// Msg aliases the frame being decoded; copy it to keep it.
 	Msg []byte
 	// Conns is reused between calls to Decoder.Next; copy it to keep it.
@@ -193,6 +213,38 @@ func AppendLogin(b []byte, conn uint64, id int64) []byte {
 	return binary.AppendVarint(b, id)
 }
 
+// AppendResume appends a resume record: conn logs in as id and wants every
+// kept message after position (epoch, seq); epoch 0 means from now on.
+func AppendResume(b []byte, conn uint64, id int64, epoch, seq uint64) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpResume)), conn)
+	b = binary.AppendVarint(b, id)
+	b = binary.AppendUvarint(b, epoch)
+	return binary.AppendUvarint(b, seq)
+}
+
+// AppendResumed appends the router's answer to a resume: positions from
+// seq to head of epoch follow as deliver-at records; missed says that
+// messages between the client's cursor and seq are no longer kept.
+func AppendResumed(b []byte, conn, epoch, seq, head uint64, missed bool) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpResumed)), conn)
+	b = binary.AppendUvarint(b, epoch)
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendUvarint(b, head)
+	m := byte(0)
+	if missed {
+		m = 1
+	}
+	return append(b, m)
+}
+
+// AppendDeliverAt appends a deliver-at record: msg, at position (epoch,
+// seq) of its id, to conns.
+func AppendDeliverAt(b []byte, epoch, seq uint64, msg []byte, conns []uint64) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpDeliverAt)), epoch)
+	b = binary.AppendUvarint(b, seq)
+	return appendConns(appendBytes(b, msg), conns)
+}
+
 // AppendLogout appends a logout record.
 func AppendLogout(b []byte, conn uint64) []byte {
 	return binary.AppendUvarint(append(b, byte(OpLogout)), conn)
@@ -214,7 +266,10 @@ func AppendSend(b []byte, id int64, msg []byte) []byte {
 
 // AppendDeliver appends a deliver record for msg to conns.
 func AppendDeliver(b []byte, msg []byte, conns []uint64) []byte {
-	b = appendBytes(append(b, byte(OpDeliver)), msg)
+	return appendConns(appendBytes(append(b, byte(OpDeliver)), msg), conns)
+}
+
+func appendConns(b []byte, conns []uint64) []byte {
 	b = binary.AppendUvarint(b, uint64(len(conns)))
 	for _, c := range conns {
 		b = binary.AppendUvarint(b, c)
@@ -306,6 +361,16 @@ func (d *Decoder) Next(r *Record) bool {
 		if r.Conn, ok = d.uvarint(); ok {
 			r.ID, ok = d.varint()
 		}
+	case OpResume:
+		if r.Conn, ok = d.uvarint(); ok {
+			if r.ID, ok = d.varint(); ok {
+				if r.Epoch, ok = d.uvarint(); ok {
+					r.Seq, ok = d.uvarint()
+				}
+			}
+		}
+	case OpResumed:
+		ok = d.resumed(r)
 	case OpLogout:
 		r.Conn, ok = d.uvarint()
 	case OpBye, OpResync:
@@ -314,30 +379,14 @@ func (d *Decoder) Next(r *Record) bool {
 		if r.ID, ok = d.varint(); ok {
 			r.Msg, ok = d.bytes(MaxMessage)
 		}
-	case OpDeliver:
-		if r.Msg, ok = d.bytes(MaxMessage); !ok {
-			break
-		}
-		var n uint64
-		if n, ok = d.uvarint(); !ok {
-			break
-		}
-		// Each conn takes at least one byte: a count larger than what
-		// is left is malformed, and checking first bounds the allocation.
-		if n > uint64(len(d.buf)-d.off) {
-			d.fail(fmt.Errorf("%w: %d conns in %d bytes", ErrShort, n, len(d.buf)-d.off))
-			ok = false
-			break
-		}
-		conns := d.conns[:0]
-		for i := uint64(0); i < n && ok; i++ {
-			var c uint64
-			if c, ok = d.uvarint(); ok {
-				conns = append(conns, c)
+	case OpDeliverAt:
+		if r.Epoch, ok = d.uvarint(); ok {
+			if r.Seq, ok = d.uvarint(); ok {
+				ok = d.deliver(r)
 			}
 		}
-		d.conns = conns
-		r.Conns = conns
+	case OpDeliver:
+		ok = d.deliver(r)
 	case OpAck:
 		if r.Count, ok = d.uvarint(); ok {
 			if r.Delivered, ok = d.uvarint(); ok {
@@ -346,6 +395,65 @@ func (d *Decoder) Next(r *Record) bool {
 		}
 	}
 	return ok
+}
+
+// deliver decodes the msg and conns of a deliver or deliver-at record.
+func (d *Decoder) deliver(r *Record) bool {
+	var ok bool
+	if r.Msg, ok = d.bytes(MaxMessage); !ok {
+		return false
+	}
+	n, ok := d.uvarint()
+	if !ok {
+		return false
+	}
+	// Each conn takes at least one byte: a count larger than what is left
+	// is malformed, and checking first bounds the allocation.
+	if n > uint64(len(d.buf)-d.off) {
+		d.fail(fmt.Errorf("%w: %d conns in %d bytes", ErrShort, n, len(d.buf)-d.off))
+		return false
+	}
+	conns := d.conns[:0]
+	for i := uint64(0); i < n; i++ {
+		c, ok := d.uvarint()
+		if !ok {
+			return false
+		}
+		conns = append(conns, c)
+	}
+	d.conns = conns
+	r.Conns = conns
+	return true
+}
+
+func (d *Decoder) resumed(r *Record) bool {
+	var ok bool
+	if r.Conn, ok = d.uvarint(); !ok {
+		return false
+	}
+	if r.Epoch, ok = d.uvarint(); !ok {
+		return false
+	}
+	if r.Seq, ok = d.uvarint(); !ok {
+		return false
+	}
+	if r.Head, ok = d.uvarint(); !ok {
+		return false
+	}
+	if d.off >= len(d.buf) {
+		d.fail(ErrShort)
+		return false
+	}
+	switch d.buf[d.off] {
+	case 0:
+	case 1:
+		r.Missed = true
+	default:
+		d.fail(fmt.Errorf("%w: missed flag %d", ErrVarint, d.buf[d.off]))
+		return false
+	}
+	d.off++
+	return true
 }
 
 // Err returns the first decoding error, or nil if the frame was well formed

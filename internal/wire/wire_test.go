@@ -43,6 +43,8 @@ func TestRoundTrip(t *testing.T) {
 				b = AppendLogin(b, 1<<63, 1<<62)
 				b = AppendLogout(b, 7)
 				b = AppendHeartbeat(b, 1)
+				b = AppendResume(b, 8, -3, 1<<60, 129)
+				b = AppendResume(b, 9, 4, 0, 0)
 				return AppendBye(b)
 			}(),
 			header: Header{Kind: KindUp, Gateway: "gw-1_a", Instance: 1 << 40},
@@ -53,6 +55,8 @@ func TestRoundTrip(t *testing.T) {
 				{Op: OpLogin, Conn: 1 << 63, ID: 1 << 62},
 				{Op: OpLogout, Conn: 7},
 				{Op: OpHeartbeat, Count: 1},
+				{Op: OpResume, Conn: 8, ID: -3, Epoch: 1 << 60, Seq: 129},
+				{Op: OpResume, Conn: 9, ID: 4},
 				{Op: OpBye},
 			},
 		},
@@ -83,13 +87,19 @@ func TestRoundTrip(t *testing.T) {
 				b := AppendHeader(nil, KindDown)
 				b = AppendDeliver(b, []byte("<b>hi</b>"), []uint64{1, 2, 1 << 50})
 				b = AppendResync(b)
-				return AppendDeliver(b, []byte("x"), nil)
+				b = AppendDeliver(b, []byte("x"), nil)
+				b = AppendResumed(b, 5, 1<<40, 3, 9, true)
+				b = AppendResumed(b, 6, 7, 10, 9, false)
+				return AppendDeliverAt(b, 1<<40, 3, []byte("y\nz"), []uint64{5})
 			}(),
 			header: Header{Kind: KindDown},
 			records: []Record{
 				{Op: OpDeliver, Msg: []byte("<b>hi</b>"), Conns: []uint64{1, 2, 1 << 50}},
 				{Op: OpResync, Conns: []uint64{}},
 				{Op: OpDeliver, Msg: []byte("x"), Conns: []uint64{}},
+				{Op: OpResumed, Conn: 5, Epoch: 1 << 40, Seq: 3, Head: 9, Missed: true},
+				{Op: OpResumed, Conn: 6, Epoch: 7, Seq: 10, Head: 9},
+				{Op: OpDeliverAt, Epoch: 1 << 40, Seq: 3, Msg: []byte("y\nz"), Conns: []uint64{5}},
 			},
 		},
 		{
@@ -152,6 +162,10 @@ func TestMalformed(t *testing.T) {
 		{"send msg too large", append(AppendHeader(nil, KindSend), byte(OpSend), 2, 0x81, 0x80, 0x40), ErrTooLarge},
 		{"deliver conns past end", append(AppendHeader(nil, KindDown), byte(OpDeliver), 0, 200, 1, 2), ErrShort},
 		{"deliver huge count", append(AppendHeader(nil, KindDown), byte(OpDeliver), 0, 0xff, 0xff, 0xff, 0xff, 0x0f), ErrShort},
+		{"resume truncated", append(append([]byte(nil), up...), byte(OpResume), 1, 2, 3), ErrShort},
+		{"resumed no flag", AppendResumed(AppendHeader(nil, KindDown), 1, 2, 3, 4, false)[:7], ErrShort},
+		{"resumed bad flag", append(AppendResumed(AppendHeader(nil, KindDown), 1, 2, 3, 4, false)[:7], 2), ErrVarint},
+		{"deliver-at conns past end", append(AppendHeader(nil, KindDown), byte(OpDeliverAt), 1, 1, 0, 3, 1), ErrShort},
 		{"ack truncated", append(AppendHeader(nil, KindAck), byte(OpAck), 1, 2), ErrShort},
 	}
 	for _, tt := range tests {
@@ -184,6 +198,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendSend(AppendHeader(nil, KindSend), 5, []byte("hi")))
 	f.Add(AppendResync(AppendDeliver(AppendHeader(nil, KindDown), []byte("m"), []uint64{1, 300})))
 	f.Add(AppendAck(AppendHeader(nil, KindAck), 1, 2, 3))
+	f.Add(AppendResume(AppendUpHeader(nil, "gw", 3), 1, 2, 3, 4))
+	f.Add(AppendDeliverAt(AppendResumed(AppendHeader(nil, KindDown), 1, 2, 3, 4, true), 2, 3, []byte("m"), []uint64{1}))
 	f.Add([]byte{Version, byte(KindDown), byte(OpDeliver), 0, 0xff, 0xff, 0x03})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		var d Decoder
@@ -216,6 +232,12 @@ func FuzzDecode(f *testing.F) {
 				out = AppendDeliver(out, r.Msg, r.Conns)
 			case OpResync:
 				out = AppendResync(out)
+			case OpResume:
+				out = AppendResume(out, r.Conn, r.ID, r.Epoch, r.Seq)
+			case OpResumed:
+				out = AppendResumed(out, r.Conn, r.Epoch, r.Seq, r.Head, r.Missed)
+			case OpDeliverAt:
+				out = AppendDeliverAt(out, r.Epoch, r.Seq, r.Msg, r.Conns)
 			case OpAck:
 				out = AppendAck(out, r.Count, r.Delivered, r.Void)
 			default:
@@ -236,6 +258,10 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("record count changed: %d -> %d", len(recs1), len(recs2))
 		}
 		for i := range recs1 {
+			a, b := recs1[i], recs2[i]
+			if a.Epoch != b.Epoch || a.Seq != b.Seq || a.Head != b.Head || a.Missed != b.Missed {
+				t.Fatalf("record %d position changed: %+v -> %+v", i, a, b)
+			}
 			if recs1[i].Op != recs2[i].Op || recs1[i].ID != recs2[i].ID || recs1[i].Conn != recs2[i].Conn ||
 				!bytes.Equal(recs1[i].Msg, recs2[i].Msg) || !reflect.DeepEqual(recs1[i].Conns, recs2[i].Conns) {
 				t.Fatalf("record %d changed: %+v -> %+v", i, recs1[i], recs2[i])

@@ -1,0 +1,111 @@
+package gateway
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/longpoll"
+)
+
+//go:embed demo.html
+var demoPage []byte
+
+// Errors of parseTimeout.
+var (
+	errTimeoutForm = errors.New("timeout must be a duration like 30s or 500ms, or whole seconds")
+	errTimeoutLow  = errors.New("timeout must be positive")
+)
+
+// parseTimeout reads a long-poll's ?timeout=: a Go duration ("30s",
+// "1m30s") or whole seconds ("30"). Empty means def; above max is max.
+func parseTimeout(s []byte, def, max time.Duration) (time.Duration, error) {
+	if len(s) == 0 {
+		return def, nil
+	}
+	var d time.Duration
+	if n, err := strconv.ParseUint(string(s), 10, 32); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if d, err = time.ParseDuration(string(s)); err != nil {
+		return 0, errTimeoutForm
+	}
+	if d <= 0 {
+		return 0, errTimeoutLow
+	}
+	return min(d, max), nil
+}
+
+func badRequest(ctx *fasthttp.RequestCtx, what string, err error) {
+	ctx.Error("bad "+what+": "+err.Error()+"\n", fasthttp.StatusBadRequest)
+}
+
+// handlePoll serves GET /poll/{id}?cursor=C&timeout=T.
+func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64) {
+	args := ctx.QueryArgs()
+	cur, err := longpoll.ParseCursor(string(args.Peek("cursor")))
+	if err != nil {
+		badRequest(ctx, "cursor", err)
+		return
+	}
+	wait, err := parseTimeout(args.Peek("timeout"), g.cfg.PollTimeout, g.cfg.MaxPollTimeout)
+	if err != nil {
+		badRequest(ctx, "timeout", err)
+		return
+	}
+	keepAlive := ctx.Request.Header.IsHTTP11() && !ctx.Request.Header.ConnectionClose()
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		if err := g.hub.OpenPoll(c, id, cur, wait, keepAlive); err != nil {
+			g.log.Warn("long-poll not opened", zap.Int64("id", id), zap.Error(err))
+		}
+	})
+}
+
+// handleSSE serves GET /sse/{id}, resuming from Last-Event-ID or else
+// ?cursor=.
+func (g *Gateway) handleSSE(ctx *fasthttp.RequestCtx, id int64) {
+	text, what := ctx.Request.Header.Peek("Last-Event-ID"), "Last-Event-ID"
+	if len(text) == 0 {
+		text, what = ctx.QueryArgs().Peek("cursor"), "cursor"
+	}
+	cur, err := longpoll.ParseCursor(string(text))
+	if err != nil {
+		badRequest(ctx, what, err)
+		return
+	}
+	http10 := !ctx.Request.Header.IsHTTP11()
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		if err := g.hub.OpenSSE(c, id, cur, http10); err != nil {
+			g.log.Warn("SSE stream not opened", zap.Int64("id", id), zap.Error(err))
+		}
+	})
+}
+
+// handback serves a long-poll connection's next request after its answer.
+func (g *Gateway) handback(c net.Conn) {
+	go func() {
+		if err := g.srv.ServeConn(c); err != nil && g.log.Core().Enabled(zap.DebugLevel) {
+			g.log.Debug("long-poll connection ended", zap.Error(err))
+		}
+	}()
+}
+
+func (g *Gateway) handleDemo(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/html; charset=utf-8")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.SetBody(demoPage)
+}
+
+func validPollTimeouts(def, max time.Duration) error {
+	if def <= 0 || max <= 0 || def > max {
+		return fmt.Errorf("gateway: poll timeout %s must be positive and at most the maximum %s", def, max)
+	}
+	return nil
+}

@@ -1,0 +1,358 @@
+package longpoll
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config bounds the retention window. Zero fields take the defaults of
+// DefaultConfig.
+type Config struct {
+	// MaxMessages is the most messages kept per id. Default 128.
+	MaxMessages int
+	// MaxAge is how long a message is kept. Default 2m.
+	MaxAge time.Duration
+	// MaxBytes caps the memory of every id's kept messages together
+	// (message bytes plus about 72 bytes of bookkeeping each); past it
+	// the oldest messages of all ids go first. Default 64 MiB.
+	MaxBytes int64
+	// Grace is how long an id's history is kept, and its sequence goes
+	// on, after its last client logged out: the time a long-poll client
+	// has to come back for its next poll. Default 60s.
+	Grace time.Duration
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{MaxMessages: 128, MaxAge: 2 * time.Minute, MaxBytes: 64 << 20, Grace: time.Minute}
+}
+
+// Validate reports a configuration that cannot work (zero fields are
+// defaults, negative ones are errors).
+func (c Config) Validate() error {
+	if c.MaxMessages < 0 || c.MaxAge < 0 || c.MaxBytes < 0 || c.Grace < 0 {
+		return fmt.Errorf("longpoll: retention bounds cannot be negative (messages %d, age %s, bytes %d, grace %s)",
+			c.MaxMessages, c.MaxAge, c.MaxBytes, c.Grace)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxMessages == 0 {
+		c.MaxMessages = d.MaxMessages
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = d.MaxAge
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = d.MaxBytes
+	}
+	if c.Grace == 0 {
+		c.Grace = d.Grace
+	}
+	return c
+}
+
+// Entry is one kept message.
+type Entry struct {
+	Seq uint64
+	At  int64 // unix nanos when it was sent
+	Msg []byte
+}
+
+// entryCost is what one kept message costs beyond its bytes: the Entry
+// in its id's slice and its place in the eviction queue.
+const entryCost = 40 + 32
+
+// history is one id's sequence and window.
+type history struct {
+	epoch     uint64
+	next      uint64  // the position the next message gets; the first is 1
+	kept      []Entry // ascending Seq, contiguous
+	idleSince int64   // unix nanos when the id lost its last login; 0 while held
+}
+
+// first is the oldest position kept, or next when nothing is.
+func (h *history) first() uint64 {
+	if len(h.kept) == 0 {
+		return h.next
+	}
+	return h.kept[0].Seq
+}
+
+type shard struct {
+	mu sync.Mutex
+	m  map[int64]*history
+}
+
+type queued struct {
+	id    int64
+	epoch uint64
+	seq   uint64
+	at    int64
+}
+
+// Store keeps every resumable id's recent messages. It lives in the
+// router, which every gateway process reaches, so a client resumes through
+// any of them. Safe for concurrent use.
+type Store struct {
+	cfg    Config
+	shards [64]shard
+	epochs atomic.Uint64 // the next epoch; its high 32 bits are random per Store
+
+	qmu   sync.Mutex
+	queue []queued // every kept message in the order it was kept: evicted from the front
+	qhead int
+
+	bytes   atomic.Int64
+	ids     atomic.Int64
+	msgs    atomic.Int64
+	evicted atomic.Uint64 // dropped for the byte cap
+	expired atomic.Uint64 // dropped for age or count
+	dropped atomic.Uint64 // histories dropped after their grace period
+}
+
+// NewStore returns an empty store whose epochs differ from any other
+// Store's (with high probability): a router that restarts starts a new
+// epoch for every id.
+func NewStore(cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg}
+	var r [4]byte
+	rand.Read(r[:])
+	hi := uint64(binary.LittleEndian.Uint32(r[:])|1) << 32
+	s.epochs.Store(hi)
+	for i := range s.shards {
+		s.shards[i].m = make(map[int64]*history)
+	}
+	return s, nil
+}
+
+// Config returns the store's configuration with defaults applied.
+func (s *Store) Config() Config { return s.cfg }
+
+func (s *Store) shard(id int64) *shard {
+	return &s.shards[(uint64(id)*0x9E3779B97F4A7C15)>>58]
+}
+
+// Append gives msg the next position of id if id has a history (a
+// resumable client now or within the grace period), keeps it, and calls
+// route with that position; route gets epoch 0 when id has no history.
+// route runs with id's lock held, ordered with Resume for the same id, so
+// a message is either in the catch-up of a resume or routed to the
+// resumed conn, never both and never neither. It must not call the Store.
+func (s *Store) Append(id int64, msg []byte, now int64, route func(epoch, seq uint64)) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	h := sh.m[id]
+	if h == nil {
+		route(0, 0)
+		sh.mu.Unlock()
+		return
+	}
+	seq := h.next
+	h.next++
+	h.kept = append(h.kept, Entry{Seq: seq, At: now, Msg: append([]byte(nil), msg...)})
+	s.msgs.Add(1)
+	s.bytes.Add(int64(len(msg)) + entryCost)
+	s.trim(h, now)
+	route(h.epoch, seq)
+	epoch := h.epoch
+	sh.mu.Unlock()
+
+	s.qmu.Lock()
+	s.queue = append(s.queue, queued{id, epoch, seq, now})
+	s.qmu.Unlock()
+	if s.bytes.Load() > s.cfg.MaxBytes {
+		s.evict(func(queued) bool { return s.bytes.Load() > s.cfg.MaxBytes })
+	}
+}
+
+// trim drops what is past the count and age bounds. sh.mu must be held.
+func (s *Store) trim(h *history, now int64) {
+	limit := now - int64(s.cfg.MaxAge)
+	n := 0
+	for n < len(h.kept) && (len(h.kept)-n > s.cfg.MaxMessages || h.kept[n].At < limit) {
+		s.bytes.Add(-int64(len(h.kept[n].Msg)) - (entryCost - 32))
+		h.kept[n] = Entry{}
+		n++
+	}
+	if n > 0 {
+		h.kept = h.kept[n:]
+		s.msgs.Add(-int64(n))
+		s.expired.Add(uint64(n))
+	}
+	if len(h.kept) == 0 {
+		h.kept = nil
+	} else if cap(h.kept) > 2*s.cfg.MaxMessages+8 {
+		h.kept = append(make([]Entry, 0, len(h.kept)+8), h.kept...)
+	}
+}
+
+// evict pops the eviction queue while more(front) says so, dropping each
+// popped message from its id if still kept.
+func (s *Store) evict(more func(queued) bool) {
+	for {
+		s.qmu.Lock()
+		if s.qhead >= len(s.queue) || !more(s.queue[s.qhead]) {
+			s.compactQueue()
+			s.qmu.Unlock()
+			return
+		}
+		q := s.queue[s.qhead]
+		s.qhead++
+		s.qmu.Unlock()
+		s.bytes.Add(-32)
+
+		sh := s.shard(q.id)
+		sh.mu.Lock()
+		if h := sh.m[q.id]; h != nil && h.epoch == q.epoch && len(h.kept) > 0 && h.kept[0].Seq <= q.seq {
+			n := 0
+			for n < len(h.kept) && h.kept[n].Seq <= q.seq {
+				s.bytes.Add(-int64(len(h.kept[n].Msg)) - (entryCost - 32))
+				h.kept[n] = Entry{}
+				n++
+			}
+			h.kept = h.kept[n:]
+			if len(h.kept) == 0 {
+				h.kept = nil
+			}
+			s.msgs.Add(-int64(n))
+			s.evicted.Add(uint64(n))
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// compactQueue gives back the popped front of the queue. s.qmu must be
+// held.
+func (s *Store) compactQueue() {
+	if s.qhead > 1024 && s.qhead*2 >= len(s.queue) {
+		n := copy(s.queue, s.queue[s.qhead:])
+		clear(s.queue[n:])
+		s.queue = s.queue[:n]
+		s.qhead = 0
+		if cap(s.queue) > 4*n+4096 {
+			s.queue = append(make([]queued, 0, 2*n+1024), s.queue...)
+		}
+	}
+}
+
+// Resumed is the answer to a resume: the messages from position From to
+// Head of Epoch follow; Missed says that messages after the client's
+// cursor are no longer kept (or the cursor is from another epoch), and
+// the client continues from the oldest kept.
+type Resumed struct {
+	Epoch  uint64
+	From   uint64
+	Head   uint64
+	Missed bool
+}
+
+// Resume starts (or keeps) id's history and calls fn, with id's lock
+// held, with where a client whose cursor is cur continues and the kept
+// messages from there on (valid during fn only). fn is where the caller
+// logs the client in, so that every later Append reaches it.
+func (s *Store) Resume(id int64, cur Cursor, fn func(Resumed, []Entry)) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	h := sh.m[id]
+	if h == nil {
+		h = &history{epoch: s.epochs.Add(1), next: 1}
+		sh.m[id] = h
+		s.ids.Add(1)
+	}
+	h.idleSince = 0
+	res := Resumed{Epoch: h.epoch, Head: h.next - 1}
+	first := h.first()
+	switch {
+	case cur.IsZero():
+		res.From = h.next
+	case cur.Epoch != h.epoch || cur.Seq >= h.next:
+		// Another life of this id's history, or a position it never
+		// reached: nothing can be said of what the client lacks.
+		res.Missed = true
+		res.From = first
+	case cur.Seq+1 < first:
+		res.Missed = true
+		res.From = first
+	default:
+		res.From = cur.Seq + 1
+	}
+	var kept []Entry
+	if res.From <= res.Head && len(h.kept) > 0 {
+		kept = h.kept[res.From-first:]
+	}
+	fn(res, kept)
+}
+
+// Idle records that id lost its last login at now: its history is
+// dropped after the grace period unless a client comes back.
+func (s *Store) Idle(id int64, now int64) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	if h := sh.m[id]; h != nil {
+		h.idleSince = now
+	}
+	sh.mu.Unlock()
+}
+
+// Sweep expires old messages and drops the histories of ids idle past the
+// grace period. held reports whether an id has a login now (an id that is
+// held again is no longer idle); it is called with id's lock held.
+func (s *Store) Sweep(now int64, held func(id int64) bool) {
+	limit := now - int64(s.cfg.MaxAge)
+	s.evict(func(q queued) bool { return q.at < limit })
+	graceLimit := now - int64(s.cfg.Grace)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for id, h := range sh.m {
+			s.trim(h, now)
+			if h.idleSince == 0 {
+				continue
+			}
+			if held(id) {
+				h.idleSince = 0
+				continue
+			}
+			if h.idleSince < graceLimit {
+				for _, e := range h.kept {
+					s.bytes.Add(-int64(len(e.Msg)) - (entryCost - 32))
+				}
+				s.msgs.Add(-int64(len(h.kept)))
+				delete(sh.m, id)
+				s.ids.Add(-1)
+				s.dropped.Add(1)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Stats is a snapshot of the store.
+type Stats struct {
+	IDs      int64  `json:"ids"`      // ids with a history
+	Messages int64  `json:"messages"` // messages kept
+	Bytes    int64  `json:"bytes"`    // their accounted memory
+	Evicted  uint64 `json:"evicted"`  // dropped early for the byte cap
+	Expired  uint64 `json:"expired"`  // dropped for age or count
+	Dropped  uint64 `json:"dropped"`  // histories dropped after the grace period
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		IDs: s.ids.Load(), Messages: s.msgs.Load(), Bytes: s.bytes.Load(),
+		Evicted: s.evicted.Load(), Expired: s.expired.Load(), Dropped: s.dropped.Load(),
+	}
+}

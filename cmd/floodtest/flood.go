@@ -60,6 +60,12 @@ the original, with the arrival rate, messages/s and errors by kind. It
 checks each stream's framing, that "Recvd msg #N" counts up by one, and,
 for msggen -numbered messages, that no seq is lost or repeated.
 
+The URL's path picks the client: /test/{id} a chunked stream, /sse/{id} an
+EventSource stream (each event's id must be the next position), /poll/{id}
+a long-poll client that polls again at once with its cursor on the same
+connection (positions checked the same way). "missed" counts answers and
+events that said messages were missed.
+
 Flags:
 `)
 		fs.PrintDefaults()
@@ -82,6 +88,7 @@ Flags:
 	summary := fs.String("summary", "", "write the final stats as JSON to this file")
 	var headers headerList
 	fs.Var(&headers, "header", `extra request header "Name: value" (repeatable), e.g. "TE: chunked" for nchan`)
+	pollTimeout := fs.Duration("poll-timeout", 30*time.Second, "the ?timeout= of long-poll clients (/poll/ URLs)")
 	noCheck := fs.Bool("no-check", false, "count chunks without checking their content (servers other than the gateway)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -93,6 +100,7 @@ Flags:
 	cfg := flood.RunConfig{
 		Duration: *duration, Every: *every, ConnectTimeout: *connectTimeout,
 		Workers: *workers, PerProcess: *perProc, Out: os.Stdout, Headers: headers, NoCheck: *noCheck,
+		PollTimeout: *pollTimeout,
 		WorkerArgs: func(spec flood.WorkerSpec) []string {
 			b, _ := json.Marshal(spec)
 			return []string{"worker", string(b)}

@@ -22,6 +22,8 @@ const (
 	ErrWelcome  = "welcome"   // the first chunk was not the welcome for the id
 	ErrEnded    = "ended"     // the server ended the body (terminating chunk)
 	ErrPeerShut = "peer_closed"
+	ErrMissed   = "missed" // an SSE or long-poll client was told messages were missed
+	ErrAnswer   = "answer" // a long-poll answer was malformed
 )
 
 var (
@@ -61,6 +63,14 @@ func checkMessage(chunk []byte, next uint64, last uint64) (seq uint64, order, lo
 	if k == 0 {
 		return seq, order, 0, 0
 	}
+	seq, lost, dup = nextSeq(s, last)
+	return seq, order, lost, dup
+}
+
+// nextSeq checks msggen's numbered seq s against the last one seen (0:
+// none yet) and returns the new last seq and what was lost or repeated.
+func nextSeq(s, last uint64) (seq, lost, dup uint64) {
+	seq = last
 	switch {
 	case last == 0:
 		seq = s
@@ -72,7 +82,17 @@ func checkMessage(chunk []byte, next uint64, last uint64) (seq uint64, order, lo
 	default:
 		dup = 1
 	}
-	return seq, order, lost, dup
+	return seq, lost, dup
+}
+
+// numberedSeq returns the " seq=S" msggen -numbered appends to data, if any.
+func numberedSeq(data []byte) (uint64, bool) {
+	i := bytes.LastIndex(data, seqMark)
+	if i < 0 {
+		return 0, false
+	}
+	s, k := parseUint(data[i+len(seqMark):])
+	return s, k > 0
 }
 
 // checkWelcome reports whether chunk is the welcome chunk for id.

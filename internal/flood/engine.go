@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,26 @@ type Config struct {
 	// NoCheck counts chunks without checking what they hold (for servers
 	// other than the gateway): no welcome chunk, no "Recvd msg #N".
 	NoCheck bool
+	// PollTimeout is the ?timeout= of long-poll clients (targets whose
+	// path starts /poll/). Default 30s.
+	PollTimeout time.Duration
+}
+
+// Client kinds, by the target's path.
+const (
+	kindStream uint8 = iota // /test/{id}: a chunked HTML stream
+	kindSSE                 // /sse/{id}: an EventSource stream
+	kindPoll                // /poll/{id}: long-polls, one after the other
+)
+
+func kindOf(path string) uint8 {
+	switch {
+	case strings.HasPrefix(path, "/sse/"):
+		return kindSSE
+	case strings.HasPrefix(path, "/poll/"):
+		return kindPoll
+	}
+	return kindStream
 }
 
 const (
@@ -58,12 +79,13 @@ const (
 // chunkProblems counts what the chunks of one read got wrong.
 type chunkProblems struct{ order, lost, dup, welcome uint64 }
 
-// conn is one client: 56 bytes, inline in Engine.conns at the index of its
+// conn is one client: 88 bytes, inline in Engine.conns at the index of its
 // descriptor. An idle client owns nothing else.
 type conn struct {
 	mu      sync.Mutex
 	gen     uint32
 	state   uint8
+	kind    uint8
 	hcr     uint8  // CR LF CR LF matched at the end of the head
 	hpos    uint16 // head bytes read
 	idx     int32  // target index
@@ -71,6 +93,10 @@ type conn struct {
 	next    uint32 // the "Recvd msg #N" expected next
 	lastSeq uint32 // last numbered seq seen (msggen's seq is 32 bits)
 	p       chunked.Parser
+	// SSE and long-poll: the cursor (the position of the last message),
+	// and, for a long-poll answer read in parts, what came so far.
+	epoch, pos uint64
+	partial    *[]byte
 }
 
 var statusOK = []byte("HTTP/1.1 200 ")
@@ -111,6 +137,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxConnecting <= 0 {
 		cfg.MaxConnecting = 1000
+	}
+	if cfg.PollTimeout <= 0 {
+		cfg.PollTimeout = 30 * time.Second
 	}
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
@@ -300,6 +329,7 @@ func (e *Engine) dial(i int) error {
 	defer c.mu.Unlock()
 	c.gen++
 	c.state, c.hcr, c.hpos, c.idx, c.next, c.lastSeq = stConnecting, 0, 0, int32(i), 1, 0
+	c.kind, c.epoch, c.pos, c.partial = kindOf(t.Path), 0, 0, nil
 	c.started = int32(time.Since(e.start) / time.Second)
 	c.p = chunked.Parser{}
 	e.opened.Add(1)
@@ -329,6 +359,7 @@ func (e *Engine) closeLocked(c *conn, fd int, kind string) {
 	unix.Close(fd)
 	c.state = stFree
 	c.p = chunked.Parser{}
+	c.partial = nil
 	if kind != "" {
 		e.closed.Add(1)
 		e.count(kind, 1)
@@ -358,17 +389,7 @@ func (e *Engine) event(fd int, tag uint32, ev uint32) {
 			e.closeLocked(c, fd, ErrConnect)
 			return
 		}
-		req := append(e.reqBuf[:0], "GET "...)
-		req = append(req, t.Path...)
-		req = append(req, " HTTP/1.1\r\nHost: "...)
-		req = append(req, t.Host...)
-		req = append(req, "\r\nUser-Agent: floodtest\r\n"...)
-		for _, h := range e.cfg.Headers {
-			req = append(append(req, h...), "\r\n"...)
-		}
-		req = append(req, "\r\n"...)
-		e.reqBuf = req
-		if n, err := unix.Write(fd, req); err != nil || n != len(req) {
+		if !e.request(c, fd, t) {
 			e.closeLocked(c, fd, ErrConnect)
 			return
 		}
@@ -377,6 +398,28 @@ func (e *Engine) event(fd int, tag uint32, ev uint32) {
 	if ev&(netpoll.In|netpoll.RdHup|netpoll.Hup|netpoll.Err) != 0 {
 		e.read(c, fd)
 	}
+}
+
+// request writes c's next request: the target's path, or for a long-poll
+// its path with the cursor c has and the poll timeout (a first poll asks
+// only for the cursor: timeout=1ms).
+func (e *Engine) request(c *conn, fd int, t Target) bool {
+	req := append(e.reqBuf[:0], "GET "...)
+	if c.kind == kindPoll {
+		req = e.pollPath(req, c, t.Path)
+	} else {
+		req = append(req, t.Path...)
+	}
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = append(req, t.Host...)
+	req = append(req, "\r\nUser-Agent: floodtest\r\n"...)
+	for _, h := range e.cfg.Headers {
+		req = append(append(req, h...), "\r\n"...)
+	}
+	req = append(req, "\r\n"...)
+	e.reqBuf = req
+	n, err := unix.Write(fd, req)
+	return err == nil && n == len(req)
 }
 
 // read drains the socket (edge-triggered) and parses what came.
@@ -410,6 +453,10 @@ func (e *Engine) read(c *conn, fd int) {
 }
 
 func (e *Engine) consume(c *conn, fd int, b []byte) {
+	if c.kind == kindPoll {
+		e.pollConsume(c, fd, b)
+		return
+	}
 	if c.state == stHead {
 		i := 0
 		for ; i < len(b) && c.hcr < 4; i++ {
@@ -461,6 +508,13 @@ func (e *Engine) chunk(data []byte) {
 	if e.cfg.NoCheck {
 		e.messages.Add(1)
 		return
+	}
+	if c.kind == kindSSE {
+		e.sseChunk(c, data)
+		return
+	}
+	if len(data) == 1 && data[0] == '\n' {
+		return // the stream's heartbeat
 	}
 	if c.state == stWelcome {
 		c.state = stBody

@@ -40,6 +40,8 @@ type RunConfig struct {
 	// Headers and NoCheck: as in Config.
 	Headers []string
 	NoCheck bool
+	// PollTimeout: as in Config.
+	PollTimeout time.Duration
 	// Workers: 0 picks the number of processes from PerProcess; 1 runs
 	// every client in this process.
 	Workers int
@@ -68,6 +70,7 @@ type WorkerSpec struct {
 	ConnectTimeout time.Duration `json:"connect_timeout"`
 	Headers        []string      `json:"headers,omitempty"`
 	NoCheck        bool          `json:"no_check,omitempty"`
+	PollTimeout    time.Duration `json:"poll_timeout,omitempty"`
 }
 
 // Limits describes this machine's relevant limits.
@@ -255,7 +258,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 	if workers == 1 {
 		target, count := cfg.Plan.Share(0, 1)
 		e, err := New(Config{Target: target, Count: count, Rate: cfg.Rate, ConnectTimeout: cfg.ConnectTimeout,
-			Headers: cfg.Headers, NoCheck: cfg.NoCheck, Sources: sourcesFor(0)})
+			Headers: cfg.Headers, NoCheck: cfg.NoCheck, Sources: sourcesFor(0), PollTimeout: cfg.PollTimeout})
 		if err != nil {
 			return Stats{}, err
 		}
@@ -287,7 +290,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 			sourcesFor(0)[0], sourcesFor(workers - 1)[sourcesPerProcess-1], rateText(cfg.Rate))
 		for w := 0; w < workers; w++ {
 			spec := WorkerSpec{Plan: cfg.Plan, URLFile: cfg.URLFile, Worker: w, Workers: workers, Rate: cfg.Rate / float64(workers),
-				ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck}
+				ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck, PollTimeout: cfg.PollTimeout}
 			for _, a := range sourcesFor(w) {
 				spec.Sources = append(spec.Sources, a.String())
 			}
@@ -438,7 +441,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, out io.Writer) error {
 	ReadLimits()
 	target, count := plan.Share(spec.Worker, spec.Workers)
 	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Sources: srcs, ConnectTimeout: spec.ConnectTimeout,
-		Headers: spec.Headers, NoCheck: spec.NoCheck})
+		Headers: spec.Headers, NoCheck: spec.NoCheck, PollTimeout: spec.PollTimeout})
 	if err != nil {
 		return err
 	}

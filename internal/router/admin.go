@@ -43,6 +43,7 @@ type Stats struct {
 	Resumes     uint64         `json:"resumes"`
 	Missed      uint64         `json:"resumes_missed"`
 	CaughtUp    uint64         `json:"caught_up"`
+	KeptOnly    uint64         `json:"kept_only"`
 	Retention   longpoll.Stats `json:"retention"`
 	GatewayList []GatewayStats `json:"gateway_list"`
 }
@@ -55,7 +56,7 @@ func (r *Router) Stats() Stats {
 		Sent: r.sent.Load(), Delivered: r.delivered.Load(), Void: r.void.Load(),
 		LoginsTotal: r.logins.Load(), Logouts: r.logouts.Load(),
 		Resyncs: r.resyncs.Load(), Purges: r.purges.Load(), BadFrames: r.badFrames.Load(),
-		Resumes: r.resumes.Load(), Missed: r.missed.Load(), CaughtUp: r.caughtUp.Load(),
+		Resumes: r.resumes.Load(), Missed: r.missed.Load(), CaughtUp: r.caughtUp.Load(), KeptOnly: r.kept.Load(),
 		Retention:   r.store.Stats(),
 		GatewayList: []GatewayStats{},
 	}
@@ -167,6 +168,7 @@ func newMetrics(r *Router) *metrics {
 	counter("stale_deliveries_total", "Delivery frames dropped because their gateway was forgotten.", r.stale.Load)
 	counter("resumes_total", "Resumes of long-poll and SSE clients.", r.resumes.Load)
 	counter("resumes_missed_total", "Resumes whose cursor was past the retention window or from another epoch.", r.missed.Load)
+	counter("kept_only_total", "Sends to ids with no client at that moment, kept for a resuming one.", r.kept.Load)
 	counter("caught_up_total", "Kept messages sent to resuming clients.", r.caughtUp.Load)
 	counter("retention_evicted_total", "Kept messages dropped early for the retention byte cap.", func() uint64 { return r.store.Stats().Evicted })
 	gauge("retention_messages", "Messages kept for resumable clients.", func() float64 { return float64(r.store.Stats().Messages) })

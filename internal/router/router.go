@@ -104,7 +104,7 @@ type Router struct {
 	batches sync.Pool // *sendBatch
 
 	sent, delivered, void, logins, logouts, resyncs, purges, badFrames, stale atomic.Uint64
-	resumes, missed, caughtUp                                                 atomic.Uint64
+	resumes, missed, caughtUp, kept                                           atomic.Uint64
 
 	metrics *metrics
 	admin   *obs.Admin
@@ -569,6 +569,10 @@ func (b *sendBatch) route(epoch, seq uint64) {
 	id, msg := b.id, b.msg
 	b.conns = r.reg.Lookup(id, b.conns[:0])
 	if len(b.conns) == 0 {
+		if epoch != 0 {
+			r.kept.Add(1) // nobody holds it now, but a resuming client will get it
+			return
+		}
 		b.void++
 		r.void.Add(1)
 		return

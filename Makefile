@@ -34,6 +34,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/ids
 	$(GO) test -run '^$$' -fuzz '^FuzzRoute$$' -fuzztime $(FUZZTIME) ./internal/gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzChunkChecks$$' -fuzztime $(FUZZTIME) ./internal/flood
+	$(GO) test -run '^$$' -fuzz '^FuzzCursor$$' -fuzztime $(FUZZTIME) ./internal/longpoll
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONString$$' -fuzztime $(FUZZTIME) ./internal/longpoll
+	$(GO) test -run '^$$' -fuzz '^FuzzSSEEvent$$' -fuzztime $(FUZZTIME) ./internal/chunked
 
 # The 24-hour memory study (DURATION=10m for a quick one); outputs in
 # study/<timestamp>/. study-fast sends the 86.4 million messages of 24 hours

@@ -3,7 +3,9 @@
 # machine, for this gateway, a naive fasthttp SetBodyStreamWriter gateway
 # (bench/naive) and nginx + nchan (bench/nchan), at N = 10,000 and 100,000
 # streams (FULL=1 adds 1,000,000), with the kernel's memory per connection
-# and floodtest's own memory per client.
+# and floodtest's own memory per client. comet-sse and comet-poll are this
+# gateway with EventSource clients (/sse/) and long-poll clients (/poll/,
+# 30 s polls) instead of chunked streams.
 #
 # Per server and N: start it, take its resident memory (summed over its
 # processes), ramp N streams with floodtest, hold them SETTLE (60s; for this
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 SIZES=${SIZES:-"10000 100000"}
 [ "${FULL:-0}" = 1 ] && SIZES="$SIZES 1000000"
-SERVERS=${SERVERS:-"comet naive nchan"}
+SERVERS=${SERVERS:-"comet comet-sse comet-poll naive nchan"}
 SETTLE=${SETTLE:-60}
 RAMP=${RAMP:-5000}
 PER=19000 # streams per server process
@@ -77,8 +79,11 @@ for n in $SIZES; do
 		port=$((port + 1))
 		log=$out/$server-$n
 		extra=()
+		path=/test/
 		case $server in
-		comet)
+		comet | comet-sse | comet-poll)
+			[ "$server" = comet-sse ] && path=/sse/
+			[ "$server" = comet-poll ] && path=/poll/ && extra=(-poll-timeout 30s)
 			"$BIN"/router -nats-addr 127.0.0.1:4622 -admin 127.0.0.1:8699 -log-level warn > "$log.router.log" 2>&1 &
 			router=$!; pids+=("$router")
 			wait_http http://127.0.0.1:8699/stats
@@ -101,7 +106,8 @@ for n in $SIZES; do
 		wait_http "http://127.0.0.1:$port/ready-probe" || true
 		sleep 8 # sockets of the previous run finish closing
 		before=$(rss "$spid"); kern0=$(kernkb)
-		"$BIN"/floodtest -url "http://127.0.0.1:$port/test/" -n "$n" -rate "$RAMP/s" -duration "$(( n / RAMP + SETTLE + 120 ))s" \
+		[[ $server == comet* ]] && rbefore=$(rss "$router")
+		"$BIN"/floodtest -url "http://127.0.0.1:$port$path" -n "$n" -rate "$RAMP/s" -duration "$(( n / RAMP + SETTLE + 120 ))s" \
 			-every 10s "${extra[@]}" -summary "$log.floodtest.json" > "$log.floodtest.out" 2>&1 &
 		fpid=$!; pids+=("$fpid")
 		# Until every stream is open (or the ramp clearly failed).
@@ -109,18 +115,19 @@ for n in $SIZES; do
 			grep -q "^Stats: {$n," "$log.floodtest.out" && break
 			sleep 1
 		done
-		if [ "$server" = comet ]; then
+		if [[ $server == comet* ]]; then
 			"$BIN"/msggen -nats nats://127.0.0.1:4622 -rate 1000 -n $(( 1000 * SETTLE / 4 )) -procs 4 -max "$n" -every 0 > "$log.msggen.out" 2>&1 || true
 		else
 			sleep "$SETTLE"
 		fi
 		after=$(rss "$spid"); kern1=$(kernkb)
+		[[ $server == comet* ]] && echo "bench-memory: $server router resident $rbefore -> $(rss "$router") KB (retention: $(curl -s http://127.0.0.1:8699/stats | tr -d ' \n' | grep -o '"retention":{[^}]*}'))" | tee -a "$out/notes.txt"
 		held=$(grep -o "^Stats: {[0-9]*" "$log.floodtest.out" | tail -1 | tr -dc 0-9)
 		kill -INT "$fpid"; wait "$fpid" || true
 		fmem=$(grep -o "KB per client, [0-9.]* KB above" "$log.floodtest.out" | grep -o "[0-9.]* KB above" | cut -d' ' -f1 || echo "?")
 		nprocs=$( (pgrep -P "$spid" || true) | wc -l)
 		kill -TERM "$spid"; wait "$spid" || true
-		[ "$server" = comet ] && { kill -TERM "$router"; wait "$router" || true; }
+		[[ $server == comet* ]] && { kill -TERM "$router"; wait "$router" || true; }
 		pids=()
 		kb=$(awk -v a="$after" -v b="$before" -v n="${held:-0}" 'BEGIN { if (n > 0) printf "%.2f", (a-b)/n; else print "n/a" }')
 		kern=$(awk -v a="$kern1" -v b="$kern0" -v n="${held:-0}" 'BEGIN { if (n > 0) printf "%.2f", (a-b)/n; else print "n/a" }')

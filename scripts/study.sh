@@ -9,6 +9,9 @@
 #   DURATION=10m scripts/study.sh       (make study DURATION=10m)
 #   FAST=1 scripts/study.sh             (make study-fast: 24h worth of
 #                                        messages, as fast as they go)
+#   MIX=1 DURATION=10m scripts/study.sh (a third of the clients each:
+#                                        chunked streams, SSE streams,
+#                                        long-polls; all checked for loss)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,7 @@ MEMLOG_EVERY=${MEMLOG_EVERY:-60s}
 PROCS=${PROCS:-4}
 GATEWAY_PROCS=${GATEWAY_PROCS:-1} # a number, or auto (enough for CLIENTS)
 FAST=${FAST:-0}
+MIX=${MIX:-0}
 BIN=${BIN:-bin}
 GW_ADDR=127.0.0.1:${GW_PORT:-8100}
 ROUTER_ADMIN=127.0.0.1:${ROUTER_ADMIN_PORT:-8101}
@@ -49,7 +53,7 @@ per=$(( (total + PROCS - 1) / PROCS ))
 out=study/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 {
-	echo "make $([ "$FAST" = 1 ] && echo study-fast || echo study) DURATION=$DURATION CLIENTS=$CLIENTS RAMP=$RAMP RATE=$RATE MEMLOG_EVERY=$MEMLOG_EVERY PROCS=$PROCS GATEWAY_PROCS=$GATEWAY_PROCS"
+	echo "make $([ "$FAST" = 1 ] && echo study-fast || echo study) DURATION=$DURATION CLIENTS=$CLIENTS RAMP=$RAMP RATE=$RATE MEMLOG_EVERY=$MEMLOG_EVERY PROCS=$PROCS GATEWAY_PROCS=$GATEWAY_PROCS MIX=$MIX"
 	echo "# on $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
 } > "$out/command.txt"
 echo "study: writing to $out"
@@ -75,16 +79,40 @@ sleep 1 # let the gateway settle before the baseline sample
 cp /proc/meminfo "$out/meminfo-before.txt"
 
 # floodtest outlives msggen; it is stopped below once the messages are in.
-"$BIN"/floodtest -url "http://$GW_ADDR/test/" -n "$CLIENTS" -rate "$RAMP/s" \
-	-duration "$(( ramp + dur * (1 - FAST) + 86400 * FAST + 300 ))s" \
+# With MIX=1 two more floodtests hold a third of the ids each as SSE
+# streams and long-poll clients.
+streams=$CLIENTS
+if [ "$MIX" = 1 ]; then
+	third=$(( CLIENTS / 3 ))
+	streams=$(( CLIENTS - 2 * third ))
+fi
+flood_for=$(( ramp + dur * (1 - FAST) + 86400 * FAST + 300 ))
+"$BIN"/floodtest -url "http://$GW_ADDR/test/" -n "$streams" -rate "$RAMP/s" -duration "${flood_for}s" \
 	-memlog "$out/mochimem.log" -memlog-every "$MEMLOG_EVERY" -gateway-pids "$gateway" \
 	-summary "$out/floodtest.json" > "$out/floodtest.out" 2>&1 &
 flood=$!; pids+=("$flood")
+floods=("$flood")
+if [ "$MIX" = 1 ]; then
+	"$BIN"/floodtest -url "http://$GW_ADDR/sse/" -first $(( streams + 1 )) -n "$third" -rate "$RAMP/s" -duration "${flood_for}s" \
+		-every 10s -summary "$out/floodtest-sse.json" > "$out/floodtest-sse.out" 2>&1 &
+	floods+=($!); pids+=($!)
+	"$BIN"/floodtest -url "http://$GW_ADDR/poll/" -first $(( streams + third + 1 )) -n "$third" -rate "$RAMP/s" -duration "${flood_for}s" \
+		-poll-timeout 30s -every 10s -summary "$out/floodtest-poll.json" > "$out/floodtest-poll.out" 2>&1 &
+	floods+=($!); pids+=($!)
+fi
 
 echo "study: ramping $CLIENTS clients at $RAMP/s"
 deadline=$(( SECONDS + ramp * 2 + 120 ))
-until [ "$(curl -sf "http://$ROUTER_ADMIN/stats" | awk -F'[:,]' '/"conns"/ {gsub(/ /,"",$2); print $2; exit}')" -ge "$CLIENTS" ] 2>/dev/null; do
-	if [ $SECONDS -gt $deadline ]; then echo "study: the ramp did not finish; see $out/floodtest.out" >&2; exit 1; fi
+ramped() {
+	if [ "$MIX" = 1 ]; then
+		grep -q "^Stats: {$streams," "$out/floodtest.out" && grep -q "^Stats: {$third," "$out/floodtest-sse.out" &&
+			grep -q "^Stats: {$third," "$out/floodtest-poll.out"
+	else
+		[ "$(curl -sf "http://$ROUTER_ADMIN/stats" | awk -F'[:,]' '/"conns"/ {gsub(/ /,"",$2); print $2; exit}')" -ge "$CLIENTS" ] 2>/dev/null
+	fi
+}
+until ramped; do
+	if [ $SECONDS -gt $deadline ]; then echo "study: the ramp did not finish; see $out/floodtest*.out" >&2; exit 1; fi
 	sleep 1
 done
 
@@ -118,7 +146,8 @@ cp /proc/meminfo "$out/meminfo-peak.txt"
 curl -sf "http://$GW_ADMIN/stats" > "$out/gateway-stats.json" || true # the first gateway process
 curl -sf "http://$ROUTER_ADMIN/stats" > "$out/router-stats.json" || true
 
-kill -INT "$flood"; wait "$flood" || true
+for f in "${floods[@]}"; do kill -INT "$f"; done
+for f in "${floods[@]}"; do wait "$f" || true; done
 kill -TERM "$gateway"; wait "$gateway" || true
 kill -TERM "$router"; wait "$router" || true
 pids=()
@@ -127,4 +156,14 @@ pids=()
 	-title "Gateway memory, $CLIENTS clients, $([ "$FAST" = 1 ] && echo "$total msgs flat out" || echo "$RATE msg/s"), $DURATION"
 "$BIN"/floodtest plot "$out/mochimem.log" -o "$out/mem.svg" -title "Gateway memory, $CLIENTS clients"
 "$BIN"/floodtest report -dir "$out"
+if [ "$MIX" = 1 ]; then
+	{
+		echo
+		echo "## Mixed clients"
+		echo
+		for k in "" -sse -poll; do
+			echo "- floodtest$k: \`$(grep '^floodtest: done' "$out/floodtest$k.out")\`"
+		done
+	} >> "$out/summary.md"
+fi
 echo "study: done: $out/summary.md"

@@ -14,7 +14,9 @@ import (
 )
 
 // runReport is `floodtest report -dir DIR`: the study's summary.md from
-// DIR/mochimem.log, DIR/floodtest.json and DIR/msggen.json.
+// DIR/mochimem.log, DIR/floodtest.json and DIR/msggen.json (and, for a
+// mixed study, DIR/floodtest-sse.json, DIR/floodtest-poll.json and the
+// router's DIR/router-stats.json).
 func runReport(args []string) error {
 	fs := flag.NewFlagSet("floodtest report", flag.ContinueOnError)
 	dir := fs.String("dir", "", "the study directory")
@@ -78,10 +80,28 @@ func report(dir string) (string, error) {
 	if err := readJSON(filepath.Join(dir, "floodtest.json"), &fl); err != nil {
 		return "", err
 	}
+	// A mixed study's SSE and long-poll clients count with the streams.
+	var kinds []string
+	for _, k := range []string{"sse", "poll"} {
+		var more floodSummary
+		if err := readJSON(filepath.Join(dir, "floodtest-"+k+".json"), &more); err == nil {
+			fl.Stats = fl.Stats.Add(more.Stats)
+			fl.Stats.PeakActive += more.Stats.PeakActive // held at once: all ramp before messages start
+			fl.Stats.PeakRSSKB += more.Stats.PeakRSSKB
+			fl.Clients += more.Clients
+			kinds = append(kinds, fmt.Sprintf("%d %s", more.Clients, k))
+		}
+	}
 	var mg msggenSummary
 	if err := readJSON(filepath.Join(dir, "msggen.json"), &mg); err != nil {
 		return "", err
 	}
+	// Sends to a long-poll client's id between two of its polls reach no
+	// gateway at once: the router keeps them and the next poll gets them.
+	var rs struct {
+		KeptOnly uint64 `json:"kept_only"`
+	}
+	readJSON(filepath.Join(dir, "router-stats.json"), &rs)
 
 	base := samples[0]
 	peak, ramped := samples[0], -1
@@ -115,9 +135,10 @@ func report(dir string) (string, error) {
 	}
 	received := fl.Stats.Messages
 	gapLost := fl.Stats.Errors[flood.ErrLost]
+	expected := mg.Delivered + rs.KeptOnly
 	var undelivered uint64
-	if mg.Delivered > received {
-		undelivered = mg.Delivered - received
+	if expected > received {
+		undelivered = expected - received
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Memory study %s\n\n", filepath.Base(dir))
@@ -128,6 +149,9 @@ func report(dir string) (string, error) {
 		len(samples), last.Time.Sub(base.Time).Round(time.Second))
 	fmt.Fprintf(&b, "| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| clients asked / most streaming at once | %d / %d |\n", fl.Clients, fl.Stats.PeakActive)
+	if len(kinds) > 0 {
+		fmt.Fprintf(&b, "| of them SSE and long-poll clients | %s |\n", strings.Join(kinds, ", "))
+	}
 	if fl.Stats.RampSeconds > 0 {
 		fmt.Fprintf(&b, "| ramp | all streaming after %.1f s: %.0f new streams/s |\n", fl.Stats.RampSeconds, float64(fl.Clients)/fl.Stats.RampSeconds)
 	}
@@ -146,6 +170,12 @@ func report(dir string) (string, error) {
 	}
 	fmt.Fprintf(&b, "| messages sent (acknowledged by the router) | %d in %.0f s (%.0f/s), %d into the void, %d send errors |\n", mg.Sent, mg.Elapsed, mg.Rate, mg.Void, mg.Errors)
 	fmt.Fprintf(&b, "| copies delivered to gateways / received by clients | %d / %d |\n", mg.Delivered, received)
+	if rs.KeptOnly > 0 {
+		fmt.Fprintf(&b, "| kept by the router for long-polls between polls (received on the next poll) | %d |\n", rs.KeptOnly)
+	}
+	if m := fl.Stats.Errors[flood.ErrMissed]; len(kinds) > 0 {
+		fmt.Fprintf(&b, "| answers and events saying messages were missed | %d |\n", m)
+	}
 	fmt.Fprintf(&b, "| lost | %d (%d seq gaps, %d delivered but not received) |\n", gapLost+undelivered, gapLost, undelivered)
 	fmt.Fprintf(&b, "| duplicated | %d |\n", fl.Stats.Errors[flood.ErrDup])
 	fmt.Fprintf(&b, "| out of order (Recvd msg #N) | %d |\n", fl.Stats.Errors[flood.ErrOrder])

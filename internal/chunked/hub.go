@@ -941,7 +941,7 @@ func (h *Hub) Snapshot(fn func(conn uint64, id int64, resumable bool, cur longpo
 	for i := 0; i < h.maxFD.Limit(); i++ {
 		s := &h.slots[i]
 		s.mu.Lock()
-		if s.state == stateOpen && !(s.kind == kindPoll && s.has(flagAnswered)) {
+		if s.state == stateOpen {
 			fn(s.conn(), s.id, s.kind != kindHTML, s.cursor())
 		}
 		s.mu.Unlock()

@@ -39,6 +39,12 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Hub configures the streams (pending bound, write timeout, writers).
 	Hub chunked.Config
+	// TCPKeepAlive starts TCP keep-alive probes on a client connection
+	// after this long without traffic (then every 30 s; 4 unanswered
+	// probes close it), so clients that vanish without a FIN are found.
+	// Default 2m; negative disables. (Go's own default, 15 s, would cost
+	// a million idle streams 66,000 probes a second.)
+	TCPKeepAlive time.Duration
 	// PollTimeout is how long a long-poll waits when it does not say.
 	// Default 30s.
 	PollTimeout time.Duration
@@ -82,6 +88,7 @@ func DefaultConfig() Config {
 		Hub:            chunked.DefaultConfig(),
 		PollTimeout:    30 * time.Second,
 		MaxPollTimeout: 2 * time.Minute,
+		TCPKeepAlive:   2 * time.Minute,
 	}
 }
 
@@ -125,6 +132,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.PollTimeout == 0 {
 		cfg.PollTimeout = def.PollTimeout
+	}
+	if cfg.TCPKeepAlive == 0 {
+		cfg.TCPKeepAlive = def.TCPKeepAlive
 	}
 	if cfg.MaxPollTimeout == 0 {
 		cfg.MaxPollTimeout = def.MaxPollTimeout
@@ -183,7 +193,7 @@ func New(cfg Config) (*Gateway, error) {
 			g.log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued on a gateway process that fills up or stops are reset instead of moving to the others; sysctl -w net.ipv4.tcp_migrate_req=1 fixes it")
 		}
 	}
-	g.ln, err = newCapListener(cfg.Addr, cfg.ReusePort, full, g.log)
+	g.ln, err = newCapListener(cfg.Addr, cfg.ReusePort, cfg.TCPKeepAlive, full, g.log)
 	if err != nil {
 		g.hub.Close()
 		g.link.stop()

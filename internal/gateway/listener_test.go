@@ -3,10 +3,12 @@ package gateway
 import (
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 )
 
 // TestCapListenerLeavesGroupWhenFull: two SO_REUSEPORT listeners on one
@@ -15,12 +17,12 @@ import (
 // again.
 func TestCapListenerLeavesGroupWhenFull(t *testing.T) {
 	var fullA atomic.Bool
-	a, err := newCapListener("127.0.0.1:0", true, func(float64) bool { return fullA.Load() }, zaptest.NewLogger(t))
+	a, err := newCapListener("127.0.0.1:0", true, time.Minute, func(float64) bool { return fullA.Load() }, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := newCapListener(a.Addr().String(), true, func(float64) bool { return false }, zaptest.NewLogger(t))
+	b, err := newCapListener(a.Addr().String(), true, time.Minute, func(float64) bool { return false }, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestCapListenerLeavesGroupWhenFull(t *testing.T) {
 func TestCapListenerLoneWaits(t *testing.T) {
 	var full atomic.Bool
 	full.Store(true)
-	l, err := newCapListener("127.0.0.1:0", false, func(float64) bool { return full.Load() }, zaptest.NewLogger(t))
+	l, err := newCapListener("127.0.0.1:0", false, 0, func(float64) bool { return full.Load() }, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,4 +119,39 @@ func TestCapListenerLoneWaits(t *testing.T) {
 		t.Fatal("not accepted after room came back")
 	}
 	l.Close()
+}
+
+// TestKeepAlive: accepted connections probe after the configured idle
+// time (not Go's 15 s), or not at all.
+func TestKeepAlive(t *testing.T) {
+	for _, tt := range []struct {
+		idle      time.Duration
+		on        int
+		wantIdleS int
+	}{{2 * time.Minute, 1, 120}, {-1, 0, 0}} {
+		l, err := newCapListener("127.0.0.1:0", false, tt.idle, func(float64) bool { return false }, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _ := s.(syscall.Conn).SyscallConn()
+		var on, idle int
+		rc.Control(func(fd uintptr) {
+			on, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+			idle, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		})
+		if on != tt.on || (tt.on == 1 && idle != tt.wantIdleS) {
+			t.Errorf("idle %s: SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want %d, %d", tt.idle, on, idle, tt.on, tt.wantIdleS)
+		}
+		s.Close()
+		c.Close()
+		l.Close()
+	}
 }

@@ -19,6 +19,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 	"go.uber.org/zap/zaptest"
 
+	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/chunked"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/longpoll"
@@ -588,5 +589,42 @@ func TestSSEMissedAndHeartbeats(t *testing.T) {
 	}
 	if st := g.Hub().Stats(); st.Heartbeats < 3 {
 		t.Fatalf("heartbeats %d", st.Heartbeats)
+	}
+}
+
+// TestSSEAcrossRouterRestart: a router that restarts has lost every
+// history; the gateway's resync resumes each SSE stream with its cursor,
+// the new router says messages may have been missed (a new epoch), and
+// the stream goes on with the new router's messages.
+func TestSSEAcrossRouterRestart(t *testing.T) {
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	r1, stop1 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
+	g := startGateway(t, ns.ClientURL(), chunked.Config{})
+	defer g.Close()
+	br := readSSE(t, g.Addr().String(), "/sse/5", "")
+	nextEvent(t, br) // retry
+	nextEvent(t, br) // starting id
+	waitFor(t, "login", 5*time.Second, func() bool { return r1.Stats().Conns == 1 })
+	r1.Send(5, []byte("before"))
+	if ev := nextEvent(t, br); len(ev) != 2 || ev[1] != "data: before" {
+		t.Fatalf("event %q", ev)
+	}
+	stop1()
+
+	r2, stop2 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
+	defer stop2()
+	ev := nextEvent(t, br)
+	if len(ev) != 3 || ev[0] != "event: missed" {
+		t.Fatalf("after the router restart: %q", ev)
+	}
+	waitFor(t, "login resynced", 5*time.Second, func() bool { return r2.Stats().Conns == 1 && r2.Stats().Resumes == 1 })
+	r2.Send(5, []byte("after"))
+	ev = nextEvent(t, br)
+	if len(ev) != 2 || ev[1] != "data: after" || !strings.HasSuffix(ev[0], "-1") {
+		t.Fatalf("event %q", ev)
 	}
 }

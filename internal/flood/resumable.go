@@ -148,15 +148,6 @@ func (e *Engine) pollConsume(c *conn, fd int, b []byte) {
 	}
 }
 
-type answer struct {
-	Cursor   string `json:"cursor"`
-	Messages []struct {
-		Seq  uint64 `json:"seq"`
-		Data string `json:"data"`
-	} `json:"messages"`
-	Missed bool `json:"missed"`
-}
-
 // pollAnswer handles the answer at the start of b, if it is all there, and
 // returns its length (0: wait for more).
 func (e *Engine) pollAnswer(c *conn, fd int, b []byte) int {
@@ -187,7 +178,7 @@ func (e *Engine) pollAnswer(c *conn, fd int, b []byte) int {
 	if len(b) < total {
 		return 0
 	}
-	var a answer
+	var a longpoll.Answer
 	cur, err := longpoll.Cursor{}, json.Unmarshal(b[end+4:total], &a)
 	if err == nil {
 		cur, err = longpoll.ParseCursor(a.Cursor)

@@ -301,15 +301,23 @@ func TestSilentGatewayForgotten(t *testing.T) {
 
 // TestRouterRestartResyncs: a router that restarts gets every login back
 // from the gateway, without the client reconnecting.
-func TestRouterRestartResyncs(t *testing.T) {
+// startOnOwnNATS starts a NATS server, a router on it and a gateway, so
+// that the router can be stopped and another started on the same NATS.
+func startOnOwnNATS(t *testing.T) (*embeddednats.Server, *router.Router, func(), *gateway.Gateway) {
+	t.Helper()
 	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Shutdown()
-	r1, stop1 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
+	t.Cleanup(ns.Shutdown)
+	r, stop := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
 	g := startGateway(t, ns.ClientURL(), chunked.Config{})
-	defer g.Close()
+	t.Cleanup(func() { g.Close() })
+	return ns, r, stop, g
+}
+
+func TestRouterRestartResyncs(t *testing.T) {
+	ns, r1, stop1, g := startOnOwnNATS(t)
 	s := openStream(t, g, 77)
 	waitFor(t, "login", 5*time.Second, func() bool { return r1.Stats().Conns == 1 })
 	stop1()

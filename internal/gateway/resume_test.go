@@ -19,7 +19,6 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 	"go.uber.org/zap/zaptest"
 
-	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/chunked"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/longpoll"
@@ -44,15 +43,7 @@ func startNamedGateway(t *testing.T, natsURL, name string, cfg gateway.Config) *
 	return g
 }
 
-type pollAnswer struct {
-	ID       int64  `json:"id"`
-	Cursor   string `json:"cursor"`
-	Messages []struct {
-		Seq  uint64 `json:"seq"`
-		Data string `json:"data"`
-	} `json:"messages"`
-	Missed bool `json:"missed"`
-}
+type pollAnswer = longpoll.Answer
 
 // poll makes one long-poll and returns the status, the decoded answer (for
 // 200) and the raw body.
@@ -597,14 +588,7 @@ func TestSSEMissedAndHeartbeats(t *testing.T) {
 // the new router says messages may have been missed (a new epoch), and
 // the stream goes on with the new router's messages.
 func TestSSEAcrossRouterRestart(t *testing.T) {
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	r1, stop1 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
-	g := startGateway(t, ns.ClientURL(), chunked.Config{})
-	defer g.Close()
+	ns, r1, stop1, g := startOnOwnNATS(t)
 	br := readSSE(t, g.Addr().String(), "/sse/5", "")
 	nextEvent(t, br) // retry
 	nextEvent(t, br) // starting id

@@ -67,6 +67,21 @@ func AppendMessage(b []byte, seq uint64, data []byte) []byte {
 	return append(b, '}')
 }
 
+// Answer is the JSON body of a long-poll answer, for clients to decode
+// (the gateway writes it with AppendAnswer).
+type Answer struct {
+	ID       int64     `json:"id"`
+	Cursor   string    `json:"cursor"`
+	Messages []Message `json:"messages"`
+	Missed   bool      `json:"missed"`
+}
+
+// Message is one element of Answer.Messages.
+type Message struct {
+	Seq  uint64 `json:"seq"`
+	Data string `json:"data"`
+}
+
 // AppendAnswer appends the JSON body of a long-poll answer,
 // {"id":..,"cursor":"..","messages":[..],"missed":..}, where messages is
 // a comma-separated run of AppendMessage elements.

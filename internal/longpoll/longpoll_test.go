@@ -84,15 +84,7 @@ func TestAnswer(t *testing.T) {
 	msgs := AppendMessage(nil, 3, AppendJSONString(nil, []byte("a")))
 	msgs = append(msgs, ',')
 	msgs = AppendMessage(msgs, 4, AppendJSONString(nil, []byte("b\n")))
-	var got struct {
-		ID       int64  `json:"id"`
-		Cursor   string `json:"cursor"`
-		Messages []struct {
-			Seq  uint64 `json:"seq"`
-			Data string `json:"data"`
-		} `json:"messages"`
-		Missed bool `json:"missed"`
-	}
+	var got Answer
 	b := AppendAnswer(nil, -9, Cursor{0x1f, 4}, msgs, true)
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("%s: %v", b, err)

@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench
 
 all: build
 
@@ -52,6 +52,14 @@ study-fast: build
 # nginx+nchan (installed if missing), N = 10k and 100k (FULL=1: and 1M).
 bench-memory: build
 	FULL=$(FULL) ./scripts/bench-memory.sh
+
+# The arrival rate: 100,000 streams as fast as they go, three times.
+bench-ramp: build
+	./scripts/bench-ramp.sh
+
+# Every benchmark that fits in half an hour: memory per client against the
+# peers, and the arrival rate.
+bench: bench-memory bench-ramp
 
 # A million streams on this machine, with the chart of the memory log.
 bench-million: build

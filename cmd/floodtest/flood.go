@@ -165,7 +165,12 @@ Flags:
 	fmt.Printf("floodtest: done after %s: Stats: {%d,%d,%d}, %d clients opened, %d messages received, errors: %s\n",
 		elapsed.Round(time.Second), st.Active, st.Closed, st.Chunks, st.Opened, st.Messages, flood.ErrorText(st.Errors))
 	if st.RampSeconds > 0 {
-		fmt.Printf("floodtest: all %d clients streaming after %.1fs: %.0f new streams/s\n", cfg.Plan.Len(), st.RampSeconds, float64(cfg.Plan.Len())/st.RampSeconds)
+		n := float64(cfg.Plan.Len())
+		fmt.Printf("floodtest: all %d clients streaming after %.1fs: %.0f new streams/s", cfg.Plan.Len(), st.RampSeconds, n/st.RampSeconds)
+		if st.WindowSeconds > 0 {
+			fmt.Printf(" (%.0f/s from the first stream to the last, %.2fs)", (n-1)/st.WindowSeconds, st.WindowSeconds)
+		}
+		fmt.Println()
 	}
 	if peak := st.PeakActive; peak > 0 {
 		fmt.Printf("floodtest: own memory %d KB with %d clients streaming (%d KB before any): %.2f KB per client, %.2f KB above the start\n",

@@ -114,6 +114,8 @@ type Engine struct {
 	active     atomic.Int64      // streams established and open
 	connecting atomic.Int64
 	closed     atomic.Int64
+	firstAt    atomic.Int64 // unix nanos: the first client streaming
+	lastAt     atomic.Int64 // and the latest
 	chunks     atomic.Uint64
 	messages   atomic.Uint64
 	bytes      atomic.Uint64
@@ -173,8 +175,15 @@ type Stats struct {
 	PeakActive int64 `json:"peak_active,omitempty"`
 	PeakRSSKB  int64 `json:"peak_rss_kb,omitempty"`
 	BaseRSSKB  int64 `json:"base_rss_kb,omitempty"` // before any client, all processes
-	// RampSeconds is how long it took until every client was streaming.
-	RampSeconds float64 `json:"ramp_seconds,omitempty"`
+	// RampSeconds is how long it took until every client was streaming;
+	// WindowSeconds the time from the first client streaming to the last
+	// (the ramp without the start of floodtest's processes).
+	RampSeconds   float64 `json:"ramp_seconds,omitempty"`
+	WindowSeconds float64 `json:"window_seconds,omitempty"`
+	// FirstStream and LastStream are when the first and the latest client
+	// started streaming (unix nanoseconds; 0: none yet).
+	FirstStream int64 `json:"first_stream_ns,omitempty"`
+	LastStream  int64 `json:"last_stream_ns,omitempty"`
 }
 
 // Add sums s and o (for the parent over its workers).
@@ -188,6 +197,10 @@ func (s Stats) Add(o Stats) Stats {
 	s.Bytes += o.Bytes
 	s.RSSKB += o.RSSKB
 	s.BaseRSSKB += o.BaseRSSKB
+	if o.FirstStream != 0 && (s.FirstStream == 0 || o.FirstStream < s.FirstStream) {
+		s.FirstStream = o.FirstStream
+	}
+	s.LastStream = max(s.LastStream, o.LastStream)
 	if len(o.Errors) > 0 && s.Errors == nil {
 		s.Errors = map[string]uint64{}
 	}
@@ -203,7 +216,7 @@ func (e *Engine) Stats() Stats {
 		Opened: e.opened.Load(), Active: e.active.Load(), Connecting: e.connecting.Load(),
 		Closed: e.closed.Load(), Chunks: e.chunks.Load(), Messages: e.messages.Load(),
 		Bytes: e.bytes.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
-		BaseRSSKB: e.baseRSS.Load(),
+		BaseRSSKB: e.baseRSS.Load(), FirstStream: e.firstAt.Load(), LastStream: e.lastAt.Load(),
 	}
 	e.errs.Range(func(k, v any) bool {
 		s.Errors[k.(string)] = v.(*atomic.Uint64).Load()
@@ -380,10 +393,8 @@ func (e *Engine) event(fd int, tag uint32, ev uint32) {
 		if ev&(netpoll.Out|netpoll.Err|netpoll.Hup) == 0 {
 			return
 		}
-		if soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soerr != 0 {
-			e.closeLocked(c, fd, ErrConnect)
-			return
-		}
+		// A failed connect makes the write below fail (ECONNREFUSED...):
+		// no getsockopt(SO_ERROR) needed.
 		t, err := e.cfg.Target(int(c.idx))
 		if err != nil {
 			e.closeLocked(c, fd, ErrConnect)
@@ -396,7 +407,7 @@ func (e *Engine) event(fd int, tag uint32, ev uint32) {
 		c.state = stHead
 	}
 	if ev&(netpoll.In|netpoll.RdHup|netpoll.Hup|netpoll.Err) != 0 {
-		e.read(c, fd)
+		e.read(c, fd, ev&(netpoll.RdHup|netpoll.Hup|netpoll.Err) != 0)
 	}
 }
 
@@ -422,13 +433,19 @@ func (e *Engine) request(c *conn, fd int, t Target) bool {
 	return err == nil && n == len(req)
 }
 
-// read drains the socket (edge-triggered) and parses what came.
-func (e *Engine) read(c *conn, fd int) {
+// read drains the socket (edge-triggered) and parses what came. A read
+// that does not fill the buffer has emptied the socket: more data will
+// raise a new edge, so no read to EAGAIN is needed, unless the peer hung
+// up (its end of stream must be read).
+func (e *Engine) read(c *conn, fd int, hup bool) {
 	for c.state != stFree {
 		n, err := unix.Read(fd, e.readBuf[:])
 		if n > 0 {
 			e.bytes.Add(uint64(n))
 			e.consume(c, fd, e.readBuf[:n])
+			if n < len(e.readBuf) && !hup {
+				return
+			}
 			continue
 		}
 		switch err {
@@ -485,8 +502,7 @@ func (e *Engine) consume(c *conn, fd int, b []byte) {
 			return
 		}
 		c.state = stWelcome
-		e.connecting.Add(-1)
-		e.active.Add(1)
+		e.activated()
 		b = b[i:]
 	}
 	e.cur, e.curErrs = c, chunkProblems{}
@@ -499,6 +515,15 @@ func (e *Engine) consume(c *conn, fd int, b []byte) {
 	if err != nil {
 		e.closeLocked(c, fd, ErrFraming)
 	}
+}
+
+// activated counts a client that has started streaming.
+func (e *Engine) activated() {
+	e.connecting.Add(-1)
+	e.active.Add(1)
+	now := time.Now().UnixNano()
+	e.firstAt.CompareAndSwap(0, now)
+	e.lastAt.Store(now)
 }
 
 // chunk checks one chunk of e.cur.

@@ -189,8 +189,7 @@ func (e *Engine) pollAnswer(c *conn, fd int, b []byte) int {
 	}
 	if c.state == stHead {
 		c.state = stBody
-		e.connecting.Add(-1)
-		e.active.Add(1)
+		e.activated()
 	}
 	e.chunks.Add(1)
 	if a.Missed {

@@ -200,7 +200,12 @@ func (a *aggregator) total() Stats {
 	defer a.mu.Unlock()
 	t := a.sumLocked()
 	t.PeakActive, t.PeakRSSKB = a.peak, a.peakRSSKB
-	t.RampSeconds = a.rampTook.Seconds()
+	if a.rampTook > 0 && t.LastStream > 0 {
+		// The moment the last client started streaming, not the
+		// stats line (every 250 ms) that showed it.
+		t.RampSeconds = time.Duration(t.LastStream - a.start.UnixNano()).Seconds()
+		t.WindowSeconds = time.Duration(t.LastStream - t.FirstStream).Seconds()
+	}
 	if a.addSelf {
 		t.BaseRSSKB += a.base // the parent's own, besides its workers'
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -161,6 +162,17 @@ func TestSmoke(t *testing.T) {
 	s123 := testclient.Open(t, gwAddr, 123)
 	s1 := testclient.Open(t, gwAddr, 1)
 	waitFor(t, "two logins", func() bool { return routerStats().Conns == 2 })
+	resp, err := http.Get("http://" + gwAdmin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`comet_gateway_sessions_open{kind="html"} 2`, `comet_gateway_sessions_open{kind="sse"} 0`, "comet_gateway_streams_open 2"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Fatalf("gateway /metrics lacks %q:\n%s", m, metrics)
+		}
+	}
 
 	out, err := runCmd(t, bin+"/router", "send", "-admin", routerAdmin, "123", "Hello World")
 	if err != nil || !strings.Contains(out, "delivered to 1 conn(s)") {
@@ -190,7 +202,7 @@ func TestSmoke(t *testing.T) {
 	}
 
 	// Bad input never hurts: a 400, then the stream still works.
-	resp, err := http.Get("http://" + gwAddr + "/test/x")
+	resp, err = http.Get("http://" + gwAddr + "/test/x")
 	if err != nil || resp.StatusCode != 400 {
 		t.Fatalf("bad id: %v %v", resp, err)
 	}

@@ -30,6 +30,10 @@ func runSend(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stdout, "sent to %d: delivered to %v conn(s)\n", id, out["delivered"])
+	kept := ""
+	if out["kept"] == true {
+		kept = ", kept for resuming long-poll and SSE clients"
+	}
+	fmt.Fprintf(os.Stdout, "sent to %d: delivered to %v conn(s)%s\n", id, out["delivered"], kept)
 	return nil
 }

@@ -380,8 +380,21 @@ func (g *Gateway) adminMux() *http.ServeMux {
 		}, func() float64 { return float64(f()) }))
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "comet_gateway", Name: "streams_open", Help: "Open streams.",
+		Namespace: "comet_gateway", Name: "streams_open", Help: "Open sessions of every kind.",
 	}, func() float64 { return float64(hub.Len()) }))
+	for kind, f := range map[string]func(chunked.Stats) int64{
+		"html": func(s chunked.Stats) int64 { return s.OpenHTML },
+		"sse":  func(s chunked.Stats) int64 { return s.OpenSSE },
+		"poll": func(s chunked.Stats) int64 { return s.OpenPoll },
+	} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "comet_gateway", Name: "sessions_open", Help: "Open sessions by kind: chunked streams, SSE streams, waiting long-polls.",
+			ConstLabels: prometheus.Labels{"kind": kind},
+		}, func() float64 { return float64(f(hub.Stats())) }))
+	}
+	counter("resume_duplicates_total", "Deliveries dropped because the session already had that position.", nil, func() uint64 { return hub.Stats().Duplicates })
+	counter("poll_late_total", "Deliveries to a long-poll after its answer (kept by the router for the next poll).", nil, func() uint64 { return hub.Stats().Late })
+	counter("heartbeats_total", "Heartbeats written to quiet SSE and chunked streams.", nil, func() uint64 { return hub.Stats().Heartbeats })
 	counter("streams_opened_total", "Streams opened.", nil, func() uint64 { return hub.Stats().Opened })
 	for _, r := range chunked.Reasons() {
 		counter("streams_closed_total", "Streams closed, by reason.", prometheus.Labels{"reason": r.String()},

@@ -225,8 +225,12 @@ func TestPollSemantics(t *testing.T) {
 	})
 	t.Run("messages between polls are kept; past the window is missed", func(t *testing.T) {
 		cur := mustPoll(t, c, addr, 3, "timeout=1ms").Cursor
+		waitFor(t, "poll logged out", 5*time.Second, func() bool { return r.Stats().Conns == 0 })
 		for i := 1; i <= 3; i++ {
-			r.Send(3, []byte(fmt.Sprint("m", i)))
+			// Nobody holds id 3 between polls, but its history keeps them.
+			if n, kept := r.SendKept(3, []byte(fmt.Sprint("m", i))); n != 0 || !kept {
+				t.Fatalf("send %d between polls: delivered %d, kept %v", i, n, kept)
+			}
 		}
 		a := mustPoll(t, c, addr, 3, "cursor="+cur)
 		if len(a.Messages) != 3 || a.Missed || a.Messages[2].Data != "m3" {

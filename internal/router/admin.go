@@ -138,8 +138,8 @@ func (r *Router) adminMux() *http.ServeMux {
 			writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 			return
 		}
-		n := r.Send(id, msg)
-		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "delivered": n})
+		n, kept := r.SendKept(id, msg)
+		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "delivered": n, "kept": kept})
 	})
 	return mux
 }

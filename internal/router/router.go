@@ -516,13 +516,20 @@ func (r *Router) handleSend(m *nats.Msg) {
 // Send routes msg to every conn logged in as id and returns how many
 // copies went out. It is what POST /send/{id} calls.
 func (r *Router) Send(id int64, msg []byte) uint64 {
+	n, _ := r.SendKept(id, msg)
+	return n
+}
+
+// SendKept is Send that also says whether msg got a position in id's
+// history (kept for long-poll and SSE clients that resume).
+func (r *Router) SendKept(id int64, msg []byte) (delivered uint64, kept bool) {
 	b := r.batches.Get().(*sendBatch)
 	defer r.batches.Put(b)
 	b.reset()
 	b.now = time.Now().UnixNano()
 	b.send(id, msg)
 	b.flush()
-	return b.delivered
+	return b.delivered, b.positioned > 0
 }
 
 // maxDownFrame bounds a delivery frame; NATS's default max payload is 1 MiB.
@@ -547,10 +554,11 @@ type sendBatch struct {
 	routeFn func(epoch, seq uint64)
 
 	accepted, delivered, void uint64
+	positioned                uint64 // sends given a position in their id's history
 }
 
 func (b *sendBatch) reset() {
-	b.accepted, b.delivered, b.void = 0, 0, 0
+	b.accepted, b.delivered, b.void, b.positioned = 0, 0, 0, 0
 }
 
 func (b *sendBatch) send(id int64, msg []byte) {
@@ -567,6 +575,9 @@ func (b *sendBatch) send(id int64, msg []byte) {
 func (b *sendBatch) route(epoch, seq uint64) {
 	r := b.r
 	id, msg := b.id, b.msg
+	if epoch != 0 {
+		b.positioned++
+	}
 	b.conns = r.reg.Lookup(id, b.conns[:0])
 	if len(b.conns) == 0 {
 		if epoch != 0 {

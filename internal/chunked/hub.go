@@ -97,6 +97,9 @@ type Config struct {
 	// SSERetry is the reconnection delay an EventSource is told to use.
 	// Default 2s.
 	SSERetry time.Duration
+	// ResumeWait is how long past its timeout a long-poll waits for the
+	// router's answer to its resume before it is answered 503. Default 5s.
+	ResumeWait time.Duration
 	// Handback receives a long-poll connection after its answer, to read
 	// the client's next request (HTTP keep-alive). Default nil: the
 	// connection is closed after the answer.
@@ -118,6 +121,7 @@ func DefaultConfig() Config {
 		MaxStreams:   max,
 		SSEHeartbeat: 15 * time.Second,
 		SSERetry:     2 * time.Second,
+		ResumeWait:   5 * time.Second,
 	}
 }
 
@@ -144,6 +148,9 @@ func (c Config) withDefaults() Config {
 	if c.SSERetry <= 0 {
 		c.SSERetry = d.SSERetry
 	}
+	if c.ResumeWait <= 0 {
+		c.ResumeWait = d.ResumeWait
+	}
 	return c
 }
 
@@ -166,6 +173,7 @@ const (
 	flagMissed                      // ... saying messages were missed
 	flagAnswered                    // a long-poll's answer is written (pending is output)
 	flagKeepAlive                   // hand a long-poll's connection back after the answer
+	flagExpired                     // a long-poll's timeout passed before the router answered its resume
 )
 
 // session is one client connection: 72 bytes, stored inline in Hub.slots
@@ -767,7 +775,7 @@ func (h *Hub) pollCheck(s *session) {
 		return
 	}
 	gathered := s.pending != nil
-	if s.has(flagMissed) && s.n >= s.head || gathered && (s.n >= s.head || len(*s.pending) >= maxAnswer) {
+	if s.has(flagExpired) || s.has(flagMissed) && s.n >= s.head || gathered && (s.n >= s.head || len(*s.pending) >= maxAnswer) {
 		h.answerLocked(s)
 	}
 }
@@ -913,8 +921,14 @@ func (h *Hub) sweeper() {
 				if s.state == stateOpen {
 					switch {
 					case s.kind == kindPoll && !s.has(flagAnswered):
-						if s.stalled <= nowNS {
+						switch {
+						case s.stalled > nowNS:
+						case s.has(flagResumed) || s.stalled+int64(h.cfg.ResumeWait) <= nowNS:
 							h.answerLocked(s)
+						default:
+							// Timed out before the router said where the
+							// client stands: answer as soon as it does.
+							s.flags |= flagExpired
 						}
 					case s.pending != nil:
 						if s.stalled < limit {

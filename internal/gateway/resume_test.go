@@ -19,6 +19,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 	"go.uber.org/zap/zaptest"
 
+	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/chunked"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/longpoll"
@@ -614,5 +615,30 @@ func TestSSEAcrossRouterRestart(t *testing.T) {
 	ev = nextEvent(t, br)
 	if len(ev) != 2 || ev[1] != "data: after" || !strings.HasSuffix(ev[0], "-1") {
 		t.Fatalf("event %q", ev)
+	}
+}
+
+// TestPollWithoutRouter: a long-poll whose resume the router never
+// answers waits ResumeWait past its timeout, then gets a 503 saying so.
+func TestPollWithoutRouter(t *testing.T) {
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	g := startGateway(t, ns.ClientURL(), chunked.Config{ResumeWait: 300 * time.Millisecond})
+	defer g.Close()
+	start := time.Now()
+	resp, err := http.Get("http://" + g.Addr().String() + "/poll/1?timeout=100ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(body), "router did not answer") {
+		t.Fatalf("%d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Fatalf("answered after %s, before timeout + resume wait", d)
 	}
 }

@@ -44,6 +44,7 @@ Flags:
 	fs.IntVar(&cfg.Hub.Workers, "writers", cfg.Hub.Workers, "goroutines writing messages to streams")
 	fs.IntVar(&cfg.Hub.SendBuffer, "sndbuf", 0, "SO_SNDBUF for stream sockets in bytes (0: kernel default)")
 	fs.IntVar(&cfg.Hub.MaxStreams, "max-streams", cfg.Hub.MaxStreams, "most streams at once (at most the open-files limit)")
+	fs.BoolVar(&cfg.NoDirect, "no-direct", false, "serve /test/ stream requests through fasthttp too, not read from the accepted socket directly")
 	fs.DurationVar(&cfg.TCPKeepAlive, "tcp-keepalive", cfg.TCPKeepAlive, "TCP keep-alive probes after this long idle, to find vanished clients (negative: none)")
 	fs.DurationVar(&cfg.PollTimeout, "poll-timeout", cfg.PollTimeout, "how long a long-poll waits for a message when it gives no ?timeout=")
 	fs.DurationVar(&cfg.MaxPollTimeout, "poll-max-timeout", cfg.MaxPollTimeout, "the longest ?timeout= a long-poll may ask (longer ones are cut to it)")

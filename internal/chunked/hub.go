@@ -372,12 +372,23 @@ func (h *Hub) OpenPoll(c net.Conn, id int64, cur longpoll.Cursor, wait time.Dura
 	return h.openSession(c, id, kindPoll, !keepAlive, cur, time.Now().Add(wait).UnixNano())
 }
 
+// OpenFD is Open for a connection accepted without Go's net package: fd is
+// a non-blocking socket whose request (GET /test/id) has been read. The
+// hub owns fd from here on, whatever the outcome.
+func (h *Hub) OpenFD(fd int, id int64, http10 bool) error {
+	return h.openFD(fd, id, kindHTML, http10, longpoll.Cursor{}, 0)
+}
+
 func (h *Hub) openSession(c net.Conn, id int64, kind uint8, http10 bool, cur longpoll.Cursor, deadline int64) error {
 	fd, err := takeFD(c)
 	if err != nil {
 		h.rejected.Add(1)
 		return err
 	}
+	return h.openFD(fd, id, kind, http10, cur, deadline)
+}
+
+func (h *Hub) openFD(fd int, id int64, kind uint8, http10 bool, cur longpoll.Cursor, deadline int64) error {
 	if fd >= len(h.slots) {
 		unix.Write(fd, []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\ngateway stream limit hit"))
 		unix.Close(fd)

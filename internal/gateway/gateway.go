@@ -45,6 +45,10 @@ type Config struct {
 	// Default 2m; negative disables. (Go's own default, 15 s, would cost
 	// a million idle streams 66,000 probes a second.)
 	TCPKeepAlive time.Duration
+	// NoDirect sends every request through fasthttp. Default false: a
+	// chunked stream request (GET /test/{id}) is read from the accepted
+	// socket and handed to the hub directly (see direct.go).
+	NoDirect bool
 	// PollTimeout is how long a long-poll waits when it does not say.
 	// Default 30s.
 	PollTimeout time.Duration
@@ -198,6 +202,9 @@ func New(cfg Config) (*Gateway, error) {
 		g.hub.Close()
 		g.link.stop()
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
+	}
+	if !cfg.NoDirect {
+		g.ln.direct, g.ln.buf = g.direct, make([]byte, 4096)
 	}
 	go func() { g.serve <- g.srv.Serve(g.ln) }()
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,11 @@ type capListener struct {
 	bound  net.Addr
 
 	keepAlive time.Duration
+	// direct, if set, takes each accepted socket first (see direct.go);
+	// it returns the connections fasthttp is to serve. Accept calls it
+	// with buf, which only the Accept goroutine uses.
+	direct func(fd int, buf []byte) net.Conn
+	buf    []byte
 
 	pauses, acceptErrs atomic.Uint64
 	lastLog            atomic.Int64
@@ -62,6 +68,11 @@ func listenTCP(addr string, reusePort bool, keepAlive time.Duration) (net.Listen
 			if reusePort {
 				set(unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 			}
+			// Inherited by accepted sockets too: no Nagle delay on a
+			// stream's small writes, and accept waits (up to a second)
+			// for the request, so the direct path reads it at once.
+			set(unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+			set(unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1)
 			if keepAlive > 0 {
 				set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 				set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, max(int(keepAlive/time.Second), 1))
@@ -159,9 +170,12 @@ func (l *capListener) Accept() (net.Conn, error) {
 			}
 			continue
 		}
-		c, err := ln.Accept()
+		c, err := l.accept(ln)
 		if err == nil {
 			return c, nil
+		}
+		if err == errRecheck {
+			continue
 		}
 		select {
 		case <-l.done:
@@ -186,6 +200,67 @@ func (l *capListener) Accept() (net.Conn, error) {
 		l.acceptErrs.Add(1)
 		l.logOnce("accept failed", zap.Error(err))
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// errRecheck: the accept loop stopped to let Accept check for room.
+var errRecheck = errors.New("gateway: check capacity")
+
+// accept returns the next connection for fasthttp. With a direct path,
+// sockets are accepted here with accept4 (not through Go's poller, whose
+// listener RawConn supports only Control) and offered to it first; it
+// keeps the stream requests. Waiting is a poll(2) of the listening socket
+// inside Control, which keeps the descriptor from being closed under it;
+// its 100 ms timeout lets a Close from elsewhere be seen.
+func (l *capListener) accept(ln net.Listener) (net.Conn, error) {
+	if l.direct == nil {
+		return ln.Accept()
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return ln.Accept()
+	}
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		nfd, aerr := -1, error(nil)
+		err := rc.Control(func(lfd uintptr) {
+			nfd, _, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if aerr == unix.EAGAIN {
+				unix.Poll([]unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}, 100)
+			}
+		})
+		if err != nil {
+			return nil, err // the listener was closed
+		}
+		select {
+		case <-l.done:
+			if nfd >= 0 {
+				unix.Close(nfd)
+			}
+			return nil, net.ErrClosed
+		default:
+		}
+		switch aerr {
+		case nil:
+			if c := l.direct(nfd, l.buf); c != nil {
+				return c, nil
+			}
+		case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
+		default:
+			return nil, os.NewSyscallError("accept4", aerr)
+		}
+		if l.full(1) {
+			return nil, errRecheck
+		}
+		l.mu.Lock()
+		stale := l.inner != ln
+		l.mu.Unlock()
+		if stale {
+			return nil, errRecheck
+		}
 	}
 }
 

@@ -642,3 +642,26 @@ func TestPollWithoutRouter(t *testing.T) {
 		t.Fatalf("answered after %s, before timeout + resume wait", d)
 	}
 }
+
+// TestStreamRequestInPieces: a stream request that arrives in parts (the
+// direct path reads only the first) is finished by fasthttp, which gets
+// the part already read; the stream works as any other.
+func TestStreamRequestInPieces(t *testing.T) {
+	r, g := startSystem(t, chunked.Config{})
+	c := dial(t, g.Addr(), nil)
+	io.WriteString(c, "GET /test/31 HTTP/1.1\r\n")
+	time.Sleep(1200 * time.Millisecond) // past the listener's deferred accept
+	io.WriteString(c, "Host: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	waitFor(t, "login", 5*time.Second, func() bool { return r.Stats().Conns == 1 })
+	r.Send(31, []byte("pieces"))
+	got, _ := io.ReadAll(io.LimitReader(resp.Body, int64(len(want(1, "pieces"))+len("Comet gateway welcomes you! Your Id: 31<br/>\n"))))
+	if !strings.HasSuffix(string(got), want(1, "pieces")) {
+		t.Fatalf("got %q", got)
+	}
+}

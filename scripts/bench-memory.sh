@@ -25,19 +25,12 @@ mkdir -p "$out"
 echo "bench-memory: writing to $out"
 
 # What the bench needs from the kernel, restored on exit.
-restore=()
-setsys() { # name value
-	local old; old=$(cat "/proc/sys/${1//.//}")
-	if [ "$old" != "$2" ]; then
-		restore+=("$1=$old")
-		sysctl -q -w "$1=$2" || echo "bench-memory: cannot set $1 (run as root)" >&2
-	fi
-}
+. scripts/sysctl.sh
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	for kv in "${restore[@]}"; do sysctl -q -w "$kv" || true; done
+	restore_sysctls
 }
 trap cleanup EXIT
 setsys net.ipv4.tcp_migrate_req 1

@@ -6,15 +6,9 @@
 # and restores them. Outputs in study/<timestamp>/ like make study.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-restore=()
-setsys() {
-	local old; old=$(cat "/proc/sys/${1//.//}")
-	if [ "$old" != "$2" ]; then
-		restore+=("$1=$old")
-		sysctl -q -w "$1=$2" || { echo "bench-million: cannot set $1=$2 (needs root)" >&2; exit 1; }
-	fi
-}
-cleanup() { for kv in "${restore[@]}"; do sysctl -q -w "$kv" || true; done; }
+SYSCTL_STRICT=1
+. scripts/sysctl.sh
+cleanup() { restore_sysctls; }
 trap cleanup EXIT
 setsys fs.file-max 4194304
 setsys net.core.somaxconn 65535

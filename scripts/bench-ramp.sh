@@ -12,19 +12,12 @@ N=${N:-100000}
 RATE=${RATE:-40000}
 PROCS=${PROCS:-6}
 RUNS=${RUNS:-3}
-restore=()
-setsys() {
-	local old; old=$(cat "/proc/sys/${1//.//}")
-	if [ "$old" != "$2" ]; then
-		restore+=("$1=$old")
-		sysctl -q -w "$1=$2" || echo "bench-ramp: cannot set $1 (run as root)" >&2
-	fi
-}
+. scripts/sysctl.sh
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	for kv in "${restore[@]}"; do sysctl -q -w "$kv" || true; done
+	restore_sysctls
 }
 trap cleanup EXIT
 setsys net.core.somaxconn 65535

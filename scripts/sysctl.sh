@@ -1,0 +1,25 @@
+# Sourced by the bench scripts: set the kernel settings a run needs and put
+# them back afterwards.
+#
+#   setsys NAME VALUE   set NAME (e.g. net.core.somaxconn), remembering the old value
+#   restore_sysctls     put back every value setsys changed
+#
+# SYSCTL_STRICT=1 makes a setting that cannot be written fatal.
+sysctl_restore=()
+setsys() {
+	local old
+	old=$(cat "/proc/sys/${1//.//}")
+	if [ "$old" != "$2" ]; then
+		sysctl_restore+=("$1=$old")
+		if ! sysctl -q -w "$1=$2"; then
+			echo "$(basename "$0"): cannot set $1=$2 (run as root)" >&2
+			[ "${SYSCTL_STRICT:-0}" = 1 ] && exit 1
+		fi
+	fi
+	return 0
+}
+restore_sysctls() {
+	local kv
+	for kv in "${sysctl_restore[@]}"; do sysctl -q -w "$kv" || true; done
+	sysctl_restore=()
+}

@@ -25,14 +25,8 @@ mkdir -p "$out"
 echo "bench-memory: writing to $out"
 
 # What the bench needs from the kernel, restored on exit.
-. scripts/sysctl.sh
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	restore_sysctls
-}
-trap cleanup EXIT
+. scripts/bench-lib.sh
+trap stop_and_restore EXIT
 setsys net.ipv4.tcp_migrate_req 1
 setsys net.core.somaxconn 65535
 setsys net.ipv4.tcp_max_syn_backlog 65535

@@ -7,9 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SYSCTL_STRICT=1
-. scripts/sysctl.sh
-cleanup() { restore_sysctls; }
-trap cleanup EXIT
+. scripts/bench-lib.sh
+trap restore_sysctls EXIT
 setsys fs.file-max 4194304
 setsys net.core.somaxconn 65535
 setsys net.ipv4.tcp_max_syn_backlog 65535

@@ -12,14 +12,8 @@ N=${N:-100000}
 RATE=${RATE:-40000}
 PROCS=${PROCS:-6}
 RUNS=${RUNS:-3}
-. scripts/sysctl.sh
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	restore_sysctls
-}
-trap cleanup EXIT
+. scripts/bench-lib.sh
+trap stop_and_restore EXIT
 setsys net.core.somaxconn 65535
 setsys net.ipv4.tcp_max_syn_backlog 65535
 setsys net.core.netdev_max_backlog 65536

@@ -1,8 +1,10 @@
 # Sourced by the bench scripts: set the kernel settings a run needs and put
-# them back afterwards.
+# them back afterwards, and stop what the run started.
 #
 #   setsys NAME VALUE   set NAME (e.g. net.core.somaxconn), remembering the old value
 #   restore_sysctls     put back every value setsys changed
+#   pids+=(PID)         a process to stop at the end
+#   stop_and_restore    SIGTERM every process in pids, wait, restore_sysctls
 #
 # SYSCTL_STRICT=1 makes a setting that cannot be written fatal.
 sysctl_restore=()
@@ -22,4 +24,11 @@ restore_sysctls() {
 	local kv
 	for kv in "${sysctl_restore[@]}"; do sysctl -q -w "$kv" || true; done
 	sysctl_restore=()
+}
+pids=()
+stop_and_restore() {
+	local p
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	restore_sysctls
 }

@@ -74,6 +74,14 @@ func TestDemoPageInChromium(t *testing.T) {
 	); err != nil {
 		t.Fatalf("demo page: %v", err)
 	}
+	// The page's EventSource is open once its response head arrives; its
+	// login reaches the router a moment later. Messages sent before that
+	// are not for this client (it asked to start from now).
+	waitFor(t, "the page's stream logged in", func() bool {
+		var st struct{ Conns int }
+		getJSON("http://"+routerAdmin+"/stats", &st)
+		return st.Conns == 1
+	})
 	send := func(msg string) {
 		t.Helper()
 		if out, err := runCmd(t, bin+"/router", "send", "-admin", routerAdmin, "77", msg); err != nil {

@@ -178,10 +178,26 @@ func (g *Gateway) direct(fd int, buf []byte) net.Conn {
 		g.log.Warn("accepted connection lost", zap.Error(err))
 		return nil
 	}
+	g.keepAlive(c)
 	if n > 0 {
 		return &prefixConn{Conn: c, prefix: append([]byte(nil), buf[:n]...)}
 	}
 	return c
+}
+
+// keepAlive puts back the gateway's TCP keep-alive on a connection made
+// with net.FileConn, which sets Go's default (probes after 15 s) over what
+// the socket inherited from the listening socket.
+func (g *Gateway) keepAlive(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if g.cfg.TCPKeepAlive <= 0 {
+		tc.SetKeepAlive(false)
+		return
+	}
+	tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: g.cfg.TCPKeepAlive, Interval: keepAliveInterval, Count: keepAliveCount})
 }
 
 // prefixConn gives fasthttp the bytes the direct path read before the

@@ -55,6 +55,13 @@ type capListener struct {
 // keepAlive <= 0) is set once here rather than with four setsockopt calls
 // per connection, and Go's own default (probes after 15 s, which would
 // cost a million idle streams 66,000 probes a second) is turned off.
+// Keep-alive probes after the idle time: every keepAliveInterval,
+// keepAliveCount unanswered ones closing the connection.
+const (
+	keepAliveInterval = 30 * time.Second
+	keepAliveCount    = 4
+)
+
 func listenTCP(addr string, reusePort bool, keepAlive time.Duration) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	lc.Control = func(_, _ string, c syscall.RawConn) error {
@@ -76,8 +83,8 @@ func listenTCP(addr string, reusePort bool, keepAlive time.Duration) (net.Listen
 			if keepAlive > 0 {
 				set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 				set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, max(int(keepAlive/time.Second), 1))
-				set(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 30)
-				set(unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 4)
+				set(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval/time.Second))
+				set(unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount)
 			}
 		})
 		if err != nil {

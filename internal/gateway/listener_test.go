@@ -155,3 +155,43 @@ func TestKeepAlive(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestKeepAliveAfterFileConn: a connection remade with net.FileConn (the
+// direct path's fallback, a long-poll handed back) gets the gateway's
+// keep-alive back instead of Go's 15 s.
+func TestKeepAliveAfterFileConn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f, err := c.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	idle := func() int {
+		rc, _ := fc.(syscall.Conn).SyscallConn()
+		var v int
+		rc.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE) })
+		return v
+	}
+	if v := idle(); v != 15 {
+		t.Logf("FileConn set keep-alive idle %d s (Go's default is 15)", v)
+	}
+	g := &Gateway{cfg: Config{TCPKeepAlive: 2 * time.Minute}}
+	g.keepAlive(fc)
+	if v := idle(); v != 120 {
+		t.Fatalf("keep-alive idle %d s after keepAlive, want 120", v)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -100,10 +99,12 @@ type Config struct {
 	// ResumeWait is how long past its timeout a long-poll waits for the
 	// router's answer to its resume before it is answered 503. Default 5s.
 	ResumeWait time.Duration
-	// Handback receives a long-poll connection after its answer, to read
-	// the client's next request (HTTP keep-alive). Default nil: the
-	// connection is closed after the answer.
-	Handback func(net.Conn)
+	// Handback receives a long-poll's socket after its answer, to read
+	// the client's next request (HTTP keep-alive); it owns fd from then
+	// on (the hub has stopped watching it). It is called with the
+	// session's lock held and must not block. Default nil: the connection
+	// is closed after the answer.
+	Handback func(fd int)
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -851,14 +852,7 @@ func (h *Hub) finishPoll(s *session) {
 	if h.listener != nil {
 		h.listener.Closed(conn)
 	}
-	f := os.NewFile(uintptr(fd), "")
-	c, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		h.log.Warn("long-poll connection not handed back", zap.Error(err))
-		return
-	}
-	h.cfg.Handback(c)
+	h.cfg.Handback(fd)
 }
 
 func (h *Hub) pollLoop() {

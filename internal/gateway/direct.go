@@ -171,33 +171,37 @@ func (g *Gateway) direct(fd int, buf []byte) net.Conn {
 		unix.Close(fd) // closed or reset before it said anything
 		return nil
 	}
-	f := os.NewFile(uintptr(fd), "")
-	c, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		g.log.Warn("accepted connection lost", zap.Error(err))
+	c := g.fdConn(fd)
+	if c == nil {
 		return nil
 	}
-	g.keepAlive(c)
 	if n > 0 {
 		return &prefixConn{Conn: c, prefix: append([]byte(nil), buf[:n]...)}
 	}
 	return c
 }
 
-// keepAlive puts back the gateway's TCP keep-alive on a connection made
-// with net.FileConn, which sets Go's default (probes after 15 s) over what
-// the socket inherited from the listening socket.
-func (g *Gateway) keepAlive(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return
+// fdConn makes a socket the gateway owns as a raw descriptor (the direct
+// path's fallback, a long-poll handed back) a net.Conn for fasthttp, or
+// nil if it cannot (fd is closed either way). net.FileConn sets Go's
+// default keep-alive (probes after 15 s) over what the socket inherited
+// from the listening socket, so the gateway's is put back.
+func (g *Gateway) fdConn(fd int) net.Conn {
+	f := os.NewFile(uintptr(fd), "")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		g.log.Warn("connection lost taking it back from a raw descriptor", zap.Error(err))
+		return nil
 	}
-	if g.cfg.TCPKeepAlive <= 0 {
-		tc.SetKeepAlive(false)
-		return
+	if tc, ok := c.(*net.TCPConn); ok {
+		if g.cfg.TCPKeepAlive <= 0 {
+			tc.SetKeepAlive(false)
+		} else {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: g.cfg.TCPKeepAlive, Interval: keepAliveInterval, Count: keepAliveCount})
+		}
 	}
-	tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: g.cfg.TCPKeepAlive, Interval: keepAliveInterval, Count: keepAliveCount})
+	return c
 }
 
 // prefixConn gives fasthttp the bytes the direct path read before the

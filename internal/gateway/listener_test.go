@@ -156,9 +156,9 @@ func TestKeepAlive(t *testing.T) {
 	}
 }
 
-// TestKeepAliveAfterFileConn: a connection remade with net.FileConn (the
-// direct path's fallback, a long-poll handed back) gets the gateway's
-// keep-alive back instead of Go's 15 s.
+// TestKeepAliveAfterFileConn: a socket the gateway makes a net.Conn again
+// with net.FileConn (the direct path's fallback, a long-poll handed back)
+// gets the gateway's keep-alive back instead of Go's 15 s.
 func TestKeepAliveAfterFileConn(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -170,28 +170,25 @@ func TestKeepAliveAfterFileConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	f, err := c.(*net.TCPConn).File()
+	rc, _ := c.(*net.TCPConn).SyscallConn()
+	fd := -1
+	rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
+	g := &Gateway{cfg: Config{TCPKeepAlive: 2 * time.Minute}, log: zaptest.NewLogger(t)}
+	fc := g.fdConn(fd)
+	if fc == nil {
+		t.Fatal("no conn")
 	}
 	defer fc.Close()
-	idle := func() int {
-		rc, _ := fc.(syscall.Conn).SyscallConn()
-		var v int
-		rc.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE) })
-		return v
-	}
-	if v := idle(); v != 15 {
-		t.Logf("FileConn set keep-alive idle %d s (Go's default is 15)", v)
-	}
-	g := &Gateway{cfg: Config{TCPKeepAlive: 2 * time.Minute}}
-	g.keepAlive(fc)
-	if v := idle(); v != 120 {
-		t.Fatalf("keep-alive idle %d s after keepAlive, want 120", v)
+	frc, _ := fc.(syscall.Conn).SyscallConn()
+	var on, idle int
+	frc.Control(func(fd uintptr) {
+		on, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		idle, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+	})
+	if on != 1 || idle != 120 {
+		t.Fatalf("SO_KEEPALIVE %d, keep-alive idle %d s after fdConn; want 1, 120", on, idle)
 	}
 }

@@ -89,8 +89,11 @@ func (g *Gateway) handleSSE(ctx *fasthttp.RequestCtx, id int64) {
 }
 
 // handback serves a long-poll connection's next request after its answer.
-func (g *Gateway) handback(c net.Conn) {
-	g.keepAlive(c)
+func (g *Gateway) handback(fd int) {
+	c := g.fdConn(fd)
+	if c == nil {
+		return
+	}
 	go func() {
 		if err := g.srv.ServeConn(c); err != nil && g.log.Core().Enabled(zap.DebugLevel) {
 			g.log.Debug("long-poll connection ended", zap.Error(err))

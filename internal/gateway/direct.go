@@ -25,9 +25,11 @@ var (
 	http11Tail  = []byte(" HTTP/1.1\r\n")
 	http10Tail  = []byte(" HTTP/1.0\r\n")
 	headEnd     = []byte("\r\n\r\n")
-	hdrLength   = []byte("\ncontent-length:")
-	hdrEncoding = []byte("\ntransfer-encoding:")
-	hdrExpect   = []byte("\nexpect:")
+	crlf        = []byte("\r\n")
+	hdrHost     = []byte("host")
+	hdrLength   = []byte("content-length")
+	hdrEncoding = []byte("transfer-encoding")
+	hdrExpect   = []byte("expect")
 )
 
 // parseStreamRequest reports whether req is exactly one complete request
@@ -58,24 +60,21 @@ func parseStreamRequest(req []byte) (id int64, http10, ok bool) {
 	if bytes.Index(head, headEnd) != len(head)-len(headEnd) {
 		return 0, false, false // a second request after this one
 	}
-	valid, host := validHeaders(head[2 : len(head)-2])
+	valid, host := plainHeaders(head[2 : len(head)-2])
 	if !valid || !http10 && !host {
-		return 0, false, false // odd headers; or HTTP/1.1 without Host, which fasthttp answers 400
-	}
-	lower := bytes.ToLower(head)
-	if bytes.Contains(lower, hdrLength) || bytes.Contains(lower, hdrEncoding) || bytes.Contains(lower, hdrExpect) {
-		return 0, false, false
+		return 0, false, false // odd headers or a body; or HTTP/1.1 without Host, which fasthttp answers 400
 	}
 	return id, http10, true
 }
 
-// validHeaders reports whether lines (header lines, each ended by CR LF)
+// plainHeaders reports whether lines (header lines, each ended by CR LF)
 // are plain "Name: value" lines: a token name, then a value without
-// control characters (anything unusual goes to fasthttp), and whether one
-// of them is a Host with a value.
-func validHeaders(lines []byte) (valid, host bool) {
+// control characters, none announcing a body (Content-Length,
+// Transfer-Encoding, Expect); anything unusual goes to fasthttp. And it
+// reports whether one of them is a Host with a plain host[:port] value.
+func plainHeaders(lines []byte) (valid, host bool) {
 	for len(lines) > 0 {
-		end := bytes.Index(lines, []byte("\r\n"))
+		end := bytes.Index(lines, crlf)
 		if end <= 0 {
 			return false, false
 		}
@@ -85,24 +84,24 @@ func validHeaders(lines []byte) (valid, host bool) {
 		if colon <= 0 {
 			return false, false
 		}
-		for _, c := range line[:colon] {
+		name, value := line[:colon], line[colon+1:]
+		for _, c := range name {
 			if !isTokenChar(c) {
 				return false, false
 			}
 		}
-		value := line[colon+1:]
 		for _, c := range value {
 			if c < ' ' && c != '\t' || c == 0x7f {
 				return false, false
 			}
 		}
-		if bytes.EqualFold(line[:colon], []byte("host")) {
+		switch {
+		case bytes.EqualFold(name, hdrLength), bytes.EqualFold(name, hdrEncoding), bytes.EqualFold(name, hdrExpect):
+			return false, false
+		case bytes.EqualFold(name, hdrHost):
 			h := bytes.Trim(value, " \t")
-			if host || len(h) == 0 {
-				return false, false // empty or repeated: fasthttp's call
-			}
-			if !plainHost(h) {
-				return false, false
+			if host || len(h) == 0 || !plainHost(h) {
+				return false, false // empty, repeated or odd: fasthttp's call
 			}
 			host = true
 		}

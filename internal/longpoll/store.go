@@ -65,9 +65,13 @@ type Entry struct {
 	Msg []byte
 }
 
-// entryCost is what one kept message costs beyond its bytes: the Entry
-// in its id's slice and its place in the eviction queue.
-const entryCost = 40 + 32
+// What one kept message costs beyond its bytes: its Entry in its id's
+// slice, and its place in the eviction queue (given back when popped).
+const (
+	entrySize  = 40
+	queuedSize = 32
+	entryCost  = entrySize + queuedSize
+)
 
 // history is one id's sequence and window.
 type history struct {
@@ -181,20 +185,30 @@ func (s *Store) trim(h *history, now int64) {
 	limit := now - int64(s.cfg.MaxAge)
 	n := 0
 	for n < len(h.kept) && (len(h.kept)-n > s.cfg.MaxMessages || h.kept[n].At < limit) {
-		s.bytes.Add(-int64(len(h.kept[n].Msg)) - (entryCost - 32))
-		h.kept[n] = Entry{}
 		n++
 	}
-	if n > 0 {
-		h.kept = h.kept[n:]
-		s.msgs.Add(-int64(n))
-		s.expired.Add(uint64(n))
-	}
-	if len(h.kept) == 0 {
-		h.kept = nil
-	} else if cap(h.kept) > 2*s.cfg.MaxMessages+8 {
+	s.expired.Add(uint64(s.dropFront(h, n)))
+	if cap(h.kept) > 2*s.cfg.MaxMessages+8 {
 		h.kept = append(make([]Entry, 0, len(h.kept)+8), h.kept...)
 	}
+}
+
+// dropFront drops h's n oldest kept messages and returns n. The shard's
+// lock must be held.
+func (s *Store) dropFront(h *history, n int) int {
+	if n == 0 {
+		return 0
+	}
+	for i := range h.kept[:n] {
+		s.bytes.Add(-int64(len(h.kept[i].Msg)) - entrySize)
+		h.kept[i] = Entry{}
+	}
+	h.kept = h.kept[n:]
+	if len(h.kept) == 0 {
+		h.kept = nil
+	}
+	s.msgs.Add(-int64(n))
+	return n
 }
 
 // evict pops the eviction queue while more(front) says so, dropping each
@@ -210,23 +224,16 @@ func (s *Store) evict(more func(queued) bool) {
 		q := s.queue[s.qhead]
 		s.qhead++
 		s.qmu.Unlock()
-		s.bytes.Add(-32)
+		s.bytes.Add(-queuedSize)
 
 		sh := s.shard(q.id)
 		sh.mu.Lock()
-		if h := sh.m[q.id]; h != nil && h.epoch == q.epoch && len(h.kept) > 0 && h.kept[0].Seq <= q.seq {
+		if h := sh.m[q.id]; h != nil && h.epoch == q.epoch {
 			n := 0
 			for n < len(h.kept) && h.kept[n].Seq <= q.seq {
-				s.bytes.Add(-int64(len(h.kept[n].Msg)) - (entryCost - 32))
-				h.kept[n] = Entry{}
 				n++
 			}
-			h.kept = h.kept[n:]
-			if len(h.kept) == 0 {
-				h.kept = nil
-			}
-			s.msgs.Add(-int64(n))
-			s.evicted.Add(uint64(n))
+			s.evicted.Add(uint64(s.dropFront(h, n)))
 		}
 		sh.mu.Unlock()
 	}
@@ -326,10 +333,7 @@ func (s *Store) Sweep(now int64, held func(id int64) bool) {
 				continue
 			}
 			if h.idleSince < graceLimit {
-				for _, e := range h.kept {
-					s.bytes.Add(-int64(len(e.Msg)) - (entryCost - 32))
-				}
-				s.msgs.Add(-int64(len(h.kept)))
+				s.dropFront(h, len(h.kept))
 				delete(sh.m, id)
 				s.ids.Add(-1)
 				s.dropped.Add(1)

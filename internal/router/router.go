@@ -467,6 +467,7 @@ func (r *Router) resume(gw *gateway, conn uint64, id int64, cur longpoll.Cursor)
 	})
 }
 
+// publishDown sends a down frame to gw; a failure is logged.
 func (r *Router) publishDown(gw *gateway, f []byte) {
 	if err := r.nc.Publish(gw.subject, f); err != nil {
 		r.log.Warn("deliver failed", zap.String("gateway", gw.name), zap.Error(err))
@@ -636,8 +637,8 @@ func (b *sendBatch) publish(gwIdx uint32, f *[]byte) {
 	r.gwMu.RUnlock()
 	if gw == nil {
 		r.stale.Add(1) // the gateway was forgotten while we routed
-	} else if err := r.nc.Publish(gw.subject, *f); err != nil {
-		r.log.Warn("deliver failed", zap.String("gateway", gw.name), zap.Error(err))
+	} else {
+		r.publishDown(gw, *f)
 	}
 	*f = (*f)[:0]
 }

@@ -650,12 +650,13 @@ type encodings struct {
 	sse        []byte
 	haveHTML   bool
 	haveJSON   bool
+	haveSSE    bool
 	scratch    []byte
 }
 
 func (e *encodings) reset() {
 	e.html, e.json = e.html[:0], e.json[:0]
-	e.haveHTML, e.haveJSON = false, false
+	e.haveHTML, e.haveJSON, e.haveSSE = false, false, false
 }
 
 func (h *Hub) writer(q chan job) {
@@ -721,8 +722,13 @@ func (h *Hub) deliverLocked(s *session, j *job, enc *encodings) {
 		s.epoch, s.n = j.epoch, j.seq
 	}
 	if s.kind == kindSSE {
-		var id [48]byte
-		enc.sse = AppendSSEEvent(enc.sse[:0], s.cursor().Append(id[:0]), j.msg)
+		// A positioned message has the same event (its id is the
+		// position) for every conn of the job: encoded once.
+		if !enc.haveSSE || j.epoch == 0 {
+			var id [48]byte
+			enc.sse = AppendSSEEvent(enc.sse[:0], s.cursor().Append(id[:0]), j.msg)
+			enc.haveSSE = j.epoch != 0
+		}
 		if h.frame(s, enc, enc.sse) {
 			h.messages.Add(1)
 		}

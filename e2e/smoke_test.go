@@ -168,7 +168,7 @@ func TestSmoke(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{`comet_gateway_sessions_open{kind="html"} 2`, `comet_gateway_sessions_open{kind="sse"} 0`, "comet_gateway_streams_open 2"} {
+	for _, m := range []string{`comet_gateway_sessions_open{kind="html"} 2`, `comet_gateway_sessions_open{kind="sse"} 0`, `comet_gateway_sessions_open{kind="poll"} 0`} {
 		if !strings.Contains(string(metrics), m) {
 			t.Fatalf("gateway /metrics lacks %q:\n%s", m, metrics)
 		}

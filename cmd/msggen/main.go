@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/cometgw/comet/internal/msggen"
+	"github.com/cometgw/comet/internal/natsconn"
 )
 
 func main() { cli.Main("msggen", run) }
@@ -67,9 +68,9 @@ Flags:
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	nc, err := nats.Connect(*url, nats.Name("msggen"), nats.Timeout(5*time.Second))
+	nc, err := natsconn.Connect(*url, natsconn.Options{Name: "msggen"})
 	if err != nil {
-		return fmt.Errorf("connect to nats %s: %w (is the router running?)", *url, err)
+		return err
 	}
 	defer nc.Close()
 	res, err := msggen.Run(ctx, nc, cfg)

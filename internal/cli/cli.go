@@ -1,5 +1,3 @@
-// Package cli is what the commands share around their run function: signal
-// handling, the error line and the exit code.
 package cli
 
 import (

@@ -15,7 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/chunkparse"
+	"github.com/cometgw/comet/internal/fdtable"
 	"github.com/cometgw/comet/internal/memstat"
 	"github.com/cometgw/comet/internal/netpoll"
 )
@@ -79,11 +80,10 @@ const (
 // chunkProblems counts what the chunks of one read got wrong.
 type chunkProblems struct{ order, lost, dup, welcome uint64 }
 
-// conn is one client: 88 bytes, inline in Engine.conns at the index of its
+// conn is one client's state: with its table slot's lock, generation and
+// descriptor, 88 bytes, inline in Engine.conns at the index of its
 // descriptor. An idle client owns nothing else.
 type conn struct {
-	mu      sync.Mutex
-	gen     uint32
 	state   uint8
 	kind    uint8
 	hcr     uint8  // CR LF CR LF matched at the end of the head
@@ -92,26 +92,28 @@ type conn struct {
 	started int32  // seconds since the engine started
 	next    uint32 // the "Recvd msg #N" expected next
 	lastSeq uint32 // last numbered seq seen (msggen's seq is 32 bits)
-	p       chunked.Parser
+	p       chunkparse.Parser
 	// SSE and long-poll: the cursor (the position of the last message),
 	// and, for a long-poll answer read in parts, what came so far.
 	epoch, pos uint64
 	partial    *[]byte
 }
 
+// client is one client's slot in the table.
+type client = fdtable.Slot[conn]
+
 var statusOK = []byte("HTTP/1.1 200 ")
 
 // Engine runs the clients of one process.
 type Engine struct {
 	cfg    Config
-	conns  []conn
+	conns  *fdtable.Table[conn]
 	poller *netpoll.Poller
 	start  time.Time
 
-	maxFD      netpoll.HighWater // loops over conns stop there
-	baseRSS    atomic.Int64      // this process's memory before its first client
-	opened     atomic.Int64      // sockets created
-	active     atomic.Int64      // streams established and open
+	baseRSS    atomic.Int64 // this process's memory before its first client
+	opened     atomic.Int64 // sockets created
+	active     atomic.Int64 // streams established and open
 	connecting atomic.Int64
 	closed     atomic.Int64
 	firstAt    atomic.Int64 // unix nanos: the first client streaming
@@ -154,7 +156,7 @@ func New(cfg Config) (*Engine, error) {
 	// One slot per possible descriptor. Descriptors are handed out
 	// lowest first and the loops stop at the highest used, so only the
 	// pages of slots in use become resident.
-	e := &Engine{cfg: cfg, conns: make([]conn, min(rl.Cur, 1<<24)), poller: p}
+	e := &Engine{cfg: cfg, conns: fdtable.New[conn](int(min(rl.Cur, 1<<24))), poller: p}
 	e.onChunk = e.chunk
 	return e, nil
 }
@@ -262,14 +264,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.poller.Close()
 	e.wg.Wait()
 	e.poller.Release()
-	for i := 0; i < e.maxFD.Limit(); i++ {
-		c := &e.conns[i]
-		c.mu.Lock()
-		if c.state != stFree {
-			e.closeLocked(c, i, "")
-		}
-		c.mu.Unlock()
-	}
+	e.conns.Each(func(sl *client) { e.closeLocked(sl, "") })
 	return err
 }
 
@@ -324,9 +319,9 @@ func (e *Engine) dial(i int) error {
 		e.count(ErrConnect, 1)
 		return nil
 	}
-	if fd >= len(e.conns) {
+	if fd >= e.conns.Cap() {
 		unix.Close(fd)
-		return fmt.Errorf("flood: descriptor %d beyond the open-files limit %d", fd, len(e.conns))
+		return fmt.Errorf("flood: descriptor %d beyond the open-files limit %d", fd, e.conns.Cap())
 	}
 	if len(e.cfg.Sources) > 0 {
 		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
@@ -336,23 +331,21 @@ func (e *Engine) dial(i int) error {
 			return nil
 		}
 	}
-	e.maxFD.Raise(fd)
-	c := &e.conns[fd]
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
+	sl := e.conns.Open(fd)
+	defer sl.Unlock()
+	c := &sl.V
 	c.state, c.hcr, c.hpos, c.idx, c.next, c.lastSeq = stConnecting, 0, 0, int32(i), 1, 0
 	c.kind, c.epoch, c.pos, c.partial = kindOf(t.Path), 0, 0, nil
 	c.started = int32(time.Since(e.start) / time.Second)
-	c.p = chunked.Parser{}
+	c.p = chunkparse.Parser{}
 	e.opened.Add(1)
 	e.connecting.Add(1)
 	if err := unix.Connect(fd, sockaddr(t.Addr)); err != nil && err != unix.EINPROGRESS {
-		e.closeLocked(c, fd, ErrConnect)
+		e.closeLocked(sl, ErrConnect)
 		return nil
 	}
-	if err := e.poller.Add(fd, c.gen); err != nil {
-		e.closeLocked(c, fd, ErrConnect)
+	if err := e.poller.Add(fd, sl.Gen()); err != nil {
+		e.closeLocked(sl, ErrConnect)
 	}
 	return nil
 }
@@ -360,7 +353,8 @@ func (e *Engine) dial(i int) error {
 // closeLocked closes c's socket. kind is why: a problem counted, or ""
 // when floodtest itself closes the client at the end (not counted as
 // Closed, which counts what the server or the network ended).
-func (e *Engine) closeLocked(c *conn, fd int, kind string) {
+func (e *Engine) closeLocked(sl *client, kind string) {
+	c := &sl.V
 	switch c.state {
 	case stFree:
 		return
@@ -369,9 +363,10 @@ func (e *Engine) closeLocked(c *conn, fd int, kind string) {
 	default:
 		e.connecting.Add(-1)
 	}
-	unix.Close(fd)
+	unix.Close(sl.FD())
+	e.conns.Free(sl)
 	c.state = stFree
-	c.p = chunked.Parser{}
+	c.p = chunkparse.Parser{}
 	c.partial = nil
 	if kind != "" {
 		e.closed.Add(1)
@@ -380,15 +375,12 @@ func (e *Engine) closeLocked(c *conn, fd int, kind string) {
 }
 
 func (e *Engine) event(fd int, tag uint32, ev uint32) {
-	if fd < 0 || fd >= len(e.conns) {
+	sl := e.conns.Lookup(fd, tag)
+	if sl == nil {
 		return
 	}
-	c := &e.conns[fd]
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state == stFree || c.gen != tag {
-		return
-	}
+	defer sl.Unlock()
+	c := &sl.V
 	if c.state == stConnecting {
 		if ev&(netpoll.Out|netpoll.Err|netpoll.Hup) == 0 {
 			return
@@ -397,24 +389,25 @@ func (e *Engine) event(fd int, tag uint32, ev uint32) {
 		// no getsockopt(SO_ERROR) needed.
 		t, err := e.cfg.Target(int(c.idx))
 		if err != nil {
-			e.closeLocked(c, fd, ErrConnect)
+			e.closeLocked(sl, ErrConnect)
 			return
 		}
-		if !e.request(c, fd, t) {
-			e.closeLocked(c, fd, ErrConnect)
+		if !e.request(sl, t) {
+			e.closeLocked(sl, ErrConnect)
 			return
 		}
 		c.state = stHead
 	}
 	if ev&(netpoll.In|netpoll.RdHup|netpoll.Hup|netpoll.Err) != 0 {
-		e.read(c, fd, ev&(netpoll.RdHup|netpoll.Hup|netpoll.Err) != 0)
+		e.read(sl, ev&(netpoll.RdHup|netpoll.Hup|netpoll.Err) != 0)
 	}
 }
 
 // request writes c's next request: the target's path, or for a long-poll
 // its path with the cursor c has and the poll timeout (a first poll asks
 // only for the cursor: timeout=1ms).
-func (e *Engine) request(c *conn, fd int, t Target) bool {
+func (e *Engine) request(sl *client, t Target) bool {
+	c := &sl.V
 	req := append(e.reqBuf[:0], "GET "...)
 	if c.kind == kindPoll {
 		req = e.pollPath(req, c, t.Path)
@@ -429,7 +422,7 @@ func (e *Engine) request(c *conn, fd int, t Target) bool {
 	}
 	req = append(req, "\r\n"...)
 	e.reqBuf = req
-	n, err := unix.Write(fd, req)
+	n, err := unix.Write(sl.FD(), req)
 	return err == nil && n == len(req)
 }
 
@@ -437,12 +430,13 @@ func (e *Engine) request(c *conn, fd int, t Target) bool {
 // that does not fill the buffer has emptied the socket: more data will
 // raise a new edge, so no read to EAGAIN is needed, unless the peer hung
 // up (its end of stream must be read).
-func (e *Engine) read(c *conn, fd int, hup bool) {
+func (e *Engine) read(sl *client, hup bool) {
+	c := &sl.V
 	for c.state != stFree {
-		n, err := unix.Read(fd, e.readBuf[:])
+		n, err := unix.Read(sl.FD(), e.readBuf[:])
 		if n > 0 {
 			e.bytes.Add(uint64(n))
-			e.consume(c, fd, e.readBuf[:n])
+			e.consume(sl, e.readBuf[:n])
 			if n < len(e.readBuf) && !hup {
 				return
 			}
@@ -456,22 +450,23 @@ func (e *Engine) read(c *conn, fd int, hup bool) {
 		case nil: // end of stream
 			switch {
 			case c.p.Done():
-				e.closeLocked(c, fd, ErrEnded)
+				e.closeLocked(sl, ErrEnded)
 			case c.state >= stWelcome:
-				e.closeLocked(c, fd, ErrPeerShut)
+				e.closeLocked(sl, ErrPeerShut)
 			default:
-				e.closeLocked(c, fd, ErrHead)
+				e.closeLocked(sl, ErrHead)
 			}
 		default:
-			e.closeLocked(c, fd, ErrReset)
+			e.closeLocked(sl, ErrReset)
 		}
 		return
 	}
 }
 
-func (e *Engine) consume(c *conn, fd int, b []byte) {
+func (e *Engine) consume(sl *client, b []byte) {
+	c := &sl.V
 	if c.kind == kindPoll {
-		e.pollConsume(c, fd, b)
+		e.pollConsume(sl, b)
 		return
 	}
 	if c.state == stHead {
@@ -479,12 +474,12 @@ func (e *Engine) consume(c *conn, fd int, b []byte) {
 		for ; i < len(b) && c.hcr < 4; i++ {
 			ch := b[i]
 			if int(c.hpos) < len(statusOK) && ch != statusOK[c.hpos] {
-				e.closeLocked(c, fd, ErrStatus)
+				e.closeLocked(sl, ErrStatus)
 				return
 			}
 			c.hpos++
 			if c.hpos > 8192 {
-				e.closeLocked(c, fd, ErrHead)
+				e.closeLocked(sl, ErrHead)
 				return
 			}
 			switch {
@@ -513,7 +508,7 @@ func (e *Engine) consume(c *conn, fd int, b []byte) {
 	e.count(ErrDup, e.curErrs.dup)
 	e.count(ErrWelcome, e.curErrs.welcome)
 	if err != nil {
-		e.closeLocked(c, fd, ErrFraming)
+		e.closeLocked(sl, ErrFraming)
 	}
 }
 
@@ -587,13 +582,10 @@ func (e *Engine) sweep(stop <-chan struct{}) {
 			continue
 		}
 		limit := int32((time.Since(e.start) - e.cfg.ConnectTimeout) / time.Second)
-		for i := 0; i < e.maxFD.Limit(); i++ {
-			c := &e.conns[i]
-			c.mu.Lock()
-			if (c.state == stConnecting || c.state == stHead) && c.started < limit {
-				e.closeLocked(c, i, ErrTimeout)
+		e.conns.Each(func(sl *client) {
+			if c := &sl.V; (c.state == stConnecting || c.state == stHead) && c.started < limit {
+				e.closeLocked(sl, ErrTimeout)
 			}
-			c.mu.Unlock()
-		}
+		})
 	}
 }

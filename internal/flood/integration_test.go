@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/cometgw/comet/internal/chunked"
 	"github.com/cometgw/comet/internal/flood"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/msggen"
@@ -27,7 +26,7 @@ func TestFloodAgainstRealGateway(t *testing.T) {
 	const clients = 2000
 	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
 	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "flood-gw",
-		Hub: chunked.Config{}, Logger: zaptest.NewLogger(t)})
+		Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

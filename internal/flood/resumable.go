@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/longpoll"
 )
 
@@ -61,22 +62,22 @@ func (e *Engine) sseChunk(c *conn, data []byte) {
 }
 
 // sseCursor reads the "id: " line at the start of an event.
-func sseCursor(ev []byte) (longpoll.Cursor, bool) {
+func sseCursor(ev []byte) (cursor.Cursor, bool) {
 	if !bytes.HasPrefix(ev, sseID) {
-		return longpoll.Cursor{}, false
+		return cursor.Cursor{}, false
 	}
 	line := ev[len(sseID):]
 	if j := bytes.IndexByte(line, '\n'); j >= 0 {
 		line = line[:j]
 	}
-	cur, err := longpoll.ParseCursor(string(line))
+	cur, err := cursor.Parse(string(line))
 	return cur, err == nil && !cur.IsZero()
 }
 
 // position checks that cur is the next position after the client's cursor
 // (in the same epoch), counts a gap as lost and a repeat as duplicate, and
 // moves the cursor.
-func (e *Engine) position(c *conn, cur longpoll.Cursor) {
+func (e *Engine) position(c *conn, cur cursor.Cursor) {
 	if c.epoch == cur.Epoch && c.epoch != 0 {
 		switch {
 		case cur.Seq > c.pos+1:
@@ -107,7 +108,7 @@ func (e *Engine) pollPath(b []byte, c *conn, path string) []byte {
 	b = append(b, "?timeout="...)
 	b = strconv.AppendInt(b, max(e.cfg.PollTimeout.Milliseconds(), 1), 10)
 	b = append(b, "ms&cursor="...)
-	return longpoll.Cursor{Epoch: c.epoch, Seq: c.pos}.Append(b)
+	return cursor.Cursor{Epoch: c.epoch, Seq: c.pos}.Append(b)
 }
 
 var partialPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -119,13 +120,14 @@ var (
 
 // pollConsume reads long-poll answers: each is checked, and the next poll
 // is sent on the same connection.
-func (e *Engine) pollConsume(c *conn, fd int, b []byte) {
+func (e *Engine) pollConsume(sl *client, b []byte) {
+	c := &sl.V
 	if c.partial != nil {
 		*c.partial = append(*c.partial, b...)
 		b = *c.partial
 	}
 	for len(b) > 0 && c.state != stFree {
-		n := e.pollAnswer(c, fd, b)
+		n := e.pollAnswer(sl, b)
 		if n == 0 {
 			break
 		}
@@ -150,28 +152,29 @@ func (e *Engine) pollConsume(c *conn, fd int, b []byte) {
 
 // pollAnswer handles the answer at the start of b, if it is all there, and
 // returns its length (0: wait for more).
-func (e *Engine) pollAnswer(c *conn, fd int, b []byte) int {
+func (e *Engine) pollAnswer(sl *client, b []byte) int {
+	c := &sl.V
 	end := bytes.Index(b, headEnd)
 	if end < 0 {
 		if len(b) > 8192 {
-			e.closeLocked(c, fd, ErrHead)
+			e.closeLocked(sl, ErrHead)
 		}
 		return 0
 	}
 	head := b[:end+2]
 	if !bytes.HasPrefix(head, statusOK) {
-		e.closeLocked(c, fd, ErrStatus)
+		e.closeLocked(sl, ErrStatus)
 		return 0
 	}
 	i := bytes.Index(bytes.ToLower(head), contentLength)
 	if i < 0 {
-		e.closeLocked(c, fd, ErrHead)
+		e.closeLocked(sl, ErrHead)
 		return 0
 	}
 	rest := bytes.TrimLeft(head[i+len(contentLength):], " ")
 	cl, k := parseUint(rest)
 	if k == 0 || cl > 16<<20 {
-		e.closeLocked(c, fd, ErrHead)
+		e.closeLocked(sl, ErrHead)
 		return 0
 	}
 	total := end + 4 + int(cl)
@@ -179,12 +182,12 @@ func (e *Engine) pollAnswer(c *conn, fd int, b []byte) int {
 		return 0
 	}
 	var a longpoll.Answer
-	cur, err := longpoll.Cursor{}, json.Unmarshal(b[end+4:total], &a)
+	cur, err := cursor.Cursor{}, json.Unmarshal(b[end+4:total], &a)
 	if err == nil {
-		cur, err = longpoll.ParseCursor(a.Cursor)
+		cur, err = cursor.Parse(a.Cursor)
 	}
 	if err != nil || cur.IsZero() {
-		e.closeLocked(c, fd, ErrAnswer)
+		e.closeLocked(sl, ErrAnswer)
 		return 0
 	}
 	if c.state == stHead {
@@ -198,7 +201,7 @@ func (e *Engine) pollAnswer(c *conn, fd int, b []byte) int {
 	}
 	for _, m := range a.Messages {
 		e.messages.Add(1)
-		e.position(c, longpoll.Cursor{Epoch: cur.Epoch, Seq: m.Seq})
+		e.position(c, cursor.Cursor{Epoch: cur.Epoch, Seq: m.Seq})
 		if s, ok := numberedSeq([]byte(m.Data)); ok {
 			e.numbered(c, s)
 		}
@@ -208,8 +211,8 @@ func (e *Engine) pollAnswer(c *conn, fd int, b []byte) int {
 	e.count(ErrDup, e.curErrs.dup)
 	e.curErrs = chunkProblems{}
 	t, err := e.cfg.Target(int(c.idx))
-	if err != nil || !e.request(c, fd, t) {
-		e.closeLocked(c, fd, ErrReset)
+	if err != nil || !e.request(sl, t) {
+		e.closeLocked(sl, ErrReset)
 		return 0
 	}
 	return total

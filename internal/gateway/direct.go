@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/ids"
 )
 
@@ -161,7 +162,7 @@ func (g *Gateway) direct(fd int, buf []byte) net.Conn {
 	n, err := unix.Read(fd, buf)
 	if n > 0 {
 		if id, http10, ok := parseStreamRequest(buf[:n]); ok {
-			if err := g.hub.OpenFD(fd, id, http10); err != nil {
+			if err := g.hub.OpenFD(fd, hub.Request{Kind: kindStream, ID: id, HTTP10: http10}); err != nil {
 				g.log.Warn("stream not opened", zap.Int64("id", id), zap.Error(err))
 			}
 			return nil

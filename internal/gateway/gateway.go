@@ -1,6 +1,3 @@
-// Package gateway is the edge process: a fasthttp server whose /test/{id}
-// streams are handed to a chunked.Hub, logged in with the router over
-// NATS, and fed with the deliveries the router sends back.
 package gateway
 
 import (
@@ -18,7 +15,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/wire"
 )
@@ -37,8 +35,22 @@ type Config struct {
 	Name string
 	// ConnectTimeout bounds the wait for NATS at start. Default 10s.
 	ConnectTimeout time.Duration
-	// Hub configures the streams (pending bound, write timeout, writers).
-	Hub chunked.Config
+	// Hub configures the session table (pending bound, write timeout,
+	// writers, most sessions).
+	Hub hub.Config
+	// StreamHeartbeat writes a chunk holding one newline on a /test/{id}
+	// stream quiet this long. Default 0: never.
+	StreamHeartbeat time.Duration
+	// SSEHeartbeat writes a comment on an EventSource stream quiet this
+	// long, so proxies keep it. Default 15s; negative: never.
+	SSEHeartbeat time.Duration
+	// SSERetry is the reconnection delay EventSource clients are told.
+	// Default 2s.
+	SSERetry time.Duration
+	// PollResumeWait is how long past its timeout a long-poll waits for
+	// the router's answer to its resume before it is answered 503.
+	// Default 5s.
+	PollResumeWait time.Duration
 	// TCPKeepAlive starts TCP keep-alive probes on a client connection
 	// after this long without traffic (then every 30 s; 4 unanswered
 	// probes close it), so clients that vanish without a FIN are found.
@@ -89,7 +101,10 @@ func DefaultConfig() Config {
 		NATSURL:        nats.DefaultURL,
 		Name:           DefaultName(),
 		ConnectTimeout: 10 * time.Second,
-		Hub:            chunked.DefaultConfig(),
+		Hub:            hub.DefaultConfig(),
+		SSEHeartbeat:   15 * time.Second,
+		SSERetry:       2 * time.Second,
+		PollResumeWait: 5 * time.Second,
 		PollTimeout:    30 * time.Second,
 		MaxPollTimeout: 2 * time.Minute,
 		TCPKeepAlive:   2 * time.Minute,
@@ -110,7 +125,7 @@ type Gateway struct {
 	log   *zap.Logger
 	ln    *capListener
 	srv   *fasthttp.Server
-	hub   *chunked.Hub
+	hub   *hub.Hub
 	link  *link
 	admin *obs.Admin
 	serve chan error
@@ -143,6 +158,15 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxPollTimeout == 0 {
 		cfg.MaxPollTimeout = def.MaxPollTimeout
 	}
+	if cfg.SSEHeartbeat == 0 {
+		cfg.SSEHeartbeat = def.SSEHeartbeat
+	}
+	if cfg.SSERetry <= 0 {
+		cfg.SSERetry = def.SSERetry
+	}
+	if cfg.PollResumeWait <= 0 {
+		cfg.PollResumeWait = def.PollResumeWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -151,9 +175,11 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With(zap.String("gateway", cfg.Name)), serve: make(chan error, 1)}
 
-	nc, err := connectNATS(cfg, g.log)
+	nc, err := natsconn.Connect(cfg.NATSURL, natsconn.Options{
+		Name: "comet-gateway " + cfg.Name, Retry: cfg.ConnectTimeout, Reconnect: true, Log: g.log,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	var inst [8]byte
 	rand.Read(inst[:])
@@ -161,7 +187,7 @@ func New(cfg Config) (*Gateway, error) {
 
 	hubCfg := cfg.Hub
 	hubCfg.Handback = g.handback
-	g.hub, err = chunked.NewHub(hubCfg, g.link, g.log)
+	g.hub, err = hub.New(hubCfg, cfg.kinds(), g.link, g.log)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -188,7 +214,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	// Descriptors beyond the streams: request parsing, the dup of a stream
 	// being opened, NATS, epoll, logs.
-	capacity := max(g.hub.Config().MaxStreams-64, 1)
+	capacity := max(g.hub.Config().MaxSessions-64, 1)
 	full := func(frac float64) bool {
 		return float64(g.hub.Len()+int(g.srv.GetOpenConnectionsCount())) >= frac*float64(capacity)
 	}
@@ -216,35 +242,8 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	g.log.Info("gateway listening", zap.Stringer("addr", g.ln.Addr()), zap.String("nats", nc.ConnectedUrl()),
-		zap.Int("max_streams", g.hub.Config().MaxStreams))
+		zap.Int("max_sessions", g.hub.Config().MaxSessions))
 	return g, nil
-}
-
-func connectNATS(cfg Config, log *zap.Logger) (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name("comet-gateway " + cfg.Name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ReconnectBufSize(64 << 20),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", zap.Error(err))
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", zap.String("url", nc.ConnectedUrl())) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Error("nats error", zap.Error(err)) }),
-	}
-	deadline := time.Now().Add(cfg.ConnectTimeout)
-	for {
-		nc, err := nats.Connect(cfg.NATSURL, opts...)
-		if err == nil {
-			return nc, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("gateway: connect to nats %s: %w (is the router running?)", cfg.NATSURL, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // Addr is the bound HTTP address.
@@ -258,8 +257,8 @@ func (g *Gateway) AdminAddr() string {
 	return g.admin.Addr().String()
 }
 
-// Hub exposes the stream hub (for stats and tests).
-func (g *Gateway) Hub() *chunked.Hub { return g.hub }
+// Hub exposes the session hub (for stats and tests).
+func (g *Gateway) Hub() *hub.Hub { return g.hub }
 
 // Wait returns when the HTTP server stops on its own (an accept error).
 func (g *Gateway) Wait() <-chan error { return g.serve }
@@ -276,88 +275,27 @@ func (g *Gateway) Close() error {
 			err = aerr
 		}
 	}
-	g.log.Info("gateway stopped", zap.Uint64("streams_closed", g.hub.Closes(chunked.ReasonShutdown)))
+	g.log.Info("gateway stopped", zap.Uint64("sessions_closed", g.hub.Closes(hub.ReasonShutdown)))
 	return err
 }
 
-const indexText = `comet gateway
-
-GET /test/{id}                      a chunked HTML stream of every message sent to integer id
-GET /sse/{id}                       an EventSource stream; Last-Event-ID or ?cursor= resumes
-GET /poll/{id}?cursor=C&timeout=30s a long-poll: the messages after cursor C, as JSON
-GET /demo                           a page that shows an id's messages as they arrive
-`
-
-func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
-	rt, id, err := parseRoute(ctx.Path())
-	switch rt {
-	case routeNotFound:
-		ctx.Error("not found\n", fasthttp.StatusNotFound)
-		return
-	case routeIndex, routeDemo:
-		if !ctx.IsGet() && !ctx.IsHead() {
-			methodNotAllowed(ctx)
-			return
-		}
-		if rt == routeDemo {
-			g.handleDemo(ctx)
-			return
-		}
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.SetBodyString(indexText)
-		return
-	}
-	if !ctx.IsGet() && !ctx.IsHead() {
-		methodNotAllowed(ctx)
-		return
-	}
-	if err != nil {
-		ctx.Error("bad id: "+err.Error()+"\n", fasthttp.StatusBadRequest)
-		return
-	}
-	if ctx.IsHead() {
-		// The head a GET would get; fasthttp sends no body for HEAD.
-		switch rt {
-		case routePoll:
-			ctx.SetContentType("application/json")
-		case routeSSE:
-			ctx.SetContentType("text/event-stream; charset=utf-8")
-		default:
-			ctx.SetContentType("text/html; charset=utf-8")
-		}
-		ctx.Response.Header.Set("Cache-Control", "no-cache, no-store")
-		ctx.Response.Header.SetContentLength(-1)
-		return
-	}
-	switch rt {
-	case routePoll:
-		g.handlePoll(ctx, id)
-		return
-	case routeSSE:
-		g.handleSSE(ctx, id)
-		return
-	}
-	http10 := !ctx.Request.Header.IsHTTP11()
-	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.Open(c, id, http10); err != nil {
-			g.log.Warn("stream not opened", zap.Int64("id", id), zap.Error(err))
-		}
-	})
-}
-
-func methodNotAllowed(ctx *fasthttp.RequestCtx) {
-	ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
-	ctx.Response.Header.Set("Allow", "GET, HEAD")
+// SessionStats counts the gateway's client sessions (GET /stats
+// "streams"): the hub's counters, and the open sessions of each kind under
+// their own names.
+type SessionStats struct {
+	hub.Stats
+	OpenHTML int64 `json:"open_html"` // chunked streams
+	OpenSSE  int64 `json:"open_sse"`  // SSE streams
+	OpenPoll int64 `json:"open_poll"` // waiting long-polls
 }
 
 // Stats is the gateway's GET /stats document.
 type Stats struct {
-	Name    string        `json:"name"`
-	Streams chunked.Stats `json:"streams"`
-	NATS    string        `json:"nats"`
-	Frames  uint64        `json:"frames_published"`
-	Bad     uint64        `json:"bad_frames"`
+	Name    string       `json:"name"`
+	Streams SessionStats `json:"streams"`
+	NATS    string       `json:"nats"`
+	Frames  uint64       `json:"frames_published"`
+	Bad     uint64       `json:"bad_frames"`
 	// Times the listener stopped accepting because the process was full,
 	// and accept errors (out of descriptors and the like).
 	ListenPauses uint64 `json:"listen_pauses"`
@@ -366,12 +304,19 @@ type Stats struct {
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
+	h := g.hub.Stats()
+	kinds := g.cfg.kinds()
 	return Stats{
-		Name:    g.cfg.Name,
-		Streams: g.hub.Stats(),
-		NATS:    g.link.nc.Status().String(),
-		Frames:  g.link.published.Load(),
-		Bad:     g.link.badFrames.Load(),
+		Name: g.cfg.Name,
+		Streams: SessionStats{
+			Stats:    h,
+			OpenHTML: h.OpenKind[kinds[kindStream].Traits().Name],
+			OpenSSE:  h.OpenKind[kinds[kindSSE].Traits().Name],
+			OpenPoll: h.OpenKind[kinds[kindPoll].Traits().Name],
+		},
+		NATS:   g.link.nc.Status().String(),
+		Frames: g.link.published.Load(),
+		Bad:    g.link.badFrames.Load(),
 
 		ListenPauses: g.ln.pauses.Load(),
 		AcceptErrors: g.ln.acceptErrs.Load(),
@@ -379,42 +324,29 @@ func (g *Gateway) Stats() Stats {
 }
 
 func (g *Gateway) adminMux() *http.ServeMux {
-	reg := obs.NewRegistry()
-	hub := g.hub
-	counter := func(name, help string, labels prometheus.Labels, f func() uint64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "comet_gateway", Name: name, Help: help, ConstLabels: labels,
-		}, func() float64 { return float64(f()) }))
+	m := obs.NewMetrics("comet_gateway")
+	h := g.hub
+	for _, k := range g.cfg.kinds() {
+		name := k.Traits().Name
+		m.Gauge("sessions_open", "Open sessions by kind: chunked streams, SSE streams, waiting long-polls.",
+			prometheus.Labels{"kind": name}, func() float64 { return float64(h.Stats().OpenKind[name]) })
 	}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "comet_gateway", Name: "streams_open", Help: "Open sessions of every kind.",
-	}, func() float64 { return float64(hub.Len()) }))
-	for kind, f := range map[string]func(chunked.Stats) int64{
-		"html": func(s chunked.Stats) int64 { return s.OpenHTML },
-		"sse":  func(s chunked.Stats) int64 { return s.OpenSSE },
-		"poll": func(s chunked.Stats) int64 { return s.OpenPoll },
-	} {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "comet_gateway", Name: "sessions_open", Help: "Open sessions by kind: chunked streams, SSE streams, waiting long-polls.",
-			ConstLabels: prometheus.Labels{"kind": kind},
-		}, func() float64 { return float64(f(hub.Stats())) }))
+	m.Counter("resume_duplicates_total", "Deliveries dropped because the session already had that position.", nil, func() uint64 { return h.Stats().Duplicates })
+	m.Counter("poll_late_total", "Deliveries to a long-poll after its answer (kept by the router for the next poll).", nil, func() uint64 { return h.Stats().Late })
+	m.Counter("heartbeats_total", "Heartbeats written to quiet SSE and chunked streams.", nil, func() uint64 { return h.Stats().Heartbeats })
+	m.Counter("sessions_opened_total", "Sessions opened, of every kind (a long-poll opens one per poll).", nil, func() uint64 { return h.Stats().Opened })
+	for _, r := range hub.Reasons() {
+		m.Counter("sessions_closed_total", "Sessions closed, by reason (answered: a long-poll's answer was written).", prometheus.Labels{"reason": r.String()},
+			func() uint64 { return h.Closes(r) })
 	}
-	counter("resume_duplicates_total", "Deliveries dropped because the session already had that position.", nil, func() uint64 { return hub.Stats().Duplicates })
-	counter("poll_late_total", "Deliveries to a long-poll after its answer (kept by the router for the next poll).", nil, func() uint64 { return hub.Stats().Late })
-	counter("heartbeats_total", "Heartbeats written to quiet SSE and chunked streams.", nil, func() uint64 { return hub.Stats().Heartbeats })
-	counter("streams_opened_total", "Streams opened.", nil, func() uint64 { return hub.Stats().Opened })
-	for _, r := range chunked.Reasons() {
-		counter("streams_closed_total", "Streams closed, by reason.", prometheus.Labels{"reason": r.String()},
-			func() uint64 { return hub.Closes(r) })
-	}
-	counter("messages_total", "Messages written to streams.", nil, func() uint64 { return hub.Stats().Messages })
-	counter("bytes_total", "Bytes written to streams.", nil, func() uint64 { return hub.Stats().Bytes })
-	counter("stale_deliveries_total", "Deliveries to streams already closed.", nil, func() uint64 { return hub.Stats().Stale })
-	counter("rejected_total", "Streams refused (limit, shutdown, no descriptor).", nil, func() uint64 { return hub.Stats().Rejected })
-	counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
-	counter("listen_pauses_total", "Times the listener stopped accepting because the process was full.", nil, g.ln.pauses.Load)
-	counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)
-	mux := obs.AdminMux(reg)
+	m.Counter("messages_total", "Messages written to sessions (gathered, for a long-poll).", nil, func() uint64 { return h.Stats().Messages })
+	m.Counter("bytes_total", "Bytes written to sessions.", nil, func() uint64 { return h.Stats().Bytes })
+	m.Counter("stale_deliveries_total", "Deliveries to sessions already closed.", nil, func() uint64 { return h.Stats().Stale })
+	m.Counter("rejected_total", "Sessions refused (limit, shutdown, no descriptor).", nil, func() uint64 { return h.Stats().Rejected })
+	m.Counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
+	m.Counter("listen_pauses_total", "Times the listener stopped accepting because the process was full.", nil, g.ln.pauses.Load)
+	m.Counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)
+	mux := obs.AdminMux(m.Registry)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		obs.WriteJSON(w, http.StatusOK, g.Stats())
 	})

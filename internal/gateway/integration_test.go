@@ -15,8 +15,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
-	"github.com/cometgw/comet/internal/chunked"
 	"github.com/cometgw/comet/internal/gateway"
+	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/msggen"
 	"github.com/cometgw/comet/internal/router"
 	"github.com/cometgw/comet/internal/router/routertest"
@@ -29,26 +29,23 @@ func startRouter(t *testing.T, cfg router.Config) (*router.Router, func()) {
 	return routertest.Start(t, cfg)
 }
 
-func startGateway(t *testing.T, natsURL string, hub chunked.Config) *gateway.Gateway {
+// startGateway starts a gateway on natsURL, with cfg's settings over the
+// test defaults (a free port, no admin address).
+func startGateway(t *testing.T, natsURL string, cfg gateway.Config) *gateway.Gateway {
 	t.Helper()
-	g, err := gateway.New(gateway.Config{
-		Addr:      "127.0.0.1:0",
-		AdminAddr: "off",
-		NATSURL:   natsURL,
-		Name:      "test-gw",
-		Hub:       hub,
-		Logger:    zaptest.NewLogger(t).Named("gateway"),
-	})
+	cfg.Addr, cfg.AdminAddr, cfg.NATSURL, cfg.Name = "127.0.0.1:0", "off", natsURL, "test-gw"
+	cfg.Logger = zaptest.NewLogger(t).Named("gateway")
+	g, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return g
 }
 
-func startSystem(t *testing.T, hub chunked.Config) (*router.Router, *gateway.Gateway) {
+func startSystem(t *testing.T, cfg gateway.Config) (*router.Router, *gateway.Gateway) {
 	t.Helper()
 	r, stopRouter := startRouter(t, router.Config{GatewayTimeout: 3 * time.Second})
-	g := startGateway(t, r.NATSURL(), hub)
+	g := startGateway(t, r.NATSURL(), cfg)
 	closed := false
 	t.Cleanup(func() {
 		if !closed {
@@ -75,7 +72,7 @@ func dial(t *testing.T, addr net.Addr, control func(network, address string, c s
 var want = testclient.Msg
 
 func TestStreamsInOrderExactlyOnceEscaped(t *testing.T) {
-	r, g := startSystem(t, chunked.Config{})
+	r, g := startSystem(t, gateway.Config{})
 	a1, a2 := openStream(t, g, 7), openStream(t, g, 7)
 	b := openStream(t, g, 8)
 	waitFor(t, "3 logins", 5*time.Second, func() bool { return r.Stats().Conns == 3 })
@@ -106,7 +103,7 @@ func TestStreamsInOrderExactlyOnceEscaped(t *testing.T) {
 }
 
 func TestMsggenReachesStreams(t *testing.T) {
-	r, g := startSystem(t, chunked.Config{})
+	r, g := startSystem(t, gateway.Config{})
 	streams := make([]*testclient.Stream, 5)
 	for i := range streams {
 		streams[i] = openStream(t, g, int64(i+1))
@@ -124,7 +121,7 @@ func TestMsggenReachesStreams(t *testing.T) {
 	if res.Sent != 1600 || res.Delivered != 1600 || res.Errors != 0 {
 		t.Fatalf("msggen result %+v", res)
 	}
-	waitFor(t, "gateway wrote 1600 messages", 5*time.Second, func() bool { return g.Hub().Stats().Messages == 1600 })
+	waitFor(t, "gateway wrote 1600 messages", 5*time.Second, func() bool { return g.Stats().Streams.Messages == 1600 })
 	total := 0
 	for _, s := range streams {
 		for n := 1; ; n++ {
@@ -144,7 +141,7 @@ func TestMsggenReachesStreams(t *testing.T) {
 }
 
 func TestDisconnectLogsOutWithinASecond(t *testing.T) {
-	r, g := startSystem(t, chunked.Config{})
+	r, g := startSystem(t, gateway.Config{})
 	s := openStream(t, g, 42)
 	keep := openStream(t, g, 43)
 	waitFor(t, "2 logins", 5*time.Second, func() bool { return r.Stats().Conns == 2 })
@@ -155,8 +152,8 @@ func TestDisconnectLogsOutWithinASecond(t *testing.T) {
 	if holders := r.Whois(42); len(holders) != 0 {
 		t.Fatalf("id 42 still held by %v", holders)
 	}
-	if g.Hub().Closes(chunked.ReasonPeer) != 1 {
-		t.Fatalf("closes: %+v", g.Hub().Stats().Closed)
+	if g.Hub().Closes(hub.ReasonPeer) != 1 {
+		t.Fatalf("closes: %+v", g.Stats().Streams.Closed)
 	}
 	r.Send(43, []byte("still here"))
 	if got := keep.Next(5 * time.Second); got != want(1, "still here") {
@@ -165,7 +162,7 @@ func TestDisconnectLogsOutWithinASecond(t *testing.T) {
 }
 
 func TestSlowClientEvictedOthersReceive(t *testing.T) {
-	r, g := startSystem(t, chunked.Config{MaxPending: 16 << 10, SendBuffer: 4096})
+	r, g := startSystem(t, gateway.Config{Hub: hub.Config{MaxPending: 16 << 10, SendBuffer: 4096}})
 	fast := openStream(t, g, 5)
 	// The slow client shrinks its receive window and never reads.
 	slow := dial(t, g.Addr(), func(_, _ string, c syscall.RawConn) error {
@@ -184,12 +181,12 @@ func TestSlowClientEvictedOthersReceive(t *testing.T) {
 			t.Fatalf("fast client message %d wrong: %.40q", i+1, got)
 		}
 	}
-	waitFor(t, "slow client evicted", 5*time.Second, func() bool { return g.Hub().Closes(chunked.ReasonSlow) == 1 })
+	waitFor(t, "slow client evicted", 5*time.Second, func() bool { return g.Hub().Closes(hub.ReasonSlow) == 1 })
 	waitFor(t, "slow client logged out", 5*time.Second, func() bool { return r.Stats().Conns == 1 })
 }
 
 func TestBadInput(t *testing.T) {
-	_, g := startSystem(t, chunked.Config{})
+	_, g := startSystem(t, gateway.Config{})
 	base := "http://" + g.Addr().String()
 	tests := []struct {
 		method, path string
@@ -237,7 +234,7 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-	if g.Hub().Stats().Opened != 0 {
+	if g.Stats().Streams.Opened != 0 {
 		t.Fatal("a bad request opened a stream")
 	}
 }
@@ -245,7 +242,7 @@ func TestBadInput(t *testing.T) {
 func TestShutdownEndsStreamsAndLogsOut(t *testing.T) {
 	r, stopRouter := startRouter(t, router.Config{})
 	defer stopRouter()
-	g := startGateway(t, r.NATSURL(), chunked.Config{})
+	g := startGateway(t, r.NATSURL(), gateway.Config{})
 	s := openStream(t, g, 9)
 	old := dial(t, g.Addr(), nil)
 	fmt.Fprintf(old, "GET /test/9 HTTP/1.0\r\n\r\n")
@@ -311,7 +308,7 @@ func startOnOwnNATS(t *testing.T) (*embeddednats.Server, *router.Router, func(),
 	}
 	t.Cleanup(ns.Shutdown)
 	r, stop := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
-	g := startGateway(t, ns.ClientURL(), chunked.Config{})
+	g := startGateway(t, ns.ClientURL(), gateway.Config{})
 	t.Cleanup(func() { g.Close() })
 	return ns, r, stop, g
 }
@@ -336,7 +333,7 @@ func TestRouterRestartResyncs(t *testing.T) {
 // TestMalformedFramesCounted: garbage on the router's subjects is counted
 // and changes nothing.
 func TestMalformedFramesCounted(t *testing.T) {
-	r, g := startSystem(t, chunked.Config{})
+	r, g := startSystem(t, gateway.Config{})
 	s := openStream(t, g, 1)
 	waitFor(t, "login", 5*time.Second, func() bool { return r.Stats().Conns == 1 })
 	nc, err := nats.Connect(r.NATSURL())

@@ -8,8 +8,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
-	"github.com/cometgw/comet/internal/chunked"
-	"github.com/cometgw/comet/internal/longpoll"
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -26,7 +26,7 @@ type link struct {
 	name     string
 	instance uint64
 	log      *zap.Logger
-	hub      *chunked.Hub
+	hub      *hub.Hub
 
 	mu     sync.Mutex
 	frames [][]byte // full frames waiting to be published
@@ -52,7 +52,7 @@ func newLink(nc *nats.Conn, name string, instance uint64, log *zap.Logger) *link
 
 // start subscribes to the gateway's down subject, says hello and starts
 // the publisher and heartbeat.
-func (l *link) start(hub *chunked.Hub) error {
+func (l *link) start(hub *hub.Hub) error {
 	l.hub = hub
 	sub, err := l.nc.Subscribe(wire.DownSubject(l.name), l.handleDown)
 	if err != nil {
@@ -94,7 +94,7 @@ func (l *link) signal() {
 	}
 }
 
-// Opened implements chunked.Listener: the conn logs in as id.
+// Opened implements hub.Listener: the conn logs in as id.
 func (l *link) Opened(conn uint64, id int64) {
 	l.mu.Lock()
 	l.header()
@@ -105,9 +105,9 @@ func (l *link) Opened(conn uint64, id int64) {
 	l.signal()
 }
 
-// Resume implements chunked.Listener: the conn logs in as id, resuming
+// Resume implements hub.Listener: the conn logs in as id, resuming
 // after cur.
-func (l *link) Resume(conn uint64, id int64, cur longpoll.Cursor) {
+func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor) {
 	l.mu.Lock()
 	l.header()
 	l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
@@ -117,7 +117,7 @@ func (l *link) Resume(conn uint64, id int64, cur longpoll.Cursor) {
 	l.signal()
 }
 
-// Closed implements chunked.Listener: the conn logs out.
+// Closed implements hub.Listener: the conn logs out.
 func (l *link) Closed(conn uint64) {
 	l.mu.Lock()
 	l.header()
@@ -198,14 +198,14 @@ func (l *link) handleDown(m *nats.Msg) {
 }
 
 // resync sends a hello and then every live login, ordered with concurrent
-// opens and closes (see chunked.Hub.Snapshot).
+// opens and closes (see hub.Hub.Snapshot).
 func (l *link) resync() {
 	l.mu.Lock()
 	l.header()
 	l.cur = wire.AppendHello(l.cur, l.live)
 	l.mu.Unlock()
 	n := 0
-	l.hub.Snapshot(func(conn uint64, id int64, resumable bool, cur longpoll.Cursor) {
+	l.hub.Snapshot(func(conn uint64, id int64, resumable bool, cur cursor.Cursor) {
 		l.mu.Lock()
 		l.header()
 		if resumable {

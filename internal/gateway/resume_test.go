@@ -20,10 +20,11 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
-	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/longpoll"
 	"github.com/cometgw/comet/internal/msggen"
+	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/router"
 )
 
@@ -85,7 +86,7 @@ func mustPoll(t *testing.T, c *http.Client, addr string, id int64, query string)
 func TestPollExactlyOnceAcrossGatewaysWhileMsggenFlatOut(t *testing.T) {
 	r, stopRouter := startRouter(t, router.Config{
 		GatewayTimeout: 3 * time.Second,
-		Retention:      longpoll.Config{MaxMessages: 100_000, MaxAge: time.Minute, MaxBytes: 256 << 20},
+		Retention:      retention.Config{MaxMessages: 100_000, MaxAge: time.Minute, MaxBytes: 256 << 20},
 	})
 	defer stopRouter()
 	gws := []*gateway.Gateway{
@@ -190,7 +191,7 @@ func TestPollExactlyOnceAcrossGatewaysWhileMsggenFlatOut(t *testing.T) {
 func TestPollSemantics(t *testing.T) {
 	r, stopRouter := startRouter(t, router.Config{
 		GatewayTimeout: 3 * time.Second,
-		Retention:      longpoll.Config{MaxMessages: 4},
+		Retention:      retention.Config{MaxMessages: 4},
 	})
 	defer stopRouter()
 	g := startNamedGateway(t, r.NATSURL(), "gw-sem", gateway.Config{PollTimeout: 200 * time.Millisecond, MaxPollTimeout: 500 * time.Millisecond})
@@ -210,10 +211,10 @@ func TestPollSemantics(t *testing.T) {
 	})
 	t.Run("a waiting poll is answered by the next message", func(t *testing.T) {
 		cur := mustPoll(t, c, addr, 2, "timeout=1ms").Cursor
-		waitFor(t, "first poll done", 5*time.Second, func() bool { return g.Hub().Stats().OpenPoll == 0 })
+		waitFor(t, "first poll done", 5*time.Second, func() bool { return g.Stats().Streams.OpenPoll == 0 })
 		done := make(chan pollAnswer, 1)
 		go func() { _, a, _, _ := poll(c, addr, 2, "timeout=5s&cursor="+cur); done <- a }()
-		waitFor(t, "poll waiting", 5*time.Second, func() bool { return g.Hub().Stats().OpenPoll == 1 })
+		waitFor(t, "poll waiting", 5*time.Second, func() bool { return g.Stats().Streams.OpenPoll == 1 })
 		start := time.Now()
 		r.Send(2, []byte("line1\nline2 \"quoted\" <b>"))
 		a := <-done
@@ -244,7 +245,7 @@ func TestPollSemantics(t *testing.T) {
 		if !b.Missed || len(b.Messages) != 4 || b.Messages[0].Data != "m7" || b.Messages[3].Seq != 10 {
 			t.Fatalf("past the window: %+v", b)
 		}
-		cur3, err := longpoll.ParseCursor(b.Cursor)
+		cur3, err := cursor.Parse(b.Cursor)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +328,7 @@ func TestPollAnsweredOnShutdown(t *testing.T) {
 	}
 	c := &http.Client{Timeout: 10 * time.Second}
 	cur := mustPoll(t, c, g.Addr().String(), 9, "timeout=1ms").Cursor
-	waitFor(t, "first poll done", 5*time.Second, func() bool { return g.Hub().Stats().OpenPoll == 0 })
+	waitFor(t, "first poll done", 5*time.Second, func() bool { return g.Stats().Streams.OpenPoll == 0 })
 	done := make(chan error, 1)
 	go func() {
 		resp, err := c.Get(fmt.Sprintf("http://%s/poll/9?timeout=30s&cursor=%s", g.Addr(), cur))
@@ -341,7 +342,7 @@ func TestPollAnsweredOnShutdown(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "poll waiting", 5*time.Second, func() bool { return g.Hub().Stats().OpenPoll == 1 })
+	waitFor(t, "poll waiting", 5*time.Second, func() bool { return g.Stats().Streams.OpenPoll == 1 })
 	g.Close()
 	select {
 	case err := <-done:
@@ -456,7 +457,7 @@ func TestSSEResumesWithLastEventIDThroughAnotherGateway(t *testing.T) {
 	for i := 11; i <= 20; i++ {
 		send(i)
 	}
-	waitFor(t, "resumed on gateway b", 5*time.Second, func() bool { return b.Hub().Stats().OpenSSE == 1 })
+	waitFor(t, "resumed on gateway b", 5*time.Second, func() bool { return b.Stats().Streams.OpenSSE == 1 })
 	for i := 21; i <= 30; i++ {
 		send(i)
 	}
@@ -519,7 +520,7 @@ func nextEvent(t *testing.T, br *bufio.Reader) []string {
 }
 
 func TestSSEMissedAndHeartbeats(t *testing.T) {
-	r, g := startSystem(t, chunked.Config{SSEHeartbeat: 100 * time.Millisecond, StreamHeartbeat: 100 * time.Millisecond})
+	r, g := startSystem(t, gateway.Config{SSEHeartbeat: 100 * time.Millisecond, StreamHeartbeat: 100 * time.Millisecond})
 	addr := g.Addr().String()
 
 	br := readSSE(t, addr, "/sse/7", "")
@@ -548,7 +549,7 @@ func TestSSEMissedAndHeartbeats(t *testing.T) {
 
 	// A Last-Event-ID of another epoch: told it missed messages, and
 	// given the kept ones.
-	other, err := longpoll.ParseCursor(epoch + "-5")
+	other, err := cursor.Parse(epoch + "-5")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,7 +584,7 @@ func TestSSEMissedAndHeartbeats(t *testing.T) {
 	if got := s.Next(5 * time.Second); got != "\n" {
 		t.Fatalf("stream heartbeat %q", got)
 	}
-	if st := g.Hub().Stats(); st.Heartbeats < 3 {
+	if st := g.Stats().Streams; st.Heartbeats < 3 {
 		t.Fatalf("heartbeats %d", st.Heartbeats)
 	}
 }
@@ -626,7 +627,7 @@ func TestPollWithoutRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ns.Shutdown()
-	g := startGateway(t, ns.ClientURL(), chunked.Config{ResumeWait: 300 * time.Millisecond})
+	g := startGateway(t, ns.ClientURL(), gateway.Config{PollResumeWait: 300 * time.Millisecond})
 	defer g.Close()
 	start := time.Now()
 	resp, err := http.Get("http://" + g.Addr().String() + "/poll/1?timeout=100ms")
@@ -647,7 +648,7 @@ func TestPollWithoutRouter(t *testing.T) {
 // direct path reads only the first) is finished by fasthttp, which gets
 // the part already read; the stream works as any other.
 func TestStreamRequestInPieces(t *testing.T) {
-	r, g := startSystem(t, chunked.Config{})
+	r, g := startSystem(t, gateway.Config{})
 	c := dial(t, g.Addr(), nil)
 	io.WriteString(c, "GET /test/31 HTTP/1.1\r\n")
 	time.Sleep(1200 * time.Millisecond) // past the listener's deferred accept

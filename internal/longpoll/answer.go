@@ -3,6 +3,8 @@ package longpoll
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/cometgw/comet/internal/cursor"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -85,7 +87,7 @@ type Message struct {
 // AppendAnswer appends the JSON body of a long-poll answer,
 // {"id":..,"cursor":"..","messages":[..],"missed":..}, where messages is
 // a comma-separated run of AppendMessage elements.
-func AppendAnswer(b []byte, id int64, cur Cursor, messages []byte, missed bool) []byte {
+func AppendAnswer(b []byte, id int64, cur cursor.Cursor, messages []byte, missed bool) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendInt(b, id, 10)
 	b = append(b, `,"cursor":"`...)

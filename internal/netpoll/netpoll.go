@@ -1,9 +1,5 @@
 //go:build linux
 
-// Package netpoll is a minimal edge-triggered epoll set for raw socket file
-// descriptors owned outside Go's runtime poller. One goroutine waits on the
-// set for every registered descriptor, so an idle connection costs no
-// goroutine and no buffer.
 package netpoll
 
 import (
@@ -16,12 +12,14 @@ import (
 
 // Event bits passed to the handler.
 const (
-	In     = unix.EPOLLIN
-	Out    = unix.EPOLLOUT
-	RdHup  = unix.EPOLLRDHUP
-	Hup    = unix.EPOLLHUP
-	Err    = unix.EPOLLERR
-	Closed = RdHup | Hup | Err
+	In    = unix.EPOLLIN
+	Out   = unix.EPOLLOUT
+	RdHup = unix.EPOLLRDHUP
+	Hup   = unix.EPOLLHUP
+	Err   = unix.EPOLLERR
+	// HangUp is every bit that says the connection is over: the peer
+	// closed or reset it, or it failed.
+	HangUp = RdHup | Hup | Err
 )
 
 // ErrClosed is returned by Wait after Close.
@@ -123,22 +121,3 @@ func (p *Poller) Release() {
 	unix.Close(p.epfd)
 	unix.Close(p.wakefd)
 }
-
-// HighWater tracks the highest descriptor a table indexed by descriptor
-// has used. Descriptors are handed out lowest first, so scans that stop at
-// Limit touch only the table's pages in use. The zero value is ready.
-type HighWater struct{ top atomic.Int64 }
-
-// Raise records that fd is in use.
-func (h *HighWater) Raise(fd int) {
-	for {
-		top := h.top.Load()
-		if int64(fd) <= top || h.top.CompareAndSwap(top, int64(fd)) {
-			return
-		}
-	}
-}
-
-// Limit is one past the highest descriptor used (at least 1): scan
-// indexes 0 <= i < Limit().
-func (h *HighWater) Limit() int { return int(h.top.Load()) + 1 }

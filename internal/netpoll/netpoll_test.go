@@ -51,7 +51,7 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("event %+v", e)
 	}
 	unix.Close(fds[1])
-	next(Closed)
+	next(HangUp)
 	p.Close()
 	select {
 	case err := <-done:

@@ -9,12 +9,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/cometgw/comet/internal/ids"
-	"github.com/cometgw/comet/internal/longpoll"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
+	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -28,24 +26,24 @@ type GatewayStats struct {
 
 // Stats is the router's GET /stats document.
 type Stats struct {
-	Conns       int64          `json:"conns"`
-	IDs         int64          `json:"ids"`
-	Logins      int64          `json:"logins_held"`
-	Gateways    int            `json:"gateways"`
-	Sent        uint64         `json:"sent"`
-	Delivered   uint64         `json:"delivered"`
-	Void        uint64         `json:"void"`
-	LoginsTotal uint64         `json:"logins_total"`
-	Logouts     uint64         `json:"logouts_total"`
-	Resyncs     uint64         `json:"resyncs"`
-	Purges      uint64         `json:"gateway_purges"`
-	BadFrames   uint64         `json:"bad_frames"`
-	Resumes     uint64         `json:"resumes"`
-	Missed      uint64         `json:"resumes_missed"`
-	CaughtUp    uint64         `json:"caught_up"`
-	KeptOnly    uint64         `json:"kept_only"`
-	Retention   longpoll.Stats `json:"retention"`
-	GatewayList []GatewayStats `json:"gateway_list"`
+	Conns       int64           `json:"conns"`
+	IDs         int64           `json:"ids"`
+	Logins      int64           `json:"logins_held"`
+	Gateways    int             `json:"gateways"`
+	Sent        uint64          `json:"sent"`
+	Delivered   uint64          `json:"delivered"`
+	Void        uint64          `json:"void"`
+	LoginsTotal uint64          `json:"logins_total"`
+	Logouts     uint64          `json:"logouts_total"`
+	Resyncs     uint64          `json:"resyncs"`
+	Purges      uint64          `json:"gateway_purges"`
+	BadFrames   uint64          `json:"bad_frames"`
+	Resumes     uint64          `json:"resumes"`
+	Missed      uint64          `json:"resumes_missed"`
+	CaughtUp    uint64          `json:"caught_up"`
+	KeptOnly    uint64          `json:"kept_only"`
+	Retention   retention.Stats `json:"retention"`
+	GatewayList []GatewayStats  `json:"gateway_list"`
 }
 
 // Stats returns the router's counters and gateways.
@@ -110,7 +108,7 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 }
 
 func (r *Router) adminMux() *http.ServeMux {
-	mux := obs.AdminMux(r.metrics.reg)
+	mux := obs.AdminMux(r.metrics.Registry)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		obs.WriteJSON(w, http.StatusOK, r.Stats())
 	})
@@ -144,43 +142,32 @@ func (r *Router) adminMux() *http.ServeMux {
 	return mux
 }
 
-type metrics struct {
-	reg *prometheus.Registry
-}
-
-func newMetrics(r *Router) *metrics {
-	reg := obs.NewRegistry()
-	counter := func(name, help string, f func() uint64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "comet_router", Name: name, Help: help},
-			func() float64 { return float64(f()) }))
-	}
-	gauge := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "comet_router", Name: name, Help: help}, f))
-	}
-	counter("sent_total", "Sends routed.", r.sent.Load)
-	counter("delivered_total", "Copies of messages handed to gateways.", r.delivered.Load)
-	counter("void_total", "Sends to ids nobody holds.", r.void.Load)
-	counter("logins_total", "Logins applied.", r.logins.Load)
-	counter("logouts_total", "Logouts applied.", r.logouts.Load)
-	counter("resyncs_total", "Login resyncs asked of gateways.", r.resyncs.Load)
-	counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", r.purges.Load)
-	counter("bad_frames_total", "Malformed NATS frames received.", r.badFrames.Load)
-	counter("stale_deliveries_total", "Delivery frames dropped because their gateway was forgotten.", r.stale.Load)
-	counter("resumes_total", "Resumes of long-poll and SSE clients.", r.resumes.Load)
-	counter("resumes_missed_total", "Resumes whose cursor was past the retention window or from another epoch.", r.missed.Load)
-	counter("kept_only_total", "Sends to ids with no client at that moment, kept for a resuming one.", r.kept.Load)
-	counter("caught_up_total", "Kept messages sent to resuming clients.", r.caughtUp.Load)
-	counter("retention_evicted_total", "Kept messages dropped early for the retention byte cap.", func() uint64 { return r.store.Stats().Evicted })
-	gauge("retention_messages", "Messages kept for resumable clients.", func() float64 { return float64(r.store.Stats().Messages) })
-	gauge("retention_bytes", "Accounted memory of the kept messages.", func() float64 { return float64(r.store.Stats().Bytes) })
-	gauge("retention_ids", "Ids with a kept history.", func() float64 { return float64(r.store.Stats().IDs) })
+func newMetrics(r *Router) *obs.Metrics {
+	m := obs.NewMetrics("comet_router")
+	m.Counter("sent_total", "Sends routed.", nil, r.sent.Load)
+	m.Counter("delivered_total", "Copies of messages handed to gateways.", nil, r.delivered.Load)
+	m.Counter("void_total", "Sends to ids nobody holds.", nil, r.void.Load)
+	m.Counter("logins_total", "Logins applied.", nil, r.logins.Load)
+	m.Counter("logouts_total", "Logouts applied.", nil, r.logouts.Load)
+	m.Counter("resyncs_total", "Login resyncs asked of gateways.", nil, r.resyncs.Load)
+	m.Counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", nil, r.purges.Load)
+	m.Counter("bad_frames_total", "Malformed NATS frames received.", nil, r.badFrames.Load)
+	m.Counter("stale_deliveries_total", "Delivery frames dropped because their gateway was forgotten.", nil, r.stale.Load)
+	m.Counter("resumes_total", "Resumes of long-poll and SSE clients.", nil, r.resumes.Load)
+	m.Counter("resumes_missed_total", "Resumes whose cursor was past the retention window or from another epoch.", nil, r.missed.Load)
+	m.Counter("kept_only_total", "Sends to ids with no client at that moment, kept for a resuming one.", nil, r.kept.Load)
+	m.Counter("caught_up_total", "Kept messages sent to resuming clients.", nil, r.caughtUp.Load)
+	m.Counter("retention_evicted_total", "Kept messages dropped early for the retention byte cap.", nil, func() uint64 { return r.store.Stats().Evicted })
+	m.Gauge("retention_messages", "Messages kept for resumable clients.", nil, func() float64 { return float64(r.store.Stats().Messages) })
+	m.Gauge("retention_bytes", "Accounted memory of the kept messages.", nil, func() float64 { return float64(r.store.Stats().Bytes) })
+	m.Gauge("retention_ids", "Ids with a kept history.", nil, func() float64 { return float64(r.store.Stats().IDs) })
 	stats := func() registry.Stats { return r.reg.Stats() }
-	gauge("conns", "Conns holding at least one id.", func() float64 { return float64(stats().Conns) })
-	gauge("ids", "Ids held by at least one conn.", func() float64 { return float64(stats().IDs) })
-	gauge("gateways", "Gateways known.", func() float64 {
+	m.Gauge("conns", "Conns holding at least one id.", nil, func() float64 { return float64(stats().Conns) })
+	m.Gauge("ids", "Ids held by at least one conn.", nil, func() float64 { return float64(stats().IDs) })
+	m.Gauge("gateways", "Gateways known.", nil, func() float64 {
 		r.gwMu.RLock()
 		defer r.gwMu.RUnlock()
 		return float64(len(r.gwByIdx))
 	})
-	return &metrics{reg: reg}
+	return m
 }

@@ -1,7 +1,3 @@
-// Package router is the message router of the original: login(id, conn),
-// logout(conn) and send(id, msg) over NATS, with the registry of every
-// gateway's logins, an embedded nats-server by default, and an admin HTTP
-// API.
 package router
 
 import (
@@ -16,9 +12,11 @@ import (
 	"go.uber.org/zap"
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
-	"github.com/cometgw/comet/internal/longpoll"
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
+	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -40,8 +38,8 @@ type Config struct {
 	// ConnectTimeout bounds the wait for NATSURL at start. Default 10s.
 	ConnectTimeout time.Duration
 	// Retention bounds the history kept for resumable (long-poll and SSE)
-	// clients; see longpoll.Config for its defaults.
-	Retention longpoll.Config
+	// clients; see retention.Config for its defaults.
+	Retention retention.Config
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -53,7 +51,7 @@ func DefaultConfig() Config {
 		AdminAddr:      "127.0.0.1:8001",
 		GatewayTimeout: 3 * time.Second,
 		ConnectTimeout: 10 * time.Second,
-		Retention:      longpoll.DefaultConfig(),
+		Retention:      retention.DefaultConfig(),
 	}
 }
 
@@ -68,7 +66,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-type gateway struct {
+// peer is a gateway the router knows: its name, down subject and the
+// index its logins carry in the registry.
+type peer struct {
 	name     string
 	subject  string
 	idx      uint32
@@ -86,7 +86,7 @@ type Router struct {
 	cfg   Config
 	log   *zap.Logger
 	reg   *registry.Registry
-	store *longpoll.Store
+	store *retention.Store
 	ns    *embeddednats.Server
 	nc    *nats.Conn
 
@@ -97,8 +97,8 @@ type Router struct {
 	one   []uint64 // one conn
 
 	gwMu     sync.RWMutex
-	gwByName map[string]*gateway
-	gwByIdx  map[uint32]*gateway
+	gwByName map[string]*peer
+	gwByIdx  map[uint32]*peer
 	nextIdx  uint32
 
 	batches sync.Pool // *sendBatch
@@ -106,7 +106,7 @@ type Router struct {
 	sent, delivered, void, logins, logouts, resyncs, purges, badFrames, stale atomic.Uint64
 	resumes, missed, caughtUp, kept                                           atomic.Uint64
 
-	metrics *metrics
+	metrics *obs.Metrics
 	admin   *obs.Admin
 	subs    []*nats.Subscription
 }
@@ -130,7 +130,7 @@ func New(cfg Config) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	store, err := longpoll.NewStore(cfg.Retention)
+	store, err := retention.NewStore(cfg.Retention)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
@@ -139,8 +139,8 @@ func New(cfg Config) (*Router, error) {
 		log:      cfg.Logger,
 		reg:      registry.New(),
 		store:    store,
-		gwByName: make(map[string]*gateway),
-		gwByIdx:  make(map[uint32]*gateway),
+		gwByName: make(map[string]*peer),
+		gwByIdx:  make(map[uint32]*peer),
 		one:      make([]uint64, 1),
 	}
 	r.reg.OnIdle(func(id int64) { store.Idle(id, time.Now().UnixNano()) })
@@ -149,25 +149,7 @@ func New(cfg Config) (*Router, error) {
 		b.routeFn = b.route
 		return b
 	}
-	opts := []nats.Option{
-		nats.Name("comet-router"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ReconnectBufSize(64 << 20),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				r.log.Warn("nats disconnected", zap.Error(err))
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { r.log.Info("nats reconnected", zap.String("url", nc.ConnectedUrl())) }),
-		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
-			subj := ""
-			if s != nil {
-				subj = s.Subject
-			}
-			r.log.Error("nats error", zap.String("subject", subj), zap.Error(err))
-		}),
-	}
+	var more []nats.Option
 	url := cfg.NATSURL
 	if url == "" {
 		ecfg := cfg.Embedded
@@ -180,10 +162,12 @@ func New(cfg Config) (*Router, error) {
 		}
 		r.ns = ns
 		url = ns.ClientURL()
-		opts = append(opts, ns.InProcess())
+		more = append(more, ns.InProcess())
 		r.log.Info("embedded nats started", zap.String("url", url))
 	}
-	nc, err := connect(url, cfg.ConnectTimeout, opts...)
+	nc, err := natsconn.Connect(url, natsconn.Options{
+		Name: "comet-router", Retry: cfg.ConnectTimeout, Reconnect: true, Log: r.log, More: more,
+	})
 	if err != nil {
 		r.ns.Shutdown()
 		return nil, fmt.Errorf("router: %w", err)
@@ -219,22 +203,6 @@ func New(cfg Config) (*Router, error) {
 		r.log.Info("admin listening", zap.Stringer("addr", a.Addr()))
 	}
 	return r, nil
-}
-
-// connect dials url, retrying until timeout so that a router or gateway
-// started just before its NATS server still comes up.
-func connect(url string, timeout time.Duration, opts ...nats.Option) (*nats.Conn, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		nc, err := nats.Connect(url, opts...)
-		if err == nil {
-			return nc, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("connect to nats %s: %w", url, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // NATSURL is the URL of the NATS server the router uses.
@@ -278,20 +246,7 @@ func (r *Router) Run(done <-chan struct{}) error {
 }
 
 func (r *Router) closeNATS() {
-	if r.nc != nil {
-		if err := r.nc.Drain(); err == nil {
-			deadline := time.After(5 * time.Second)
-			for !r.nc.IsClosed() {
-				select {
-				case <-deadline:
-					r.nc.Close()
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-		} else {
-			r.nc.Close()
-		}
-	}
+	natsconn.Drain(r.nc, 5*time.Second)
 	r.ns.Shutdown()
 }
 
@@ -314,7 +269,7 @@ func (r *Router) sweep(now time.Time) {
 	defer r.upMu.Unlock()
 	limit := now.Add(-r.cfg.GatewayTimeout).UnixNano()
 	r.gwMu.RLock()
-	var gone, resync []*gateway
+	var gone, resync []*peer
 	for _, gw := range r.gwByIdx {
 		if gw.lastSeen.Load() < limit {
 			gone = append(gone, gw)
@@ -334,7 +289,7 @@ func (r *Router) sweep(now time.Time) {
 }
 
 // forget purges gw's logins and drops it. upMu must be held.
-func (r *Router) forget(gw *gateway) int {
+func (r *Router) forget(gw *peer) int {
 	n := r.reg.LogoutGateway(gw.idx)
 	r.purges.Add(1)
 	r.gwMu.Lock()
@@ -347,7 +302,7 @@ func (r *Router) forget(gw *gateway) int {
 }
 
 // askResync asks gw to send every live login again. upMu must be held.
-func (r *Router) askResync(gw *gateway) {
+func (r *Router) askResync(gw *peer) {
 	gw.resyncAt = time.Now()
 	gw.mismatches = 0
 	r.resyncs.Add(1)
@@ -408,7 +363,7 @@ func (r *Router) handleUp(m *nats.Msg) {
 				}
 			}
 		case wire.OpResume:
-			r.resume(gw, rec.Conn, rec.ID, longpoll.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
+			r.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
 		case wire.OpLogout:
 			if r.reg.Logout(registry.Conn{GW: gw.idx, Conn: rec.Conn}) > 0 {
 				gw.conns--
@@ -437,8 +392,8 @@ func (r *Router) handleUp(m *nats.Msg) {
 // resume logs conn in as id and sends the gateway, in one down frame
 // ordered before any later delivery to conn, where the conn's client
 // continues and every kept message from there. upMu must be held.
-func (r *Router) resume(gw *gateway, conn uint64, id int64, cur longpoll.Cursor) {
-	r.store.Resume(id, cur, func(res longpoll.Resumed, kept []longpoll.Entry) {
+func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
+	r.store.Resume(id, cur, func(res retention.Resumed, kept []retention.Entry) {
 		if newConn, newPair := r.reg.Login(id, registry.Conn{GW: gw.idx, Conn: conn}); newPair {
 			r.logins.Add(1)
 			if newConn {
@@ -468,17 +423,17 @@ func (r *Router) resume(gw *gateway, conn uint64, id int64, cur longpoll.Cursor)
 }
 
 // publishDown sends a down frame to gw; a failure is logged.
-func (r *Router) publishDown(gw *gateway, f []byte) {
+func (r *Router) publishDown(gw *peer, f []byte) {
 	if err := r.nc.Publish(gw.subject, f); err != nil {
 		r.log.Warn("deliver failed", zap.String("gateway", gw.name), zap.Error(err))
 	}
 }
 
-func (r *Router) addGateway(name string, instance uint64) *gateway {
+func (r *Router) addGateway(name string, instance uint64) *peer {
 	r.gwMu.Lock()
 	defer r.gwMu.Unlock()
 	r.nextIdx++
-	gw := &gateway{name: name, subject: wire.DownSubject(name), idx: r.nextIdx, instance: instance}
+	gw := &peer{name: name, subject: wire.DownSubject(name), idx: r.nextIdx, instance: instance}
 	r.gwByName[name] = gw
 	r.gwByIdx[gw.idx] = gw
 	r.log.Info("gateway joined", zap.String("gateway", name), zap.Uint64("instance", instance))

@@ -1,6 +1,3 @@
-// Package testclient is the HTTP stream client the tests share: a real TCP
-// connection that sends GET /test/{id} and reads the chunked response chunk
-// by chunk, checking the framing.
 package testclient
 
 import (
@@ -13,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/chunkparse"
 )
 
 // Dial connects to addr (closed when the test ends); control, if set, runs
@@ -34,7 +31,7 @@ type Stream struct {
 	t      testing.TB
 	Conn   net.Conn
 	br     *bufio.Reader
-	p      chunked.Parser
+	p      chunkparse.Parser
 	chunks []string
 }
 

@@ -1,18 +1,3 @@
-// Package wire is the binary, batched format of the NATS messages exchanged
-// by gateways, the router and senders. docs/PROTOCOL.md is its
-// specification; this package is the reference implementation.
-//
-// A frame is one NATS message payload:
-//
-//	frame  = version:u8 kind:u8 header records...
-//	header = (KindUp only) gateway:str instance:uvarint
-//
-// and then records until the end of the payload, each an op byte followed by
-// the op's fields. Integers are LEB128 varints (uvarint, or zig-zag varint
-// for ids); byte strings are a uvarint length followed by the bytes.
-//
-// Encoding appends to a caller-owned []byte and never allocates on its own;
-// decoding walks the payload in place: Record.Msg aliases the frame.
 package wire
 
 import (
@@ -469,30 +454,27 @@ func (d *Decoder) fail(err error) error {
 
 func (d *Decoder) uvarint() (uint64, bool) {
 	v, n := binary.Uvarint(d.buf[d.off:])
-	if n <= 0 {
-		if n == 0 {
-			d.fail(ErrShort)
-		} else {
-			d.fail(ErrVarint)
-		}
-		return 0, false
-	}
-	d.off += n
-	return v, true
+	return v, d.advance(n)
 }
 
 func (d *Decoder) varint() (int64, bool) {
 	v, n := binary.Varint(d.buf[d.off:])
-	if n <= 0 {
-		if n == 0 {
-			d.fail(ErrShort)
-		} else {
-			d.fail(ErrVarint)
-		}
-		return 0, false
+	return v, d.advance(n)
+}
+
+// advance moves past a varint of n bytes as encoding/binary reports it: 0
+// when the frame ends inside it, negative when it overflows 64 bits.
+func (d *Decoder) advance(n int) bool {
+	switch {
+	case n == 0:
+		d.fail(ErrShort)
+		return false
+	case n < 0:
+		d.fail(ErrVarint)
+		return false
 	}
 	d.off += n
-	return v, true
+	return true
 }
 
 func (d *Decoder) bytes(max int) ([]byte, bool) {

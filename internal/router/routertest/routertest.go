@@ -1,4 +1,3 @@
-// Package routertest starts a real router for other packages' tests.
 package routertest
 
 import (

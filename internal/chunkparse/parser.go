@@ -1,4 +1,4 @@
-package chunked
+package chunkparse
 
 import (
 	"errors"
@@ -7,11 +7,11 @@ import (
 
 // Parser errors.
 var (
-	ErrChunkSize     = errors.New("chunked: bad chunk size line")
-	ErrChunkTooLarge = errors.New("chunked: chunk larger than the limit")
-	ErrChunkCRLF     = errors.New("chunked: chunk data not followed by CRLF")
-	ErrAfterEnd      = errors.New("chunked: data after the last chunk")
-	ErrTrailer       = errors.New("chunked: trailer section too long")
+	ErrChunkSize     = errors.New("chunkparse: bad chunk size line")
+	ErrChunkTooLarge = errors.New("chunkparse: chunk larger than the limit")
+	ErrChunkCRLF     = errors.New("chunkparse: chunk data not followed by CRLF")
+	ErrAfterEnd      = errors.New("chunkparse: data after the last chunk")
+	ErrTrailer       = errors.New("chunkparse: trailer section too long")
 )
 
 const (

@@ -1,13 +1,4 @@
-// Package longpoll holds what resumable clients (long-poll and SSE) need:
-// cursors, the router's retention window of every id's recent messages,
-// and the encodings of the long-poll answer.
-//
-// Every message sent to an id that has a resumable client gets a position
-// (Epoch, Seq) in that id's sequence: Seq counts from 1, and Epoch names
-// one life of the id's history, so that a history that was lost (the
-// router restarted, or the id was idle past its grace period) never
-// passes for one that was kept.
-package longpoll
+package cursor
 
 import (
 	"errors"
@@ -37,16 +28,16 @@ func (c Cursor) Append(b []byte) []byte {
 
 func (c Cursor) String() string { return string(c.Append(nil)) }
 
-// Errors of ParseCursor.
+// Errors of Parse.
 var (
-	ErrCursorForm  = errors.New("longpoll: cursor must look like 1a2b3c-42 (hex epoch, dash, decimal position)")
-	ErrCursorEpoch = errors.New("longpoll: cursor epoch must be 1 to 16 hex digits, not zero")
-	ErrCursorSeq   = errors.New("longpoll: cursor position must be a decimal number below 2^64")
+	ErrForm  = errors.New("cursor: must look like 1a2b3c-42 (hex epoch, dash, decimal position)")
+	ErrEpoch = errors.New("cursor: epoch must be 1 to 16 hex digits, not zero")
+	ErrSeq   = errors.New("cursor: position must be a decimal number below 2^64")
 )
 
-// ParseCursor parses the text form written by Cursor.Append. The empty
+// Parse parses the text form written by Cursor.Append. The empty
 // string is the zero Cursor.
-func ParseCursor(s string) (Cursor, error) {
+func Parse(s string) (Cursor, error) {
 	if s == "" {
 		return Cursor{}, nil
 	}
@@ -58,22 +49,22 @@ func ParseCursor(s string) (Cursor, error) {
 		}
 	}
 	if dash <= 0 || dash == len(s)-1 {
-		return Cursor{}, ErrCursorForm
+		return Cursor{}, ErrForm
 	}
 	es, ss := s[:dash], s[dash+1:]
 	if len(es) > 16 || !allDigits(es, true) {
-		return Cursor{}, ErrCursorEpoch
+		return Cursor{}, ErrEpoch
 	}
 	epoch, err := strconv.ParseUint(es, 16, 64)
 	if err != nil || epoch == 0 {
-		return Cursor{}, ErrCursorEpoch
+		return Cursor{}, ErrEpoch
 	}
 	if len(ss) > 20 || !allDigits(ss, false) {
-		return Cursor{}, ErrCursorSeq
+		return Cursor{}, ErrSeq
 	}
 	seq, err := strconv.ParseUint(ss, 10, 64)
 	if err != nil {
-		return Cursor{}, ErrCursorSeq
+		return Cursor{}, ErrSeq
 	}
 	return Cursor{Epoch: epoch, Seq: seq}, nil
 }

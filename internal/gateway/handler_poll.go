@@ -1,21 +1,17 @@
 package gateway
 
 import (
-	_ "embed"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"time"
 
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/hub"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
-
-	"github.com/cometgw/comet/internal/longpoll"
 )
-
-//go:embed demo.html
-var demoPage []byte
 
 // Errors of parseTimeout.
 var (
@@ -48,7 +44,7 @@ func badRequest(ctx *fasthttp.RequestCtx, what string, err error) {
 // handlePoll serves GET /poll/{id}?cursor=C&timeout=T.
 func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64) {
 	args := ctx.QueryArgs()
-	cur, err := longpoll.ParseCursor(string(args.Peek("cursor")))
+	cur, err := cursor.Parse(string(args.Peek("cursor")))
 	if err != nil {
 		badRequest(ctx, "cursor", err)
 		return
@@ -61,29 +57,8 @@ func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64) {
 	keepAlive := ctx.Request.Header.IsHTTP11() && !ctx.Request.Header.ConnectionClose()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.OpenPoll(c, id, cur, wait, keepAlive); err != nil {
+		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive}); err != nil {
 			g.log.Warn("long-poll not opened", zap.Int64("id", id), zap.Error(err))
-		}
-	})
-}
-
-// handleSSE serves GET /sse/{id}, resuming from Last-Event-ID or else
-// ?cursor=.
-func (g *Gateway) handleSSE(ctx *fasthttp.RequestCtx, id int64) {
-	text, what := ctx.Request.Header.Peek("Last-Event-ID"), "Last-Event-ID"
-	if len(text) == 0 {
-		text, what = ctx.QueryArgs().Peek("cursor"), "cursor"
-	}
-	cur, err := longpoll.ParseCursor(string(text))
-	if err != nil {
-		badRequest(ctx, what, err)
-		return
-	}
-	http10 := !ctx.Request.Header.IsHTTP11()
-	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.OpenSSE(c, id, cur, http10); err != nil {
-			g.log.Warn("SSE stream not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})
 }
@@ -99,12 +74,6 @@ func (g *Gateway) handback(fd int) {
 			g.log.Debug("long-poll connection ended", zap.Error(err))
 		}
 	}()
-}
-
-func (g *Gateway) handleDemo(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentType("text/html; charset=utf-8")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.SetBody(demoPage)
 }
 
 func validPollTimeouts(def, max time.Duration) error {

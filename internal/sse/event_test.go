@@ -1,4 +1,4 @@
-package chunked
+package sse
 
 import (
 	"strings"
@@ -30,7 +30,7 @@ func parseEvent(t *testing.T, ev string) (id, data string) {
 	return id, strings.Join(datas, "\n")
 }
 
-func TestSSEEvent(t *testing.T) {
+func TestEvent(t *testing.T) {
 	for _, tt := range []struct{ msg, want string }{
 		{"", ""},
 		{"hi", "hi"},
@@ -40,7 +40,7 @@ func TestSSEEvent(t *testing.T) {
 		{"data: x", "data: x"},
 		{" lead", " lead"},
 	} {
-		ev := string(AppendSSEEvent(nil, []byte("ab-3"), []byte(tt.msg)))
+		ev := string(AppendEvent(nil, []byte("ab-3"), []byte(tt.msg)))
 		id, data := parseEvent(t, ev)
 		if id != "ab-3" || data != tt.want {
 			t.Errorf("%q -> %q -> id %q data %q, want %q", tt.msg, ev, id, data, tt.want)
@@ -48,14 +48,14 @@ func TestSSEEvent(t *testing.T) {
 	}
 }
 
-// FuzzSSEEvent: whatever the message, the event parses back to it (line
+// FuzzEvent: whatever the message, the event parses back to it (line
 // ends normalized to LF, as EventSource does) and never ends early.
-func FuzzSSEEvent(f *testing.F) {
+func FuzzEvent(f *testing.F) {
 	for _, s := range []string{"", "x", "a\r\nb", "\r\r\n\n", "id: 5\n\ndata: evil"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, msg string) {
-		ev := string(AppendSSEEvent(nil, []byte("1-1"), []byte(msg)))
+		ev := string(AppendEvent(nil, []byte("1-1"), []byte(msg)))
 		if i := strings.Index(ev, "\n\n"); i != len(ev)-2 {
 			t.Fatalf("%q: blank line inside the event %q", msg, ev)
 		}

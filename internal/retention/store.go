@@ -1,4 +1,4 @@
-package longpoll
+package retention
 
 import (
 	"crypto/rand"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cometgw/comet/internal/cursor"
 )
 
 // Config bounds the retention window. Zero fields take the defaults of
@@ -35,7 +37,7 @@ func DefaultConfig() Config {
 // defaults, negative ones are errors).
 func (c Config) Validate() error {
 	if c.MaxMessages < 0 || c.MaxAge < 0 || c.MaxBytes < 0 || c.Grace < 0 {
-		return fmt.Errorf("longpoll: retention bounds cannot be negative (messages %d, age %s, bytes %d, grace %s)",
+		return fmt.Errorf("retention: bounds cannot be negative (messages %d, age %s, bytes %d, grace %s)",
 			c.MaxMessages, c.MaxAge, c.MaxBytes, c.Grace)
 	}
 	return nil
@@ -268,7 +270,7 @@ type Resumed struct {
 // held, with where a client whose cursor is cur continues and the kept
 // messages from there on (valid during fn only). fn is where the caller
 // logs the client in, so that every later Append reaches it.
-func (s *Store) Resume(id int64, cur Cursor, fn func(Resumed, []Entry)) {
+func (s *Store) Resume(id int64, cur cursor.Cursor, fn func(Resumed, []Entry)) {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

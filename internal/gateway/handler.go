@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"github.com/valyala/fasthttp"
+)
+
+const indexText = `comet gateway
+
+GET /test/{id}                      a chunked HTML stream of every message sent to integer id
+GET /sse/{id}                       an EventSource stream; Last-Event-ID or ?cursor= resumes
+GET /poll/{id}?cursor=C&timeout=30s a long-poll: the messages after cursor C, as JSON
+GET /demo                           a page that shows an id's messages as they arrive
+`
+
+func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
+	rt, id, err := parseRoute(ctx.Path())
+	switch rt {
+	case routeNotFound:
+		ctx.Error("not found\n", fasthttp.StatusNotFound)
+		return
+	case routeIndex, routeDemo:
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx)
+			return
+		}
+		if rt == routeDemo {
+			g.handleDemo(ctx)
+			return
+		}
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString(indexText)
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsHead() {
+		methodNotAllowed(ctx)
+		return
+	}
+	if err != nil {
+		ctx.Error("bad id: "+err.Error()+"\n", fasthttp.StatusBadRequest)
+		return
+	}
+	if ctx.IsHead() {
+		// The head a GET would get; fasthttp sends no body for HEAD.
+		switch rt {
+		case routePoll:
+			ctx.SetContentType("application/json")
+		case routeSSE:
+			ctx.SetContentType("text/event-stream; charset=utf-8")
+		default:
+			ctx.SetContentType("text/html; charset=utf-8")
+		}
+		ctx.Response.Header.Set("Cache-Control", "no-cache, no-store")
+		ctx.Response.Header.SetContentLength(-1)
+		return
+	}
+	switch rt {
+	case routePoll:
+		g.handlePoll(ctx, id)
+		return
+	case routeSSE:
+		g.handleSSE(ctx, id)
+		return
+	}
+	g.handleStream(ctx, id)
+}
+
+func methodNotAllowed(ctx *fasthttp.RequestCtx) {
+	ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
+	ctx.Response.Header.Set("Allow", "GET, HEAD")
+}

@@ -1,0 +1,26 @@
+package gateway
+
+import (
+	"github.com/cometgw/comet/internal/chunked"
+	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/longpoll"
+	"github.com/cometgw/comet/internal/sse"
+)
+
+// The kinds of client session, by their index in the hub's kind table.
+// A new kind of client is a package implementing hub.Kind, a line here
+// and in kinds below, and its handler.
+const (
+	kindStream = iota // GET /test/{id}: the chunked HTML stream
+	kindSSE           // GET /sse/{id}: the EventSource stream
+	kindPoll          // GET /poll/{id}: the long-poll
+)
+
+// kinds is the hub's kind table.
+func (c *Config) kinds() []hub.Kind {
+	return []hub.Kind{
+		kindStream: chunked.Stream{Heartbeat: c.StreamHeartbeat},
+		kindSSE:    sse.Stream{Retry: c.SSERetry, Heartbeat: c.SSEHeartbeat},
+		kindPoll:   longpoll.Poll{ResumeWait: c.PollResumeWait},
+	}
+}

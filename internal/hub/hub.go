@@ -1,0 +1,264 @@
+//go:build linux
+
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/fdtable"
+	"github.com/cometgw/comet/internal/netpoll"
+)
+
+// Hub owns every open session. See the package doc.
+type Hub struct {
+	cfg      Config
+	kinds    []Kind
+	traits   []Traits
+	log      *zap.Logger
+	listener Listener
+	table    *fdtable.Table[session]
+	poller   *netpoll.Poller
+	pool     sync.Pool // *[]byte pending output
+	scratch  sync.Pool // *scratch for Open
+
+	closeMu sync.RWMutex // held for reading by deliveries and opens, for writing by Close
+	closed  bool
+	queues  []chan job
+	workers sync.WaitGroup
+	loops   sync.WaitGroup // the epoll loop and the sweeper
+	stop    chan struct{}
+
+	clock      atomic.Int64 // unix nanos, refreshed by the sweeper
+	open       atomic.Int64
+	byKind     [MaxKinds]atomic.Int64
+	opened     atomic.Uint64
+	closes     [numReasons]atomic.Uint64
+	messages   atomic.Uint64
+	bytes      atomic.Uint64
+	stale      atomic.Uint64
+	rejected   atomic.Uint64
+	dups       atomic.Uint64
+	late       atomic.Uint64
+	heartbeats atomic.Uint64
+}
+
+// ErrClosed is returned by Open after Close.
+var ErrClosed = errors.New("hub: closed")
+
+// New starts a hub serving sessions of kinds (a Request's Kind is an index
+// into it): its epoll goroutine, its writers and its sweeper. l hears of
+// every login and logout.
+func New(cfg Config, kinds []Kind, l Listener, log *zap.Logger) (*Hub, error) {
+	if len(kinds) == 0 || len(kinds) > MaxKinds {
+		return nil, fmt.Errorf("hub: %d kinds of session (want 1 to %d)", len(kinds), MaxKinds)
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = zap.NewNop()
+	}
+	p, err := netpoll.New()
+	if err != nil {
+		return nil, err
+	}
+	h := &Hub{
+		cfg:      cfg,
+		kinds:    kinds,
+		log:      log,
+		listener: l,
+		table:    fdtable.New[session](cfg.MaxSessions),
+		poller:   p,
+		stop:     make(chan struct{}),
+	}
+	for _, k := range kinds {
+		h.traits = append(h.traits, k.Traits())
+	}
+	h.pool.New = func() any { b := make([]byte, 0, 4096); return &b }
+	h.scratch.New = func() any { return new(scratch) }
+	h.clock.Store(time.Now().UnixNano())
+	h.queues = make([]chan job, cfg.Workers)
+	for i := range h.queues {
+		h.queues[i] = make(chan job, cfg.QueueLen)
+		h.workers.Add(1)
+		go h.writer(h.queues[i])
+	}
+	h.loops.Add(2)
+	go h.loop()
+	go h.sweeper()
+	return h, nil
+}
+
+// Config returns the hub's configuration with defaults applied.
+func (h *Hub) Config() Config { return h.cfg }
+
+// Open takes over c, a connection whose request r describes (hijacked
+// from the HTTP server), and makes it a session: the listener is told,
+// the kind writes its response head, and the socket joins the epoll set.
+// c must not be used after; the caller's goroutine returns at once, and
+// the session holds no goroutine.
+func (h *Hub) Open(c net.Conn, r Request) error {
+	fd, err := TakeFD(c)
+	if err != nil {
+		h.rejected.Add(1)
+		return err
+	}
+	return h.OpenFD(fd, r)
+}
+
+// OpenFD is Open for a socket the gateway accepted itself: fd is a
+// non-blocking socket whose request has been read. The hub owns fd from
+// here on, whatever the outcome.
+func (h *Hub) OpenFD(fd int, r Request) error {
+	if r.Kind < 0 || r.Kind >= len(h.kinds) {
+		unix.Close(fd)
+		h.rejected.Add(1)
+		return fmt.Errorf("hub: no kind of session %d", r.Kind)
+	}
+	if fd >= h.table.Cap() {
+		unix.Write(fd, []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\ngateway stream limit hit"))
+		unix.Close(fd)
+		h.rejected.Add(1)
+		return fmt.Errorf("hub: fd %d beyond the session limit %d", fd, h.table.Cap())
+	}
+	if h.cfg.SendBuffer > 0 {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, h.cfg.SendBuffer)
+	}
+	h.closeMu.RLock()
+	defer h.closeMu.RUnlock()
+	if h.closed {
+		unix.Close(fd)
+		h.rejected.Add(1)
+		return ErrClosed
+	}
+	sl := h.table.Open(fd)
+	defer sl.Unlock()
+	sl.V = session{id: r.ID, kind: uint8(r.Kind), clock: h.clock.Load()}
+	resumable := h.traits[r.Kind].Resumable
+	if resumable {
+		sl.V.epoch, sl.V.n = r.Cursor.Epoch, r.Cursor.Seq
+	}
+	h.open.Add(1)
+	h.byKind[r.Kind].Add(1)
+	h.opened.Add(1)
+	// Tell the listener first so that every close, even one right below,
+	// follows the login. No message can be delivered to the session
+	// before the router has heard of it.
+	if h.listener != nil {
+		if resumable {
+			h.listener.Resume(sl.Key(), r.ID, r.Cursor)
+		} else {
+			h.listener.Opened(sl.Key(), r.ID)
+		}
+	}
+	sc := h.scratch.Get().(*scratch)
+	h.kinds[r.Kind].Open(Session{h, sl, sc}, &r)
+	sc.trim()
+	h.scratch.Put(sc)
+	if !sl.IsOpen() {
+		return nil // closed, and counted, while writing its head
+	}
+	if err := h.poller.Add(fd, sl.Gen()); err != nil {
+		h.close(sl, ReasonWriteError)
+		return err
+	}
+	return nil
+}
+
+// Snapshot calls fn for every open session, with that session's lock
+// held: resumable says its kind is, and cur is then its cursor (what it
+// has; zero if it started from now and has nothing yet).
+func (h *Hub) Snapshot(fn func(conn uint64, id int64, resumable bool, cur cursor.Cursor)) {
+	h.table.Each(func(sl *slot) {
+		v := &sl.V
+		fn(sl.Key(), v.id, h.traits[v.kind].Resumable, cursor.Cursor{Epoch: v.epoch, Seq: v.n})
+	})
+}
+
+// Len is the number of open sessions.
+func (h *Hub) Len() int { return int(h.open.Load()) }
+
+// Stats are the hub's counters.
+type Stats struct {
+	Open     int64             `json:"open"`
+	OpenKind map[string]int64  `json:"open_by_kind"`
+	Opened   uint64            `json:"opened"`
+	Closed   map[string]uint64 `json:"closed"`
+	Messages uint64            `json:"messages"`
+	Bytes    uint64            `json:"bytes"`
+	Stale    uint64            `json:"stale"`
+	Rejected uint64            `json:"rejected"`
+	// Deliveries dropped because the session already had that position
+	// (a resume that overlapped live deliveries), deliveries to a
+	// finished session (a long-poll after its answer: the router keeps
+	// them for the next poll), and heartbeats written.
+	Duplicates uint64 `json:"duplicates"`
+	Late       uint64 `json:"late"`
+	Heartbeats uint64 `json:"heartbeats"`
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	st := Stats{
+		Open:       h.open.Load(),
+		OpenKind:   make(map[string]int64, len(h.kinds)),
+		Opened:     h.opened.Load(),
+		Closed:     make(map[string]uint64, numReasons),
+		Messages:   h.messages.Load(),
+		Bytes:      h.bytes.Load(),
+		Stale:      h.stale.Load(),
+		Rejected:   h.rejected.Load(),
+		Duplicates: h.dups.Load(),
+		Late:       h.late.Load(),
+		Heartbeats: h.heartbeats.Load(),
+	}
+	for i, t := range h.traits {
+		st.OpenKind[t.Name] = h.byKind[i].Load()
+	}
+	for i := range h.closes {
+		st.Closed[Reason(i).String()] = h.closes[i].Load()
+	}
+	return st
+}
+
+// Closes returns how many sessions closed for why.
+func (h *Hub) Closes(why Reason) uint64 { return h.closes[why].Load() }
+
+// Close stops the hub: it writes every queued delivery, lets every
+// session write its last bytes (Kind.Shutdown), closes the sockets
+// (telling the listener of each) and stops its goroutines. Output a client
+// has not taken within the socket's buffers is dropped.
+func (h *Hub) Close() {
+	h.closeMu.Lock()
+	if h.closed {
+		h.closeMu.Unlock()
+		return
+	}
+	h.closed = true
+	for _, q := range h.queues {
+		close(q)
+	}
+	h.closeMu.Unlock()
+	h.workers.Wait()
+
+	close(h.stop)
+	h.poller.Close()
+	h.loops.Wait()
+	h.poller.Release()
+
+	sc := new(scratch)
+	h.table.Each(func(sl *slot) {
+		h.kinds[sl.V.kind].Shutdown(Session{h, sl, sc})
+		if sl.IsOpen() {
+			h.flush(sl, sc)
+		}
+		h.close(sl, ReasonShutdown)
+	})
+}

@@ -1,0 +1,281 @@
+//go:build linux
+
+package hub_test
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/hub/hubtest"
+	"github.com/cometgw/comet/internal/testclient"
+)
+
+// lines is a kind for testing the hub alone: it writes one line per event.
+// Its resumable twin (resumable: true) logs in with a resume and keeps a
+// cursor; with finishAfter > 0 it finishes after that many messages and
+// hands its socket back.
+type lines struct {
+	resumable   bool
+	keepsInput  bool
+	finishAfter uint64
+	heartbeat   time.Duration
+	shutdowns   *atomic.Int64
+}
+
+func (k lines) Traits() hub.Traits {
+	return hub.Traits{Name: fmt.Sprintf("lines-%t", k.resumable), Resumable: k.resumable, KeepsInput: k.keepsInput}
+}
+
+func (k lines) Open(s hub.Session, r *hub.Request) { s.Write(fmt.Appendf(nil, "open %d\n", r.ID)) }
+
+func (k lines) Deliver(s hub.Session, m *hub.Message) bool {
+	var n uint64
+	if k.resumable {
+		n = s.Cursor().Seq
+	} else {
+		n = s.Next()
+	}
+	ok := s.Write(fmt.Appendf(nil, "%d %s\n", n, m.Body))
+	if ok && k.finishAfter > 0 && n >= k.finishAfter {
+		s.Finish()
+		if s.Idle() {
+			k.Written(s)
+		}
+	}
+	return ok
+}
+
+func (k lines) Resumed(s hub.Session) {
+	s.Write(fmt.Appendf(nil, "resumed %s head %d missed %t\n", s.Cursor(), s.Head(), s.Missed()))
+}
+
+func (k lines) Tick(s hub.Session, now int64) { s.Heartbeat([]byte("hb\n"), k.heartbeat, now) }
+
+func (k lines) Written(s hub.Session) {
+	if s.Finished() {
+		s.Handback(hub.ReasonAnswered)
+	}
+}
+
+func (k lines) Shutdown(s hub.Session) {
+	if k.shutdowns != nil {
+		k.shutdowns.Add(1)
+	}
+	s.Write([]byte("bye\n"))
+}
+
+const wait = 5 * time.Second
+
+func TestOrderAndLogins(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{Workers: 2}, lines{})
+	var cs []*hubtest.Client
+	for id := int64(1); id <= 3; id++ {
+		c := h.Open(hub.Request{ID: id})
+		c.Until(fmt.Sprintf("open %d\n", id), wait)
+		if !h.L.Has(fmt.Sprintf("open %d %d", c.Key, id)) {
+			t.Fatalf("no login for %d: %v", id, h.L.Events())
+		}
+		cs = append(cs, c)
+	}
+	keys := []uint64{cs[0].Key, cs[1].Key, cs[2].Key}
+	for i := 1; i <= 1000; i++ {
+		h.Hub.Deliver([]byte(fmt.Sprint("m", i)), keys[:1+i%3])
+	}
+	for n, c := range cs {
+		k := 0
+		for i := 1; i <= 1000; i++ {
+			if 1+i%3 > n {
+				k++
+				c.Until(fmt.Sprintf("%d m%d\n", k, i), wait)
+			}
+		}
+	}
+	if st := h.Hub.Stats(); st.Messages != 2000 || st.Open != 3 || st.OpenKind["lines-false"] != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPeerCloseLogsOut(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{}, lines{})
+	c := h.Open(hub.Request{ID: 7})
+	c.Until("open 7\n", wait)
+	c.Conn.Close()
+	testclient.WaitFor(t, "logout", wait, func() bool { return h.L.Has(fmt.Sprintf("close %d", c.Key)) })
+	if h.Hub.Closes(hub.ReasonPeer) != 1 || h.Hub.Len() != 0 {
+		t.Fatalf("closes %v, open %d", h.Hub.Stats().Closed, h.Hub.Len())
+	}
+	h.Hub.Deliver([]byte("late"), []uint64{c.Key})
+	testclient.WaitFor(t, "stale delivery counted", wait, func() bool { return h.Hub.Stats().Stale == 1 })
+}
+
+func TestSlowClientEvictedOthersServed(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{MaxPending: 8 << 10, SendBuffer: 4096}, lines{})
+	slow := h.Open(hub.Request{ID: 1})
+	fast := h.Open(hub.Request{ID: 2})
+	slow.Conn.SetReadBuffer(4096)
+	fast.Until("open 2\n", wait)
+	msg := []byte(strings.Repeat("x", 1000))
+	for i := 0; i < 200; i++ {
+		h.Hub.Deliver(msg, []uint64{slow.Key, fast.Key})
+		fast.Until(fmt.Sprintf("%d %s\n", i+1, msg), wait)
+	}
+	testclient.WaitFor(t, "slow client evicted", wait, func() bool { return h.Hub.Closes(hub.ReasonSlow) == 1 })
+	if !h.L.Has(fmt.Sprintf("close %d", slow.Key)) || h.Hub.Len() != 1 {
+		t.Fatalf("events %v, open %d", h.L.Events(), h.Hub.Len())
+	}
+}
+
+func TestStuckOutputTimesOut(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{MaxPending: 1 << 20, SendBuffer: 4096, WriteTimeout: 100 * time.Millisecond}, lines{})
+	c := h.Open(hub.Request{ID: 1})
+	c.Conn.SetReadBuffer(4096)
+	msg := []byte(strings.Repeat("y", 1000))
+	for i := 0; i < 100; i++ {
+		h.Hub.Deliver(msg, []uint64{c.Key})
+	}
+	start := time.Now()
+	testclient.WaitFor(t, "write timeout", wait, func() bool { return h.Hub.Closes(hub.ReasonTimeout) == 1 })
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("closed after %s", d)
+	}
+}
+
+func TestInputIsDroppedOrKept(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{}, lines{}, lines{keepsInput: true})
+	talker := h.Open(hub.Request{ID: 1})
+	keeper := h.Open(hub.Request{Kind: 1, ID: 2})
+	keeper.Conn.Write([]byte("GET /next HTTP/1.1\r\n\r\n"))
+	big := make([]byte, 100<<10)
+	go talker.Conn.Write(big)
+	testclient.WaitFor(t, "talker closed", wait, func() bool { return h.Hub.Closes(hub.ReasonProtocol) == 1 })
+	if h.Hub.Len() != 1 {
+		t.Fatalf("open %d", h.Hub.Len())
+	}
+}
+
+func TestResumablePositions(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{}, lines{resumable: true})
+	c := h.Open(hub.Request{ID: 5, Cursor: cursor.Cursor{Epoch: 9, Seq: 3}})
+	c.Until("open 5\n", wait)
+	if !h.L.Has(fmt.Sprintf("resume %d 5 9-3", c.Key)) {
+		t.Fatalf("events %v", h.L.Events())
+	}
+	h.Hub.Resumed(c.Key, 9, 4, 5, false)
+	c.Until("resumed 9-3 head 5 missed false\n", wait)
+	for _, seq := range []uint64{4, 5, 5, 3, 6} {
+		h.Hub.DeliverAt(9, seq, []byte(fmt.Sprint("s", seq)), []uint64{c.Key})
+	}
+	c.Until("4 s4\n5 s5\n6 s6\n", wait)
+	if st := h.Hub.Stats(); st.Duplicates != 2 || st.Messages != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Another epoch: the router lost the history; the client is told
+	// where it now stands.
+	h.Hub.Resumed(c.Key, 11, 1, 0, true)
+	c.Until("resumed b-0 head 0 missed true\n", wait)
+	var got []string
+	h.Hub.Snapshot(func(conn uint64, id int64, resumable bool, cur cursor.Cursor) {
+		got = append(got, fmt.Sprint(conn == c.Key, id, resumable, cur))
+	})
+	if fmt.Sprint(got) != "[true 5 true b-0]" {
+		t.Fatalf("snapshot %v", got)
+	}
+}
+
+func TestFinishedSessionHandsBack(t *testing.T) {
+	back := make(chan int, 1)
+	h := hubtest.Start(t, hub.Config{Handback: func(fd int) { back <- fd }}, lines{resumable: true, finishAfter: 2})
+	c := h.Open(hub.Request{ID: 1})
+	h.Hub.Resumed(c.Key, 1, 1, 0, false)
+	for seq := uint64(1); seq <= 3; seq++ {
+		h.Hub.DeliverAt(1, seq, []byte("z"), []uint64{c.Key})
+	}
+	select {
+	case fd := <-back:
+		unix.Write(fd, []byte("after\n"))
+		unix.Close(fd)
+	case <-time.After(wait):
+		t.Fatal("no handback")
+	}
+	c.Until("1 z\n2 z\nafter\n", wait)
+	testclient.WaitFor(t, "delivery after the handback counted stale", wait, func() bool { return h.Hub.Stats().Stale == 1 })
+	if h.Hub.Closes(hub.ReasonAnswered) != 1 || !h.L.Has(fmt.Sprintf("close %d", c.Key)) {
+		t.Fatalf("closes %v, events %v", h.Hub.Stats().Closed, h.L.Events())
+	}
+}
+
+func TestDeliveryToFinishedSessionIsLate(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{MaxPending: 1 << 20, SendBuffer: 4096}, lines{resumable: true, finishAfter: 1})
+	c := h.Open(hub.Request{ID: 1})
+	c.Conn.SetReadBuffer(4096)
+	h.Hub.Resumed(c.Key, 1, 1, 0, false)
+	big := []byte(strings.Repeat("b", 200<<10))
+	h.Hub.DeliverAt(1, 1, big, []uint64{c.Key})
+	h.Hub.DeliverAt(1, 2, []byte("after the answer"), []uint64{c.Key})
+	testclient.WaitFor(t, "late delivery counted", wait, func() bool { return h.Hub.Stats().Late == 1 })
+	out := c.Until(string(big[:1000]), wait)
+	if !strings.HasPrefix(out, "open 1\nresumed 1-0 head 0 missed false\n1 b") {
+		t.Fatalf("got %.80q", out)
+	}
+}
+
+func TestHeartbeatWhenQuiet(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{WriteTimeout: 200 * time.Millisecond}, lines{heartbeat: 100 * time.Millisecond})
+	c := h.Open(hub.Request{ID: 1})
+	c.Until("open 1\nhb\nhb\n", wait)
+	if h.Hub.Stats().Heartbeats < 2 {
+		t.Fatalf("stats %+v", h.Hub.Stats())
+	}
+}
+
+func TestCloseWritesLastBytesAndLogsOut(t *testing.T) {
+	var shutdowns atomic.Int64
+	h := hubtest.Start(t, hub.Config{}, lines{shutdowns: &shutdowns})
+	a, b := h.Open(hub.Request{ID: 1}), h.Open(hub.Request{ID: 2})
+	h.Hub.Deliver([]byte("last"), []uint64{a.Key, b.Key})
+	h.Hub.Close()
+	for _, c := range []*hubtest.Client{a, b} {
+		if out, eof := c.Rest(time.Second); !strings.HasSuffix(out, "1 last\nbye\n") || !eof {
+			t.Fatalf("after Close: %q, eof %t", out, eof)
+		}
+	}
+	if shutdowns.Load() != 2 || h.Hub.Closes(hub.ReasonShutdown) != 2 || len(h.L.Events()) != 4 {
+		t.Fatalf("shutdowns %d, closes %v, events %v", shutdowns.Load(), h.Hub.Stats().Closed, h.L.Events())
+	}
+	fd, _ := hubtest.Socketpair(t)
+	if err := h.Hub.OpenFD(fd, hub.Request{ID: 3}); err != hub.ErrClosed {
+		t.Fatalf("open after Close: %v", err)
+	}
+}
+
+func TestBeyondMaxSessionsIs503(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{MaxSessions: 1}, lines{})
+	fd, c := hubtest.Socketpair(t)
+	if fd < 1 {
+		t.Skip("descriptor 0 is free")
+	}
+	if err := h.Hub.OpenFD(fd, hub.Request{ID: 1}); err == nil {
+		t.Fatal("opened beyond the limit")
+	}
+	buf := make([]byte, 256)
+	c.SetReadDeadline(time.Now().Add(wait))
+	n, _ := c.Read(buf)
+	if !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 503 ") || h.Hub.Stats().Rejected != 1 {
+		t.Fatalf("got %q, stats %+v", buf[:n], h.Hub.Stats())
+	}
+}
+
+func TestBadKindRejected(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{}, lines{})
+	fd, _ := hubtest.Socketpair(t)
+	if err := h.Hub.OpenFD(fd, hub.Request{Kind: 3}); err == nil {
+		t.Fatal("opened a session of a kind the hub does not have")
+	}
+}

@@ -1,0 +1,115 @@
+package hub
+
+import (
+	"time"
+
+	"github.com/cometgw/comet/internal/cursor"
+)
+
+// Kind is one kind of client session: what it writes, and what it does
+// with deliveries, resume answers, time and shutdown. The hub does the
+// rest (the socket, the table, pending output, the router's logins). A
+// Kind's methods are called with the session's lock held; they must not
+// block, and they act on the session only through s.
+type Kind interface {
+	// Traits says how the hub treats sessions of this kind. It is read
+	// once, when the hub starts.
+	Traits() Traits
+	// Open writes the session's response head; r is the request that
+	// opened it. The router has been told of the session.
+	Open(s Session, r *Request)
+	// Deliver writes, or gathers, message m and reports whether the
+	// session took it. For a resumable kind the hub has already moved
+	// the session's cursor to m's position (and dropped a position the
+	// session had).
+	Deliver(s Session, m *Message) bool
+	// Resumed is called when the router answered the session's resume
+	// (resumable kinds): s.Cursor() is where the client continues,
+	// s.Head() the last position of the catch-up that follows, and
+	// s.Missed() says messages after the client's cursor are gone.
+	Resumed(s Session)
+	// Tick is called about every 250 ms for a session that has no stuck
+	// output (heartbeats, deadlines); now is in unix nanoseconds.
+	Tick(s Session, now int64)
+	// Written is called when all of the session's pending output has
+	// been written.
+	Written(s Session)
+	// Shutdown is called when the hub closes: the session writes its
+	// last bytes. The hub then closes it (unless Shutdown did).
+	Shutdown(s Session)
+}
+
+// Traits says how the hub treats the sessions of a kind.
+type Traits struct {
+	// Name names the kind in stats and metrics ("html", "sse", "poll").
+	Name string
+	// Resumable sessions log in with a resume (Listener.Resume), keep a
+	// cursor that deliveries with a position move on, and drop a
+	// position they already have.
+	Resumable bool
+	// KeepsInput: what the client sends is left in the socket for
+	// whoever reads the connection next (a long-poll's next request).
+	// Otherwise it is read and dropped, and more than 64 KiB of it
+	// closes the session (ReasonProtocol).
+	KeepsInput bool
+}
+
+// MaxKinds is the most kinds one hub serves.
+const MaxKinds = 8
+
+// Request is what the gateway read of the request that opens a session.
+type Request struct {
+	// Kind is the session's kind: its index in the kinds the hub was
+	// made with.
+	Kind int
+	// ID is the id the session logs in as.
+	ID int64
+	// Cursor is where a resumable session starts: after this position
+	// (zero: from now on).
+	Cursor cursor.Cursor
+	// HTTP10: the client speaks HTTP/1.0 (no chunked framing).
+	HTTP10 bool
+	// KeepAlive: the client may send another request on the connection.
+	KeepAlive bool
+	// Wait is how long a request-answer session (a long-poll) waits for
+	// something to answer.
+	Wait time.Duration
+}
+
+// Message is one delivery as the kinds see it: the message and its
+// position in its id's sequence (zero if it has none). Encoded keeps one
+// encoding per kind, so a message going to many sessions is encoded once.
+type Message struct {
+	Body []byte
+	Pos  cursor.Cursor
+	enc  [MaxKinds][]byte
+	have uint8 // bit i: enc[i] holds this message's encoding for kind i
+}
+
+func (m *Message) reset(body []byte, pos cursor.Cursor) {
+	m.Body, m.Pos, m.have = body, pos, 0
+}
+
+// Encoded returns m as encode makes it for s's kind: made once per
+// message and kind, valid until the Kind method returns.
+func (m *Message) Encoded(s Session, encode func(dst []byte, m *Message) []byte) []byte {
+	k := s.sl.V.kind
+	if m.have&(1<<k) == 0 {
+		m.enc[k] = encode(m.enc[k][:0], m)
+		m.have |= 1 << k
+	}
+	return m.enc[k]
+}
+
+// Listener hears about sessions logging in and out (the gateway's link to
+// the router). Every call is made with the session's lock held, so that,
+// for one conn, they are ordered with Hub.Snapshot; they must not block.
+type Listener interface {
+	// Opened: a session of a kind that is not resumable logs in as id.
+	Opened(conn uint64, id int64)
+	// Resume: a resumable session logs in as id, wanting every kept
+	// message after cur (zero: from now on).
+	Resume(conn uint64, id int64, cur cursor.Cursor)
+	// Closed: the session logs out (closed, or its request answered).
+	Closed(conn uint64)
+}

@@ -1,0 +1,36 @@
+package hub
+
+import "fmt"
+
+// Reason says why a session was closed.
+type Reason uint8
+
+// Close reasons.
+const (
+	ReasonPeer       Reason = iota // the client closed or reset the connection
+	ReasonSlow                     // pending output passed Config.MaxPending
+	ReasonTimeout                  // pending output made no progress for Config.WriteTimeout
+	ReasonWriteError               // a write failed
+	ReasonProtocol                 // the client sent more than its kind may
+	ReasonShutdown                 // the gateway is shutting down
+	ReasonAnswered                 // the session's one request was answered (a long-poll)
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered"}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Reasons lists every close reason, for metrics.
+func Reasons() []Reason {
+	rs := make([]Reason, numReasons)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}

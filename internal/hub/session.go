@@ -1,0 +1,300 @@
+package hub
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/fdtable"
+)
+
+// session is the state of one client connection: with the table slot's
+// lock, generation and descriptor, 72 bytes, stored inline in the table
+// at the index of its descriptor. An idle session owns nothing else.
+type session struct {
+	id int64
+	// Non-resumable kinds: messages delivered (for "Recvd msg #N").
+	// Resumable kinds: the position (in epoch) of the last message the
+	// client has: its cursor.
+	n     uint64
+	epoch uint64
+	head  uint64 // the last position of a resume's catch-up
+	// Output the socket did not take yet; nil when idle. With flagHeld:
+	// output gathered by the kind and not to be written yet.
+	out *[]byte
+	// While output is pending: unix nanos of the last write progress.
+	// Otherwise: of the last write (for heartbeats), or a deadline the
+	// kind set (Session.SetDeadline).
+	clock  int64
+	kind   uint8
+	flags  uint8 // the hub's, below
+	kflags uint8 // the kind's own (Session.Flags)
+}
+
+type slot = fdtable.Slot[session]
+
+// The hub's session flags.
+const (
+	flagResumed  uint8 = 1 << iota // the router answered the resume
+	flagMissed                     // ... saying messages were missed
+	flagHeld                       // out is gathered output, not to be written
+	flagFinished                   // no more deliveries: the last output is being written
+)
+
+// scratch is the buffers of one goroutine that calls Kind methods.
+type scratch struct{ body, out []byte }
+
+// trim drops buffers that grew past their usual size.
+func (sc *scratch) trim() {
+	if cap(sc.body) > 256<<10 {
+		sc.body = nil
+	}
+	if cap(sc.out) > 256<<10 {
+		sc.out = nil
+	}
+}
+
+// Session is a Kind's handle on one session, valid during the Kind method
+// it is passed to.
+type Session struct {
+	h  *Hub
+	sl *slot
+	sc *scratch
+}
+
+// ID is the id the session is logged in as.
+func (s Session) ID() int64 { return s.sl.V.id }
+
+// Conn is the session's conn number: generation << 32 | descriptor.
+func (s Session) Conn() uint64 { return s.sl.Key() }
+
+// IsOpen reports whether the session is still open (a write can close
+// it).
+func (s Session) IsOpen() bool { return s.sl.IsOpen() }
+
+// Cursor is a resumable session's position: the last message its client
+// has (zero: none yet, from now on).
+func (s Session) Cursor() cursor.Cursor { return cursor.Cursor{Epoch: s.sl.V.epoch, Seq: s.sl.V.n} }
+
+// Next counts one more message for a session that is not resumable and
+// returns its number: 1, 2, 3...
+func (s Session) Next() uint64 { s.sl.V.n++; return s.sl.V.n }
+
+// Head is the last position of the catch-up that follows the resume
+// answer.
+func (s Session) Head() uint64 { return s.sl.V.head }
+
+// Resumed reports whether the router has answered the session's resume;
+// Missed whether it said messages were missed.
+func (s Session) Resumed() bool { return s.sl.V.flags&flagResumed != 0 }
+func (s Session) Missed() bool  { return s.sl.V.flags&flagMissed != 0 }
+
+// Flags and SetFlags are a byte the kind keeps per session.
+func (s Session) Flags() uint8     { return s.sl.V.kflags }
+func (s Session) SetFlags(f uint8) { s.sl.V.kflags = f }
+
+// Scratch is a buffer for building a message body, and OutBuf a second
+// one for framing it: the calling goroutine's, valid until the Kind
+// method returns.
+func (s Session) Scratch() *[]byte { return &s.sc.body }
+func (s Session) OutBuf() *[]byte  { return &s.sc.out }
+
+// Write writes p, keeping what the socket does not take (within
+// Config.MaxPending), and reports whether the session is still open.
+func (s Session) Write(p []byte) bool { return s.h.write(s.sl, p) }
+
+// Heartbeat writes p if nothing was written for quiet, and counts it.
+func (s Session) Heartbeat(p []byte, quiet time.Duration, now int64) {
+	if quiet > 0 && s.sl.V.out == nil && s.sl.V.clock <= now-int64(quiet) {
+		s.h.heartbeats.Add(1)
+		s.Write(p)
+	}
+}
+
+// Idle reports whether no output is pending.
+func (s Session) Idle() bool { return s.sl.V.out == nil }
+
+// Flush writes pending output now (at shutdown).
+func (s Session) Flush() { s.h.flush(s.sl, s.sc) }
+
+// Gather appends p to the output the kind gathers without writing it (a
+// long-poll's answer being built); Gathered returns it, and Release drops
+// it.
+func (s Session) Gather(p []byte) {
+	v := &s.sl.V
+	if v.out == nil {
+		v.out = s.h.getBuf()
+		v.flags |= flagHeld
+	}
+	*v.out = append(*v.out, p...)
+}
+
+func (s Session) Gathered() []byte {
+	if s.sl.V.out == nil || s.sl.V.flags&flagHeld == 0 {
+		return nil
+	}
+	return *s.sl.V.out
+}
+
+func (s Session) Release() {
+	if s.sl.V.flags&flagHeld != 0 {
+		s.h.putBuf(s.sl.V.out)
+		s.sl.V.out = nil
+		s.sl.V.flags &^= flagHeld
+	}
+}
+
+// Finish ends the session's deliveries: later ones are counted as late
+// (the router keeps them for the client's next request), and Kind.Written
+// is called once what is written now has gone out.
+func (s Session) Finish() { s.sl.V.flags |= flagFinished }
+
+// Finished reports whether Finish was called.
+func (s Session) Finished() bool { return s.sl.V.flags&flagFinished != 0 }
+
+// Deadline and SetDeadline keep a time (unix nanos) for the kind while
+// the session writes nothing (they share the write clock).
+func (s Session) Deadline() int64      { return s.sl.V.clock }
+func (s Session) SetDeadline(ns int64) { s.sl.V.clock = ns }
+
+// Close closes the session's socket and logs it out.
+func (s Session) Close(why Reason) { s.h.close(s.sl, why) }
+
+// Handback ends the session without closing its socket, which goes to
+// Config.Handback (or is closed if there is none); why is counted as the
+// session's close reason.
+func (s Session) Handback(why Reason) { s.h.handback(s.sl, why) }
+
+// write writes p to sl, keeping what the socket does not take. It
+// returns false if sl was closed.
+func (h *Hub) write(sl *slot, p []byte) bool {
+	v := &sl.V
+	if v.out != nil {
+		if len(*v.out)+len(p) > h.cfg.MaxPending {
+			h.close(sl, ReasonSlow)
+			return false
+		}
+		*v.out = append(*v.out, p...)
+		return true
+	}
+	n, err := writeFD(sl.FD(), p)
+	if err != nil {
+		h.close(sl, ReasonWriteError)
+		return false
+	}
+	h.bytes.Add(uint64(n))
+	v.clock = h.clock.Load()
+	if n < len(p) {
+		if len(p)-n > h.cfg.MaxPending {
+			h.close(sl, ReasonSlow)
+			return false
+		}
+		v.out = h.getBuf()
+		*v.out = append(*v.out, p[n:]...)
+		v.clock = time.Now().UnixNano()
+	}
+	return true
+}
+
+// writeFD writes as much of p as the socket takes without blocking.
+func writeFD(fd int, p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Write(fd, p[done:])
+		if n > 0 {
+			done += n
+		}
+		switch {
+		case err == nil:
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return done, nil
+		default:
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// flush writes sl's pending output; when all of it is out, the kind hears
+// so (Kind.Written).
+func (h *Hub) flush(sl *slot, sc *scratch) {
+	v := &sl.V
+	if v.out == nil || v.flags&flagHeld != 0 {
+		return
+	}
+	p := *v.out
+	n, err := writeFD(sl.FD(), p)
+	if err != nil {
+		h.close(sl, ReasonWriteError)
+		return
+	}
+	h.bytes.Add(uint64(n))
+	if n == len(p) {
+		h.putBuf(v.out)
+		v.out = nil
+		v.clock = h.clock.Load()
+		h.kinds[v.kind].Written(Session{h, sl, sc})
+		return
+	}
+	if n > 0 {
+		*v.out = p[:copy(p, p[n:])]
+		v.clock = time.Now().UnixNano()
+	}
+}
+
+func (h *Hub) getBuf() *[]byte {
+	b := h.pool.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+func (h *Hub) putBuf(b *[]byte) {
+	if b != nil && cap(*b) <= 64<<10 {
+		h.pool.Put(b)
+	}
+}
+
+// end frees sl's slot and logs the session out. sl's lock must be held.
+func (h *Hub) end(sl *slot, why Reason) {
+	v := &sl.V
+	conn := sl.Key()
+	h.table.Free(sl)
+	h.putBuf(v.out)
+	v.out = nil
+	h.open.Add(-1)
+	h.byKind[v.kind].Add(-1)
+	h.closes[why].Add(1)
+	if h.listener != nil {
+		h.listener.Closed(conn)
+	}
+	if why != ReasonPeer && why != ReasonShutdown && why != ReasonAnswered && h.log.Core().Enabled(zap.DebugLevel) {
+		h.log.Debug("session closed", zap.Int64("id", v.id), zap.Uint64("conn", conn), zap.Stringer("reason", why))
+	}
+}
+
+// close closes sl's socket and ends the session.
+func (h *Hub) close(sl *slot, why Reason) {
+	if !sl.IsOpen() {
+		return
+	}
+	unix.Close(sl.FD())
+	h.end(sl, why)
+}
+
+// handback ends the session and hands its socket to Config.Handback.
+func (h *Hub) handback(sl *slot, why Reason) {
+	if !sl.IsOpen() {
+		return
+	}
+	if h.cfg.Handback == nil {
+		h.close(sl, why)
+		return
+	}
+	fd := sl.FD()
+	h.poller.Remove(fd)
+	h.end(sl, why)
+	h.cfg.Handback(fd)
+}

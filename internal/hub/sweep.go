@@ -1,0 +1,35 @@
+package hub
+
+import "time"
+
+// sweeper refreshes the hub's clock, closes sessions whose pending output
+// has made no progress for Config.WriteTimeout, and gives every other
+// session its kind's Tick (heartbeats, deadlines).
+func (h *Hub) sweeper() {
+	defer h.loops.Done()
+	every := max(min(h.cfg.WriteTimeout/4, 250*time.Millisecond), 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var sc scratch
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			nowNS := now.UnixNano()
+			h.clock.Store(nowNS)
+			limit := nowNS - int64(h.cfg.WriteTimeout)
+			h.table.Each(func(sl *slot) {
+				v := &sl.V
+				if v.out != nil && v.flags&flagHeld == 0 {
+					if v.clock < limit {
+						h.close(sl, ReasonTimeout)
+					}
+					return
+				}
+				h.kinds[v.kind].Tick(Session{h, sl, &sc}, nowNS)
+			})
+			sc.trim()
+		}
+	}
+}

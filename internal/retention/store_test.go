@@ -1,0 +1,159 @@
+package retention
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cometgw/comet/internal/cursor"
+)
+
+type resumeResult struct {
+	res  Resumed
+	seqs []uint64
+	msgs []string
+}
+
+func resume(s *Store, id int64, cur cursor.Cursor) resumeResult {
+	var out resumeResult
+	s.Resume(id, cur, func(r Resumed, kept []Entry) {
+		out.res = r
+		for _, e := range kept {
+			out.seqs = append(out.seqs, e.Seq)
+			out.msgs = append(out.msgs, string(e.Msg))
+		}
+	})
+	return out
+}
+
+func send(s *Store, id int64, msg string, now int64) (epoch, seq uint64) {
+	s.Append(id, []byte(msg), now, func(e, q uint64) { epoch, seq = e, q })
+	return
+}
+
+func TestStoreResume(t *testing.T) {
+	s, err := NewStore(Config{MaxMessages: 4, MaxAge: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixNano()
+	if e, _ := send(s, 1, "before any client", now); e != 0 {
+		t.Fatal("an id with no resumable client got a position")
+	}
+	first := resume(s, 1, cursor.Cursor{})
+	ep := first.res.Epoch
+	if first.res != (Resumed{Epoch: ep, From: 1, Head: 0}) || ep == 0 {
+		t.Fatalf("fresh resume %+v", first.res)
+	}
+	for i := 1; i <= 6; i++ {
+		if e, q := send(s, 1, fmt.Sprint("m", i), now); e != ep || q != uint64(i) {
+			t.Fatalf("send %d got position %x-%d", i, e, q)
+		}
+	}
+	tests := []struct {
+		name string
+		cur  cursor.Cursor
+		want Resumed
+		seqs []uint64
+	}{
+		{"no cursor: from now", cursor.Cursor{}, Resumed{ep, 7, 6, false}, nil},
+		{"in window", cursor.Cursor{Epoch: ep, Seq: 3}, Resumed{ep, 4, 6, false}, []uint64{4, 5, 6}},
+		{"just in window", cursor.Cursor{Epoch: ep, Seq: 2}, Resumed{ep, 3, 6, false}, []uint64{3, 4, 5, 6}},
+		{"up to date", cursor.Cursor{Epoch: ep, Seq: 6}, Resumed{ep, 7, 6, false}, nil},
+		{"past the window", cursor.Cursor{Epoch: ep, Seq: 1}, Resumed{ep, 3, 6, true}, []uint64{3, 4, 5, 6}},
+		{"from the start", cursor.Cursor{Epoch: ep, Seq: 0}, Resumed{ep, 3, 6, true}, []uint64{3, 4, 5, 6}},
+		{"other epoch", cursor.Cursor{Epoch: ep + 1, Seq: 5}, Resumed{ep, 3, 6, true}, []uint64{3, 4, 5, 6}},
+		{"ahead of the sequence", cursor.Cursor{Epoch: ep, Seq: 9}, Resumed{ep, 3, 6, true}, []uint64{3, 4, 5, 6}},
+	}
+	for _, tt := range tests {
+		got := resume(s, 1, tt.cur)
+		if got.res != tt.want || fmt.Sprint(got.seqs) != fmt.Sprint(tt.seqs) {
+			t.Errorf("%s: %+v %v; want %+v %v", tt.name, got.res, got.seqs, tt.want, tt.seqs)
+		}
+	}
+	if st := s.Stats(); st.IDs != 1 || st.Messages != 4 || st.Expired != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// Age: everything expires; a cursor before is told it missed them.
+	s.Sweep(now+int64(2*time.Minute), func(int64) bool { return true })
+	got := resume(s, 1, cursor.Cursor{Epoch: ep, Seq: 6})
+	if got.res != (Resumed{ep, 7, 6, false}) || got.seqs != nil {
+		t.Fatalf("after expiry, an up-to-date cursor: %+v", got)
+	}
+	if got := resume(s, 1, cursor.Cursor{Epoch: ep, Seq: 5}); got.res != (Resumed{ep, 7, 6, true}) || got.seqs != nil {
+		t.Fatalf("after expiry, a stale cursor: %+v", got)
+	}
+	if st := s.Stats(); st.Messages != 0 || st.Bytes != 0 {
+		t.Fatalf("after expiry: %+v", st)
+	}
+}
+
+func TestStoreGrace(t *testing.T) {
+	s, _ := NewStore(Config{Grace: time.Second})
+	now := time.Now().UnixNano()
+	ep := resume(s, 5, cursor.Cursor{}).res.Epoch
+	send(s, 5, "kept", now)
+	held := true
+	s.Idle(5, now)
+	s.Sweep(now+int64(2*time.Second), func(int64) bool { return held })
+	if got := resume(s, 5, cursor.Cursor{Epoch: ep, Seq: 0}); got.res.Epoch != ep || len(got.seqs) != 1 {
+		t.Fatalf("an id held again lost its history: %+v", got)
+	}
+	held = false
+	s.Idle(5, now)
+	s.Sweep(now+int64(500*time.Millisecond), func(int64) bool { return held })
+	if s.Stats().IDs != 1 {
+		t.Fatal("history dropped within the grace period")
+	}
+	s.Sweep(now+int64(2*time.Second), func(int64) bool { return held })
+	if st := s.Stats(); st.IDs != 0 || st.Dropped != 1 || st.Messages != 0 {
+		t.Fatalf("history not dropped after the grace period: %+v", st)
+	}
+	if e, _ := send(s, 5, "void", now); e != 0 {
+		t.Fatal("a dropped id still gets positions")
+	}
+	got := resume(s, 5, cursor.Cursor{Epoch: ep, Seq: 1})
+	if got.res.Epoch == ep || !got.res.Missed {
+		t.Fatalf("a cursor of the dropped history: %+v", got.res)
+	}
+}
+
+func TestStoreByteCap(t *testing.T) {
+	s, _ := NewStore(Config{MaxBytes: 10 * (100 + entryCost)})
+	now := time.Now().UnixNano()
+	a := resume(s, 1, cursor.Cursor{}).res.Epoch
+	resume(s, 2, cursor.Cursor{})
+	msg := strings.Repeat("x", 100)
+	for i := 0; i < 8; i++ {
+		send(s, 1, msg, now)
+	}
+	for i := 0; i < 8; i++ {
+		send(s, 2, msg, now)
+	}
+	st := s.Stats()
+	if st.Bytes > 10*(100+entryCost) || st.Evicted == 0 || st.Messages+int64(st.Evicted) != 16 {
+		t.Fatalf("byte cap not kept: %+v", st)
+	}
+	// The oldest went first: id 1 lost messages, id 2 kept all.
+	if got := resume(s, 2, cursor.Cursor{}); got.res.Head != 8 {
+		t.Fatalf("id 2 %+v", got.res)
+	}
+	if got := resume(s, 1, cursor.Cursor{Epoch: a, Seq: 0}); !got.res.Missed || len(got.seqs) >= 8 {
+		t.Fatalf("id 1 should have lost its oldest: %+v %v", got.res, got.seqs)
+	}
+	if s2 := resume(s, 2, cursor.Cursor{Epoch: resume(s, 2, cursor.Cursor{}).res.Epoch}); s2.res.Missed || len(s2.seqs) != 8 {
+		t.Fatalf("id 2 lost messages: %+v", s2)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if _, err := NewStore(Config{MaxMessages: -1}); err == nil {
+		t.Fatal("negative bound accepted")
+	}
+	s, err := NewStore(Config{})
+	if err != nil || s.Config() != DefaultConfig() {
+		t.Fatalf("zero config: %+v, %v", s.Config(), err)
+	}
+}

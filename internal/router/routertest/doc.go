@@ -1,0 +1,2 @@
+// Package routertest starts a real router for other packages' tests.
+package routertest

@@ -34,6 +34,20 @@ func runSend(ctx context.Context, args []string) error {
 	if out["kept"] == true {
 		kept = ", kept for resuming long-poll and SSE clients"
 	}
-	fmt.Fprintf(os.Stdout, "sent to %d: delivered to %v conn(s)%s\n", id, out["delivered"], kept)
+	dropped := ""
+	if d, ok := out["dropped"].(map[string]any); ok {
+		for _, why := range []string{"gone", "slow", "gateway"} {
+			if n, _ := d[why].(float64); n > 0 {
+				dropped += fmt.Sprintf(", %v dropped (%s)", n, dropNames[why])
+			}
+		}
+	}
+	fmt.Fprintf(os.Stdout, "sent to %d: delivered to %v conn(s)%s%s\n", id, out["delivered"], dropped, kept)
 	return nil
+}
+
+var dropNames = map[string]string{
+	"gone":    "the client had left",
+	"slow":    "the client was too slow and was disconnected",
+	"gateway": "its gateway went away or did not confirm it",
 }

@@ -47,6 +47,10 @@ type Config struct {
 	// SSERetry is the reconnection delay EventSource clients are told.
 	// Default 2s.
 	SSERetry time.Duration
+	// InboundLimit bounds, in bytes, the frames from the routers that NATS
+	// holds for this gateway while its writers are busy (the routers'
+	// windows keep what is in flight far below it). Default 64 MiB.
+	InboundLimit int
 	// PollResumeWait is how long past its timeout a long-poll waits for
 	// the router's answer to its resume before it is answered 503.
 	// Default 5s.
@@ -105,6 +109,7 @@ func DefaultConfig() Config {
 		SSEHeartbeat:   15 * time.Second,
 		SSERetry:       2 * time.Second,
 		PollResumeWait: 5 * time.Second,
+		InboundLimit:   64 << 20,
 		PollTimeout:    30 * time.Second,
 		MaxPollTimeout: 2 * time.Minute,
 		TCPKeepAlive:   2 * time.Minute,
@@ -167,6 +172,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.PollResumeWait <= 0 {
 		cfg.PollResumeWait = def.PollResumeWait
 	}
+	if cfg.InboundLimit <= 0 {
+		cfg.InboundLimit = def.InboundLimit
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -183,7 +191,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	var inst [8]byte
 	rand.Read(inst[:])
-	g.link = newLink(nc, cfg.Name, binary.LittleEndian.Uint64(inst[:])>>11, g.log)
+	g.link = newLink(nc, cfg.Name, binary.LittleEndian.Uint64(inst[:])>>11, cfg.InboundLimit, g.log)
 
 	hubCfg := cfg.Hub
 	hubCfg.Handback = g.handback
@@ -300,13 +308,20 @@ type Stats struct {
 	// and accept errors (out of descriptors and the like).
 	ListenPauses uint64 `json:"listen_pauses"`
 	AcceptErrors uint64 `json:"accept_errors"`
+	// Frames from the routers NATS holds for this gateway now (bytes),
+	// the most it has held, its limit (Config.InboundLimit), and frames
+	// NATS dropped past it (never, while the routers' windows hold).
+	InboundBytes   int64  `json:"inbound_bytes"`
+	InboundPeak    int64  `json:"inbound_peak_bytes"`
+	InboundLimit   int    `json:"inbound_limit_bytes"`
+	InboundDropped uint64 `json:"inbound_dropped"`
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
 	h := g.hub.Stats()
 	kinds := g.cfg.kinds()
-	return Stats{
+	st := Stats{
 		Name: g.cfg.Name,
 		Streams: SessionStats{
 			Stats:    h,
@@ -320,7 +335,10 @@ func (g *Gateway) Stats() Stats {
 
 		ListenPauses: g.ln.pauses.Load(),
 		AcceptErrors: g.ln.acceptErrs.Load(),
+		InboundLimit: g.cfg.InboundLimit,
 	}
+	st.InboundBytes, st.InboundPeak, st.InboundDropped = g.link.inboundStats()
+	return st
 }
 
 func (g *Gateway) adminMux() *http.ServeMux {
@@ -344,6 +362,16 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	m.Counter("stale_deliveries_total", "Deliveries to sessions already closed.", nil, func() uint64 { return h.Stats().Stale })
 	m.Counter("rejected_total", "Sessions refused (limit, shutdown, no descriptor).", nil, func() uint64 { return h.Stats().Rejected })
 	m.Counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
+	m.Gauge("inbound_bytes", "Frames from the routers NATS holds for this gateway.", nil, func() float64 { b, _, _ := g.link.inboundStats(); return float64(b) })
+	m.Counter("inbound_dropped_total", "Frames from the routers NATS dropped past the inbound limit.", nil, func() uint64 { _, _, d := g.link.inboundStats(); return d })
+	for _, fate := range []string{"queued", "gone", "slow", "dup", "late"} {
+		m.Counter("copies_total", "Copies of messages from the routers, by fate: queued to a live session, gone (session closed), slow (closed its session), dup (position already had), late (long-poll already answered).",
+			prometheus.Labels{"fate": fate}, func() uint64 { return copiesBy(h.Stats().Copies, fate) })
+	}
+	for _, r := range hub.Reasons() {
+		m.Counter("lost_pending_total", "Messages still pending output when their session closed, by close reason.", prometheus.Labels{"reason": r.String()},
+			func() uint64 { return h.Stats().LostPending[r.String()] })
+	}
 	m.Counter("listen_pauses_total", "Times the listener stopped accepting because the process was full.", nil, g.ln.pauses.Load)
 	m.Counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)
 	mux := obs.AdminMux(m.Registry)
@@ -351,4 +379,18 @@ func (g *Gateway) adminMux() *http.ServeMux {
 		obs.WriteJSON(w, http.StatusOK, g.Stats())
 	})
 	return mux
+}
+
+func copiesBy(t hub.Tally, fate string) uint64 {
+	switch fate {
+	case "queued":
+		return t.Queued
+	case "gone":
+		return t.Gone
+	case "slow":
+		return t.Slow
+	case "dup":
+		return t.Dup
+	}
+	return t.Late
 }

@@ -59,6 +59,17 @@ func startSystem(t *testing.T, cfg gateway.Config) (*router.Router, *gateway.Gat
 
 var waitFor = testclient.WaitFor
 
+// delivered sends msg to id through r and returns the copies the gateways
+// confirmed queued to live connections.
+func delivered(t *testing.T, r *router.Router, id int64, msg string) uint64 {
+	t.Helper()
+	res, err := r.Send(id, []byte(msg))
+	if err != nil {
+		t.Fatalf("send to %d: %v", id, err)
+	}
+	return res.Tally.Delivered
+}
+
 func openStream(t *testing.T, g *gateway.Gateway, id int64) *testclient.Stream {
 	t.Helper()
 	return testclient.Open(t, g.Addr().String(), id)
@@ -81,7 +92,7 @@ func TestStreamsInOrderExactlyOnceEscaped(t *testing.T) {
 	msgs := make([]string, n)
 	for i := range msgs {
 		msgs[i] = fmt.Sprintf("m%d <b>&'\"", i)
-		if got := r.Send(7, []byte(msgs[i])); got != 2 {
+		if got := delivered(t, r, 7, msgs[i]); got != 2 {
 			t.Fatalf("send %d delivered to %d conns, want 2", i, got)
 		}
 	}
@@ -175,14 +186,33 @@ func TestSlowClientEvictedOthersReceive(t *testing.T) {
 	const n = 400
 	// Lockstep: the fast client reads each message before the next is
 	// sent, so only the slow one's output piles up.
+	var sum wire.Tally
 	for i := 0; i < n; i++ {
-		r.Send(5, []byte(fmt.Sprint(i, big)))
+		res, err := r.Send(5, []byte(fmt.Sprint(i, big)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum.Add(res.Tally)
 		if got := fast.Next(10 * time.Second); got != want(i+1, fmt.Sprint(i, big)) {
 			t.Fatalf("fast client message %d wrong: %.40q", i+1, got)
 		}
 	}
 	waitFor(t, "slow client evicted", 5*time.Second, func() bool { return g.Hub().Closes(hub.ReasonSlow) == 1 })
 	waitFor(t, "slow client logged out", 5*time.Second, func() bool { return r.Stats().Conns == 1 })
+	// The sender was told: one copy closed the slow client (any routed
+	// before its logout reached the router found it gone), and the fast
+	// client's were all delivered.
+	if sum.Slow != 1 || sum.Delivered < n || sum.Gateway != 0 {
+		t.Fatalf("what the sends were told: %+v", sum)
+	}
+	if st := r.Stats(); st.Dropped.Slow != 1 || st.Dropped.Gone != sum.Gone || st.Delivered != sum.Delivered ||
+		st.Routed != sum.Delivered+sum.Slow+sum.Gone {
+		t.Fatalf("router stats %+v, the sends were told %+v", st, sum)
+	}
+	// What the slow client had pending when it was closed is counted too.
+	if lost := g.Stats().Streams.LostPending["slow"]; lost == 0 || lost >= sum.Delivered-n+1 {
+		t.Fatalf("lost pending %d of the %d copies queued to the slow client", lost, sum.Delivered-n)
+	}
 }
 
 func TestBadInput(t *testing.T) {
@@ -280,7 +310,7 @@ func TestSilentGatewayForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	f := wire.AppendUpHeader(nil, "ghost", 1)
+	f := wire.AppendUpHeader(nil, wire.KindUp, "ghost", 1)
 	f = wire.AppendHello(f, 0)
 	f = wire.AppendLogin(f, 1, 100)
 	f = wire.AppendLogin(f, 1, 101)
@@ -322,7 +352,7 @@ func TestRouterRestartResyncs(t *testing.T) {
 	r2, stop2 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
 	defer stop2()
 	waitFor(t, "login resynced", 5*time.Second, func() bool { return r2.Stats().Conns == 1 })
-	if n := r2.Send(77, []byte("after restart")); n != 1 {
+	if n := delivered(t, r2, 77, "after restart"); n != 1 {
 		t.Fatalf("delivered to %d", n)
 	}
 	if got := s.Next(5 * time.Second); got != want(1, "after restart") {

@@ -20,34 +20,56 @@ const maxUpFrame = 256 << 10
 // link is the gateway's side of the router protocol. It batches logins and
 // logouts into up frames (one NATS message carries every update made while
 // the previous one was being published), sends a heartbeat every second,
-// and applies deliveries and resync requests from the router.
+// hands each down frame to the hub as one batch, and tells the router that
+// sent it, in a done record, what became of its copies once the hub's
+// writers are through with it: the router's window for this gateway (see
+// docs/PROTOCOL.md) opens again only then.
 type link struct {
 	nc       *nats.Conn
 	name     string
 	instance uint64
 	log      *zap.Logger
 	hub      *hub.Hub
+	sub      atomic.Pointer[nats.Subscription] // the down subscription, once made
+	inbound  int                               // the down subscription's pending bytes limit
 
 	mu     sync.Mutex
-	frames [][]byte // full frames waiting to be published
-	cur    []byte   // the frame being filled
-	live   uint64   // logins announced and not yet logged out
+	frames [][]byte          // full frames waiting to be published
+	cur    []byte            // the frame being filled
+	dones  map[string][]byte // done frames being filled, by the reply subject (router) they go to
+	live   uint64            // logins announced and not yet logged out
 	kick   chan struct{}
 	done   chan struct{}
 	wg     sync.WaitGroup
 
 	downDec wire.Decoder
 	downRec wire.Record
+	batches sync.Pool // *downFrame
 
 	published, badFrames, publishErrs atomic.Uint64
+	inboundPeak                       atomic.Int64
 }
 
-func newLink(nc *nats.Conn, name string, instance uint64, log *zap.Logger) *link {
-	return &link{
-		nc: nc, name: name, instance: instance, log: log,
-		kick: make(chan struct{}, 1),
-		done: make(chan struct{}),
+// downFrame is one down frame's batch for the hub.
+type downFrame struct {
+	hub.Batch
+	seq   uint64
+	reply string
+}
+
+func newLink(nc *nats.Conn, name string, instance uint64, inbound int, log *zap.Logger) *link {
+	l := &link{
+		nc: nc, name: name, instance: instance, inbound: inbound, log: log,
+		dones: make(map[string][]byte),
+		kick:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
 	}
+	l.batches.New = func() any {
+		f := new(downFrame)
+		f.Done = func(*hub.Batch) { l.frameDone(f) }
+		return f
+	}
+	return l
 }
 
 // start subscribes to the gateway's down subject, says hello and starts
@@ -58,7 +80,13 @@ func (l *link) start(hub *hub.Hub) error {
 	if err != nil {
 		return err
 	}
-	sub.SetPendingLimits(-1, 1<<30)
+	// The routers' windows bound what is in flight to this gateway; the
+	// limit is what NATS holds for it meanwhile, with room for several
+	// routers and resume catch-ups. Past it NATS would drop frames (and
+	// say so: nats_dropped in /stats, a log line); the routers then count
+	// the copies as lost with the gateway.
+	sub.SetPendingLimits(l.inbound/128, l.inbound)
+	l.sub.Store(sub)
 	if err := l.nc.Flush(); err != nil {
 		return err
 	}
@@ -75,7 +103,7 @@ func (l *link) start(hub *hub.Hub) error {
 // header starts a new frame if none is open. l.mu must be held.
 func (l *link) header() {
 	if len(l.cur) == 0 {
-		l.cur = wire.AppendUpHeader(l.cur, l.name, l.instance)
+		l.cur = wire.AppendUpHeader(l.cur, wire.KindUp, l.name, l.instance)
 	}
 }
 
@@ -148,7 +176,7 @@ func (l *link) publisher() {
 	}
 }
 
-// flush publishes every pending frame, in order.
+// flush publishes every pending frame, in order, and the done frames.
 func (l *link) flush() {
 	l.mu.Lock()
 	frames := l.frames
@@ -156,19 +184,59 @@ func (l *link) flush() {
 		frames = append(frames, l.cur)
 	}
 	l.frames, l.cur = nil, nil
+	var dones map[string][]byte
+	if len(l.dones) > 0 {
+		dones, l.dones = l.dones, make(map[string][]byte, len(l.dones))
+	}
 	l.mu.Unlock()
 	for _, f := range frames {
-		if err := l.nc.Publish(wire.SubjectUp, f); err != nil {
-			l.publishErrs.Add(1)
-			l.log.Warn("publish to router failed", zap.Error(err))
-			continue
-		}
-		l.published.Add(1)
+		l.publish(wire.SubjectUp, f)
+	}
+	for subj, f := range dones {
+		l.publish(subj, f)
 	}
 }
 
-// handleDown applies deliveries and resync requests from the router.
+func (l *link) publish(subject string, f []byte) {
+	if err := l.nc.Publish(subject, f); err != nil {
+		l.publishErrs.Add(1)
+		l.log.Warn("publish to router failed", zap.String("subject", subject), zap.Error(err))
+		return
+	}
+	l.published.Add(1)
+}
+
+// frameDone is called by the hub when a down frame's batch is through:
+// the router that sent it gets a done record (in the next done frame to
+// it), and the batch goes back to the pool.
+func (l *link) frameDone(f *downFrame) {
+	if f.seq != 0 && f.reply != "" {
+		t := f.Tally
+		l.mu.Lock()
+		d := l.dones[f.reply]
+		if len(d) == 0 {
+			d = wire.AppendUpHeader(d, wire.KindDone, l.name, l.instance)
+		}
+		l.dones[f.reply] = wire.AppendDone(d, f.seq, wire.Tally{Delivered: t.Queued, Gone: t.Gone, Slow: t.Slow, Dup: t.Dup, Late: t.Late})
+		l.mu.Unlock()
+		l.signal()
+	}
+	f.Reset()
+	f.reply = ""
+	l.batches.Put(f)
+}
+
+// handleDown hands a down frame's deliveries and resume answers to the
+// hub as one batch (its messages alias the frame, which NATS gave this
+// callback to keep), and answers resync requests. The hub's Submit waits
+// while the writers are behind: NATS then holds the next frames, which the
+// routers' windows bound.
 func (l *link) handleDown(m *nats.Msg) {
+	if sub := l.sub.Load(); sub != nil {
+		if _, b, err := sub.Pending(); err == nil && int64(b) > l.inboundPeak.Load() {
+			l.inboundPeak.Store(int64(b))
+		}
+	}
 	h, err := l.downDec.Reset(m.Data)
 	if err == nil && h.Kind != wire.KindDown {
 		err = errWrongKind
@@ -178,15 +246,17 @@ func (l *link) handleDown(m *nats.Msg) {
 		l.log.Warn("bad frame from router", zap.Error(err))
 		return
 	}
-	for l.downDec.Next(&l.downRec) {
-		switch l.downRec.Op {
+	f := l.batches.Get().(*downFrame)
+	f.seq, f.reply = h.Seq, m.Reply
+	r := &l.downRec
+	for l.downDec.Next(r) {
+		switch r.Op {
 		case wire.OpDeliver:
-			l.hub.Deliver(l.downRec.Msg, l.downRec.Conns)
+			f.Deliver(r.Msg, cursor.Cursor{}, r.Conns)
 		case wire.OpDeliverAt:
-			l.hub.DeliverAt(l.downRec.Epoch, l.downRec.Seq, l.downRec.Msg, l.downRec.Conns)
+			f.Deliver(r.Msg, cursor.Cursor{Epoch: r.Epoch, Seq: r.Seq}, r.Conns)
 		case wire.OpResumed:
-			r := &l.downRec
-			l.hub.Resumed(r.Conn, r.Epoch, r.Seq, r.Head, r.Missed)
+			f.Resumed(r.Conn, r.Epoch, r.Seq, r.Head, r.Missed)
 		case wire.OpResync:
 			l.resync()
 		}
@@ -195,6 +265,7 @@ func (l *link) handleDown(m *nats.Msg) {
 		l.badFrames.Add(1)
 		l.log.Warn("bad frame from router", zap.Error(err))
 	}
+	l.hub.Submit(&f.Batch)
 }
 
 // resync sends a hello and then every live login, ordered with concurrent
@@ -238,4 +309,20 @@ func (l *link) stop() {
 		time.Sleep(5 * time.Millisecond)
 	}
 	l.nc.Close()
+}
+
+// inboundStats reads the down subscription: bytes NATS holds for it now,
+// the most seen, and frames dropped past its limit.
+func (l *link) inboundStats() (bytes, peak int64, dropped uint64) {
+	sub := l.sub.Load()
+	if sub == nil {
+		return 0, 0, 0
+	}
+	if _, b, err := sub.Pending(); err == nil {
+		bytes = int64(b)
+	}
+	if d, err := sub.Dropped(); err == nil && d > 0 {
+		dropped = uint64(d)
+	}
+	return bytes, max(l.inboundPeak.Load(), bytes), dropped
 }

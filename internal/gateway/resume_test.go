@@ -230,8 +230,8 @@ func TestPollSemantics(t *testing.T) {
 		waitFor(t, "poll logged out", 5*time.Second, func() bool { return r.Stats().Conns == 0 })
 		for i := 1; i <= 3; i++ {
 			// Nobody holds id 3 between polls, but its history keeps them.
-			if n, kept := r.SendKept(3, []byte(fmt.Sprint("m", i))); n != 0 || !kept {
-				t.Fatalf("send %d between polls: delivered %d, kept %v", i, n, kept)
+			if res, err := r.Send(3, []byte(fmt.Sprint("m", i))); err != nil || res.Tally.Delivered != 0 || !res.Kept {
+				t.Fatalf("send %d between polls: %+v, %v", i, res, err)
 			}
 		}
 		a := mustPoll(t, c, addr, 3, "cursor="+cur)

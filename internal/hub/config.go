@@ -22,6 +22,15 @@ type Config struct {
 	// QueueLen is the number of delivery jobs each writer queues before
 	// a delivery waits. Default 1024.
 	QueueLen int
+	// WriteDelay trades latency for fewer writes when sessions get many
+	// messages: a session written less than this long ago gathers new
+	// output until the delay has passed since that write (or
+	// coalesceMax is gathered), then gets it in one write. A session
+	// that was quiet longer is written at once, and a long-poll's answer
+	// never waits. Each write(2) on loopback costs about 10 µs of CPU
+	// between the two ends, whatever it carries (docs/BENCHMARKS.md).
+	// Default 0: every round's output is written at the end of the round.
+	WriteDelay time.Duration
 	// SendBuffer sets SO_SNDBUF on every session's socket. Default 0: the
 	// kernel's default (autotuned).
 	SendBuffer int

@@ -27,12 +27,12 @@ type Hub struct {
 	listener Listener
 	table    *fdtable.Table[session]
 	poller   *netpoll.Poller
-	pool     sync.Pool // *[]byte pending output
+	pool     sync.Pool // *outbuf pending output
 	scratch  sync.Pool // *scratch for Open
 
 	closeMu sync.RWMutex // held for reading by deliveries and opens, for writing by Close
 	closed  bool
-	queues  []chan job
+	queues  []chan *Batch
 	workers sync.WaitGroup
 	loops   sync.WaitGroup // the epoll loop and the sweeper
 	stop    chan struct{}
@@ -49,6 +49,10 @@ type Hub struct {
 	dups       atomic.Uint64
 	late       atomic.Uint64
 	heartbeats atomic.Uint64
+	lost       [numReasons]atomic.Uint64 // messages pending when their session closed, by reason
+
+	tally  sync.Mutex
+	copies Tally // of every batch
 }
 
 // ErrClosed is returned by Open after Close.
@@ -81,14 +85,14 @@ func New(cfg Config, kinds []Kind, l Listener, log *zap.Logger) (*Hub, error) {
 	for _, k := range kinds {
 		h.traits = append(h.traits, k.Traits())
 	}
-	h.pool.New = func() any { b := make([]byte, 0, 4096); return &b }
+	h.pool.New = func() any { return &outbuf{b: make([]byte, 0, 4096)} }
 	h.scratch.New = func() any { return new(scratch) }
 	h.clock.Store(time.Now().UnixNano())
-	h.queues = make([]chan job, cfg.Workers)
+	h.queues = make([]chan *Batch, cfg.Workers)
 	for i := range h.queues {
-		h.queues[i] = make(chan job, cfg.QueueLen)
+		h.queues[i] = make(chan *Batch, cfg.QueueLen)
 		h.workers.Add(1)
-		go h.writer(h.queues[i])
+		go h.writer(i, h.queues[i])
 	}
 	h.loops.Add(2)
 	go h.loop()
@@ -202,6 +206,15 @@ type Stats struct {
 	Duplicates uint64 `json:"duplicates"`
 	Late       uint64 `json:"late"`
 	Heartbeats uint64 `json:"heartbeats"`
+	// Copies of every batch from the router, by fate (queued, gone,
+	// slow, dup, late), and messages that were still pending output when
+	// their session closed, by close reason: what the gateway took and
+	// then lost with a client it closed.
+	Copies      Tally             `json:"copies"`
+	LostPending map[string]uint64 `json:"lost_pending"`
+	// Writes is the write(2) calls on session sockets: Messages / Writes
+	// is how many messages a write carries on average.
+	Writes uint64 `json:"writes"`
 }
 
 // Stats returns the hub's counters.
@@ -218,13 +231,19 @@ func (h *Hub) Stats() Stats {
 		Duplicates: h.dups.Load(),
 		Late:       h.late.Load(),
 		Heartbeats: h.heartbeats.Load(),
+		Writes:     writes.Load(),
 	}
 	for i, t := range h.traits {
 		st.OpenKind[t.Name] = h.byKind[i].Load()
 	}
+	st.LostPending = make(map[string]uint64, numReasons)
 	for i := range h.closes {
 		st.Closed[Reason(i).String()] = h.closes[i].Load()
+		st.LostPending[Reason(i).String()] = h.lost[i].Load()
 	}
+	h.tally.Lock()
+	st.Copies = h.copies
+	h.tally.Unlock()
 	return st
 }
 

@@ -90,6 +90,16 @@ func (m *Message) reset(body []byte, pos cursor.Cursor) {
 	m.Body, m.Pos, m.have = body, pos, 0
 }
 
+// trim drops encodings that grew past their usual size.
+func (m *Message) trim() {
+	m.Body = nil
+	for i := range m.enc {
+		if cap(m.enc[i]) > 256<<10 {
+			m.enc[i] = nil
+		}
+	}
+}
+
 // Encoded returns m as encode makes it for s's kind: made once per
 // message and kind, valid until the Kind method returns.
 func (m *Message) Encoded(s Session, encode func(dst []byte, m *Message) []byte) []byte {

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,7 +24,7 @@ type session struct {
 	head  uint64 // the last position of a resume's catch-up
 	// Output the socket did not take yet; nil when idle. With flagHeld:
 	// output gathered by the kind and not to be written yet.
-	out *[]byte
+	out *outbuf
 	// While output is pending: unix nanos of the last write progress.
 	// Otherwise: of the last write (for heartbeats), or a deadline the
 	// kind set (Session.SetDeadline).
@@ -41,10 +42,28 @@ const (
 	flagMissed                     // ... saying messages were missed
 	flagHeld                       // out is gathered output, not to be written
 	flagFinished                   // no more deliveries: the last output is being written
+	flagDirty                      // a writer gathered output for it this round
 )
 
-// scratch is the buffers of one goroutine that calls Kind methods.
-type scratch struct{ body, out []byte }
+// outbuf is a session's pending output: the bytes, and where each message
+// in them ends (so that a session closed with output pending counts the
+// messages it loses). Pooled; only sessions with output pending have one.
+type outbuf struct {
+	b    []byte
+	ends []int32
+}
+
+// scratch is the state of one goroutine that calls Kind methods: buffers,
+// and for a writer the sessions it gathered output for this round.
+type scratch struct {
+	body, out []byte
+	// deferred: Session.Write gathers output in the session's outbuf, to
+	// be written once at the end of the writer's round.
+	deferred bool
+	dirty    []uint64
+	why      Reason // why the last write closed its session
+	due      int    // -1: flushDirty writes everything (the writer stops)
+}
 
 // trim drops buffers that grew past their usual size.
 func (sc *scratch) trim() {
@@ -102,8 +121,9 @@ func (s Session) Scratch() *[]byte { return &s.sc.body }
 func (s Session) OutBuf() *[]byte  { return &s.sc.out }
 
 // Write writes p, keeping what the socket does not take (within
-// Config.MaxPending), and reports whether the session is still open.
-func (s Session) Write(p []byte) bool { return s.h.write(s.sl, p) }
+// Config.MaxPending), and reports whether the session is still open. In
+// a writer's round the output is gathered and written once at its end.
+func (s Session) Write(p []byte) bool { return s.h.write(s.sl, p, s.sc) }
 
 // Heartbeat writes p if nothing was written for quiet, and counts it.
 func (s Session) Heartbeat(p []byte, quiet time.Duration, now int64) {
@@ -128,14 +148,14 @@ func (s Session) Gather(p []byte) {
 		v.out = s.h.getBuf()
 		v.flags |= flagHeld
 	}
-	*v.out = append(*v.out, p...)
+	v.out.b = append(v.out.b, p...)
 }
 
 func (s Session) Gathered() []byte {
 	if s.sl.V.out == nil || s.sl.V.flags&flagHeld == 0 {
 		return nil
 	}
-	return *s.sl.V.out
+	return s.sl.V.out.b
 }
 
 func (s Session) Release() {
@@ -167,39 +187,67 @@ func (s Session) Close(why Reason) { s.h.close(s.sl, why) }
 // session's close reason.
 func (s Session) Handback(why Reason) { s.h.handback(s.sl, why) }
 
-// write writes p to sl, keeping what the socket does not take. It
-// returns false if sl was closed.
-func (h *Hub) write(sl *slot, p []byte) bool {
+// write writes p to sl, keeping what the socket does not take; in a
+// writer's round (sc.deferred) it gathers p for the round's one write. It
+// returns false if sl was closed (sc.why says why).
+func (h *Hub) write(sl *slot, p []byte, sc *scratch) bool {
 	v := &sl.V
-	if v.out != nil {
-		if len(*v.out)+len(p) > h.cfg.MaxPending {
-			h.close(sl, ReasonSlow)
-			return false
+	if v.out != nil || sc.deferred {
+		if v.out == nil {
+			v.out = h.getBuf()
+			v.clock = h.clock.Load()
+		} else if len(v.out.b)+len(p) > h.cfg.MaxPending && v.flags&flagHeld == 0 {
+			h.flush(sl, sc) // a long round: let the socket take what it can first
+			if !sl.IsOpen() {
+				return false
+			}
+			if v.out != nil && len(v.out.b)+len(p) > h.cfg.MaxPending {
+				h.closeFor(sl, ReasonSlow, sc)
+				return false
+			}
+			if v.out == nil {
+				return h.write(sl, p, sc)
+			}
 		}
-		*v.out = append(*v.out, p...)
+		v.out.b = append(v.out.b, p...)
+		if sc.deferred && v.flags&flagDirty == 0 {
+			v.flags |= flagDirty
+			sc.dirty = append(sc.dirty, sl.Key())
+		}
 		return true
 	}
 	n, err := writeFD(sl.FD(), p)
 	if err != nil {
-		h.close(sl, ReasonWriteError)
+		h.closeFor(sl, ReasonWriteError, sc)
 		return false
 	}
 	h.bytes.Add(uint64(n))
 	v.clock = h.clock.Load()
 	if n < len(p) {
 		if len(p)-n > h.cfg.MaxPending {
-			h.close(sl, ReasonSlow)
+			h.closeFor(sl, ReasonSlow, sc)
 			return false
 		}
 		v.out = h.getBuf()
-		*v.out = append(*v.out, p[n:]...)
+		v.out.b = append(v.out.b, p[n:]...)
 		v.clock = time.Now().UnixNano()
 	}
 	return true
 }
 
+// writes counts write(2) calls on session sockets, every hub of the
+// process together.
+var writes atomic.Uint64
+
+// closeFor closes sl for why and tells the writing goroutine.
+func (h *Hub) closeFor(sl *slot, why Reason, sc *scratch) {
+	sc.why = why
+	h.close(sl, why)
+}
+
 // writeFD writes as much of p as the socket takes without blocking.
 func writeFD(fd int, p []byte) (int, error) {
+	writes.Add(1)
 	done := 0
 	for done < len(p) {
 		n, err := unix.Write(fd, p[done:])
@@ -225,35 +273,43 @@ func (h *Hub) flush(sl *slot, sc *scratch) {
 	if v.out == nil || v.flags&flagHeld != 0 {
 		return
 	}
-	p := *v.out
-	n, err := writeFD(sl.FD(), p)
+	o := v.out
+	n, err := writeFD(sl.FD(), o.b)
 	if err != nil {
-		h.close(sl, ReasonWriteError)
+		h.closeFor(sl, ReasonWriteError, sc)
 		return
 	}
 	h.bytes.Add(uint64(n))
-	if n == len(p) {
-		h.putBuf(v.out)
+	if n == len(o.b) {
+		h.putBuf(o)
 		v.out = nil
 		v.clock = h.clock.Load()
 		h.kinds[v.kind].Written(Session{h, sl, sc})
 		return
 	}
 	if n > 0 {
-		*v.out = p[:copy(p, p[n:])]
+		o.b = o.b[:copy(o.b, o.b[n:])]
+		k := 0
+		for k < len(o.ends) && int(o.ends[k]) <= n {
+			k++
+		}
+		o.ends = o.ends[:copy(o.ends, o.ends[k:])]
+		for i := range o.ends {
+			o.ends[i] -= int32(n)
+		}
 		v.clock = time.Now().UnixNano()
 	}
 }
 
-func (h *Hub) getBuf() *[]byte {
-	b := h.pool.Get().(*[]byte)
-	*b = (*b)[:0]
-	return b
+func (h *Hub) getBuf() *outbuf {
+	o := h.pool.Get().(*outbuf)
+	o.b, o.ends = o.b[:0], o.ends[:0]
+	return o
 }
 
-func (h *Hub) putBuf(b *[]byte) {
-	if b != nil && cap(*b) <= 64<<10 {
-		h.pool.Put(b)
+func (h *Hub) putBuf(o *outbuf) {
+	if o != nil && cap(o.b) <= 64<<10 && cap(o.ends) <= 4096 {
+		h.pool.Put(o)
 	}
 }
 
@@ -262,6 +318,9 @@ func (h *Hub) end(sl *slot, why Reason) {
 	v := &sl.V
 	conn := sl.Key()
 	h.table.Free(sl)
+	if v.out != nil && v.flags&flagHeld == 0 && len(v.out.ends) > 0 {
+		h.lost[why].Add(uint64(len(v.out.ends)))
+	}
 	h.putBuf(v.out)
 	v.out = nil
 	h.open.Add(-1)

@@ -1,139 +1,245 @@
 package hub
 
-import "github.com/cometgw/comet/internal/cursor"
+import (
+	"math/bits"
+	"time"
 
-// job operations.
-const (
-	opDeliver uint8 = iota
-	opResumed
+	"github.com/cometgw/comet/internal/cursor"
 )
 
-// job is work for one writer: a message for some of its sessions, or a
-// resume answer for one.
-type job struct {
-	op     uint8
-	missed bool
-	msg    []byte // the message as sent
-	conns  []uint64
-	epoch  uint64 // position of msg, or of the resume
-	seq    uint64 // deliver: msg's position; resumed: the first to follow
-	head   uint64 // resumed: the last position of the catch-up
+// maxRound bounds the batches one writer applies before it writes what
+// they made: a round's output for one session goes out in one write. The
+// more a writer has fallen behind, the more each write carries (the
+// routers' windows bound what can wait).
+const maxRound = 1024
+
+// Submit queues b for the writers owning its sessions (a session always
+// goes to the same writer, which keeps its order) and returns; b.Done is
+// called when they are through. Submit waits while those writers' queues
+// are full: a gateway whose writers fall behind stops taking frames from
+// the router. After Close, b's copies are counted gone at once.
+func (h *Hub) Submit(b *Batch) {
+	h.closeMu.RLock()
+	defer h.closeMu.RUnlock()
+	w := len(h.queues)
+	var mask uint64
+	for _, c := range b.conns {
+		mask |= 1 << (uint32(c) % uint32(w))
+	}
+	if h.closed || mask == 0 {
+		if h.closed {
+			b.Tally.Gone += b.copies()
+		}
+		if b.Done != nil {
+			b.Done(b)
+		}
+		return
+	}
+	b.refs.Store(int32(bits.OnesCount64(mask)))
+	for ; mask != 0; mask &= mask - 1 {
+		h.queues[bits.TrailingZeros64(mask)] <- b
+	}
 }
 
-// Deliver queues msg for every session in conns. Each session gets its
-// messages in the order Deliver, DeliverAt and Resumed were called for
-// it. Deliver waits while the writers' queues are full; after Close it
-// drops msg.
+// Deliver queues msg for every session in conns (a batch of one).
 func (h *Hub) Deliver(msg []byte, conns []uint64) {
 	h.DeliverAt(0, 0, msg, conns)
 }
 
-// DeliverAt is Deliver for a message at position (epoch, seq) of its id:
-// resumable sessions take the position as their cursor, and drop a
-// position they already have.
+// DeliverAt is Deliver for a message at position (epoch, seq) of its id.
 func (h *Hub) DeliverAt(epoch, seq uint64, msg []byte, conns []uint64) {
-	if len(conns) == 0 {
-		return
-	}
-	h.queue(job{op: opDeliver, msg: append([]byte(nil), msg...), epoch: epoch, seq: seq}, conns)
+	b := new(Batch)
+	b.Deliver(append([]byte(nil), msg...), cursor.Cursor{Epoch: epoch, Seq: seq}, conns)
+	h.Submit(b)
 }
 
-// Resumed applies the router's answer to conn's resume: the messages from
-// position seq to head of epoch follow; missed says messages after the
-// client's cursor are no longer kept.
+// Resumed queues the router's answer to conn's resume (a batch of one).
 func (h *Hub) Resumed(conn, epoch, seq, head uint64, missed bool) {
-	h.queue(job{op: opResumed, epoch: epoch, seq: seq, head: head, missed: missed}, []uint64{conn})
+	b := new(Batch)
+	b.Resumed(conn, epoch, seq, head, missed)
+	h.Submit(b)
 }
 
-// queue hands j to the writers owning conns (a conn always goes to the
-// same writer, which keeps each session's order).
-func (h *Hub) queue(j job, conns []uint64) {
-	h.closeMu.RLock()
-	defer h.closeMu.RUnlock()
-	if h.closed {
-		return
-	}
-	w := len(h.queues)
-	if w == 1 || len(conns) == 1 {
-		j.conns = append([]uint64(nil), conns...)
-		h.queues[int(uint32(conns[0]))%w] <- j
-		return
-	}
-	parts := make([][]uint64, w)
-	for _, c := range conns {
-		i := int(uint32(c)) % w
-		parts[i] = append(parts[i], c)
-	}
-	for i, p := range parts {
-		if len(p) > 0 {
-			j.conns = p
-			h.queues[i] <- j
-		}
-	}
-}
+// coalesceMax is the output a session gathers under WriteDelay past which
+// it is written anyway.
+const coalesceMax = 16 << 10
 
-// writer applies the jobs of one queue.
-func (h *Hub) writer(q chan job) {
+// writer applies the batches of queue w in rounds: every batch waiting,
+// up to maxRound, with the output of each session gathered; then one
+// write per session that has output (or, under Config.WriteDelay, once
+// its delay is over); then the batches are done.
+func (h *Hub) writer(w int, q chan *Batch) {
 	defer h.workers.Done()
 	var m Message
-	var sc scratch
-	for j := range q {
-		m.reset(j.msg, cursor.Cursor{Epoch: j.epoch, Seq: j.seq})
-		for _, c := range j.conns {
+	sc := scratch{deferred: true}
+	round := make([]*Batch, 0, maxRound)
+	var wake *time.Timer
+	var wakeC <-chan time.Time
+	if h.cfg.WriteDelay > 0 {
+		wake = time.NewTimer(time.Hour)
+		wake.Stop()
+		wakeC = wake.C
+		defer wake.Stop()
+	}
+	for {
+		var b *Batch
+		var ok bool
+		select {
+		case b, ok = <-q:
+			if !ok {
+				sc.due = -1
+				h.flushDirty(&sc) // what lingers goes out now
+				return
+			}
+		case <-wakeC:
+			h.flushDirty(&sc)
+			if len(sc.dirty) > 0 {
+				wake.Reset(h.cfg.WriteDelay / 4)
+			}
+			continue
+		}
+		round = append(round[:0], b)
+	more:
+		for len(round) < maxRound {
+			select {
+			case b, ok := <-q:
+				if !ok {
+					break more
+				}
+				round = append(round, b)
+			default:
+				break more
+			}
+		}
+		for _, b := range round {
+			h.apply(uint32(w), b, &m, &sc)
+		}
+		h.flushDirty(&sc)
+		if wake != nil && len(sc.dirty) > 0 {
+			wake.Reset(h.cfg.WriteDelay / 4)
+		}
+		for i, b := range round {
+			if b.refs.Add(-1) == 0 && b.Done != nil {
+				b.Done(b)
+			}
+			round[i] = nil
+		}
+		sc.trim()
+		m.trim()
+	}
+}
+
+// apply applies the items of b for the sessions writer w owns.
+func (h *Hub) apply(w uint32, b *Batch, m *Message, sc *scratch) {
+	nw := uint32(len(h.queues))
+	var t Tally
+	for i := range b.items {
+		it := &b.items[i]
+		if it.op == opDeliver {
+			m.reset(it.msg, it.pos)
+		}
+		for _, c := range b.conns[it.c0:it.c1] {
+			if uint32(c)%nw != w {
+				continue
+			}
 			sl := h.table.LookupKey(c)
 			if sl == nil {
+				if it.op == opDeliver {
+					t.Gone++
+				}
 				h.stale.Add(1)
 				continue
 			}
-			s := Session{h, sl, &sc}
-			if j.op == opResumed {
-				h.resumed(s, &j)
+			s := Session{h, sl, sc}
+			if it.op == opResumed {
+				h.resumed(s, it)
 			} else {
-				h.deliver(s, &m)
+				h.deliver(s, m, &t)
 			}
 			sl.Unlock()
 		}
-		sc.trim()
-		for i := range m.enc {
-			if cap(m.enc[i]) > 256<<10 {
-				m.enc[i] = nil
-			}
-		}
 	}
+	b.mu.Lock()
+	b.Tally.add(&t)
+	b.mu.Unlock()
+	h.tally.Lock()
+	h.copies.add(&t)
+	h.tally.Unlock()
 }
 
-// deliver hands one message to s's kind.
-func (h *Hub) deliver(s Session, m *Message) {
+// deliver hands one message to s's kind and tallies the copy.
+func (h *Hub) deliver(s Session, m *Message, t *Tally) {
 	v := &s.sl.V
 	if v.flags&flagFinished != 0 {
 		h.late.Add(1)
+		t.Late++
 		return
 	}
 	if h.traits[v.kind].Resumable && m.Pos.Epoch != 0 {
 		if m.Pos.Epoch == v.epoch && m.Pos.Seq <= v.n {
 			h.dups.Add(1)
+			t.Dup++
 			return
 		}
 		v.epoch, v.n = m.Pos.Epoch, m.Pos.Seq
 	}
-	if h.kinds[v.kind].Deliver(s, m) {
-		h.messages.Add(1)
+	s.sc.why = ReasonPeer
+	if !h.kinds[v.kind].Deliver(s, m) {
+		if s.sc.why == ReasonSlow {
+			t.Slow++
+		} else {
+			t.Gone++
+		}
+		return
+	}
+	h.messages.Add(1)
+	t.Queued++
+	if o := v.out; o != nil && v.flags&flagHeld == 0 {
+		o.ends = append(o.ends, int32(len(o.b))) // where this message ends in the pending output
 	}
 }
 
 // resumed applies the router's answer to s's resume.
-func (h *Hub) resumed(s Session, j *job) {
+func (h *Hub) resumed(s Session, it *item) {
 	v := &s.sl.V
 	if !h.traits[v.kind].Resumable {
 		return
 	}
-	if j.epoch != v.epoch || j.seq-1 > v.n || j.missed {
-		v.epoch, v.n = j.epoch, j.seq-1
+	if it.pos.Epoch != v.epoch || it.pos.Seq-1 > v.n || it.missed {
+		v.epoch, v.n = it.pos.Epoch, it.pos.Seq-1
 	}
-	v.head = j.head
+	v.head = it.head
 	v.flags |= flagResumed
-	if j.missed {
+	if it.missed {
 		v.flags |= flagMissed
 	}
 	h.kinds[v.kind].Resumed(s)
+}
+
+// flushDirty writes the output the round gathered, one write per session;
+// under Config.WriteDelay, a session written less than the delay ago keeps
+// its output (and its place in sc.dirty) for a later round.
+func (h *Hub) flushDirty(sc *scratch) {
+	sc.deferred = false
+	now := time.Now().UnixNano()
+	h.clock.Store(now)
+	delay := int64(h.cfg.WriteDelay)
+	keep := sc.dirty[:0]
+	for _, key := range sc.dirty {
+		sl := h.table.LookupKey(key)
+		if sl == nil {
+			continue
+		}
+		v := &sl.V
+		if delay > 0 && sc.due >= 0 && v.out != nil && now-v.clock < delay && len(v.out.b) < coalesceMax && v.flags&flagFinished == 0 {
+			keep = append(keep, key)
+			sl.Unlock()
+			continue
+		}
+		v.flags &^= flagDirty
+		h.flush(sl, sc)
+		sl.Unlock()
+	}
+	sc.dirty = keep
+	sc.deferred = true
 }

@@ -35,7 +35,13 @@ type Config struct {
 	// Batch bounds the messages in one frame (rate and flat-out modes).
 	// Default 256.
 	Batch int
-	// AckTimeout bounds the wait for the router's ack. Default 5s.
+	// InFlight is how many frames each sender keeps waiting for their
+	// acks; past it the sender waits (so a router that slows down, and a
+	// gateway behind it, slow the sender). With several routers, 1 keeps
+	// each id's messages in order across them. Default (0): 8.
+	InFlight int
+	// AckTimeout bounds the wait for the router's ack of a frame. Default
+	// 10s (the router answers within its deliver timeout, 5s).
 	AckTimeout time.Duration
 	// Every prints progress this often to Progress. 0: never.
 	Every time.Duration
@@ -55,7 +61,7 @@ const MaxNumberedIDs = 100_000_000
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
-	return Config{Num: 20, Interval: 10 * time.Millisecond, Max: 5, Procs: 1, Batch: 256, AckTimeout: 5 * time.Second}
+	return Config{Num: 20, Interval: 10 * time.Millisecond, Max: 5, Procs: 1, Batch: 256, InFlight: 8, AckTimeout: 10 * time.Second}
 }
 
 // Validate reports a configuration that cannot run.
@@ -79,19 +85,28 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("msggen: -numbered needs -max (%d) >= -procs (%d): each sender owns its ids", c.Max, c.Procs)
 	case c.AckTimeout <= 0:
 		return fmt.Errorf("msggen: -ack-timeout %s: must be > 0", c.AckTimeout)
+	case c.InFlight < 0 || c.InFlight > 4096:
+		return fmt.Errorf("msggen: -inflight %d: must be 1..4096", c.InFlight)
 	}
 	return nil
 }
 
 // Result is the outcome of a run.
 type Result struct {
-	Sent      uint64        // messages the router acknowledged
-	Delivered uint64        // copies the router handed to gateways
-	Void      uint64        // sends to ids nobody held
-	Errors    uint64        // frames not acknowledged (timeouts, no router)
-	Lost      uint64        // messages in those frames
-	Elapsed   time.Duration // wall time of the run
+	Sent      uint64 // messages the router acknowledged
+	Void      uint64 // sends to ids nobody held
+	Kept      uint64 // sends to ids nobody held at that moment, kept for resuming clients
+	Delivered uint64 // copies queued to live connections, as the gateways confirmed
+	// Copies not delivered, by reason: the client had left, was evicted
+	// as too slow, or its gateway went away or never confirmed them.
+	Gone, Slow, Gateway uint64
+	Errors              uint64        // frames not acknowledged (timeouts, no router)
+	Lost                uint64        // messages in those frames
+	Elapsed             time.Duration // wall time of the run
 }
+
+// Dropped is every copy not delivered.
+func (r Result) Dropped() uint64 { return r.Gone + r.Slow + r.Gateway }
 
 // Rate is messages acknowledged per second.
 func (r Result) Rate() float64 {
@@ -102,8 +117,8 @@ func (r Result) Rate() float64 {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("sent %d messages in %s (%.0f/s): delivered %d copies, %d into the void, %d errors (%d messages not acknowledged)",
-		r.Sent, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Delivered, r.Void, r.Errors, r.Lost)
+	return fmt.Sprintf("sent %d messages in %s (%.0f/s): delivered %d copies, %d into the void, %d kept for resuming clients, dropped %d (gone %d, slow %d, gateway %d), %d errors (%d messages not acknowledged)",
+		r.Sent, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Delivered, r.Void, r.Kept, r.Dropped(), r.Gone, r.Slow, r.Gateway, r.Errors, r.Lost)
 }
 
 // ErrNoRouter is returned when no router answers the ping.
@@ -117,36 +132,54 @@ func Ping(nc *nats.Conn, timeout time.Duration) error {
 	return nil
 }
 
-type ack struct{ accepted, delivered, void uint64 }
-
-// request sends one send frame (nil: a ping) and decodes the ack.
-func request(nc *nats.Conn, frame []byte, timeout time.Duration) (ack, error) {
+// request sends one send frame (nil: a ping) and waits for its ack.
+func request(nc *nats.Conn, frame []byte, timeout time.Duration) (wire.Record, error) {
 	if frame == nil {
 		frame = wire.AppendHeader(nil, wire.KindSend)
 	}
 	m, err := nc.Request(wire.SubjectSend, frame, timeout)
 	if err != nil {
-		return ack{}, err
+		return wire.Record{}, err
 	}
+	return decodeAck(m.Data)
+}
+
+// decodeAck reads an ack frame.
+func decodeAck(b []byte) (wire.Record, error) {
 	var d wire.Decoder
-	h, err := d.Reset(m.Data)
+	h, err := d.Reset(b)
 	if err != nil {
-		return ack{}, err
+		return wire.Record{}, err
 	}
 	var rec wire.Record
 	if h.Kind != wire.KindAck || !d.Next(&rec) || rec.Op != wire.OpAck {
-		return ack{}, fmt.Errorf("msggen: reply is not an ack (%s)", h.Kind)
+		return wire.Record{}, fmt.Errorf("msggen: reply is not an ack (%s)", h.Kind)
 	}
-	return ack{rec.Count, rec.Delivered, rec.Void}, nil
+	return rec, nil
 }
 
 type counters struct {
-	sent, delivered, void, errors, lost atomic.Uint64
+	sent, void, kept, delivered, gone, slow, gateway, errors, lost atomic.Uint64
 }
 
 func (c *counters) result(elapsed time.Duration) Result {
-	return Result{Sent: c.sent.Load(), Delivered: c.delivered.Load(), Void: c.void.Load(),
+	return Result{Sent: c.sent.Load(), Void: c.void.Load(), Kept: c.kept.Load(), Delivered: c.delivered.Load(),
+		Gone: c.gone.Load(), Slow: c.slow.Load(), Gateway: c.gateway.Load(),
 		Errors: c.errors.Load(), Lost: c.lost.Load(), Elapsed: elapsed}
+}
+
+// ack counts one frame's ack of n messages.
+func (c *counters) ack(a wire.Record, n int) {
+	c.sent.Add(a.Count)
+	c.void.Add(a.Void)
+	c.kept.Add(a.Kept)
+	c.delivered.Add(a.Tally.Delivered)
+	c.gone.Add(a.Tally.Gone)
+	c.slow.Add(a.Tally.Slow)
+	c.gateway.Add(a.Tally.Gateway)
+	if a.Count < uint64(n) {
+		c.lost.Add(uint64(n) - a.Count)
+	}
 }
 
 // Run runs the senders on nc until each has sent Num messages or ctx ends.
@@ -156,6 +189,9 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 	}
 	if cfg.Seed == 0 {
 		cfg.Seed = rand.Uint64()
+	}
+	if cfg.InFlight == 0 {
+		cfg.InFlight = DefaultConfig().InFlight
 	}
 	if err := Ping(nc, cfg.AckTimeout); err != nil {
 		return Result{}, err
@@ -172,7 +208,13 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 				s.owned = (cfg.Max - int64(p) + int64(cfg.Procs) - 1) / int64(cfg.Procs)
 				s.seq = make([]uint32, s.owned)
 			}
+			if err := s.start(); err != nil {
+				c.errors.Add(1)
+				c.lost.Add(uint64(cfg.Num))
+				return
+			}
 			s.run(ctx)
+			s.drain()
 		}()
 	}
 	done := make(chan struct{})
@@ -207,6 +249,96 @@ type sender struct {
 	proc  int64
 	owned int64    // numbered: how many ids this sender owns
 	seq   []uint32 // numbered: last seq sent per owned id
+
+	// Frames waiting for their acks: each holds a slot; an ack comes to
+	// inbox.<frame number>.
+	inbox   string
+	sub     *nats.Subscription
+	slots   chan struct{}
+	mu      sync.Mutex
+	waiting map[uint64]pending
+	next    uint64
+	stop    chan struct{}
+	expirer sync.WaitGroup
+}
+
+// pending is a frame waiting for its ack.
+type pending struct {
+	msgs int
+	at   time.Time
+}
+
+// start subscribes to the sender's inbox and starts the ack timer.
+func (s *sender) start() error {
+	s.inbox = nats.NewInbox()
+	s.slots = make(chan struct{}, s.cfg.InFlight)
+	s.waiting = make(map[uint64]pending)
+	s.stop = make(chan struct{})
+	sub, err := s.nc.Subscribe(s.inbox+".*", s.acked)
+	if err != nil {
+		return err
+	}
+	s.sub = sub
+	s.expirer.Add(1)
+	go s.expire()
+	return nil
+}
+
+// acked counts the ack of one frame and frees its slot.
+func (s *sender) acked(m *nats.Msg) {
+	k, err := strconv.ParseUint(m.Subject[len(s.inbox)+1:], 10, 64)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	p, ok := s.waiting[k]
+	delete(s.waiting, k)
+	s.mu.Unlock()
+	if !ok {
+		return // timed out already: counted as an error
+	}
+	a, err := decodeAck(m.Data)
+	if err != nil {
+		s.c.errors.Add(1)
+		s.c.lost.Add(uint64(p.msgs))
+	} else {
+		s.c.ack(a, p.msgs)
+	}
+	<-s.slots
+}
+
+// expire counts frames whose ack did not come within AckTimeout.
+func (s *sender) expire() {
+	defer s.expirer.Done()
+	t := time.NewTicker(min(s.cfg.AckTimeout/4, 250*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for k, p := range s.waiting {
+				if now.Sub(p.at) > s.cfg.AckTimeout {
+					delete(s.waiting, k)
+					s.c.errors.Add(1)
+					s.c.lost.Add(uint64(p.msgs))
+					<-s.slots
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// drain waits until every frame is acknowledged or timed out, then stops.
+func (s *sender) drain() {
+	for i := 0; i < cap(s.slots); i++ {
+		s.slots <- struct{}{}
+	}
+	close(s.stop)
+	s.expirer.Wait()
+	s.sub.Unsubscribe()
 }
 
 // appendMsg adds one message to the frame being built.
@@ -226,27 +358,35 @@ func (s *sender) appendMsg() {
 	s.left--
 }
 
-// flush sends the frame built so far holding n messages.
+// flush sends the frame built so far holding n messages, once fewer than
+// InFlight frames wait for their acks.
 func (s *sender) flush(n int) {
 	if n == 0 {
 		return
 	}
-	a, err := request(s.nc, s.frame, s.cfg.AckTimeout)
+	s.slots <- struct{}{}
+	s.mu.Lock()
+	s.next++
+	k := s.next
+	s.waiting[k] = pending{msgs: n, at: time.Now()}
+	s.mu.Unlock()
+	var subj [64]byte
+	reply := strconv.AppendUint(append(append(subj[:0], s.inbox...), '.'), k, 10)
+	if err := s.nc.PublishRequest(wire.SubjectSend, string(reply), s.frame); err != nil {
+		s.mu.Lock()
+		if _, ok := s.waiting[k]; ok {
+			delete(s.waiting, k)
+			s.c.errors.Add(1)
+			s.c.lost.Add(uint64(n))
+			<-s.slots
+		}
+		s.mu.Unlock()
+	}
 	s.frame = s.frame[:0]
-	if err != nil {
-		s.c.errors.Add(1)
-		s.c.lost.Add(uint64(n))
-		return
-	}
-	s.c.sent.Add(a.accepted)
-	s.c.delivered.Add(a.delivered)
-	s.c.void.Add(a.void)
-	if a.accepted < uint64(n) {
-		s.c.lost.Add(uint64(n) - a.accepted)
-	}
 }
 
-func (s *sender) start() int {
+// begin starts a frame.
+func (s *sender) begin() int {
 	s.frame = wire.AppendHeader(s.frame[:0], wire.KindSend)
 	return 0
 }
@@ -271,7 +411,7 @@ func (s *sender) run(ctx context.Context) {
 			case now := <-t.C:
 				due := min(int(per*now.Sub(begin).Seconds())-sentSoFar, s.left)
 				for due > 0 && ctx.Err() == nil {
-					n := s.start()
+					n := s.begin()
 					for ; n < cfg.Batch && due > 0; n, due = n+1, due-1 {
 						s.appendMsg()
 					}
@@ -282,7 +422,7 @@ func (s *sender) run(ctx context.Context) {
 		}
 	case cfg.Interval == 0:
 		for s.left > 0 && ctx.Err() == nil {
-			n := s.start()
+			n := s.begin()
 			for ; n < cfg.Batch && s.left > 0; n++ {
 				s.appendMsg()
 			}
@@ -292,7 +432,7 @@ func (s *sender) run(ctx context.Context) {
 		t := time.NewTicker(cfg.Interval)
 		defer t.Stop()
 		for s.left > 0 {
-			s.start()
+			s.begin()
 			s.appendMsg()
 			s.flush(1)
 			if s.left == 0 {
@@ -310,8 +450,9 @@ func (s *sender) run(ctx context.Context) {
 // WriteJSON writes r to path as JSON (elapsed in seconds).
 func (r Result) WriteJSON(path string) error {
 	b, err := json.MarshalIndent(map[string]any{
-		"sent": r.Sent, "delivered": r.Delivered, "void": r.Void, "errors": r.Errors,
-		"unacknowledged": r.Lost, "elapsed_seconds": r.Elapsed.Seconds(), "rate": r.Rate(),
+		"sent": r.Sent, "delivered": r.Delivered, "void": r.Void, "kept": r.Kept,
+		"dropped": map[string]uint64{"gone": r.Gone, "slow": r.Slow, "gateway": r.Gateway},
+		"errors":  r.Errors, "unacknowledged": r.Lost, "elapsed_seconds": r.Elapsed.Seconds(), "rate": r.Rate(),
 	}, "", "  ")
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cometgw/comet/internal/ids"
@@ -14,6 +15,7 @@ import (
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/wire"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // GatewayStats describes one gateway in Stats.
@@ -22,28 +24,54 @@ type GatewayStats struct {
 	Instance uint64 `json:"instance"`
 	Conns    int64  `json:"conns"`
 	LastSeen string `json:"last_seen"`
+	// Bytes of down frames in flight to it (its window in use), and how
+	// many frames.
+	InflightBytes  int64 `json:"inflight_bytes"`
+	InflightFrames int   `json:"inflight_frames"`
+}
+
+// Dropped counts copies not delivered, by reason.
+type Dropped struct {
+	Gone    uint64 `json:"gone"`    // the client had left
+	Slow    uint64 `json:"slow"`    // the client was evicted as too slow to take them
+	Gateway uint64 `json:"gateway"` // the gateway went away or never confirmed them
 }
 
 // Stats is the router's GET /stats document.
 type Stats struct {
-	Conns       int64           `json:"conns"`
-	IDs         int64           `json:"ids"`
-	Logins      int64           `json:"logins_held"`
-	Gateways    int             `json:"gateways"`
-	Sent        uint64          `json:"sent"`
-	Delivered   uint64          `json:"delivered"`
-	Void        uint64          `json:"void"`
-	LoginsTotal uint64          `json:"logins_total"`
-	Logouts     uint64          `json:"logouts_total"`
-	Resyncs     uint64          `json:"resyncs"`
-	Purges      uint64          `json:"gateway_purges"`
-	BadFrames   uint64          `json:"bad_frames"`
-	Resumes     uint64          `json:"resumes"`
-	Missed      uint64          `json:"resumes_missed"`
-	CaughtUp    uint64          `json:"caught_up"`
-	KeptOnly    uint64          `json:"kept_only"`
-	Retention   retention.Stats `json:"retention"`
-	GatewayList []GatewayStats  `json:"gateway_list"`
+	Conns    int64  `json:"conns"`
+	IDs      int64  `json:"ids"`
+	Logins   int64  `json:"logins_held"`
+	Gateways int    `json:"gateways"`
+	Sent     uint64 `json:"sent"`
+	Void     uint64 `json:"void"`
+	// Copies of messages: handed to gateways (routed), then delivered
+	// (queued to a live connection, as the gateways confirmed; dup and
+	// late included) or dropped, by reason.
+	Routed    uint64  `json:"routed"`
+	Delivered uint64  `json:"delivered"`
+	Dropped   Dropped `json:"dropped"`
+	Dup       uint64  `json:"dup"`
+	Late      uint64  `json:"late"`
+	// Flow control: sends that waited for a gateway's window, HTTP sends
+	// refused for overload, send frames NATS dropped because the router
+	// could not take them (their senders got no ack), done records for
+	// frames no longer tracked.
+	WindowWaits       uint64          `json:"window_waits"`
+	Refused           uint64          `json:"refused"`
+	SendFramesDropped uint64          `json:"send_frames_dropped"`
+	UnknownDone       uint64          `json:"unknown_done"`
+	LoginsTotal       uint64          `json:"logins_total"`
+	Logouts           uint64          `json:"logouts_total"`
+	Resyncs           uint64          `json:"resyncs"`
+	Purges            uint64          `json:"gateway_purges"`
+	BadFrames         uint64          `json:"bad_frames"`
+	Resumes           uint64          `json:"resumes"`
+	Missed            uint64          `json:"resumes_missed"`
+	CaughtUp          uint64          `json:"caught_up"`
+	KeptOnly          uint64          `json:"kept_only"`
+	Retention         retention.Stats `json:"retention"`
+	GatewayList       []GatewayStats  `json:"gateway_list"`
 }
 
 // Stats returns the router's counters and gateways.
@@ -51,7 +79,10 @@ func (r *Router) Stats() Stats {
 	rs := r.reg.Stats()
 	st := Stats{
 		Conns: rs.Conns, IDs: rs.IDs, Logins: rs.Pairs,
-		Sent: r.sent.Load(), Delivered: r.delivered.Load(), Void: r.void.Load(),
+		Sent: r.sent.Load(), Void: r.void.Load(),
+		Routed: r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
+		Dropped:     Dropped{Gone: r.droppedGone.Load(), Slow: r.droppedSlow.Load(), Gateway: r.droppedGateway.Load()},
+		WindowWaits: r.waits.Load(), Refused: r.refused.Load(), SendFramesDropped: r.sendDropped(), UnknownDone: r.unknownDone.Load(),
 		LoginsTotal: r.logins.Load(), Logouts: r.logouts.Load(),
 		Resyncs: r.resyncs.Load(), Purges: r.purges.Load(), BadFrames: r.badFrames.Load(),
 		Resumes: r.resumes.Load(), Missed: r.missed.Load(), CaughtUp: r.caughtUp.Load(), KeptOnly: r.kept.Load(),
@@ -59,14 +90,17 @@ func (r *Router) Stats() Stats {
 		GatewayList: []GatewayStats{},
 	}
 	r.upMu.Lock()
+	r.flow.mu.Lock()
 	r.gwMu.RLock()
 	for _, gw := range r.gwByIdx {
 		st.GatewayList = append(st.GatewayList, GatewayStats{
 			Name: gw.name, Instance: gw.instance, Conns: gw.conns,
-			LastSeen: time.Unix(0, gw.lastSeen.Load()).UTC().Format(time.RFC3339Nano),
+			LastSeen:      time.Unix(0, gw.lastSeen.Load()).UTC().Format(time.RFC3339Nano),
+			InflightBytes: gw.inflight, InflightFrames: len(gw.flights),
 		})
 	}
 	r.gwMu.RUnlock()
+	r.flow.mu.Unlock()
 	r.upMu.Unlock()
 	slices.SortFunc(st.GatewayList, func(a, b GatewayStats) int {
 		if a.Name < b.Name {
@@ -136,8 +170,15 @@ func (r *Router) adminMux() *http.ServeMux {
 			writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 			return
 		}
-		n, kept := r.SendKept(id, msg)
-		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "delivered": n, "kept": kept})
+		res, err := r.Send(id, msg)
+		if errors.Is(err, ErrOverloaded) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		t := res.Tally
+		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "delivered": t.Delivered, "kept": res.Kept,
+			"dropped": Dropped{Gone: t.Gone, Slow: t.Slow, Gateway: t.Gateway}})
 	})
 	return mux
 }
@@ -145,14 +186,22 @@ func (r *Router) adminMux() *http.ServeMux {
 func newMetrics(r *Router) *obs.Metrics {
 	m := obs.NewMetrics("comet_router")
 	m.Counter("sent_total", "Sends routed.", nil, r.sent.Load)
-	m.Counter("delivered_total", "Copies of messages handed to gateways.", nil, r.delivered.Load)
+	m.Counter("routed_total", "Copies of messages handed to gateways.", nil, r.routed.Load)
+	m.Counter("delivered_total", "Copies the gateways confirmed queued to a live connection.", nil, r.delivered.Load)
+	for reason, c := range map[string]*atomic.Uint64{"gone": &r.droppedGone, "slow": &r.droppedSlow, "gateway": &r.droppedGateway} {
+		m.Counter("dropped_total", "Copies not delivered, by reason: the client had left, was evicted as too slow, or its gateway went away or never confirmed them.",
+			prometheus.Labels{"reason": reason}, c.Load)
+	}
+	m.Counter("window_waits_total", "Sends that waited for room in a gateway's window.", nil, r.waits.Load)
+	m.Counter("refused_total", "HTTP sends refused (503) because the gateways' windows stayed full.", nil, r.refused.Load)
+	m.Counter("send_frames_dropped_total", "Send frames NATS dropped because the router could not take them.", nil, r.sendDropped)
+	m.Gauge("inflight_bytes", "Bytes of down frames in flight to every gateway.", nil, func() float64 { return float64(r.inflightBytes()) })
 	m.Counter("void_total", "Sends to ids nobody holds.", nil, r.void.Load)
 	m.Counter("logins_total", "Logins applied.", nil, r.logins.Load)
 	m.Counter("logouts_total", "Logouts applied.", nil, r.logouts.Load)
 	m.Counter("resyncs_total", "Login resyncs asked of gateways.", nil, r.resyncs.Load)
 	m.Counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", nil, r.purges.Load)
 	m.Counter("bad_frames_total", "Malformed NATS frames received.", nil, r.badFrames.Load)
-	m.Counter("stale_deliveries_total", "Delivery frames dropped because their gateway was forgotten.", nil, r.stale.Load)
 	m.Counter("resumes_total", "Resumes of long-poll and SSE clients.", nil, r.resumes.Load)
 	m.Counter("resumes_missed_total", "Resumes whose cursor was past the retention window or from another epoch.", nil, r.missed.Load)
 	m.Counter("kept_only_total", "Sends to ids with no client at that moment, kept for a resuming one.", nil, r.kept.Load)

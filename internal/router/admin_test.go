@@ -38,9 +38,16 @@ func startTestRouter(t *testing.T) *Router {
 	return r
 }
 
-// fakeGateway logs conns in over NATS and collects what the router
-// delivers to it.
+// fakeGateway logs conns in over NATS (instance 1) and collects what the
+// router delivers to it; it answers every down frame with a done record
+// saying each copy was delivered, as a gateway does once it wrote them.
 func fakeGateway(t *testing.T, r *Router, name string) (*nats.Conn, chan *nats.Msg) {
+	t.Helper()
+	return fakeGatewayDone(t, r, name, true)
+}
+
+// fakeGatewayDone is fakeGateway that answers no done record unless done.
+func fakeGatewayDone(t *testing.T, r *Router, name string, done bool) (*nats.Conn, chan *nats.Msg) {
 	t.Helper()
 	nc, err := nats.Connect(r.NATSURL())
 	if err != nil {
@@ -48,7 +55,25 @@ func fakeGateway(t *testing.T, r *Router, name string) (*nats.Conn, chan *nats.M
 	}
 	t.Cleanup(nc.Close)
 	ch := make(chan *nats.Msg, 100)
-	if _, err := nc.ChanSubscribe(wire.DownSubject(name), ch); err != nil {
+	if _, err := nc.Subscribe(wire.DownSubject(name), func(m *nats.Msg) {
+		var d wire.Decoder
+		var rec wire.Record
+		h, err := d.Reset(m.Data)
+		if err != nil {
+			t.Errorf("bad down frame: %v", err)
+			return
+		}
+		copies := uint64(0)
+		for d.Next(&rec) {
+			if rec.Op == wire.OpDeliver || rec.Op == wire.OpDeliverAt {
+				copies += uint64(len(rec.Conns))
+			}
+		}
+		if done && h.Seq != 0 {
+			nc.Publish(m.Reply, wire.AppendDone(wire.AppendUpHeader(nil, wire.KindDone, name, 1), h.Seq, wire.Tally{Delivered: copies}))
+		}
+		ch <- m
+	}); err != nil {
 		t.Fatal(err)
 	}
 	nc.Flush()
@@ -63,7 +88,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestAdminAPI(t *testing.T) {
 	r := startTestRouter(t)
 	nc, down := fakeGateway(t, r, "gw1")
-	f := wire.AppendUpHeader(nil, "gw1", 1)
+	f := wire.AppendUpHeader(nil, wire.KindUp, "gw1", 1)
 	f = wire.AppendHello(f, 0)
 	f = wire.AppendLogin(f, 10, 123)
 	f = wire.AppendLogin(f, 10, 124)
@@ -131,8 +156,8 @@ func TestSendBatchFanOut(t *testing.T) {
 	r := startTestRouter(t)
 	nc1, down1 := fakeGateway(t, r, "a")
 	nc2, down2 := fakeGateway(t, r, "b")
-	nc1.Publish(wire.SubjectUp, wire.AppendLogin(wire.AppendLogin(wire.AppendHello(wire.AppendUpHeader(nil, "a", 1), 0), 1, 5), 2, 5))
-	nc2.Publish(wire.SubjectUp, wire.AppendLogin(wire.AppendHello(wire.AppendUpHeader(nil, "b", 1), 0), 1, 5))
+	nc1.Publish(wire.SubjectUp, wire.AppendLogin(wire.AppendLogin(wire.AppendHello(wire.AppendUpHeader(nil, wire.KindUp, "a", 1), 0), 1, 5), 2, 5))
+	nc2.Publish(wire.SubjectUp, wire.AppendLogin(wire.AppendHello(wire.AppendUpHeader(nil, wire.KindUp, "b", 1), 0), 1, 5))
 	nc1.Flush()
 	nc2.Flush()
 	waitFor(t, "logins", func() bool { return r.Stats().Conns == 3 })
@@ -147,7 +172,7 @@ func TestSendBatchFanOut(t *testing.T) {
 	}
 	var d wire.Decoder
 	var rec wire.Record
-	if _, err := d.Reset(m.Data); err != nil || !d.Next(&rec) || rec.Count != 3 || rec.Delivered != 6 || rec.Void != 1 {
+	if _, err := d.Reset(m.Data); err != nil || !d.Next(&rec) || rec.Count != 3 || rec.Tally.Delivered != 6 || rec.Void != 1 {
 		t.Fatalf("ack %+v %v", rec, err)
 	}
 	for name, ch := range map[string]chan *nats.Msg{"a": down1, "b": down2} {
@@ -172,7 +197,7 @@ func TestSendBatchFanOut(t *testing.T) {
 func TestHeartbeatMismatchAsksResync(t *testing.T) {
 	r := startTestRouter(t)
 	nc, down := fakeGateway(t, r, "g")
-	nc.Publish(wire.SubjectUp, wire.AppendHeartbeat(wire.AppendHello(wire.AppendUpHeader(nil, "g", 1), 0), 3))
+	nc.Publish(wire.SubjectUp, wire.AppendHeartbeat(wire.AppendHello(wire.AppendUpHeader(nil, wire.KindUp, "g", 1), 0), 3))
 	nc.Flush()
 	select {
 	case m := <-down:

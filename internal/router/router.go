@@ -1,9 +1,9 @@
 package router
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +40,21 @@ type Config struct {
 	// Retention bounds the history kept for resumable (long-poll and SSE)
 	// clients; see retention.Config for its defaults.
 	Retention retention.Config
+	// Window bounds the bytes of down frames in flight to one gateway:
+	// published and not yet confirmed by the gateway's done record. A
+	// send to a gateway whose window is full waits. Default 4 MiB.
+	Window int64
+	// DeliverTimeout is how long a down frame may stay unconfirmed before
+	// its copies are counted lost with the gateway. Default 5s.
+	DeliverTimeout time.Duration
+	// OverloadWait is how long an HTTP send waits for room in the
+	// gateways' windows before it is refused (503). Default 2s.
+	OverloadWait time.Duration
+	// SendLimit bounds, in bytes, the send frames NATS holds for this
+	// router while it routes (senders that wait for their acks keep far
+	// below it). Frames past it are dropped by NATS: counted
+	// (send_frames_dropped), and their senders get no ack. Default 64 MiB.
+	SendLimit int
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -52,6 +67,10 @@ func DefaultConfig() Config {
 		GatewayTimeout: 3 * time.Second,
 		ConnectTimeout: 10 * time.Second,
 		Retention:      retention.DefaultConfig(),
+		Window:         4 << 20,
+		DeliverTimeout: 5 * time.Second,
+		OverloadWait:   2 * time.Second,
+		SendLimit:      64 << 20,
 	}
 }
 
@@ -62,6 +81,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Retention.Validate(); err != nil {
 		return fmt.Errorf("router: %w", err)
+	}
+	if c.Window < 64<<10 {
+		return fmt.Errorf("router: window %d is below 64 KiB", c.Window)
+	}
+	if c.DeliverTimeout < 100*time.Millisecond {
+		return fmt.Errorf("router: deliver timeout %s is below 100ms", c.DeliverTimeout)
 	}
 	return nil
 }
@@ -78,6 +103,12 @@ type peer struct {
 	conns      int64
 	mismatches int
 	resyncAt   time.Time // when a resync was last asked; zero when none pending
+
+	nextSeq atomic.Uint64 // the last down frame number given
+	// The flow fields below are guarded by Router.flow.mu.
+	flights  map[uint64]flight // by frame number
+	inflight int64             // their bytes: the window in use
+	gone     bool              // forgotten: its flights were counted lost
 }
 
 // Router routes sends to the gateways holding the ids. Create it with New,
@@ -103,8 +134,18 @@ type Router struct {
 
 	batches sync.Pool // *sendBatch
 
-	sent, delivered, void, logins, logouts, resyncs, purges, badFrames, stale atomic.Uint64
-	resumes, missed, caughtUp, kept                                           atomic.Uint64
+	flow        flows
+	name        string // this router's name in its done subject
+	doneSubject string
+	sendSub     *nats.Subscription
+
+	sent, void, logins, logouts, resyncs, purges, badFrames atomic.Uint64
+	resumes, missed, caughtUp, kept                         atomic.Uint64
+	// Copies: routed to gateways, then delivered or dropped by reason
+	// (the gateway's done records), dup and late (in delivered).
+	routed, delivered, dups, late            atomic.Uint64
+	droppedGone, droppedSlow, droppedGateway atomic.Uint64
+	waits, refused, unknownDone              atomic.Uint64
 
 	metrics *obs.Metrics
 	admin   *obs.Admin
@@ -123,6 +164,18 @@ func New(cfg Config) (*Router, error) {
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = def.ConnectTimeout
+	}
+	if cfg.Window == 0 {
+		cfg.Window = def.Window
+	}
+	if cfg.DeliverTimeout == 0 {
+		cfg.DeliverTimeout = def.DeliverTimeout
+	}
+	if cfg.OverloadWait <= 0 {
+		cfg.OverloadWait = def.OverloadWait
+	}
+	if cfg.SendLimit <= 0 {
+		cfg.SendLimit = def.SendLimit
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -144,11 +197,12 @@ func New(cfg Config) (*Router, error) {
 		one:      make([]uint64, 1),
 	}
 	r.reg.OnIdle(func(id int64) { store.Idle(id, time.Now().UnixNano()) })
-	r.batches.New = func() any {
-		b := &sendBatch{r: r, frames: make(map[uint32]*[]byte)}
-		b.routeFn = b.route
-		return b
-	}
+	r.batches.New = func() any { return newSendBatch(r) }
+	r.flow.room = sync.NewCond(&r.flow.mu)
+	var rb [8]byte
+	rand.Read(rb[:])
+	r.name = fmt.Sprintf("r%x", rb)
+	r.doneSubject = wire.DoneSubject(r.name)
 	var more []nats.Option
 	url := cfg.NATSURL
 	if url == "" {
@@ -174,17 +228,28 @@ func New(cfg Config) (*Router, error) {
 	}
 	r.nc = nc
 
+	// Each subscription's messages are handled by one goroutine in order;
+	// what waits for it is bounded (pending limits): up frames (logins)
+	// generously, since losing one costs a resync; send frames at
+	// SendLimit, past which NATS drops them and the senders get no ack;
+	// done frames, which the windows bound.
 	upSub, err := nc.Subscribe(wire.SubjectUp, r.handleUp)
 	if err == nil {
+		upSub.SetPendingLimits(-1, 256<<20)
 		r.subs = append(r.subs, upSub)
-		var sendSub *nats.Subscription
-		sendSub, err = nc.QueueSubscribe(wire.SubjectSend, wire.QueueRouters, r.handleSend)
-		r.subs = append(r.subs, sendSub)
+		r.sendSub, err = nc.QueueSubscribe(wire.SubjectSend, wire.QueueRouters, r.handleSend)
 	}
 	if err == nil {
-		for _, s := range r.subs {
-			s.SetPendingLimits(-1, 1<<30)
+		r.sendSub.SetPendingLimits(-1, cfg.SendLimit)
+		r.subs = append(r.subs, r.sendSub)
+		var doneSub *nats.Subscription
+		doneSub, err = nc.Subscribe(r.doneSubject, r.handleDone)
+		if err == nil {
+			doneSub.SetPendingLimits(-1, 64<<20)
+			r.subs = append(r.subs, doneSub)
 		}
+	}
+	if err == nil {
 		err = nc.Flush()
 	}
 	if err != nil {
@@ -250,8 +315,13 @@ func (r *Router) closeNATS() {
 	r.ns.Shutdown()
 }
 
-// Close stops the router (Run calls it when done closes).
+// Close stops the router (Run calls it when done closes). Sends waiting
+// for a window give up; their copies are counted lost with the gateway.
 func (r *Router) Close() error {
+	r.flow.mu.Lock()
+	r.flow.closing = true
+	r.flow.room.Broadcast()
+	r.flow.mu.Unlock()
 	var err error
 	if r.admin != nil {
 		err = r.admin.Shutdown()
@@ -286,6 +356,18 @@ func (r *Router) sweep(now time.Time) {
 	for _, gw := range resync {
 		r.askResync(gw)
 	}
+	// Frames a live gateway never confirmed (lost on the way, say, while
+	// its NATS connection was down): their copies are counted lost.
+	stale := now.Add(-r.cfg.DeliverTimeout).UnixNano()
+	r.gwMu.RLock()
+	peers := make([]*peer, 0, len(r.gwByIdx))
+	for _, gw := range r.gwByIdx {
+		peers = append(peers, gw)
+	}
+	r.gwMu.RUnlock()
+	for _, gw := range peers {
+		r.failFlights(gw, stale)
+	}
 }
 
 // forget purges gw's logins and drops it. upMu must be held.
@@ -298,6 +380,10 @@ func (r *Router) forget(gw *peer) int {
 	}
 	delete(r.gwByIdx, gw.idx)
 	r.gwMu.Unlock()
+	r.flow.mu.Lock()
+	gw.gone = true
+	r.flow.mu.Unlock()
+	r.failFlights(gw, 0)
 	return n
 }
 
@@ -306,7 +392,7 @@ func (r *Router) askResync(gw *peer) {
 	gw.resyncAt = time.Now()
 	gw.mismatches = 0
 	r.resyncs.Add(1)
-	frame := wire.AppendResync(wire.AppendHeader(make([]byte, 0, 4), wire.KindDown))
+	frame := wire.AppendResync(wire.AppendDownHeader(make([]byte, 0, 4), 0))
 	if err := r.nc.Publish(gw.subject, frame); err != nil {
 		r.log.Warn("resync request failed", zap.String("gateway", gw.name), zap.Error(err))
 	}
@@ -404,196 +490,37 @@ func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
 		if res.Missed {
 			r.missed.Add(1)
 		}
-		f := wire.AppendResumed(wire.AppendHeader(r.upBuf[:0], wire.KindDown), conn, res.Epoch, res.From, res.Head, res.Missed)
+		seq := gw.nextSeq.Add(1)
+		f := wire.AppendResumed(wire.AppendDownHeader(r.upBuf[:0], seq), conn, res.Epoch, res.From, res.Head, res.Missed)
 		r.one[0] = conn
+		copies := uint64(0)
 		for _, e := range kept {
 			if len(f) >= maxDownFrame {
-				r.publishDown(gw, f)
-				f = wire.AppendHeader(f[:0], wire.KindDown)
+				r.send(gw, seq, f, copies, nil, false)
+				seq, copies = gw.nextSeq.Add(1), 0
+				f = wire.AppendDownHeader(f[:0], seq)
 			}
 			f = wire.AppendDeliverAt(f, res.Epoch, e.Seq, e.Msg, r.one)
+			copies++
 		}
 		r.caughtUp.Add(uint64(len(kept)))
-		r.delivered.Add(uint64(len(kept)))
-		r.publishDown(gw, f)
+		// The catch-up is published now, under the id's lock, whatever
+		// the window: it is ordered before any later send to the conn,
+		// and bounded by what the router keeps for the id.
+		r.send(gw, seq, f, copies, nil, false)
 		if cap(f) <= 4*maxDownFrame {
 			r.upBuf = f[:0]
 		}
 	})
 }
 
-// publishDown sends a down frame to gw; a failure is logged.
-func (r *Router) publishDown(gw *peer, f []byte) {
-	if err := r.nc.Publish(gw.subject, f); err != nil {
-		r.log.Warn("deliver failed", zap.String("gateway", gw.name), zap.Error(err))
-	}
-}
-
 func (r *Router) addGateway(name string, instance uint64) *peer {
 	r.gwMu.Lock()
 	defer r.gwMu.Unlock()
 	r.nextIdx++
-	gw := &peer{name: name, subject: wire.DownSubject(name), idx: r.nextIdx, instance: instance}
+	gw := &peer{name: name, subject: wire.DownSubject(name), idx: r.nextIdx, instance: instance, flights: make(map[uint64]flight)}
 	r.gwByName[name] = gw
 	r.gwByIdx[gw.idx] = gw
 	r.log.Info("gateway joined", zap.String("gateway", name), zap.Uint64("instance", instance))
 	return gw
-}
-
-// handleSend routes one sender frame; a request gets an ack.
-func (r *Router) handleSend(m *nats.Msg) {
-	b := r.batches.Get().(*sendBatch)
-	defer r.batches.Put(b)
-	b.reset()
-	b.now = time.Now().UnixNano()
-	h, err := b.dec.Reset(m.Data)
-	if err == nil && h.Kind != wire.KindSend {
-		err = fmt.Errorf("%s frame on the send subject", h.Kind)
-	}
-	if err == nil {
-		for b.dec.Next(&b.rec) {
-			b.send(b.rec.ID, b.rec.Msg)
-		}
-		err = b.dec.Err()
-	}
-	b.flush()
-	if err != nil {
-		r.badFrames.Add(1)
-		r.log.Warn("bad send frame", zap.Error(err))
-	}
-	if m.Reply != "" {
-		ack := wire.AppendAck(wire.AppendHeader(make([]byte, 0, 32), wire.KindAck), b.accepted, b.delivered, b.void)
-		if err := r.nc.Publish(m.Reply, ack); err != nil {
-			r.log.Warn("ack failed", zap.Error(err))
-		}
-	}
-}
-
-// Send routes msg to every conn logged in as id and returns how many
-// copies went out. It is what POST /send/{id} calls.
-func (r *Router) Send(id int64, msg []byte) uint64 {
-	n, _ := r.SendKept(id, msg)
-	return n
-}
-
-// SendKept is Send that also says whether msg got a position in id's
-// history (kept for long-poll and SSE clients that resume).
-func (r *Router) SendKept(id int64, msg []byte) (delivered uint64, kept bool) {
-	b := r.batches.Get().(*sendBatch)
-	defer r.batches.Put(b)
-	b.reset()
-	b.now = time.Now().UnixNano()
-	b.send(id, msg)
-	b.flush()
-	return b.delivered, b.positioned > 0
-}
-
-// maxDownFrame bounds a delivery frame; NATS's default max payload is 1 MiB.
-const maxDownFrame = 512 << 10
-
-// sendBatch gathers the deliveries of one send frame per gateway, so each
-// gateway gets one NATS message per frame and each message is encoded once
-// per gateway, whatever the number of its conns.
-type sendBatch struct {
-	r      *Router
-	dec    wire.Decoder
-	rec    wire.Record
-	conns  []registry.Conn
-	group  []uint64
-	frames map[uint32]*[]byte
-
-	// The send being routed, for route (a method value made once: no
-	// allocation per send).
-	id      int64
-	msg     []byte
-	now     int64
-	routeFn func(epoch, seq uint64)
-
-	accepted, delivered, void uint64
-	positioned                uint64 // sends given a position in their id's history
-}
-
-func (b *sendBatch) reset() {
-	b.accepted, b.delivered, b.void, b.positioned = 0, 0, 0, 0
-}
-
-func (b *sendBatch) send(id int64, msg []byte) {
-	b.accepted++
-	b.r.sent.Add(1)
-	b.id, b.msg = id, msg
-	b.r.store.Append(id, msg, b.now, b.routeFn)
-	b.msg = nil
-}
-
-// route writes the send being routed into the frames of the gateways
-// holding its id; epoch and seq are its position (0 when its id has no
-// history). It runs with the id's history lock held (see Store.Append).
-func (b *sendBatch) route(epoch, seq uint64) {
-	r := b.r
-	id, msg := b.id, b.msg
-	if epoch != 0 {
-		b.positioned++
-	}
-	b.conns = r.reg.Lookup(id, b.conns[:0])
-	if len(b.conns) == 0 {
-		if epoch != 0 {
-			r.kept.Add(1) // nobody holds it now, but a resuming client will get it
-			return
-		}
-		b.void++
-		r.void.Add(1)
-		return
-	}
-	if len(b.conns) > 1 {
-		slices.SortFunc(b.conns, func(x, y registry.Conn) int { return int(x.GW) - int(y.GW) })
-	}
-	for i := 0; i < len(b.conns); {
-		gw := b.conns[i].GW
-		b.group = b.group[:0]
-		for ; i < len(b.conns) && b.conns[i].GW == gw; i++ {
-			b.group = append(b.group, b.conns[i].Conn)
-		}
-		f := b.frames[gw]
-		if f == nil {
-			f = new([]byte)
-			b.frames[gw] = f
-		}
-		if len(*f) == 0 {
-			*f = wire.AppendHeader(*f, wire.KindDown)
-		}
-		if epoch != 0 {
-			*f = wire.AppendDeliverAt(*f, epoch, seq, msg, b.group)
-		} else {
-			*f = wire.AppendDeliver(*f, msg, b.group)
-		}
-		b.delivered += uint64(len(b.group))
-		r.delivered.Add(uint64(len(b.group)))
-		if len(*f) >= maxDownFrame {
-			b.publish(gw, f)
-		}
-	}
-}
-
-func (b *sendBatch) flush() {
-	for gw, f := range b.frames {
-		if len(*f) > 0 {
-			b.publish(gw, f)
-		}
-		if cap(*f) > 4*maxDownFrame {
-			delete(b.frames, gw)
-		}
-	}
-}
-
-func (b *sendBatch) publish(gwIdx uint32, f *[]byte) {
-	r := b.r
-	r.gwMu.RLock()
-	gw := r.gwByIdx[gwIdx]
-	r.gwMu.RUnlock()
-	if gw == nil {
-		r.stale.Add(1) // the gateway was forgotten while we routed
-	} else {
-		r.publishDown(gw, *f)
-	}
-	*f = (*f)[:0]
 }

@@ -13,7 +13,7 @@ func TestZeroAllocs(t *testing.T) {
 	var r Record
 	r.Conns = make([]uint64, 0, 8)
 	n := testing.AllocsPerRun(200, func() {
-		b := AppendHeader(buf[:0], KindDown)
+		b := AppendDownHeader(buf[:0], 1)
 		b = AppendDeliver(b, msg, conns)
 		b = AppendDeliver(b, msg, conns[:1])
 		if _, err := d.Reset(b); err != nil {

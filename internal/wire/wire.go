@@ -7,17 +7,18 @@ import (
 )
 
 // Version is the protocol version written in byte 0 of every frame.
-const Version = 1
+const Version = 2
 
 // Kind says who sent a frame to whom; it is byte 1 of every frame.
 type Kind uint8
 
 // Frame kinds.
 const (
-	KindUp   Kind = 1 // gateway -> router: hello, login, logout, heartbeat, bye
+	KindUp   Kind = 1 // gateway -> every router: hello, login, logout, heartbeat, bye, resume
 	KindSend Kind = 2 // sender -> router: send
-	KindDown Kind = 3 // router -> gateway: deliver, resync
+	KindDown Kind = 3 // router -> gateway: deliver, resync, resumed, deliver-at
 	KindAck  Kind = 4 // router -> sender: the reply to a send frame
+	KindDone Kind = 5 // gateway -> the router that sent a down frame: what became of its copies
 )
 
 func (k Kind) String() string {
@@ -30,6 +31,8 @@ func (k Kind) String() string {
 		return "down"
 	case KindAck:
 		return "ack"
+	case KindDone:
+		return "done"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -50,7 +53,8 @@ const (
 	OpResync    Op = 33 // down: the router lost track; send every live login again
 	OpResumed   Op = 34 // down: the answer to a resume: Conn, Epoch, Seq (first to follow), Head, Missed
 	OpDeliverAt Op = 35 // down: write Msg, at position (Epoch, Seq) of its id, to each of Conns
-	OpAck       Op = 48 // ack: Count sends accepted, Delivered copies, Void sends to nobody
+	OpDone      Op = 40 // done: what became of the copies of down frame Seq (Tally)
+	OpAck       Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
 )
 
 func (o Op) kind() Kind {
@@ -61,6 +65,8 @@ func (o Op) kind() Kind {
 		return KindSend
 	case OpDeliver, OpResync, OpResumed, OpDeliverAt:
 		return KindDown
+	case OpDone:
+		return KindDone
 	case OpAck:
 		return KindAck
 	}
@@ -91,6 +97,8 @@ func (o Op) String() string {
 		return "deliver"
 	case OpResync:
 		return "resync"
+	case OpDone:
+		return "done"
 	case OpAck:
 		return "ack"
 	}
@@ -137,10 +145,47 @@ func ValidGatewayName(s string) bool {
 // Header is the decoded start of a frame.
 type Header struct {
 	Kind Kind
-	// Gateway and Instance are set for KindUp: the sending gateway's name
-	// and the instance number that changes each time it starts.
+	// Gateway and Instance are set for KindUp and KindDone: the sending
+	// gateway's name and the instance number that changes each time it
+	// starts.
 	Gateway  string
 	Instance uint64
+	// Seq is set for KindDown: the frame's number in the stream of frames
+	// one router sends one gateway (1, 2, 3...), which the gateway's done
+	// record names; 0 for a frame that wants no done record.
+	Seq uint64
+}
+
+// Tally says what became of the copies of messages: in a done record, of
+// the copies one down frame carried; in an ack, of the copies of the
+// sends of one send frame.
+type Tally struct {
+	// Delivered copies are queued to a live connection: written to its
+	// socket, or in its bounded pending output. In a done record only
+	// copies written or queued; the router adds Dup and Late to it in
+	// acks.
+	Delivered uint64
+	// Copies not delivered, by reason: the connection had closed (Gone),
+	// was closed as too slow to take them (Slow), or the gateway went
+	// away or never confirmed them (Gateway; acks only).
+	Gone, Slow, Gateway uint64
+	// Done records only: copies for a position the client already had
+	// (Dup), and copies for a long-poll answered in the meantime, kept
+	// by the router for its next poll (Late).
+	Dup, Late uint64
+}
+
+// Dropped is every copy not delivered.
+func (t Tally) Dropped() uint64 { return t.Gone + t.Slow + t.Gateway }
+
+// Add adds o to t.
+func (t *Tally) Add(o Tally) {
+	t.Delivered += o.Delivered
+	t.Gone += o.Gone
+	t.Slow += o.Slow
+	t.Gateway += o.Gateway
+	t.Dup += o.Dup
+	t.Late += o.Late
 }
 
 // Record is one decoded record. Which fields are set depends on Op:
@@ -153,14 +198,18 @@ type Header struct {
 //	deliver:          Msg, Conns
 //	deliver-at:       Epoch, Seq, Msg, Conns
 //	resumed:          Conn, Epoch, Seq, Head, Missed
-//	ack:              Count, Delivered, Void
+//	done:             Seq (the down frame's), Tally (Delivered, Gone, Slow, Dup, Late)
+//	ack:              Count (sends accepted), Void, Kept, Tally (Delivered, Gone, Slow, Gateway)
 type Record struct {
-	Op        Op
-	Conn      uint64
-	ID        int64
-	Count     uint64
-	Delivered uint64
-	Void      uint64
+	Op    Op
+	Conn  uint64
+	ID    int64
+	Count uint64
+	// Void counts sends to ids nobody holds; Kept, sends to ids nobody
+	// holds now whose message is kept for a resuming client.
+	Void  uint64
+	Kept  uint64
+	Tally Tally
 	// Epoch and Seq are a position in an id's message sequence; for
 	// resumed, Seq is the first position that follows and Head the last
 	// one assigned, and Missed says that messages after the client's
@@ -175,16 +224,24 @@ type Record struct {
 	Conns []uint64
 }
 
-// AppendHeader starts a frame of kind k. For KindUp use AppendUpHeader.
+// AppendHeader starts a frame of kind k (KindSend, KindAck). KindUp and
+// KindDone have AppendUpHeader, KindDown AppendDownHeader.
 func AppendHeader(b []byte, k Kind) []byte {
 	return append(b, Version, byte(k))
 }
 
-// AppendUpHeader starts a gateway-to-router frame.
-func AppendUpHeader(b []byte, gateway string, instance uint64) []byte {
-	b = append(b, Version, byte(KindUp))
+// AppendUpHeader starts a gateway-to-router frame of kind k (KindUp or
+// KindDone).
+func AppendUpHeader(b []byte, k Kind, gateway string, instance uint64) []byte {
+	b = append(b, Version, byte(k))
 	b = appendString(b, gateway)
 	return binary.AppendUvarint(b, instance)
+}
+
+// AppendDownHeader starts a router-to-gateway frame, the seq-th this
+// router sends this gateway (0: no done record wanted).
+func AppendDownHeader(b []byte, seq uint64) []byte {
+	return binary.AppendUvarint(append(b, Version, byte(KindDown)), seq)
 }
 
 // AppendHello appends a hello record (a gateway instance starts).
@@ -265,11 +322,25 @@ func appendConns(b []byte, conns []uint64) []byte {
 // AppendResync appends a resync record.
 func AppendResync(b []byte) []byte { return append(b, byte(OpResync)) }
 
-// AppendAck appends an ack record.
-func AppendAck(b []byte, accepted, delivered, void uint64) []byte {
-	b = binary.AppendUvarint(append(b, byte(OpAck)), accepted)
-	b = binary.AppendUvarint(b, delivered)
-	return binary.AppendUvarint(b, void)
+// AppendDone appends a done record: what became of the copies down frame
+// seq carried (t.Gateway is not sent).
+func AppendDone(b []byte, seq uint64, t Tally) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpDone)), seq)
+	for _, v := range [...]uint64{t.Delivered, t.Gone, t.Slow, t.Dup, t.Late} {
+		b = binary.AppendUvarint(b, v)
+	}
+	return b
+}
+
+// AppendAck appends an ack record: accepted sends, of which void went to
+// nobody and kept were only kept for resuming clients, and what became of
+// the copies (t.Dup and t.Late are not sent: acks count them delivered).
+func AppendAck(b []byte, accepted, void, kept uint64, t Tally) []byte {
+	b = append(b, byte(OpAck))
+	for _, v := range [...]uint64{accepted, void, kept, t.Delivered, t.Gone, t.Slow, t.Gateway} {
+		b = binary.AppendUvarint(b, v)
+	}
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -304,11 +375,17 @@ func (d *Decoder) Reset(frame []byte) (Header, error) {
 		return h, d.fail(fmt.Errorf("%w %d (want %d)", ErrVersion, frame[0], Version))
 	}
 	h.Kind = Kind(frame[1])
-	if h.Kind < KindUp || h.Kind > KindAck {
+	if h.Kind < KindUp || h.Kind > KindDone {
 		return h, d.fail(fmt.Errorf("%w %d", ErrKind, frame[1]))
 	}
 	d.off = 2
-	if h.Kind == KindUp {
+	if h.Kind == KindDown {
+		var ok bool
+		if h.Seq, ok = d.uvarint(); !ok {
+			return h, d.err
+		}
+	}
+	if h.Kind == KindUp || h.Kind == KindDone {
 		name, ok := d.bytes(MaxGatewayName)
 		if !ok {
 			return h, d.err
@@ -372,14 +449,23 @@ func (d *Decoder) Next(r *Record) bool {
 		}
 	case OpDeliver:
 		ok = d.deliver(r)
+	case OpDone:
+		ok = d.uvarints(&r.Seq, &r.Tally.Delivered, &r.Tally.Gone, &r.Tally.Slow, &r.Tally.Dup, &r.Tally.Late)
 	case OpAck:
-		if r.Count, ok = d.uvarint(); ok {
-			if r.Delivered, ok = d.uvarint(); ok {
-				r.Void, ok = d.uvarint()
-			}
-		}
+		ok = d.uvarints(&r.Count, &r.Void, &r.Kept, &r.Tally.Delivered, &r.Tally.Gone, &r.Tally.Slow, &r.Tally.Gateway)
 	}
 	return ok
+}
+
+// uvarints decodes one uvarint into each of vs, in order.
+func (d *Decoder) uvarints(vs ...*uint64) bool {
+	for _, v := range vs {
+		var ok bool
+		if *v, ok = d.uvarint(); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // deliver decodes the msg and conns of a deliver or deliver-at record.
@@ -495,21 +581,29 @@ func (d *Decoder) bytes(max int) ([]byte, bool) {
 	return p, true
 }
 
-// NATS subjects of protocol version 1.
+// NATS subjects of protocol version 2.
 const (
 	// SubjectUp carries KindUp frames from every gateway to every router
 	// (a plain subscription: each router keeps the whole registry).
-	SubjectUp = "comet.v1.up"
+	SubjectUp = "comet.v2.up"
 	// SubjectSend carries KindSend frames from senders to one router
 	// (queue group QueueRouters). A frame sent as a request is answered
 	// with a KindAck frame; an empty send frame is a ping.
-	SubjectSend = "comet.v1.send"
+	SubjectSend = "comet.v2.send"
 	// QueueRouters is the queue group routers join on SubjectSend.
 	QueueRouters = "comet-routers"
 	// downPrefix + gateway name carries KindDown frames to one gateway.
-	downPrefix = "comet.v1.down."
+	downPrefix = "comet.v2.down."
+	// donePrefix + router name carries KindDone frames to one router; it
+	// is the reply subject of that router's down frames.
+	donePrefix = "comet.v2.done."
 )
 
 // DownSubject is the subject on which the gateway named gw receives
 // deliveries and resync requests.
 func DownSubject(gw string) string { return downPrefix + gw }
+
+// DoneSubject is the subject on which the router named router receives
+// done frames for its down frames (a name is one subject token, like a
+// gateway's).
+func DoneSubject(router string) string { return donePrefix + router }

@@ -36,7 +36,7 @@ func TestRoundTrip(t *testing.T) {
 		{
 			name: "up",
 			frame: func() []byte {
-				b := AppendUpHeader(nil, "gw-1_a", 1<<40)
+				b := AppendUpHeader(nil, KindUp, "gw-1_a", 1<<40)
 				b = AppendHello(b, 3)
 				b = AppendLogin(b, 7, 123)
 				b = AppendLogin(b, 7, -5)
@@ -84,7 +84,7 @@ func TestRoundTrip(t *testing.T) {
 		{
 			name: "down",
 			frame: func() []byte {
-				b := AppendHeader(nil, KindDown)
+				b := AppendDownHeader(nil, 1<<33)
 				b = AppendDeliver(b, []byte("<b>hi</b>"), []uint64{1, 2, 1 << 50})
 				b = AppendResync(b)
 				b = AppendDeliver(b, []byte("x"), nil)
@@ -92,7 +92,7 @@ func TestRoundTrip(t *testing.T) {
 				b = AppendResumed(b, 6, 7, 10, 9, false)
 				return AppendDeliverAt(b, 1<<40, 3, []byte("y\nz"), []uint64{5})
 			}(),
-			header: Header{Kind: KindDown},
+			header: Header{Kind: KindDown, Seq: 1 << 33},
 			records: []Record{
 				{Op: OpDeliver, Msg: []byte("<b>hi</b>"), Conns: []uint64{1, 2, 1 << 50}},
 				{Op: OpResync, Conns: []uint64{}},
@@ -103,10 +103,24 @@ func TestRoundTrip(t *testing.T) {
 			},
 		},
 		{
-			name:    "ack",
-			frame:   AppendAck(AppendHeader(nil, KindAck), 10, 20, 3),
+			name: "ack",
+			frame: AppendAck(AppendHeader(nil, KindAck), 10, 3, 2,
+				Tally{Delivered: 20, Gone: 1, Slow: 2, Gateway: 1 << 40, Dup: 9, Late: 9}),
 			header:  Header{Kind: KindAck},
-			records: []Record{{Op: OpAck, Count: 10, Delivered: 20, Void: 3}},
+			records: []Record{{Op: OpAck, Count: 10, Void: 3, Kept: 2, Tally: Tally{Delivered: 20, Gone: 1, Slow: 2, Gateway: 1 << 40}}},
+		},
+		{
+			name: "done",
+			frame: func() []byte {
+				b := AppendUpHeader(nil, KindDone, "gw-2", 77)
+				b = AppendDone(b, 5, Tally{Delivered: 300, Gone: 1, Slow: 2, Gateway: 9, Dup: 4, Late: 5})
+				return AppendDone(b, 6, Tally{})
+			}(),
+			header: Header{Kind: KindDone, Gateway: "gw-2", Instance: 77},
+			records: []Record{
+				{Op: OpDone, Seq: 5, Tally: Tally{Delivered: 300, Gone: 1, Slow: 2, Dup: 4, Late: 5}},
+				{Op: OpDone, Seq: 6},
+			},
 		},
 	}
 	for _, tt := range tests {
@@ -138,7 +152,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestMalformed(t *testing.T) {
-	up := AppendUpHeader(nil, "gw", 1)
+	up := AppendUpHeader(nil, KindUp, "gw", 1)
 	tests := []struct {
 		name  string
 		frame []byte
@@ -148,25 +162,30 @@ func TestMalformed(t *testing.T) {
 		{"one byte", []byte{Version}, ErrShort},
 		{"bad version", []byte{9, byte(KindSend)}, ErrVersion},
 		{"bad kind", []byte{Version, 0}, ErrKind},
-		{"kind too big", []byte{Version, 5}, ErrKind},
+		{"kind too big", []byte{Version, 6}, ErrKind},
+		{"down without seq", []byte{Version, byte(KindDown)}, ErrShort},
+		{"done without name", []byte{Version, byte(KindDone)}, ErrShort},
+		{"done truncated", AppendDone(AppendUpHeader(nil, KindDone, "gw", 1), 1, Tally{})[:9], ErrShort},
+		{"done in a down frame", AppendDone(AppendDownHeader(nil, 1), 1, Tally{}), ErrOp},
 		{"up without name", []byte{Version, byte(KindUp)}, ErrShort},
-		{"up bad name", AppendUpHeader(nil, "a.b", 1), ErrName},
-		{"up empty name", AppendUpHeader(nil, "", 1), ErrName},
-		{"up long name", AppendUpHeader(nil, string(bytes.Repeat([]byte("a"), 65)), 1), ErrTooLarge},
+		{"up bad name", AppendUpHeader(nil, KindUp, "a.b", 1), ErrName},
+		{"up empty name", AppendUpHeader(nil, KindUp, "", 1), ErrName},
+		{"up long name", AppendUpHeader(nil, KindUp, string(bytes.Repeat([]byte("a"), 65)), 1), ErrTooLarge},
 		{"up no instance", append([]byte{Version, byte(KindUp)}, 2, 'g', 'w'), ErrShort},
+		{"v1 frame", []byte{1, byte(KindSend)}, ErrVersion},
 		{"op of other kind", AppendSend(append([]byte(nil), up...), 1, nil), ErrOp},
 		{"unknown op", append(append([]byte(nil), up...), 99), ErrOp},
 		{"login truncated", append(append([]byte(nil), up...), byte(OpLogin), 5), ErrShort},
 		{"overlong varint", append(append([]byte(nil), up...), byte(OpLogout), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), ErrVarint},
 		{"send msg past end", append(AppendHeader(nil, KindSend), byte(OpSend), 2, 10, 'a'), ErrShort},
 		{"send msg too large", append(AppendHeader(nil, KindSend), byte(OpSend), 2, 0x81, 0x80, 0x40), ErrTooLarge},
-		{"deliver conns past end", append(AppendHeader(nil, KindDown), byte(OpDeliver), 0, 200, 1, 2), ErrShort},
-		{"deliver huge count", append(AppendHeader(nil, KindDown), byte(OpDeliver), 0, 0xff, 0xff, 0xff, 0xff, 0x0f), ErrShort},
+		{"deliver conns past end", append(AppendDownHeader(nil, 0), byte(OpDeliver), 0, 200, 1, 2), ErrShort},
+		{"deliver huge count", append(AppendDownHeader(nil, 0), byte(OpDeliver), 0, 0xff, 0xff, 0xff, 0xff, 0x0f), ErrShort},
 		{"resume truncated", append(append([]byte(nil), up...), byte(OpResume), 1, 2, 3), ErrShort},
-		{"resumed no flag", AppendResumed(AppendHeader(nil, KindDown), 1, 2, 3, 4, false)[:7], ErrShort},
-		{"resumed bad flag", append(AppendResumed(AppendHeader(nil, KindDown), 1, 2, 3, 4, false)[:7], 2), ErrVarint},
-		{"deliver-at conns past end", append(AppendHeader(nil, KindDown), byte(OpDeliverAt), 1, 1, 0, 3, 1), ErrShort},
-		{"ack truncated", append(AppendHeader(nil, KindAck), byte(OpAck), 1, 2), ErrShort},
+		{"resumed no flag", AppendResumed(AppendDownHeader(nil, 0), 1, 2, 3, 4, false)[:8], ErrShort},
+		{"resumed bad flag", append(AppendResumed(AppendDownHeader(nil, 0), 1, 2, 3, 4, false)[:8], 2), ErrVarint},
+		{"deliver-at conns past end", append(AppendDownHeader(nil, 0), byte(OpDeliverAt), 1, 1, 0, 3, 1), ErrShort},
+		{"ack truncated", append(AppendHeader(nil, KindAck), byte(OpAck), 1, 2, 3, 4, 5, 6), ErrShort},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,13 +213,14 @@ func TestValidGatewayName(t *testing.T) {
 // FuzzDecode checks that no input crashes the decoder, and that whatever
 // decodes cleanly re-encodes to the same bytes.
 func FuzzDecode(f *testing.F) {
-	f.Add(AppendLogout(AppendLogin(AppendUpHeader(nil, "gw", 3), 1, 2), 1))
+	f.Add(AppendLogout(AppendLogin(AppendUpHeader(nil, KindUp, "gw", 3), 1, 2), 1))
 	f.Add(AppendSend(AppendHeader(nil, KindSend), 5, []byte("hi")))
-	f.Add(AppendResync(AppendDeliver(AppendHeader(nil, KindDown), []byte("m"), []uint64{1, 300})))
-	f.Add(AppendAck(AppendHeader(nil, KindAck), 1, 2, 3))
-	f.Add(AppendResume(AppendUpHeader(nil, "gw", 3), 1, 2, 3, 4))
-	f.Add(AppendDeliverAt(AppendResumed(AppendHeader(nil, KindDown), 1, 2, 3, 4, true), 2, 3, []byte("m"), []uint64{1}))
-	f.Add([]byte{Version, byte(KindDown), byte(OpDeliver), 0, 0xff, 0xff, 0x03})
+	f.Add(AppendResync(AppendDeliver(AppendDownHeader(nil, 7), []byte("m"), []uint64{1, 300})))
+	f.Add(AppendAck(AppendHeader(nil, KindAck), 1, 2, 3, Tally{Delivered: 4, Gone: 5, Slow: 6, Gateway: 7}))
+	f.Add(AppendDone(AppendUpHeader(nil, KindDone, "gw", 3), 9, Tally{Delivered: 1, Gone: 2, Slow: 3, Dup: 4, Late: 5}))
+	f.Add(AppendResume(AppendUpHeader(nil, KindUp, "gw", 3), 1, 2, 3, 4))
+	f.Add(AppendDeliverAt(AppendResumed(AppendDownHeader(nil, 1), 1, 2, 3, 4, true), 2, 3, []byte("m"), []uint64{1}))
+	f.Add([]byte{Version, byte(KindDown), 0, byte(OpDeliver), 0, 0xff, 0xff, 0x03})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		var d Decoder
 		h, err := d.Reset(frame)
@@ -208,9 +228,12 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		var out []byte
-		if h.Kind == KindUp {
-			out = AppendUpHeader(nil, h.Gateway, h.Instance)
-		} else {
+		switch h.Kind {
+		case KindUp, KindDone:
+			out = AppendUpHeader(nil, h.Kind, h.Gateway, h.Instance)
+		case KindDown:
+			out = AppendDownHeader(nil, h.Seq)
+		default:
 			out = AppendHeader(nil, h.Kind)
 		}
 		var r Record
@@ -238,8 +261,10 @@ func FuzzDecode(f *testing.F) {
 				out = AppendResumed(out, r.Conn, r.Epoch, r.Seq, r.Head, r.Missed)
 			case OpDeliverAt:
 				out = AppendDeliverAt(out, r.Epoch, r.Seq, r.Msg, r.Conns)
+			case OpDone:
+				out = AppendDone(out, r.Seq, r.Tally)
 			case OpAck:
-				out = AppendAck(out, r.Count, r.Delivered, r.Void)
+				out = AppendAck(out, r.Count, r.Void, r.Kept, r.Tally)
 			default:
 				t.Fatalf("decoder returned op %v", r.Op)
 			}
@@ -261,6 +286,9 @@ func FuzzDecode(f *testing.F) {
 			a, b := recs1[i], recs2[i]
 			if a.Epoch != b.Epoch || a.Seq != b.Seq || a.Head != b.Head || a.Missed != b.Missed {
 				t.Fatalf("record %d position changed: %+v -> %+v", i, a, b)
+			}
+			if a.Count != b.Count || a.Void != b.Void || a.Kept != b.Kept || a.Tally != b.Tally {
+				t.Fatalf("record %d counts changed: %+v -> %+v", i, a, b)
 			}
 			if recs1[i].Op != recs2[i].Op || recs1[i].ID != recs2[i].ID || recs1[i].Conn != recs2[i].Conn ||
 				!bytes.Equal(recs1[i].Msg, recs2[i].Msg) || !reflect.DeepEqual(recs1[i].Conns, recs2[i].Conns) {

@@ -1,0 +1,279 @@
+package router
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/wire"
+)
+
+// Flow control (docs/PROTOCOL.md, "Flow control"): every down frame this
+// router sends a gateway is a flight until the gateway's done record for
+// it comes back, which the gateway sends once its writers have written
+// the frame's copies or queued them in bounded per-client output. The
+// bytes in flight to one gateway are its window; a send waits while the
+// window of a gateway it goes to is full, so a gateway that cannot keep
+// up slows the router, and, since a sender's ack waits for the done
+// records of its copies, the senders. Flights are resolved by their done
+// record, by the gateway being forgotten, or after Config.DeliverTimeout.
+
+// flight is one down frame in flight to a gateway.
+type flight struct {
+	bytes  int64
+	copies uint64      // message copies in the frame
+	ack    *pendingAck // the send frame the copies came from; nil for a resume's catch-up
+	at     int64       // unix nanos when it was published
+}
+
+// pendingAck is a send frame (or an HTTP send) waiting for the fate of its
+// copies.
+type pendingAck struct {
+	mu                   sync.Mutex
+	waiting              int // flights unresolved, plus one while the frame is being routed
+	accepted, void, kept uint64
+	tally                wire.Tally
+	reply                string        // NATS reply subject of the ack
+	done                 chan struct{} // closed when complete (HTTP sends)
+}
+
+// ErrOverloaded is returned by Send when the gateways' windows stay full
+// for Config.OverloadWait: the send was not routed.
+var ErrOverloaded = errors.New("router: overloaded: the gateways' windows stayed full; retry")
+
+// flows holds the windows of every gateway; its lock guards the flow
+// fields of every peer.
+type flows struct {
+	mu      sync.Mutex
+	room    *sync.Cond // broadcast when a window has room again, or a gateway is gone
+	closing bool
+}
+
+// send publishes down frame f (made with wire.AppendDownHeader(seq)) to
+// gw as a flight carrying copies for ack. With wait it first waits while
+// gw's window is full. The flight is resolved as lost with the gateway if
+// gw has been forgotten or the publish fails.
+func (r *Router) send(gw *peer, seq uint64, f []byte, copies uint64, ack *pendingAck, wait bool) {
+	fl := &r.flow
+	fl.mu.Lock()
+	waited := false
+	for wait && gw.inflight >= r.cfg.Window && !gw.gone && !fl.closing {
+		waited = true
+		fl.room.Wait()
+	}
+	if waited {
+		r.waits.Add(1)
+	}
+	if gw.gone || fl.closing {
+		fl.mu.Unlock()
+		r.lostCopies(ack, copies)
+		return
+	}
+	gw.flights[seq] = flight{bytes: int64(len(f)), copies: copies, ack: ack, at: time.Now().UnixNano()}
+	gw.inflight += int64(len(f))
+	if ack != nil {
+		ack.mu.Lock()
+		ack.waiting++
+		ack.mu.Unlock()
+	}
+	fl.mu.Unlock()
+	r.routed.Add(copies)
+	if err := r.nc.PublishRequest(gw.subject, r.doneSubject, f); err != nil {
+		r.log.Warn("deliver failed", zap.String("gateway", gw.name), zap.Error(err))
+		r.resolve(gw, seq, nil)
+	}
+}
+
+// waitRoom waits until no gateway's window is full, or until deadline; it
+// reports whether there is room.
+func (r *Router) waitRoom(deadline time.Time) bool {
+	fl := &r.flow
+	t := time.AfterFunc(time.Until(deadline), func() {
+		fl.mu.Lock()
+		fl.room.Broadcast()
+		fl.mu.Unlock()
+	})
+	defer t.Stop()
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	for {
+		full := false
+		r.gwMu.RLock()
+		for _, gw := range r.gwByIdx {
+			if gw.inflight >= r.cfg.Window && !gw.gone {
+				full = true
+				break
+			}
+		}
+		r.gwMu.RUnlock()
+		if !full {
+			return true
+		}
+		if fl.closing || !time.Now().Before(deadline) {
+			return false
+		}
+		fl.room.Wait()
+	}
+}
+
+// resolve ends gw's flight seq: with the gateway's tally, or, when t is
+// nil, as lost with the gateway.
+func (r *Router) resolve(gw *peer, seq uint64, t *wire.Tally) {
+	fl := &r.flow
+	fl.mu.Lock()
+	f, ok := gw.flights[seq]
+	if ok {
+		delete(gw.flights, seq)
+		gw.inflight -= f.bytes
+		fl.room.Broadcast()
+	}
+	fl.mu.Unlock()
+	if !ok {
+		r.unknownDone.Add(1)
+		return
+	}
+	if t == nil {
+		r.lostCopies(f.ack, f.copies)
+		return
+	}
+	r.confirmed(f.ack, *t)
+}
+
+// failFlights resolves every flight of gw as lost (gw is forgotten, or
+// the router closes), or only those published before the deadline.
+func (r *Router) failFlights(gw *peer, before int64) {
+	fl := &r.flow
+	var lost []flight
+	fl.mu.Lock()
+	for seq, f := range gw.flights {
+		if before == 0 || f.at < before {
+			lost = append(lost, f)
+			delete(gw.flights, seq)
+			gw.inflight -= f.bytes
+		}
+	}
+	if len(lost) > 0 || before == 0 {
+		fl.room.Broadcast()
+	}
+	fl.mu.Unlock()
+	for _, f := range lost {
+		r.lostCopies(f.ack, f.copies)
+	}
+}
+
+// confirmed counts a gateway's tally of one flight and adds it to its
+// send's ack: positions the client had (dup) and copies for a long-poll
+// answered meanwhile (late, kept for its next poll) count as delivered.
+func (r *Router) confirmed(ack *pendingAck, t wire.Tally) {
+	r.delivered.Add(t.Delivered + t.Dup + t.Late)
+	r.dups.Add(t.Dup)
+	r.late.Add(t.Late)
+	r.droppedGone.Add(t.Gone)
+	r.droppedSlow.Add(t.Slow)
+	if ack == nil {
+		return
+	}
+	t.Delivered += t.Dup + t.Late
+	t.Dup, t.Late = 0, 0
+	ack.add(r, t)
+}
+
+// lostCopies counts copies lost with their gateway (forgotten, publish
+// failed, or no done record within Config.DeliverTimeout).
+func (r *Router) lostCopies(ack *pendingAck, copies uint64) {
+	r.droppedGateway.Add(copies)
+	if ack != nil {
+		ack.add(r, wire.Tally{Gateway: copies})
+	}
+}
+
+// note adds t to a.
+func (a *pendingAck) note(t wire.Tally) {
+	a.mu.Lock()
+	a.tally.Add(t)
+	a.mu.Unlock()
+}
+
+// add adds t to a and resolves one of its flights.
+func (a *pendingAck) add(r *Router, t wire.Tally) {
+	a.mu.Lock()
+	a.tally.Add(t)
+	a.waiting--
+	done := a.waiting == 0
+	a.mu.Unlock()
+	if done {
+		r.complete(a)
+	}
+}
+
+// routed marks a's send frame as routed: its flights are all published.
+func (a *pendingAck) routed(r *Router) { a.add(r, wire.Tally{}) }
+
+// complete answers the sender.
+func (r *Router) complete(a *pendingAck) {
+	if a.done != nil {
+		close(a.done)
+	}
+	if a.reply == "" {
+		return
+	}
+	ack := wire.AppendAck(wire.AppendHeader(make([]byte, 0, 40), wire.KindAck), a.accepted, a.void, a.kept, a.tally)
+	if err := r.nc.Publish(a.reply, ack); err != nil {
+		r.log.Warn("ack failed", zap.Error(err))
+	}
+}
+
+// handleDone applies a gateway's done records.
+func (r *Router) handleDone(m *nats.Msg) {
+	var d wire.Decoder
+	h, err := d.Reset(m.Data)
+	if err == nil && h.Kind != wire.KindDone {
+		err = errors.New("router: not a done frame")
+	}
+	if err != nil {
+		r.badFrames.Add(1)
+		r.log.Warn("bad done frame", zap.Error(err))
+		return
+	}
+	r.gwMu.RLock()
+	gw := r.gwByName[h.Gateway]
+	r.gwMu.RUnlock()
+	if gw == nil || gw.instance != h.Instance {
+		r.unknownDone.Add(1) // an instance this router forgot: its flights were counted lost
+		return
+	}
+	var rec wire.Record
+	for d.Next(&rec) {
+		t := rec.Tally
+		r.resolve(gw, rec.Seq, &t)
+	}
+	if err := d.Err(); err != nil {
+		r.badFrames.Add(1)
+		r.log.Warn("bad done frame", zap.String("gateway", gw.name), zap.Error(err))
+	}
+}
+
+// inflightBytes is the bytes in flight to every gateway.
+func (r *Router) inflightBytes() int64 {
+	r.flow.mu.Lock()
+	defer r.flow.mu.Unlock()
+	var n int64
+	r.gwMu.RLock()
+	for _, gw := range r.gwByIdx {
+		n += gw.inflight
+	}
+	r.gwMu.RUnlock()
+	return n
+}
+
+// sendDropped is the send frames NATS dropped for this router.
+func (r *Router) sendDropped() uint64 {
+	n, err := r.sendSub.Dropped()
+	if err != nil || n < 0 {
+		return 0
+	}
+	return uint64(n)
+}

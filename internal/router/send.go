@@ -1,0 +1,219 @@
+package router
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/registry"
+	"github.com/cometgw/comet/internal/wire"
+)
+
+// handleSend routes one sender frame. Its ack, if it is a request, goes
+// out when every copy's fate is known (see flow.go).
+func (r *Router) handleSend(m *nats.Msg) {
+	b := r.batches.Get().(*sendBatch)
+	defer r.batches.Put(b)
+	b.reset(&pendingAck{waiting: 1, reply: m.Reply})
+	h, err := b.dec.Reset(m.Data)
+	if err == nil && h.Kind != wire.KindSend {
+		err = fmt.Errorf("%s frame on the send subject", h.Kind)
+	}
+	if err == nil {
+		for b.dec.Next(&b.rec) {
+			b.send(b.rec.ID, b.rec.Msg)
+		}
+		err = b.dec.Err()
+	}
+	if err != nil {
+		r.badFrames.Add(1)
+		r.log.Warn("bad send frame", zap.Error(err))
+	}
+	b.finish()
+}
+
+// SendResult is what became of one send.
+type SendResult struct {
+	// Kept: the message got a position in its id's history, for
+	// long-poll and SSE clients that resume.
+	Kept  bool
+	Tally wire.Tally
+}
+
+// Send routes msg to every conn logged in as id and waits (up to
+// Config.DeliverTimeout) for the gateways to say what became of each copy.
+// It is what POST /send/{id} calls. If the gateways' windows stay full for
+// Config.OverloadWait it routes nothing and returns ErrOverloaded.
+func (r *Router) Send(id int64, msg []byte) (SendResult, error) {
+	if !r.waitRoom(time.Now().Add(r.cfg.OverloadWait)) {
+		r.refused.Add(1)
+		return SendResult{}, ErrOverloaded
+	}
+	ack := &pendingAck{waiting: 1, done: make(chan struct{})}
+	b := r.batches.Get().(*sendBatch)
+	b.reset(ack)
+	b.send(id, msg)
+	kept := b.positioned > 0
+	b.finish()
+	r.batches.Put(b)
+	select {
+	case <-ack.done:
+	case <-time.After(r.cfg.DeliverTimeout + time.Second):
+		// Flights are resolved by DeliverTimeout at the latest; this
+		// only guards against a router being closed meanwhile.
+	}
+	ack.mu.Lock()
+	defer ack.mu.Unlock()
+	return SendResult{Kept: kept, Tally: ack.tally}, nil
+}
+
+// maxDownFrame bounds a delivery frame; NATS's default max payload is 1 MiB.
+const maxDownFrame = 512 << 10
+
+// sendBatch gathers the deliveries of one send frame per gateway, so each
+// gateway gets one NATS message per frame (or per maxDownFrame) and each
+// message is encoded once per gateway, whatever the number of its conns.
+type sendBatch struct {
+	r      *Router
+	dec    wire.Decoder
+	rec    wire.Record
+	conns  []registry.Conn
+	group  []uint64
+	frames map[uint32]*downFrame // being filled, by gateway
+	ready  []*downFrame          // full, to publish
+	free   []*downFrame
+	ack    *pendingAck
+
+	// The send being routed, for route (a method value made once: no
+	// allocation per send).
+	id      int64
+	msg     []byte
+	now     int64
+	routeFn func(epoch, seq uint64)
+
+	positioned uint64 // sends given a position in their id's history
+}
+
+// downFrame is a down frame being built for one gateway.
+type downFrame struct {
+	gw     *peer
+	seq    uint64
+	b      []byte
+	copies uint64
+}
+
+func newSendBatch(r *Router) any {
+	b := &sendBatch{r: r, frames: make(map[uint32]*downFrame)}
+	b.routeFn = b.route
+	return b
+}
+
+func (b *sendBatch) reset(ack *pendingAck) {
+	b.ack, b.positioned = ack, 0
+	b.now = time.Now().UnixNano()
+}
+
+func (b *sendBatch) send(id int64, msg []byte) {
+	b.ack.accepted++
+	b.r.sent.Add(1)
+	b.id, b.msg = id, msg
+	b.r.store.Append(id, msg, b.now, b.routeFn)
+	b.msg = nil
+}
+
+// route writes the send being routed into the frames of the gateways
+// holding its id; epoch and seq are its position (0 when its id has no
+// history). It runs with the id's history lock held (see Store.Append),
+// so it only builds frames: they are published by finish.
+func (b *sendBatch) route(epoch, seq uint64) {
+	r := b.r
+	id, msg := b.id, b.msg
+	if epoch != 0 {
+		b.positioned++
+	}
+	b.conns = r.reg.Lookup(id, b.conns[:0])
+	if len(b.conns) == 0 {
+		if epoch != 0 {
+			b.ack.kept++
+			r.kept.Add(1) // nobody holds it now, but a resuming client will get it
+			return
+		}
+		b.ack.void++
+		r.void.Add(1)
+		return
+	}
+	if len(b.conns) > 1 {
+		slices.SortFunc(b.conns, func(x, y registry.Conn) int { return int(x.GW) - int(y.GW) })
+	}
+	for i := 0; i < len(b.conns); {
+		gw := b.conns[i].GW
+		b.group = b.group[:0]
+		for ; i < len(b.conns) && b.conns[i].GW == gw; i++ {
+			b.group = append(b.group, b.conns[i].Conn)
+		}
+		f := b.frame(gw)
+		if f == nil { // forgotten while we routed
+			r.droppedGateway.Add(uint64(len(b.group)))
+			b.ack.note(wire.Tally{Gateway: uint64(len(b.group))})
+			continue
+		}
+		if epoch != 0 {
+			f.b = wire.AppendDeliverAt(f.b, epoch, seq, msg, b.group)
+		} else {
+			f.b = wire.AppendDeliver(f.b, msg, b.group)
+		}
+		f.copies += uint64(len(b.group))
+		if len(f.b) >= maxDownFrame {
+			b.ready = append(b.ready, f)
+			delete(b.frames, gw)
+		}
+	}
+}
+
+// frame returns the frame being built for gateway idx, starting one if
+// needed; nil if the gateway is no longer known.
+func (b *sendBatch) frame(idx uint32) *downFrame {
+	if f := b.frames[idx]; f != nil {
+		return f
+	}
+	r := b.r
+	r.gwMu.RLock()
+	gw := r.gwByIdx[idx]
+	r.gwMu.RUnlock()
+	if gw == nil {
+		return nil
+	}
+	var f *downFrame
+	if n := len(b.free); n > 0 {
+		f, b.free = b.free[n-1], b.free[:n-1]
+	} else {
+		f = new(downFrame)
+	}
+	f.gw, f.seq, f.copies = gw, gw.nextSeq.Add(1), 0
+	f.b = wire.AppendDownHeader(f.b[:0], f.seq)
+	b.frames[idx] = f
+	return f
+}
+
+// finish publishes the batch's frames, each once its gateway's window has
+// room, and lets the ack go once their flights are resolved.
+func (b *sendBatch) finish() {
+	for idx, f := range b.frames {
+		b.ready = append(b.ready, f)
+		delete(b.frames, idx)
+	}
+	for i, f := range b.ready {
+		b.r.send(f.gw, f.seq, f.b, f.copies, b.ack, true)
+		f.gw = nil
+		if cap(f.b) <= 4*maxDownFrame {
+			b.free = append(b.free, f)
+		}
+		b.ready[i] = nil
+	}
+	b.ready = b.ready[:0]
+	b.ack.routed(b.r)
+	b.ack = nil
+}

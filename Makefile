@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench
 
 all: build
 
@@ -58,9 +58,15 @@ bench-memory: build
 bench-ramp: build
 	./scripts/bench-ramp.sh
 
+# Delivered messages/s end to end: 10,000 and 100,000 streams, msggen flat
+# out, with and without -write-delay, beside nginx+nchan fed by HTTP POSTs,
+# and the router alone.
+bench-throughput: build
+	./scripts/bench-throughput.sh
+
 # Every benchmark that fits in half an hour: memory per client against the
-# peers, and the arrival rate.
-bench: bench-memory bench-ramp
+# peers, the arrival rate, and the delivered rate.
+bench: bench-memory bench-ramp bench-throughput
 
 # A million streams on this machine, with the chart of the memory log.
 bench-million: build

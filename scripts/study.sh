@@ -88,7 +88,7 @@ if [ "$MIX" = 1 ]; then
 fi
 flood_for=$(( ramp + dur * (1 - FAST) + 86400 * FAST + 300 ))
 "$BIN"/floodtest -url "http://$GW_ADDR/test/" -n "$streams" -rate "$RAMP/s" -duration "${flood_for}s" \
-	-memlog "$out/mochimem.log" -memlog-every "$MEMLOG_EVERY" -gateway-pids "$gateway" \
+	-memlog "$out/mochimem.log" -memlog-every "$MEMLOG_EVERY" -gateway-pids "$gateway" -router-pids "$router" \
 	-summary "$out/floodtest.json" > "$out/floodtest.out" 2>&1 &
 flood=$!; pids+=("$flood")
 floods=("$flood")
@@ -153,7 +153,7 @@ kill -TERM "$router"; wait "$router" || true
 pids=()
 
 "$BIN"/floodtest plot "$out/mochimem.log" -o "$out/mem.png" \
-	-title "Gateway memory, $CLIENTS clients, $([ "$FAST" = 1 ] && echo "$total msgs flat out" || echo "$RATE msg/s"), $DURATION"
+	-title "Gateway memory, $CLIENTS clients, $([ "$FAST" = 1 ] && echo "$total msgs flat out ($DURATION at $RATE/s)" || echo "$RATE msg/s, $DURATION")"
 "$BIN"/floodtest plot "$out/mochimem.log" -o "$out/mem.svg" -title "Gateway memory, $CLIENTS clients"
 "$BIN"/floodtest report -dir "$out"
 if [ "$MIX" = 1 ]; then

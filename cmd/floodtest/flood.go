@@ -78,10 +78,11 @@ Flags:
 	rateS := fs.String("rate", "", "arrival rate, e.g. 2000/s (default: as fast as the connect window allows)")
 	duration := fs.Duration("duration", 10*time.Minute, "stop after this long, closing every connection")
 	every := fs.Duration("every", 10*time.Second, "print a Stats line this often")
-	memlog := fs.String("memlog", "", "append memory samples to this file (date, unix time, gateway RSS KB, connections, kernel TCP KB)")
+	memlog := fs.String("memlog", "", "append memory samples to this file (date, unix time, gateway RSS KB, connections, kernel TCP KB, router RSS KB, messages received)")
 	memlogEvery := fs.Duration("memlog-every", time.Minute, "memory sampling period")
 	gwPids := fs.String("gateway-pids", "", "gateway pids to measure, comma separated (default: every process named -gateway-name)")
 	gwName := fs.String("gateway-name", "gateway", "process name of the gateway, for -memlog")
+	rtPids := fs.String("router-pids", "", "router pids to measure for -memlog, comma separated (default: every process named router)")
 	workers := fs.Int("workers", 0, "worker processes (0: as many as the clients need)")
 	perProc := fs.Int("per-process", 0, "most clients in one process (0: from the open-files limit and port range)")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time allowed for connect plus response head")
@@ -148,7 +149,11 @@ Flags:
 		if err != nil {
 			return cli.Usagef("-gateway-pids: %v", err)
 		}
-		cfg.Memlog = flood.MemlogConfig{Path: *memlog, Every: *memlogEvery, GatewayPids: pids, GatewayName: *gwName}
+		rpids, err := parsePids(*rtPids)
+		if err != nil {
+			return cli.Usagef("-router-pids: %v", err)
+		}
+		cfg.Memlog = flood.MemlogConfig{Path: *memlog, Every: *memlogEvery, GatewayPids: pids, GatewayName: *gwName, RouterPids: rpids}
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		cfg.Live = os.Stderr

@@ -44,12 +44,15 @@ type floodSummary struct {
 }
 
 type msggenSummary struct {
-	Sent      uint64  `json:"sent"`
-	Delivered uint64  `json:"delivered"`
-	Void      uint64  `json:"void"`
-	Errors    uint64  `json:"errors"`
-	Elapsed   float64 `json:"elapsed_seconds"`
-	Rate      float64 `json:"rate"`
+	Sent      uint64            `json:"sent"`
+	Delivered uint64            `json:"delivered"`
+	Void      uint64            `json:"void"`
+	Kept      uint64            `json:"kept"`
+	Dropped   map[string]uint64 `json:"dropped"`
+	Errors    uint64            `json:"errors"`
+	Unacked   uint64            `json:"unacknowledged"`
+	Elapsed   float64           `json:"elapsed_seconds"`
+	Rate      float64           `json:"rate"`
 }
 
 func readJSON(path string, v any) error {
@@ -103,18 +106,37 @@ func report(dir string) (string, error) {
 	}
 	readJSON(filepath.Join(dir, "router-stats.json"), &rs)
 
+	// What the gateways lost with clients they closed (the first gateway
+	// process's stats, as the study saved them).
+	var gs struct {
+		Streams struct {
+			LostPending map[string]uint64 `json:"lost_pending"`
+		} `json:"streams"`
+	}
+	readJSON(filepath.Join(dir, "gateway-stats.json"), &gs)
+
 	base := samples[0]
-	peak, ramped := samples[0], -1
+	ramped := -1
 	maxConns := 0
 	for _, s := range samples {
 		maxConns = max(maxConns, s.Conns)
 	}
+	// The peaks are taken while every client was connected (99% of the
+	// most seen): a sample in the middle of the ramp divides memory by a
+	// fraction of the clients.
+	var peak, routerPeak flood.Sample
 	for i, s := range samples {
+		if maxConns == 0 || s.Conns < maxConns*99/100 {
+			continue
+		}
+		if ramped < 0 {
+			ramped = i
+		}
 		if s.RSSKB > peak.RSSKB {
 			peak = s
 		}
-		if ramped < 0 && maxConns > 0 && s.Conns >= maxConns*99/100 {
-			ramped = i
+		if s.RouterKB > routerPeak.RouterKB {
+			routerPeak = s
 		}
 	}
 	last := samples[len(samples)-1]
@@ -156,7 +178,10 @@ func report(dir string) (string, error) {
 		fmt.Fprintf(&b, "| ramp | all streaming after %.1f s: %.0f new streams/s |\n", fl.Stats.RampSeconds, float64(fl.Clients)/fl.Stats.RampSeconds)
 	}
 	fmt.Fprintf(&b, "| gateway resident memory before clients | %d KB |\n", base.RSSKB)
-	fmt.Fprintf(&b, "| peak gateway memory | %d KB with %d connections: %s per connection |\n", peak.RSSKB, peak.Conns, perConn(peak))
+	if ramped >= 0 {
+		fmt.Fprintf(&b, "| peak gateway memory while every client was connected | %d KB with %d connections (minute %.1f): %s per connection |\n",
+			peak.RSSKB, peak.Conns, peak.Time.Sub(base.Time).Minutes(), perConn(peak))
+	}
 	fmt.Fprintf(&b, "| final gateway memory | %d KB with %d connections: %s per connection |\n", last.RSSKB, last.Conns, perConn(last))
 	if ramped >= 0 {
 		r := samples[ramped]
@@ -164,12 +189,27 @@ func report(dir string) (string, error) {
 			last.RSSKB-r.RSSKB, r.RSSKB, r.Time.Sub(base.Time).Minutes(), last.RSSKB, last.Time.Sub(base.Time).Minutes())
 	}
 	fmt.Fprintf(&b, "| kernel TCP buffers (sockstat), final | %d KB |\n", last.SockKB)
+	if base.RouterKB > 0 || last.RouterKB > 0 {
+		fmt.Fprintf(&b, "| router resident memory (with its embedded NATS) | %d KB before clients, %d KB at its peak while every client was connected, %d KB final |\n",
+			base.RouterKB, routerPeak.RouterKB, last.RouterKB)
+	}
+	if rate := receivedRate(samples); rate.peak > 0 {
+		fmt.Fprintf(&b, "| messages received by the clients per second (memory log) | %.0f at the most, %.0f on average while messages flowed |\n", rate.peak, rate.mean)
+	}
 	if before, at := memUsedKB(filepath.Join(dir, "meminfo-before.txt")), memUsedKB(filepath.Join(dir, "meminfo-peak.txt")); before > 0 && at > 0 {
 		fmt.Fprintf(&b, "| machine memory in use (MemTotal - MemAvailable, kernel included) | %.2f GiB before, %.2f GiB with every client connected: %.2f KB per client+server connection pair |\n",
 			float64(before)/(1<<20), float64(at)/(1<<20), float64(at-before)/float64(max(int64(maxConns), 1)))
 	}
-	fmt.Fprintf(&b, "| messages sent (acknowledged by the router) | %d in %.0f s (%.0f/s), %d into the void, %d send errors |\n", mg.Sent, mg.Elapsed, mg.Rate, mg.Void, mg.Errors)
-	fmt.Fprintf(&b, "| copies delivered to gateways / received by clients | %d / %d |\n", mg.Delivered, received)
+	fmt.Fprintf(&b, "| messages sent (acknowledged by the router) | %d in %.0f s (%.0f/s), %d into the void, %d send errors (%d messages unacknowledged) |\n",
+		mg.Sent, mg.Elapsed, mg.Rate, mg.Void, mg.Errors, mg.Unacked)
+	fmt.Fprintf(&b, "| copies the acks said delivered / received by clients | %d / %d |\n", mg.Delivered, received)
+	fmt.Fprintf(&b, "| copies the acks said dropped | %d (gone %d, slow %d, gateway %d) |\n",
+		mg.Dropped["gone"]+mg.Dropped["slow"]+mg.Dropped["gateway"], mg.Dropped["gone"], mg.Dropped["slow"], mg.Dropped["gateway"])
+	var lostPending uint64
+	for _, n := range gs.Streams.LostPending {
+		lostPending += n
+	}
+	fmt.Fprintf(&b, "| messages the gateway lost with clients it closed (pending output) | %d |\n", lostPending)
 	if rs.KeptOnly > 0 {
 		fmt.Fprintf(&b, "| kept by the router for long-polls between polls (received on the next poll) | %d |\n", rs.KeptOnly)
 	}
@@ -208,4 +248,28 @@ func memUsedKB(path string) int64 {
 		}
 	}
 	return total - avail
+}
+
+type rates struct{ peak, mean float64 }
+
+// receivedRate is the messages the clients received per second, between
+// samples: the most, and the mean over the samples in which some came.
+func receivedRate(samples []flood.Sample) rates {
+	var r rates
+	var msgs uint64
+	var secs float64
+	for i := 1; i < len(samples); i++ {
+		a, b := samples[i-1], samples[i]
+		dt := b.Time.Sub(a.Time).Seconds()
+		if dt <= 0 || b.Messages <= a.Messages {
+			continue
+		}
+		r.peak = max(r.peak, float64(b.Messages-a.Messages)/dt)
+		msgs += b.Messages - a.Messages
+		secs += dt
+	}
+	if secs > 0 {
+		r.mean = float64(msgs) / secs
+	}
+	return r
 }

@@ -52,6 +52,7 @@ Flags:
 	fs.DurationVar(&cfg.SSEHeartbeat, "sse-heartbeat", cfg.SSEHeartbeat, "write an SSE comment on a stream quiet this long (negative: never)")
 	fs.DurationVar(&cfg.StreamHeartbeat, "stream-heartbeat", cfg.StreamHeartbeat, "write a newline chunk on a /test stream quiet this long (0: never)")
 	fs.DurationVar(&cfg.SSERetry, "sse-retry", cfg.SSERetry, "reconnection delay EventSource clients are told")
+	fs.IntVar(&cfg.InboundLimit, "inbound-limit", cfg.InboundLimit, "bytes of frames from the routers NATS may hold for this gateway (the routers' windows keep it far below)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	procsFlag := fs.String("procs", "1", `gateway processes sharing -addr (SO_REUSEPORT): a number, or "auto" (enough for -expect streams, at least one per core)`)
 	expect := fs.Int("expect", 0, "with -procs auto: the number of streams to hold")

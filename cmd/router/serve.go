@@ -40,6 +40,10 @@ Flags:
 	fs.DurationVar(&cfg.Retention.MaxAge, "retain-age", cfg.Retention.MaxAge, "how long a message is kept for resuming clients")
 	fs.Int64Var(&cfg.Retention.MaxBytes, "retain-bytes", cfg.Retention.MaxBytes, "memory cap of all kept messages; past it the oldest go first")
 	fs.DurationVar(&cfg.Retention.Grace, "resume-grace", cfg.Retention.Grace, "keep an id's history this long after its last long-poll or SSE client left")
+	fs.Int64Var(&cfg.Window, "window", cfg.Window, "bytes of deliveries in flight to one gateway before sends to it wait for its done records")
+	fs.DurationVar(&cfg.DeliverTimeout, "deliver-timeout", cfg.DeliverTimeout, "count a gateway's copies lost if it has not confirmed them after this long")
+	fs.DurationVar(&cfg.OverloadWait, "overload-wait", cfg.OverloadWait, "how long an HTTP send waits for room in the gateways' windows before answering 503")
+	fs.IntVar(&cfg.SendLimit, "send-limit", cfg.SendLimit, "bytes of send frames NATS may hold for this router; past it NATS drops them (counted) and their senders get no ack")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
 		return err

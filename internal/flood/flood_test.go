@@ -94,21 +94,28 @@ func TestReadURLsAndPlan(t *testing.T) {
 }
 
 func TestMemlogLine(t *testing.T) {
-	s := Sample{Time: time.Unix(1224518244, 0).UTC(), RSSKB: 40388, Conns: 1, SockKB: 12}
+	s := Sample{Time: time.Unix(1224518244, 0).UTC(), RSSKB: 40388, Conns: 1, SockKB: 12, RouterKB: 20480, Messages: 7}
 	line := FormatSample(s)
-	if line != "Mon Oct 20 15:57:24 UTC 2008\t1224518244\t40388\t1\t12" {
+	if line != "Mon Oct 20 15:57:24 UTC 2008\t1224518244\t40388\t1\t12\t20480\t7" {
 		t.Fatalf("line = %q", line)
 	}
 	back, err := ParseSample(line)
-	if err != nil || back.RSSKB != 40388 || back.Conns != 1 || back.SockKB != 12 || back.Time.Unix() != 1224518244 {
+	if err != nil || back.Time.Unix() != s.Time.Unix() {
 		t.Fatalf("%+v %v", back, err)
+	}
+	if back.Time = s.Time; back != s {
+		t.Fatalf("%+v, want %+v", back, s)
+	}
+	// Five-column lines of earlier studies parse too.
+	if s, err := ParseSample("Mon Oct 20 15:57:24 UTC 2008\t1224518244\t40388\t1\t12"); err != nil || s.SockKB != 12 || s.RouterKB != 0 {
+		t.Fatalf("%+v %v", s, err)
 	}
 	// The original's own four-column lines parse too.
 	orig := "Mon Oct 20 16:57:24 BST 2008\t1224518244\t40388\t1\n"
 	if s, err := ParseSample(orig); err != nil || s.RSSKB != 40388 {
 		t.Fatalf("%+v %v", s, err)
 	}
-	for _, bad := range []string{"", "a\tb", "x\ty\t1\t2", "x\t1\tz\t2", "x\t1\t2\tw", "x\t1\t2\t3\tv"} {
+	for _, bad := range []string{"", "a\tb", "x\ty\t1\t2", "x\t1\tz\t2", "x\t1\t2\tw", "x\t1\t2\t3\tv", "x\t1\t2\t3\t4\tr", "x\t1\t2\t3\t4\t5\t-1"} {
 		if _, err := ParseSample(bad); err == nil {
 			t.Errorf("ParseSample(%q) accepted", bad)
 		}
@@ -139,6 +146,16 @@ func TestPlotPNGAndSVG(t *testing.T) {
 	buf.Reset()
 	if err := Plot(samples, "t", "svg", &buf); err != nil || !bytes.Contains(buf.Bytes(), []byte("<svg")) {
 		t.Fatalf("svg: %v", err)
+	}
+	// With the router's memory and the messages received: a third panel,
+	// messages per second.
+	for i := range samples {
+		samples[i].RouterKB, samples[i].Messages = 20000, uint64(i*i*6000)
+	}
+	buf.Reset()
+	if err := Plot(samples, "t", "svg", &buf); err != nil || !bytes.Contains(buf.Bytes(), []byte("Received msgs/s")) ||
+		!bytes.Contains(buf.Bytes(), []byte("router resident")) {
+		t.Fatalf("svg with rates: %v", err)
 	}
 	if err := Plot(nil, "t", "png", &buf); err == nil {
 		t.Fatal("empty log plotted")

@@ -27,25 +27,35 @@ type MemlogConfig struct {
 	GatewayPids []int
 	// GatewayName defaults to "gateway".
 	GatewayName string
+	// RouterPids and RouterName are the same for the router's memory
+	// (default: every process named "router"; none found logs 0).
+	RouterPids []int
+	RouterName string
+	// Messages, if set, reads how many messages the clients have received
+	// so far: logged, it gives the delivered rate over the run.
+	Messages func() uint64
 }
 
 // Sample is one memory log line.
 type Sample struct {
-	Time   time.Time
-	RSSKB  int64 // resident memory of the gateway processes, summed
-	Conns  int   // established connections to the gateway's port(s)
-	SockKB int64 // the kernel's TCP socket memory
+	Time     time.Time
+	RSSKB    int64  // resident memory of the gateway processes, summed
+	Conns    int    // established connections to the gateway's port(s)
+	SockKB   int64  // the kernel's TCP socket memory
+	RouterKB int64  // resident memory of the router processes
+	Messages uint64 // messages the clients had received
 }
 
 // FormatSample formats s as the original's mochimem.log line, tab
 // separated: `date`, unix time, resident KB, established connections,
-// plus the kernel's TCP socket memory in KB.
+// plus the kernel's TCP socket memory in KB, the router's resident KB and
+// the messages received so far.
 func FormatSample(s Sample) string {
-	return fmt.Sprintf("%s\t%d\t%d\t%d\t%d", s.Time.Format(time.UnixDate), s.Time.Unix(), s.RSSKB, s.Conns, s.SockKB)
+	return fmt.Sprintf("%s\t%d\t%d\t%d\t%d\t%d\t%d", s.Time.Format(time.UnixDate), s.Time.Unix(), s.RSSKB, s.Conns, s.SockKB, s.RouterKB, s.Messages)
 }
 
 // ParseSample parses a memory log line (the original's four columns, or
-// ours with the fifth).
+// ours with up to three more).
 func ParseSample(line string) (Sample, error) {
 	f := strings.Split(strings.TrimRight(line, "\r\n"), "\t")
 	if len(f) < 4 {
@@ -65,6 +75,16 @@ func ParseSample(line string) (Sample, error) {
 	if len(f) > 4 {
 		if s.SockKB, err = strconv.ParseInt(strings.TrimSpace(f[4]), 10, 64); err != nil {
 			return Sample{}, fmt.Errorf("memlog: socket memory %q: %w", f[4], err)
+		}
+	}
+	if len(f) > 5 {
+		if s.RouterKB, err = strconv.ParseInt(strings.TrimSpace(f[5]), 10, 64); err != nil {
+			return Sample{}, fmt.Errorf("memlog: router memory %q: %w", f[5], err)
+		}
+	}
+	if len(f) > 6 {
+		if s.Messages, err = strconv.ParseUint(strings.TrimSpace(f[6]), 10, 64); err != nil {
+			return Sample{}, fmt.Errorf("memlog: messages %q: %w", f[6], err)
 		}
 	}
 	return s, nil
@@ -89,19 +109,29 @@ func ReadMemlog(r io.Reader) ([]Sample, error) {
 
 // TakeSample measures now.
 func TakeSample(cfg MemlogConfig, addrs map[netip.AddrPort]bool) Sample {
-	pids := memstat.WithDescendants(cfg.GatewayPids)
-	if len(pids) == 0 {
-		name := cfg.GatewayName
-		if name == "" {
-			name = "gateway"
-		}
-		pids = memstat.FindPids(name)
-	}
 	s := Sample{Time: time.Now()}
-	s.RSSKB, _ = memstat.SumRSSKB(pids)
+	s.RSSKB = residentKB(cfg.GatewayPids, cfg.GatewayName, "gateway")
+	s.RouterKB = residentKB(cfg.RouterPids, cfg.RouterName, "router")
 	s.Conns, _ = memstat.Established(addrs)
 	s.SockKB, _ = memstat.TCPMemKB()
+	if cfg.Messages != nil {
+		s.Messages = cfg.Messages()
+	}
 	return s
+}
+
+// residentKB sums the memory of pids and their descendants, or of every
+// process named name (def if empty).
+func residentKB(pids []int, name, def string) int64 {
+	ps := memstat.WithDescendants(pids)
+	if len(ps) == 0 {
+		if name == "" {
+			name = def
+		}
+		ps = memstat.FindPids(name)
+	}
+	kb, _ := memstat.SumRSSKB(ps)
+	return kb
 }
 
 // Memlog is an open memory log.

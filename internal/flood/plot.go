@@ -26,7 +26,9 @@ func PlotFormat(name string) (string, error) {
 
 // Plot draws the memory log as the original's chart, memory (MB) over
 // minutes elapsed, with the established connections on a second axis: a
-// panel below sharing the time axis. format is png, svg or pdf.
+// panel below sharing the time axis; and, when the log has them, the
+// router's memory and a third panel of the messages the clients received
+// per second. format is png, svg or pdf.
 func Plot(samples []Sample, title string, format string, w io.Writer) error {
 	if len(samples) == 0 {
 		return fmt.Errorf("plot: the memory log has no samples")
@@ -34,12 +36,23 @@ func Plot(samples []Sample, title string, format string, w io.Writer) error {
 	t0 := samples[0].Time
 	mem := make(plotter.XYs, len(samples))
 	sock := make(plotter.XYs, len(samples))
+	router := make(plotter.XYs, len(samples))
 	conns := make(plotter.XYs, len(samples))
+	rate := make(plotter.XYs, 0, len(samples))
+	hasRouter, hasRate := false, false
 	for i, s := range samples {
 		m := s.Time.Sub(t0).Minutes()
 		mem[i] = plotter.XY{X: m, Y: float64(s.RSSKB) / 1024}
 		sock[i] = plotter.XY{X: m, Y: float64(s.SockKB) / 1024}
+		router[i] = plotter.XY{X: m, Y: float64(s.RouterKB) / 1024}
 		conns[i] = plotter.XY{X: m, Y: float64(s.Conns)}
+		hasRouter = hasRouter || s.RouterKB > 0
+		if i > 0 && s.Messages >= samples[i-1].Messages {
+			if dt := s.Time.Sub(samples[i-1].Time).Seconds(); dt > 0 {
+				rate = append(rate, plotter.XY{X: m, Y: float64(s.Messages-samples[i-1].Messages) / dt})
+				hasRate = hasRate || s.Messages > 0
+			}
+		}
 	}
 
 	top := plot.New()
@@ -65,36 +78,61 @@ func Plot(samples []Sample, title string, format string, w io.Writer) error {
 		top.Add(sockLine)
 		top.Legend.Add("kernel TCP buffers (sockstat)", sockLine)
 	}
+	if hasRouter {
+		routerLine, err := newLine(router, color.RGBA{R: 120, G: 60, B: 160, A: 255})
+		if err != nil {
+			return err
+		}
+		routerLine.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
+		top.Add(routerLine)
+		top.Legend.Add("router resident (with its NATS server)", routerLine)
+	}
 	top.Legend.Top = true
 	top.Legend.Left = true
 	// Headroom above the peak for the legend.
 	peak := 0.0
 	for i := range mem {
-		peak = max(peak, mem[i].Y, sock[i].Y)
+		peak = max(peak, mem[i].Y, sock[i].Y, router[i].Y)
 	}
 	top.Y.Max = peak * 1.3
 
-	bottom := plot.New()
-	bottom.X.Label.Text = "Minutes Elapsed"
-	bottom.Y.Label.Text = "Connections"
-	bottom.Y.Min = 0
+	middle := plot.New()
+	middle.X.Label.Text = "Minutes Elapsed"
+	middle.Y.Label.Text = "Connections"
+	middle.Y.Min = 0
 	connLine, err := newLine(conns, color.RGBA{G: 130, A: 255})
 	if err != nil {
 		return err
 	}
-	bottom.Add(connLine, plotter.NewGrid())
-	top.X.Min, top.X.Max = bottom.X.Min, bottom.X.Max
+	middle.Add(connLine, plotter.NewGrid())
+	top.X.Min, top.X.Max = middle.X.Min, middle.X.Max
+	rows := [][]*plot.Plot{{top}, {middle}}
+	if hasRate {
+		bottom := plot.New()
+		bottom.X.Label.Text = "Minutes Elapsed"
+		bottom.Y.Label.Text = "Received msgs/s"
+		bottom.Y.Min = 0
+		rateLine, err := newLine(rate, color.RGBA{R: 200, G: 120, A: 255})
+		if err != nil {
+			return err
+		}
+		bottom.Add(rateLine, plotter.NewGrid())
+		bottom.X.Min, bottom.X.Max = middle.X.Min, middle.X.Max
+		middle.X.Label.Text = ""
+		rows = append(rows, []*plot.Plot{bottom})
+	}
 
-	width, height := 8*vg.Inch, 5*vg.Inch
+	width, height := 8*vg.Inch, vg.Length(2+1.5*float64(len(rows)))*vg.Inch
 	c, err := draw.NewFormattedCanvas(width, height, format)
 	if err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
 	dc := draw.New(c)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8), PadY: vg.Points(6)}
-	canvases := plot.Align([][]*plot.Plot{{top}, {bottom}}, tiles, dc)
-	top.Draw(canvases[0][0])
-	bottom.Draw(canvases[1][0])
+	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8), PadY: vg.Points(6)}
+	canvases := plot.Align(rows, tiles, dc)
+	for i, row := range rows {
+		row[0].Draw(canvases[i][0])
+	}
 	_, err = c.WriteTo(w)
 	return err
 }

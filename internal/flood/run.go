@@ -239,6 +239,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 	// The memory log's first line is taken before any client connects.
 	var mlDone chan struct{}
 	if cfg.Memlog.Path != "" {
+		cfg.Memlog.Messages = func() uint64 { return agg.total().Messages }
 		ml, err := OpenMemlog(cfg.Memlog, cfg.Plan)
 		if err != nil {
 			return Stats{}, err

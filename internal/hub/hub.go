@@ -85,7 +85,10 @@ func New(cfg Config, kinds []Kind, l Listener, log *zap.Logger) (*Hub, error) {
 	for _, k := range kinds {
 		h.traits = append(h.traits, k.Traits())
 	}
-	h.pool.New = func() any { return &outbuf{b: make([]byte, 0, 4096)} }
+	// Most output gathered in a round is a few messages: buffers start
+	// small (every session a round writes holds one until the round's
+	// write) and grow as a slow client's output does.
+	h.pool.New = func() any { return &outbuf{b: make([]byte, 0, 512)} }
 	h.scratch.New = func() any { return new(scratch) }
 	h.clock.Store(time.Now().UnixNano())
 	h.queues = make([]chan *Batch, cfg.Workers)

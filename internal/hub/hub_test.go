@@ -281,3 +281,67 @@ func TestBadKindRejected(t *testing.T) {
 		t.Fatal("opened a session of a kind the hub does not have")
 	}
 }
+
+// TestBatchTally: a batch's Done says what became of each copy, and a
+// session closed with output pending counts the messages it lost.
+func TestBatchTally(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{MaxPending: 8 << 10, SendBuffer: 4096}, lines{}, lines{resumable: true, finishAfter: 1})
+	ok := h.Open(hub.Request{ID: 1})
+	slow := h.Open(hub.Request{ID: 2})
+	slow.Conn.SetReadBuffer(4096)
+	gone := h.Open(hub.Request{ID: 3})
+	poll := h.Open(hub.Request{Kind: 1, ID: 4})
+	gone.Conn.Close()
+	testclient.WaitFor(t, "gone", wait, func() bool { return h.Hub.Len() == 3 })
+	h.Hub.Resumed(poll.Key, 1, 1, 0, false)
+
+	done := make(chan hub.Tally, 1)
+	var b hub.Batch
+	b.Done = func(b *hub.Batch) { done <- b.Tally }
+	big := []byte(strings.Repeat("x", 1000))
+	for i := 0; i < 50; i++ {
+		b.Deliver([]byte("small"), cursor.Cursor{}, []uint64{ok.Key})
+		b.Deliver(big, cursor.Cursor{}, []uint64{slow.Key, gone.Key})
+	}
+	b.Deliver([]byte("p"), cursor.Cursor{Epoch: 1, Seq: 1}, []uint64{poll.Key})
+	b.Deliver([]byte("p again"), cursor.Cursor{Epoch: 1, Seq: 1}, []uint64{poll.Key})
+	b.Deliver([]byte("after the answer"), cursor.Cursor{Epoch: 1, Seq: 2}, []uint64{poll.Key})
+	h.Hub.Submit(&b)
+	var got hub.Tally
+	select {
+	case got = <-done:
+	case <-time.After(wait):
+		t.Fatal("no Done")
+	}
+	// ok: 50 queued. gone: 50 gone. slow: queued until its output passed
+	// 8 KiB, then one slow, then gone. poll: the first delivered, the
+	// second a duplicate position or late, the third late.
+	if got.Slow != 1 || got.Queued < 51 || got.Queued+got.Gone+got.Slow+got.Dup+got.Late != 153 || got.Gone < 50 {
+		t.Fatalf("tally %+v", got)
+	}
+	ok.Until("50 small\n", wait)
+	st := h.Hub.Stats()
+	if st.Copies != got || st.LostPending["slow"] == 0 {
+		t.Fatalf("stats %+v, batch %+v", st, got)
+	}
+}
+
+// TestWriteDelayCoalesces: with a write delay, a session written a moment
+// ago gets the messages that follow in one write once the delay is over;
+// a quiet one is written at once.
+func TestWriteDelayCoalesces(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{WriteDelay: 200 * time.Millisecond}, lines{})
+	c := h.Open(hub.Request{ID: 1})
+	c.Until("open 1\n", wait)
+	time.Sleep(250 * time.Millisecond) // quiet for longer than the delay
+	h.Hub.Deliver([]byte("first"), []uint64{c.Key})
+	c.Until("1 first\n", 150*time.Millisecond) // at once
+	before := h.Hub.Stats().Writes
+	for i := 2; i <= 20; i++ {
+		h.Hub.Deliver([]byte(fmt.Sprint("m", i)), []uint64{c.Key})
+	}
+	c.Until("20 m20\n", wait)
+	if w := h.Hub.Stats().Writes - before; w > 3 {
+		t.Fatalf("19 messages took %d writes", w)
+	}
+}

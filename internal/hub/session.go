@@ -194,8 +194,7 @@ func (h *Hub) write(sl *slot, p []byte, sc *scratch) bool {
 	v := &sl.V
 	if v.out != nil || sc.deferred {
 		if v.out == nil {
-			v.out = h.getBuf()
-			v.clock = h.clock.Load()
+			v.out = h.getBuf() // the clock stays: the time of the last write
 		} else if len(v.out.b)+len(p) > h.cfg.MaxPending && v.flags&flagHeld == 0 {
 			h.flush(sl, sc) // a long round: let the socket take what it can first
 			if !sl.IsOpen() {
@@ -307,8 +306,11 @@ func (h *Hub) getBuf() *outbuf {
 	return o
 }
 
+// putBuf gives o back to the pool unless it grew large (a slow client's
+// output): those go to the garbage collector, so the pool holds small
+// buffers only.
 func (h *Hub) putBuf(o *outbuf) {
-	if o != nil && cap(o.b) <= 64<<10 && cap(o.ends) <= 4096 {
+	if o != nil && cap(o.b) <= 4<<10 && cap(o.ends) <= 256 {
 		h.pool.Put(o)
 	}
 }

@@ -22,7 +22,9 @@ func (h *Hub) sweeper() {
 			h.table.Each(func(sl *slot) {
 				v := &sl.V
 				if v.out != nil && v.flags&flagHeld == 0 {
-					if v.clock < limit {
+					// Output a writer gathered (flagDirty) goes out at the
+					// end of its round or write delay: not stuck.
+					if v.clock < limit && v.flags&flagDirty == 0 {
 						h.close(sl, ReasonTimeout)
 					}
 					return

@@ -43,7 +43,7 @@ Flags:
 	fs.DurationVar(&cfg.Hub.WriteTimeout, "write-timeout", cfg.Hub.WriteTimeout, "disconnect a client whose pending output makes no progress for this long")
 	fs.IntVar(&cfg.Hub.Workers, "writers", cfg.Hub.Workers, "goroutines writing messages to streams")
 	fs.IntVar(&cfg.Hub.SendBuffer, "sndbuf", 0, "SO_SNDBUF for stream sockets in bytes (0: kernel default)")
-	fs.DurationVar(&cfg.Hub.WriteDelay, "write-delay", 0, "let a client written less than this long ago gather its next messages for one write (fewer writes under load, up to this much latency; 0: write at once)")
+	fs.DurationVar(&cfg.Hub.WriteDelay, "write-delay", cfg.Hub.WriteDelay, "the most a writer that falls behind may hold a busy client's output to gather it into fewer writes (adapts: 0 while the gateway keeps up; negative: never)")
 	fs.IntVar(&cfg.Hub.MaxSessions, "max-streams", cfg.Hub.MaxSessions, "most client sessions (streams, SSE streams, waiting long-polls) at once (at most the open-files limit)")
 	fs.BoolVar(&cfg.NoDirect, "no-direct", false, "serve /test/ stream requests through fasthttp too, not read from the accepted socket directly")
 	fs.DurationVar(&cfg.TCPKeepAlive, "tcp-keepalive", cfg.TCPKeepAlive, "TCP keep-alive probes after this long idle, to find vanished clients (negative: none)")

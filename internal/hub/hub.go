@@ -5,6 +5,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,9 @@ type Hub struct {
 	loops   sync.WaitGroup // the epoll loop and the sweeper
 	stop    chan struct{}
 
-	clock      atomic.Int64 // unix nanos, refreshed by the sweeper
+	clock      atomic.Int64  // unix nanos, refreshed by the sweeper
+	idle       atomic.Uint64 // float64 bits: the machine's idle CPU fraction over the last sweep
+	sweeps     atomic.Uint64 // sweeps so far: writers adapt their delay once per sweep
 	open       atomic.Int64
 	byKind     [MaxKinds]atomic.Int64
 	opened     atomic.Uint64
@@ -91,6 +94,7 @@ func New(cfg Config, kinds []Kind, l Listener, log *zap.Logger) (*Hub, error) {
 	h.pool.New = func() any { return &outbuf{b: make([]byte, 0, 512)} }
 	h.scratch.New = func() any { return new(scratch) }
 	h.clock.Store(time.Now().UnixNano())
+	h.idle.Store(math.Float64bits(1))
 	h.queues = make([]chan *Batch, cfg.Workers)
 	for i := range h.queues {
 		h.queues[i] = make(chan *Batch, cfg.QueueLen)

@@ -63,6 +63,13 @@ type scratch struct {
 	dirty    []uint64
 	why      Reason // why the last write closed its session
 	due      int    // -1: flushDirty writes everything (the writer stops)
+	// A writer's current write delay (adapt), the sessions it holds back
+	// for it, and their output.
+	delay     time.Duration
+	held      lingering
+	lingering int
+	behind    bool   // a round ended with work queued since the last adapt
+	sweep     uint64 // the sweep of the last adapt
 }
 
 // trim drops buffers that grew past their usual size.
@@ -195,8 +202,8 @@ func (h *Hub) write(sl *slot, p []byte, sc *scratch) bool {
 	if v.out != nil || sc.deferred {
 		if v.out == nil {
 			v.out = h.getBuf() // the clock stays: the time of the last write
-		} else if len(v.out.b)+len(p) > h.cfg.MaxPending && v.flags&flagHeld == 0 {
-			h.flush(sl, sc) // a long round: let the socket take what it can first
+		} else if len(v.out.b)+len(p) > min(coalesceMax, h.cfg.MaxPending) && v.flags&flagHeld == 0 {
+			h.flush(sl, sc) // enough for one write (or a long round): let the socket take what it can first
 			if !sl.IsOpen() {
 				return false
 			}

@@ -1,6 +1,11 @@
 package hub
 
-import "time"
+import (
+	"math"
+	"time"
+
+	"github.com/cometgw/comet/internal/memstat"
+)
 
 // sweeper refreshes the hub's clock, closes sessions whose pending output
 // has made no progress for Config.WriteTimeout, and gives every other
@@ -11,6 +16,7 @@ func (h *Hub) sweeper() {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var sc scratch
+	var cpu memstat.Busy
 	for {
 		select {
 		case <-h.stop:
@@ -18,6 +24,10 @@ func (h *Hub) sweeper() {
 		case now := <-t.C:
 			nowNS := now.UnixNano()
 			h.clock.Store(nowNS)
+			// Writes cost CPU whatever they carry: how much the
+			// machine has to spare sets the writers' delay (adapt).
+			h.idle.Store(math.Float64bits(cpu.Sample()))
+			h.sweeps.Add(1)
 			limit := nowNS - int64(h.cfg.WriteTimeout)
 			h.table.Each(func(sl *slot) {
 				v := &sl.V

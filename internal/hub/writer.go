@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"math"
 	"math/bits"
 	"time"
 
@@ -60,9 +61,53 @@ func (h *Hub) Resumed(conn, epoch, seq, head uint64, missed bool) {
 	h.Submit(b)
 }
 
-// coalesceMax is the output a session gathers under WriteDelay past which
-// it is written anyway.
-const coalesceMax = 16 << 10
+// coalesceMax is the output a session gathers under a write delay past
+// which it is written anyway; lingerBudget bounds the output one writer
+// holds back for its delay (past it the delay shrinks).
+const (
+	coalesceMax  = 16 << 10
+	lingerBudget = 8 << 20
+)
+
+// Thresholds of the machine's idle CPU for the write delay (adapt).
+const (
+	busyIdle = 0.10 // below: saturated, gather more
+	freeIdle = 0.30 // above (and nothing queued): free, gather less
+)
+
+// adapt sets the writer's write delay, once per sweep: a writer that is
+// behind (a round ended with batches still waiting) or on a machine whose
+// CPUs were idle less than busyIdle doubles it (from 1 ms, up to
+// Config.WriteDelay) so that each write carries more; one that was not
+// behind on a machine idle more than freeIdle, or that holds lingerBudget
+// of output back, halves it (to 0 below 1 ms); in between it holds. So a
+// gateway that keeps up writes at once, and one at saturation gathers.
+func (h *Hub) adapt(sc *scratch, behind bool, idle float64) {
+	limit := h.cfg.WriteDelay
+	if limit <= 0 {
+		sc.delay = 0
+		return
+	}
+	switch {
+	case sc.lingering >= lingerBudget || !behind && idle > freeIdle:
+		if sc.delay /= 2; sc.delay < time.Millisecond {
+			sc.delay = 0
+		}
+	case behind || idle < busyIdle:
+		sc.delay = min(max(2*sc.delay, time.Millisecond), limit)
+	}
+}
+
+// afterRound notes whether the writer is behind and, once per sweep,
+// adapts its write delay.
+func (h *Hub) afterRound(sc *scratch, behind bool) {
+	sc.behind = sc.behind || behind
+	if e := h.sweeps.Load(); e != sc.sweep {
+		sc.sweep = e
+		h.adapt(sc, sc.behind, math.Float64frombits(h.idle.Load()))
+		sc.behind = false
+	}
+}
 
 // writer applies the batches of queue w in rounds: every batch waiting,
 // up to maxRound, with the output of each session gathered; then one
@@ -75,7 +120,7 @@ func (h *Hub) writer(w int, q chan *Batch) {
 	round := make([]*Batch, 0, maxRound)
 	var wake *time.Timer
 	var wakeC <-chan time.Time
-	if h.cfg.WriteDelay > 0 {
+	if h.cfg.WriteDelay > 0 { // the wake-ups that write what a delay held back
 		wake = time.NewTimer(time.Hour)
 		wake.Stop()
 		wakeC = wake.C
@@ -93,9 +138,8 @@ func (h *Hub) writer(w int, q chan *Batch) {
 			}
 		case <-wakeC:
 			h.flushDirty(&sc)
-			if len(sc.dirty) > 0 {
-				wake.Reset(h.cfg.WriteDelay / 4)
-			}
+			h.afterRound(&sc, len(q) > 0)
+			h.rewake(&sc, wake)
 			continue
 		}
 		round = append(round[:0], b)
@@ -115,9 +159,8 @@ func (h *Hub) writer(w int, q chan *Batch) {
 			h.apply(uint32(w), b, &m, &sc)
 		}
 		h.flushDirty(&sc)
-		if wake != nil && len(sc.dirty) > 0 {
-			wake.Reset(h.cfg.WriteDelay / 4)
-		}
+		h.afterRound(&sc, len(q) > 0)
+		h.rewake(&sc, wake)
 		for i, b := range round {
 			if b.refs.Add(-1) == 0 && b.Done != nil {
 				b.Done(b)
@@ -216,30 +259,67 @@ func (h *Hub) resumed(s Session, it *item) {
 	h.kinds[v.kind].Resumed(s)
 }
 
+// rewake sets the writer's timer for the earliest held session (soon, if
+// the delay fell to 0 and some are still held).
+func (h *Hub) rewake(sc *scratch, wake *time.Timer) {
+	if wake == nil {
+		return
+	}
+	at, ok := sc.held.next()
+	if !ok {
+		return
+	}
+	wait := time.Until(time.Unix(0, at))
+	if sc.delay == 0 {
+		wait = 0
+	}
+	wake.Reset(max(wait, time.Millisecond))
+}
+
+// spread is a session's share of the write delay: from half of it to all
+// of it, fixed per connection, so that sessions written in the same round
+// do not stay in step (all due at once, then none).
+func spread(delay int64, key uint64) int64 {
+	return delay/2 + delay/2*int64((key*0x9E3779B97F4A7C15)>>54)/1024
+}
+
 // flushDirty writes the output the round gathered, one write per session;
-// under Config.WriteDelay, a session written less than the delay ago keeps
-// its output (and its place in sc.dirty) for a later round.
+// under a write delay (adapt), a session written less than its share of
+// the delay ago is held in sc.held until it is due. Then it writes the
+// held sessions that are due, all of them once the delay is 0 or the
+// writer stops.
 func (h *Hub) flushDirty(sc *scratch) {
 	sc.deferred = false
 	now := time.Now().UnixNano()
 	h.clock.Store(now)
-	delay := int64(h.cfg.WriteDelay)
-	keep := sc.dirty[:0]
+	delay := int64(sc.delay)
 	for _, key := range sc.dirty {
 		sl := h.table.LookupKey(key)
 		if sl == nil {
 			continue
 		}
 		v := &sl.V
-		if delay > 0 && sc.due >= 0 && v.out != nil && now-v.clock < delay && len(v.out.b) < coalesceMax && v.flags&flagFinished == 0 {
-			keep = append(keep, key)
-			sl.Unlock()
-			continue
+		if at := v.clock + spread(delay, key); delay > 0 && sc.due >= 0 && v.out != nil && at > now && v.flags&flagFinished == 0 {
+			sc.held.push(at, key, len(v.out.b))
+		} else {
+			v.flags &^= flagDirty
+			h.flush(sl, sc)
 		}
-		v.flags &^= flagDirty
-		h.flush(sl, sc)
 		sl.Unlock()
 	}
-	sc.dirty = keep
+	sc.dirty = sc.dirty[:0]
+	for {
+		at, ok := sc.held.next()
+		if !ok || at > now && delay > 0 && sc.due >= 0 {
+			break
+		}
+		d := sc.held.pop()
+		if sl := h.table.LookupKey(d.key); sl != nil {
+			sl.V.flags &^= flagDirty
+			h.flush(sl, sc)
+			sl.Unlock()
+		}
+	}
+	sc.lingering = sc.held.bytes
 	sc.deferred = true
 }

@@ -32,7 +32,7 @@ type Config struct {
 	// one that was not behind on a machine idle more than 30% halves it
 	// to 0; in between it holds. A session written less than its share of
 	// the current delay (half of it to all of it, fixed per connection)
-	// ago gathers its output, up to 16 KiB, until then; a writer holds
+	// ago gathers its output, up to 2 KiB, until then; a writer holds
 	// back 8 MiB at most. So a gateway that keeps up writes at once, and
 	// one at saturation (where waiting in the queues already costs more)
 	// trades latency for throughput. A long-poll's answer never waits.

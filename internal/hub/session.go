@@ -317,7 +317,7 @@ func (h *Hub) getBuf() *outbuf {
 // output): those go to the garbage collector, so the pool holds small
 // buffers only.
 func (h *Hub) putBuf(o *outbuf) {
-	if o != nil && cap(o.b) <= 4<<10 && cap(o.ends) <= 256 {
+	if o != nil && cap(o.b) <= 8<<10 && cap(o.ends) <= 256 {
 		h.pool.Put(o)
 	}
 }

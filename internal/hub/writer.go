@@ -65,7 +65,7 @@ func (h *Hub) Resumed(conn, epoch, seq, head uint64, missed bool) {
 // which it is written anyway; lingerBudget bounds the output one writer
 // holds back for its delay (past it the delay shrinks).
 const (
-	coalesceMax  = 16 << 10
+	coalesceMax  = 2 << 10
 	lingerBudget = 8 << 20
 )
 

@@ -30,6 +30,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Debug turns on the server's debug logs.
 	Debug bool
+	// Token, if set, is asked of every client (the router's own
+	// connection too): without it no one can publish or subscribe.
+	Token string
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -85,6 +88,7 @@ func Start(cfg Config) (*Server, error) {
 		NoSigs:          true,
 		NoSystemAccount: true,
 		Debug:           cfg.Debug,
+		Authorization:   cfg.Token,
 	}
 	if cfg.MonitorAddr != "" {
 		mh, mp, err := splitHostPort(cfg.MonitorAddr)

@@ -5,7 +5,8 @@
 # streams (FULL=1 adds 1,000,000), with the kernel's memory per connection
 # and floodtest's own memory per client. comet-sse and comet-poll are this
 # gateway with EventSource clients (/sse/) and long-poll clients (/poll/,
-# 30 s polls) instead of chunked streams.
+# 30 s polls) instead of chunked streams; comet-auth is chunked streams
+# whose clients each present a token (gateway -auth-secret-file).
 #
 # Per server and N: start it, take its resident memory (summed over its
 # processes), ramp N streams with floodtest, hold them SETTLE (60s; for this
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 SIZES=${SIZES:-"10000 100000"}
 [ "${FULL:-0}" = 1 ] && SIZES="$SIZES 1000000"
-SERVERS=${SERVERS:-"comet comet-sse comet-poll naive nchan"}
+SERVERS=${SERVERS:-"comet comet-sse comet-poll comet-auth naive nchan"}
 SETTLE=${SETTLE:-60}
 RAMP=${RAMP:-5000}
 PER=19000 # streams per server process
@@ -68,13 +69,20 @@ for n in $SIZES; do
 		extra=()
 		path=/test/
 		case $server in
-		comet | comet-sse | comet-poll)
+		comet | comet-sse | comet-poll | comet-auth)
 			[ "$server" = comet-sse ] && path=/sse/
 			[ "$server" = comet-poll ] && path=/poll/ && extra=(-poll-timeout 30s)
+			gwextra=()
+			if [ "$server" = comet-auth ]; then
+				# Every client presents a token (HS256) for its id.
+				[ -e "$out/auth.secret" ] || head -c 48 /dev/urandom | base64 -w0 > "$out/auth.secret"
+				gwextra=(-auth-secret-file "$out/auth.secret")
+				extra=(-token-secret-file "$out/auth.secret")
+			fi
 			"$BIN"/router -nats-addr 127.0.0.1:4622 -admin 127.0.0.1:8699 -log-level warn > "$log.router.log" 2>&1 &
 			router=$!; pids+=("$router")
 			wait_http http://127.0.0.1:8699/stats
-			"$BIN"/gateway -procs "$procs" -addr 127.0.0.1:$port -admin off -nats nats://127.0.0.1:4622 -name bench -log-level warn > "$log.server.log" 2>&1 &
+			"$BIN"/gateway -procs "$procs" -addr 127.0.0.1:$port -admin off -nats nats://127.0.0.1:4622 -name bench -log-level warn "${gwextra[@]}" > "$log.server.log" 2>&1 &
 			spid=$!
 			;;
 		naive)

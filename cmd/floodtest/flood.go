@@ -91,6 +91,7 @@ Flags:
 	fs.Var(&headers, "header", `extra request header "Name: value" (repeatable), e.g. "TE: chunked" for nchan`)
 	pollTimeout := fs.Duration("poll-timeout", 30*time.Second, "the ?timeout= of long-poll clients (/poll/ URLs)")
 	noCheck := fs.Bool("no-check", false, "count chunks without checking their content (servers other than the gateway)")
+	tokenSecret := fs.String("token-secret-file", "", "send each client's request with a token for its id (HS256, this secret), for a gateway run with -auth-secret-file")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ Flags:
 	cfg := flood.RunConfig{
 		Duration: *duration, Every: *every, ConnectTimeout: *connectTimeout,
 		Workers: *workers, PerProcess: *perProc, Out: os.Stdout, Headers: headers, NoCheck: *noCheck,
-		PollTimeout: *pollTimeout,
+		PollTimeout: *pollTimeout, TokenSecretFile: *tokenSecret,
 		WorkerArgs: func(spec flood.WorkerSpec) []string {
 			b, _ := json.Marshal(spec)
 			return []string{"worker", string(b)}

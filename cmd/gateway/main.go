@@ -30,6 +30,9 @@ Serves, for every integer id the router sends messages to:
   GET /demo                            a page showing an id's messages as they arrive
 Clients hold no goroutine and no buffer while idle.
 
+On an address beyond loopback, clients must present a token (JWT, "sub":
+their id) with -auth-secret-file or -auth-keys, unless -insecure-open.
+
 Flags:
 `)
 		fs.PrintDefaults()
@@ -53,6 +56,15 @@ Flags:
 	fs.DurationVar(&cfg.StreamHeartbeat, "stream-heartbeat", cfg.StreamHeartbeat, "write a newline chunk on a /test stream quiet this long (0: never)")
 	fs.DurationVar(&cfg.SSERetry, "sse-retry", cfg.SSERetry, "reconnection delay EventSource clients are told")
 	fs.IntVar(&cfg.InboundLimit, "inbound-limit", cfg.InboundLimit, "bytes of frames from the routers NATS may hold for this gateway (the routers' windows keep it far below)")
+	fs.StringVar(&cfg.Auth.SecretFile, "auth-secret-file", "", "ask clients for tokens (JWT) signed HS256 with the secret in this file (at least 32 bytes)")
+	fs.StringVar(&cfg.Auth.KeysFile, "auth-keys", "", "ask clients for tokens (JWT) signed by these public keys: PEM or JWKS (RS256, ES256, EdDSA; kid honoured)")
+	fs.DurationVar(&cfg.Auth.Leeway, "auth-leeway", 0, "clock skew allowed on a token's exp and nbf")
+	fs.StringVar(&cfg.AuthCookie, "auth-cookie", cfg.AuthCookie, "the cookie a token may come in (besides Authorization: Bearer and ?token=)")
+	fs.BoolVar(&cfg.InsecureOpen, "insecure-open", false, "serve clients without tokens, and the admin API without a token, on addresses beyond loopback")
+	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "ask admin requests for this bearer token (needed for an -admin beyond loopback)")
+	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, `web origin whose pages may read SSE streams and long-polls: "*", "none" or one origin (https://app.example.com); browser requests from others get 403`)
+	fs.DurationVar(&cfg.HeadTimeout, "head-timeout", cfg.HeadTimeout, "close a connection that has not sent its whole request head this long after it began (slowloris)")
+	cfg.NATSAuth.AddFlags(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	procsFlag := fs.String("procs", "1", `gateway processes sharing -addr (SO_REUSEPORT): a number, or "auto" (enough for -expect streams, at least one per core)`)
 	expect := fs.Int("expect", 0, "with -procs auto: the number of streams to hold")

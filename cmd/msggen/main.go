@@ -53,6 +53,8 @@ Flags:
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for the random ids (0: random)")
 	fs.BoolVar(&cfg.Numbered, "numbered", false, `append " seq=S" (1, 2, 3... per id) so receivers can count lost and repeated messages`)
 	summary := fs.String("summary", "", "write the final result as JSON to this file")
+	var creds natsconn.Credentials
+	creds.AddFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -69,7 +71,11 @@ Flags:
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	nc, err := natsconn.Connect(*url, natsconn.Options{Name: "msggen"})
+	natsAuth, err := creds.Options()
+	if err != nil {
+		return err
+	}
+	nc, err := natsconn.Connect(*url, natsconn.Options{Name: "msggen", More: natsAuth})
 	if err != nil {
 		return err
 	}

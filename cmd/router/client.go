@@ -9,24 +9,34 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/cometgw/comet/internal/obs"
 )
 
+// admin is where a verb finds the running router's admin API.
+type admin struct {
+	addr, tokenFile string
+}
+
 // adminFlags are the flags every verb shares.
-func adminFlags(name, usage string) (*flag.FlagSet, *string) {
+func adminFlags(name, usage string) (*flag.FlagSet, *admin) {
 	fs := flag.NewFlagSet("router "+name, flag.ContinueOnError)
-	addr := fs.String("admin", "127.0.0.1:8001", "the running router's admin address")
+	a := new(admin)
+	fs.StringVar(&a.addr, "admin", "127.0.0.1:8001", "the running router's admin address")
+	fs.StringVar(&a.tokenFile, "admin-token-file", "", "file holding the admin API's bearer token, if it asks for one")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: router %s [-admin ADDR] %s\n\nFlags:\n", name, usage)
+		fmt.Fprintf(fs.Output(), "Usage: router %s [-admin ADDR] [-admin-token-file FILE] %s\n\nFlags:\n", name, usage)
 		fs.PrintDefaults()
 	}
-	return fs, addr
+	return fs, a
 }
 
 // call makes one admin API request and returns the JSON body, or an error
 // carrying the router's message.
-func call(ctx context.Context, method, addr, path string, body io.Reader) (map[string]any, error) {
+func call(ctx context.Context, method string, a *admin, path string, body io.Reader) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	addr := a.addr
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
@@ -34,11 +44,21 @@ func call(ctx context.Context, method, addr, path string, body io.Reader) (map[s
 	if err != nil {
 		return nil, err
 	}
+	if a.tokenFile != "" {
+		tok, err := obs.ReadToken(a.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("router admin at %s unreachable (is the router running?): %w", addr, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, fmt.Errorf("router admin at %s: %s (give -admin-token-file)", addr, resp.Status)
+	}
 	var out map[string]any
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("%s %s: %s, and the body is not JSON: %w", method, path, resp.Status, err)

@@ -26,7 +26,7 @@ func runSend(ctx context.Context, args []string) error {
 		return fmt.Errorf("bad id: %w", err)
 	}
 	msg := strings.Join(fs.Args()[1:], " ")
-	out, err := call(ctx, "POST", *addr, fmt.Sprintf("/send/%d", id), strings.NewReader(msg))
+	out, err := call(ctx, "POST", addr, fmt.Sprintf("/send/%d", id), strings.NewReader(msg))
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ Flags:
 	fs.DurationVar(&cfg.DeliverTimeout, "deliver-timeout", cfg.DeliverTimeout, "count a gateway's copies lost if it has not confirmed them after this long")
 	fs.DurationVar(&cfg.OverloadWait, "overload-wait", cfg.OverloadWait, "how long an HTTP send waits for room in the gateways' windows before answering 503")
 	fs.IntVar(&cfg.SendLimit, "send-limit", cfg.SendLimit, "bytes of send frames NATS may hold for this router; past it NATS drops them (counted) and their senders get no ack")
+	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "ask admin requests (sends included) for this bearer token (needed for an -admin beyond loopback)")
+	fs.BoolVar(&cfg.InsecureOpen, "insecure-open", false, "serve the admin API and the embedded NATS server without tokens on addresses beyond loopback")
+	cfg.NATSAuth.AddFlags(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
 		return err

@@ -17,7 +17,7 @@ func runStats(ctx context.Context, args []string) error {
 		fs.Usage()
 		return cli.Usagef("stats takes no arguments")
 	}
-	out, err := call(ctx, "GET", *addr, "/stats", nil)
+	out, err := call(ctx, "GET", addr, "/stats", nil)
 	if err != nil {
 		return err
 	}

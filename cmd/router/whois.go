@@ -24,7 +24,7 @@ func runWhois(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bad id: %w", err)
 	}
-	out, err := call(ctx, "GET", *addr, fmt.Sprintf("/ids/%d", id), nil)
+	out, err := call(ctx, "GET", addr, fmt.Sprintf("/ids/%d", id), nil)
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/chunkparse"
 	"github.com/cometgw/comet/internal/fdtable"
+	"github.com/cometgw/comet/internal/ids"
 	"github.com/cometgw/comet/internal/memstat"
 	"github.com/cometgw/comet/internal/netpoll"
 )
@@ -50,6 +52,10 @@ type Config struct {
 	// PollTimeout is the ?timeout= of long-poll clients (targets whose
 	// path starts /poll/). Default 30s.
 	PollTimeout time.Duration
+	// TokenSecretFile, if set, holds an HS256 secret: every request
+	// carries "Authorization: Bearer" and a token for its client's id
+	// (valid for a day), as for a gateway run with -auth-secret-file.
+	TokenSecretFile string
 }
 
 // Client kinds, by the target's path.
@@ -128,6 +134,7 @@ type Engine struct {
 	onChunk func([]byte)
 	readBuf [64 << 10]byte // used by the poll goroutine only
 	reqBuf  []byte         // likewise
+	secret  []byte         // Config.TokenSecretFile's
 	wg      sync.WaitGroup
 }
 
@@ -149,6 +156,13 @@ func New(cfg Config) (*Engine, error) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return nil, err
 	}
+	var secret []byte
+	if cfg.TokenSecretFile != "" {
+		var err error
+		if secret, err = auth.ReadSecret(cfg.TokenSecretFile); err != nil {
+			return nil, err
+		}
+	}
 	p, err := netpoll.New()
 	if err != nil {
 		return nil, err
@@ -156,7 +170,7 @@ func New(cfg Config) (*Engine, error) {
 	// One slot per possible descriptor. Descriptors are handed out
 	// lowest first and the loops stop at the highest used, so only the
 	// pages of slots in use become resident.
-	e := &Engine{cfg: cfg, conns: fdtable.New[conn](int(min(rl.Cur, 1<<24))), poller: p}
+	e := &Engine{cfg: cfg, conns: fdtable.New[conn](int(min(rl.Cur, 1<<24))), poller: p, secret: secret}
 	e.onChunk = e.chunk
 	return e, nil
 }
@@ -417,6 +431,11 @@ func (e *Engine) request(sl *client, t Target) bool {
 	req = append(req, " HTTP/1.1\r\nHost: "...)
 	req = append(req, t.Host...)
 	req = append(req, "\r\nUser-Agent: floodtest\r\n"...)
+	if e.secret != nil {
+		id, _ := ids.Parse(string(t.ID))
+		req = auth.AppendHS256(append(req, "Authorization: Bearer "...), e.secret, id, time.Now().Add(24*time.Hour))
+		req = append(req, "\r\n"...)
+	}
 	for _, h := range e.cfg.Headers {
 		req = append(append(req, h...), "\r\n"...)
 	}

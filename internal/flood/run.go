@@ -40,8 +40,9 @@ type RunConfig struct {
 	// Headers and NoCheck: as in Config.
 	Headers []string
 	NoCheck bool
-	// PollTimeout: as in Config.
-	PollTimeout time.Duration
+	// PollTimeout and TokenSecretFile: as in Config.
+	PollTimeout     time.Duration
+	TokenSecretFile string
 	// Workers: 0 picks the number of processes from PerProcess; 1 runs
 	// every client in this process.
 	Workers int
@@ -71,6 +72,7 @@ type WorkerSpec struct {
 	Headers        []string      `json:"headers,omitempty"`
 	NoCheck        bool          `json:"no_check,omitempty"`
 	PollTimeout    time.Duration `json:"poll_timeout,omitempty"`
+	TokenSecret    string        `json:"token_secret_file,omitempty"`
 }
 
 // Limits describes this machine's relevant limits.
@@ -264,7 +266,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 	if workers == 1 {
 		target, count := cfg.Plan.Share(0, 1)
 		e, err := New(Config{Target: target, Count: count, Rate: cfg.Rate, ConnectTimeout: cfg.ConnectTimeout,
-			Headers: cfg.Headers, NoCheck: cfg.NoCheck, Sources: sourcesFor(0), PollTimeout: cfg.PollTimeout})
+			Headers: cfg.Headers, NoCheck: cfg.NoCheck, Sources: sourcesFor(0), PollTimeout: cfg.PollTimeout, TokenSecretFile: cfg.TokenSecretFile})
 		if err != nil {
 			return Stats{}, err
 		}
@@ -296,7 +298,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 			sourcesFor(0)[0], sourcesFor(workers - 1)[sourcesPerProcess-1], rateText(cfg.Rate))
 		for w := 0; w < workers; w++ {
 			spec := WorkerSpec{Plan: cfg.Plan, URLFile: cfg.URLFile, Worker: w, Workers: workers, Rate: cfg.Rate / float64(workers),
-				ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck, PollTimeout: cfg.PollTimeout}
+				ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck, PollTimeout: cfg.PollTimeout, TokenSecret: cfg.TokenSecretFile}
 			for _, a := range sourcesFor(w) {
 				spec.Sources = append(spec.Sources, a.String())
 			}
@@ -447,7 +449,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, out io.Writer) error {
 	ReadLimits()
 	target, count := plan.Share(spec.Worker, spec.Workers)
 	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Sources: srcs, ConnectTimeout: spec.ConnectTimeout,
-		Headers: spec.Headers, NoCheck: spec.NoCheck, PollTimeout: spec.PollTimeout})
+		Headers: spec.Headers, NoCheck: spec.NoCheck, PollTimeout: spec.PollTimeout, TokenSecretFile: spec.TokenSecret})
 	if err != nil {
 		return err
 	}

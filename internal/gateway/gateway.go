@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/obs"
@@ -74,6 +75,31 @@ type Config struct {
 	// processes share one port; a full process then leaves the port's
 	// group until it has room again. Default false.
 	ReusePort bool
+	// Auth is where the keys of client tokens are. With none, clients
+	// open any id without a token: allowed only while Addr is a loopback
+	// address, or with InsecureOpen.
+	Auth auth.Config
+	// AuthCookie is the cookie a token may come in. Default
+	// "comet_token".
+	AuthCookie string
+	// InsecureOpen serves clients without tokens, and the admin API
+	// without AdminTokenFile, on addresses beyond loopback.
+	InsecureOpen bool
+	// AdminTokenFile holds the bearer token the admin API asks for;
+	// needed when AdminAddr is beyond loopback.
+	AdminTokenFile string
+	// AllowOrigin is the web origin whose pages may read SSE streams and
+	// long-polls (CORS): "*" (default: any page; a token is then only
+	// sent explicitly, never as a cookie), "none", or one origin such as
+	// https://app.example.com (cookies allowed). A browser request from
+	// another origin is refused 403.
+	AllowOrigin string
+	// HeadTimeout bounds the time a client takes to send a request head
+	// (slowloris); past it the connection is closed. Default 10s.
+	HeadTimeout time.Duration
+	// NATSAuth are this gateway's NATS credentials (also possible in
+	// NATSURL as user:password@ or token@).
+	NATSAuth natsconn.Credentials
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -113,6 +139,9 @@ func DefaultConfig() Config {
 		PollTimeout:    30 * time.Second,
 		MaxPollTimeout: 2 * time.Minute,
 		TCPKeepAlive:   2 * time.Minute,
+		AuthCookie:     "comet_token",
+		AllowOrigin:    "*",
+		HeadTimeout:    10 * time.Second,
 	}
 }
 
@@ -120,6 +149,15 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	if !wire.ValidGatewayName(c.Name) {
 		return fmt.Errorf("gateway: name %q: want 1 to 64 of A-Z a-z 0-9 - _", c.Name)
+	}
+	if !c.Auth.Enabled() && !c.InsecureOpen && !auth.IsLoopback(c.Addr) {
+		return fmt.Errorf("gateway: %s is not a loopback address and no token keys are given: anyone could read any id's messages; give -auth-secret-file or -auth-keys, or -insecure-open to serve without tokens", c.Addr)
+	}
+	if c.AdminAddr != "off" && c.AdminTokenFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.AdminAddr) {
+		return fmt.Errorf("gateway: admin address %s is not a loopback address: give -admin-token-file, or -insecure-open", c.AdminAddr)
+	}
+	if err := validOrigin(c.AllowOrigin); err != nil {
+		return err
 	}
 	return validPollTimeouts(c.PollTimeout, c.MaxPollTimeout)
 }
@@ -131,8 +169,9 @@ type Gateway struct {
 	ln    *capListener
 	srv   *fasthttp.Server
 	hub   *hub.Hub
-	link  *link
-	admin *obs.Admin
+	link   *link
+	access *access
+	admin  *obs.Admin
 	serve chan error
 }
 
@@ -175,6 +214,15 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.InboundLimit <= 0 {
 		cfg.InboundLimit = def.InboundLimit
 	}
+	if cfg.AuthCookie == "" {
+		cfg.AuthCookie = def.AuthCookie
+	}
+	if cfg.AllowOrigin == "" {
+		cfg.AllowOrigin = def.AllowOrigin
+	}
+	if cfg.HeadTimeout <= 0 {
+		cfg.HeadTimeout = def.HeadTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -182,9 +230,20 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With(zap.String("gateway", cfg.Name)), serve: make(chan error, 1)}
-
+	var err error
+	if g.access, err = newAccess(&cfg); err != nil {
+		return nil, err
+	}
+	adminToken, err := obs.ReadToken(cfg.AdminTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	natsAuth, err := cfg.NATSAuth.Options()
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	nc, err := natsconn.Connect(cfg.NATSURL, natsconn.Options{
-		Name: "comet-gateway " + cfg.Name, Retry: cfg.ConnectTimeout, Reconnect: true, Log: g.log,
+		Name: "comet-gateway " + cfg.Name, Retry: cfg.ConnectTimeout, Reconnect: true, Log: g.log, More: natsAuth,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -210,7 +269,7 @@ func New(cfg Config) (*Gateway, error) {
 		Name:                         "comet-gateway",
 		ReduceMemoryUsage:            true,
 		KeepHijackedConns:            true,
-		ReadTimeout:                  30 * time.Second,
+		ReadTimeout:                  cfg.HeadTimeout, // from the first byte of a request: the head, and a body no one sends
 		IdleTimeout:                  60 * time.Second,
 		WriteTimeout:                 30 * time.Second,
 		MaxRequestBodySize:           64 << 10,
@@ -237,13 +296,15 @@ func New(cfg Config) (*Gateway, error) {
 		g.link.stop()
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
 	}
-	if !cfg.NoDirect {
+	if !cfg.NoDirect && g.access.verifier == nil {
+		// With tokens, every request goes through fasthttp, where the
+		// token is found wherever it is and checked.
 		g.ln.direct, g.ln.buf = g.direct, make([]byte, 4096)
 	}
 	go func() { g.serve <- g.srv.Serve(g.ln) }()
 
 	if cfg.AdminAddr != "off" {
-		g.admin, err = obs.ListenAdmin(cfg.AdminAddr, g.adminMux(), g.log)
+		g.admin, err = obs.ListenAdmin(cfg.AdminAddr, obs.RequireBearer(adminToken, g.adminMux()), g.log)
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("gateway: %w", err)
@@ -315,6 +376,8 @@ type Stats struct {
 	InboundPeak    int64  `json:"inbound_peak_bytes"`
 	InboundLimit   int    `json:"inbound_limit_bytes"`
 	InboundDropped uint64 `json:"inbound_dropped"`
+	// Requests refused by their token or origin, by auth.Error code.
+	Refused map[string]uint64 `json:"refused,omitempty"`
 }
 
 // Stats returns the gateway's counters.
@@ -336,6 +399,7 @@ func (g *Gateway) Stats() Stats {
 		ListenPauses: g.ln.pauses.Load(),
 		AcceptErrors: g.ln.acceptErrs.Load(),
 		InboundLimit: g.cfg.InboundLimit,
+		Refused:      g.access.Refused(),
 	}
 	st.InboundBytes, st.InboundPeak, st.InboundDropped = g.link.inboundStats()
 	return st
@@ -374,6 +438,10 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	}
 	m.Counter("listen_pauses_total", "Times the listener stopped accepting because the process was full.", nil, g.ln.pauses.Load)
 	m.Counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)
+	for _, c := range auth.Codes {
+		n := g.access.refused[c]
+		m.Counter("refused_total", "Requests refused 401 or 403 by their token or origin, by reason.", prometheus.Labels{"reason": c}, n.Load)
+	}
 	mux := obs.AdminMux(m.Registry)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		obs.WriteJSON(w, http.StatusOK, g.Stats())

@@ -31,12 +31,20 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(indexText)
 		return
 	}
+	if ctx.IsOptions() {
+		g.preflight(ctx)
+		return
+	}
 	if !ctx.IsGet() && !ctx.IsHead() {
 		methodNotAllowed(ctx)
 		return
 	}
 	if err != nil {
 		ctx.Error("bad id: "+err.Error()+"\n", fasthttp.StatusBadRequest)
+		return
+	}
+	exp, ok := g.access.check(ctx, id)
+	if !ok {
 		return
 	}
 	if ctx.IsHead() {
@@ -55,13 +63,38 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	}
 	switch rt {
 	case routePoll:
-		g.handlePoll(ctx, id)
+		g.handlePoll(ctx, id, exp)
 		return
 	case routeSSE:
-		g.handleSSE(ctx, id)
+		g.handleSSE(ctx, id, exp)
 		return
 	}
-	g.handleStream(ctx, id)
+	g.handleStream(ctx, id, exp)
+}
+
+// preflight answers a browser's CORS preflight for a session route: a
+// page of an allowed origin may send Authorization (its token) and
+// Last-Event-ID.
+func (g *Gateway) preflight(ctx *fasthttp.RequestCtx) {
+	if err := g.access.checkOrigin(ctx); err != nil {
+		g.access.refuse(ctx, err)
+		return
+	}
+	h := &ctx.Response.Header
+	switch o := g.cfg.AllowOrigin; o {
+	case "none":
+	case "*":
+		h.Set("Access-Control-Allow-Origin", "*")
+	default:
+		h.Set("Access-Control-Allow-Origin", o)
+		h.Set("Access-Control-Allow-Credentials", "true")
+		h.Set("Vary", "Origin")
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Last-Event-ID, Cache-Control")
+	h.Set("Access-Control-Max-Age", "600")
+	h.Set("Allow", "GET, HEAD, OPTIONS")
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
 func methodNotAllowed(ctx *fasthttp.RequestCtx) {

@@ -42,7 +42,7 @@ func badRequest(ctx *fasthttp.RequestCtx, what string, err error) {
 }
 
 // handlePoll serves GET /poll/{id}?cursor=C&timeout=T.
-func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64) {
+func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64, exp time.Time) {
 	args := ctx.QueryArgs()
 	cur, err := cursor.Parse(string(args.Peek("cursor")))
 	if err != nil {
@@ -57,7 +57,7 @@ func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64) {
 	keepAlive := ctx.Request.Header.IsHTTP11() && !ctx.Request.Header.ConnectionClose()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive}); err != nil {
+		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive, Expires: exp}); err != nil {
 			g.log.Warn("long-poll not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})

@@ -20,7 +20,7 @@ const (
 func (c *Config) kinds() []hub.Kind {
 	return []hub.Kind{
 		kindStream: chunked.Stream{Heartbeat: c.StreamHeartbeat},
-		kindSSE:    sse.Stream{Retry: c.SSERetry, Heartbeat: c.SSEHeartbeat},
-		kindPoll:   longpoll.Poll{ResumeWait: c.PollResumeWait},
+		kindSSE:    sse.Stream{Retry: c.SSERetry, Heartbeat: c.SSEHeartbeat, CORS: corsHead(c.AllowOrigin)},
+		kindPoll:   longpoll.Poll{ResumeWait: c.PollResumeWait, CORS: corsHead(c.AllowOrigin)},
 	}
 }

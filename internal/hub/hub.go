@@ -151,7 +151,7 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 	}
 	sl := h.table.Open(fd)
 	defer sl.Unlock()
-	sl.V = session{id: r.ID, kind: uint8(r.Kind), clock: h.clock.Load()}
+	sl.V = session{id: r.ID, kind: uint8(r.Kind), clock: h.clock.Load(), expires: expiry(r.Expires)}
 	resumable := h.traits[r.Kind].Resumable
 	if resumable {
 		sl.V.epoch, sl.V.n = r.Cursor.Epoch, r.Cursor.Seq
@@ -181,6 +181,19 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 		return err
 	}
 	return nil
+}
+
+// expiry is t in the slot's unix seconds, rounded up; 0 for the zero
+// time. Times past 2106 are held as the last second a uint32 holds.
+func expiry(t time.Time) uint32 {
+	if t.IsZero() {
+		return 0
+	}
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return uint32(min(max(s, 1), math.MaxUint32))
 }
 
 // Snapshot calls fn for every open session, with that session's lock

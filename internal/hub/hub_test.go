@@ -337,3 +337,24 @@ func TestLightLoadIsWrittenAtOnce(t *testing.T) {
 		c.Until(fmt.Sprintf("%d m%d\n", i, i), 500*time.Millisecond)
 	}
 }
+
+func TestExpiredSessionEnds(t *testing.T) {
+	var shutdowns atomic.Int64
+	h := hubtest.Start(t, hub.Config{WriteTimeout: 200 * time.Millisecond}, lines{shutdowns: &shutdowns})
+	soon := h.Open(hub.Request{ID: 1, Expires: time.Now().Add(300 * time.Millisecond)})
+	later := h.Open(hub.Request{ID: 2, Expires: time.Now().Add(time.Hour)})
+	never := h.Open(hub.Request{ID: 3})
+	if out, eof := soon.Rest(3 * time.Second); out != "open 1\nbye\n" || !eof {
+		t.Fatalf("expiring session: %q, eof %t", out, eof)
+	}
+	// The socket closes just before the session's counters move.
+	for deadline := time.Now().Add(wait); h.Hub.Closes(hub.ReasonExpired) != 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if h.Hub.Closes(hub.ReasonExpired) != 1 || h.Hub.Len() != 2 || shutdowns.Load() != 1 {
+		t.Fatalf("closes %v, open %d", h.Hub.Stats().Closed, h.Hub.Len())
+	}
+	h.Hub.Deliver([]byte("still"), []uint64{later.Key, never.Key})
+	later.Until("open 2\n1 still\n", wait)
+	never.Until("open 3\n1 still\n", wait)
+}

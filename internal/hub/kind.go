@@ -74,6 +74,10 @@ type Request struct {
 	// Wait is how long a request-answer session (a long-poll) waits for
 	// something to answer.
 	Wait time.Duration
+	// Expires ends the session at this time (the client's token
+	// expires): its kind's Shutdown writes its last bytes and it closes
+	// with ReasonExpired. Zero: never.
+	Expires time.Time
 }
 
 // Message is one delivery as the kinds see it: the message and its

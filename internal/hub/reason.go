@@ -14,10 +14,11 @@ const (
 	ReasonProtocol                 // the client sent more than its kind may
 	ReasonShutdown                 // the gateway is shutting down
 	ReasonAnswered                 // the session's one request was answered (a long-poll)
+	ReasonExpired                  // the client's credentials expired (Request.Expires)
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered"}
+var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered", "expired"}
 
 func (r Reason) String() string {
 	if r < numReasons {

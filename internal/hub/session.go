@@ -32,6 +32,10 @@ type session struct {
 	kind   uint8
 	flags  uint8 // the hub's, below
 	kflags uint8 // the kind's own (Session.Flags)
+	// Unix seconds after which the session's credentials (its token)
+	// no longer hold and the sweeper ends it; 0: never. In the slot's
+	// padding: the slot stays 72 bytes.
+	expires uint32
 }
 
 type slot = fdtable.Slot[session]

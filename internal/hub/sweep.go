@@ -29,6 +29,7 @@ func (h *Hub) sweeper() {
 			h.idle.Store(math.Float64bits(cpu.Sample()))
 			h.sweeps.Add(1)
 			limit := nowNS - int64(h.cfg.WriteTimeout)
+			nowSec := uint32(now.Unix())
 			h.table.Each(func(sl *slot) {
 				v := &sl.V
 				if v.out != nil && v.flags&flagHeld == 0 {
@@ -37,6 +38,18 @@ func (h *Hub) sweeper() {
 					if v.clock < limit && v.flags&flagDirty == 0 {
 						h.close(sl, ReasonTimeout)
 					}
+					return
+				}
+				if v.expires != 0 && nowSec >= v.expires {
+					// Its output written (a session with output pending
+					// is above), it ends as at shutdown: the client sees
+					// the stream end and comes back with a new token.
+					s := Session{h, sl, &sc}
+					h.kinds[v.kind].Shutdown(s)
+					if sl.IsOpen() {
+						h.flush(sl, &sc)
+					}
+					h.close(sl, ReasonExpired)
 					return
 				}
 				h.kinds[v.kind].Tick(Session{h, sl, &sc}, nowNS)

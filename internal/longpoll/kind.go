@@ -23,6 +23,9 @@ type Poll struct {
 	// ResumeWait is how long past its timeout a poll waits for the
 	// router's answer to its resume before it is answered 503.
 	ResumeWait time.Duration
+	// CORS is the CORS header lines of the answer, each ended by CR LF
+	// (gateway.Config.AllowOrigin); empty: none.
+	CORS string
 }
 
 // Traits implements hub.Kind: a poll resumes, and leaves what the client
@@ -100,7 +103,8 @@ func (k Poll) answer(s hub.Session) {
 	s.Release()
 	out := s.OutBuf()
 	p := append((*out)[:0], status...)
-	p = append(p, "Server: comet-gateway\r\nContent-Type: application/json\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\n"...)
+	p = append(p, "Server: comet-gateway\r\nContent-Type: application/json\r\nCache-Control: no-cache, no-store\r\n"...)
+	p = append(p, k.CORS...)
 	if s.Flags()&flagKeepAlive == 0 {
 		p = append(p, "Connection: close\r\n"...)
 	}

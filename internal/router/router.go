@@ -13,6 +13,7 @@ import (
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
@@ -55,6 +56,15 @@ type Config struct {
 	// below it). Frames past it are dropped by NATS: counted
 	// (send_frames_dropped), and their senders get no ack. Default 64 MiB.
 	SendLimit int
+	// NATSAuth are the router's NATS credentials; with an embedded
+	// server, its TokenFile is the token the server asks of every client.
+	NATSAuth natsconn.Credentials
+	// AdminTokenFile holds the bearer token the admin API asks for;
+	// needed when AdminAddr is beyond loopback.
+	AdminTokenFile string
+	// InsecureOpen allows the admin API without a token, and the
+	// embedded NATS server without one, on addresses beyond loopback.
+	InsecureOpen bool
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -87,6 +97,15 @@ func (c *Config) Validate() error {
 	}
 	if c.DeliverTimeout < 100*time.Millisecond {
 		return fmt.Errorf("router: deliver timeout %s is below 100ms", c.DeliverTimeout)
+	}
+	if c.AdminAddr != "off" && c.AdminTokenFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.AdminAddr) {
+		return fmt.Errorf("router: admin address %s is not a loopback address and anyone reaching it could send to anyone: give -admin-token-file, or -insecure-open", c.AdminAddr)
+	}
+	if c.NATSURL == "" && c.NATSAuth.TokenFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.Addr) {
+		return fmt.Errorf("router: embedded NATS address %s is not a loopback address and anyone reaching it could send or pose as a gateway: give -nats-token-file, or -insecure-open", c.Embedded.Addr)
+	}
+	if c.NATSURL == "" && (c.NATSAuth.NKeyFile != "" || c.NATSAuth.CredsFile != "") {
+		return fmt.Errorf("router: the embedded NATS server takes a token (-nats-token-file); NKeys and credentials files are for a NATS server of your own (-nats)")
 	}
 	return nil
 }
@@ -203,10 +222,22 @@ func New(cfg Config) (*Router, error) {
 	rand.Read(rb[:])
 	r.name = fmt.Sprintf("r%x", rb)
 	r.doneSubject = wire.DoneSubject(r.name)
-	var more []nats.Option
+	adminToken, err := obs.ReadToken(cfg.AdminTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("router: admin %w", err)
+	}
+	more, err := cfg.NATSAuth.Options()
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
 	url := cfg.NATSURL
 	if url == "" {
 		ecfg := cfg.Embedded
+		if cfg.NATSAuth.TokenFile != "" {
+			if ecfg.Token, err = natsconn.ReadSecret(cfg.NATSAuth.TokenFile); err != nil {
+				return nil, fmt.Errorf("router: nats token: %w", err)
+			}
+		}
 		if ecfg.Logger == nil {
 			ecfg.Logger = cfg.Logger
 		}
@@ -259,7 +290,7 @@ func New(cfg Config) (*Router, error) {
 
 	r.metrics = newMetrics(r)
 	if cfg.AdminAddr != "off" {
-		a, err := obs.ListenAdmin(cfg.AdminAddr, r.adminMux(), r.log)
+		a, err := obs.ListenAdmin(cfg.AdminAddr, obs.RequireBearer(adminToken, r.adminMux()), r.log)
 		if err != nil {
 			r.closeNATS()
 			return nil, fmt.Errorf("router: %w", err)

@@ -27,22 +27,25 @@ func AppendEvent(b, id, msg []byte) []byte {
 	return append(b, '\n', '\n')
 }
 
-// Header is the response head of an EventSource stream.
-const Header = "HTTP/1.1 200 OK\r\n" +
-	"Server: comet-gateway\r\n" +
-	"Content-Type: text/event-stream; charset=utf-8\r\n" +
-	"Transfer-Encoding: chunked\r\n" +
-	"Cache-Control: no-cache, no-store\r\n" +
-	"Access-Control-Allow-Origin: *\r\n" +
-	"X-Accel-Buffering: no\r\n" +
-	"\r\n"
+// The response head of an EventSource stream: the status line and
+// these lines, the CORS lines the gateway is configured with, then the
+// transfer lines (HTTP/1.1: chunked encoding; HTTP/1.0: none, the body
+// ends when the connection closes).
+const (
+	status11  = "HTTP/1.1 200 OK\r\n"
+	status10  = "HTTP/1.0 200 OK\r\n"
+	headLines = "Server: comet-gateway\r\n" +
+		"Content-Type: text/event-stream; charset=utf-8\r\n" +
+		"Cache-Control: no-cache, no-store\r\n"
+	tail11 = "Transfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n\r\n"
+	tail10 = "Connection: close\r\n\r\n"
+)
 
-// Header10 is Header for an HTTP/1.0 client: no chunked encoding,
-// the body ends when the connection closes.
-const Header10 = "HTTP/1.0 200 OK\r\n" +
-	"Server: comet-gateway\r\n" +
-	"Content-Type: text/event-stream; charset=utf-8\r\n" +
-	"Cache-Control: no-cache, no-store\r\n" +
-	"Access-Control-Allow-Origin: *\r\n" +
-	"Connection: close\r\n" +
-	"\r\n"
+// AppendHead appends the response head of an EventSource stream with the
+// header lines cors (each ended by CR LF; may be empty).
+func AppendHead(b []byte, cors string, http10 bool) []byte {
+	if http10 {
+		return append(append(append(append(b, status10...), headLines...), cors...), tail10...)
+	}
+	return append(append(append(append(b, status11...), headLines...), cors...), tail11...)
+}

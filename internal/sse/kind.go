@@ -17,6 +17,9 @@ type Stream struct {
 	// Heartbeat writes a comment after this long without a write, so
 	// that proxies keep the stream. Zero: none.
 	Heartbeat time.Duration
+	// CORS is the CORS header lines of the response head, each ended by
+	// CR LF (gateway.Config.AllowOrigin); empty: none.
+	CORS string
 }
 
 // Traits implements hub.Kind: SSE sessions resume.
@@ -24,15 +27,15 @@ func (Stream) Traits() hub.Traits { return hub.Traits{Name: "sse", Resumable: tr
 
 // Open writes the response head and the retry: field.
 func (k Stream) Open(s hub.Session, r *hub.Request) {
-	var buf [320]byte
+	var buf [512]byte
 	var w [32]byte
 	retry := append(append(strconv.AppendInt(append(w[:0], "retry: "...), k.Retry.Milliseconds(), 10), '\n'), '\n')
 	head := buf[:0]
 	if r.HTTP10 {
 		s.SetFlags(chunked.FlagHTTP10)
-		head = append(append(head, Header10...), retry...)
+		head = append(AppendHead(head, k.CORS, true), retry...)
 	} else {
-		head = chunked.AppendChunk(append(head, Header...), retry)
+		head = chunked.AppendChunk(AppendHead(head, k.CORS, false), retry)
 	}
 	s.Write(head)
 }

@@ -19,9 +19,10 @@ func chunk(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
 
 func TestStreamKind(t *testing.T) {
 	h := hubtest.Start(t, hub.Config{WriteTimeout: 200 * time.Millisecond},
-		sse.Stream{Retry: 1500 * time.Millisecond, Heartbeat: 100 * time.Millisecond})
+		sse.Stream{Retry: 1500 * time.Millisecond, Heartbeat: 100 * time.Millisecond, CORS: "Access-Control-Allow-Origin: *\r\n"})
 	c := h.Open(hub.Request{ID: 7, Cursor: cursor.Cursor{Epoch: 0xab, Seq: 2}})
-	c.Until(sse.Header+chunk("retry: 1500\n\n"), wait)
+	c.Until("HTTP/1.1 200 OK\r\nServer: comet-gateway\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache, no-store\r\n"+
+		"Access-Control-Allow-Origin: *\r\nTransfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n\r\n"+chunk("retry: 1500\n\n"), wait)
 	if !h.L.Has(fmt.Sprintf("resume %d 7 ab-2", c.Key)) {
 		t.Fatalf("events %v", h.L.Events())
 	}

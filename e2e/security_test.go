@@ -1,0 +1,410 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// secured is a router and a gateway run as they would be beyond
+// loopback: client tokens (an HS256 secret and an RSA public key), a
+// token on NATS, tokens on both admin APIs, one allowed origin, a short
+// head deadline.
+type secured struct {
+	bin                           string
+	dir                           string
+	secret                        []byte
+	rsa                           *rsa.PrivateKey
+	natsAddr, routerAdmin, gwAddr string
+	gwAdmin, adminTok             string
+	files                         map[string]string
+}
+
+func writeFile(t *testing.T, dir, name string, b []byte) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func startSecured(t *testing.T) *secured {
+	s := &secured{bin: binDir(t), dir: t.TempDir(), files: map[string]string{}}
+	s.secret = []byte("e2e-secret-e2e-secret-e2e-secret-0123")
+	var err error
+	if s.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&s.rsa.PublicKey)
+	s.files["secret"] = writeFile(t, s.dir, "secret", append(append([]byte{}, s.secret...), '\n'))
+	s.files["keys"] = writeFile(t, s.dir, "keys.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Headers: map[string]string{"kid": "k1"}, Bytes: der}))
+	s.files["nats"] = writeFile(t, s.dir, "nats.token", []byte("nats-token-of-this-test\n"))
+	s.adminTok = "admin-token-of-this-test"
+	s.files["admin"] = writeFile(t, s.dir, "admin.token", []byte(s.adminTok+"\n"))
+	s.natsAddr, s.routerAdmin, s.gwAddr, s.gwAdmin = freePort(t), freePort(t), freePort(t), freePort(t)
+	start(t, s.bin+"/router", "-nats-addr", s.natsAddr, "-admin", s.routerAdmin,
+		"-nats-token-file", s.files["nats"], "-admin-token-file", s.files["admin"])
+	start(t, s.bin+"/gateway", "-addr", s.gwAddr, "-admin", s.gwAdmin, "-nats", "nats://"+s.natsAddr, "-name", "secured",
+		"-nats-token-file", s.files["nats"], "-admin-token-file", s.files["admin"],
+		"-auth-secret-file", s.files["secret"], "-auth-keys", s.files["keys"],
+		"-allow-origin", "https://app.example", "-head-timeout", "1s")
+	waitFor(t, "gateway registered", func() bool {
+		var st struct{ Gateways int }
+		s.admin("http://"+s.routerAdmin+"/stats", &st)
+		return st.Gateways == 1
+	})
+	return s
+}
+
+// admin GETs an admin API with the token.
+func (s *secured) admin(url string, v any) (int, error) {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+s.adminTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, json.NewDecoder(resp.Body).Decode(v)
+}
+
+func (s *secured) hs(t *testing.T, claims jwt.MapClaims) string {
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (s *secured) rs(t *testing.T, kid string, claims jwt.MapClaims) string {
+	tk := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	tk.Header["kid"] = kid
+	tok, err := tk.SignedString(s.rsa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func exp(d time.Duration) int64 { return time.Now().Add(d).Unix() }
+
+// stream opens GET path with the request shaped by prep, and returns the
+// response and a function that waits for text in its body.
+func stream(t *testing.T, url string, prep func(*http.Request)) (*http.Response, func(string) bool) {
+	req, _ := http.NewRequest("GET", url, nil)
+	if prep != nil {
+		prep(req)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	var mu sync.Mutex
+	var got strings.Builder
+	go func() {
+		r := bufio.NewReader(resp.Body)
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			mu.Lock()
+			got.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return resp, func(want string) bool {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			ok := strings.Contains(got.String(), want)
+			mu.Unlock()
+			if ok {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	}
+}
+
+// TestAttacks is docs/SECURITY.md's table: each attack against real
+// processes is refused with its status and reason and counted, nothing
+// crashes, and a client with a valid token is unaffected throughout.
+func TestAttacks(t *testing.T) {
+	s := startSecured(t)
+	base := "http://" + s.gwAddr
+	good := s.hs(t, jwt.MapClaims{"sub": "1", "exp": exp(time.Hour)})
+	resp, has := stream(t, base+"/test/1", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+good) })
+	if resp.StatusCode != 200 || !has("Your Id: 1") {
+		t.Fatalf("a valid token: %s", resp.Status)
+	}
+
+	parts := strings.Split(good, ".")
+	b64 := base64.RawURLEncoding.EncodeToString
+	pubPEM, _ := os.ReadFile(s.files["keys"])
+	type attack struct {
+		name   string
+		prep   func(*http.Request)
+		path   string
+		status int
+		reason string
+	}
+	bearer := func(tok string) func(*http.Request) {
+		return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+	}
+	attacks := []attack{
+		{"no token", nil, "/test/1", 401, "no token"},
+		{"a token for another id", bearer(s.hs(t, jwt.MapClaims{"sub": "2", "exp": exp(time.Hour)})), "/test/1", 403, "token is for id 2, not 1"},
+		{"expired", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "exp": exp(-time.Minute)})), "/sse/1", 401, "token expired"},
+		{"not yet valid", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "nbf": exp(time.Hour)})), "/poll/1", 401, "token not valid yet"},
+		{"alg none", bearer(b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + "."), "/test/1", 401, "token algorithm not accepted"},
+		{"HS256 signed with the RSA public key", bearer(func() string {
+			tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "1"}).SignedString(pubPEM)
+			return tok
+		}()), "/test/1", 401, "token signature invalid"},
+		{"tampered signature", bearer(parts[0] + "." + parts[1] + "." + b64([]byte("not the signature at all, really"))), "/test/1", 401, "token signature invalid"},
+		{"tampered payload", bearer(parts[0] + "." + b64([]byte(`{"sub":"1","exp":9999999999}`)) + "." + parts[2]), "/test/1", 401, "token signature invalid"},
+		{"unknown kid", bearer(s.rs(t, "k9", jwt.MapClaims{"sub": "1"})), "/test/1", 401, `token unverifiable: no RS256 key with kid "k9"`},
+		// A request head is at most 4 KB (fasthttp's read buffer): a
+		// longer one is answered 431, or reset while the client is still
+		// sending it.
+		{"a 64 KB token", bearer(strings.Repeat("A", 64<<10)), "/test/1", 431, ""},
+		{"an 8 KB token in the query", nil, "/test/1?token=" + strings.Repeat("A", 8<<10), 431, ""},
+		{"token in the wrong place (X-Token)", func(r *http.Request) { r.Header.Set("X-Token", good) }, "/test/1", 401, "no token"},
+		{"token in a Basic header", func(r *http.Request) { r.SetBasicAuth("1", good) }, "/test/1", 401, "Authorization is not a Bearer token"},
+		{"a page of another origin", func(r *http.Request) { bearer(good)(r); r.Header.Set("Origin", "https://evil.example") }, "/sse/1", 403, "origin https://evil.example not allowed"},
+	}
+	for _, a := range attacks {
+		req, _ := http.NewRequest("GET", base+a.path, nil)
+		if a.prep != nil {
+			a.prep(req)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil && a.status == 431 && strings.Contains(err.Error(), "connection reset") {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", a.name, err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != a.status || !strings.HasPrefix(string(body), a.reason) {
+			t.Errorf("%s: %s %q, want %d %q", a.name, resp.Status, body, a.status, a.reason)
+		}
+		if a.status == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: 401 without WWW-Authenticate", a.name)
+		}
+	}
+
+	// Valid tokens in each place and of each kind open streams.
+	for _, v := range []struct {
+		name, path string
+		prep       func(*http.Request)
+		want       string
+	}{
+		{"RS256 in ?token= (EventSource)", "/sse/3?token=" + s.rs(t, "k1", jwt.MapClaims{"sub": "3", "exp": exp(time.Hour)}), nil, "retry:"},
+		{"HS256 in the cookie", "/test/4", func(r *http.Request) {
+			r.AddCookie(&http.Cookie{Name: "comet_token", Value: s.hs(t, jwt.MapClaims{"sub": "4"})})
+		}, "Your Id: 4"},
+		{"the allowed origin", "/sse/5", func(r *http.Request) {
+			bearer(s.hs(t, jwt.MapClaims{"sub": "5"}))(r)
+			r.Header.Set("Origin", "https://app.example")
+		}, "retry:"},
+	} {
+		resp, has := stream(t, base+v.path, v.prep)
+		if resp.StatusCode != 200 || !has(v.want) {
+			t.Errorf("%s: %s", v.name, resp.Status)
+		}
+		if v.name == "the allowed origin" && (resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" || resp.Header.Get("Access-Control-Allow-Credentials") != "true") {
+			t.Errorf("CORS head: %v", resp.Header)
+		}
+	}
+
+	// A page of the allowed origin may ask to send its token in a header
+	// (the CORS preflight); another site may not.
+	for origin, status := range map[string]int{"https://app.example": 204, "https://evil.example": 403} {
+		req, _ := http.NewRequest("OPTIONS", base+"/sse/1", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "GET")
+		req.Header.Set("Access-Control-Request-Headers", "authorization")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status || status == 204 && !strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+			t.Errorf("preflight from %s: %s %v", origin, resp.Status, resp.Header)
+		}
+	}
+
+	// A sender without the NATS token is refused by NATS; with it, its
+	// message reaches the client that stayed connected through it all.
+	if out, err := runCmd(t, s.bin+"/msggen", "-nats", "nats://"+s.natsAddr, "-n", "1", "-max", "1"); err == nil || !strings.Contains(strings.ToLower(out), "authorization violation") {
+		t.Errorf("msggen without credentials: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, s.bin+"/msggen", "-nats", "nats://"+s.natsAddr, "-nats-token-file", s.files["nats"], "-n", "1", "-max", "1", "-numbered"); err != nil {
+		t.Fatalf("msggen with the token: %v\n%s", err, out)
+	}
+	if !has("seq=1") {
+		t.Error("the valid client did not get the message sent after the attacks")
+	}
+
+	// The admin APIs ask for their token.
+	for _, u := range []string{"http://" + s.routerAdmin + "/stats", "http://" + s.gwAdmin + "/stats"} {
+		resp, err := http.Get(u)
+		if err != nil || resp.StatusCode != 401 {
+			t.Errorf("%s without the admin token: %v %v", u, resp.Status, err)
+		}
+		resp.Body.Close()
+	}
+	if out, err := runCmd(t, s.bin+"/router", "send", "-admin", s.routerAdmin, "1", "hi"); err == nil || !strings.Contains(out, "401") {
+		t.Errorf("router send without the admin token: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, s.bin+"/router", "send", "-admin", s.routerAdmin, "-admin-token-file", s.files["admin"], "1", "by admin"); err != nil {
+		t.Errorf("router send with the admin token: %v\n%s", err, out)
+	}
+	if !has("by admin") {
+		t.Error("the admin's send did not arrive")
+	}
+
+	// Every refusal is counted by reason.
+	var st struct {
+		Refused map[string]uint64 `json:"refused"`
+	}
+	if code, err := s.admin("http://"+s.gwAdmin+"/stats", &st); code != 200 || err != nil {
+		t.Fatalf("gateway stats: %d %v", code, err)
+	}
+	want := map[string]uint64{"no_token": 2, "forbidden_id": 1, "expired": 1, "not_yet_valid": 1, "algorithm": 1,
+		"signature": 3, "unverifiable": 1, "scheme": 1, "origin": 2}
+	for code, n := range want {
+		if st.Refused[code] != n {
+			t.Errorf("refused %s: %d, want %d (all: %v)", code, st.Refused[code], n, st.Refused)
+		}
+	}
+}
+
+// TestTokenExpiryEndsStream: a stream ends when its token expires; the
+// client sees a clean end and may come back with a new token.
+func TestTokenExpiryEndsStream(t *testing.T) {
+	s := startSecured(t)
+	tok := s.hs(t, jwt.MapClaims{"sub": "9", "exp": exp(2 * time.Second)})
+	start := time.Now()
+	resp, has := stream(t, "http://"+s.gwAddr+"/test/9", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) })
+	if resp.StatusCode != 200 || !has("Your Id: 9") {
+		t.Fatalf("%s", resp.Status)
+	}
+	waitFor(t, "the stream closed as expired", func() bool {
+		var st struct {
+			Streams struct {
+				Closed map[string]uint64 `json:"closed"`
+			} `json:"streams"`
+		}
+		s.admin("http://"+s.gwAdmin+"/stats", &st)
+		return st.Streams.Closed["expired"] == 1
+	})
+	if d := time.Since(start); d < 1*time.Second || d > 6*time.Second {
+		t.Errorf("closed after %s, the token lived 2s", d)
+	}
+}
+
+// TestSlowloris: connections that send their request head one byte at a
+// time are closed at the head deadline and leave nothing behind.
+func TestSlowloris(t *testing.T) {
+	s := startSecured(t)
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("COMET_SLOWLORIS")); err == nil && v > 0 {
+		n = v
+	}
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", s.gwAddr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	head := "GET /test/1 HTTP/1.1\r\nHost: x\r\n"
+	closed := make([]bool, n)
+	open := n
+	started := time.Now()
+	for i := 0; open > 0 && time.Since(started) < 15*time.Second; i++ {
+		for j, c := range conns {
+			if closed[j] {
+				continue
+			}
+			if _, err := c.Write([]byte{head[i%len(head)]}); err != nil {
+				closed[j] = true
+				open--
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	elapsed := time.Since(started)
+	if open > 0 {
+		t.Fatalf("%d of %d slow connections still open after %s (head deadline 1s)", open, n, elapsed)
+	}
+	t.Logf("%d connections sending a byte every 250ms: all closed within %s", n, elapsed.Round(10*time.Millisecond))
+	var st struct {
+		Streams struct {
+			Open int64 `json:"open"`
+		} `json:"streams"`
+	}
+	s.admin("http://"+s.gwAdmin+"/stats", &st)
+	if st.Streams.Open != 0 {
+		t.Errorf("%d sessions open", st.Streams.Open)
+	}
+	// The gateway still serves.
+	resp, has := stream(t, "http://"+s.gwAddr+"/test/1", func(r *http.Request) {
+		r.Header.Set("Authorization", "Bearer "+s.hs(t, jwt.MapClaims{"sub": "1"}))
+	})
+	if resp.StatusCode != 200 || !has("Your Id: 1") {
+		t.Fatalf("after the slow connections: %s", resp.Status)
+	}
+}
+
+// TestRefusesToStartExposed: a gateway on an address beyond loopback
+// without token keys, and a router with an exposed admin API or NATS
+// without tokens, refuse to start and say why.
+func TestRefusesToStartExposed(t *testing.T) {
+	bin := binDir(t)
+	for _, c := range []struct {
+		bin  string
+		args []string
+		want string
+	}{
+		{"gateway", []string{"-addr", "0.0.0.0:0", "-admin", "off"}, "is not a loopback address and no token keys are given"},
+		{"gateway", []string{"-admin", "0.0.0.0:0"}, "give -admin-token-file, or -insecure-open"},
+		{"router", []string{"-admin", "0.0.0.0:0", "-nats-addr", "127.0.0.1:0"}, "give -admin-token-file, or -insecure-open"},
+		{"router", []string{"-admin", "off", "-nats-addr", "0.0.0.0:0"}, "give -nats-token-file, or -insecure-open"},
+		{"gateway", []string{"-auth-secret-file", "/nonexistent/secret"}, "no such file"},
+	} {
+		out, err := runCmd(t, bin+"/"+c.bin, c.args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("%s %v: %v\n%s", c.bin, c.args, err, out)
+		}
+	}
+}

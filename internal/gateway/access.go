@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"bytes"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/cometgw/comet/internal/auth"
+)
+
+// Who may open a session: the client's token (auth.Verifier) for the id
+// it asks, and the page it comes from (Config.AllowOrigin).
+
+var bearer = []byte("bearer ")
+
+// tokenOf finds a request's token: Authorization: Bearer, else ?token=,
+// else the token cookie. An Authorization header of another scheme is an
+// error rather than ignored.
+func tokenOf(ctx *fasthttp.RequestCtx, cookie string) (string, error) {
+	if h := ctx.Request.Header.Peek("Authorization"); len(h) > 0 {
+		if len(h) <= len(bearer) || !bytes.EqualFold(h[:len(bearer)], bearer) {
+			return "", auth.Unauthorized("scheme", "Authorization is not a Bearer token")
+		}
+		return string(bytes.TrimSpace(h[len(bearer):])), nil
+	}
+	if t := ctx.QueryArgs().Peek("token"); len(t) > 0 {
+		return string(t), nil
+	}
+	return string(ctx.Request.Header.Cookie(cookie)), nil
+}
+
+// access is the gateway's door: its verifier (nil: no tokens asked), the
+// origin it allows, and what it refused, by auth.Error code.
+type access struct {
+	verifier *auth.Verifier
+	cookie   string
+	origin   string // "*", "none" or one origin
+	refused  map[string]*atomic.Uint64
+}
+
+func newAccess(cfg *Config) (*access, error) {
+	a := &access{cookie: cfg.AuthCookie, origin: cfg.AllowOrigin, refused: make(map[string]*atomic.Uint64)}
+	for _, c := range auth.Codes {
+		a.refused[c] = new(atomic.Uint64)
+	}
+	if cfg.Auth.Enabled() {
+		v, err := auth.Load(cfg.Auth)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		a.verifier = v
+	}
+	return a, nil
+}
+
+// check lets the request open a session of id, returning when its
+// token expires (zero: no expiry or no tokens asked), or answers it 401
+// or 403 with the reason and returns false.
+func (a *access) check(ctx *fasthttp.RequestCtx, id int64) (time.Time, bool) {
+	if err := a.checkOrigin(ctx); err != nil {
+		a.refuse(ctx, err)
+		return time.Time{}, false
+	}
+	if a.verifier == nil {
+		return time.Time{}, true
+	}
+	tok, err := tokenOf(ctx, a.cookie)
+	var c auth.Claims
+	if err == nil {
+		c, err = a.verifier.Verify(tok)
+	}
+	if err == nil && c.ID != id {
+		err = auth.Forbidden("forbidden_id", "token is for id %d, not %d", c.ID, id)
+	}
+	if err != nil {
+		a.refuse(ctx, err.(*auth.Error))
+		return time.Time{}, false
+	}
+	return c.Expires, true
+}
+
+// checkOrigin refuses a browser request from a page of another origin
+// than the one allowed (its own host's pages are always allowed).
+func (a *access) checkOrigin(ctx *fasthttp.RequestCtx) *auth.Error {
+	o := ctx.Request.Header.Peek("Origin")
+	if len(o) == 0 || a.origin == "*" || string(o) == a.origin {
+		return nil
+	}
+	if u, err := url.Parse(string(o)); err == nil && u.Host != "" && u.Host == string(ctx.Host()) {
+		return nil
+	}
+	return auth.Forbidden("origin", "origin %s not allowed", clipBytes(o))
+}
+
+func (a *access) refuse(ctx *fasthttp.RequestCtx, e *auth.Error) {
+	if n := a.refused[e.Code]; n != nil {
+		n.Add(1)
+	}
+	ctx.Error(e.Reason+"\n", e.Status) // first: it resets the headers
+	h := &ctx.Response.Header
+	switch {
+	case e.Code == "no_token":
+		h.Set("WWW-Authenticate", `Bearer realm="comet"`)
+	case e.Status == fasthttp.StatusUnauthorized:
+		h.Set("WWW-Authenticate", `Bearer realm="comet", error="invalid_token", error_description="`+strings.ReplaceAll(e.Reason, `"`, `'`)+`"`)
+	case e.Code == "forbidden_id":
+		h.Set("WWW-Authenticate", `Bearer realm="comet", error="insufficient_scope"`)
+	}
+}
+
+// Refused counts refusals by auth.Error code.
+func (a *access) Refused() map[string]uint64 {
+	m := make(map[string]uint64, len(a.refused))
+	for c, n := range a.refused {
+		if v := n.Load(); v > 0 {
+			m[c] = v
+		}
+	}
+	return m
+}
+
+// corsHead is the CORS header lines SSE and long-poll answers carry for
+// AllowOrigin.
+func corsHead(origin string) string {
+	switch origin {
+	case "*":
+		return "Access-Control-Allow-Origin: *\r\n"
+	case "none":
+		return ""
+	}
+	return "Access-Control-Allow-Origin: " + origin + "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
+}
+
+// validOrigin checks Config.AllowOrigin.
+func validOrigin(o string) error {
+	if o == "*" || o == "none" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf(`gateway: allow-origin %q: want "*", "none" or an origin like https://app.example.com`, o)
+	}
+	return nil
+}
+
+func clipBytes(b []byte) string {
+	if len(b) > 64 {
+		return string(b[:64]) + "..."
+	}
+	return string(b)
+}

@@ -164,15 +164,15 @@ func (c *Config) Validate() error {
 
 // Gateway is a running edge process.
 type Gateway struct {
-	cfg   Config
-	log   *zap.Logger
-	ln    *capListener
-	srv   *fasthttp.Server
-	hub   *hub.Hub
+	cfg    Config
+	log    *zap.Logger
+	ln     *capListener
+	srv    *fasthttp.Server
+	hub    *hub.Hub
 	link   *link
 	access *access
 	admin  *obs.Admin
-	serve chan error
+	serve  chan error
 }
 
 // New connects to NATS, binds the listeners and starts serving.

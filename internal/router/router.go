@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
-	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/auth"
+	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"

@@ -293,11 +293,15 @@ func (h *Hub) Close() {
 	h.poller.Release()
 
 	sc := new(scratch)
-	h.table.Each(func(sl *slot) {
-		h.kinds[sl.V.kind].Shutdown(Session{h, sl, sc})
-		if sl.IsOpen() {
-			h.flush(sl, sc)
-		}
-		h.close(sl, ReasonShutdown)
-	})
+	h.table.Each(func(sl *slot) { h.finish(sl, sc, ReasonShutdown) })
+}
+
+// finish ends a session as at shutdown: its kind writes its last bytes
+// (Kind.Shutdown), they are written, and it closes for why.
+func (h *Hub) finish(sl *slot, sc *scratch, why Reason) {
+	h.kinds[sl.V.kind].Shutdown(Session{h, sl, sc})
+	if sl.IsOpen() {
+		h.flush(sl, sc)
+	}
+	h.close(sl, why)
 }

@@ -44,12 +44,7 @@ func (h *Hub) sweeper() {
 					// Its output written (a session with output pending
 					// is above), it ends as at shutdown: the client sees
 					// the stream end and comes back with a new token.
-					s := Session{h, sl, &sc}
-					h.kinds[v.kind].Shutdown(s)
-					if sl.IsOpen() {
-						h.flush(sl, &sc)
-					}
-					h.close(sl, ReasonExpired)
+					h.finish(sl, &sc, ReasonExpired)
 					return
 				}
 				h.kinds[v.kind].Tick(Session{h, sl, &sc}, nowNS)

@@ -64,6 +64,8 @@ Flags:
 	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "ask admin requests for this bearer token (needed for an -admin beyond loopback)")
 	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, `web origin whose pages may read SSE streams and long-polls: "*", "none" or one origin (https://app.example.com); browser requests from others get 403`)
 	fs.DurationVar(&cfg.HeadTimeout, "head-timeout", cfg.HeadTimeout, "close a connection that has not sent its whole request head this long after it began (slowloris)")
+	fs.IntVar(&cfg.PerAddr.Conns, "max-conns-per-addr", 0, "most connections one client address (an IPv6 /64) may hold open; past it 429 (0: no limit; behind a proxy, limit in the proxy)")
+	fs.IntVar(&cfg.PerAddr.Rate, "max-conn-rate-per-addr", 0, "most new connections one client address may open per second; past it 429 (0: no limit)")
 	cfg.NATSAuth.AddFlags(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	procsFlag := fs.String("procs", "1", `gateway processes sharing -addr (SO_REUSEPORT): a number, or "auto" (enough for -expect streams, at least one per core)`)

@@ -11,7 +11,13 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/cometgw/comet/internal/auth"
+	"github.com/cometgw/comet/internal/peerlimit"
 )
+
+// refusalCodes are the reasons the gateway refuses a client for, as
+// counted: a token's or origin's (auth.Codes) and the per-address
+// limits'.
+var refusalCodes = append(auth.Codes[:len(auth.Codes):len(auth.Codes)], peerlimit.CodeConns, peerlimit.CodeRate)
 
 // Who may open a session: the client's token (auth.Verifier) for the id
 // it asks, and the page it comes from (Config.AllowOrigin).
@@ -45,7 +51,7 @@ type access struct {
 
 func newAccess(cfg *Config) (*access, error) {
 	a := &access{cookie: cfg.AuthCookie, origin: cfg.AllowOrigin, refused: make(map[string]*atomic.Uint64)}
-	for _, c := range auth.Codes {
+	for _, c := range refusalCodes {
 		a.refused[c] = new(atomic.Uint64)
 	}
 	if cfg.Auth.Enabled() {
@@ -97,10 +103,29 @@ func (a *access) checkOrigin(ctx *fasthttp.RequestCtx) *auth.Error {
 	return auth.Forbidden("origin", "origin %s not allowed", clipBytes(o))
 }
 
-func (a *access) refuse(ctx *fasthttp.RequestCtx, e *auth.Error) {
-	if n := a.refused[e.Code]; n != nil {
+// count counts a refusal.
+func (a *access) count(code string) {
+	if n := a.refused[code]; n != nil {
 		n.Add(1)
 	}
+}
+
+// verifyDirect checks a token the direct path found in a request's
+// Authorization header for id: its expiry, or false for anything
+// fasthttp should look at instead (no or bad token: it answers why).
+func (a *access) verifyDirect(authz []byte, id int64) (time.Time, bool) {
+	if len(authz) <= len(bearer) || !bytes.EqualFold(authz[:len(bearer)], bearer) {
+		return time.Time{}, false
+	}
+	c, err := a.verifier.Verify(string(bytes.TrimSpace(authz[len(bearer):])))
+	if err != nil || c.ID != id {
+		return time.Time{}, false
+	}
+	return c.Expires, true
+}
+
+func (a *access) refuse(ctx *fasthttp.RequestCtx, e *auth.Error) {
+	a.count(e.Code)
 	ctx.Error(e.Reason+"\n", e.Status) // first: it resets the headers
 	h := &ctx.Response.Header
 	switch {

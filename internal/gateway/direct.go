@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/ids"
+	"github.com/cometgw/comet/internal/peerlimit"
 )
 
 // The direct path: a chunked stream request (GET /test/{id}, nothing
@@ -19,7 +22,11 @@ import (
 // request context. The listening socket defers accept until the request
 // has arrived (TCP_DEFER_ACCEPT), so one read gets it. Every other
 // request, and one that has not arrived yet, goes to fasthttp as usual,
-// with the bytes already read in front of the connection.
+// with the bytes already read in front of the connection. With client
+// tokens, a request whose Authorization: Bearer token is valid for its
+// id (and that has no Origin to check) is served here too; any other,
+// token elsewhere or none or invalid, goes to fasthttp, which answers
+// or refuses it.
 
 var (
 	getStream   = []byte("GET /test/")
@@ -31,41 +38,52 @@ var (
 	hdrLength   = []byte("content-length")
 	hdrEncoding = []byte("transfer-encoding")
 	hdrExpect   = []byte("expect")
+	hdrAuthz    = []byte("authorization")
+	hdrOrigin   = []byte("origin")
 )
+
+// streamRequest is what the direct path takes from a request.
+type streamRequest struct {
+	id     int64
+	http10 bool
+	authz  []byte // the Authorization header's value, if any
+	origin bool   // it has an Origin header
+}
 
 // parseStreamRequest reports whether req is exactly one complete request
 // that the direct path may serve: GET /test/{id} in HTTP/1.1 or 1.0, the
 // id valid, no body and nothing after the head. Anything else (a bad id,
 // a query, a body, more bytes) is left to fasthttp, which answers it.
-func parseStreamRequest(req []byte) (id int64, http10, ok bool) {
+func parseStreamRequest(req []byte) (r streamRequest, ok bool) {
 	if !bytes.HasPrefix(req, getStream) || !bytes.HasSuffix(req, headEnd) {
-		return 0, false, false
+		return r, false
 	}
 	rest := req[len(getStream):]
 	sp := bytes.IndexByte(rest, ' ')
 	if sp <= 0 {
-		return 0, false, false
+		return r, false
 	}
 	id, err := ids.Parse(string(rest[:sp]))
 	if err != nil {
-		return 0, false, false
+		return r, false
 	}
+	r.id = id
 	switch line := rest[sp:]; {
 	case bytes.HasPrefix(line, http11Tail):
 	case bytes.HasPrefix(line, http10Tail):
-		http10 = true
+		r.http10 = true
 	default:
-		return 0, false, false
+		return r, false
 	}
 	head := rest[sp+len(http11Tail)-2:] // from the request line's CR LF
 	if bytes.Index(head, headEnd) != len(head)-len(headEnd) {
-		return 0, false, false // a second request after this one
+		return r, false // a second request after this one
 	}
-	valid, host := plainHeaders(head[2 : len(head)-2])
-	if !valid || !http10 && !host {
-		return 0, false, false // odd headers or a body; or HTTP/1.1 without Host, which fasthttp answers 400
+	valid, host := plainHeaders(head[2:len(head)-2], &r)
+	if !valid || !r.http10 && !host {
+		return r, false // odd headers or a body; or HTTP/1.1 without Host, which fasthttp answers 400
 	}
-	return id, http10, true
+	return r, true
 }
 
 // plainHeaders reports whether lines (header lines, each ended by CR LF)
@@ -73,7 +91,8 @@ func parseStreamRequest(req []byte) (id int64, http10, ok bool) {
 // control characters, none announcing a body (Content-Length,
 // Transfer-Encoding, Expect); anything unusual goes to fasthttp. And it
 // reports whether one of them is a Host with a plain host[:port] value.
-func plainHeaders(lines []byte) (valid, host bool) {
+// It notes an Authorization (one) and an Origin in r.
+func plainHeaders(lines []byte, r *streamRequest) (valid, host bool) {
 	for len(lines) > 0 {
 		end := bytes.Index(lines, crlf)
 		if end <= 0 {
@@ -105,6 +124,13 @@ func plainHeaders(lines []byte) (valid, host bool) {
 				return false, false // empty, repeated or odd: fasthttp's call
 			}
 			host = true
+		case bytes.EqualFold(name, hdrAuthz):
+			if r.authz != nil {
+				return false, false
+			}
+			r.authz = bytes.Trim(value, " \t")
+		case bytes.EqualFold(name, hdrOrigin):
+			r.origin = true
 		}
 	}
 	return true, host
@@ -155,30 +181,69 @@ func isTokenChar(c byte) bool {
 	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
 }
 
-// direct takes an accepted socket: a stream request goes to the hub and
-// direct returns nil; anything else comes back as a net.Conn for
-// fasthttp (nil too if the socket is already gone).
-func (g *Gateway) direct(fd int, buf []byte) net.Conn {
+// direct takes an accepted socket (counted as peer in the per-address
+// limits): a stream request goes to the hub and direct returns nil;
+// anything else comes back as a net.Conn for fasthttp (nil too if the
+// socket is already gone).
+func (g *Gateway) direct(fd int, peer peerlimit.Ref, buf []byte) net.Conn {
 	n, err := unix.Read(fd, buf)
 	if n > 0 {
-		if id, http10, ok := parseStreamRequest(buf[:n]); ok {
-			if err := g.hub.OpenFD(fd, hub.Request{Kind: kindStream, ID: id, HTTP10: http10}); err != nil {
-				g.log.Warn("stream not opened", zap.Int64("id", id), zap.Error(err))
+		if r, ok := parseStreamRequest(buf[:n]); ok {
+			if exp, ok := g.directAccess(r); ok {
+				if err := g.hub.OpenFD(fd, hub.Request{Kind: kindStream, ID: r.id, HTTP10: r.http10, Expires: exp, Peer: uint32(peer)}); err != nil {
+					g.log.Warn("stream not opened", zap.Int64("id", r.id), zap.Error(err))
+				}
+				return nil
 			}
-			return nil
 		}
 	} else if n == 0 || err != unix.EAGAIN && err != unix.EINTR {
 		unix.Close(fd) // closed or reset before it said anything
+		g.release(peer)
 		return nil
 	}
+	var prefix []byte
+	if n > 0 {
+		prefix = append([]byte(nil), buf[:n]...)
+	}
+	return g.clientConn(fd, peer, prefix)
+}
+
+// directAccess lets a direct stream request in: always without client
+// tokens; with them, if its Bearer token is good for its id and it has
+// no Origin to check.
+func (g *Gateway) directAccess(r streamRequest) (time.Time, bool) {
+	if g.access.verifier == nil {
+		return time.Time{}, true
+	}
+	if r.origin || r.authz == nil {
+		return time.Time{}, false
+	}
+	return g.access.verifyDirect(r.authz, r.id)
+}
+
+// release gives back a connection's count in the per-address limits.
+func (g *Gateway) release(peer peerlimit.Ref) {
+	if g.peers != nil {
+		g.peers.Release(peer)
+	}
+}
+
+// clientConn makes a socket the gateway owns as a raw descriptor a
+// net.Conn for fasthttp (see fdConn), with prefix (bytes already read)
+// in front and the connection's peer count; nil if it cannot (fd and
+// the count are then given up).
+func (g *Gateway) clientConn(fd int, peer peerlimit.Ref, prefix []byte) net.Conn {
 	c := g.fdConn(fd)
 	if c == nil {
+		g.release(peer)
 		return nil
 	}
-	if n > 0 {
-		return &prefixConn{Conn: c, prefix: append([]byte(nil), buf[:n]...)}
+	if prefix == nil && peer == 0 {
+		return c
 	}
-	return c
+	cc := &clientConn{Conn: c, prefix: prefix, peers: g.peers}
+	cc.peer.Store(uint32(peer))
+	return cc
 }
 
 // fdConn makes a socket the gateway owns as a raw descriptor (the direct
@@ -204,14 +269,18 @@ func (g *Gateway) fdConn(fd int) net.Conn {
 	return c
 }
 
-// prefixConn gives fasthttp the bytes the direct path read before the
-// rest of the connection.
-type prefixConn struct {
+// clientConn is a client connection as fasthttp gets it from the
+// gateway: the bytes the direct path read before the rest of it, and its
+// count in the per-address limits, given back when it closes, unless the
+// hub took it over with the socket (takePeer).
+type clientConn struct {
 	net.Conn
 	prefix []byte
+	peer   atomic.Uint32
+	peers  *peerlimit.Table
 }
 
-func (c *prefixConn) Read(p []byte) (int, error) {
+func (c *clientConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
@@ -220,8 +289,27 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// SyscallConn lets a hijacked prefixConn give up its socket (the hub's
+func (c *clientConn) Close() error {
+	if p := c.peer.Swap(0); p != 0 {
+		c.peers.Release(peerlimit.Ref(p))
+	}
+	return c.Conn.Close()
+}
+
+// SyscallConn lets a hijacked clientConn give up its socket (the hub's
 // takeFD), as the connection under it would.
-func (c *prefixConn) SyscallConn() (syscall.RawConn, error) {
+func (c *clientConn) SyscallConn() (syscall.RawConn, error) {
 	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
+// takePeer takes a hijacked connection's peer count, which the hub
+// keeps with the session from then on (hub.Request.Peer).
+func takePeer(c net.Conn) uint32 {
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		c = u.UnsafeConn()
+	}
+	if cc, ok := c.(*clientConn); ok {
+		return cc.peer.Swap(0)
+	}
+	return 0
 }

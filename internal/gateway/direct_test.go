@@ -42,10 +42,26 @@ func TestParseStreamRequest(t *testing.T) {
 		{"", 0, false, false},
 	}
 	for _, tt := range tests {
-		id, http10, ok := parseStreamRequest([]byte(tt.req))
-		if id != tt.id || http10 != tt.http10 || ok != tt.ok {
-			t.Errorf("%q: %d %v %v; want %d %v %v", tt.req, id, http10, ok, tt.id, tt.http10, tt.ok)
+		r, ok := parseStreamRequest([]byte(tt.req))
+		if ok != tt.ok || ok && (r.id != tt.id || r.http10 != tt.http10) {
+			t.Errorf("%q: %d %v %v; want %d %v %v", tt.req, r.id, r.http10, ok, tt.id, tt.http10, tt.ok)
 		}
+	}
+}
+
+// The direct path notes the token and the Origin a request carries; two
+// Authorization headers are fasthttp's to answer.
+func TestParseStreamRequestToken(t *testing.T) {
+	r, ok := parseStreamRequest([]byte("GET /test/5 HTTP/1.1\r\nHost: x\r\nAuthorization:  Bearer abc.def.ghi \r\n\r\n"))
+	if !ok || string(r.authz) != "Bearer abc.def.ghi" || r.origin {
+		t.Fatalf("%v %q %v", ok, r.authz, r.origin)
+	}
+	r, ok = parseStreamRequest([]byte("GET /test/5 HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n\r\n"))
+	if !ok || r.authz != nil || !r.origin {
+		t.Fatalf("%v %q %v", ok, r.authz, r.origin)
+	}
+	if _, ok := parseStreamRequest([]byte("GET /test/5 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n")); ok {
+		t.Fatal("two Authorization headers taken")
 	}
 }
 
@@ -61,10 +77,11 @@ func FuzzParseStreamRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, req []byte) {
-		id, http10, ok := parseStreamRequest(req)
+		sr, ok := parseStreamRequest(req)
 		if !ok {
 			return
 		}
+		id, http10 := sr.id, sr.http10
 		var r fasthttp.Request
 		br := bufio.NewReader(bytes.NewReader(req))
 		if err := r.Read(br); err != nil {
@@ -77,6 +94,12 @@ func FuzzParseStreamRequest(f *testing.F) {
 		rt, fid, err := parseRoute(r.URI().Path())
 		if rt != routeStream || err != nil || fid != id {
 			t.Fatalf("%q: fasthttp's path %q routes to %v %d %v; direct: id %d", req, r.URI().Path(), rt, fid, err, id)
+		}
+		if fa := r.Header.Peek("Authorization"); sr.authz != nil && string(fa) != string(sr.authz) {
+			t.Fatalf("%q: fasthttp's Authorization %q, direct %q", req, fa, sr.authz)
+		}
+		if fo := r.Header.Peek("Origin"); (len(fo) > 0) != sr.origin && len(fo) > 0 {
+			t.Fatalf("%q: fasthttp sees Origin %q, direct does not", req, fo)
 		}
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/obs"
+	"github.com/cometgw/comet/internal/peerlimit"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -97,6 +98,13 @@ type Config struct {
 	// HeadTimeout bounds the time a client takes to send a request head
 	// (slowloris); past it the connection is closed. Default 10s.
 	HeadTimeout time.Duration
+	// PerAddr limits what one client address may hold: connections open
+	// at once (streams, long-polls, requests being read) and new
+	// connections per second; past either the connection is answered 429
+	// and closed, counted in "refused". IPv6 addresses count by /64.
+	// Default zero: no limit (behind a reverse proxy every client has
+	// the proxy's address; limit there, deploy/nginx/comet.conf).
+	PerAddr peerlimit.Limits
 	// NATSAuth are this gateway's NATS credentials (also possible in
 	// NATSURL as user:password@ or token@).
 	NATSAuth natsconn.Credentials
@@ -159,6 +167,9 @@ func (c *Config) Validate() error {
 	if err := validOrigin(c.AllowOrigin); err != nil {
 		return err
 	}
+	if c.PerAddr.Conns < 0 || c.PerAddr.Rate < 0 {
+		return fmt.Errorf("gateway: per-address limits %d connections, %d a second: want 0 (none) or more", c.PerAddr.Conns, c.PerAddr.Rate)
+	}
 	return validPollTimeouts(c.PollTimeout, c.MaxPollTimeout)
 }
 
@@ -171,6 +182,7 @@ type Gateway struct {
 	hub    *hub.Hub
 	link   *link
 	access *access
+	peers  *peerlimit.Table // nil: no per-address limits
 	admin  *obs.Admin
 	serve  chan error
 }
@@ -254,6 +266,10 @@ func New(cfg Config) (*Gateway, error) {
 
 	hubCfg := cfg.Hub
 	hubCfg.Handback = g.handback
+	if cfg.PerAddr.Enabled() {
+		g.peers = peerlimit.New(cfg.PerAddr)
+		hubCfg.Release = func(p uint32) { g.peers.Release(peerlimit.Ref(p)) }
+	}
 	g.hub, err = hub.New(hubCfg, cfg.kinds(), g.link, g.log)
 	if err != nil {
 		nc.Close()
@@ -296,9 +312,10 @@ func New(cfg Config) (*Gateway, error) {
 		g.link.stop()
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
 	}
-	if !cfg.NoDirect && g.access.verifier == nil {
-		// With tokens, every request goes through fasthttp, where the
-		// token is found wherever it is and checked.
+	if g.peers != nil {
+		g.ln.peers, g.ln.refused = g.peers, g.access.count
+	}
+	if !cfg.NoDirect {
 		g.ln.direct, g.ln.buf = g.direct, make([]byte, 4096)
 	}
 	go func() { g.serve <- g.srv.Serve(g.ln) }()
@@ -376,8 +393,12 @@ type Stats struct {
 	InboundPeak    int64  `json:"inbound_peak_bytes"`
 	InboundLimit   int    `json:"inbound_limit_bytes"`
 	InboundDropped uint64 `json:"inbound_dropped"`
-	// Requests refused by their token or origin, by auth.Error code.
+	// Clients refused by their token or origin (auth.Error codes) or by
+	// the per-address limits (addr_conns, addr_rate), by reason.
 	Refused map[string]uint64 `json:"refused,omitempty"`
+	// Client addresses the per-address limits count now (with
+	// Config.PerAddr).
+	PeerAddrs int `json:"peer_addrs,omitempty"`
 }
 
 // Stats returns the gateway's counters.
@@ -402,6 +423,9 @@ func (g *Gateway) Stats() Stats {
 		Refused:      g.access.Refused(),
 	}
 	st.InboundBytes, st.InboundPeak, st.InboundDropped = g.link.inboundStats()
+	if g.peers != nil {
+		st.PeerAddrs = g.peers.Stats().Addrs
+	}
 	return st
 }
 
@@ -438,9 +462,9 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	}
 	m.Counter("listen_pauses_total", "Times the listener stopped accepting because the process was full.", nil, g.ln.pauses.Load)
 	m.Counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)
-	for _, c := range auth.Codes {
+	for _, c := range refusalCodes {
 		n := g.access.refused[c]
-		m.Counter("refused_total", "Requests refused 401 or 403 by their token or origin, by reason.", prometheus.Labels{"reason": c}, n.Load)
+		m.Counter("refused_total", "Clients refused: 401 or 403 by their token or origin, 429 by the per-address limits; by reason.", prometheus.Labels{"reason": c}, n.Load)
 	}
 	mux := obs.AdminMux(m.Registry)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/peerlimit"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 )
@@ -57,15 +58,15 @@ func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64, exp time.Time) 
 	keepAlive := ctx.Request.Header.IsHTTP11() && !ctx.Request.Header.ConnectionClose()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive, Expires: exp}); err != nil {
+		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive, Expires: exp, Peer: takePeer(c)}); err != nil {
 			g.log.Warn("long-poll not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})
 }
 
 // handback serves a long-poll connection's next request after its answer.
-func (g *Gateway) handback(fd int) {
-	c := g.fdConn(fd)
+func (g *Gateway) handback(fd int, peer uint32) {
+	c := g.clientConn(fd, peerlimit.Ref(peer), nil)
 	if c == nil {
 		return
 	}

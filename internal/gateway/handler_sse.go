@@ -25,7 +25,7 @@ func (g *Gateway) handleSSE(ctx *fasthttp.RequestCtx, id int64, exp time.Time) {
 	http10 := !ctx.Request.Header.IsHTTP11()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.Open(c, hub.Request{Kind: kindSSE, ID: id, Cursor: cur, HTTP10: http10, Expires: exp}); err != nil {
+		if err := g.hub.Open(c, hub.Request{Kind: kindSSE, ID: id, Cursor: cur, HTTP10: http10, Expires: exp, Peer: takePeer(c)}); err != nil {
 			g.log.Warn("SSE stream not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})

@@ -17,7 +17,7 @@ func (g *Gateway) handleStream(ctx *fasthttp.RequestCtx, id int64, exp time.Time
 	http10 := !ctx.Request.Header.IsHTTP11()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.Open(c, hub.Request{Kind: kindStream, ID: id, HTTP10: http10, Expires: exp}); err != nil {
+		if err := g.hub.Open(c, hub.Request{Kind: kindStream, ID: id, HTTP10: http10, Expires: exp, Peer: takePeer(c)}); err != nil {
 			g.log.Warn("stream not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})

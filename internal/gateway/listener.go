@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/cometgw/comet/internal/peerlimit"
 )
 
 // capListener is the gateway's listener. It never hands fasthttp an
@@ -42,8 +45,12 @@ type capListener struct {
 	// direct, if set, takes each accepted socket first (see direct.go);
 	// it returns the connections fasthttp is to serve. Accept calls it
 	// with buf, which only the Accept goroutine uses.
-	direct func(fd int, buf []byte) net.Conn
+	direct func(fd int, peer peerlimit.Ref, buf []byte) net.Conn
 	buf    []byte
+	// peers, if set, admits each accepted connection by its address;
+	// refused counts the ones it turns away.
+	peers   *peerlimit.Table
+	refused func(code string)
 
 	pauses, acceptErrs atomic.Uint64
 	lastLog            atomic.Int64
@@ -220,12 +227,20 @@ var errRecheck = errors.New("gateway: check capacity")
 // inside Control, which keeps the descriptor from being closed under it;
 // its 100 ms timeout lets a Close from elsewhere be seen.
 func (l *capListener) accept(ln net.Listener) (net.Conn, error) {
-	if l.direct == nil {
-		return ln.Accept()
-	}
 	tl, ok := ln.(*net.TCPListener)
-	if !ok {
-		return ln.Accept()
+	if l.direct == nil || !ok {
+		c, err := ln.Accept()
+		if err != nil || l.peers == nil {
+			return c, err
+		}
+		peer, ok := l.admit(c.(syscall.Conn), peerlimit.AddrOf(c.RemoteAddr()))
+		if !ok {
+			c.Close()
+			return nil, errRecheck
+		}
+		cc := &clientConn{Conn: c, peers: l.peers}
+		cc.peer.Store(uint32(peer))
+		return cc, nil
 	}
 	rc, err := tl.SyscallConn()
 	if err != nil {
@@ -233,8 +248,9 @@ func (l *capListener) accept(ln net.Listener) (net.Conn, error) {
 	}
 	for {
 		nfd, aerr := -1, error(nil)
+		var sa unix.Sockaddr
 		err := rc.Control(func(lfd uintptr) {
-			nfd, _, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			nfd, sa, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 			if aerr == unix.EAGAIN {
 				unix.Poll([]unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}, 100)
 			}
@@ -252,7 +268,13 @@ func (l *capListener) accept(ln net.Listener) (net.Conn, error) {
 		}
 		switch aerr {
 		case nil:
-			if c := l.direct(nfd, l.buf); c != nil {
+			peer, ok := peerlimit.Ref(0), true
+			if l.peers != nil {
+				peer, ok = l.admit(fdConn(nfd), sockaddrIP(sa))
+			}
+			if !ok {
+				unix.Close(nfd)
+			} else if c := l.direct(nfd, peer, l.buf); c != nil {
 				return c, nil
 			}
 		case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
@@ -269,6 +291,53 @@ func (l *capListener) accept(ln net.Listener) (net.Conn, error) {
 			return nil, errRecheck
 		}
 	}
+}
+
+// admit counts a new connection from addr in the per-address limits, or
+// answers it 429 with the reason (on its socket c) and returns false;
+// the caller closes it.
+func (l *capListener) admit(c syscall.Conn, addr netip.Addr) (peerlimit.Ref, bool) {
+	peer, code := l.peers.Admit(addr)
+	if code == "" {
+		return peer, true
+	}
+	l.refused(code)
+	why := "too many connections from your address"
+	if code == peerlimit.CodeRate {
+		why = "too many new connections from your address; wait a second"
+	}
+	answer := fmt.Appendf(nil, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s\n", len(why)+1, why)
+	// A fresh socket's buffer takes it at once. Read what the client
+	// sent first: closing with it unread would reset the connection,
+	// and the client might lose the answer.
+	if rc, err := c.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			var buf [4096]byte
+			unix.Read(int(fd), buf[:])
+			unix.Write(int(fd), answer)
+			unix.Shutdown(int(fd), unix.SHUT_WR)
+		})
+	}
+	return 0, false
+}
+
+// fdConn is a raw descriptor as a syscall.Conn.
+type fdConn int
+
+func (f fdConn) SyscallConn() (syscall.RawConn, error) { return f, nil }
+func (f fdConn) Control(fn func(fd uintptr)) error     { fn(uintptr(f)); return nil }
+func (f fdConn) Read(func(fd uintptr) bool) error      { return errors.ErrUnsupported }
+func (f fdConn) Write(func(fd uintptr) bool) error     { return errors.ErrUnsupported }
+
+// sockaddrIP is an accepted socket's peer address.
+func sockaddrIP(sa unix.Sockaddr) netip.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrFrom4(a.Addr)
+	case *unix.SockaddrInet6:
+		return netip.AddrFrom16(a.Addr)
+	}
+	return netip.Addr{}
 }
 
 func (l *capListener) Close() error {

@@ -50,8 +50,14 @@ type Config struct {
 	// (a long-poll after its answer: the client's next request is read
 	// by the HTTP server). It owns fd from then on; the hub has stopped
 	// watching it. It is called with the session's lock held and must
-	// not block. Default nil: the socket is closed instead.
-	Handback func(fd int)
+	// not block. It gets the session's Request.Peer with the socket.
+	// Default nil: the socket is closed instead.
+	Handback func(fd int, peer uint32)
+	// Release, if set, is given a session's Request.Peer when its
+	// socket is closed (whether or not the session opened). The hub
+	// then keeps 4 bytes per possible session for them. Called with the
+	// session's lock held; it must not block.
+	Release func(peer uint32)
 }
 
 // DefaultConfig returns the defaults documented on Config.

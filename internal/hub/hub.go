@@ -27,6 +27,7 @@ type Hub struct {
 	log      *zap.Logger
 	listener Listener
 	table    *fdtable.Table[session]
+	peers    []uint32 // by descriptor: Request.Peer, while Config.Release is set
 	poller   *netpoll.Poller
 	pool     sync.Pool // *outbuf pending output
 	scratch  sync.Pool // *scratch for Open
@@ -85,6 +86,9 @@ func New(cfg Config, kinds []Kind, l Listener, log *zap.Logger) (*Hub, error) {
 		poller:   p,
 		stop:     make(chan struct{}),
 	}
+	if cfg.Release != nil {
+		h.peers = make([]uint32, h.table.Cap())
+	}
 	for _, k := range kinds {
 		h.traits = append(h.traits, k.Traits())
 	}
@@ -119,6 +123,7 @@ func (h *Hub) Open(c net.Conn, r Request) error {
 	fd, err := TakeFD(c)
 	if err != nil {
 		h.rejected.Add(1)
+		h.releasePeer(r.Peer)
 		return err
 	}
 	return h.OpenFD(fd, r)
@@ -130,12 +135,14 @@ func (h *Hub) Open(c net.Conn, r Request) error {
 func (h *Hub) OpenFD(fd int, r Request) error {
 	if r.Kind < 0 || r.Kind >= len(h.kinds) {
 		unix.Close(fd)
+		h.releasePeer(r.Peer)
 		h.rejected.Add(1)
 		return fmt.Errorf("hub: no kind of session %d", r.Kind)
 	}
 	if fd >= h.table.Cap() {
 		unix.Write(fd, []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\ngateway stream limit hit"))
 		unix.Close(fd)
+		h.releasePeer(r.Peer)
 		h.rejected.Add(1)
 		return fmt.Errorf("hub: fd %d beyond the session limit %d", fd, h.table.Cap())
 	}
@@ -146,11 +153,17 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 	defer h.closeMu.RUnlock()
 	if h.closed {
 		unix.Close(fd)
+		h.releasePeer(r.Peer)
 		h.rejected.Add(1)
 		return ErrClosed
 	}
 	sl := h.table.Open(fd)
 	defer sl.Unlock()
+	if h.peers != nil {
+		// Under the slot's lock: the session that had this descriptor
+		// before has released its peer.
+		h.peers[fd] = r.Peer
+	}
 	sl.V = session{id: r.ID, kind: uint8(r.Kind), clock: h.clock.Load(), expires: expiry(r.Expires)}
 	resumable := h.traits[r.Kind].Resumable
 	if resumable {
@@ -181,6 +194,25 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 		return err
 	}
 	return nil
+}
+
+// releasePeer gives a peer count back (Config.Release).
+func (h *Hub) releasePeer(p uint32) {
+	if p != 0 && h.cfg.Release != nil {
+		h.cfg.Release(p)
+	}
+}
+
+// takePeer returns and forgets the peer of sl's descriptor. sl's lock
+// must be held.
+func (h *Hub) takePeer(sl *slot) uint32 {
+	if h.peers == nil {
+		return 0
+	}
+	p := &h.peers[sl.FD()]
+	v := *p
+	*p = 0
+	return v
 }
 
 // expiry is t in the slot's unix seconds, rounded up; 0 for the zero

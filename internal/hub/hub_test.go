@@ -191,7 +191,7 @@ func TestResumablePositions(t *testing.T) {
 
 func TestFinishedSessionHandsBack(t *testing.T) {
 	back := make(chan int, 1)
-	h := hubtest.Start(t, hub.Config{Handback: func(fd int) { back <- fd }}, lines{resumable: true, finishAfter: 2})
+	h := hubtest.Start(t, hub.Config{Handback: func(fd int, _ uint32) { back <- fd }}, lines{resumable: true, finishAfter: 2})
 	c := h.Open(hub.Request{ID: 1})
 	h.Hub.Resumed(c.Key, 1, 1, 0, false)
 	for seq := uint64(1); seq <= 3; seq++ {
@@ -357,4 +357,50 @@ func TestExpiredSessionEnds(t *testing.T) {
 	h.Hub.Deliver([]byte("still"), []uint64{later.Key, never.Key})
 	later.Until("open 2\n1 still\n", wait)
 	never.Until("open 3\n1 still\n", wait)
+}
+
+// Every session's Request.Peer comes back exactly once: through Release
+// when its socket closes (peer gone, shutdown), with the socket on a
+// handback.
+func TestPeersReleasedOnce(t *testing.T) {
+	released := make(chan uint32, 8)
+	back := make(chan uint32, 1)
+	h := hubtest.Start(t, hub.Config{
+		Release:  func(p uint32) { released <- p },
+		Handback: func(fd int, p uint32) { unix.Close(fd); back <- p },
+	}, lines{}, lines{resumable: true, finishAfter: 1})
+	gone := h.Open(hub.Request{ID: 1, Peer: 7})
+	answered := h.Open(hub.Request{Kind: 1, ID: 2, Peer: 8})
+	h.Open(hub.Request{ID: 3, Peer: 9})
+	h.Open(hub.Request{ID: 4}) // not counted: nothing to release
+
+	gone.Conn.Close()
+	if p := <-released; p != 7 {
+		t.Fatalf("released %d, want 7", p)
+	}
+	h.Hub.Resumed(answered.Key, 2, 1, 0, false)
+	h.Hub.DeliverAt(2, 1, []byte("x"), []uint64{answered.Key})
+	select {
+	case p := <-back:
+		if p != 8 {
+			t.Fatalf("handed back with peer %d, want 8", p)
+		}
+	case <-time.After(wait):
+		t.Fatal("no handback")
+	}
+	h.Hub.Close()
+	if p := <-released; p != 9 {
+		t.Fatalf("released %d at shutdown, want 9", p)
+	}
+	select {
+	case p := <-released:
+		t.Fatalf("released %d more", p)
+	default:
+	}
+	if err := h.Hub.OpenFD(-1, hub.Request{Peer: 10}); err == nil {
+		t.Fatal("opened after close")
+	}
+	if p := <-released; p != 10 {
+		t.Fatalf("a refused open released %d, want 10", p)
+	}
 }

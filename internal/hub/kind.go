@@ -78,6 +78,10 @@ type Request struct {
 	// expires): its kind's Shutdown writes its last bytes and it closes
 	// with ReasonExpired. Zero: never.
 	Expires time.Time
+	// Peer is the connection's count in the gateway's per-address
+	// limits (Config.Release takes it back when the socket closes); 0:
+	// none.
+	Peer uint32
 }
 
 // Message is one delivery as the kinds see it: the message and its

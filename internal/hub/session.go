@@ -353,6 +353,7 @@ func (h *Hub) close(sl *slot, why Reason) {
 		return
 	}
 	unix.Close(sl.FD())
+	h.releasePeer(h.takePeer(sl))
 	h.end(sl, why)
 }
 
@@ -367,6 +368,7 @@ func (h *Hub) handback(sl *slot, why Reason) {
 	}
 	fd := sl.FD()
 	h.poller.Remove(fd)
+	peer := h.takePeer(sl)
 	h.end(sl, why)
-	h.cfg.Handback(fd)
+	h.cfg.Handback(fd, peer)
 }

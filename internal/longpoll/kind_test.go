@@ -33,7 +33,7 @@ func answer(t *testing.T, c *hubtest.Client, status string) longpoll.Answer {
 
 func TestPollKind(t *testing.T) {
 	back := make(chan int, 4)
-	h := hubtest.Start(t, hub.Config{Handback: func(fd int) { back <- fd }}, longpoll.Poll{ResumeWait: 100 * time.Millisecond})
+	h := hubtest.Start(t, hub.Config{Handback: func(fd int, _ uint32) { back <- fd }}, longpoll.Poll{ResumeWait: 100 * time.Millisecond})
 
 	t.Run("answered when a message comes", func(t *testing.T) {
 		c := h.Open(hub.Request{ID: 1, Cursor: cursor.Cursor{Epoch: 5, Seq: 1}, Wait: time.Minute, KeepAlive: true})

@@ -44,7 +44,7 @@ func writeFile(t *testing.T, dir, name string, b []byte) string {
 	return p
 }
 
-func startSecured(t *testing.T) *secured {
+func startSecured(t *testing.T, gatewayArgs ...string) *secured {
 	s := &secured{bin: binDir(t), dir: t.TempDir(), files: map[string]string{}}
 	s.secret = []byte("e2e-secret-e2e-secret-e2e-secret-0123")
 	var err error
@@ -60,10 +60,10 @@ func startSecured(t *testing.T) *secured {
 	s.natsAddr, s.routerAdmin, s.gwAddr, s.gwAdmin = freePort(t), freePort(t), freePort(t), freePort(t)
 	start(t, s.bin+"/router", "-nats-addr", s.natsAddr, "-admin", s.routerAdmin,
 		"-nats-token-file", s.files["nats"], "-admin-token-file", s.files["admin"])
-	start(t, s.bin+"/gateway", "-addr", s.gwAddr, "-admin", s.gwAdmin, "-nats", "nats://"+s.natsAddr, "-name", "secured",
+	start(t, s.bin+"/gateway", append([]string{"-addr", s.gwAddr, "-admin", s.gwAdmin, "-nats", "nats://" + s.natsAddr, "-name", "secured",
 		"-nats-token-file", s.files["nats"], "-admin-token-file", s.files["admin"],
 		"-auth-secret-file", s.files["secret"], "-auth-keys", s.files["keys"],
-		"-allow-origin", "https://app.example", "-head-timeout", "1s")
+		"-allow-origin", "https://app.example", "-head-timeout", "1s"}, gatewayArgs...)...)
 	waitFor(t, "gateway registered", func() bool {
 		var st struct{ Gateways int }
 		s.admin("http://"+s.routerAdmin+"/stats", &st)
@@ -383,6 +383,77 @@ func TestSlowloris(t *testing.T) {
 	})
 	if resp.StatusCode != 200 || !has("Your Id: 1") {
 		t.Fatalf("after the slow connections: %s", resp.Status)
+	}
+}
+
+// TestConnectionFloodFromOneAddress: one address opening 400 streams
+// with valid tokens holds 100 (-max-conns-per-addr); the rest are
+// answered 429 and counted; a client elsewhere is unaffected, and the
+// address gets its room back as its connections close.
+func TestConnectionFloodFromOneAddress(t *testing.T) {
+	s := startSecured(t, "-max-conns-per-addr", "100")
+	tok := "Bearer " + s.hs(t, jwt.MapClaims{"sub": "7"})
+	good, has := stream(t, "http://"+s.gwAddr+"/test/1", func(r *http.Request) {
+		r.Header.Set("Authorization", "Bearer "+s.hs(t, jwt.MapClaims{"sub": "1"}))
+	})
+	if good.StatusCode != 200 || !has("Your Id: 1") {
+		t.Fatalf("a good client: %s", good.Status)
+	}
+	flood := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	statuses := map[int]int{}
+	for range 400 {
+		c, err := flood.Dial("tcp", s.gwAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		io.WriteString(c, "GET /test/7 HTTP/1.1\r\nHost: x\r\nAuthorization: "+tok+"\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("flood connection %d: %v", len(conns), err)
+		}
+		statuses[resp.StatusCode]++
+	}
+	if statuses[200] != 100 || statuses[429] != 300 {
+		t.Fatalf("flood answered %v, want 100 200s and 300 429s", statuses)
+	}
+	if out, err := runCmd(t, s.bin+"/router", "send", "-admin", s.routerAdmin, "-admin-token-file", s.files["admin"], "1", "through the flood"); err != nil || !has("through the flood") {
+		t.Fatalf("the good client during the flood: %v\n%s", err, out)
+	}
+	var st struct {
+		Refused map[string]uint64 `json:"refused"`
+		Streams struct {
+			Open int64 `json:"open"`
+		} `json:"streams"`
+	}
+	s.admin("http://"+s.gwAdmin+"/stats", &st)
+	if st.Refused["addr_conns"] != 300 || st.Streams.Open != 101 {
+		t.Fatalf("refused %v, %d open; want 300 addr_conns, 101 open", st.Refused, st.Streams.Open)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	waitFor(t, "the flood's streams closed", func() bool {
+		s.admin("http://"+s.gwAdmin+"/stats", &st)
+		return st.Streams.Open == 1
+	})
+	c, err := flood.Dial("tcp", s.gwAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /test/7 HTTP/1.1\r\nHost: x\r\nAuthorization: "+tok+"\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the address after its connections closed: %v %v", resp, err)
 	}
 }
 

@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# What `make test` needs beyond Go on a fresh Debian machine: Chromium, for
-# the demo page's browser test (e2e/browser_test.go). Run as root (CI is).
+# What `make test` needs beyond Go on a fresh Debian machine: the clients
+# nobody here wrote that the e2e tests drive. Chromium (the demo page's
+# browser test), nginx and curl (the TLS proxy test, deploy/nginx), and
+# the npm packages in e2e/js (the eventsource client). Run as root (CI
+# is); CI then sets COMET_REQUIRE_BROWSER=1 and COMET_REQUIRE_OUTSIDE=1 so
+# a missing one fails instead of skipping.
 set -euo pipefail
-if command -v chromium > /dev/null; then
-	exit 0
+cd "$(dirname "$0")/.."
+need=()
+command -v chromium > /dev/null || need+=(chromium)
+command -v nginx > /dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v curl > /dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "test-deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q "${need[@]}" > /tmp/test-deps-apt.log 2>&1 || {
+		apt-get update -q >> /tmp/test-deps-apt.log 2>&1
+		apt-get install -y -q "${need[@]}" >> /tmp/test-deps-apt.log 2>&1
+	} || { tail -20 /tmp/test-deps-apt.log; exit 1; }
 fi
-echo "test-deps: installing chromium"
-export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q chromium > /tmp/test-deps-apt.log 2>&1 || {
-	apt-get update -q >> /tmp/test-deps-apt.log 2>&1
-	apt-get install -y -q chromium >> /tmp/test-deps-apt.log 2>&1
-} || { tail -20 /tmp/test-deps-apt.log; exit 1; }
+if [ ! -e e2e/js/node_modules/eventsource/package.json ]; then
+	echo "test-deps: npm ci in e2e/js"
+	npm ci --prefix e2e/js --no-audit --no-fund > /tmp/test-deps-npm.log 2>&1 || { tail -20 /tmp/test-deps-npm.log; exit 1; }
+fi
 chromium --version
+nginx -v 2>&1
+node --version

@@ -4,12 +4,12 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./bench/naive
+	$(GO) build -o $(BIN)/ ./cmd/... ./bench/naive ./bench/tlscost
 
 # The router (with its embedded NATS), then the gateway, in the foreground
 # with their logs; Ctrl-C stops both.
@@ -63,6 +63,10 @@ bench-ramp: build
 # and the router alone.
 bench-throughput: build
 	./scripts/bench-throughput.sh
+
+# What TLS (nginx in front, deploy/nginx/comet.conf) costs per connection.
+bench-tls: build
+	./scripts/bench-tls.sh
 
 # Every benchmark that fits in half an hour: memory per client against the
 # peers, the arrival rate, and the delivered rate.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
 )
 
 // secured is a router and a gateway run as they would be beyond
@@ -470,12 +471,98 @@ func TestRefusesToStartExposed(t *testing.T) {
 		{"gateway", []string{"-addr", "0.0.0.0:0", "-admin", "off"}, "is not a loopback address and no token keys are given"},
 		{"gateway", []string{"-admin", "0.0.0.0:0"}, "give -admin-token-file, or -insecure-open"},
 		{"router", []string{"-admin", "0.0.0.0:0", "-nats-addr", "127.0.0.1:0"}, "give -admin-token-file, or -insecure-open"},
-		{"router", []string{"-admin", "off", "-nats-addr", "0.0.0.0:0"}, "give -nats-token-file, or -insecure-open"},
+		{"router", []string{"-admin", "off", "-nats-addr", "0.0.0.0:0"}, "give -nats-token-file or -nats-config (router nats-auth), or -insecure-open"},
 		{"gateway", []string{"-auth-secret-file", "/nonexistent/secret"}, "no such file"},
 	} {
 		out, err := runCmd(t, bin+"/"+c.bin, c.args...)
 		if err == nil || !strings.Contains(out, c.want) {
 			t.Errorf("%s %v: %v\n%s", c.bin, c.args, err, out)
 		}
+	}
+}
+
+// TestNATSRoles: with `router nats-auth`'s NKeys and permissions on the
+// embedded NATS, each role does its part and nothing else: a sender
+// sends; a sender cannot pose as a gateway (log in, read deliveries) or
+// as a router (deliver to clients); a gateway's key cannot send; a
+// stranger cannot connect.
+func TestNATSRoles(t *testing.T) {
+	bin, dir := binDir(t), t.TempDir()
+	if out, err := runCmd(t, bin+"/router", "nats-auth", "-dir", dir); err != nil {
+		t.Fatalf("nats-auth: %v\n%s", err, out)
+	}
+	key := func(role string) string { return filepath.Join(dir, role+".nk") }
+	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin,
+		"-nats-config", filepath.Join(dir, "nats-auth.conf"), "-nats-nkey", key("router"))
+	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "roles", "-nats-nkey", key("gateway"))
+	waitFor(t, "gateway registered", func() bool {
+		var st struct{ Gateways int }
+		getJSON("http://"+routerAdmin+"/stats", &st)
+		return st.Gateways == 1
+	})
+	_, has := stream(t, "http://"+gwAddr+"/test/1", nil)
+	if !has("Your Id: 1") {
+		t.Fatal("no stream")
+	}
+	waitFor(t, "login", func() bool {
+		var st struct{ Conns int }
+		getJSON("http://"+routerAdmin+"/stats", &st)
+		return st.Conns == 1
+	})
+	msggen := func(args ...string) (string, error) {
+		return runCmd(t, bin+"/msggen", append([]string{"-nats", "nats://" + natsAddr, "-n", "1", "-max", "1", "-numbered", "-ack-timeout", "2s"}, args...)...)
+	}
+	if out, err := msggen("-nats-nkey", key("sender")); err != nil || !strings.Contains(out, "delivered 1 ") {
+		t.Fatalf("msggen as sender: %v\n%s", err, out)
+	}
+	if !has("seq=1") {
+		t.Fatal("the sender's message did not arrive")
+	}
+	if out, err := msggen("-nats-nkey", key("gateway")); err == nil || !strings.Contains(strings.ToLower(out), "permissions violation") {
+		t.Errorf("msggen with the gateway's key: %v\n%s", err, out)
+	}
+	if out, err := msggen(); err == nil || !strings.Contains(strings.ToLower(out), "authorization violation") {
+		t.Errorf("msggen without a key: %v\n%s", err, out)
+	}
+
+	// A sender's key posing as a gateway and as a router.
+	violations := make(chan string, 8)
+	opt, err := nats.NkeyOptionFromSeed(key("sender"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+natsAddr, opt, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		violations <- err.Error()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.Subscribe("comet.v2.down.roles", func(*nats.Msg) {})
+	nc.Publish("comet.v2.up", []byte("a forged login"))
+	nc.Publish("comet.v2.down.roles", []byte("a forged delivery"))
+	nc.Flush()
+	seen := map[string]bool{}
+	for len(seen) < 3 {
+		select {
+		case v := <-violations:
+			seen[v] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("permission violations seen: %v, want 3", seen)
+		}
+	}
+	for v := range seen {
+		if !strings.Contains(strings.ToLower(v), "permissions violation") {
+			t.Errorf("unexpected error %q", v)
+		}
+	}
+	var st struct {
+		BadFrames uint64 `json:"bad_frames"`
+		Conns     int    `json:"conns"`
+	}
+	getJSON("http://"+routerAdmin+"/stats", &st)
+	if st.BadFrames != 0 || st.Conns != 1 {
+		t.Errorf("router after the forgeries: %+v", st)
 	}
 }

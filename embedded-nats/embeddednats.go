@@ -33,6 +33,14 @@ type Config struct {
 	// Token, if set, is asked of every client (the router's own
 	// connection too): without it no one can publish or subscribe.
 	Token string
+	// ConfigFile, if set, is a nats-server configuration file read
+	// first: its authorization (users, NKeys and their permissions, as
+	// `router nats-auth` writes) and any other setting. Addr, MonitorAddr
+	// and the fields above are set over it.
+	ConfigFile string
+	// RequireAuth refuses to start a server that asks clients for no
+	// credentials (no Token, and no users in ConfigFile).
+	RequireAuth bool
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -79,16 +87,26 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &server.Options{
-		ServerName:      "comet-embedded",
-		Host:            host,
-		Port:            port,
-		MaxPayload:      cfg.MaxPayload,
-		MaxPending:      256 << 20,
-		NoSigs:          true,
-		NoSystemAccount: true,
-		Debug:           cfg.Debug,
-		Authorization:   cfg.Token,
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		if opts, err = server.ProcessConfigFile(cfg.ConfigFile); err != nil {
+			return nil, fmt.Errorf("embeddednats: %w", err)
+		}
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "comet-embedded"
+	}
+	opts.Host, opts.Port = host, port
+	opts.MaxPayload = cfg.MaxPayload
+	opts.MaxPending = 256 << 20
+	opts.NoSigs = true
+	opts.NoSystemAccount = opts.NoSystemAccount || len(opts.Accounts) == 0
+	opts.Debug = opts.Debug || cfg.Debug
+	if cfg.Token != "" {
+		opts.Authorization = cfg.Token
+	}
+	if cfg.RequireAuth && opts.Authorization == "" && len(opts.Users) == 0 && len(opts.Nkeys) == 0 && len(opts.TrustedOperators) == 0 && opts.AuthCallout == nil {
+		return nil, fmt.Errorf("embeddednats: %s asks clients for no credentials: give a token, or users in a configuration file", cfg.Addr)
 	}
 	if cfg.MonitorAddr != "" {
 		mh, mp, err := splitHostPort(cfg.MonitorAddr)

@@ -6,6 +6,7 @@
 //	router send ID MESSAGE         send MESSAGE to everyone logged in as ID
 //	router stats                   print the router's counters
 //	router whois ID                list the conns logged in as ID
+//	router nats-auth -dir DIR      write NATS NKeys and permissions per role
 package main
 
 import (
@@ -25,6 +26,8 @@ func run(ctx context.Context, args []string) error {
 			return runStats(ctx, args[1:])
 		case "whois":
 			return runWhois(ctx, args[1:])
+		case "nats-auth":
+			return runNATSAuth(ctx, args[1:])
 		case "serve":
 			return runServe(ctx, args[1:])
 		case "help":

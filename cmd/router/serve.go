@@ -22,6 +22,7 @@ func runServe(ctx context.Context, args []string) error {
        router send [-admin ADDR] ID MESSAGE
        router stats [-admin ADDR]
        router whois [-admin ADDR] ID
+       router nats-auth -dir DIR
 
 Runs the message router: login(id, conn), logout(conn), send(id, msg) over
 NATS, with an embedded nats-server unless -nats is given.
@@ -32,6 +33,7 @@ Flags:
 	}
 	fs.StringVar(&cfg.NATSURL, "nats", "", "join this NATS server or cluster (nats://host:port,...) instead of starting an embedded one")
 	fs.StringVar(&cfg.Embedded.Addr, "nats-addr", cfg.Embedded.Addr, "listen address of the embedded nats-server")
+	fs.StringVar(&cfg.Embedded.ConfigFile, "nats-config", "", "nats-server configuration file for the embedded server: its users and their permissions (router nats-auth writes one)")
 	fs.StringVar(&cfg.Embedded.MonitorAddr, "nats-monitor", "", "serve the embedded nats-server's monitoring endpoints here (e.g. 127.0.0.1:8222)")
 	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin HTTP address (/stats, /ids/{id}, /send/{id}, /metrics, /debug/pprof/); "off" disables`)
 	fs.DurationVar(&cfg.GatewayTimeout, "gateway-timeout", cfg.GatewayTimeout, "forget a gateway and its logins after this long without a heartbeat")

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,11 @@ var ErrNoRouter = errors.New("msggen: no router answers on NATS")
 // Ping checks that a router answers on nc.
 func Ping(nc *nats.Conn, timeout time.Duration) error {
 	if _, err := request(nc, nil, timeout); err != nil {
+		if last := nc.LastError(); last != nil && strings.Contains(strings.ToLower(last.Error()), "permissions violation") {
+			// The server refused this process's credentials the send:
+			// say so, not that no router answers.
+			return fmt.Errorf("msggen: NATS refused: %w (are these a sender's credentials?)", last)
+		}
 		return fmt.Errorf("%w: %w", ErrNoRouter, err)
 	}
 	return nil

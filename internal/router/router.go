@@ -101,11 +101,11 @@ func (c *Config) Validate() error {
 	if c.AdminAddr != "off" && c.AdminTokenFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.AdminAddr) {
 		return fmt.Errorf("router: admin address %s is not a loopback address and anyone reaching it could send to anyone: give -admin-token-file, or -insecure-open", c.AdminAddr)
 	}
-	if c.NATSURL == "" && c.NATSAuth.TokenFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.Addr) {
-		return fmt.Errorf("router: embedded NATS address %s is not a loopback address and anyone reaching it could send or pose as a gateway: give -nats-token-file, or -insecure-open", c.Embedded.Addr)
+	if c.NATSURL == "" && c.NATSAuth.TokenFile == "" && c.Embedded.ConfigFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.Addr) {
+		return fmt.Errorf("router: embedded NATS address %s is not a loopback address and anyone reaching it could send or pose as a gateway: give -nats-token-file or -nats-config (router nats-auth), or -insecure-open", c.Embedded.Addr)
 	}
-	if c.NATSURL == "" && (c.NATSAuth.NKeyFile != "" || c.NATSAuth.CredsFile != "") {
-		return fmt.Errorf("router: the embedded NATS server takes a token (-nats-token-file); NKeys and credentials files are for a NATS server of your own (-nats)")
+	if c.NATSURL == "" && c.Embedded.ConfigFile == "" && (c.NATSAuth.NKeyFile != "" || c.NATSAuth.CredsFile != "") {
+		return fmt.Errorf("router: the embedded NATS server knows NKeys from its configuration (-nats-config, which router nats-auth writes), else it takes a token (-nats-token-file)")
 	}
 	return nil
 }
@@ -233,7 +233,7 @@ func New(cfg Config) (*Router, error) {
 	url := cfg.NATSURL
 	if url == "" {
 		ecfg := cfg.Embedded
-		if cfg.NATSAuth.TokenFile != "" {
+		if cfg.NATSAuth.TokenFile != "" && ecfg.ConfigFile == "" {
 			if ecfg.Token, err = natsconn.ReadSecret(cfg.NATSAuth.TokenFile); err != nil {
 				return nil, fmt.Errorf("router: nats token: %w", err)
 			}
@@ -241,6 +241,9 @@ func New(cfg Config) (*Router, error) {
 		if ecfg.Logger == nil {
 			ecfg.Logger = cfg.Logger
 		}
+		// Exposed, it must ask for credentials (a -nats-config without
+		// users would not).
+		ecfg.RequireAuth = ecfg.RequireAuth || !cfg.InsecureOpen && !auth.IsLoopback(ecfg.Addr)
 		ns, err := embeddednats.Start(ecfg)
 		if err != nil {
 			return nil, fmt.Errorf("router: %w", err)

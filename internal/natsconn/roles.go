@@ -1,0 +1,107 @@
+package natsconn
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/cometgw/comet/internal/wire"
+)
+
+// A Role is one kind of process on the system's NATS and what it may
+// publish and subscribe to: nothing else. docs/SECURITY.md explains
+// them.
+type Role struct {
+	Name      string // its NKey seed is Name + ".nk"
+	Publish   []string
+	Subscribe []string
+}
+
+// Roles are the system's processes by what they do on NATS (subjects as
+// in docs/PROTOCOL.md):
+//   - router: takes up frames, sends and done frames; sends down frames
+//     to gateways and acks to senders' inboxes.
+//   - gateway: sends up frames and done frames; takes down frames.
+//   - sender (msggen, an application): sends send frames, takes their
+//     acks.
+//
+// So a sender cannot pose as a gateway (log ids in, read deliveries) or
+// as a router (deliver to clients), and a gateway cannot send.
+func Roles() []Role {
+	done := wire.DoneSubject(">")
+	down := wire.DownSubject(">")
+	return []Role{
+		{"router", []string{down, "_INBOX.>"}, []string{wire.SubjectUp, wire.SubjectSend, done}},
+		{"gateway", []string{wire.SubjectUp, done}, []string{down}},
+		{"sender", []string{wire.SubjectSend}, []string{"_INBOX.>"}},
+	}
+}
+
+// WriteRoles makes an NKey for each role in dir (ROLE.nk, the seed, for
+// the process's -nats-nkey) and a nats-server authorization block that
+// lets each public key do what its role may and nothing else
+// (nats-auth.conf: the router's -nats-config, or include it in an
+// external nats-server's configuration). It does not overwrite files.
+func WriteRoles(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	names := []string{filepath.Join(dir, "nats-auth.conf")}
+	for _, r := range Roles() {
+		names = append(names, filepath.Join(dir, r.Name+".nk"))
+	}
+	for _, n := range names {
+		if _, err := os.Lstat(n); err == nil {
+			return nil, fmt.Errorf("%s exists: not overwriting keys that may be in use", n)
+		}
+	}
+	var conf strings.Builder
+	conf.WriteString("# NATS users of the comet system, one NKey per role (router nats-auth).\n")
+	conf.WriteString("# Each role may publish and subscribe to its subjects only (docs/SECURITY.md).\n")
+	conf.WriteString("authorization {\n  users = [\n")
+	var written []string
+	for _, r := range Roles() {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			return written, err
+		}
+		seed, _ := kp.Seed()
+		pub, _ := kp.PublicKey()
+		path := filepath.Join(dir, r.Name+".nk")
+		if err := writeNew(path, append(seed, '\n')); err != nil {
+			return written, err
+		}
+		written = append(written, path)
+		fmt.Fprintf(&conf, "    # %s\n    { nkey: %s, permissions: { publish: { allow: %s }, subscribe: { allow: %s } } }\n",
+			r.Name, pub, quoteList(r.Publish), quoteList(r.Subscribe))
+	}
+	conf.WriteString("  ]\n}\n")
+	path := filepath.Join(dir, "nats-auth.conf")
+	if err := writeNew(path, []byte(conf.String())); err != nil {
+		return written, err
+	}
+	return append(written, path), nil
+}
+
+func quoteList(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = `"` + v + `"`
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func writeNew(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

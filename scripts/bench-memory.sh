@@ -8,8 +8,9 @@
 # 30 s polls) instead of chunked streams; comet-auth is chunked streams
 # whose clients each present a token (gateway -auth-secret-file).
 #
-# Per server and N: start it, take its resident memory (summed over its
-# processes), ramp N streams with floodtest, hold them SETTLE (60s; for this
+# Per server and N: start it, let 20 clients per process come and go (what
+# the first client costs once is not a per-stream cost), take its resident
+# memory (summed over its processes), ramp N streams with floodtest, hold them SETTLE (60s; for this
 # gateway with msggen sending 1,000 messages/s meanwhile), take it again.
 # KB per stream = (after - before) / N.
 set -euo pipefail
@@ -99,7 +100,12 @@ for n in $SIZES; do
 		esac
 		pids+=("$spid")
 		wait_http "http://127.0.0.1:$port/ready-probe" || true
-		sleep 8 # sockets of the previous run finish closing
+		# Warm up: a few clients of this kind come and go first, so that
+		# what the server's first client costs it once (code paged in,
+		# token checking's, for comet-auth) is in "before", not divided
+		# among the streams.
+		"$BIN"/floodtest -url "http://127.0.0.1:$port$path" -n $((20 * procs)) -rate 1000/s -duration 3s -every 10s "${extra[@]}" > "$log.warmup.out" 2>&1 || true
+		sleep 8 # sockets of the previous run (and the warm-up) finish closing
 		before=$(rss "$spid"); kern0=$(kernkb)
 		[[ $server == comet* ]] && rbefore=$(rss "$router")
 		"$BIN"/floodtest -url "http://127.0.0.1:$port$path" -n "$n" -rate "$RAMP/s" -duration "$(( n / RAMP + SETTLE + 120 ))s" \

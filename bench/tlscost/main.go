@@ -87,27 +87,6 @@ func run(ctx context.Context, gateway string, n int, key, template, path string,
 	if err != nil {
 		nginx = "/usr/sbin/nginx"
 	}
-	cmd := exec.Command(nginx, "-c", files.Conf, "-p", dir)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", plainAddr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 100 {
-			return fmt.Errorf("nginx did not come up: %v (%s)", err, filepath.Join(dir, "error.log"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	tickets := &ticketPool{}
 	base := &tls.Config{RootCAs: files.CAPool, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 	full := base.Clone()
@@ -116,16 +95,16 @@ func run(ctx context.Context, gateway string, n int, key, template, path string,
 	resumed.ClientSessionCache = tickets
 	phases := []struct {
 		name string
-		dial func() (net.Conn, error)
+		dial func(i int) (net.Conn, error)
 	}{
-		{"plain HTTP", func() (net.Conn, error) { return net.DialTimeout("tcp", plainAddr, 10*time.Second) }},
-		{"TLS, full handshake", func() (net.Conn, error) {
+		{"plain HTTP", func(i int) (net.Conn, error) { return dialer(i).Dial("tcp", plainAddr) }},
+		{"TLS, full handshake", func(i int) (net.Conn, error) {
 			tickets.noGet = true
-			return tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", tlsAddr, full)
+			return tls.DialWithDialer(dialer(i), "tcp", tlsAddr, full)
 		}},
-		{"TLS, resumed session", func() (net.Conn, error) {
+		{"TLS, resumed session", func(i int) (net.Conn, error) {
 			tickets.noGet = false
-			return tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", tlsAddr, resumed)
+			return tls.DialWithDialer(dialer(i), "tcp", tlsAddr, resumed)
 		}},
 	}
 	fmt.Printf("nginx %s, %d streams (%s) per phase, %s certificate, settle %s\n\n", version(nginx), n, path, key, settle)
@@ -135,13 +114,55 @@ func run(ctx context.Context, gateway string, n int, key, template, path string,
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r, err := phase(ctx, cmd.Process.Pid, n, path, settle, ph.dial)
+		// A fresh nginx for each phase: memory an earlier phase freed
+		// stays with nginx's allocator and would hide this one's. The
+		// session ticket key is in a file, so the resumed phase resumes
+		// the sessions the full one made.
+		master, stop, err := startNginx(nginx, files.Conf, dir, plainAddr)
+		if err != nil {
+			return err
+		}
+		r, err := phase(ctx, master, n, path, settle, ph.dial)
+		stop()
 		if err != nil {
 			return fmt.Errorf("%s: %w", ph.name, err)
 		}
 		fmt.Printf("| %s | %.2f | %.0f | %d of %d |\n", ph.name, r.kb, r.cpuMicros, r.resumed, n)
 	}
 	return nil
+}
+
+// dialer connects as client i from an address of its own (127.2.x.y),
+// as clients on the internet would: the proxy's per-address limits
+// (limit_conn, limit_req) apply to each alone.
+func dialer(i int) *net.Dialer {
+	return &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 2, byte(i/250), byte(i%250+1))}}
+}
+
+// startNginx starts nginx and waits until it accepts on probe.
+func startNginx(nginx, conf, dir, probe string) (int, func(), error) {
+	cmd := exec.Command(nginx, "-c", conf, "-p", dir)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	stop := func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+	}
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", probe)
+		if err == nil {
+			c.Close()
+			return cmd.Process.Pid, stop, nil
+		}
+		if i == 100 {
+			stop()
+			return 0, nil, fmt.Errorf("nginx did not come up: %v (%s)", err, filepath.Join(dir, "error.log"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 type result struct {
@@ -151,7 +172,7 @@ type result struct {
 
 // phase opens n streams with dial, 32 at a time, measures nginx after
 // settle, and closes them.
-func phase(ctx context.Context, master, n int, path string, settle time.Duration, dial func() (net.Conn, error)) (result, error) {
+func phase(ctx context.Context, master, n int, path string, settle time.Duration, dial func(int) (net.Conn, error)) (result, error) {
 	var r result
 	rss0, cpu0, err := nginxUsage(master)
 	if err != nil {
@@ -174,7 +195,7 @@ func phase(ctx context.Context, master, n int, path string, settle time.Duration
 				if i >= n {
 					return
 				}
-				c, err := open(dial, path, i+1)
+				c, err := open(func() (net.Conn, error) { return dial(i) }, path, i+1)
 				if err != nil {
 					select {
 					case errs <- fmt.Errorf("stream %d: %w", i+1, err):

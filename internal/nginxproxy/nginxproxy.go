@@ -100,6 +100,14 @@ func Write(cfg Config) (Files, error) {
 	if err != nil {
 		return f, err
 	}
+	// A session ticket key of its own, so that sessions outlive one nginx
+	// process (bench/tlscost restarts it between phases).
+	ticketKey := make([]byte, 80)
+	rand.Read(ticketKey)
+	keyPath, err := put("ticket.key", ticketKey)
+	if err != nil {
+		return f, err
+	}
 	d := cfg.Dir
 	main := fmt.Sprintf(`daemon off;
 master_process on;
@@ -117,9 +125,10 @@ http {
     fastcgi_temp_path %[2]s/fastcgi;
     uwsgi_temp_path %[2]s/uwsgi;
     scgi_temp_path %[2]s/scgi;
+    ssl_session_ticket_key %[4]s;
     include %[3]s;
 }
-`, cfg.Workers, d, sitePath)
+`, cfg.Workers, d, sitePath, keyPath)
 	f.Conf, err = put("nginx.conf", []byte(main))
 	return f, err
 }

@@ -4,9 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/cometgw/comet/internal/obs"
 )
 
 // Credentials are how a process proves itself to a NATS server that asks
@@ -43,7 +44,7 @@ func (c Credentials) Options() ([]nats.Option, error) {
 	}
 	switch {
 	case c.TokenFile != "":
-		tok, err := ReadSecret(c.TokenFile)
+		tok, err := obs.ReadToken(c.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("nats token: %w", err)
 		}
@@ -61,18 +62,4 @@ func (c Credentials) Options() ([]nats.Option, error) {
 		return []nats.Option{nats.UserCredentials(c.CredsFile)}, nil
 	}
 	return nil, nil
-}
-
-// ReadSecret reads a secret from the first line of path, trimmed; it
-// must not be empty.
-func ReadSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s, _, _ := strings.Cut(string(b), "\n")
-	if s = strings.TrimSpace(s); s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
 }

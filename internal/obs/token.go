@@ -8,10 +8,11 @@ import (
 	"strings"
 )
 
-// minToken is the shortest admin token accepted.
+// minToken is the shortest token accepted (admin APIs, NATS).
 const minToken = 16
 
-// ReadToken reads a bearer token from path: the file's first line,
+// ReadToken reads a token (an admin bearer token, a NATS token) from
+// path: the file's first line,
 // trimmed; at least 16 characters. An empty path is no token.
 func ReadToken(path string) (string, error) {
 	if path == "" {

@@ -234,7 +234,7 @@ func New(cfg Config) (*Router, error) {
 	if url == "" {
 		ecfg := cfg.Embedded
 		if cfg.NATSAuth.TokenFile != "" && ecfg.ConfigFile == "" {
-			if ecfg.Token, err = natsconn.ReadSecret(cfg.NATSAuth.TokenFile); err != nil {
+			if ecfg.Token, err = obs.ReadToken(cfg.NATSAuth.TokenFile); err != nil {
 				return nil, fmt.Errorf("router: nats token: %w", err)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // chromium finds a Chromium to drive: $COMET_CHROMIUM, or chromium on the
@@ -32,6 +33,26 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// browserContext starts a headless Chromium for the test (stopped when
+// it ends) and returns its context, bounded to 60 s.
+func browserContext(t *testing.T, browser string) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() { cancelT(); cancel(); cancelAlloc() })
+	return ctx
+}
+
 // TestDemoPageInChromium opens the gateway's /demo page in headless
 // Chromium: its EventSource shows every message as it arrives, and when
 // the gateway restarts, the browser reconnects with Last-Event-ID and
@@ -49,23 +70,7 @@ func TestDemoPageInChromium(t *testing.T) {
 		return s.Gateways == 1
 	})
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelT()
-
+	ctx := browserContext(t, browser)
 	var state string
 	if err := chromedp.Run(ctx,
 		chromedp.Navigate("http://"+gwAddr+"/demo?id=77"),
@@ -120,4 +125,51 @@ func TestDemoPageInChromium(t *testing.T) {
 		t.Fatalf("page shows %q, want %q", got, want)
 	}
 	t.Logf("page state %q; shows %d messages in order, each once", state, len(got))
+}
+
+// TestDemoPageWithTokenInChromium: with tokens on, Chromium's EventSource
+// on the demo page opens its id with the token in ?token= and shows what
+// is sent to it; without a token the gateway refuses it (401) and the
+// page shows nothing.
+func TestDemoPageWithTokenInChromium(t *testing.T) {
+	browser := chromium(t)
+	s := startSecured(t)
+	ctx := browserContext(t, browser)
+	tok := s.hs(t, jwt.MapClaims{"sub": "21", "exp": exp(time.Hour)})
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate("http://"+s.gwAddr+"/demo?id=21&token="+tok),
+		chromedp.WaitVisible("#state.open", chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("demo page with a token: %v", err)
+	}
+	waitFor(t, "the page's stream logged in", func() bool {
+		var st struct{ Conns int }
+		s.admin("http://"+s.routerAdmin+"/stats", &st)
+		return st.Conns == 1
+	})
+	if out, err := runCmd(t, s.bin+"/router", "send", "-admin", s.routerAdmin, "-admin-token-file", s.files["admin"], "21", "for the page with a token"); err != nil {
+		t.Fatalf("router send: %v\n%s", err, out)
+	}
+	var got []string
+	waitFor(t, "the message on the page", func() bool {
+		chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.querySelectorAll("#messages li")).map(li => li.textContent)`, &got))
+		return len(got) == 1 && got[0] == "for the page with a token"
+	})
+
+	// Without a token: refused, counted, nothing shown.
+	var state string
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate("http://"+s.gwAddr+"/demo?id=22"),
+		chromedp.WaitVisible("#state.closed", chromedp.ByQuery),
+		chromedp.Text("#state", &state, chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("demo page without a token: %v", err)
+	}
+	var st struct {
+		Refused map[string]uint64 `json:"refused"`
+	}
+	s.admin("http://"+s.gwAdmin+"/stats", &st)
+	if st.Refused["no_token"] < 1 {
+		t.Fatalf("no refusal counted: %v", st.Refused)
+	}
 }

@@ -36,11 +36,18 @@ func chromium(t *testing.T) string {
 // browserContext starts a headless Chromium for the test (stopped when
 // it ends) and returns its context, bounded to 60 s.
 func browserContext(t *testing.T, browser string) context.Context {
+	// Not t.TempDir: Chromium's helper processes may still write to it
+	// for a moment after the browser is stopped, and the test would fail
+	// removing it.
+	profile, err := os.MkdirTemp("", "comet-chromium")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
@@ -49,7 +56,14 @@ func browserContext(t *testing.T, browser string) context.Context {
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelT(); cancel(); cancelAlloc() })
+	t.Cleanup(func() {
+		cancelT()
+		cancel()
+		cancelAlloc()
+		for i := 0; i < 20 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	return ctx
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cometgw/comet/internal/msggen"
 	"github.com/cometgw/comet/internal/natsconn"
+	"github.com/cometgw/comet/internal/obs"
 )
 
 func main() { cli.Main("msggen", run) }
@@ -75,7 +76,17 @@ Flags:
 	if err != nil {
 		return err
 	}
-	nc, err := natsconn.Connect(*url, natsconn.Options{Name: "msggen", More: natsAuth})
+	log, err := obs.NewLogger("warn")
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	// Reconnecting, a router restart (and the NATS it embeds) costs the
+	// frames sent while it is down only their wait: nats.go holds them
+	// (64 MiB at most; past that a send fails and is counted) and sends
+	// them on reconnect. Every frame still needs its ack within
+	// -ack-timeout, so nothing held and lost is ever counted delivered.
+	nc, err := natsconn.Connect(*url, natsconn.Options{Name: "msggen", Reconnect: true, Log: log, More: natsAuth})
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,6 +40,16 @@ type Config struct {
 	// `router nats-auth` writes) and any other setting. Addr, MonitorAddr
 	// and the fields above are set over it.
 	ConfigFile string
+	// ClusterAddr, if set, is where this server listens for the other
+	// servers of its NATS cluster (nats-server's cluster port), so that
+	// several routers' embedded servers form one NATS.
+	ClusterAddr string
+	// Routes are the cluster addresses of other servers of the cluster
+	// (nats://host:port); one is enough, the servers tell one another
+	// the rest. This server's own address may be among them.
+	Routes []string
+	// ClusterName names the cluster. Default "comet".
+	ClusterName string
 	// RequireAuth refuses to start a server that asks clients for no
 	// credentials (no Token, and no users in ConfigFile).
 	RequireAuth bool
@@ -95,6 +107,27 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "comet-embedded"
+		if cfg.ClusterAddr != "" {
+			// Unique within the cluster.
+			host, _ := os.Hostname()
+			opts.ServerName = fmt.Sprintf("comet-%s-%d", host, os.Getpid())
+		}
+	}
+	if cfg.ClusterAddr != "" {
+		ch, cp, err := splitHostPort(cfg.ClusterAddr)
+		if err != nil {
+			return nil, err
+		}
+		opts.Cluster.Host, opts.Cluster.Port = ch, cp
+		opts.Cluster.Name = cfg.ClusterName
+		if opts.Cluster.Name == "" {
+			opts.Cluster.Name = "comet"
+		}
+		if len(cfg.Routes) > 0 {
+			opts.Routes = server.RoutesFromStr(strings.Join(cfg.Routes, ","))
+		}
+	} else if len(cfg.Routes) > 0 {
+		return nil, fmt.Errorf("embeddednats: routes %v without a cluster address to listen on", cfg.Routes)
 	}
 	opts.Host, opts.Port = host, port
 	opts.MaxPayload = cfg.MaxPayload

@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
+	"strings"
 
 	"github.com/cometgw/comet/internal/cli"
 
@@ -34,6 +36,20 @@ Flags:
 	fs.StringVar(&cfg.NATSURL, "nats", "", "join this NATS server or cluster (nats://host:port,...) instead of starting an embedded one")
 	fs.StringVar(&cfg.Embedded.Addr, "nats-addr", cfg.Embedded.Addr, "listen address of the embedded nats-server")
 	fs.StringVar(&cfg.Embedded.ConfigFile, "nats-config", "", "nats-server configuration file for the embedded server: its users and their permissions (router nats-auth writes one)")
+	fs.StringVar(&cfg.Embedded.ClusterAddr, "nats-cluster", "", "let the embedded nats-server join a NATS cluster: listen for the other servers here (e.g. 127.0.0.1:6222)")
+	fs.Func("nats-routes", "with -nats-cluster: other servers' cluster addresses, comma-separated (nats://host:6222,...; one is enough)", func(v string) error {
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				u, err := url.Parse(r)
+				if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "nats-route") {
+					return fmt.Errorf("route %q: want nats://host:port", r)
+				}
+				cfg.Embedded.Routes = append(cfg.Embedded.Routes, r)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&cfg.Embedded.ClusterName, "nats-cluster-name", "comet", "the NATS cluster's name (the same on every server of it)")
 	fs.StringVar(&cfg.Embedded.MonitorAddr, "nats-monitor", "", "serve the embedded nats-server's monitoring endpoints here (e.g. 127.0.0.1:8222)")
 	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin HTTP address (/stats, /ids/{id}, /send/{id}, /metrics, /debug/pprof/); "off" disables`)
 	fs.DurationVar(&cfg.GatewayTimeout, "gateway-timeout", cfg.GatewayTimeout, "forget a gateway and its logins after this long without a heartbeat")

@@ -104,6 +104,9 @@ func (c *Config) Validate() error {
 	if c.NATSURL == "" && c.NATSAuth.TokenFile == "" && c.Embedded.ConfigFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.Addr) {
 		return fmt.Errorf("router: embedded NATS address %s is not a loopback address and anyone reaching it could send or pose as a gateway: give -nats-token-file or -nats-config (router nats-auth), or -insecure-open", c.Embedded.Addr)
 	}
+	if c.NATSURL == "" && c.Embedded.ClusterAddr != "" && c.Embedded.ConfigFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.ClusterAddr) {
+		return fmt.Errorf("router: NATS cluster address %s is not a loopback address and any server reaching it could join the cluster: give -nats-config with a cluster authorization block, or -insecure-open", c.Embedded.ClusterAddr)
+	}
 	if c.NATSURL == "" && c.Embedded.ConfigFile == "" && (c.NATSAuth.NKeyFile != "" || c.NATSAuth.CredsFile != "") {
 		return fmt.Errorf("router: the embedded NATS server knows NKeys from its configuration (-nats-config, which router nats-auth writes), else it takes a token (-nats-token-file)")
 	}

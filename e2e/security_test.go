@@ -193,6 +193,8 @@ func TestAttacks(t *testing.T) {
 		{"token in the wrong place (X-Token)", func(r *http.Request) { r.Header.Set("X-Token", good) }, "/test/1", 401, "no token"},
 		{"token in a Basic header", func(r *http.Request) { r.SetBasicAuth("1", good) }, "/test/1", 401, "Authorization is not a Bearer token"},
 		{"a page of another origin", func(r *http.Request) { bearer(good)(r); r.Header.Set("Origin", "https://evil.example") }, "/sse/1", 403, "origin https://evil.example not allowed"},
+		{"a topic not in the token", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "topics": []string{"lobby"}})), "/sse/1?topics=lobby,secret", 403, "token does not allow topic secret"},
+		{"a topic with no topics claim", bearer(good), "/test/1?topics=lobby", 403, "token does not allow topic lobby"},
 	}
 	for _, a := range attacks {
 		req, _ := http.NewRequest("GET", base+a.path, nil)
@@ -226,6 +228,12 @@ func TestAttacks(t *testing.T) {
 		{"HS256 in the cookie", "/test/4", func(r *http.Request) {
 			r.AddCookie(&http.Cookie{Name: "comet_token", Value: s.hs(t, jwt.MapClaims{"sub": "4"})})
 		}, "Your Id: 4"},
+		{"a topic in the token", "/sse/6?topics=lobby", func(r *http.Request) {
+			bearer(s.hs(t, jwt.MapClaims{"sub": "6", "topics": []string{"lobby", "news"}}))(r)
+		}, "retry:"},
+		{"any topic (\"*\")", "/test/7?topics=anything", func(r *http.Request) {
+			bearer(s.hs(t, jwt.MapClaims{"sub": "7", "topics": []string{"*"}}))(r)
+		}, "Your Id: 7"},
 		{"the allowed origin", "/sse/5", func(r *http.Request) {
 			bearer(s.hs(t, jwt.MapClaims{"sub": "5"}))(r)
 			r.Header.Set("Origin", "https://app.example")
@@ -295,7 +303,7 @@ func TestAttacks(t *testing.T) {
 		t.Fatalf("gateway stats: %d %v", code, err)
 	}
 	want := map[string]uint64{"no_token": 2, "forbidden_id": 1, "expired": 1, "not_yet_valid": 1, "algorithm": 1,
-		"signature": 3, "unverifiable": 1, "scheme": 1, "origin": 2}
+		"signature": 3, "unverifiable": 1, "scheme": 1, "origin": 2, "forbidden_topic": 2}
 	for code, n := range want {
 		if st.Refused[code] != n {
 			t.Errorf("refused %s: %d, want %d (all: %v)", code, st.Refused[code], n, st.Refused)
@@ -539,9 +547,9 @@ func TestNATSRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	nc.Subscribe("comet.v2.down.roles", func(*nats.Msg) {})
-	nc.Publish("comet.v2.up", []byte("a forged login"))
-	nc.Publish("comet.v2.down.roles", []byte("a forged delivery"))
+	nc.Subscribe("comet.v3.down.roles", func(*nats.Msg) {})
+	nc.Publish("comet.v3.up", []byte("a forged login"))
+	nc.Publish("comet.v3.down.roles", []byte("a forged delivery"))
 	nc.Flush()
 	seen := map[string]bool{}
 	for len(seen) < 3 {

@@ -225,7 +225,7 @@ func clip(s string) string {
 
 // Codes lists every Code a Verifier or the gateway gives, for counters.
 var Codes = []string{"no_token", "scheme", "too_large", "malformed", "algorithm", "signature", "expired",
-	"not_yet_valid", "unverifiable", "subject", "invalid", "forbidden_id", "origin"}
+	"not_yet_valid", "unverifiable", "subject", "invalid", "forbidden_id", "forbidden_topic", "origin"}
 
 // IsLoopback reports whether a listen address (host:port) accepts only
 // connections from this machine: a loopback IP or "localhost". An empty

@@ -106,6 +106,18 @@ func (t *Table[T]) Each(fn func(s *Slot[T])) {
 	}
 }
 
+// EachFrom is Each for the slots start, start+step, start+2*step...
+func (t *Table[T]) EachFrom(start, step int, fn func(s *Slot[T])) {
+	for i := start; i < t.Limit(); i += step {
+		s := &t.slots[i]
+		s.mu.Lock()
+		if s.gen&1 == 1 {
+			fn(s)
+		}
+		s.mu.Unlock()
+	}
+}
+
 // Limit is one past the highest descriptor ever opened: every open slot
 // has an index below it.
 func (t *Table[T]) Limit() int { return int(t.high.Load()) + 1 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,10 @@ func newAccess(cfg *Config) (*access, error) {
 // check lets the request open a session of id, returning when its
 // token expires (zero: no expiry or no tokens asked), or answers it 401
 // or 403 with the reason and returns false.
-func (a *access) check(ctx *fasthttp.RequestCtx, id int64) (time.Time, bool) {
+//
+// A session with a token joins only the topics its token's "topics"
+// claim lists ("*": any); without tokens, any.
+func (a *access) check(ctx *fasthttp.RequestCtx, id int64, topics []string) (time.Time, bool) {
 	if err := a.checkOrigin(ctx); err != nil {
 		a.refuse(ctx, err)
 		return time.Time{}, false
@@ -82,6 +86,14 @@ func (a *access) check(ctx *fasthttp.RequestCtx, id int64) (time.Time, bool) {
 	}
 	if err == nil && c.ID != id {
 		err = auth.Forbidden("forbidden_id", "token is for id %d, not %d", c.ID, id)
+	}
+	if err == nil && !slices.Contains(c.Topics, "*") {
+		for _, t := range topics {
+			if !slices.Contains(c.Topics, t) {
+				err = auth.Forbidden("forbidden_topic", "token does not allow topic %s", t)
+				break
+			}
+		}
 	}
 	if err != nil {
 		a.refuse(ctx, err.(*auth.Error))

@@ -1,7 +1,14 @@
 package gateway
 
 import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
 	"github.com/valyala/fasthttp"
+
+	"github.com/cometgw/comet/internal/wire"
 )
 
 const indexText = `comet gateway
@@ -9,6 +16,7 @@ const indexText = `comet gateway
 GET /test/{id}                      a chunked HTML stream of every message sent to integer id
 GET /sse/{id}                       an EventSource stream; Last-Event-ID or ?cursor= resumes
 GET /poll/{id}?cursor=C&timeout=30s a long-poll: the messages after cursor C, as JSON
+   ?topics=a,b on any of them        also every message published to topics a and b
 GET /demo                           a page that shows an id's messages as they arrive
 `
 
@@ -43,10 +51,16 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 		ctx.Error("bad id: "+err.Error()+"\n", fasthttp.StatusBadRequest)
 		return
 	}
-	exp, ok := g.access.check(ctx, id)
+	topics, err := parseTopics(ctx.QueryArgs().Peek("topics"))
+	if err != nil {
+		badRequest(ctx, "topics", err)
+		return
+	}
+	exp, ok := g.access.check(ctx, id, topics)
 	if !ok {
 		return
 	}
+	a := admitted{expires: exp, topics: topics}
 	if ctx.IsHead() {
 		// The head a GET would get; fasthttp sends no body for HEAD.
 		switch rt {
@@ -63,13 +77,41 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	}
 	switch rt {
 	case routePoll:
-		g.handlePoll(ctx, id, exp)
+		g.handlePoll(ctx, id, a)
 		return
 	case routeSSE:
-		g.handleSSE(ctx, id, exp)
+		g.handleSSE(ctx, id, a)
 		return
 	}
-	g.handleStream(ctx, id, exp)
+	g.handleStream(ctx, id, a)
+}
+
+// admitted is what the door let a session in with: when its token
+// expires (zero: never) and the topics it joins.
+type admitted struct {
+	expires time.Time
+	topics  []string
+}
+
+// parseTopics reads ?topics=: topic names separated by commas (repeats
+// dropped), each 1 to 128 of A-Z a-z 0-9 . _ - :, at most 64.
+func parseTopics(arg []byte) ([]string, error) {
+	if len(arg) == 0 {
+		return nil, nil
+	}
+	var out []string
+	for _, t := range bytes.Split(arg, []byte(",")) {
+		if !wire.ValidTopic(t) {
+			return nil, fmt.Errorf("%q is not a topic: want 1 to %d of A-Z a-z 0-9 . _ - : separated by commas", clipBytes(t), wire.MaxTopic)
+		}
+		if !slices.Contains(out, string(t)) {
+			out = append(out, string(t))
+		}
+	}
+	if len(out) > wire.MaxConnTopics {
+		return nil, fmt.Errorf("%d topics; a connection joins at most %d", len(out), wire.MaxConnTopics)
+	}
+	return out, nil
 }
 
 // preflight answers a browser's CORS preflight for a session route: a

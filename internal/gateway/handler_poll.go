@@ -43,7 +43,7 @@ func badRequest(ctx *fasthttp.RequestCtx, what string, err error) {
 }
 
 // handlePoll serves GET /poll/{id}?cursor=C&timeout=T.
-func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64, exp time.Time) {
+func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64, a admitted) {
 	args := ctx.QueryArgs()
 	cur, err := cursor.Parse(string(args.Peek("cursor")))
 	if err != nil {
@@ -58,7 +58,7 @@ func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64, exp time.Time) 
 	keepAlive := ctx.Request.Header.IsHTTP11() && !ctx.Request.Header.ConnectionClose()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive, Expires: exp, Peer: takePeer(c)}); err != nil {
+		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive, Expires: a.expires, Topics: a.topics, Peer: takePeer(c)}); err != nil {
 			g.log.Warn("long-poll not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net"
-	"time"
 
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/hub"
@@ -12,7 +11,7 @@ import (
 
 // handleSSE serves GET /sse/{id}, resuming from Last-Event-ID or else
 // ?cursor=.
-func (g *Gateway) handleSSE(ctx *fasthttp.RequestCtx, id int64, exp time.Time) {
+func (g *Gateway) handleSSE(ctx *fasthttp.RequestCtx, id int64, a admitted) {
 	text, what := ctx.Request.Header.Peek("Last-Event-ID"), "Last-Event-ID"
 	if len(text) == 0 {
 		text, what = ctx.QueryArgs().Peek("cursor"), "cursor"
@@ -25,7 +24,7 @@ func (g *Gateway) handleSSE(ctx *fasthttp.RequestCtx, id int64, exp time.Time) {
 	http10 := !ctx.Request.Header.IsHTTP11()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.Open(c, hub.Request{Kind: kindSSE, ID: id, Cursor: cur, HTTP10: http10, Expires: exp, Peer: takePeer(c)}); err != nil {
+		if err := g.hub.Open(c, hub.Request{Kind: kindSSE, ID: id, Cursor: cur, HTTP10: http10, Expires: a.expires, Topics: a.topics, Peer: takePeer(c)}); err != nil {
 			g.log.Warn("SSE stream not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})

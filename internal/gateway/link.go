@@ -38,6 +38,9 @@ type link struct {
 	cur    []byte            // the frame being filled
 	dones  map[string][]byte // done frames being filled, by the reply subject (router) they go to
 	live   uint64            // logins announced and not yet logged out
+	// The topics of the sessions that joined some (resync repeats
+	// them); sessions without topics cost nothing here.
+	topics map[uint64][]string
 	kick   chan struct{}
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -60,9 +63,10 @@ type downFrame struct {
 func newLink(nc *nats.Conn, name string, instance uint64, inbound int, log *zap.Logger) *link {
 	l := &link{
 		nc: nc, name: name, instance: instance, inbound: inbound, log: log,
-		dones: make(map[string][]byte),
-		kick:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
+		dones:  make(map[string][]byte),
+		topics: make(map[uint64][]string),
+		kick:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
 	}
 	l.batches.New = func() any {
 		f := new(downFrame)
@@ -122,27 +126,52 @@ func (l *link) signal() {
 	}
 }
 
-// Opened implements hub.Listener: the conn logs in as id.
-func (l *link) Opened(conn uint64, id int64) {
+// Opened implements hub.Listener: the conn logs in as id and joins
+// topics.
+func (l *link) Opened(conn uint64, id int64, topics []string) {
 	l.mu.Lock()
 	l.header()
-	l.cur = wire.AppendLogin(l.cur, conn, id)
+	l.appendLogin(conn, id, topics)
 	l.live++
+	if len(topics) > 0 {
+		l.topics[conn] = topics
+	}
 	l.rotate()
 	l.mu.Unlock()
 	l.signal()
 }
 
-// Resume implements hub.Listener: the conn logs in as id, resuming
-// after cur.
-func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor) {
+// appendLogin appends conn's login record. l.mu must be held.
+func (l *link) appendLogin(conn uint64, id int64, topics []string) {
+	if len(topics) > 0 {
+		l.cur = wire.AppendLoginTopics(l.cur, conn, id, topics)
+	} else {
+		l.cur = wire.AppendLogin(l.cur, conn, id)
+	}
+}
+
+// Resume implements hub.Listener: the conn logs in as id, joins topics
+// and resumes after cur.
+func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor, topics []string) {
 	l.mu.Lock()
 	l.header()
-	l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
+	l.appendResume(conn, id, cur, topics)
 	l.live++
+	if len(topics) > 0 {
+		l.topics[conn] = topics
+	}
 	l.rotate()
 	l.mu.Unlock()
 	l.signal()
+}
+
+// appendResume appends conn's resume record. l.mu must be held.
+func (l *link) appendResume(conn uint64, id int64, cur cursor.Cursor, topics []string) {
+	if len(topics) > 0 {
+		l.cur = wire.AppendResumeTopics(l.cur, conn, id, cur.Epoch, cur.Seq, topics)
+	} else {
+		l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
+	}
 }
 
 // Closed implements hub.Listener: the conn logs out.
@@ -151,6 +180,7 @@ func (l *link) Closed(conn uint64) {
 	l.header()
 	l.cur = wire.AppendLogout(l.cur, conn)
 	l.live--
+	delete(l.topics, conn)
 	l.rotate()
 	l.mu.Unlock()
 	l.signal()
@@ -249,8 +279,20 @@ func (l *link) handleDown(m *nats.Msg) {
 	f := l.batches.Get().(*downFrame)
 	f.seq, f.reply = h.Seq, m.Reply
 	r := &l.downRec
+	var fanout []byte // the message of the last fanout record
 	for l.downDec.Next(r) {
 		switch r.Op {
+		case wire.OpFanout:
+			fanout = r.Msg
+		case wire.OpFanoutTo:
+			if fanout == nil {
+				l.badFrames.Add(1)
+				l.log.Warn("bad frame from router: fanout-to without a fanout")
+				continue
+			}
+			f.Deliver(fanout, cursor.Cursor{Epoch: r.Epoch, Seq: r.Seq}, r.Conns)
+		case wire.OpBroadcastAll:
+			f.DeliverAll(r.Msg)
 		case wire.OpDeliver:
 			f.Deliver(r.Msg, cursor.Cursor{}, r.Conns)
 		case wire.OpDeliverAt:
@@ -280,9 +322,9 @@ func (l *link) resync() {
 		l.mu.Lock()
 		l.header()
 		if resumable {
-			l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
+			l.appendResume(conn, id, cur, l.topics[conn])
 		} else {
-			l.cur = wire.AppendLogin(l.cur, conn, id)
+			l.appendLogin(conn, id, l.topics[conn])
 		}
 		l.rotate()
 		l.mu.Unlock()

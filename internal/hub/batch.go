@@ -47,6 +47,7 @@ type Batch struct {
 
 	refs atomic.Int32 // writers still applying the batch
 	mu   sync.Mutex   // guards Tally while writers add to it
+	all  bool         // an item is for every session (DeliverAll)
 }
 
 type item struct {
@@ -62,12 +63,20 @@ type item struct {
 const (
 	opDeliver uint8 = iota
 	opResumed
+	opDeliverAll
 )
 
 // Reset empties b for reuse (Done stays).
 func (b *Batch) Reset() {
 	clear(b.items)
-	b.items, b.conns, b.Tally = b.items[:0], b.conns[:0], Tally{}
+	b.items, b.conns, b.Tally, b.all = b.items[:0], b.conns[:0], Tally{}, false
+}
+
+// DeliverAll adds msg, with no position, for every session open when the
+// writers apply it (a broadcast).
+func (b *Batch) DeliverAll(msg []byte) {
+	b.items = append(b.items, item{op: opDeliverAll, msg: msg})
+	b.all = true
 }
 
 // Len is the number of items in b.

@@ -177,9 +177,9 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 	// before the router has heard of it.
 	if h.listener != nil {
 		if resumable {
-			h.listener.Resume(sl.Key(), r.ID, r.Cursor)
+			h.listener.Resume(sl.Key(), r.ID, r.Cursor, r.Topics)
 		} else {
-			h.listener.Opened(sl.Key(), r.ID)
+			h.listener.Opened(sl.Key(), r.ID, r.Topics)
 		}
 	}
 	sc := h.scratch.Get().(*scratch)

@@ -78,6 +78,9 @@ type Request struct {
 	// expires): its kind's Shutdown writes its last bytes and it closes
 	// with ReasonExpired. Zero: never.
 	Expires time.Time
+	// Topics are the topics the session joins (the hub passes them to
+	// its Listener and keeps nothing of them).
+	Topics []string
 	// Peer is the connection's count in the gateway's per-address
 	// limits (Config.Release takes it back when the socket closes); 0:
 	// none.
@@ -123,11 +126,12 @@ func (m *Message) Encoded(s Session, encode func(dst []byte, m *Message) []byte)
 // the router). Every call is made with the session's lock held, so that,
 // for one conn, they are ordered with Hub.Snapshot; they must not block.
 type Listener interface {
-	// Opened: a session of a kind that is not resumable logs in as id.
-	Opened(conn uint64, id int64)
-	// Resume: a resumable session logs in as id, wanting every kept
-	// message after cur (zero: from now on).
-	Resume(conn uint64, id int64, cur cursor.Cursor)
+	// Opened: a session of a kind that is not resumable logs in as id
+	// and joins topics (Request.Topics; the listener may keep the slice).
+	Opened(conn uint64, id int64, topics []string)
+	// Resume: a resumable session logs in as id, joins topics, and wants
+	// every kept message after cur (zero: from now on).
+	Resume(conn uint64, id int64, cur cursor.Cursor, topics []string)
 	// Closed: the session logs out (closed, or its request answered).
 	Closed(conn uint64)
 }

@@ -27,6 +27,9 @@ func (h *Hub) Submit(b *Batch) {
 	for _, c := range b.conns {
 		mask |= 1 << (uint32(c) % uint32(w))
 	}
+	if b.all {
+		mask = 1<<w - 1
+	}
 	if h.closed || mask == 0 {
 		if h.closed {
 			b.Tally.Gone += b.copies()
@@ -178,6 +181,11 @@ func (h *Hub) apply(w uint32, b *Batch, m *Message, sc *scratch) {
 	var t Tally
 	for i := range b.items {
 		it := &b.items[i]
+		if it.op == opDeliverAll {
+			m.reset(it.msg, cursor.Cursor{})
+			h.table.EachFrom(int(w), int(nw), func(sl *slot) { h.deliver(Session{h, sl, sc}, m, &t) })
+			continue
+		}
 		if it.op == opDeliver {
 			m.reset(it.msg, it.pos)
 		}

@@ -50,7 +50,11 @@ func (k Poll) Deliver(s hub.Session, m *hub.Message) bool {
 	if s.Gathered() != nil {
 		*b = append(*b, ',')
 	}
-	*b = AppendMessage(*b, s.Cursor().Seq, data)
+	seq := uint64(0) // a broadcast has no position
+	if m.Pos.Epoch != 0 {
+		seq = s.Cursor().Seq
+	}
+	*b = AppendMessage(*b, seq, data)
 	s.Gather(*b)
 	k.check(s)
 	return true

@@ -19,7 +19,7 @@ type Config struct {
 	// MaxAge is how long a message is kept. Default 2m.
 	MaxAge time.Duration
 	// MaxBytes caps the memory of every id's kept messages together
-	// (message bytes plus about 72 bytes of bookkeeping each); past it
+	// (message bytes plus about 88 bytes of bookkeeping each); past it
 	// the oldest messages of all ids go first. Default 64 MiB.
 	MaxBytes int64
 	// Grace is how long an id's history is kept, and its sequence goes
@@ -65,12 +65,16 @@ type Entry struct {
 	Seq uint64
 	At  int64 // unix nanos when it was sent
 	Msg []byte
+	// Topic is the topic it was published to ("": sent to the id): a
+	// resume gives it only to a client in that topic. The string is the
+	// caller's (shared, not copied).
+	Topic string
 }
 
 // What one kept message costs beyond its bytes: its Entry in its id's
 // slice, and its place in the eviction queue (given back when popped).
 const (
-	entrySize  = 40
+	entrySize  = 56
 	queuedSize = 32
 	entryCost  = entrySize + queuedSize
 )
@@ -121,6 +125,20 @@ type Store struct {
 	evicted atomic.Uint64 // dropped for the byte cap
 	expired atomic.Uint64 // dropped for age or count
 	dropped atomic.Uint64 // histories dropped after their grace period
+
+	onDrop func(id int64) // hears of every history Sweep drops
+}
+
+// OnDrop makes Sweep call f, with no lock held, for every id whose
+// history it drops. Call it before any other method.
+func (s *Store) OnDrop(f func(id int64)) { s.onDrop = f }
+
+// Has reports whether id has a history.
+func (s *Store) Has(id int64) bool {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[id] != nil
 }
 
 // NewStore returns an empty store whose epochs differ from any other
@@ -155,7 +173,10 @@ func (s *Store) shard(id int64) *shard {
 // route runs with id's lock held, ordered with Resume for the same id, so
 // a message is either in the catch-up of a resume or routed to the
 // resumed conn, never both and never neither. It must not call the Store.
-func (s *Store) Append(id int64, msg []byte, now int64, route func(epoch, seq uint64)) {
+//
+// topic is the topic msg was published to ("" for a send to id), kept
+// with it.
+func (s *Store) Append(id int64, topic string, msg []byte, now int64, route func(epoch, seq uint64)) {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	h := sh.m[id]
@@ -166,7 +187,7 @@ func (s *Store) Append(id int64, msg []byte, now int64, route func(epoch, seq ui
 	}
 	seq := h.next
 	h.next++
-	h.kept = append(h.kept, Entry{Seq: seq, At: now, Msg: append([]byte(nil), msg...)})
+	h.kept = append(h.kept, Entry{Seq: seq, At: now, Msg: append([]byte(nil), msg...), Topic: topic})
 	s.msgs.Add(1)
 	s.bytes.Add(int64(len(msg)) + entryCost)
 	s.trim(h, now)
@@ -322,6 +343,7 @@ func (s *Store) Sweep(now int64, held func(id int64) bool) {
 	limit := now - int64(s.cfg.MaxAge)
 	s.evict(func(q queued) bool { return q.at < limit })
 	graceLimit := now - int64(s.cfg.Grace)
+	var dropped []int64
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -339,9 +361,15 @@ func (s *Store) Sweep(now int64, held func(id int64) bool) {
 				delete(sh.m, id)
 				s.ids.Add(-1)
 				s.dropped.Add(1)
+				if s.onDrop != nil {
+					dropped = append(dropped, id)
+				}
 			}
 		}
 		sh.mu.Unlock()
+	}
+	for _, id := range dropped {
+		s.onDrop(id)
 	}
 }
 

@@ -28,7 +28,7 @@ func resume(s *Store, id int64, cur cursor.Cursor) resumeResult {
 }
 
 func send(s *Store, id int64, msg string, now int64) (epoch, seq uint64) {
-	s.Append(id, []byte(msg), now, func(e, q uint64) { epoch, seq = e, q })
+	s.Append(id, "", []byte(msg), now, func(e, q uint64) { epoch, seq = e, q })
 	return
 }
 

@@ -45,6 +45,13 @@ type Stats struct {
 	Gateways int    `json:"gateways"`
 	Sent     uint64 `json:"sent"`
 	Void     uint64 `json:"void"`
+	// Publishes to topics and broadcasts routed (each also counted in
+	// sent's acks' way: void when it reached nobody, of which
+	// topic_void for a topic nobody is in).
+	Published  uint64     `json:"published"`
+	Broadcasts uint64     `json:"broadcasts"`
+	TopicVoid  uint64     `json:"topic_void"`
+	Topics     TopicStats `json:"topics"`
 	// Copies of messages: handed to gateways (routed), then delivered
 	// (queued to a live connection, as the gateways confirmed; dup and
 	// late included) or dropped, by reason.
@@ -80,6 +87,7 @@ func (r *Router) Stats() Stats {
 	st := Stats{
 		Conns: rs.Conns, IDs: rs.IDs, Logins: rs.Pairs,
 		Sent: r.sent.Load(), Void: r.void.Load(),
+		Published: r.published.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.stats(),
 		Routed: r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
 		Dropped:     Dropped{Gone: r.droppedGone.Load(), Slow: r.droppedSlow.Load(), Gateway: r.droppedGateway.Load()},
 		WindowWaits: r.waits.Load(), Refused: r.refused.Load(), SendFramesDropped: r.sendDropped(), UnknownDone: r.unknownDone.Load(),
@@ -94,7 +102,7 @@ func (r *Router) Stats() Stats {
 	r.gwMu.RLock()
 	for _, gw := range r.gwByIdx {
 		st.GatewayList = append(st.GatewayList, GatewayStats{
-			Name: gw.name, Instance: gw.instance, Conns: gw.conns,
+			Name: gw.name, Instance: gw.instance, Conns: gw.conns.Load(),
 			LastSeen:      time.Unix(0, gw.lastSeen.Load()).UTC().Format(time.RFC3339Nano),
 			InflightBytes: gw.inflight, InflightFrames: len(gw.flights),
 		})
@@ -160,27 +168,86 @@ func (r *Router) adminMux() *http.ServeMux {
 			writeError(w, http.StatusBadRequest, "bad id: "+err.Error())
 			return
 		}
-		msg, err := io.ReadAll(http.MaxBytesReader(w, req.Body, wire.MaxMessage))
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("message larger than %d bytes", wire.MaxMessage))
-				return
-			}
-			writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		r.serveRoute(w, req, map[string]any{"id": id}, func(msg []byte) (SendResult, error) { return r.Send(id, msg) })
+	})
+	mux.HandleFunc("POST /publish/{topic}", func(w http.ResponseWriter, req *http.Request) {
+		topic := req.PathValue("topic")
+		if !wire.ValidTopic([]byte(topic)) {
+			writeError(w, http.StatusBadRequest, badTopic(topic))
 			return
 		}
-		res, err := r.Send(id, msg)
-		if errors.Is(err, ErrOverloaded) {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, err.Error())
+		r.serveRoute(w, req, map[string]any{"topic": topic}, func(msg []byte) (SendResult, error) { return r.Publish(topic, msg) })
+	})
+	mux.HandleFunc("POST /broadcast", func(w http.ResponseWriter, req *http.Request) {
+		r.serveRoute(w, req, map[string]any{"broadcast": true}, r.Broadcast)
+	})
+	mux.HandleFunc("GET /topics/{topic}", func(w http.ResponseWriter, req *http.Request) {
+		topic := req.PathValue("topic")
+		if !wire.ValidTopic([]byte(topic)) {
+			writeError(w, http.StatusBadRequest, badTopic(topic))
 			return
 		}
-		t := res.Tally
-		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "delivered": t.Delivered, "kept": res.Kept,
-			"dropped": Dropped{Gone: t.Gone, Slow: t.Slow, Gateway: t.Gateway}})
+		obs.WriteJSON(w, http.StatusOK, r.Presence(topic))
 	})
 	return mux
+}
+
+// badTopic is the answer to a topic name that is not one.
+func badTopic(topic string) string {
+	return fmt.Sprintf("bad topic %q: want 1 to %d of A-Z a-z 0-9 . _ - :", clip(topic), wire.MaxTopic)
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// serveRoute reads a message from req's body, routes it with route and
+// answers what became of its copies (503 when the gateways' windows
+// stayed full), the answer starting with head.
+func (r *Router) serveRoute(w http.ResponseWriter, req *http.Request, head map[string]any, route func([]byte) (SendResult, error)) {
+	msg, err := io.ReadAll(http.MaxBytesReader(w, req.Body, wire.MaxMessage))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("message larger than %d bytes", wire.MaxMessage))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	res, err := route(msg)
+	if errors.Is(err, ErrOverloaded) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	t := res.Tally
+	head["delivered"], head["kept"] = t.Delivered, res.Kept
+	head["dropped"] = Dropped{Gone: t.Gone, Slow: t.Slow, Gateway: t.Gateway}
+	obs.WriteJSON(w, http.StatusOK, head)
+}
+
+// Presence is who is in a topic: GET /topics/{topic}.
+type Presence struct {
+	Topic string `json:"topic"`
+	// IDs maps each id with connections in the topic to their number.
+	IDs   map[int64]int `json:"ids"`
+	Conns int           `json:"conns"`
+}
+
+// Presence returns who is in topic now, across every gateway.
+func (r *Router) Presence(topic string) Presence {
+	p := Presence{Topic: topic, IDs: r.topics.presence(topic)}
+	if p.IDs == nil {
+		p.IDs = map[int64]int{}
+	}
+	for _, n := range p.IDs {
+		p.Conns += n
+	}
+	return p
 }
 
 func newMetrics(r *Router) *obs.Metrics {
@@ -196,7 +263,12 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Counter("refused_total", "HTTP sends refused (503) because the gateways' windows stayed full.", nil, r.refused.Load)
 	m.Counter("send_frames_dropped_total", "Send frames NATS dropped because the router could not take them.", nil, r.sendDropped)
 	m.Gauge("inflight_bytes", "Bytes of down frames in flight to every gateway.", nil, func() float64 { return float64(r.inflightBytes()) })
-	m.Counter("void_total", "Sends to ids nobody holds.", nil, r.void.Load)
+	m.Counter("void_total", "Sends to ids nobody holds (and publishes and broadcasts that reached nobody).", nil, r.void.Load)
+	m.Counter("published_total", "Publishes to topics routed.", nil, r.published.Load)
+	m.Counter("broadcasts_total", "Broadcasts routed.", nil, r.broadcasts.Load)
+	m.Counter("topic_void_total", "Publishes to topics nobody was in.", nil, r.topicVoid.Load)
+	m.Gauge("topics", "Topics with a member or an id kept in them for its resume.", nil, func() float64 { return float64(r.topics.stats().Topics) })
+	m.Gauge("topic_members", "Conns in topics, counted once per topic.", nil, func() float64 { return float64(r.topics.stats().Members) })
 	m.Counter("logins_total", "Logins applied.", nil, r.logins.Load)
 	m.Counter("logouts_total", "Logouts applied.", nil, r.logouts.Load)
 	m.Counter("resyncs_total", "Login resyncs asked of gateways.", nil, r.resyncs.Load)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,8 +122,10 @@ type peer struct {
 	idx      uint32
 	instance uint64
 	lastSeen atomic.Int64
+	// conns is written with Router.upMu held; the send path reads it
+	// (a broadcast's copies).
+	conns atomic.Int64
 	// The fields below are only touched with Router.upMu held.
-	conns      int64
 	mismatches int
 	resyncAt   time.Time // when a resync was last asked; zero when none pending
 
@@ -136,18 +139,20 @@ type peer struct {
 // Router routes sends to the gateways holding the ids. Create it with New,
 // run it with Run.
 type Router struct {
-	cfg   Config
-	log   *zap.Logger
-	reg   *registry.Registry
-	store *retention.Store
-	ns    *embeddednats.Server
-	nc    *nats.Conn
+	cfg    Config
+	log    *zap.Logger
+	reg    *registry.Registry
+	store  *retention.Store
+	topics *topicIndex
+	ns     *embeddednats.Server
+	nc     *nats.Conn
 
-	upMu  sync.Mutex // serializes gateway updates and purges
-	upDec wire.Decoder
-	upRec wire.Record
-	upBuf []byte   // resume answers
-	one   []uint64 // one conn
+	upMu    sync.Mutex // serializes gateway updates and purges
+	upDec   wire.Decoder
+	upRec   wire.Record
+	upBuf   []byte   // resume answers
+	one     []uint64 // one conn
+	keptBuf []retention.Entry
 
 	gwMu     sync.RWMutex
 	gwByName map[string]*peer
@@ -168,6 +173,7 @@ type Router struct {
 	routed, delivered, dups, late            atomic.Uint64
 	droppedGone, droppedSlow, droppedGateway atomic.Uint64
 	waits, refused, unknownDone              atomic.Uint64
+	published, broadcasts, topicVoid         atomic.Uint64
 
 	metrics *obs.Metrics
 	admin   *obs.Admin
@@ -214,11 +220,13 @@ func New(cfg Config) (*Router, error) {
 		log:      cfg.Logger,
 		reg:      registry.New(),
 		store:    store,
+		topics:   newTopicIndex(),
 		gwByName: make(map[string]*peer),
 		gwByIdx:  make(map[uint32]*peer),
 		one:      make([]uint64, 1),
 	}
 	r.reg.OnIdle(func(id int64) { store.Idle(id, time.Now().UnixNano()) })
+	store.OnDrop(r.topics.forgetID)
 	r.batches.New = func() any { return newSendBatch(r) }
 	r.flow.room = sync.NewCond(&r.flow.mu)
 	var rb [8]byte
@@ -410,6 +418,7 @@ func (r *Router) sweep(now time.Time) {
 // forget purges gw's logins and drops it. upMu must be held.
 func (r *Router) forget(gw *peer) int {
 	n := r.reg.LogoutGateway(gw.idx)
+	r.topics.leaveGateway(gw.idx, r.store.Has)
 	r.purges.Add(1)
 	r.gwMu.Lock()
 	if r.gwByName[gw.name] == gw {
@@ -471,9 +480,10 @@ func (r *Router) handleUp(m *nats.Msg) {
 		first = false
 		switch rec.Op {
 		case wire.OpHello:
-			if !fresh || gw.conns != 0 {
-				gw.conns = 0
+			if !fresh || gw.conns.Load() != 0 {
+				gw.conns.Store(0)
 				r.reg.LogoutGateway(gw.idx)
+				r.topics.leaveGateway(gw.idx, r.store.Has)
 			}
 			gw.resyncAt = time.Time{}
 			gw.mismatches = 0
@@ -482,23 +492,39 @@ func (r *Router) handleUp(m *nats.Msg) {
 			if newConn, newPair := r.reg.Login(rec.ID, registry.Conn{GW: gw.idx, Conn: rec.Conn}); newPair {
 				r.logins.Add(1)
 				if newConn {
-					gw.conns++
+					gw.conns.Add(1)
+				}
+			}
+		case wire.OpLoginTopics:
+			c := registry.Conn{GW: gw.idx, Conn: rec.Conn}
+			r.topics.join(c, rec.ID, false, rec.Topics)
+			if newConn, newPair := r.reg.Login(rec.ID, c); newPair {
+				r.logins.Add(1)
+				if newConn {
+					gw.conns.Add(1)
 				}
 			}
 		case wire.OpResume:
 			r.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
+		case wire.OpResumeTopics:
+			// Joined first: the resume's catch-up is what was kept for
+			// these topics (and sent to the id).
+			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, true, rec.Topics)
+			r.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
 		case wire.OpLogout:
-			if r.reg.Logout(registry.Conn{GW: gw.idx, Conn: rec.Conn}) > 0 {
-				gw.conns--
+			c := registry.Conn{GW: gw.idx, Conn: rec.Conn}
+			r.topics.leave(c, r.store.Has)
+			if r.reg.Logout(c) > 0 {
+				gw.conns.Add(-1)
 				r.logouts.Add(1)
 			}
 		case wire.OpHeartbeat:
-			if int64(rec.Count) != gw.conns && gw.resyncAt.IsZero() {
+			if int64(rec.Count) != gw.conns.Load() && gw.resyncAt.IsZero() {
 				// Frames are applied in the order the gateway wrote
 				// them, so a mismatch means a frame was lost.
 				gw.mismatches++
 				r.log.Warn("gateway login count mismatch", zap.String("gateway", gw.name),
-					zap.Uint64("gateway_says", rec.Count), zap.Int64("router_has", gw.conns))
+					zap.Uint64("gateway_says", rec.Count), zap.Int64("router_has", gw.conns.Load()))
 				r.askResync(gw)
 			}
 		case wire.OpBye:
@@ -515,12 +541,24 @@ func (r *Router) handleUp(m *nats.Msg) {
 // resume logs conn in as id and sends the gateway, in one down frame
 // ordered before any later delivery to conn, where the conn's client
 // continues and every kept message from there. upMu must be held.
+//
+// The catch-up holds what was sent to id and what was published to the
+// topics conn joined; a message of another topic is left out (its
+// position is a gap the client skips), and the answer's head is the last
+// position the catch-up carries.
 func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
+	topics := r.topics.topicsOf(registry.Conn{GW: gw.idx, Conn: conn})
 	r.store.Resume(id, cur, func(res retention.Resumed, kept []retention.Entry) {
+		kept = r.filterKept(kept, topics)
+		if len(kept) > 0 {
+			res.Head = kept[len(kept)-1].Seq
+		} else if res.Head >= res.From {
+			res.Head = res.From - 1
+		}
 		if newConn, newPair := r.reg.Login(id, registry.Conn{GW: gw.idx, Conn: conn}); newPair {
 			r.logins.Add(1)
 			if newConn {
-				gw.conns++
+				gw.conns.Add(1)
 			}
 		}
 		r.resumes.Add(1)
@@ -549,6 +587,30 @@ func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
 			r.upBuf = f[:0]
 		}
 	})
+}
+
+// filterKept returns the entries of kept a client in topics gets: those
+// sent to its id and those published to one of its topics. It filters
+// into r.keptBuf (upMu is held) when something is left out.
+func (r *Router) filterKept(kept []retention.Entry, topics []string) []retention.Entry {
+	all := true
+	for i := range kept {
+		if kept[i].Topic != "" && !slices.Contains(topics, kept[i].Topic) {
+			all = false
+			break
+		}
+	}
+	if all {
+		return kept
+	}
+	out := r.keptBuf[:0]
+	for _, e := range kept {
+		if e.Topic == "" || slices.Contains(topics, e.Topic) {
+			out = append(out, e)
+		}
+	}
+	r.keptBuf = out
+	return out
 }
 
 func (r *Router) addGateway(name string, instance uint64) *peer {

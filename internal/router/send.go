@@ -24,7 +24,14 @@ func (r *Router) handleSend(m *nats.Msg) {
 	}
 	if err == nil {
 		for b.dec.Next(&b.rec) {
-			b.send(b.rec.ID, b.rec.Msg)
+			switch b.rec.Op {
+			case wire.OpSend:
+				b.send(b.rec.ID, b.rec.Msg)
+			case wire.OpPublish:
+				b.publish(b.rec.Topic, b.rec.Msg)
+			case wire.OpBroadcast:
+				b.broadcast(b.rec.Msg)
+			}
 		}
 		err = b.dec.Err()
 	}
@@ -48,6 +55,24 @@ type SendResult struct {
 // It is what POST /send/{id} calls. If the gateways' windows stay full for
 // Config.OverloadWait it routes nothing and returns ErrOverloaded.
 func (r *Router) Send(id int64, msg []byte) (SendResult, error) {
+	return r.routeOne(func(b *sendBatch) { b.send(id, msg) })
+}
+
+// Publish is Send for every member of topic (a valid name): POST
+// /publish/{topic}.
+func (r *Router) Publish(topic string, msg []byte) (SendResult, error) {
+	return r.routeOne(func(b *sendBatch) { b.publish([]byte(topic), msg) })
+}
+
+// Broadcast is Send for every connection of every gateway: POST
+// /broadcast.
+func (r *Router) Broadcast(msg []byte) (SendResult, error) {
+	return r.routeOne(func(b *sendBatch) { b.broadcast(msg) })
+}
+
+// routeOne routes one send, publish or broadcast made by route and waits
+// for what became of its copies.
+func (r *Router) routeOne(route func(*sendBatch)) (SendResult, error) {
 	if !r.waitRoom(time.Now().Add(r.cfg.OverloadWait)) {
 		r.refused.Add(1)
 		return SendResult{}, ErrOverloaded
@@ -55,7 +80,7 @@ func (r *Router) Send(id int64, msg []byte) (SendResult, error) {
 	ack := &pendingAck{waiting: 1, done: make(chan struct{})}
 	b := r.batches.Get().(*sendBatch)
 	b.reset(ack)
-	b.send(id, msg)
+	route(b)
 	kept := b.positioned > 0
 	b.finish()
 	r.batches.Put(b)
@@ -94,6 +119,16 @@ type sendBatch struct {
 	now     int64
 	routeFn func(epoch, seq uint64)
 
+	// The publish being routed, for fanTo: its recipients of the id being
+	// routed, its number in this batch (each frame writes its message
+	// once per publish), and what became of it so far.
+	members   []member
+	idMembers []member
+	pub       uint64
+	pubCopies uint64
+	pubKept   bool
+	fanFn     func(epoch, seq uint64)
+
 	positioned uint64 // sends given a position in their id's history
 }
 
@@ -103,11 +138,13 @@ type downFrame struct {
 	seq    uint64
 	b      []byte
 	copies uint64
+	pub    uint64 // the publish whose fanout record the frame has last
 }
 
 func newSendBatch(r *Router) any {
 	b := &sendBatch{r: r, frames: make(map[uint32]*downFrame)}
 	b.routeFn = b.route
+	b.fanFn = b.fanTo
 	return b
 }
 
@@ -120,8 +157,130 @@ func (b *sendBatch) send(id int64, msg []byte) {
 	b.ack.accepted++
 	b.r.sent.Add(1)
 	b.id, b.msg = id, msg
-	b.r.store.Append(id, msg, b.now, b.routeFn)
+	b.r.store.Append(id, "", msg, b.now, b.routeFn)
 	b.msg = nil
+}
+
+// publish routes msg to every member of topic: each conn that joined it,
+// at the position the message takes in its id's history (if the id has
+// one), and each id lingering in it (kept for its resume). Every gateway
+// gets the message once in its frame, then the conns per id.
+func (b *sendBatch) publish(topic []byte, msg []byte) {
+	r := b.r
+	b.ack.accepted++
+	r.published.Add(1)
+	var name string
+	b.members, name = r.topics.members(topic, b.members[:0])
+	if len(b.members) == 0 {
+		b.ack.void++
+		r.void.Add(1)
+		r.topicVoid.Add(1)
+		return
+	}
+	b.pub++
+	b.msg, b.pubCopies, b.pubKept = msg, 0, false
+	for i := 0; i < len(b.members); {
+		id := b.members[i].id
+		j := i
+		for j < len(b.members) && b.members[j].id == id {
+			j++
+		}
+		b.id, b.idMembers = id, b.members[i:j]
+		r.store.Append(id, name, msg, b.now, b.fanFn)
+		i = j
+	}
+	if b.pubKept {
+		b.positioned++
+	}
+	if b.pubCopies == 0 {
+		if b.pubKept {
+			b.ack.kept++
+			r.kept.Add(1)
+		} else {
+			b.ack.void++
+			r.void.Add(1)
+			r.topicVoid.Add(1)
+		}
+	}
+	b.msg, b.idMembers = nil, nil
+}
+
+// fanTo writes the publish being routed to the conns of the id being
+// routed, at position (epoch, seq) of that id (0: it has no history).
+// Like route, it runs with the id's history lock held.
+func (b *sendBatch) fanTo(epoch, seq uint64) {
+	r := b.r
+	if epoch != 0 {
+		b.pubKept = true
+	}
+	ms := b.idMembers
+	for i := 0; i < len(ms); {
+		gw := ms[i].conn.GW
+		b.group = b.group[:0]
+		for ; i < len(ms) && ms[i].conn.GW == gw; i++ {
+			if gw != 0 { // 0: the id lingers, no conn
+				b.group = append(b.group, ms[i].conn.Conn)
+			}
+		}
+		if len(b.group) == 0 {
+			continue
+		}
+		f := b.frame(gw)
+		if f == nil {
+			r.droppedGateway.Add(uint64(len(b.group)))
+			b.ack.note(wire.Tally{Gateway: uint64(len(b.group))})
+			continue
+		}
+		if f.pub != b.pub {
+			f.b = wire.AppendFanout(f.b, b.msg)
+			f.pub = b.pub
+		}
+		f.b = wire.AppendFanoutTo(f.b, epoch, seq, b.group)
+		f.copies += uint64(len(b.group))
+		b.pubCopies += uint64(len(b.group))
+		if len(f.b) >= maxDownFrame {
+			b.ready = append(b.ready, f)
+			delete(b.frames, gw)
+		}
+	}
+}
+
+// broadcast routes msg to every connection of every gateway: one record
+// per gateway, which writes it to each of its connections; nothing here
+// loops over them. A broadcast takes no position in any id's history: a
+// client that is away when it is sent does not get it on resume.
+func (b *sendBatch) broadcast(msg []byte) {
+	r := b.r
+	b.ack.accepted++
+	r.broadcasts.Add(1)
+	r.gwMu.RLock()
+	gws := make([]*peer, 0, len(r.gwByIdx))
+	for _, gw := range r.gwByIdx {
+		gws = append(gws, gw)
+	}
+	r.gwMu.RUnlock()
+	copies := uint64(0)
+	for _, gw := range gws {
+		n := gw.conns.Load()
+		if n == 0 {
+			continue
+		}
+		f := b.frame(gw.idx)
+		if f == nil {
+			continue
+		}
+		f.b = wire.AppendBroadcastAll(f.b, msg)
+		f.copies += uint64(n)
+		copies += uint64(n)
+		if len(f.b) >= maxDownFrame {
+			b.ready = append(b.ready, f)
+			delete(b.frames, gw.idx)
+		}
+	}
+	if copies == 0 {
+		b.ack.void++
+		r.void.Add(1)
+	}
 }
 
 // route writes the send being routed into the frames of the gateways
@@ -192,7 +351,7 @@ func (b *sendBatch) frame(idx uint32) *downFrame {
 	} else {
 		f = new(downFrame)
 	}
-	f.gw, f.seq, f.copies = gw, gw.nextSeq.Add(1), 0
+	f.gw, f.seq, f.copies, f.pub = gw, gw.nextSeq.Add(1), 0, 0
 	f.b = wire.AppendDownHeader(f.b[:0], f.seq)
 	b.frames[idx] = f
 	return f

@@ -49,8 +49,15 @@ func Msg(n int, msg string) string {
 // welcome chunk.
 func Open(t testing.TB, addr string, id int64) *Stream {
 	t.Helper()
+	return OpenPath(t, addr, fmt.Sprintf("/test/%d", id), id)
+}
+
+// OpenPath is Open for a path of the stream of id with a query
+// (/test/5?topics=lobby).
+func OpenPath(t testing.TB, addr, path string, id int64) *Stream {
+	t.Helper()
 	s := &Stream{t: t, Conn: Dial(t, addr, nil)}
-	fmt.Fprintf(s.Conn, "GET /test/%d HTTP/1.1\r\nHost: localhost\r\n\r\n", id)
+	fmt.Fprintf(s.Conn, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path)
 	s.br = bufio.NewReader(s.Conn)
 	s.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(s.br, nil)

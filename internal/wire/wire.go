@@ -7,16 +7,16 @@ import (
 )
 
 // Version is the protocol version written in byte 0 of every frame.
-const Version = 2
+const Version = 3
 
 // Kind says who sent a frame to whom; it is byte 1 of every frame.
 type Kind uint8
 
 // Frame kinds.
 const (
-	KindUp   Kind = 1 // gateway -> every router: hello, login, logout, heartbeat, bye, resume
-	KindSend Kind = 2 // sender -> router: send
-	KindDown Kind = 3 // router -> gateway: deliver, resync, resumed, deliver-at
+	KindUp   Kind = 1 // gateway -> every router: hello, login, logout, heartbeat, bye, resume, login-topics, resume-topics
+	KindSend Kind = 2 // sender -> router: send, publish, broadcast
+	KindDown Kind = 3 // router -> gateway: deliver, resync, resumed, deliver-at, fanout, fanout-to, broadcast-all
 	KindAck  Kind = 4 // router -> sender: the reply to a send frame
 	KindDone Kind = 5 // gateway -> the router that sent a down frame: what became of its copies
 )
@@ -42,28 +42,41 @@ type Op uint8
 
 // Record operations.
 const (
-	OpHello     Op = 1  // up: a gateway instance starts; Count = its live logins
-	OpLogin     Op = 2  // up: Conn logs in as ID
-	OpLogout    Op = 3  // up: Conn logs out of every id it holds
-	OpHeartbeat Op = 4  // up: the gateway is alive; Count = its live logins
-	OpBye       Op = 5  // up: the gateway instance stops; forget all its logins
-	OpResume    Op = 6  // up: Conn logs in as ID, resuming after cursor (Epoch, Seq)
-	OpSend      Op = 16 // send: deliver Msg to every conn logged in as ID
-	OpDeliver   Op = 32 // down: write Msg to each of Conns
-	OpResync    Op = 33 // down: the router lost track; send every live login again
-	OpResumed   Op = 34 // down: the answer to a resume: Conn, Epoch, Seq (first to follow), Head, Missed
-	OpDeliverAt Op = 35 // down: write Msg, at position (Epoch, Seq) of its id, to each of Conns
-	OpDone      Op = 40 // done: what became of the copies of down frame Seq (Tally)
-	OpAck       Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
+	OpHello     Op = 1 // up: a gateway instance starts; Count = its live logins
+	OpLogin     Op = 2 // up: Conn logs in as ID
+	OpLogout    Op = 3 // up: Conn logs out of every id it holds
+	OpHeartbeat Op = 4 // up: the gateway is alive; Count = its live logins
+	OpBye       Op = 5 // up: the gateway instance stops; forget all its logins
+	OpResume    Op = 6 // up: Conn logs in as ID, resuming after cursor (Epoch, Seq)
+	// up: Conn logs in as ID and joins Topics (a connection's own topics)
+	OpLoginTopics Op = 7
+	// up: Conn logs in as ID, joins Topics, and resumes after (Epoch, Seq)
+	OpResumeTopics Op = 8
+	OpSend         Op = 16 // send: deliver Msg to every conn logged in as ID
+	OpPublish      Op = 17 // send: deliver Msg to every member of Topic
+	OpBroadcast    Op = 18 // send: deliver Msg to every connection
+	OpDeliver      Op = 32 // down: write Msg to each of Conns
+	OpResync       Op = 33 // down: the router lost track; send every live login again
+	OpResumed      Op = 34 // down: the answer to a resume: Conn, Epoch, Seq (first to follow), Head, Missed
+	OpDeliverAt    Op = 35 // down: write Msg, at position (Epoch, Seq) of its id, to each of Conns
+	// down: Msg, for the fanout-to records that follow it in the frame
+	OpFanout Op = 36
+	// down: write the last fanout's Msg, at position (Epoch, Seq) of the
+	// id these conns hold (0: none), to each of Conns
+	OpFanoutTo Op = 37
+	// down: write Msg to every connection of the gateway
+	OpBroadcastAll Op = 38
+	OpDone         Op = 40 // done: what became of the copies of down frame Seq (Tally)
+	OpAck          Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
 )
 
 func (o Op) kind() Kind {
 	switch o {
-	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume:
+	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics:
 		return KindUp
-	case OpSend:
+	case OpSend, OpPublish, OpBroadcast:
 		return KindSend
-	case OpDeliver, OpResync, OpResumed, OpDeliverAt:
+	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll:
 		return KindDown
 	case OpDone:
 		return KindDone
@@ -101,6 +114,20 @@ func (o Op) String() string {
 		return "done"
 	case OpAck:
 		return "ack"
+	case OpLoginTopics:
+		return "login-topics"
+	case OpResumeTopics:
+		return "resume-topics"
+	case OpPublish:
+		return "publish"
+	case OpBroadcast:
+		return "broadcast"
+	case OpFanout:
+		return "fanout"
+	case OpFanoutTo:
+		return "fanout-to"
+	case OpBroadcastAll:
+		return "broadcast-all"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -111,6 +138,10 @@ const (
 	MaxMessage = 1 << 20
 	// MaxGatewayName is the longest gateway name, in bytes.
 	MaxGatewayName = 64
+	// MaxTopic is the longest topic name, in bytes.
+	MaxTopic = 128
+	// MaxConnTopics is the most topics one connection joins.
+	MaxConnTopics = 64
 )
 
 // Errors returned by the decoder. They are wrapped with the offset at which
@@ -123,7 +154,24 @@ var (
 	ErrVarint   = errors.New("wire: malformed varint")
 	ErrTooLarge = errors.New("wire: field too large")
 	ErrName     = errors.New("wire: invalid gateway name")
+	ErrTopic    = errors.New("wire: invalid topic")
 )
+
+// ValidTopic reports whether s can name a topic: 1 to 128 bytes of ASCII
+// letters, digits, '.', '_', '-' and ':'.
+func ValidTopic(s []byte) bool {
+	if len(s) == 0 || len(s) > MaxTopic {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ValidGatewayName reports whether s can name a gateway: 1 to 64 bytes of
 // ASCII letters, digits, '-' and '_' (it becomes one NATS subject token).
@@ -193,6 +241,13 @@ func (t *Tally) Add(o Tally) {
 //	hello, heartbeat: Count
 //	login:            Conn, ID
 //	resume:           Conn, ID, Epoch, Seq (Epoch 0: no cursor, start from now)
+//	login-topics:     Conn, ID, Topics
+//	resume-topics:    Conn, ID, Epoch, Seq, Topics
+//	publish:          Topic, Msg
+//	broadcast:        Msg
+//	fanout:           Msg
+//	fanout-to:        Epoch, Seq, Conns
+//	broadcast-all:    Msg
 //	logout:           Conn
 //	send:             ID, Msg
 //	deliver:          Msg, Conns
@@ -222,6 +277,11 @@ type Record struct {
 	Msg []byte
 	// Conns is reused between calls to Decoder.Next; copy it to keep it.
 	Conns []uint64
+	// Topic (publish) aliases the frame; Topics (login-topics,
+	// resume-topics) too, and is reused between calls to Next. Every
+	// topic decoded is valid (ValidTopic).
+	Topic  []byte
+	Topics [][]byte
 }
 
 // AppendHeader starts a frame of kind k (KindSend, KindAck). KindUp and
@@ -285,6 +345,60 @@ func AppendDeliverAt(b []byte, epoch, seq uint64, msg []byte, conns []uint64) []
 	b = binary.AppendUvarint(append(b, byte(OpDeliverAt)), epoch)
 	b = binary.AppendUvarint(b, seq)
 	return appendConns(appendBytes(b, msg), conns)
+}
+
+// AppendLoginTopics appends a login-topics record: conn logs in as id
+// and joins topics (each valid, at most MaxConnTopics).
+func AppendLoginTopics(b []byte, conn uint64, id int64, topics []string) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpLoginTopics)), conn)
+	return appendTopics(binary.AppendVarint(b, id), topics)
+}
+
+// AppendResumeTopics appends a resume-topics record: a resume (see
+// AppendResume) of a conn that joins topics.
+func AppendResumeTopics(b []byte, conn uint64, id int64, epoch, seq uint64, topics []string) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpResumeTopics)), conn)
+	b = binary.AppendVarint(b, id)
+	b = binary.AppendUvarint(b, epoch)
+	b = binary.AppendUvarint(b, seq)
+	return appendTopics(b, topics)
+}
+
+func appendTopics(b []byte, topics []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(topics)))
+	for _, t := range topics {
+		b = appendString(b, t)
+	}
+	return b
+}
+
+// AppendPublish appends a publish record: msg to every member of topic.
+func AppendPublish(b []byte, topic string, msg []byte) []byte {
+	return appendBytes(appendString(append(b, byte(OpPublish)), topic), msg)
+}
+
+// AppendBroadcast appends a broadcast record: msg to every connection.
+func AppendBroadcast(b []byte, msg []byte) []byte {
+	return appendBytes(append(b, byte(OpBroadcast)), msg)
+}
+
+// AppendFanout appends a fanout record: msg, written once, for the
+// fanout-to records that follow it.
+func AppendFanout(b []byte, msg []byte) []byte {
+	return appendBytes(append(b, byte(OpFanout)), msg)
+}
+
+// AppendFanoutTo appends a fanout-to record: the last fanout's message,
+// at position (epoch, seq) of the id conns hold (0, 0: none), to conns.
+func AppendFanoutTo(b []byte, epoch, seq uint64, conns []uint64) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpFanoutTo)), epoch)
+	return appendConns(binary.AppendUvarint(b, seq), conns)
+}
+
+// AppendBroadcastAll appends a broadcast-all record: msg to every
+// connection of the gateway.
+func AppendBroadcastAll(b []byte, msg []byte) []byte {
+	return appendBytes(append(b, byte(OpBroadcastAll)), msg)
 }
 
 // AppendLogout appends a logout record.
@@ -414,9 +528,25 @@ func (d *Decoder) Next(r *Record) bool {
 		return false
 	}
 	d.off++
-	*r = Record{Op: op, Conns: r.Conns[:0]}
+	*r = Record{Op: op, Conns: r.Conns[:0], Topics: r.Topics[:0]}
 	var ok bool
 	switch op {
+	case OpLoginTopics:
+		if r.Conn, ok = d.uvarint(); ok {
+			if r.ID, ok = d.varint(); ok {
+				ok = d.topics(r)
+			}
+		}
+	case OpResumeTopics:
+		ok = d.uvarintVarint(&r.Conn, &r.ID) && d.uvarints(&r.Epoch, &r.Seq) && d.topics(r)
+	case OpPublish:
+		if r.Topic, ok = d.topic(); ok {
+			r.Msg, ok = d.bytes(MaxMessage)
+		}
+	case OpBroadcast, OpFanout, OpBroadcastAll:
+		r.Msg, ok = d.bytes(MaxMessage)
+	case OpFanoutTo:
+		ok = d.uvarints(&r.Epoch, &r.Seq) && d.connList(r)
 	case OpHello, OpHeartbeat:
 		r.Count, ok = d.uvarint()
 	case OpLogin:
@@ -468,12 +598,59 @@ func (d *Decoder) uvarints(vs ...*uint64) bool {
 	return true
 }
 
+// uvarintVarint decodes a uvarint then a varint.
+func (d *Decoder) uvarintVarint(u *uint64, v *int64) bool {
+	var ok bool
+	if *u, ok = d.uvarint(); ok {
+		*v, ok = d.varint()
+	}
+	return ok
+}
+
+// topic decodes one topic name and checks it.
+func (d *Decoder) topic() ([]byte, bool) {
+	t, ok := d.bytes(MaxTopic)
+	if !ok {
+		return nil, false
+	}
+	if !ValidTopic(t) {
+		d.fail(fmt.Errorf("%w %q", ErrTopic, t))
+		return nil, false
+	}
+	return t, true
+}
+
+// topics decodes a count and that many topics into r.Topics.
+func (d *Decoder) topics(r *Record) bool {
+	n, ok := d.uvarint()
+	if !ok {
+		return false
+	}
+	if n > MaxConnTopics {
+		d.fail(fmt.Errorf("%w: %d topics (max %d)", ErrTooLarge, n, MaxConnTopics))
+		return false
+	}
+	for i := uint64(0); i < n; i++ {
+		t, ok := d.topic()
+		if !ok {
+			return false
+		}
+		r.Topics = append(r.Topics, t)
+	}
+	return true
+}
+
 // deliver decodes the msg and conns of a deliver or deliver-at record.
 func (d *Decoder) deliver(r *Record) bool {
 	var ok bool
 	if r.Msg, ok = d.bytes(MaxMessage); !ok {
 		return false
 	}
+	return d.connList(r)
+}
+
+// connList decodes a count and that many conns into r.Conns.
+func (d *Decoder) connList(r *Record) bool {
 	n, ok := d.uvarint()
 	if !ok {
 		return false
@@ -581,22 +758,22 @@ func (d *Decoder) bytes(max int) ([]byte, bool) {
 	return p, true
 }
 
-// NATS subjects of protocol version 2.
+// NATS subjects of protocol version 3.
 const (
 	// SubjectUp carries KindUp frames from every gateway to every router
 	// (a plain subscription: each router keeps the whole registry).
-	SubjectUp = "comet.v2.up"
+	SubjectUp = "comet.v3.up"
 	// SubjectSend carries KindSend frames from senders to one router
 	// (queue group QueueRouters). A frame sent as a request is answered
 	// with a KindAck frame; an empty send frame is a ping.
-	SubjectSend = "comet.v2.send"
+	SubjectSend = "comet.v3.send"
 	// QueueRouters is the queue group routers join on SubjectSend.
 	QueueRouters = "comet-routers"
 	// downPrefix + gateway name carries KindDown frames to one gateway.
-	downPrefix = "comet.v2.down."
+	downPrefix = "comet.v3.down."
 	// donePrefix + router name carries KindDone frames to one router; it
 	// is the reply subject of that router's down frames.
-	donePrefix = "comet.v2.done."
+	donePrefix = "comet.v3.done."
 )
 
 // DownSubject is the subject on which the gateway named gw receives

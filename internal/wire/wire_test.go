@@ -20,6 +20,11 @@ func decodeAll(t testing.TB, frame []byte) (Header, []Record, error) {
 		c := r
 		c.Msg = append([]byte(nil), r.Msg...)
 		c.Conns = append([]uint64(nil), r.Conns...)
+		c.Topic = append([]byte(nil), r.Topic...)
+		c.Topics = nil
+		for _, tp := range r.Topics {
+			c.Topics = append(c.Topics, append([]byte(nil), tp...))
+		}
 		out = append(out, c)
 	}
 	return h, out, d.Err()
@@ -103,6 +108,49 @@ func TestRoundTrip(t *testing.T) {
 			},
 		},
 		{
+			name: "topics up",
+			frame: func() []byte {
+				b := AppendUpHeader(nil, KindUp, "gw", 1)
+				b = AppendLoginTopics(b, 7, 12, []string{"lobby", "a.b:c_d-9"})
+				return AppendResumeTopics(b, 8, -3, 5, 6, nil)
+			}(),
+			header: Header{Kind: KindUp, Gateway: "gw", Instance: 1},
+			records: []Record{
+				{Op: OpLoginTopics, Conn: 7, ID: 12, Topics: [][]byte{[]byte("lobby"), []byte("a.b:c_d-9")}},
+				{Op: OpResumeTopics, Conn: 8, ID: -3, Epoch: 5, Seq: 6},
+			},
+		},
+		{
+			name: "publish and broadcast",
+			frame: func() []byte {
+				b := AppendHeader(nil, KindSend)
+				b = AppendPublish(b, "lobby", []byte("hi all"))
+				return AppendBroadcast(b, []byte("everyone"))
+			}(),
+			header: Header{Kind: KindSend},
+			records: []Record{
+				{Op: OpPublish, Topic: []byte("lobby"), Msg: []byte("hi all")},
+				{Op: OpBroadcast, Msg: []byte("everyone")},
+			},
+		},
+		{
+			name: "fanout",
+			frame: func() []byte {
+				b := AppendDownHeader(nil, 3)
+				b = AppendFanout(b, []byte("m"))
+				b = AppendFanoutTo(b, 9, 4, []uint64{1, 2})
+				b = AppendFanoutTo(b, 0, 0, []uint64{3})
+				return AppendBroadcastAll(b, []byte("all"))
+			}(),
+			header: Header{Kind: KindDown, Seq: 3},
+			records: []Record{
+				{Op: OpFanout, Msg: []byte("m")},
+				{Op: OpFanoutTo, Epoch: 9, Seq: 4, Conns: []uint64{1, 2}},
+				{Op: OpFanoutTo, Conns: []uint64{3}},
+				{Op: OpBroadcastAll, Msg: []byte("all")},
+			},
+		},
+		{
 			name: "ack",
 			frame: AppendAck(AppendHeader(nil, KindAck), 10, 3, 2,
 				Tally{Delivered: 20, Gone: 1, Slow: 2, Gateway: 1 << 40, Dup: 9, Late: 9}),
@@ -142,6 +190,9 @@ func TestRoundTrip(t *testing.T) {
 				}
 				if len(got.Msg) == 0 && len(want.Msg) == 0 {
 					got.Msg, want.Msg = nil, nil
+				}
+				if len(got.Topic) == 0 && len(want.Topic) == 0 {
+					got.Topic, want.Topic = nil, nil
 				}
 				if !reflect.DeepEqual(got, want) {
 					t.Errorf("record %d = %+v, want %+v", i, got, want)
@@ -185,6 +236,14 @@ func TestMalformed(t *testing.T) {
 		{"resumed no flag", AppendResumed(AppendDownHeader(nil, 0), 1, 2, 3, 4, false)[:8], ErrShort},
 		{"resumed bad flag", append(AppendResumed(AppendDownHeader(nil, 0), 1, 2, 3, 4, false)[:8], 2), ErrVarint},
 		{"deliver-at conns past end", append(AppendDownHeader(nil, 0), byte(OpDeliverAt), 1, 1, 0, 3, 1), ErrShort},
+		{"publish bad topic", AppendPublish(AppendHeader(nil, KindSend), "a b", nil), ErrTopic},
+		{"publish empty topic", AppendPublish(AppendHeader(nil, KindSend), "", nil), ErrTopic},
+		{"publish long topic", AppendPublish(AppendHeader(nil, KindSend), string(bytes.Repeat([]byte("t"), 129)), nil), ErrTooLarge},
+		{"login-topics bad topic", AppendLoginTopics(append([]byte(nil), up...), 1, 2, []string{"ok", "no*"}), ErrTopic},
+		{"login-topics too many", append(append([]byte(nil), up...), byte(OpLoginTopics), 1, 2, 65), ErrTooLarge},
+		{"resume-topics truncated", AppendResumeTopics(append([]byte(nil), up...), 1, 2, 3, 4, []string{"abc"})[:12], ErrShort},
+		{"fanout-to conns past end", append(AppendDownHeader(nil, 0), byte(OpFanoutTo), 0, 0, 9, 1), ErrShort},
+		{"broadcast in a down frame", AppendBroadcast(AppendDownHeader(nil, 0), nil), ErrOp},
 		{"ack truncated", append(AppendHeader(nil, KindAck), byte(OpAck), 1, 2, 3, 4, 5, 6), ErrShort},
 	}
 	for _, tt := range tests {
@@ -194,6 +253,19 @@ func TestMalformed(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestValidTopic(t *testing.T) {
+	for name, want := range map[string]bool{
+		"lobby": true, "a.b:c_d-9": true, "Z": true,
+		"": false, "a b": false, "a*": false, "a>": false, "a/b": false, "é": false, "a,b": false,
+		string(bytes.Repeat([]byte("a"), 128)): true,
+		string(bytes.Repeat([]byte("a"), 129)): false,
+	} {
+		if got := ValidTopic([]byte(name)); got != want {
+			t.Errorf("ValidTopic(%q) = %v, want %v", name, got, want)
+		}
 	}
 }
 
@@ -221,6 +293,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendResume(AppendUpHeader(nil, KindUp, "gw", 3), 1, 2, 3, 4))
 	f.Add(AppendDeliverAt(AppendResumed(AppendDownHeader(nil, 1), 1, 2, 3, 4, true), 2, 3, []byte("m"), []uint64{1}))
 	f.Add([]byte{Version, byte(KindDown), 0, byte(OpDeliver), 0, 0xff, 0xff, 0x03})
+	f.Add(AppendResumeTopics(AppendLoginTopics(AppendUpHeader(nil, KindUp, "gw", 3), 1, 2, []string{"a", "b.c"}), 3, 4, 5, 6, []string{"x"}))
+	f.Add(AppendBroadcast(AppendPublish(AppendHeader(nil, KindSend), "lobby", []byte("m")), []byte("b")))
+	f.Add(AppendBroadcastAll(AppendFanoutTo(AppendFanout(AppendDownHeader(nil, 2), []byte("m")), 1, 2, []uint64{3}), []byte("b")))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		var d Decoder
 		h, err := d.Reset(frame)
@@ -265,6 +340,20 @@ func FuzzDecode(f *testing.F) {
 				out = AppendDone(out, r.Seq, r.Tally)
 			case OpAck:
 				out = AppendAck(out, r.Count, r.Void, r.Kept, r.Tally)
+			case OpLoginTopics:
+				out = AppendLoginTopics(out, r.Conn, r.ID, topicStrings(r.Topics))
+			case OpResumeTopics:
+				out = AppendResumeTopics(out, r.Conn, r.ID, r.Epoch, r.Seq, topicStrings(r.Topics))
+			case OpPublish:
+				out = AppendPublish(out, string(r.Topic), r.Msg)
+			case OpBroadcast:
+				out = AppendBroadcast(out, r.Msg)
+			case OpFanout:
+				out = AppendFanout(out, r.Msg)
+			case OpFanoutTo:
+				out = AppendFanoutTo(out, r.Epoch, r.Seq, r.Conns)
+			case OpBroadcastAll:
+				out = AppendBroadcastAll(out, r.Msg)
 			default:
 				t.Fatalf("decoder returned op %v", r.Op)
 			}
@@ -291,9 +380,18 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("record %d counts changed: %+v -> %+v", i, a, b)
 			}
 			if recs1[i].Op != recs2[i].Op || recs1[i].ID != recs2[i].ID || recs1[i].Conn != recs2[i].Conn ||
-				!bytes.Equal(recs1[i].Msg, recs2[i].Msg) || !reflect.DeepEqual(recs1[i].Conns, recs2[i].Conns) {
+				!bytes.Equal(recs1[i].Msg, recs2[i].Msg) || !reflect.DeepEqual(recs1[i].Conns, recs2[i].Conns) ||
+				!bytes.Equal(recs1[i].Topic, recs2[i].Topic) || !reflect.DeepEqual(recs1[i].Topics, recs2[i].Topics) {
 				t.Fatalf("record %d changed: %+v -> %+v", i, recs1[i], recs2[i])
 			}
 		}
 	})
+}
+
+func topicStrings(ts [][]byte) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = string(t)
+	}
+	return out
 }

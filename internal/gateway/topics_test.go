@@ -1,0 +1,198 @@
+package gateway_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cometgw/comet/internal/gateway"
+	"github.com/cometgw/comet/internal/router"
+	"github.com/cometgw/comet/internal/testclient"
+)
+
+// sseData reads events until one with data and returns its id and data
+// (the id: line is the cursor after it).
+func sseData(t *testing.T, br *bufio.Reader) (id, data string) {
+	t.Helper()
+	for {
+		ev := nextEvent(t, br)
+		id, data = "", ""
+		for _, l := range ev {
+			switch {
+			case strings.HasPrefix(l, "id: "):
+				id = l[4:]
+			case strings.HasPrefix(l, "data: "):
+				data = l[6:]
+			}
+		}
+		if data != "" {
+			return id, data
+		}
+	}
+}
+
+// waitConns waits until the router holds n conns.
+func waitConns(t *testing.T, r *router.Router, n int64) {
+	t.Helper()
+	waitFor(t, "logins at the router", 5*time.Second, func() bool { return r.Stats().Conns == n })
+}
+
+// A publish reaches every connection that joined its topic, of every
+// kind, once per connection, and no other; the acks count them; a
+// broadcast reaches every connection; a topic nobody is in is void.
+func TestPublishAndBroadcast(t *testing.T) {
+	r, g := startSystem(t, gateway.Config{})
+	addr := g.Addr().String()
+	chunked := testclient.OpenPath(t, addr, "/test/1?topics=lobby", 1)
+	inBoth := readSSE(t, addr, "/sse/2?topics=lobby,news", "")
+	outside := readSSE(t, addr, "/sse/3", "")
+	newsOnly := testclient.OpenPath(t, addr, "/test/4?topics=news", 4)
+	waitConns(t, r, 4)
+	if p := r.Presence("lobby"); p.Conns != 2 || p.IDs[1] != 1 || p.IDs[2] != 1 {
+		t.Fatalf("presence %+v", p)
+	}
+
+	res, err := r.Publish("lobby", []byte("hello <lobby>"))
+	if err != nil || res.Tally.Delivered != 2 || res.Tally.Dropped() != 0 {
+		t.Fatalf("publish: %+v %v", res, err)
+	}
+	if got := chunked.Next(5 * time.Second); got != testclient.Msg(1, "hello <lobby>") {
+		t.Fatalf("chunked member got %q", got)
+	}
+	if _, data := sseData(t, inBoth); data != "hello <lobby>" {
+		t.Fatalf("SSE member got %q", data)
+	}
+	if res, _ := r.Publish("news", []byte("news!")); res.Tally.Delivered != 2 {
+		t.Fatalf("news: %+v", res)
+	}
+	if _, data := sseData(t, inBoth); data != "news!" {
+		t.Fatalf("SSE member of two topics got %q", data)
+	}
+	if got := newsOnly.Next(5 * time.Second); got != testclient.Msg(1, "news!") {
+		t.Fatalf("news member got %q", got)
+	}
+	if res, _ := r.Publish("nobody", []byte("x")); res.Tally.Delivered != 0 || r.Stats().TopicVoid != 1 {
+		t.Fatalf("publish to an empty topic: %+v, stats %+v", res, r.Stats())
+	}
+
+	res, err = r.Broadcast([]byte("to all"))
+	if err != nil || res.Tally.Delivered != 4 {
+		t.Fatalf("broadcast: %+v %v", res, err)
+	}
+	if got := chunked.Next(5 * time.Second); got != testclient.Msg(2, "to all") {
+		t.Fatalf("chunked got %q", got)
+	}
+	for _, br := range []*bufio.Reader{inBoth, outside} {
+		if _, data := sseData(t, br); data != "to all" {
+			t.Fatalf("SSE got %q", data)
+		}
+	}
+	if got := newsOnly.Next(5 * time.Second); got != testclient.Msg(2, "to all") {
+		t.Fatalf("news member got %q", got)
+	}
+	if got := chunked.TryNext(200 * time.Millisecond); got != "" {
+		t.Fatalf("chunked member got a message of a topic it is not in: %q", got)
+	}
+	st := r.Stats()
+	if st.Published != 3 || st.Broadcasts != 1 || st.Topics.Topics != 2 || st.Topics.Members != 4 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A long-poll in a topic gets what is published to it, with seq (the
+// position in its id's history), and broadcasts with seq 0.
+func TestPollInTopic(t *testing.T) {
+	r, g := startSystem(t, gateway.Config{})
+	addr := g.Addr().String()
+	c := &http.Client{Timeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	first := mustPoll(t, c, addr, 6, "topics=room&timeout=10ms")
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the poll is waiting
+		r.Publish("room", []byte("in the room"))
+	}()
+	a := mustPoll(t, c, addr, 6, "topics=room&timeout=5s&cursor="+first.Cursor)
+	if len(a.Messages) != 1 || a.Messages[0].Data != "in the room" || a.Messages[0].Seq == 0 {
+		t.Fatalf("poll answer %+v", a)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the poll is waiting
+		r.Broadcast([]byte("everyone"))
+	}()
+	start := time.Now()
+	b := mustPoll(t, c, addr, 6, "topics=room&timeout=5s&cursor="+a.Cursor)
+	if len(b.Messages) != 1 || b.Messages[0].Data != "everyone" || b.Messages[0].Seq != 0 || b.Cursor != a.Cursor {
+		t.Fatalf("poll answer %+v after %+v", b, a)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the broadcast was answered after %s, at the poll's timeout", d)
+	}
+}
+
+// openSSE is readSSE that also returns the connection, to close it.
+func openSSE(t *testing.T, addr, path, header string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", path, header)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%s: %v %v", path, resp, err)
+	}
+	return conn, bufio.NewReader(resp.Body)
+}
+
+// An SSE client resumes the messages of its topics published while it
+// was away, in order, once, with what was sent to its id; a message of a
+// topic it is not in is not in its catch-up, even when another client of
+// the same id is in that topic.
+func TestSSEResumesTopicMessages(t *testing.T) {
+	r, g := startSystem(t, gateway.Config{})
+	addr := g.Addr().String()
+	plainConn, plain := openSSE(t, addr, "/sse/8", "")
+	memberConn, member := openSSE(t, addr, "/sse/8?topics=lobby", "")
+	waitConns(t, r, 2)
+	r.Send(8, []byte("to 8"))
+	plainAt, _ := sseData(t, plain)
+	if _, data := sseData(t, member); data != "to 8" {
+		t.Fatalf("member got %q", data)
+	}
+	r.Publish("lobby", []byte("lobby 1"))
+	memberAt, data := sseData(t, member)
+	if data != "lobby 1" {
+		t.Fatalf("member got %q", data)
+	}
+
+	// The member leaves; what is published to lobby meanwhile is kept for
+	// it (its id stays in the topic while its history lasts).
+	memberConn.Close()
+	waitConns(t, r, 1)
+	if res, _ := r.Publish("lobby", []byte("lobby 2")); !res.Kept || res.Tally.Delivered != 0 {
+		t.Fatalf("publish while the member is away: %+v", res)
+	}
+	_, member = openSSE(t, addr, "/sse/8?topics=lobby", "Last-Event-ID: "+memberAt+"\r\n")
+	if _, data := sseData(t, member); data != "lobby 2" {
+		t.Fatalf("member resumed with %q, want lobby 2", data)
+	}
+
+	// The plain client resumes from after "to 8": the lobby messages in
+	// its id's history are not for it.
+	plainConn.Close()
+	waitConns(t, r, 1)
+	r.Send(8, []byte("to 8 again"))
+	_, plain = openSSE(t, addr, "/sse/8", "Last-Event-ID: "+plainAt+"\r\n")
+	if _, data := sseData(t, plain); data != "to 8 again" {
+		t.Fatalf("plain client resumed with %q, want only what was sent to its id", data)
+	}
+	if _, data := sseData(t, member); data != "to 8 again" {
+		t.Fatalf("member got %q", data)
+	}
+}

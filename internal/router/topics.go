@@ -1,0 +1,250 @@
+package router
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/cometgw/comet/internal/registry"
+)
+
+// topicIndex is who is in each topic: the connections that joined it
+// (GET /sse/{id}?topics=...), and the ids whose resumable clients joined
+// it and left while their id's history lasts (lingering), so that what is
+// published meanwhile is kept for their resume. Topic names are interned:
+// each is one string, shared by the index and the history entries that
+// carry it.
+type topicIndex struct {
+	mu     sync.RWMutex
+	topics map[string]*topicState
+	conns  map[registry.Conn]*connTopics // the topics each member conn joined
+	linger map[int64][]*topicState       // the topics each lingering id is kept in
+}
+
+type topicState struct {
+	name    string
+	members map[registry.Conn]int64 // conn -> the id it holds
+	linger  map[int64]struct{}
+}
+
+type connTopics struct {
+	id        int64
+	resumable bool
+	topics    []*topicState
+}
+
+// member is one recipient of a publish: a conn of id, or (Conn.GW 0) an
+// id lingering in the topic.
+type member struct {
+	id   int64
+	conn registry.Conn
+}
+
+func newTopicIndex() *topicIndex {
+	return &topicIndex{topics: make(map[string]*topicState), conns: make(map[registry.Conn]*connTopics),
+		linger: make(map[int64][]*topicState)}
+}
+
+// state returns topic's state, creating it. ix.mu must be held for
+// writing.
+func (ix *topicIndex) state(topic []byte) *topicState {
+	if t := ix.topics[string(topic)]; t != nil {
+		return t
+	}
+	t := &topicState{name: string(topic), members: make(map[registry.Conn]int64)}
+	ix.topics[t.name] = t
+	return t
+}
+
+// drop forgets t if nothing is left in it. ix.mu must be held for writing.
+func (ix *topicIndex) drop(t *topicState) {
+	if len(t.members) == 0 && len(t.linger) == 0 {
+		delete(ix.topics, t.name)
+	}
+}
+
+// join records that c, logged in as id, joined topics (valid names, no
+// repeats); resumable says its client resumes (SSE, long-poll), so when
+// it leaves, id lingers in its topics while id's history lasts. A join of
+// a conn already known adds to its topics.
+func (ix *topicIndex) join(c registry.Conn, id int64, resumable bool, topics [][]byte) {
+	if len(topics) == 0 {
+		return
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ct := ix.conns[c]
+	if ct == nil {
+		ct = &connTopics{id: id, resumable: resumable}
+		ix.conns[c] = ct
+	}
+	for _, name := range topics {
+		t := ix.state(name)
+		if _, ok := t.members[c]; ok {
+			continue
+		}
+		t.members[c] = id
+		ct.topics = append(ct.topics, t)
+		if _, ok := t.linger[id]; ok {
+			ix.unlinger(id, t)
+		}
+	}
+}
+
+// unlinger takes id out of t's lingering ids. ix.mu must be held for
+// writing.
+func (ix *topicIndex) unlinger(id int64, t *topicState) {
+	delete(t.linger, id)
+	ts := ix.linger[id]
+	if i := slices.Index(ts, t); i >= 0 {
+		ts = slices.Delete(ts, i, i+1)
+	}
+	if len(ts) == 0 {
+		delete(ix.linger, id)
+	} else {
+		ix.linger[id] = ts
+	}
+}
+
+// leave forgets c's topics. If c was resumable and hasHistory(id) says
+// its id's history lives on, id lingers in each of them (unless another
+// conn of id is still a member).
+func (ix *topicIndex) leave(c registry.Conn, hasHistory func(id int64) bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.leaveLocked(c, hasHistory)
+}
+
+func (ix *topicIndex) leaveLocked(c registry.Conn, hasHistory func(id int64) bool) {
+	ct := ix.conns[c]
+	if ct == nil {
+		return
+	}
+	delete(ix.conns, c)
+	linger := ct.resumable && hasHistory != nil && hasHistory(ct.id)
+	for _, t := range ct.topics {
+		delete(t.members, c)
+		if linger && !ix.memberID(t, ct.id) {
+			if t.linger == nil {
+				t.linger = make(map[int64]struct{})
+			}
+			if _, ok := t.linger[ct.id]; !ok {
+				t.linger[ct.id] = struct{}{}
+				ix.linger[ct.id] = append(ix.linger[ct.id], t)
+			}
+		}
+		ix.drop(t)
+	}
+}
+
+// memberID reports whether a conn of id is a member of t (a scan of t's
+// members: only when a resumable conn leaves a topic).
+func (ix *topicIndex) memberID(t *topicState, id int64) bool {
+	for _, m := range t.members {
+		if m == id {
+			return true
+		}
+	}
+	return false
+}
+
+// leaveGateway forgets the topics of every conn of gateway gw (it died,
+// restarted or resyncs).
+func (ix *topicIndex) leaveGateway(gw uint32, hasHistory func(id int64) bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for c := range ix.conns {
+		if c.GW == gw {
+			ix.leaveLocked(c, hasHistory)
+		}
+	}
+}
+
+// forgetID ends id's lingering (its history was dropped).
+func (ix *topicIndex) forgetID(id int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for _, t := range ix.linger[id] {
+		delete(t.linger, id)
+		ix.drop(t)
+	}
+	delete(ix.linger, id)
+}
+
+// members appends topic's recipients to dst, sorted by id (each id's
+// conns together), and returns them with the topic's interned name ("" if
+// the topic has nobody).
+func (ix *topicIndex) members(topic []byte, dst []member) ([]member, string) {
+	ix.mu.RLock()
+	t := ix.topics[string(topic)]
+	if t == nil {
+		ix.mu.RUnlock()
+		return dst, ""
+	}
+	for c, id := range t.members {
+		dst = append(dst, member{id: id, conn: c})
+	}
+	for id := range t.linger {
+		dst = append(dst, member{id: id})
+	}
+	name := t.name
+	ix.mu.RUnlock()
+	slices.SortFunc(dst, func(a, b member) int {
+		switch {
+		case a.id < b.id:
+			return -1
+		case a.id > b.id:
+			return 1
+		}
+		return int(a.conn.GW) - int(b.conn.GW)
+	})
+	return dst, name
+}
+
+// topicsOf is the interned names of c's topics (nil: none), for filtering
+// a resume's catch-up.
+func (ix *topicIndex) topicsOf(c registry.Conn) []string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ct := ix.conns[c]
+	if ct == nil {
+		return nil
+	}
+	out := make([]string, len(ct.topics))
+	for i, t := range ct.topics {
+		out[i] = t.name
+	}
+	return out
+}
+
+// TopicStats counts the topic index.
+type TopicStats struct {
+	Topics      int `json:"topics"`       // topics with a member or a lingering id
+	Members     int `json:"members"`      // conns in topics, counted once per topic
+	MemberConns int `json:"member_conns"` // conns in at least one topic
+	Lingering   int `json:"lingering"`    // ids kept in topics for their resume
+}
+
+func (ix *topicIndex) stats() TopicStats {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	st := TopicStats{Topics: len(ix.topics), MemberConns: len(ix.conns), Lingering: len(ix.linger)}
+	for _, t := range ix.topics {
+		st.Members += len(t.members)
+	}
+	return st
+}
+
+// presence is who is in topic: each id with conns in it and their count.
+func (ix *topicIndex) presence(topic string) map[int64]int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	t := ix.topics[topic]
+	if t == nil {
+		return nil
+	}
+	out := make(map[int64]int, len(t.members))
+	for _, id := range t.members {
+		out[id]++
+	}
+	return out
+}

@@ -75,6 +75,7 @@ Flags:
 	prefix := fs.String("url", "", "URL prefix; client i gets PREFIX + (first+i)")
 	n := fs.Int("n", 0, "number of clients with -url")
 	first := fs.Int64("first", 1, "first id with -url")
+	topics := fs.Int("topics", 0, "with -url: client of id joins topic-K, K = (id-1) mod N + 1 (?topics=), the topics msggen -topics N publishes to")
 	rateS := fs.String("rate", "", "arrival rate, e.g. 2000/s (default: as fast as the connect window allows)")
 	duration := fs.Duration("duration", 10*time.Minute, "stop after this long, closing every connection")
 	every := fs.Duration("every", 10*time.Second, "print a Stats line this often")
@@ -127,7 +128,10 @@ Flags:
 		if _, err := flood.ParseURL(*prefix + "1"); err != nil {
 			return err
 		}
-		cfg.Plan = flood.Plan{Prefix: *prefix, First: *first, N: *n}
+		if *topics < 0 {
+			return cli.Usagef("-topics %d: must be >= 0", *topics)
+		}
+		cfg.Plan = flood.Plan{Prefix: *prefix, First: *first, N: *n, Topics: *topics}
 	default:
 		fs.Usage()
 		return cli.Usagef("give -url PREFIX -n N or -urls FILE")
@@ -182,8 +186,17 @@ Flags:
 		fmt.Printf("floodtest: own memory %d KB with %d clients streaming (%d KB before any): %.2f KB per client, %.2f KB above the start\n",
 			st.PeakRSSKB, peak, st.BaseRSSKB, float64(st.PeakRSSKB)/float64(peak), float64(st.PeakRSSKB-st.BaseRSSKB)/float64(peak))
 	}
+	lat := st.Latency()
+	if lat != nil {
+		fmt.Printf("floodtest: %d stamped messages took p50 %s, p99 %s, max %s", lat.Messages, lat.P50, lat.P99, lat.Max)
+		if lat.Broadcasts > 0 {
+			fmt.Printf("; %d broadcasts reached their last client after p50 %s, p99 %s, max %s",
+				lat.Broadcasts, lat.BroadcastP50.Round(time.Microsecond), lat.BroadcastP99.Round(time.Microsecond), lat.BroadcastMax.Round(time.Microsecond))
+		}
+		fmt.Println()
+	}
 	if *summary != "" {
-		b, _ := json.MarshalIndent(map[string]any{"stats": st, "elapsed_seconds": elapsed.Seconds(), "clients": cfg.Plan.Len()}, "", "  ")
+		b, _ := json.MarshalIndent(map[string]any{"stats": st, "elapsed_seconds": elapsed.Seconds(), "clients": cfg.Plan.Len(), "latency": lat}, "", "  ")
 		if werr := os.WriteFile(*summary, append(b, '\n'), 0o644); werr != nil && err == nil {
 			err = werr
 		}

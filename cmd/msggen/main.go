@@ -35,6 +35,8 @@ Examples:
   msggen -n 20 -interval 100ms -max 5 -procs 10      ten of them in parallel
   msggen -n 60000 -rate 1000 -max 10000 -procs 4     1,000 messages/s for a minute
   msggen -n 1000000 -interval 0 -max 10000           flat out
+  msggen -n 1000 -rate 100 -topics 10                publish to topic-1..topic-10
+  msggen -n 0 -broadcast-every 1s -duration 20s      a broadcast a second
 
 Flags:
 `)
@@ -53,6 +55,9 @@ Flags:
 	duration := fs.Duration("duration", 0, "stop after this long even if not done (0: no limit)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for the random ids (0: random)")
 	fs.BoolVar(&cfg.Numbered, "numbered", false, `append " seq=S" (1, 2, 3... per id) so receivers can count lost and repeated messages`)
+	fs.IntVar(&cfg.Topics, "topics", 0, "publish to topics topic-1..topic-N instead of sending to ids 1..max (0: send to ids)")
+	fs.DurationVar(&cfg.BroadcastEvery, "broadcast-every", 0, `also broadcast "Broadcast #K" to every connection this often while sending (0: never)`)
+	fs.BoolVar(&cfg.Stamp, "stamp", false, `append " t=<unix ns>" to every message, for receivers to measure latency`)
 	summary := fs.String("summary", "", "write the final result as JSON to this file")
 	var creds natsconn.Credentials
 	creds.AddFlags(fs)
@@ -65,6 +70,9 @@ Flags:
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if cfg.Num == 0 && cfg.BroadcastEvery > 0 && *duration == 0 {
+		return cli.Usagef("-n 0 -broadcast-every broadcasts until -duration: give one")
 	}
 	cfg.Progress = os.Stdout
 	if *duration > 0 {

@@ -6,6 +6,9 @@
 //	router send ID MESSAGE         send MESSAGE to everyone logged in as ID
 //	router stats                   print the router's counters
 //	router whois ID                list the conns logged in as ID
+//	router publish TOPIC MESSAGE   send MESSAGE to every connection in TOPIC
+//	router broadcast MESSAGE       send MESSAGE to every connection
+//	router presence TOPIC          list the ids in TOPIC and their connections
 //	router nats-auth -dir DIR      write NATS NKeys and permissions per role
 package main
 
@@ -26,6 +29,12 @@ func run(ctx context.Context, args []string) error {
 			return runStats(ctx, args[1:])
 		case "whois":
 			return runWhois(ctx, args[1:])
+		case "publish":
+			return runPublish(ctx, args[1:])
+		case "broadcast":
+			return runBroadcast(ctx, args[1:])
+		case "presence":
+			return runPresence(ctx, args[1:])
 		case "nats-auth":
 			return runNATSAuth(ctx, args[1:])
 		case "serve":

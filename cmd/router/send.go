@@ -30,6 +30,12 @@ func runSend(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	report(fmt.Sprintf("sent to %d", id), out)
+	return nil
+}
+
+// report prints what became of a send, publish or broadcast.
+func report(what string, out map[string]any) {
 	kept := ""
 	if out["kept"] == true {
 		kept = ", kept for resuming long-poll and SSE clients"
@@ -42,8 +48,7 @@ func runSend(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	fmt.Fprintf(os.Stdout, "sent to %d: delivered to %v conn(s)%s%s\n", id, out["delivered"], dropped, kept)
-	return nil
+	fmt.Fprintf(os.Stdout, "%s: delivered to %v conn(s)%s%s\n", what, out["delivered"], dropped, kept)
 }
 
 var dropNames = map[string]string{

@@ -24,6 +24,9 @@ func runServe(ctx context.Context, args []string) error {
        router send [-admin ADDR] ID MESSAGE
        router stats [-admin ADDR]
        router whois [-admin ADDR] ID
+       router publish [-admin ADDR] TOPIC MESSAGE
+       router broadcast [-admin ADDR] MESSAGE
+       router presence [-admin ADDR] TOPIC
        router nats-auth -dir DIR
 
 Runs the message router: login(id, conn), logout(conn), send(id, msg) over

@@ -116,6 +116,7 @@ type Engine struct {
 	conns  *fdtable.Table[conn]
 	poller *netpoll.Poller
 	start  time.Time
+	lat    latencies // stamped messages (msggen -stamp)
 
 	baseRSS    atomic.Int64 // this process's memory before its first client
 	opened     atomic.Int64 // sockets created
@@ -200,6 +201,11 @@ type Stats struct {
 	// started streaming (unix nanoseconds; 0: none yet).
 	FirstStream int64 `json:"first_stream_ns,omitempty"`
 	LastStream  int64 `json:"last_stream_ns,omitempty"`
+	// What stamped messages (msggen -stamp) took: a histogram (see
+	// latency.go), and per broadcast number the latest arrival's delay
+	// in nanoseconds.
+	LatencyBuckets []uint64         `json:"latency_buckets,omitempty"`
+	Broadcasts     map[string]int64 `json:"broadcast_last_ns,omitempty"`
 }
 
 // Add sums s and o (for the parent over its workers).
@@ -223,6 +229,20 @@ func (s Stats) Add(o Stats) Stats {
 	for k, v := range o.Errors {
 		s.Errors[k] += v
 	}
+	if len(o.LatencyBuckets) > 0 {
+		if s.LatencyBuckets == nil {
+			s.LatencyBuckets = make([]uint64, len(o.LatencyBuckets))
+		}
+		for i, v := range o.LatencyBuckets {
+			s.LatencyBuckets[i] += v
+		}
+	}
+	if len(o.Broadcasts) > 0 && s.Broadcasts == nil {
+		s.Broadcasts = map[string]int64{}
+	}
+	for k, v := range o.Broadcasts {
+		s.Broadcasts[k] = max(s.Broadcasts[k], v)
+	}
 	return s
 }
 
@@ -238,6 +258,7 @@ func (e *Engine) Stats() Stats {
 		s.Errors[k.(string)] = v.(*atomic.Uint64).Load()
 		return true
 	})
+	s.LatencyBuckets, s.Broadcasts = e.lat.snapshot()
 	return s
 }
 
@@ -564,6 +585,7 @@ func (e *Engine) chunk(data []byte) {
 		return
 	}
 	e.messages.Add(1)
+	e.lat.record(data, time.Now().UnixNano())
 	seq, order, lost, dup := checkMessage(data, uint64(c.next), uint64(c.lastSeq))
 	c.next++
 	c.lastSeq = uint32(seq)

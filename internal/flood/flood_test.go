@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"image/png"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,31 @@ func TestStatsAddAndErrorText(t *testing.T) {
 	}
 	if got := ErrorText(map[string]uint64{"x": 0}); got != "none" {
 		t.Fatalf("ErrorText = %q", got)
+	}
+}
+
+func TestLatencyBuckets(t *testing.T) {
+	for _, ns := range []int64{0, 1, 15, 16, 17, 100, 999, 1000, 123456789, 1 << 40, 1<<62 + 5} {
+		i := latBucket(ns)
+		if lo, hi := latLow(i), latLow(i+1); ns < lo || ns >= hi {
+			t.Errorf("%d in bucket %d [%d, %d)", ns, i, lo, hi)
+		}
+	}
+	var l latencies
+	now := int64(10_000_000_000)
+	for i := range 100 {
+		l.record([]byte("Recvd msg #1: 'Fake seq=3 t="+strconv.FormatInt(now-int64(i+1)*1_000_000, 10)+"'"), now)
+	}
+	l.record([]byte("Broadcast #7 t="+strconv.FormatInt(now-50_000_000, 10)), now)
+	l.record([]byte("Broadcast #7 t="+strconv.FormatInt(now-80_000_000, 10)), now)
+	l.record([]byte("no stamp"), now)
+	b, bc := l.snapshot()
+	st := Stats{LatencyBuckets: b, Broadcasts: bc}.Add(Stats{Broadcasts: map[string]int64{"7": 70_000_000, "8": 5}})
+	sum := st.Latency()
+	if sum.Messages != 102 || sum.P50 < 40*time.Millisecond || sum.P50 > 60*time.Millisecond || sum.Max < 100*time.Millisecond {
+		t.Fatalf("summary %+v", sum)
+	}
+	if sum.Broadcasts != 2 || sum.BroadcastMax != 80*time.Millisecond {
+		t.Fatalf("broadcasts %+v", sum)
 	}
 }

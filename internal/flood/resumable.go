@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/longpoll"
@@ -56,6 +57,7 @@ func (e *Engine) sseChunk(c *conn, data []byte) {
 	}
 	e.messages.Add(1)
 	e.position(c, cur)
+	e.lat.record(bytes.TrimRight(data[i:], "\n"), time.Now().UnixNano())
 	if s, ok := numberedSeq(bytes.TrimRight(data[i+len(sseData):], "\n")); ok {
 		e.numbered(c, s)
 	}
@@ -98,17 +100,23 @@ func (e *Engine) numbered(c *conn, s uint64) {
 
 // pollPath appends the path of c's next long-poll.
 func (e *Engine) pollPath(b []byte, c *conn, path string) []byte {
+	query := ""
 	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
+		path, query = path[:i], path[i+1:] // kept: the client's topics
 	}
 	b = append(b, path...)
 	if c.epoch == 0 {
-		return append(b, "?timeout=1ms"...)
+		b = append(b, "?timeout=1ms"...)
+	} else {
+		b = append(b, "?timeout="...)
+		b = strconv.AppendInt(b, max(e.cfg.PollTimeout.Milliseconds(), 1), 10)
+		b = append(b, "ms&cursor="...)
+		b = cursor.Cursor{Epoch: c.epoch, Seq: c.pos}.Append(b)
 	}
-	b = append(b, "?timeout="...)
-	b = strconv.AppendInt(b, max(e.cfg.PollTimeout.Milliseconds(), 1), 10)
-	b = append(b, "ms&cursor="...)
-	return cursor.Cursor{Epoch: c.epoch, Seq: c.pos}.Append(b)
+	if query != "" {
+		b = append(append(b, '&'), query...)
+	}
+	return b
 }
 
 var partialPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -201,6 +209,7 @@ func (e *Engine) pollAnswer(sl *client, b []byte) int {
 	}
 	for _, m := range a.Messages {
 		e.messages.Add(1)
+		e.lat.record([]byte(m.Data), time.Now().UnixNano())
 		e.position(c, cursor.Cursor{Epoch: cur.Epoch, Seq: m.Seq})
 		if s, ok := numberedSeq([]byte(m.Data)); ok {
 			e.numbered(c, s)

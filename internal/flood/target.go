@@ -106,6 +106,22 @@ type Plan struct {
 	Prefix string
 	First  int64
 	N      int
+	// Topics, if > 0 (with Prefix), makes the client of id join one
+	// topic: ?topics=topic-K with K = (id-1) mod Topics + 1, the topics
+	// msggen -topics publishes to.
+	Topics int `json:",omitempty"`
+}
+
+// query is the client of id's query ("" without Topics).
+func (p *Plan) query(id int64) string {
+	if p.Topics <= 0 {
+		return ""
+	}
+	k := (id-1)%int64(p.Topics) + 1
+	if k <= 0 {
+		k += int64(p.Topics)
+	}
+	return "?topics=topic-" + strconv.FormatInt(k, 10)
 }
 
 // Len is the number of clients.
@@ -121,7 +137,8 @@ func (p *Plan) URL(i int) string {
 	if p.URLs != nil {
 		return p.URLs[i]
 	}
-	return p.Prefix + strconv.FormatInt(p.First+int64(i), 10)
+	id := p.First + int64(i)
+	return p.Prefix + strconv.FormatInt(id, 10) + p.query(id)
 }
 
 // Share returns the Target function and count of worker w out of workers:
@@ -138,9 +155,10 @@ func (p *Plan) Share(w, workers int) (func(i int) (Target, error), int) {
 			if err != nil {
 				return Target{}, err
 			}
-			id := strconv.FormatInt(p.First+int64(w+i*workers), 10)
+			n := p.First + int64(w+i*workers)
+			id := strconv.FormatInt(n, 10)
 			t := base
-			t.Path = base.Path[:len(base.Path)-1] + id
+			t.Path = base.Path[:len(base.Path)-1] + id + p.query(n)
 			t.ID = []byte(id)
 			return t, nil
 		}, count

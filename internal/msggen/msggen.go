@@ -55,7 +55,20 @@ type Config struct {
 	// is then owned by one sender (ids p+1, p+1+Procs, ...), which keeps
 	// the sequence in order on the wire.
 	Numbered bool
+	// Topics, if > 0, makes every message a publish to a topic drawn
+	// from topic-1..topic-Topics instead of a send to an id (numbered:
+	// seq counts per topic).
+	Topics int
+	// BroadcastEvery, if > 0, also broadcasts "Broadcast #K" to every
+	// connection this often while the senders run.
+	BroadcastEvery time.Duration
+	// Stamp appends " t=<unix nanoseconds>" to every message, so a
+	// receiver can tell how long it took.
+	Stamp bool
 }
+
+// TopicName is the name of msggen's k-th topic (1-based).
+func TopicName(k int64) string { return "topic-" + strconv.FormatInt(k, 10) }
 
 // MaxNumberedIDs bounds Max in numbered mode (a uint32 counter per id).
 const MaxNumberedIDs = 100_000_000
@@ -80,9 +93,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("msggen: -rate %g: must be >= 0", c.Rate)
 	case c.Batch < 1 || c.Batch > 100000:
 		return fmt.Errorf("msggen: -batch %d: must be 1..100000", c.Batch)
+	case c.Topics < 0:
+		return fmt.Errorf("msggen: -topics %d: must be >= 0", c.Topics)
+	case c.Numbered && c.Topics > 0 && c.Topics < c.Procs:
+		return fmt.Errorf("msggen: -numbered needs -topics (%d) >= -procs (%d): each sender owns its topics", c.Topics, c.Procs)
+	case c.BroadcastEvery < 0:
+		return fmt.Errorf("msggen: -broadcast-every %s: must be >= 0", c.BroadcastEvery)
 	case c.Numbered && c.Max > MaxNumberedIDs:
 		return fmt.Errorf("msggen: -numbered takes -max up to %d", MaxNumberedIDs)
-	case c.Numbered && c.Max < int64(c.Procs):
+	case c.Numbered && c.Topics == 0 && c.Max < int64(c.Procs):
 		return fmt.Errorf("msggen: -numbered needs -max (%d) >= -procs (%d): each sender owns its ids", c.Max, c.Procs)
 	case c.AckTimeout <= 0:
 		return fmt.Errorf("msggen: -ack-timeout %s: must be > 0", c.AckTimeout)
@@ -205,13 +224,37 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 	var c counters
 	start := time.Now()
 	var wg sync.WaitGroup
-	for p := 0; p < cfg.Procs; p++ {
+	targets := cfg.Max
+	if cfg.Topics > 0 {
+		targets = int64(cfg.Topics)
+	}
+	sendersDone := make(chan struct{})
+	if cfg.BroadcastEvery > 0 {
+		bctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() { <-sendersDone; stop() }()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := sender{nc: nc, cfg: &cfg, c: &c, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(p))), proc: int64(p)}
+			s := sender{nc: nc, cfg: &cfg, c: &c, broadcast: true}
+			if err := s.start(); err != nil {
+				c.errors.Add(1)
+				return
+			}
+			s.broadcasts(bctx)
+			s.drain()
+		}()
+	}
+	var senders sync.WaitGroup
+	for p := 0; p < cfg.Procs; p++ {
+		wg.Add(1)
+		senders.Add(1)
+		go func() {
+			defer wg.Done()
+			defer senders.Done()
+			s := sender{nc: nc, cfg: &cfg, c: &c, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(p))), proc: int64(p), targets: targets}
 			if cfg.Numbered {
-				s.owned = (cfg.Max - int64(p) + int64(cfg.Procs) - 1) / int64(cfg.Procs)
+				s.owned = (targets - int64(p) + int64(cfg.Procs) - 1) / int64(cfg.Procs)
 				s.seq = make([]uint32, s.owned)
 			}
 			if err := s.start(); err != nil {
@@ -222,6 +265,11 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 			s.run(ctx)
 			s.drain()
 		}()
+	}
+	if cfg.Num > 0 || cfg.BroadcastEvery == 0 {
+		// Broadcasts go on while there are sends; with none (-n 0),
+		// until ctx ends.
+		go func() { senders.Wait(); close(sendersDone) }()
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -246,15 +294,19 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 }
 
 type sender struct {
-	nc    *nats.Conn
-	cfg   *Config
-	c     *counters
-	rng   *rand.Rand
-	frame []byte
-	left  int // messages still to send; counts down like the original's Num
-	proc  int64
-	owned int64    // numbered: how many ids this sender owns
-	seq   []uint32 // numbered: last seq sent per owned id
+	nc      *nats.Conn
+	cfg     *Config
+	c       *counters
+	rng     *rand.Rand
+	frame   []byte
+	left    int // messages still to send; counts down like the original's Num
+	proc    int64
+	targets int64    // ids (or topics) drawn from
+	owned   int64    // numbered: how many ids (topics) this sender owns
+	seq     []uint32 // numbered: last seq sent per owned id (topic)
+	// broadcast: this sender broadcasts, every BroadcastEvery.
+	broadcast bool
+	sent      int
 
 	// Frames waiting for their acks: each holds a slot; an ack comes to
 	// inbox.<frame number>.
@@ -349,7 +401,7 @@ func (s *sender) drain() {
 
 // appendMsg adds one message to the frame being built.
 func (s *sender) appendMsg() {
-	var buf [64]byte
+	var buf [96]byte
 	msg := strconv.AppendInt(append(buf[:0], "Fake message Num = "...), int64(s.left), 10)
 	var id int64
 	if s.seq != nil {
@@ -358,10 +410,42 @@ func (s *sender) appendMsg() {
 		s.seq[k]++
 		msg = strconv.AppendUint(append(msg, " seq="...), uint64(s.seq[k]), 10)
 	} else {
-		id = 1 + s.rng.Int64N(s.cfg.Max)
+		id = 1 + s.rng.Int64N(s.targets)
 	}
-	s.frame = wire.AppendSend(s.frame, id, msg)
+	msg = s.stamp(msg)
+	if s.cfg.Topics > 0 {
+		s.frame = wire.AppendPublish(s.frame, TopicName(id), msg)
+	} else {
+		s.frame = wire.AppendSend(s.frame, id, msg)
+	}
 	s.left--
+}
+
+// stamp appends the time to msg if the run stamps its messages.
+func (s *sender) stamp(msg []byte) []byte {
+	if !s.cfg.Stamp {
+		return msg
+	}
+	return strconv.AppendInt(append(msg, " t="...), time.Now().UnixNano(), 10)
+}
+
+// broadcasts sends "Broadcast #K" every BroadcastEvery until ctx ends.
+func (s *sender) broadcasts(ctx context.Context) {
+	t := time.NewTicker(s.cfg.BroadcastEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.sent++
+		var buf [64]byte
+		msg := s.stamp(strconv.AppendInt(append(buf[:0], "Broadcast #"...), int64(s.sent), 10))
+		s.begin()
+		s.frame = wire.AppendBroadcast(s.frame, msg)
+		s.flush(1)
+	}
 }
 
 // flush sends the frame built so far holding n messages, once fewer than

@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench-fanout bench
 
 all: build
 
@@ -63,6 +63,12 @@ bench-ramp: build
 # and the router alone.
 bench-throughput: build
 	./scripts/bench-throughput.sh
+
+# Topics and broadcast at size: 20 broadcasts to 100,000 streams
+# (FULL=1: 1,000,000), a 10,000-member topic at 100 publishes/s among
+# 100,000 others.
+bench-fanout: build
+	FULL=$(FULL) ./scripts/bench-fanout.sh
 
 # What TLS (nginx in front, deploy/nginx/comet.conf) costs per connection.
 bench-tls: build

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# make bench-fanout: topics and broadcast at size, one table from one run.
+#
+#   1. Broadcast to N streams (default 100,000; FULL=1: 1,000,000): 20
+#      broadcasts, one a second (msggen -broadcast-every 1s -stamp); for
+#      each, the time from sending it to the last stream having it
+#      (floodtest's stamped-message latency), p50 and p99 over the 20.
+#   2. A topic of M members (default 10,000, ids 1..M, floodtest -topics 1)
+#      while N others are connected: msggen publishes P messages (default
+#      2,000) to it at R/s (default 100), numbered; every member must get
+#      every message once, in order (floodtest checks the numbers), and
+#      the others none.
+#
+# Everything on this machine's loopback, stopping by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin}
+N=${N:-100000}
+[ "${FULL:-0}" = 1 ] && N=1000000
+M=${M:-10000}
+P=${P:-2000}
+R=${R:-100}
+RAMP=${RAMP:-5000}
+BROADCASTS=${BROADCASTS:-20}
+PER=19000 # streams per gateway process
+out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-fanout
+mkdir -p "$out"
+echo "bench-fanout: writing to $out"
+. scripts/bench-lib.sh
+trap stop_and_restore EXIT
+setsys net.ipv4.tcp_migrate_req 1
+setsys net.core.somaxconn 65535
+setsys net.ipv4.tcp_max_syn_backlog 65535
+setsys net.core.netdev_max_backlog 65536
+setsys net.ipv4.ip_local_port_range "1024 65535"
+
+# streaming FILE N: floodtest's output says all N clients stream.
+streaming() { grep -q "^Stats: {$2," "$1"; }
+stats() { grep -o "[0-9]* messages received, errors: .*" "$1" | tail -1; }
+
+start_system() { # clients; sets procs, router, gw
+	procs=$(( ($1 + PER - 1) / PER ))
+	"$BIN"/router -nats-addr 127.0.0.1:4532 -admin 127.0.0.1:8589 -log-level warn > "$out/$phase.router.log" 2>&1 &
+	router=$!; pids+=("$router")
+	for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:8589/stats && break; sleep 0.1; done
+	"$BIN"/gateway -procs "$procs" -expect "$1" -addr 127.0.0.1:8580 -admin off -nats nats://127.0.0.1:4532 -name fanout \
+		-log-level warn > "$out/$phase.gateway.log" 2>&1 &
+	gw=$!; pids+=("$gw")
+	for _ in $(seq 100); do [ "$(curl -sf http://127.0.0.1:8589/stats | grep -c '"name": "fanout')" -ge "$procs" ] && break; sleep 0.1; done
+	sleep 1
+}
+stop_system() {
+	kill -TERM "$gw"; wait "$gw" || true
+	kill -TERM "$router"; wait "$router" || true
+	pids=()
+	sleep 3
+}
+flood() { # name first n [flags...]; sets flooder
+	local name=$1 first=$2 n=$3
+	shift 3
+	"$BIN"/floodtest -url http://127.0.0.1:8580/test/ -first "$first" -n "$n" -rate "$RAMP/s" -duration 20m -every 5s \
+		-summary "$out/$phase.$name.json" "$@" > "$out/$phase.$name.out" 2>&1 &
+	flooder=$!
+}
+wait_streaming() { # file n
+	for _ in $(seq $(( $2 / RAMP * 4 + 120 ))); do streaming "$1" "$2" && return 0; sleep 1; done
+	echo "bench-fanout: not every client streams: $(tail -1 "$1")" >&2
+	return 1
+}
+field() { grep -o "\"$2\": [0-9.]*" "$1" | head -1 | awk '{print $2}'; }
+ms() { awk -v ns="${1:-0}" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
+
+{
+	echo "| test | streams | gateway processes | sent | received | errors | result |"
+	echo "|---|---|---|---|---|---|---|"
+} > "$out/table.md"
+
+# 1. Broadcast to N streams.
+phase=broadcast
+start_system "$N"
+flood all 1 "$N"; fl=$flooder; pids+=("$fl")
+wait_streaming "$out/$phase.all.out" "$N"
+sleep 2
+"$BIN"/msggen -nats nats://127.0.0.1:4532 -n 0 -broadcast-every 1s -stamp -duration "$((BROADCASTS + 1))s" -every 0 \
+	-summary "$out/$phase.msggen.json" > "$out/$phase.msggen.out" 2>&1 || true
+sleep 3
+kill -INT "$fl"; wait "$fl" || true
+stop_system
+b=$out/$phase.all.json
+sent=$(field "$out/$phase.msggen.json" sent)
+printf "| broadcast to every stream, one a second | %d | %d | %s broadcasts | %s | %s | time to the last stream: p50 **%s ms**, p99 **%s ms**, max %s ms (over %s broadcasts) |\n" \
+	"$N" "$procs" "$sent" "$(stats "$out/$phase.all.out" | cut -d' ' -f1)" "$(stats "$out/$phase.all.out" | sed 's/.*errors: //')" \
+	"$(ms "$(field "$b" broadcast_p50_ns)")" "$(ms "$(field "$b" broadcast_p99_ns)")" "$(ms "$(field "$b" broadcast_max_ns)")" "$(field "$b" broadcasts)" | tee -a "$out/table.md"
+
+# 2. A topic of M members among N others.
+phase=topic
+start_system $((N + M))
+flood members 1 "$M" -topics 1; members=$flooder; pids+=("$members")
+flood others $((M + 1)) "$N"; others=$flooder; pids+=("$others")
+wait_streaming "$out/$phase.members.out" "$M"
+wait_streaming "$out/$phase.others.out" "$N"
+sleep 2
+"$BIN"/msggen -nats nats://127.0.0.1:4532 -topics 1 -n "$P" -rate "$R" -numbered -stamp -every 5s \
+	-summary "$out/$phase.msggen.json" > "$out/$phase.msggen.out" 2>&1 || true
+for _ in $(seq 60); do
+	[ "$(grep -o "[0-9]* messages received" "$out/$phase.members.out" | tail -1 | cut -d' ' -f1)" -ge $((M * P)) ] 2>/dev/null && break
+	sleep 1
+done
+sleep 2
+kill -INT "$members" "$others"; wait "$members" "$others" || true
+stop_system
+m=$out/$phase.members.json
+printf "| publish to a topic of %d members at %s/s while %d others stream | %d | %d | %s publishes, acked rate %s/s | members %s, others %s | members: %s; others: %s | every member %d of %d messages; latency p50 **%s ms**, p99 **%s ms** |\n" \
+	"$M" "$R" "$N" $((N + M)) "$procs" "$(field "$out/$phase.msggen.json" sent)" "$(field "$out/$phase.msggen.json" rate | cut -d. -f1)" \
+	"$(stats "$out/$phase.members.out" | cut -d' ' -f1)" "$(stats "$out/$phase.others.out" | cut -d' ' -f1)" \
+	"$(stats "$out/$phase.members.out" | sed 's/.*errors: //')" "$(stats "$out/$phase.others.out" | sed 's/.*errors: //')" \
+	"$(( $(stats "$out/$phase.members.out" | cut -d' ' -f1) / M ))" "$P" "$(ms "$(field "$m" p50_ns)")" "$(ms "$(field "$m" p99_ns)")" | tee -a "$out/table.md"
+
+{
+	echo
+	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M P=$P R=$R BROADCASTS=$BROADCASTS RAMP=$RAMP) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
+} >> "$out/table.md"
+cat "$out/table.md"

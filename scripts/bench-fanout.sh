@@ -22,6 +22,9 @@ P=${P:-2000}
 R=${R:-100}
 RAMP=${RAMP:-5000}
 BROADCASTS=${BROADCASTS:-20}
+PHASES=${PHASES:-"broadcast topic"}
+# The gateway's -write-delay (default: the gateway's own, adaptive).
+WRITE_DELAY=${WRITE_DELAY:-}
 PER=19000 # streams per gateway process
 out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-fanout
 mkdir -p "$out"
@@ -44,7 +47,7 @@ start_system() { # clients; sets procs, router, gw
 	router=$!; pids+=("$router")
 	for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:8589/stats && break; sleep 0.1; done
 	"$BIN"/gateway -procs "$procs" -expect "$1" -addr 127.0.0.1:8580 -admin off -nats nats://127.0.0.1:4532 -name fanout \
-		-log-level warn > "$out/$phase.gateway.log" 2>&1 &
+		${WRITE_DELAY:+-write-delay "$WRITE_DELAY"} -log-level warn > "$out/$phase.gateway.log" 2>&1 &
 	gw=$!; pids+=("$gw")
 	for _ in $(seq 100); do [ "$(curl -sf http://127.0.0.1:8589/stats | grep -c '"name": "fanout')" -ge "$procs" ] && break; sleep 0.1; done
 	sleep 1
@@ -77,6 +80,7 @@ ms() { awk -v ns="${1:-0}" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
 
 # 1. Broadcast to N streams.
 phase=broadcast
+if [[ " $PHASES " == *" broadcast "* ]]; then
 start_system "$N"
 flood all 1 "$N"; fl=$flooder; pids+=("$fl")
 wait_streaming "$out/$phase.all.out" "$N"
@@ -91,9 +95,11 @@ sent=$(field "$out/$phase.msggen.json" sent)
 printf "| broadcast to every stream, one a second | %d | %d | %s broadcasts | %s | %s | time to the last stream: p50 **%s ms**, p99 **%s ms**, max %s ms (over %s broadcasts) |\n" \
 	"$N" "$procs" "$sent" "$(stats "$out/$phase.all.out" | cut -d' ' -f1)" "$(stats "$out/$phase.all.out" | sed 's/.*errors: //')" \
 	"$(ms "$(field "$b" broadcast_p50_ns)")" "$(ms "$(field "$b" broadcast_p99_ns)")" "$(ms "$(field "$b" broadcast_max_ns)")" "$(field "$b" broadcasts)" | tee -a "$out/table.md"
+fi
 
 # 2. A topic of M members among N others.
 phase=topic
+if [[ " $PHASES " == *" topic "* ]]; then
 start_system $((N + M))
 flood members 1 "$M" -topics 1; members=$flooder; pids+=("$members")
 flood others $((M + 1)) "$N"; others=$flooder; pids+=("$others")
@@ -115,9 +121,10 @@ printf "| publish to a topic of %d members at %s/s while %d others stream | %d |
 	"$(stats "$out/$phase.members.out" | cut -d' ' -f1)" "$(stats "$out/$phase.others.out" | cut -d' ' -f1)" \
 	"$(stats "$out/$phase.members.out" | sed 's/.*errors: //')" "$(stats "$out/$phase.others.out" | sed 's/.*errors: //')" \
 	"$(( $(stats "$out/$phase.members.out" | cut -d' ' -f1) / M ))" "$P" "$(ms "$(field "$m" p50_ns)")" "$(ms "$(field "$m" p99_ns)")" | tee -a "$out/table.md"
+fi
 
 {
 	echo
-	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M P=$P R=$R BROADCASTS=$BROADCASTS RAMP=$RAMP) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
+	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M P=$P R=$R BROADCASTS=$BROADCASTS RAMP=$RAMP${WRITE_DELAY:+ WRITE_DELAY=$WRITE_DELAY}) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
 } >> "$out/table.md"
 cat "$out/table.md"

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cometgw/comet/internal/ids"
+	"github.com/cometgw/comet/internal/wire"
 )
 
 func TestParseRoute(t *testing.T) {
@@ -63,6 +65,33 @@ func FuzzRoute(f *testing.F) {
 			if err2 != nil || back != id {
 				t.Fatalf("%q: id %d does not round trip (%v)", path, id, err2)
 			}
+		}
+	})
+}
+
+// FuzzParseTopics: ?topics= gives valid, distinct topic names, at most
+// MaxConnTopics, or an error; never a crash.
+func FuzzParseTopics(f *testing.F) {
+	for _, s := range []string{"lobby", "a,b,a", "a.b:c_d-9,x", "", ",", "a,,b", "a b", "é", strings.Repeat("t,", 70)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, arg []byte) {
+		topics, err := parseTopics(arg)
+		if err != nil {
+			return
+		}
+		if len(topics) > wire.MaxConnTopics {
+			t.Fatalf("%d topics", len(topics))
+		}
+		seen := map[string]bool{}
+		for _, tp := range topics {
+			if !wire.ValidTopic([]byte(tp)) || seen[tp] {
+				t.Fatalf("%q gave %q", arg, topics)
+			}
+			seen[tp] = true
+		}
+		if len(arg) > 0 && len(topics) == 0 {
+			t.Fatalf("%q gave no topics and no error", arg)
 		}
 	})
 }

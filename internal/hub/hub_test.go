@@ -404,3 +404,30 @@ func TestPeersReleasedOnce(t *testing.T) {
 		t.Fatalf("a refused open released %d, want 10", p)
 	}
 }
+
+// DeliverAll reaches every open session, of every kind, each once.
+func TestDeliverAll(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{Workers: 3}, lines{}, lines{resumable: true})
+	var cs []*hubtest.Client
+	for id := int64(1); id <= 7; id++ {
+		cs = append(cs, h.Open(hub.Request{Kind: int(id % 2), ID: id}))
+	}
+	cs[0].Conn.Close()
+	testclient.WaitFor(t, "closed", wait, func() bool { return h.Hub.Len() == 6 })
+	b := new(hub.Batch)
+	done := make(chan hub.Tally, 1)
+	b.Done = func(b *hub.Batch) { done <- b.Tally }
+	b.DeliverAll([]byte("all"))
+	h.Hub.Submit(b)
+	if tally := <-done; tally.Queued != 6 {
+		t.Fatalf("tally %+v, want 6 queued", tally)
+	}
+	for i, c := range cs[1:] {
+		id := i + 2
+		want := fmt.Sprintf("open %d\n1 all\n", id)
+		if id%2 == 1 {
+			want = fmt.Sprintf("open %d\n0 all\n", id) // resumable, no position: its cursor stays 0
+		}
+		c.Until(want, wait)
+	}
+}

@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench-fanout bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench
 
 all: build
 
@@ -69,6 +69,10 @@ bench-throughput: build
 # 100,000 others.
 bench-fanout: build
 	FULL=$(FULL) ./scripts/bench-fanout.sh
+
+# Stored subscriptions: 15,000,000 loaded with router subscribe -file.
+bench-subscribe: build
+	./scripts/bench-subscribe.sh
 
 # What TLS (nginx in front, deploy/nginx/comet.conf) costs per connection.
 bench-tls: build

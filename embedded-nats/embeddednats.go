@@ -50,6 +50,9 @@ type Config struct {
 	Routes []string
 	// ClusterName names the cluster. Default "comet".
 	ClusterName string
+	// StoreDir, if set, turns JetStream on with its files there (the
+	// stored subscriptions live in it).
+	StoreDir string
 	// RequireAuth refuses to start a server that asks clients for no
 	// credentials (no Token, and no users in ConfigFile).
 	RequireAuth bool
@@ -133,8 +136,12 @@ func Start(cfg Config) (*Server, error) {
 	opts.MaxPayload = cfg.MaxPayload
 	opts.MaxPending = 256 << 20
 	opts.NoSigs = true
-	opts.NoSystemAccount = opts.NoSystemAccount || len(opts.Accounts) == 0
+	// A clustered JetStream talks through the system account.
+	opts.NoSystemAccount = (opts.NoSystemAccount || len(opts.Accounts) == 0) && cfg.ClusterAddr == ""
 	opts.Debug = opts.Debug || cfg.Debug
+	if cfg.StoreDir != "" {
+		opts.JetStream, opts.StoreDir = true, cfg.StoreDir
+	}
 	if cfg.Token != "" {
 		opts.Authorization = cfg.Token
 	}

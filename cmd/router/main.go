@@ -9,6 +9,8 @@
 //	router publish TOPIC MESSAGE   send MESSAGE to every connection in TOPIC
 //	router broadcast MESSAGE       send MESSAGE to every connection
 //	router presence TOPIC          list the ids in TOPIC and their connections
+//	router subscribe ID TOPIC      store a subscription (and unsubscribe, subscriptions ID)
+//	router subscribe -file F       store every "id,topic" line of F
 //	router nats-auth -dir DIR      write NATS NKeys and permissions per role
 package main
 
@@ -35,6 +37,12 @@ func run(ctx context.Context, args []string) error {
 			return runBroadcast(ctx, args[1:])
 		case "presence":
 			return runPresence(ctx, args[1:])
+		case "subscribe":
+			return runSubscribe(ctx, args[1:], "subscribe")
+		case "unsubscribe":
+			return runSubscribe(ctx, args[1:], "unsubscribe")
+		case "subscriptions":
+			return runSubscriptions(ctx, args[1:])
 		case "nats-auth":
 			return runNATSAuth(ctx, args[1:])
 		case "serve":

@@ -75,7 +75,7 @@ func runPresence(ctx context.Context, args []string) error {
 
 func checkTopic(topic string) error {
 	if !wire.ValidTopic([]byte(topic)) {
-		return cli.Usagef("bad topic %q: want 1 to %d of A-Z a-z 0-9 . _ - :", topic, wire.MaxTopic)
+		return cli.Usagef("bad topic %q: want 1 to %d of A-Z a-z 0-9 : . _ -", topic, wire.MaxTopic)
 	}
 	return nil
 }

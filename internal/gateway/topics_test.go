@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/router"
+	"github.com/cometgw/comet/internal/subs"
 	"github.com/cometgw/comet/internal/testclient"
 )
 
@@ -194,5 +197,76 @@ func TestSSEResumesTopicMessages(t *testing.T) {
 	}
 	if _, data := sseData(t, member); data != "to 8 again" {
 		t.Fatalf("member got %q", data)
+	}
+}
+
+// Stored subscriptions: an id subscribed to a topic gets what is
+// published to it on every connection it opens, without ?topics=; a
+// resuming client gets what was published while it was away; the
+// subscription outlives the router that stored it (another router on the
+// same NATS has it), and an unsubscribe ends it.
+func TestStoredSubscriptions(t *testing.T) {
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	r1, stop1 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
+	g := startGateway(t, ns.ClientURL(), gateway.Config{})
+	t.Cleanup(func() { g.Close() })
+	waitFor(t, "gateway known", 5*time.Second, func() bool { return r1.Stats().Gateways == 1 })
+	ctx := context.Background()
+	if err := r1.Subscription(ctx, subs.OpSubscribe, 9, "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	addr := g.Addr().String()
+	stream := testclient.Open(t, addr, 9)
+	sseConn, sse := openSSE(t, addr, "/sse/9", "")
+	waitConns(t, r1, 2)
+	if p := r1.Presence("lobby"); p.IDs[9] != 2 {
+		t.Fatalf("presence %+v", p)
+	}
+	if res, _ := r1.Publish("lobby", []byte("m1")); res.Tally.Delivered != 2 {
+		t.Fatalf("publish to a subscribed id's two connections: %+v", res)
+	}
+	if got := stream.Next(5 * time.Second); got != testclient.Msg(1, "m1") {
+		t.Fatalf("stream got %q", got)
+	}
+	at, data := sseData(t, sse)
+	if data != "m1" {
+		t.Fatalf("SSE got %q", data)
+	}
+	sseConn.Close()
+	waitConns(t, r1, 1)
+	r1.Publish("lobby", []byte("m2"))
+	if got := stream.Next(5 * time.Second); got != testclient.Msg(2, "m2") {
+		t.Fatalf("stream got %q", got)
+	}
+	_, sse = openSSE(t, addr, "/sse/9", "Last-Event-ID: "+at+"\r\n")
+	if _, data := sseData(t, sse); data != "m2" {
+		t.Fatalf("SSE resumed with %q, want m2", data)
+	}
+
+	stop1()
+	r2, stop2 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
+	defer stop2()
+	waitFor(t, "logins back", 5*time.Second, func() bool { return r2.Stats().Conns == 2 })
+	if got := r2.SubscriptionsOf(9); len(got) != 1 || got[0] != "lobby" {
+		t.Fatalf("the new router's subscriptions of 9: %v", got)
+	}
+	if res, _ := r2.Publish("lobby", []byte("m3")); res.Tally.Delivered != 2 {
+		t.Fatalf("publish after a router restart: %+v", res)
+	}
+	if got := stream.Next(5 * time.Second); got != testclient.Msg(3, "m3") {
+		t.Fatalf("stream got %q", got)
+	}
+	if err := r2.Subscription(ctx, subs.OpUnsubscribe, 9, "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := r2.Publish("lobby", []byte("m4")); res.Tally.Delivered != 0 {
+		t.Fatalf("publish after unsubscribing: %+v", res)
+	}
+	if st := r2.Stats(); st.Subscriptions == nil || st.Subscriptions.Subscriptions != 0 {
+		t.Fatalf("stats %+v", st.Subscriptions)
 	}
 }

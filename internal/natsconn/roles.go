@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/cometgw/comet/internal/subs"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -23,7 +24,9 @@ type Role struct {
 // Roles are the system's processes by what they do on NATS (subjects as
 // in docs/PROTOCOL.md):
 //   - router: takes up frames, sends and done frames; sends down frames
-//     to gateways and acks to senders' inboxes.
+//     to gateways and acks to senders' inboxes; stores and follows the
+//     stored subscriptions (JetStream; `router subscribe -file` runs
+//     with the router's key).
 //   - gateway: sends up frames and done frames; takes down frames.
 //   - sender (msggen, an application): sends send frames, takes their
 //     acks.
@@ -34,7 +37,9 @@ func Roles() []Role {
 	done := wire.DoneSubject(">")
 	down := wire.DownSubject(">")
 	return []Role{
-		{"router", []string{down, "_INBOX.>"}, []string{wire.SubjectUp, wire.SubjectSend, done}},
+		// and the stored subscriptions: their stream (subs.Subject) and
+		// JetStream's API, whose answers come to its inbox.
+		{"router", []string{down, "_INBOX.>", subs.Subject, "$JS.API.>"}, []string{wire.SubjectUp, wire.SubjectSend, done, "_INBOX.>"}},
 		{"gateway", []string{wire.SubjectUp, done}, []string{down}},
 		{"sender", []string{wire.SubjectSend}, []string{"_INBOX.>"}},
 	}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/retention"
+	"github.com/cometgw/comet/internal/subs"
 	"github.com/cometgw/comet/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,6 +54,8 @@ type Stats struct {
 	Broadcasts uint64     `json:"broadcasts"`
 	TopicVoid  uint64     `json:"topic_void"`
 	Topics     TopicStats `json:"topics"`
+	// Stored subscriptions (absent without JetStream).
+	Subscriptions *subs.Stats `json:"subscriptions,omitempty"`
 	// Copies of messages: handed to gateways (routed), then delivered
 	// (queued to a live connection, as the gateways confirmed; dup and
 	// late included) or dropped, by reason.
@@ -88,7 +92,8 @@ func (r *Router) Stats() Stats {
 		Conns: rs.Conns, IDs: rs.IDs, Logins: rs.Pairs,
 		Sent: r.sent.Load(), Void: r.void.Load(),
 		Published: r.published.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.stats(),
-		Routed: r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
+		Subscriptions: r.subStats(),
+		Routed:        r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
 		Dropped:     Dropped{Gone: r.droppedGone.Load(), Slow: r.droppedSlow.Load(), Gateway: r.droppedGateway.Load()},
 		WindowWaits: r.waits.Load(), Refused: r.refused.Load(), SendFramesDropped: r.sendDropped(), UnknownDone: r.unknownDone.Load(),
 		LoginsTotal: r.logins.Load(), Logouts: r.logouts.Load(),
@@ -145,6 +150,16 @@ func (r *Router) Whois(id int64) []Holder {
 	return out
 }
 
+// pathID reads the {id} of req's path, or answers 400 and returns false.
+func pathID(w http.ResponseWriter, req *http.Request) (int64, bool) {
+	id, err := ids.Parse(req.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad id: "+err.Error())
+		return 0, false
+	}
+	return id, true
+}
+
 func writeError(w http.ResponseWriter, code int, msg string) {
 	obs.WriteJSON(w, code, map[string]string{"error": msg})
 }
@@ -155,17 +170,15 @@ func (r *Router) adminMux() *http.ServeMux {
 		obs.WriteJSON(w, http.StatusOK, r.Stats())
 	})
 	mux.HandleFunc("GET /ids/{id}", func(w http.ResponseWriter, req *http.Request) {
-		id, err := ids.Parse(req.PathValue("id"))
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad id: "+err.Error())
+		id, ok := pathID(w, req)
+		if !ok {
 			return
 		}
 		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "conns": r.Whois(id)})
 	})
 	mux.HandleFunc("POST /send/{id}", func(w http.ResponseWriter, req *http.Request) {
-		id, err := ids.Parse(req.PathValue("id"))
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad id: "+err.Error())
+		id, ok := pathID(w, req)
+		if !ok {
 			return
 		}
 		r.serveRoute(w, req, map[string]any{"id": id}, func(msg []byte) (SendResult, error) { return r.Send(id, msg) })
@@ -181,6 +194,32 @@ func (r *Router) adminMux() *http.ServeMux {
 	mux.HandleFunc("POST /broadcast", func(w http.ResponseWriter, req *http.Request) {
 		r.serveRoute(w, req, map[string]any{"broadcast": true}, r.Broadcast)
 	})
+	subscription := func(w http.ResponseWriter, req *http.Request, op byte) {
+		id, ok := pathID(w, req)
+		if !ok {
+			return
+		}
+		topic := req.PathValue("topic")
+		if !wire.ValidTopic([]byte(topic)) {
+			writeError(w, http.StatusBadRequest, badTopic(topic))
+			return
+		}
+		if err := r.Subscription(req.Context(), op, id, topic); err != nil {
+			code := http.StatusServiceUnavailable
+			writeError(w, code, err.Error())
+			return
+		}
+		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "topics": r.SubscriptionsOf(id)})
+	}
+	mux.HandleFunc("PUT /subscriptions/{id}/{topic}", func(w http.ResponseWriter, req *http.Request) { subscription(w, req, subs.OpSubscribe) })
+	mux.HandleFunc("DELETE /subscriptions/{id}/{topic}", func(w http.ResponseWriter, req *http.Request) { subscription(w, req, subs.OpUnsubscribe) })
+	mux.HandleFunc("GET /subscriptions/{id}", func(w http.ResponseWriter, req *http.Request) {
+		id, ok := pathID(w, req)
+		if !ok {
+			return
+		}
+		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "topics": r.SubscriptionsOf(id)})
+	})
 	mux.HandleFunc("GET /topics/{topic}", func(w http.ResponseWriter, req *http.Request) {
 		topic := req.PathValue("topic")
 		if !wire.ValidTopic([]byte(topic)) {
@@ -194,7 +233,7 @@ func (r *Router) adminMux() *http.ServeMux {
 
 // badTopic is the answer to a topic name that is not one.
 func badTopic(topic string) string {
-	return fmt.Sprintf("bad topic %q: want 1 to %d of A-Z a-z 0-9 . _ - :", clip(topic), wire.MaxTopic)
+	return fmt.Sprintf("bad topic %q: want 1 to %d of A-Z a-z 0-9 : . _ -", clip(topic), wire.MaxTopic)
 }
 
 func clip(s string) string {
@@ -230,6 +269,14 @@ func (r *Router) serveRoute(w http.ResponseWriter, req *http.Request, head map[s
 	obs.WriteJSON(w, http.StatusOK, head)
 }
 
+func (r *Router) subStats() *subs.Stats {
+	if r.stored == nil {
+		return nil
+	}
+	st := r.stored.Stats()
+	return &st
+}
+
 // Presence is who is in a topic: GET /topics/{topic}.
 type Presence struct {
 	Topic string `json:"topic"`
@@ -238,11 +285,51 @@ type Presence struct {
 	Conns int           `json:"conns"`
 }
 
-// Presence returns who is in topic now, across every gateway.
+// ErrNoStore: the router has no stored subscriptions (no JetStream).
+var ErrNoStore = errors.New("stored subscriptions need JetStream on the router's NATS server")
+
+// Subscription stores a subscribe (op subs.OpSubscribe) or unsubscribe of
+// id to topic, and returns once this router applies it (every router
+// follows the same stream).
+func (r *Router) Subscription(ctx context.Context, op byte, id int64, topic string) error {
+	if r.stored == nil {
+		return ErrNoStore
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	seq, err := r.subStream.Publish(ctx, subs.AppendRecord([]byte{subs.Version}, op, id, topic))
+	if err != nil {
+		return err
+	}
+	return r.subFollow.WaitApplied(ctx, seq)
+}
+
+// SubscriptionsOf lists the topics id is subscribed to.
+func (r *Router) SubscriptionsOf(id int64) []string {
+	out := []string{}
+	if r.stored != nil {
+		out = r.stored.Topics(id, out)
+	}
+	return out
+}
+
+// Presence returns who is in topic now, across every gateway: the ids
+// whose connections joined it and the subscribed ids with connections.
 func (r *Router) Presence(topic string) Presence {
 	p := Presence{Topic: topic, IDs: r.topics.presence(topic)}
 	if p.IDs == nil {
 		p.IDs = map[int64]int{}
+	}
+	if r.stored != nil {
+		var conns []registry.Conn
+		r.stored.Subscribers([]byte(topic), func(_ string, ids []int64) {
+			for _, id := range ids {
+				conns = r.reg.Lookup(id, conns[:0])
+				if len(conns) > 0 {
+					p.IDs[id] = max(p.IDs[id], len(conns))
+				}
+			}
+		})
 	}
 	for _, n := range p.IDs {
 		p.Conns += n

@@ -1,9 +1,12 @@
 package router
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,6 +22,7 @@ import (
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/retention"
+	"github.com/cometgw/comet/internal/subs"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -30,6 +34,12 @@ type Config struct {
 	// Embedded configures the embedded server (default listen address
 	// 127.0.0.1:4222).
 	Embedded embeddednats.Config
+	// StoreDir is where the embedded server keeps its JetStream files:
+	// the stored subscriptions. Default "": a temporary directory removed
+	// when the router stops (subscriptions then last as long as the
+	// router). With NATSURL, the server's JetStream is used, if it has
+	// one; without it the router runs without stored subscriptions.
+	StoreDir string
 	// AdminAddr is the admin HTTP address. Default "127.0.0.1:8001";
 	// "off" disables it.
 	AdminAddr string
@@ -144,8 +154,15 @@ type Router struct {
 	reg    *registry.Registry
 	store  *retention.Store
 	topics *topicIndex
-	ns     *embeddednats.Server
-	nc     *nats.Conn
+	// Stored subscriptions (nil without JetStream): the index, the
+	// stream it follows, and where the stream is (a temporary store
+	// directory to remove at Close).
+	stored    *subs.Index
+	subStream *subs.Stream
+	subFollow *subs.Follower
+	tmpStore  string
+	ns        *embeddednats.Server
+	nc        *nats.Conn
 
 	upMu    sync.Mutex // serializes gateway updates and purges
 	upDec   wire.Decoder
@@ -255,8 +272,22 @@ func New(cfg Config) (*Router, error) {
 		// Exposed, it must ask for credentials (a -nats-config without
 		// users would not).
 		ecfg.RequireAuth = ecfg.RequireAuth || !cfg.InsecureOpen && !auth.IsLoopback(ecfg.Addr)
+		ecfg.StoreDir = cfg.StoreDir
+		if ecfg.ClusterAddr != "" {
+			// A clustered JetStream (its meta group, replicas) is not
+			// set up here yet: a cluster of routers runs without stored
+			// subscriptions.
+			ecfg.StoreDir = ""
+			r.log.Warn("no stored subscriptions: the embedded NATS is clustered (-nats-cluster), which they do not support yet")
+		} else if ecfg.StoreDir == "" {
+			if r.tmpStore, err = os.MkdirTemp("", "comet-router-store-"); err != nil {
+				return nil, fmt.Errorf("router: %w", err)
+			}
+			ecfg.StoreDir = r.tmpStore
+		}
 		ns, err := embeddednats.Start(ecfg)
 		if err != nil {
+			r.removeTmpStore()
 			return nil, fmt.Errorf("router: %w", err)
 		}
 		r.ns = ns
@@ -269,9 +300,15 @@ func New(cfg Config) (*Router, error) {
 	})
 	if err != nil {
 		r.ns.Shutdown()
+		r.removeTmpStore()
 		return nil, fmt.Errorf("router: %w", err)
 	}
 	r.nc = nc
+	if err := r.openSubscriptions(); err != nil {
+		r.closeNATS()
+		r.removeTmpStore()
+		return nil, err
+	}
 
 	// Each subscription's messages are handled by one goroutine in order;
 	// what waits for it is bounded (pending limits): up frames (logins)
@@ -372,9 +409,106 @@ func (r *Router) Close() error {
 		err = r.admin.Shutdown()
 		r.admin = nil
 	}
+	if r.subFollow != nil {
+		r.subFollow.Stop()
+	}
 	r.closeNATS()
+	r.removeTmpStore()
 	r.log.Info("router stopped")
 	return err
+}
+
+// compactSubs gives back what growing the index's lists left unused, to
+// the operating system too: after a load the index is most of the
+// router's memory.
+func compactSubs(x *subs.Index) {
+	x.Compact()
+	debug.FreeOSMemory()
+}
+
+// compactor compacts the stored subscriptions after they grew by a tenth
+// (a bulk load through another router or `router subscribe -file`), once
+// no batch has come for a second.
+func (r *Router) compactor() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last, applied := r.stored.Stats().Subscriptions, r.subFollow.Applied()
+	for range t.C {
+		if r.flowClosing() {
+			return
+		}
+		n, a := r.stored.Stats().Subscriptions, r.subFollow.Applied()
+		if a != applied { // still coming
+			applied = a
+			continue
+		}
+		if n > last+last/10+100_000 {
+			compactSubs(r.stored)
+			r.log.Info("stored subscriptions compacted", zap.Int("subscriptions", n))
+			last = n
+		}
+	}
+}
+
+// flowClosing reports whether Close has begun.
+func (r *Router) flowClosing() bool {
+	r.flow.mu.Lock()
+	defer r.flow.mu.Unlock()
+	return r.flow.closing
+}
+
+func (r *Router) removeTmpStore() {
+	if r.tmpStore != "" {
+		os.RemoveAll(r.tmpStore)
+		r.tmpStore = ""
+	}
+}
+
+// openSubscriptions opens the stored subscriptions' stream and applies it
+// before the router routes anything (a publish must reach every stored
+// subscriber). A NATS without JetStream (an external server) leaves the
+// router without stored subscriptions, said in the log.
+func (r *Router) openSubscriptions() error {
+	if r.ns != nil && r.cfg.Embedded.ClusterAddr != "" {
+		return nil // warned at start
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	st, err := subs.Open(ctx, r.nc)
+	cancel()
+	if err != nil {
+		if r.ns != nil && r.cfg.Embedded.ClusterAddr == "" {
+			return fmt.Errorf("router: %w", err)
+		}
+		r.log.Warn("no stored subscriptions: the NATS server has no JetStream", zap.Error(err))
+		return nil
+	}
+	x := subs.NewIndex()
+	f, err := st.Follow(context.Background(), x, func(err error) {
+		r.log.Warn("malformed subscriptions batch", zap.Error(err))
+	})
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	start := time.Now()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	limit := time.After(10 * time.Minute)
+	for loading := true; loading; {
+		select {
+		case <-f.Ready():
+			loading = false
+		case <-tick.C:
+			r.log.Info("loading stored subscriptions", zap.Int("subscriptions", x.Stats().Subscriptions))
+		case <-limit:
+			f.Stop()
+			return fmt.Errorf("router: stored subscriptions not loaded after 10 minutes (%d so far)", x.Stats().Subscriptions)
+		}
+	}
+	compactSubs(x)
+	r.stored, r.subStream, r.subFollow = x, st, f
+	go r.compactor()
+	r.log.Info("stored subscriptions loaded", zap.Int("subscriptions", x.Stats().Subscriptions), zap.Duration("took", time.Since(start)))
+	return nil
 }
 
 // sweep forgets gateways that went silent and repeats resyncs that were
@@ -548,6 +682,9 @@ func (r *Router) handleUp(m *nats.Msg) {
 // position the catch-up carries.
 func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
 	topics := r.topics.topicsOf(registry.Conn{GW: gw.idx, Conn: conn})
+	if r.stored != nil {
+		topics = r.stored.Topics(id, topics)
+	}
 	r.store.Resume(id, cur, func(res retention.Resumed, kept []retention.Entry) {
 		kept = r.filterKept(kept, topics)
 		if len(kept) > 0 {

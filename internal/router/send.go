@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -171,6 +172,9 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 	r.published.Add(1)
 	var name string
 	b.members, name = r.topics.members(topic, b.members[:0])
+	if r.stored != nil {
+		name = b.addSubscribers(topic, name)
+	}
 	if len(b.members) == 0 {
 		b.ack.void++
 		r.void.Add(1)
@@ -203,6 +207,44 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 		}
 	}
 	b.msg, b.idMembers = nil, nil
+}
+
+// addSubscribers adds to b.members every conn of every id subscribed to
+// topic (stored subscriptions), and the subscribed ids with no conn now
+// (so the message is kept for their resume, if they have a history),
+// without repeating a conn that also joined the topic itself. It returns
+// the topic's interned name.
+func (b *sendBatch) addSubscribers(topic []byte, name string) string {
+	r := b.r
+	joined := len(b.members)
+	r.stored.Subscribers(topic, func(n string, ids []int64) {
+		if name == "" {
+			name = n
+		}
+		for _, id := range ids {
+			b.conns = r.reg.Lookup(id, b.conns[:0])
+			if len(b.conns) == 0 {
+				b.members = append(b.members, member{id: id})
+				continue
+			}
+			for _, c := range b.conns {
+				b.members = append(b.members, member{id: id, conn: c})
+			}
+		}
+	})
+	if len(b.members) > joined {
+		slices.SortFunc(b.members, func(a, c member) int {
+			switch {
+			case a.id != c.id:
+				return cmp.Compare(a.id, c.id)
+			case a.conn.GW != c.conn.GW:
+				return cmp.Compare(a.conn.GW, c.conn.GW)
+			}
+			return cmp.Compare(a.conn.Conn, c.conn.Conn)
+		})
+		b.members = slices.Compact(b.members)
+	}
+	return name
 }
 
 // fanTo writes the publish being routed to the conns of the id being

@@ -1,0 +1,132 @@
+package subs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The JetStream stream that holds the subscriptions, and its subject.
+const (
+	StreamName = "COMET_SUBS"
+	Subject    = "comet.v3.subs"
+)
+
+// Stream is the subscriptions' stream on a NATS with JetStream.
+type Stream struct {
+	js jetstream.JetStream
+	st jetstream.Stream
+}
+
+// Open makes (or finds) the stream: file storage, every message kept
+// (each is a batch of records that later ones may undo).
+func Open(ctx context.Context, nc *nats.Conn) (*Stream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("subs: %w", err)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "comet: stored subscriptions (batches of subscribe and unsubscribe records)",
+		Subjects:    []string{Subject},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgSize:  MaxBatch + 1024,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subs: stream %s (does the NATS server have JetStream?): %w", StreamName, err)
+	}
+	return &Stream{js: js, st: st}, nil
+}
+
+// Publish stores one batch and returns its stream sequence once
+// JetStream has it.
+func (s *Stream) Publish(ctx context.Context, batch []byte) (uint64, error) {
+	ack, err := s.js.Publish(ctx, Subject, batch)
+	if err != nil {
+		return 0, fmt.Errorf("subs: %w", err)
+	}
+	return ack.Sequence, nil
+}
+
+// Follower applies the stream to an Index: every batch from the first,
+// then each new one as it comes.
+type Follower struct {
+	cc      jetstream.ConsumeContext
+	applied atomic.Uint64 // the last stream sequence applied
+	bad     atomic.Uint64 // malformed batches (their records up to the error applied)
+	ready   chan struct{} // closed once caught up with the stream as it was at Follow
+}
+
+// Follow starts applying the stream to x. Ready is closed when every
+// batch stored before Follow was called has been applied.
+func (s *Stream) Follow(ctx context.Context, x *Index, onBad func(error)) (*Follower, error) {
+	info, err := s.st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("subs: %w", err)
+	}
+	last := info.State.LastSeq
+	f := &Follower{ready: make(chan struct{})}
+	if last == 0 {
+		close(f.ready)
+	}
+	cons, err := s.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("subs: %w", err)
+	}
+	// At most 16 MiB of batches asked for at once: the client's buffer
+	// for the consumer (64 MiB by default) must never overflow, or NATS
+	// drops batches and the consumer has to start over.
+	f.cc, err = cons.Consume(func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		if err := x.ApplyBatch(m.Data()); err != nil {
+			f.bad.Add(1)
+			if onBad != nil {
+				onBad(err)
+			}
+		}
+		f.applied.Store(meta.Sequence.Stream)
+		if meta.Sequence.Stream == last {
+			close(f.ready)
+		}
+	}, jetstream.PullMaxBytes(16<<20), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if onBad != nil {
+			onBad(err)
+		}
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("subs: %w", err)
+	}
+	return f, nil
+}
+
+// Ready is closed once the stream as it was at Follow is applied.
+func (f *Follower) Ready() <-chan struct{} { return f.ready }
+
+// WaitApplied waits until the batch at stream sequence seq is applied.
+func (f *Follower) WaitApplied(ctx context.Context, seq uint64) error {
+	for f.applied.Load() < seq {
+		select {
+		case <-ctx.Done():
+			return errors.New("subs: the stored subscription is not applied yet")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Applied is the last stream sequence applied; Bad the malformed batches.
+func (f *Follower) Applied() uint64 { return f.applied.Load() }
+func (f *Follower) Bad() uint64     { return f.bad.Load() }
+
+// Stop stops following.
+func (f *Follower) Stop() { f.cc.Stop() }

@@ -1,0 +1,236 @@
+// Package subs keeps the subscriptions the system stores for ids: id 123
+// subscribed to topic lobby gets what is published to lobby on every
+// connection it opens, on any gateway, whether it was online when it
+// subscribed or not.
+//
+// They live in a JetStream stream (Stream, on the NATS the routers
+// already use): each message a batch of subscribe and unsubscribe records
+// (Encoder). Every router replays the stream when it starts and follows
+// it (Follow), applying the records to its Index in stream order, so
+// every router has the same subscriptions and they survive any router's
+// restart. docs/PROTOCOL.md ("Stored subscriptions") has the format.
+package subs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/cometgw/comet/internal/wire"
+)
+
+// Record operations.
+const (
+	OpSubscribe   byte = 1
+	OpUnsubscribe byte = 2
+)
+
+// Version is the batch format's version, its first byte.
+const Version = 1
+
+// MaxBatch bounds a batch message (NATS's default max payload is 1 MiB).
+const MaxBatch = 512 << 10
+
+// ErrFormat is a malformed batch.
+var ErrFormat = errors.New("subs: malformed batch")
+
+// AppendRecord appends one record to a batch (start a batch with
+// []byte{Version}).
+func AppendRecord(b []byte, op byte, id int64, topic string) []byte {
+	b = binary.AppendVarint(append(b, op), id)
+	b = binary.AppendUvarint(b, uint64(len(topic)))
+	return append(b, topic...)
+}
+
+// Decode calls fn for each record of batch, in order; topic aliases
+// batch. It stops at the first malformed record (an unknown op, a bad id
+// or topic) and returns an error saying where; the records before it were
+// applied.
+func Decode(batch []byte, fn func(op byte, id int64, topic []byte)) error {
+	if len(batch) == 0 || batch[0] != Version {
+		return fmt.Errorf("%w: version %v", ErrFormat, batch[:min(len(batch), 1)])
+	}
+	off := 1
+	for off < len(batch) {
+		op := batch[off]
+		if op != OpSubscribe && op != OpUnsubscribe {
+			return fmt.Errorf("%w: op %d at byte %d", ErrFormat, op, off)
+		}
+		off++
+		id, n := binary.Varint(batch[off:])
+		if n <= 0 {
+			return fmt.Errorf("%w: id at byte %d", ErrFormat, off)
+		}
+		off += n
+		l, n := binary.Uvarint(batch[off:])
+		if n <= 0 || l > wire.MaxTopic || uint64(len(batch)-off-n) < l {
+			return fmt.Errorf("%w: topic length at byte %d", ErrFormat, off)
+		}
+		off += n
+		topic := batch[off : off+int(l)]
+		if !wire.ValidTopic(topic) {
+			return fmt.Errorf("%w: topic %q at byte %d", ErrFormat, topic, off)
+		}
+		off += int(l)
+		fn(op, id, topic)
+	}
+	return nil
+}
+
+// Index is every stored subscription, by topic and by id. What one costs
+// here: its id in its topic's list (8 bytes) and its topic in its id's
+// list (8 bytes), with the lists trimmed as they grow (Compact after a
+// bulk load gives the slack back).
+type Index struct {
+	mu     sync.RWMutex
+	topics map[string]*topic
+	ids    map[int64][]*topic
+	n      int
+}
+
+type topic struct {
+	name string
+	ids  []int64 // unordered
+}
+
+// NewIndex returns an empty index.
+func NewIndex() *Index {
+	return &Index{topics: make(map[string]*topic), ids: make(map[int64][]*topic)}
+}
+
+// Apply applies one record.
+func (x *Index) Apply(op byte, id int64, name []byte) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.apply(op, id, name)
+}
+
+// ApplyBatch applies a batch under one lock (Decode's rules).
+func (x *Index) ApplyBatch(batch []byte) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return Decode(batch, x.apply)
+}
+
+func (x *Index) apply(op byte, id int64, name []byte) {
+	t := x.topics[string(name)]
+	ts := x.ids[id]
+	if op == OpSubscribe {
+		if t != nil && slices.Contains(ts, t) {
+			return
+		}
+		if t == nil {
+			t = &topic{name: string(name)}
+			x.topics[t.name] = t
+		}
+		t.ids = append(t.ids, id)
+		x.ids[id] = append(ts, t)
+		x.n++
+		return
+	}
+	if t == nil {
+		return
+	}
+	i := slices.Index(ts, t)
+	if i < 0 {
+		return
+	}
+	ts = slices.Delete(ts, i, i+1)
+	if len(ts) == 0 {
+		delete(x.ids, id)
+	} else {
+		x.ids[id] = ts
+	}
+	if j := slices.Index(t.ids, id); j >= 0 {
+		t.ids[j] = t.ids[len(t.ids)-1]
+		t.ids = t.ids[:len(t.ids)-1]
+	}
+	if len(t.ids) == 0 {
+		delete(x.topics, t.name)
+	}
+	x.n--
+}
+
+// Subscribers calls fn, under the index's read lock, with topic's
+// interned name and its subscribed ids (not to be kept); not at all if
+// nobody is subscribed.
+func (x *Index) Subscribers(name []byte, fn func(name string, ids []int64)) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if t := x.topics[string(name)]; t != nil {
+		fn(t.name, t.ids)
+	}
+}
+
+// Topics appends the topics id is subscribed to to dst.
+func (x *Index) Topics(id int64, dst []string) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, t := range x.ids[id] {
+		dst = append(dst, t.name)
+	}
+	return dst
+}
+
+// Compact trims every list to its length (after a bulk load).
+func (x *Index) Compact() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, t := range x.topics {
+		if cap(t.ids) > len(t.ids) {
+			t.ids = slices.Clone(t.ids)
+		}
+	}
+	for id, ts := range x.ids {
+		if cap(ts) > len(ts) {
+			x.ids[id] = slices.Clone(ts)
+		}
+	}
+}
+
+// Stats counts the index.
+type Stats struct {
+	Subscriptions int `json:"subscriptions"`
+	Topics        int `json:"topics"`
+	IDs           int `json:"ids"`
+}
+
+// Stats returns the index's counts.
+func (x *Index) Stats() Stats {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return Stats{Subscriptions: x.n, Topics: len(x.topics), IDs: len(x.ids)}
+}
+
+// Batcher packs records into batches of at most MaxBatch bytes.
+type Batcher struct {
+	b []byte
+	n int // records in b
+}
+
+// Add adds a record; it returns a full batch to store (valid until the
+// next call), or nil.
+func (bt *Batcher) Add(op byte, id int64, topic string) []byte {
+	var full []byte
+	if len(bt.b)+len(topic)+16 > MaxBatch && bt.n > 0 {
+		full = bt.Flush()
+	}
+	if len(bt.b) == 0 {
+		bt.b = append(bt.b[:0], Version)
+	}
+	bt.b = AppendRecord(bt.b, op, id, topic)
+	bt.n++
+	return full
+}
+
+// Flush returns the batch being filled (nil if empty) and starts another.
+func (bt *Batcher) Flush() []byte {
+	if bt.n == 0 {
+		return nil
+	}
+	out := bt.b
+	bt.b, bt.n = make([]byte, 0, MaxBatch), 0
+	return out
+}

@@ -1,0 +1,187 @@
+package subs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	embeddednats "github.com/cometgw/comet/embedded-nats"
+	"github.com/cometgw/comet/internal/subs"
+)
+
+func TestIndex(t *testing.T) {
+	x := subs.NewIndex()
+	b := []byte{subs.Version}
+	for _, r := range []struct {
+		op    byte
+		id    int64
+		topic string
+	}{{1, 1, "a"}, {1, 1, "b"}, {1, 2, "a"}, {1, 1, "a"}, {2, 1, "b"}, {2, 3, "a"}, {2, 1, "zzz"}} {
+		b = subs.AppendRecord(b, r.op, r.id, r.topic)
+	}
+	if err := x.ApplyBatch(b); err != nil {
+		t.Fatal(err)
+	}
+	if st := x.Stats(); st != (subs.Stats{Subscriptions: 2, Topics: 1, IDs: 2}) {
+		t.Fatalf("stats %+v", st)
+	}
+	var got []int64
+	x.Subscribers([]byte("a"), func(name string, ids []int64) { got = slices.Sorted(slices.Values(ids)) })
+	if !slices.Equal(got, []int64{1, 2}) || !slices.Equal(x.Topics(1, nil), []string{"a"}) {
+		t.Fatalf("subscribers %v, topics of 1 %v", got, x.Topics(1, nil))
+	}
+	x.Compact()
+	x.Apply(subs.OpUnsubscribe, 2, []byte("a"))
+	x.Apply(subs.OpUnsubscribe, 1, []byte("a"))
+	if st := x.Stats(); st != (subs.Stats{}) {
+		t.Fatalf("stats after unsubscribing all %+v", st)
+	}
+}
+
+func TestDecodeMalformed(t *testing.T) {
+	good := subs.AppendRecord([]byte{subs.Version}, subs.OpSubscribe, 5, "lobby")
+	for name, b := range map[string][]byte{
+		"empty":        nil,
+		"version":      {9},
+		"op":           append(append([]byte{}, good...), 7),
+		"truncated":    good[:len(good)-2],
+		"bad topic":    subs.AppendRecord([]byte{subs.Version}, subs.OpSubscribe, 5, "a b"),
+		"empty topic":  subs.AppendRecord([]byte{subs.Version}, subs.OpSubscribe, 5, ""),
+		"topic length": append([]byte{subs.Version, 1, 2}, 0xff, 0xff, 0x03),
+	} {
+		if err := subs.Decode(b, func(byte, int64, []byte) {}); !errors.Is(err, subs.ErrFormat) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(subs.AppendRecord(subs.AppendRecord([]byte{subs.Version}, 1, 5, "lobby"), 2, -9, "a.b:c"))
+	f.Add([]byte{subs.Version, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var recs []byte
+		err := subs.Decode(b, func(op byte, id int64, topic []byte) {
+			if len(recs) == 0 {
+				recs = []byte{subs.Version}
+			}
+			recs = subs.AppendRecord(recs, op, id, string(topic))
+		})
+		if err != nil || recs == nil {
+			return
+		}
+		// What decodes re-encodes to what decodes the same.
+		var again []byte
+		if err := subs.Decode(recs, func(op byte, id int64, topic []byte) {
+			if len(again) == 0 {
+				again = []byte{subs.Version}
+			}
+			again = subs.AppendRecord(again, op, id, string(topic))
+		}); err != nil || !bytes.Equal(recs, again) {
+			t.Fatalf("%x: re-encoded %x, again %x (%v)", b, recs, again, err)
+		}
+	})
+}
+
+func TestBatcher(t *testing.T) {
+	var bt subs.Batcher
+	var batches [][]byte
+	topic := strings.Repeat("t", 100)
+	for i := range 20000 {
+		if full := bt.Add(subs.OpSubscribe, int64(i), topic); full != nil {
+			batches = append(batches, full)
+		}
+	}
+	batches = append(batches, bt.Flush())
+	n := 0
+	for _, b := range batches {
+		if len(b) > subs.MaxBatch {
+			t.Fatalf("batch of %d bytes", len(b))
+		}
+		if err := subs.Decode(b, func(byte, int64, []byte) { n++ }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 20000 || len(batches) < 2 || bt.Flush() != nil {
+		t.Fatalf("%d records in %d batches", n, len(batches))
+	}
+}
+
+// The stream on a real embedded NATS: a load, a bad line, a follower
+// that catches up, and a second follower (another router, or this one
+// restarted) that gets the same index.
+func TestLoadAndFollow(t *testing.T) {
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := subs.Open(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := subs.NewIndex()
+	f, err := st.Follow(ctx, x, func(err error) { t.Error(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	var csv strings.Builder
+	csv.WriteString("# id,topic\n\n")
+	for i := 1; i <= 50000; i++ {
+		csv.WriteString(strings.Repeat(" ", i%2) + itoa(i) + ",room-" + itoa(i%7) + "\n")
+	}
+	n, err := subs.Load(ctx, st, strings.NewReader(csv.String()), nil)
+	if err != nil || n != 50000 {
+		t.Fatalf("load: %d %v", n, err)
+	}
+	n, err = subs.Load(ctx, st, strings.NewReader("1,ok\n2,also-ok\nthree,bad\n4,never\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "line 3: bad id") || n != 2 {
+		t.Fatalf("bad line: %d %v", n, err)
+	}
+	n, err = subs.Load(ctx, st, strings.NewReader("1,ok\n2,bad topic\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), `line 2: bad topic "bad topic"`) {
+		t.Fatalf("bad topic: %d %v", n, err)
+	}
+	seq, err := st.Publish(ctx, subs.AppendRecord([]byte{subs.Version}, subs.OpUnsubscribe, 7, "room-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitApplied(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	// 50,000, the two before the bad line and the one before the bad
+	// topic (1,ok again: no change), less the unsubscribe.
+	if got := x.Stats().Subscriptions; got != 50001 || !slices.Contains(x.Topics(2, nil), "also-ok") {
+		t.Fatalf("%d subscriptions applied, want 50001; topics of 2: %v", got, x.Topics(2, nil))
+	}
+	y := subs.NewIndex()
+	g, err := st.Follow(ctx, y, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop()
+	select {
+	case <-g.Ready():
+	case <-ctx.Done():
+		t.Fatal("second follower not ready")
+	}
+	if x.Stats() != y.Stats() || !slices.Equal(x.Topics(8, nil), y.Topics(8, nil)) {
+		t.Fatalf("followers differ: %+v %+v", x.Stats(), y.Stats())
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

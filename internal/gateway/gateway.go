@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -185,6 +186,9 @@ type Gateway struct {
 	peers  *peerlimit.Table // nil: no per-address limits
 	admin  *obs.Admin
 	serve  chan error
+
+	closeOnce sync.Once // Close may be called more than once
+	closeErr  error
 }
 
 // New connects to NATS, binds the listeners and starts serving.
@@ -353,6 +357,11 @@ func (g *Gateway) Wait() <-chan error { return g.serve }
 // stream ends with the terminating chunk and is logged out; the router is
 // told goodbye and the NATS connection drained.
 func (g *Gateway) Close() error {
+	g.closeOnce.Do(func() { g.closeErr = g.close() })
+	return g.closeErr
+}
+
+func (g *Gateway) close() error {
 	err := g.srv.Shutdown()
 	g.hub.Close()
 	g.link.stop()

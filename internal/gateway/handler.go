@@ -17,6 +17,7 @@ GET /test/{id}                      a chunked HTML stream of every message sent 
 GET /sse/{id}                       an EventSource stream; Last-Event-ID or ?cursor= resumes
 GET /poll/{id}?cursor=C&timeout=30s a long-poll: the messages after cursor C, as JSON
    ?topics=a,b on any of them        also every message published to topics a and b
+   &presence=1                       and who joins and leaves them
 GET /demo                           a page that shows an id's messages as they arrive
 `
 
@@ -56,11 +57,20 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 		badRequest(ctx, "topics", err)
 		return
 	}
+	var presence bool
+	switch p := string(ctx.QueryArgs().Peek("presence")); p {
+	case "", "0":
+	case "1":
+		presence = len(topics) > 0
+	default:
+		badRequest(ctx, "presence", fmt.Errorf("%q: want 1 (join and leave events of the topics) or 0", clipBytes([]byte(p))))
+		return
+	}
 	exp, ok := g.access.check(ctx, id, topics)
 	if !ok {
 		return
 	}
-	a := admitted{expires: exp, topics: topics}
+	a := admitted{expires: exp, topics: topics, presence: presence}
 	if ctx.IsHead() {
 		// The head a GET would get; fasthttp sends no body for HEAD.
 		switch rt {
@@ -89,8 +99,9 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 // admitted is what the door let a session in with: when its token
 // expires (zero: never) and the topics it joins.
 type admitted struct {
-	expires time.Time
-	topics  []string
+	expires  time.Time
+	topics   []string
+	presence bool // wants the topics' join and leave events
 }
 
 // parseTopics reads ?topics=: topic names separated by commas (repeats

@@ -38,9 +38,9 @@ type link struct {
 	cur    []byte            // the frame being filled
 	dones  map[string][]byte // done frames being filled, by the reply subject (router) they go to
 	live   uint64            // logins announced and not yet logged out
-	// The topics of the sessions that joined some (resync repeats
-	// them); sessions without topics cost nothing here.
-	topics map[uint64][]string
+	// What the sessions that joined topics joined (resync repeats it);
+	// sessions without topics cost nothing here.
+	topics map[uint64]hub.Joins
 	kick   chan struct{}
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -64,7 +64,7 @@ func newLink(nc *nats.Conn, name string, instance uint64, inbound int, log *zap.
 	l := &link{
 		nc: nc, name: name, instance: instance, inbound: inbound, log: log,
 		dones:  make(map[string][]byte),
-		topics: make(map[uint64][]string),
+		topics: make(map[uint64]hub.Joins),
 		kick:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
@@ -128,13 +128,13 @@ func (l *link) signal() {
 
 // Opened implements hub.Listener: the conn logs in as id and joins
 // topics.
-func (l *link) Opened(conn uint64, id int64, topics []string) {
+func (l *link) Opened(conn uint64, id int64, j hub.Joins) {
 	l.mu.Lock()
 	l.header()
-	l.appendLogin(conn, id, topics)
+	l.appendLogin(conn, id, j)
 	l.live++
-	if len(topics) > 0 {
-		l.topics[conn] = topics
+	if len(j.Topics) > 0 {
+		l.topics[conn] = j
 	}
 	l.rotate()
 	l.mu.Unlock()
@@ -142,9 +142,9 @@ func (l *link) Opened(conn uint64, id int64, topics []string) {
 }
 
 // appendLogin appends conn's login record. l.mu must be held.
-func (l *link) appendLogin(conn uint64, id int64, topics []string) {
-	if len(topics) > 0 {
-		l.cur = wire.AppendLoginTopics(l.cur, conn, id, topics)
+func (l *link) appendLogin(conn uint64, id int64, j hub.Joins) {
+	if len(j.Topics) > 0 {
+		l.cur = wire.AppendLoginTopics(l.cur, conn, id, j.Topics, j.Presence)
 	} else {
 		l.cur = wire.AppendLogin(l.cur, conn, id)
 	}
@@ -152,13 +152,13 @@ func (l *link) appendLogin(conn uint64, id int64, topics []string) {
 
 // Resume implements hub.Listener: the conn logs in as id, joins topics
 // and resumes after cur.
-func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor, topics []string) {
+func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor, j hub.Joins) {
 	l.mu.Lock()
 	l.header()
-	l.appendResume(conn, id, cur, topics)
+	l.appendResume(conn, id, cur, j)
 	l.live++
-	if len(topics) > 0 {
-		l.topics[conn] = topics
+	if len(j.Topics) > 0 {
+		l.topics[conn] = j
 	}
 	l.rotate()
 	l.mu.Unlock()
@@ -166,9 +166,9 @@ func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor, topics []string)
 }
 
 // appendResume appends conn's resume record. l.mu must be held.
-func (l *link) appendResume(conn uint64, id int64, cur cursor.Cursor, topics []string) {
-	if len(topics) > 0 {
-		l.cur = wire.AppendResumeTopics(l.cur, conn, id, cur.Epoch, cur.Seq, topics)
+func (l *link) appendResume(conn uint64, id int64, cur cursor.Cursor, j hub.Joins) {
+	if len(j.Topics) > 0 {
+		l.cur = wire.AppendResumeTopics(l.cur, conn, id, cur.Epoch, cur.Seq, j.Topics, j.Presence)
 	} else {
 		l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
 	}

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -268,5 +269,78 @@ func TestStoredSubscriptions(t *testing.T) {
 	}
 	if st := r2.Stats(); st.Subscriptions == nil || st.Subscriptions.Subscriptions != 0 {
 		t.Fatalf("stats %+v", st.Subscriptions)
+	}
+}
+
+// presenceEvent is a presence event as a watcher reads it.
+type presenceEvent struct {
+	Presence   string  `json:"presence"`
+	IDs        int     `json:"ids"`
+	Joined     []int64 `json:"joined"`
+	Left       []int64 `json:"left"`
+	JoinedMore int     `json:"joined_more"`
+}
+
+// nextPresence reads SSE events until a presence event.
+func nextPresence(t *testing.T, br *bufio.Reader) presenceEvent {
+	t.Helper()
+	for {
+		_, data := sseData(t, br)
+		var ev presenceEvent
+		if err := json.Unmarshal([]byte(data), &ev); err == nil && ev.Presence != "" {
+			return ev
+		}
+	}
+}
+
+// Join and leave events (?presence=1): who comes into a topic and who
+// goes, from every gateway, one event a second at most, with a gateway
+// that goes away counted as its members leaving; a ramp of joins is a
+// few events, not one per join.
+func TestPresenceEvents(t *testing.T) {
+	r, g1 := startSystem(t, gateway.Config{})
+	g2 := startNamedGateway(t, r.NATSURL(), "second", gateway.Config{})
+	waitFor(t, "two gateways", 5*time.Second, func() bool { return r.Stats().Gateways == 2 })
+	_, watcher := openSSE(t, g1.Addr().String(), "/sse/1?topics=room&presence=1", "")
+	if ev := nextPresence(t, watcher); ev.IDs != 1 || len(ev.Joined) != 1 || ev.Joined[0] != 1 {
+		t.Fatalf("first event %+v", ev)
+	}
+	testclient.OpenPath(t, g2.Addr().String(), "/test/2?topics=room", 2)
+	testclient.OpenPath(t, g2.Addr().String(), "/test/3?topics=room", 3)
+	testclient.OpenPath(t, g1.Addr().String(), "/test/3?topics=room", 3) // a second conn of 3: no event of its own
+	joined := map[int64]bool{}
+	for len(joined) < 2 {
+		ev := nextPresence(t, watcher)
+		for _, id := range ev.Joined {
+			joined[id] = true
+		}
+	}
+	if !joined[2] || !joined[3] {
+		t.Fatalf("joined %v", joined)
+	}
+	if p := r.Presence("room"); p.Conns != 4 || p.IDs[3] != 2 {
+		t.Fatalf("presence %+v", p)
+	}
+	g2.Close()
+	ev := nextPresence(t, watcher)
+	if len(ev.Left) != 1 || ev.Left[0] != 2 || ev.IDs != 2 {
+		t.Fatalf("after the second gateway left: %+v (3 still has a conn on the first)", ev)
+	}
+
+	// 300 joins at once: a few events, every join counted once.
+	for id := int64(100); id < 400; id++ {
+		testclient.OpenPath(t, g1.Addr().String(), fmt.Sprintf("/test/%d?topics=room", id), id)
+	}
+	total, events := 0, 0
+	for total < 300 {
+		ev := nextPresence(t, watcher)
+		events++
+		total += len(ev.Joined) + ev.JoinedMore
+	}
+	if total != 300 || events > 5 {
+		t.Fatalf("%d joins in %d events", total, events)
+	}
+	if st := r.Stats(); st.PresenceEvents < 4 {
+		t.Fatalf("presence events %d", st.PresenceEvents)
 	}
 }

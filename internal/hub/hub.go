@@ -177,9 +177,9 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 	// before the router has heard of it.
 	if h.listener != nil {
 		if resumable {
-			h.listener.Resume(sl.Key(), r.ID, r.Cursor, r.Topics)
+			h.listener.Resume(sl.Key(), r.ID, r.Cursor, Joins{r.Topics, r.Presence})
 		} else {
-			h.listener.Opened(sl.Key(), r.ID, r.Topics)
+			h.listener.Opened(sl.Key(), r.ID, Joins{r.Topics, r.Presence})
 		}
 	}
 	sc := h.scratch.Get().(*scratch)

@@ -78,9 +78,11 @@ type Request struct {
 	// expires): its kind's Shutdown writes its last bytes and it closes
 	// with ReasonExpired. Zero: never.
 	Expires time.Time
-	// Topics are the topics the session joins (the hub passes them to
-	// its Listener and keeps nothing of them).
-	Topics []string
+	// Topics are the topics the session joins, and Presence whether it
+	// wants their join and leave events (the hub passes them to its
+	// Listener and keeps nothing of them).
+	Topics   []string
+	Presence bool
 	// Peer is the connection's count in the gateway's per-address
 	// limits (Config.Release takes it back when the socket closes); 0:
 	// none.
@@ -125,13 +127,21 @@ func (m *Message) Encoded(s Session, encode func(dst []byte, m *Message) []byte)
 // Listener hears about sessions logging in and out (the gateway's link to
 // the router). Every call is made with the session's lock held, so that,
 // for one conn, they are ordered with Hub.Snapshot; they must not block.
+// Joins is what a session joins: its topics, and whether it wants their
+// presence events.
+type Joins struct {
+	Topics   []string
+	Presence bool
+}
+
 type Listener interface {
 	// Opened: a session of a kind that is not resumable logs in as id
-	// and joins topics (Request.Topics; the listener may keep the slice).
-	Opened(conn uint64, id int64, topics []string)
+	// and joins topics (Request.Topics and Presence; the listener may
+	// keep the slice).
+	Opened(conn uint64, id int64, j Joins)
 	// Resume: a resumable session logs in as id, joins topics, and wants
 	// every kept message after cur (zero: from now on).
-	Resume(conn uint64, id int64, cur cursor.Cursor, topics []string)
+	Resume(conn uint64, id int64, cur cursor.Cursor, j Joins)
 	// Closed: the session logs out (closed, or its request answered).
 	Closed(conn uint64)
 }

@@ -50,10 +50,13 @@ type Stats struct {
 	// Publishes to topics and broadcasts routed (each also counted in
 	// sent's acks' way: void when it reached nobody, of which
 	// topic_void for a topic nobody is in).
-	Published  uint64     `json:"published"`
-	Broadcasts uint64     `json:"broadcasts"`
-	TopicVoid  uint64     `json:"topic_void"`
-	Topics     TopicStats `json:"topics"`
+	Published uint64 `json:"published"`
+	// PresenceEvents: join and leave events sent (one per topic per
+	// PresenceEvery at most).
+	PresenceEvents uint64     `json:"presence_events"`
+	Broadcasts     uint64     `json:"broadcasts"`
+	TopicVoid      uint64     `json:"topic_void"`
+	Topics         TopicStats `json:"topics"`
 	// Stored subscriptions (absent without JetStream).
 	Subscriptions *subs.Stats `json:"subscriptions,omitempty"`
 	// Copies of messages: handed to gateways (routed), then delivered
@@ -91,7 +94,7 @@ func (r *Router) Stats() Stats {
 	st := Stats{
 		Conns: rs.Conns, IDs: rs.IDs, Logins: rs.Pairs,
 		Sent: r.sent.Load(), Void: r.void.Load(),
-		Published: r.published.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.stats(),
+		Published: r.published.Load(), PresenceEvents: r.presenceSent.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.stats(),
 		Subscriptions: r.subStats(),
 		Routed:        r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
 		Dropped:     Dropped{Gone: r.droppedGone.Load(), Slow: r.droppedSlow.Load(), Gateway: r.droppedGateway.Load()},

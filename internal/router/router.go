@@ -191,6 +191,7 @@ type Router struct {
 	droppedGone, droppedSlow, droppedGateway atomic.Uint64
 	waits, refused, unknownDone              atomic.Uint64
 	published, broadcasts, topicVoid         atomic.Uint64
+	presenceSent                             atomic.Uint64
 
 	metrics *obs.Metrics
 	admin   *obs.Admin
@@ -377,6 +378,7 @@ func (r *Router) Registry() *registry.Registry { return r.reg }
 func (r *Router) Run(done <-chan struct{}) error {
 	t := time.NewTicker(max(r.cfg.GatewayTimeout/4, 25*time.Millisecond))
 	defer t.Stop()
+	go r.presenceLoop(done)
 	natsDown := r.nc.StatusChanged(nats.CLOSED)
 	for {
 		select {
@@ -390,6 +392,46 @@ func (r *Router) Run(done <-chan struct{}) error {
 			r.store.Sweep(now.UnixNano(), r.reg.Held)
 		}
 	}
+}
+
+// PresenceEvery is how often the join and leave events of topics are
+// sent to the connections that asked for them (?presence=1): every change
+// within it is in one event.
+const PresenceEvery = time.Second
+
+// presenceLoop sends the topics' presence events every PresenceEvery.
+func (r *Router) presenceLoop(done <-chan struct{}) {
+	t := time.NewTicker(PresenceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			r.sendPresence()
+		}
+	}
+}
+
+// sendPresence routes the presence events gathered since the last call:
+// each one to its topic's watchers, the message once per gateway, with no
+// position (like a broadcast).
+func (r *Router) sendPresence() {
+	evs := r.topics.presenceEvents()
+	if len(evs) == 0 {
+		return
+	}
+	b := r.batches.Get().(*sendBatch)
+	defer r.batches.Put(b)
+	b.reset(&pendingAck{waiting: 1}) // nobody waits for it
+	for _, ev := range evs {
+		b.pub++
+		b.msg, b.idMembers = ev.msg, ev.watchers
+		b.fanTo(0, 0)
+	}
+	b.msg, b.idMembers = nil, nil
+	b.finish()
+	r.presenceSent.Add(uint64(len(evs)))
 }
 
 func (r *Router) closeNATS() {
@@ -631,7 +673,7 @@ func (r *Router) handleUp(m *nats.Msg) {
 			}
 		case wire.OpLoginTopics:
 			c := registry.Conn{GW: gw.idx, Conn: rec.Conn}
-			r.topics.join(c, rec.ID, false, rec.Topics)
+			r.topics.join(c, rec.ID, false, rec.Presence, rec.Topics)
 			if newConn, newPair := r.reg.Login(rec.ID, c); newPair {
 				r.logins.Add(1)
 				if newConn {
@@ -643,7 +685,7 @@ func (r *Router) handleUp(m *nats.Msg) {
 		case wire.OpResumeTopics:
 			// Joined first: the resume's catch-up is what was kept for
 			// these topics (and sent to the id).
-			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, true, rec.Topics)
+			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, true, rec.Presence, rec.Topics)
 			r.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
 		case wire.OpLogout:
 			c := registry.Conn{GW: gw.idx, Conn: rec.Conn}

@@ -1,7 +1,11 @@
 package router
 
 import (
+	"cmp"
+	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/cometgw/comet/internal/registry"
@@ -14,16 +18,22 @@ import (
 // each is one string, shared by the index and the history entries that
 // carry it.
 type topicIndex struct {
-	mu     sync.RWMutex
-	topics map[string]*topicState
-	conns  map[registry.Conn]*connTopics // the topics each member conn joined
-	linger map[int64][]*topicState       // the topics each lingering id is kept in
+	mu      sync.RWMutex
+	topics  map[string]*topicState
+	conns   map[registry.Conn]*connTopics // the topics each member conn joined
+	linger  map[int64][]*topicState       // the topics each lingering id is kept in
+	changed map[*topicState]struct{}      // topics with presence changes not yet told
 }
 
 type topicState struct {
 	name    string
 	members map[registry.Conn]int64 // conn -> the id it holds
 	linger  map[int64]struct{}
+	// Presence: member conns per id, the conns that want join and leave
+	// events, and the ids that joined or left since the last event.
+	counts       map[int64]int
+	watchers     map[registry.Conn]int64
+	joined, left map[int64]struct{}
 }
 
 type connTopics struct {
@@ -41,7 +51,7 @@ type member struct {
 
 func newTopicIndex() *topicIndex {
 	return &topicIndex{topics: make(map[string]*topicState), conns: make(map[registry.Conn]*connTopics),
-		linger: make(map[int64][]*topicState)}
+		linger: make(map[int64][]*topicState), changed: make(map[*topicState]struct{})}
 }
 
 // state returns topic's state, creating it. ix.mu must be held for
@@ -50,7 +60,7 @@ func (ix *topicIndex) state(topic []byte) *topicState {
 	if t := ix.topics[string(topic)]; t != nil {
 		return t
 	}
-	t := &topicState{name: string(topic), members: make(map[registry.Conn]int64)}
+	t := &topicState{name: string(topic), members: make(map[registry.Conn]int64), counts: make(map[int64]int)}
 	ix.topics[t.name] = t
 	return t
 }
@@ -59,14 +69,55 @@ func (ix *topicIndex) state(topic []byte) *topicState {
 func (ix *topicIndex) drop(t *topicState) {
 	if len(t.members) == 0 && len(t.linger) == 0 {
 		delete(ix.topics, t.name)
+		delete(ix.changed, t)
 	}
+}
+
+// changeCap bounds the ids a presence event lists as joined or left; past
+// it the event counts them (a ramp of joins is one event a second per
+// watcher, whatever its size).
+const changeCap = 100
+
+// presenceJoin notes a member conn of id; the first one is a join.
+// ix.mu must be held for writing.
+func (ix *topicIndex) presenceJoin(t *topicState, id int64) {
+	if t.counts[id]++; t.counts[id] > 1 {
+		return
+	}
+	if _, ok := t.left[id]; ok {
+		delete(t.left, id) // left and came back within one event
+	} else {
+		if t.joined == nil {
+			t.joined = make(map[int64]struct{})
+		}
+		t.joined[id] = struct{}{}
+	}
+	ix.changed[t] = struct{}{}
+}
+
+// presenceLeave notes a member conn of id gone; the last one is a leave.
+// ix.mu must be held for writing.
+func (ix *topicIndex) presenceLeave(t *topicState, id int64) {
+	if t.counts[id]--; t.counts[id] > 0 {
+		return
+	}
+	delete(t.counts, id)
+	if _, ok := t.joined[id]; ok {
+		delete(t.joined, id)
+	} else {
+		if t.left == nil {
+			t.left = make(map[int64]struct{})
+		}
+		t.left[id] = struct{}{}
+	}
+	ix.changed[t] = struct{}{}
 }
 
 // join records that c, logged in as id, joined topics (valid names, no
 // repeats); resumable says its client resumes (SSE, long-poll), so when
 // it leaves, id lingers in its topics while id's history lasts. A join of
 // a conn already known adds to its topics.
-func (ix *topicIndex) join(c registry.Conn, id int64, resumable bool, topics [][]byte) {
+func (ix *topicIndex) join(c registry.Conn, id int64, resumable, presence bool, topics [][]byte) {
 	if len(topics) == 0 {
 		return
 	}
@@ -84,6 +135,13 @@ func (ix *topicIndex) join(c registry.Conn, id int64, resumable bool, topics [][
 		}
 		t.members[c] = id
 		ct.topics = append(ct.topics, t)
+		ix.presenceJoin(t, id)
+		if presence {
+			if t.watchers == nil {
+				t.watchers = make(map[registry.Conn]int64)
+			}
+			t.watchers[c] = id
+		}
 		if _, ok := t.linger[id]; ok {
 			ix.unlinger(id, t)
 		}
@@ -123,6 +181,8 @@ func (ix *topicIndex) leaveLocked(c registry.Conn, hasHistory func(id int64) boo
 	linger := ct.resumable && hasHistory != nil && hasHistory(ct.id)
 	for _, t := range ct.topics {
 		delete(t.members, c)
+		delete(t.watchers, c)
+		ix.presenceLeave(t, ct.id)
 		if linger && !ix.memberID(t, ct.id) {
 			if t.linger == nil {
 				t.linger = make(map[int64]struct{})
@@ -242,9 +302,60 @@ func (ix *topicIndex) presence(topic string) map[int64]int {
 	if t == nil {
 		return nil
 	}
-	out := make(map[int64]int, len(t.members))
-	for _, id := range t.members {
-		out[id]++
+	out := make(map[int64]int, len(t.counts))
+	for id, n := range t.counts {
+		out[id] = n
 	}
 	return out
+}
+
+// presenceEvent is one topic's join and leave event and the conns that
+// get it.
+type presenceEvent struct {
+	msg      []byte
+	watchers []member // sorted by gateway
+}
+
+// presenceEvents takes the changes since the last call: an event per
+// changed topic that has watchers, {"presence":"lobby","ids":N,
+// "joined":[...],"left":[...]} (at most changeCap ids each; past it,
+// "joined_more"/"left_more" count the rest).
+func (ix *topicIndex) presenceEvents() []presenceEvent {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var out []presenceEvent
+	for t := range ix.changed {
+		if len(t.watchers) > 0 {
+			b := fmt.Appendf(nil, `{"presence":%q,"ids":%d`, t.name, len(t.counts))
+			b = appendIDs(b, "joined", t.joined)
+			b = appendIDs(b, "left", t.left)
+			ev := presenceEvent{msg: append(b, '}')}
+			for c, id := range t.watchers {
+				ev.watchers = append(ev.watchers, member{id: id, conn: c})
+			}
+			slices.SortFunc(ev.watchers, func(a, b member) int { return cmp.Compare(a.conn.GW, b.conn.GW) })
+			out = append(out, ev)
+		}
+		t.joined, t.left = nil, nil
+	}
+	clear(ix.changed)
+	return out
+}
+
+// appendIDs appends ,"name":[ids...] (sorted, at most changeCap) and the
+// count of the rest.
+func appendIDs(b []byte, name string, set map[int64]struct{}) []byte {
+	ids := slices.Sorted(maps.Keys(set))
+	b = fmt.Appendf(b, `,%q:[`, name)
+	for i, id := range ids[:min(len(ids), changeCap)] {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	b = append(b, ']')
+	if len(ids) > changeCap {
+		b = fmt.Appendf(b, `,%q:%d`, name+"_more", len(ids)-changeCap)
+	}
+	return b
 }

@@ -241,8 +241,8 @@ func (t *Tally) Add(o Tally) {
 //	hello, heartbeat: Count
 //	login:            Conn, ID
 //	resume:           Conn, ID, Epoch, Seq (Epoch 0: no cursor, start from now)
-//	login-topics:     Conn, ID, Topics
-//	resume-topics:    Conn, ID, Epoch, Seq, Topics
+//	login-topics:     Conn, ID, Topics, Presence
+//	resume-topics:    Conn, ID, Epoch, Seq, Topics, Presence
 //	publish:          Topic, Msg
 //	broadcast:        Msg
 //	fanout:           Msg
@@ -282,6 +282,9 @@ type Record struct {
 	// topic decoded is valid (ValidTopic).
 	Topic  []byte
 	Topics [][]byte
+	// Presence (login-topics, resume-topics): the conn wants its topics'
+	// join and leave events.
+	Presence bool
 }
 
 // AppendHeader starts a frame of kind k (KindSend, KindAck). KindUp and
@@ -348,24 +351,31 @@ func AppendDeliverAt(b []byte, epoch, seq uint64, msg []byte, conns []uint64) []
 }
 
 // AppendLoginTopics appends a login-topics record: conn logs in as id
-// and joins topics (each valid, at most MaxConnTopics).
-func AppendLoginTopics(b []byte, conn uint64, id int64, topics []string) []byte {
+// and joins topics (each valid, at most MaxConnTopics); presence: it
+// wants the topics' join and leave events.
+func AppendLoginTopics(b []byte, conn uint64, id int64, topics []string, presence bool) []byte {
 	b = binary.AppendUvarint(append(b, byte(OpLoginTopics)), conn)
-	return appendTopics(binary.AppendVarint(b, id), topics)
+	return appendTopics(binary.AppendVarint(b, id), topics, presence)
 }
 
 // AppendResumeTopics appends a resume-topics record: a resume (see
 // AppendResume) of a conn that joins topics.
-func AppendResumeTopics(b []byte, conn uint64, id int64, epoch, seq uint64, topics []string) []byte {
+func AppendResumeTopics(b []byte, conn uint64, id int64, epoch, seq uint64, topics []string, presence bool) []byte {
 	b = binary.AppendUvarint(append(b, byte(OpResumeTopics)), conn)
 	b = binary.AppendVarint(b, id)
 	b = binary.AppendUvarint(b, epoch)
 	b = binary.AppendUvarint(b, seq)
-	return appendTopics(b, topics)
+	return appendTopics(b, topics, presence)
 }
 
-func appendTopics(b []byte, topics []string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(topics)))
+// appendTopics appends the count of topics, times 2, plus 1 if presence
+// events are wanted, then the topics.
+func appendTopics(b []byte, topics []string, presence bool) []byte {
+	nf := uint64(len(topics)) << 1
+	if presence {
+		nf |= 1
+	}
+	b = binary.AppendUvarint(b, nf)
 	for _, t := range topics {
 		b = appendString(b, t)
 	}
@@ -620,12 +630,15 @@ func (d *Decoder) topic() ([]byte, bool) {
 	return t, true
 }
 
-// topics decodes a count and that many topics into r.Topics.
+// topics decodes a count (with the presence flag) and that many topics
+// into r.Topics.
 func (d *Decoder) topics(r *Record) bool {
-	n, ok := d.uvarint()
+	nf, ok := d.uvarint()
 	if !ok {
 		return false
 	}
+	n := nf >> 1
+	r.Presence = nf&1 == 1
 	if n > MaxConnTopics {
 		d.fail(fmt.Errorf("%w: %d topics (max %d)", ErrTooLarge, n, MaxConnTopics))
 		return false

@@ -111,12 +111,12 @@ func TestRoundTrip(t *testing.T) {
 			name: "topics up",
 			frame: func() []byte {
 				b := AppendUpHeader(nil, KindUp, "gw", 1)
-				b = AppendLoginTopics(b, 7, 12, []string{"lobby", "a.b:c_d-9"})
-				return AppendResumeTopics(b, 8, -3, 5, 6, nil)
+				b = AppendLoginTopics(b, 7, 12, []string{"lobby", "a.b:c_d-9"}, true)
+				return AppendResumeTopics(b, 8, -3, 5, 6, nil, false)
 			}(),
 			header: Header{Kind: KindUp, Gateway: "gw", Instance: 1},
 			records: []Record{
-				{Op: OpLoginTopics, Conn: 7, ID: 12, Topics: [][]byte{[]byte("lobby"), []byte("a.b:c_d-9")}},
+				{Op: OpLoginTopics, Conn: 7, ID: 12, Topics: [][]byte{[]byte("lobby"), []byte("a.b:c_d-9")}, Presence: true},
 				{Op: OpResumeTopics, Conn: 8, ID: -3, Epoch: 5, Seq: 6},
 			},
 		},
@@ -239,9 +239,9 @@ func TestMalformed(t *testing.T) {
 		{"publish bad topic", AppendPublish(AppendHeader(nil, KindSend), "a b", nil), ErrTopic},
 		{"publish empty topic", AppendPublish(AppendHeader(nil, KindSend), "", nil), ErrTopic},
 		{"publish long topic", AppendPublish(AppendHeader(nil, KindSend), string(bytes.Repeat([]byte("t"), 129)), nil), ErrTooLarge},
-		{"login-topics bad topic", AppendLoginTopics(append([]byte(nil), up...), 1, 2, []string{"ok", "no*"}), ErrTopic},
-		{"login-topics too many", append(append([]byte(nil), up...), byte(OpLoginTopics), 1, 2, 65), ErrTooLarge},
-		{"resume-topics truncated", AppendResumeTopics(append([]byte(nil), up...), 1, 2, 3, 4, []string{"abc"})[:12], ErrShort},
+		{"login-topics bad topic", AppendLoginTopics(append([]byte(nil), up...), 1, 2, []string{"ok", "no*"}, false), ErrTopic},
+		{"login-topics too many", append(append([]byte(nil), up...), byte(OpLoginTopics), 1, 2, 0x82, 0x01), ErrTooLarge},
+		{"resume-topics truncated", AppendResumeTopics(append([]byte(nil), up...), 1, 2, 3, 4, []string{"abc"}, false)[:12], ErrShort},
 		{"fanout-to conns past end", append(AppendDownHeader(nil, 0), byte(OpFanoutTo), 0, 0, 9, 1), ErrShort},
 		{"broadcast in a down frame", AppendBroadcast(AppendDownHeader(nil, 0), nil), ErrOp},
 		{"ack truncated", append(AppendHeader(nil, KindAck), byte(OpAck), 1, 2, 3, 4, 5, 6), ErrShort},
@@ -293,7 +293,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendResume(AppendUpHeader(nil, KindUp, "gw", 3), 1, 2, 3, 4))
 	f.Add(AppendDeliverAt(AppendResumed(AppendDownHeader(nil, 1), 1, 2, 3, 4, true), 2, 3, []byte("m"), []uint64{1}))
 	f.Add([]byte{Version, byte(KindDown), 0, byte(OpDeliver), 0, 0xff, 0xff, 0x03})
-	f.Add(AppendResumeTopics(AppendLoginTopics(AppendUpHeader(nil, KindUp, "gw", 3), 1, 2, []string{"a", "b.c"}), 3, 4, 5, 6, []string{"x"}))
+	f.Add(AppendResumeTopics(AppendLoginTopics(AppendUpHeader(nil, KindUp, "gw", 3), 1, 2, []string{"a", "b.c"}, true), 3, 4, 5, 6, []string{"x"}, false))
 	f.Add(AppendBroadcast(AppendPublish(AppendHeader(nil, KindSend), "lobby", []byte("m")), []byte("b")))
 	f.Add(AppendBroadcastAll(AppendFanoutTo(AppendFanout(AppendDownHeader(nil, 2), []byte("m")), 1, 2, []uint64{3}), []byte("b")))
 	f.Fuzz(func(t *testing.T, frame []byte) {
@@ -341,9 +341,9 @@ func FuzzDecode(f *testing.F) {
 			case OpAck:
 				out = AppendAck(out, r.Count, r.Void, r.Kept, r.Tally)
 			case OpLoginTopics:
-				out = AppendLoginTopics(out, r.Conn, r.ID, topicStrings(r.Topics))
+				out = AppendLoginTopics(out, r.Conn, r.ID, topicStrings(r.Topics), r.Presence)
 			case OpResumeTopics:
-				out = AppendResumeTopics(out, r.Conn, r.ID, r.Epoch, r.Seq, topicStrings(r.Topics))
+				out = AppendResumeTopics(out, r.Conn, r.ID, r.Epoch, r.Seq, topicStrings(r.Topics), r.Presence)
 			case OpPublish:
 				out = AppendPublish(out, string(r.Topic), r.Msg)
 			case OpBroadcast:
@@ -381,7 +381,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			if recs1[i].Op != recs2[i].Op || recs1[i].ID != recs2[i].ID || recs1[i].Conn != recs2[i].Conn ||
 				!bytes.Equal(recs1[i].Msg, recs2[i].Msg) || !reflect.DeepEqual(recs1[i].Conns, recs2[i].Conns) ||
-				!bytes.Equal(recs1[i].Topic, recs2[i].Topic) || !reflect.DeepEqual(recs1[i].Topics, recs2[i].Topics) {
+				!bytes.Equal(recs1[i].Topic, recs2[i].Topic) || !reflect.DeepEqual(recs1[i].Topics, recs2[i].Topics) || recs1[i].Presence != recs2[i].Presence {
 				t.Fatalf("record %d changed: %+v -> %+v", i, recs1[i], recs2[i])
 			}
 		}

@@ -36,10 +36,10 @@ func (l *Listener) add(conn uint64, format string, args ...any) {
 }
 
 // Opened implements hub.Listener.
-func (l *Listener) Opened(conn uint64, id int64, _ []string) { l.add(conn, "open %d %d", conn, id) }
+func (l *Listener) Opened(conn uint64, id int64, _ hub.Joins) { l.add(conn, "open %d %d", conn, id) }
 
 // Resume implements hub.Listener.
-func (l *Listener) Resume(conn uint64, id int64, cur cursor.Cursor, _ []string) {
+func (l *Listener) Resume(conn uint64, id int64, cur cursor.Cursor, _ hub.Joins) {
 	l.add(conn, "resume %d %d %s", conn, id, cur)
 }
 

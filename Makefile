@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench
 
 all: build
 
@@ -73,6 +73,11 @@ bench-fanout: build
 # Stored subscriptions: 15,000,000 loaded with router subscribe -file.
 bench-subscribe: build
 	./scripts/bench-subscribe.sh
+
+# The series' part 3: a social graph in stored subscriptions, every user
+# streaming, events by users reaching their followers.
+bench-social: build
+	./scripts/bench-social.sh
 
 # What TLS (nginx in front, deploy/nginx/comet.conf) costs per connection.
 bench-tls: build

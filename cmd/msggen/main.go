@@ -56,6 +56,7 @@ Flags:
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for the random ids (0: random)")
 	fs.BoolVar(&cfg.Numbered, "numbered", false, `append " seq=S" (1, 2, 3... per id) so receivers can count lost and repeated messages`)
 	fs.IntVar(&cfg.Topics, "topics", 0, "publish to topics topic-1..topic-N instead of sending to ids 1..max (0: send to ids)")
+	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", msggen.DefaultTopicPrefix, "with -topics: the topics are PREFIX1..PREFIXN")
 	fs.DurationVar(&cfg.BroadcastEvery, "broadcast-every", 0, `also broadcast "Broadcast #K" to every connection this often while sending (0: never)`)
 	fs.BoolVar(&cfg.Stamp, "stamp", false, `append " t=<unix ns>" to every message, for receivers to measure latency`)
 	summary := fs.String("summary", "", "write the final result as JSON to this file")

@@ -59,6 +59,8 @@ type Config struct {
 	// from topic-1..topic-Topics instead of a send to an id (numbered:
 	// seq counts per topic).
 	Topics int
+	// TopicPrefix names the topics: TopicPrefix + K. Default "topic-".
+	TopicPrefix string
 	// BroadcastEvery, if > 0, also broadcasts "Broadcast #K" to every
 	// connection this often while the senders run.
 	BroadcastEvery time.Duration
@@ -67,8 +69,17 @@ type Config struct {
 	Stamp bool
 }
 
-// TopicName is the name of msggen's k-th topic (1-based).
-func TopicName(k int64) string { return "topic-" + strconv.FormatInt(k, 10) }
+// DefaultTopicPrefix names msggen's topics: topic-1, topic-2...
+const DefaultTopicPrefix = "topic-"
+
+// topicName is the name of the run's k-th topic (1-based).
+func (c *Config) topicName(k int64) string {
+	p := c.TopicPrefix
+	if p == "" {
+		p = DefaultTopicPrefix
+	}
+	return p + strconv.FormatInt(k, 10)
+}
 
 // MaxNumberedIDs bounds Max in numbered mode (a uint32 counter per id).
 const MaxNumberedIDs = 100_000_000
@@ -97,6 +108,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("msggen: -topics %d: must be >= 0", c.Topics)
 	case c.Numbered && c.Topics > 0 && c.Topics < c.Procs:
 		return fmt.Errorf("msggen: -numbered needs -topics (%d) >= -procs (%d): each sender owns its topics", c.Topics, c.Procs)
+	case c.Topics > 0 && !wire.ValidTopic([]byte(c.topicName(int64(c.Topics)))):
+		return fmt.Errorf("msggen: -topic-prefix %q: topics must be 1 to %d of A-Z a-z 0-9 : . _ -", c.TopicPrefix, wire.MaxTopic)
 	case c.BroadcastEvery < 0:
 		return fmt.Errorf("msggen: -broadcast-every %s: must be >= 0", c.BroadcastEvery)
 	case c.Numbered && c.Max > MaxNumberedIDs:
@@ -414,7 +427,7 @@ func (s *sender) appendMsg() {
 	}
 	msg = s.stamp(msg)
 	if s.cfg.Topics > 0 {
-		s.frame = wire.AppendPublish(s.frame, TopicName(id), msg)
+		s.frame = wire.AppendPublish(s.frame, s.cfg.topicName(id), msg)
 	} else {
 		s.frame = wire.AppendSend(s.frame, id, msg)
 	}

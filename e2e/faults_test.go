@@ -270,3 +270,36 @@ func checkAccounts(t *testing.T, msgs uint64, ack ackAccount, got streamAccount)
 		}
 	}
 }
+
+// TestPresenceAfterGatewayKill: a watcher of a topic (?presence=1, over
+// curl) sees the members of a gateway killed with SIGKILL leave, within
+// the router's gateway timeout and the next presence event.
+func TestPresenceAfterGatewayKill(t *testing.T) {
+	bin := binDir(t)
+	curl := outside(t, "curl", "apt-get install curl")
+	natsAddr, routerAdmin, gw1, gw2 := freePort(t), freePort(t), freePort(t), freePort(t)
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin, "-gateway-timeout", "2s")
+	start(t, bin+"/gateway", "-addr", gw1, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "stays")
+	doomed := start(t, bin+"/gateway", "-addr", gw2, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "doomed")
+	waitFor(t, "two gateways", func() bool {
+		var st struct{ Gateways int }
+		getJSON("http://"+routerAdmin+"/stats", &st)
+		return st.Gateways == 2
+	})
+	watcher := start(t, curl, "-sN", "http://"+gw1+"/sse/1?topics=room&presence=1")
+	for id := 2; id <= 4; id++ {
+		start(t, curl, "-sN", fmt.Sprintf("http://%s/test/%d?topics=room", gw2, id))
+	}
+	waitFor(t, "the members' joins", func() bool { return strings.Count(watcher.out.String(), `"joined":[`) >= 1 && strings.Contains(watcher.out.String(), "4]") })
+	killed := time.Now()
+	syscall.Kill(-doomed.cmd.Process.Pid, syscall.SIGKILL)
+	waitFor(t, "the members' leaves", func() bool { return strings.Contains(watcher.out.String(), `"left":[2,3,4]`) })
+	if d := time.Since(killed); d > 5*time.Second {
+		t.Errorf("left after %s (gateway timeout 2s, events every 1s)", d)
+	}
+	var p struct{ Conns int }
+	getJSON("http://"+routerAdmin+"/topics/room", &p)
+	if p.Conns != 1 {
+		t.Errorf("presence after the kill: %+v", p)
+	}
+}

@@ -290,7 +290,9 @@ func TestPresenceAfterGatewayKill(t *testing.T) {
 	for id := 2; id <= 4; id++ {
 		start(t, curl, "-sN", fmt.Sprintf("http://%s/test/%d?topics=room", gw2, id))
 	}
-	waitFor(t, "the members' joins", func() bool { return strings.Count(watcher.out.String(), `"joined":[`) >= 1 && strings.Contains(watcher.out.String(), "4]") })
+	waitFor(t, "the members' joins", func() bool {
+		return strings.Count(watcher.out.String(), `"joined":[`) >= 1 && strings.Contains(watcher.out.String(), "4]")
+	})
 	killed := time.Now()
 	syscall.Kill(-doomed.cmd.Process.Pid, syscall.SIGKILL)
 	waitFor(t, "the members' leaves", func() bool { return strings.Contains(watcher.out.String(), `"left":[2,3,4]`) })

@@ -109,7 +109,7 @@ func TestGatewayKilledUnderEventSource(t *testing.T) {
 func TestRouterKilledUnderLoad(t *testing.T) {
 	bin, dir := binDir(t), t.TempDir()
 	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	routerArgs := []string{"-nats-addr", natsAddr, "-admin", routerAdmin}
+	routerArgs := []string{"-nats-addr", natsAddr, "-admin", routerAdmin, "-store", dir + "/store"}
 	r1 := start(t, bin+"/router", routerArgs...)
 	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "faults")
 	conns := func() int {

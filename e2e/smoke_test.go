@@ -94,8 +94,15 @@ func start(t *testing.T, bin string, args ...string) *proc {
 		select {
 		case <-p.done:
 		default:
-			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
+			// Stopped as a user would (a router then removes its
+			// temporary store), killed if it does not stop in time.
+			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+				<-p.done
+			}
 		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", p.name, p.out)

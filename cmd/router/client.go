@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/cometgw/comet/internal/cli"
+	"github.com/cometgw/comet/internal/ids"
 	"io"
 	"net/http"
 	"strings"
@@ -73,4 +75,29 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// parseArgs parses a verb's flags and checks it got n arguments (want
+// names them in the usage error).
+func parseArgs(fs *flag.FlagSet, args []string, n int, want string) error {
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != n {
+		fs.Usage()
+		return cli.Usagef("%s takes %s", strings.TrimPrefix(fs.Name(), "router "), want)
+	}
+	return nil
+}
+
+// idArg parses a verb's flags and its one argument, an id.
+func idArg(fs *flag.FlagSet, args []string) (int64, error) {
+	if err := parseArgs(fs, args, 1, "an id"); err != nil {
+		return 0, err
+	}
+	id, err := ids.Parse(fs.Arg(0))
+	if err != nil {
+		return 0, cli.Usagef("bad id: %v", err)
+	}
+	return id, nil
 }

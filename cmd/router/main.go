@@ -11,6 +11,8 @@
 //	router presence TOPIC          list the ids in TOPIC and their connections
 //	router subscribe ID TOPIC      store a subscription (and unsubscribe, subscriptions ID)
 //	router subscribe -file F       store every "id,topic" line of F
+//	router kick ID                 end every session of ID, on every gateway
+//	router gateways                list the gateways and what is in flight to them
 //	router nats-auth -dir DIR      write NATS NKeys and permissions per role
 package main
 
@@ -43,6 +45,10 @@ func run(ctx context.Context, args []string) error {
 			return runSubscribe(ctx, args[1:], "unsubscribe")
 		case "subscriptions":
 			return runSubscriptions(ctx, args[1:])
+		case "kick":
+			return runKick(ctx, args[1:])
+		case "gateways":
+			return runGateways(ctx, args[1:])
 		case "nats-auth":
 			return runNATSAuth(ctx, args[1:])
 		case "serve":

@@ -30,6 +30,8 @@ func runServe(ctx context.Context, args []string) error {
        router subscribe [-admin ADDR] ID TOPIC | router unsubscribe [-admin ADDR] ID TOPIC
        router subscribe -file subs.csv [-nats URL]
        router subscriptions [-admin ADDR] ID
+       router kick [-admin ADDR] ID
+       router gateways [-admin ADDR]
        router nats-auth -dir DIR
 
 Runs the message router: login(id, conn), logout(conn), send(id, msg) over

@@ -59,16 +59,9 @@ func runSubscribe(ctx context.Context, args []string, verb string) error {
 // runSubscriptions is `router subscriptions ID`.
 func runSubscriptions(ctx context.Context, args []string) error {
 	fs, addr := adminFlags("subscriptions", "ID")
-	if err := cli.Parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return cli.Usagef("subscriptions takes an id")
-	}
-	id, err := ids.Parse(fs.Arg(0))
+	id, err := idArg(fs, args)
 	if err != nil {
-		return fmt.Errorf("bad id: %w", err)
+		return err
 	}
 	out, err := call(ctx, "GET", addr, fmt.Sprintf("/subscriptions/%d", id), nil)
 	if err != nil {

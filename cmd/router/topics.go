@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/cometgw/comet/internal/cli"
@@ -56,12 +58,8 @@ func runBroadcast(ctx context.Context, args []string) error {
 // connections, as JSON.
 func runPresence(ctx context.Context, args []string) error {
 	fs, addr := adminFlags("presence", "TOPIC")
-	if err := cli.Parse(fs, args); err != nil {
+	if err := parseArgs(fs, args, 1, "a topic"); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return cli.Usagef("presence takes a topic")
 	}
 	if err := checkTopic(fs.Arg(0)); err != nil {
 		return err
@@ -78,4 +76,34 @@ func checkTopic(topic string) error {
 		return cli.Usagef("bad topic %q: want 1 to %d of A-Z a-z 0-9 : . _ -", topic, wire.MaxTopic)
 	}
 	return nil
+}
+
+// runKick is `router kick ID`: every session of the id, on every
+// gateway, ends (as at a gateway's shutdown).
+func runKick(ctx context.Context, args []string) error {
+	fs, addr := adminFlags("kick", "ID")
+	id, err := idArg(fs, args)
+	if err != nil {
+		return err
+	}
+	out, err := call(ctx, "POST", addr, "/kick/"+strconv.FormatInt(id, 10), nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "kicked %v session(s) of %d\n", out["kicked"], id)
+	return nil
+}
+
+// runGateways is `router gateways`: the gateways the router knows, with
+// their sessions, last heartbeat and what is in flight to them.
+func runGateways(ctx context.Context, args []string) error {
+	fs, addr := adminFlags("gateways", "")
+	if err := parseArgs(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	out, err := call(ctx, "GET", addr, "/stats", nil)
+	if err != nil {
+		return err
+	}
+	return printJSON(os.Stdout, out["gateway_list"])
 }

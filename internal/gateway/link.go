@@ -293,6 +293,8 @@ func (l *link) handleDown(m *nats.Msg) {
 			f.Deliver(fanout, cursor.Cursor{Epoch: r.Epoch, Seq: r.Seq}, r.Conns)
 		case wire.OpBroadcastAll:
 			f.DeliverAll(r.Msg)
+		case wire.OpKick:
+			f.Kick(r.Conns)
 		case wire.OpDeliver:
 			f.Deliver(r.Msg, cursor.Cursor{}, r.Conns)
 		case wire.OpDeliverAt:

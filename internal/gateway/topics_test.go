@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -342,5 +343,41 @@ func TestPresenceEvents(t *testing.T) {
 	}
 	if st := r.Stats(); st.PresenceEvents < 4 {
 		t.Fatalf("presence events %d", st.PresenceEvents)
+	}
+}
+
+// router kick ends every session of an id, on every kind, as at a
+// gateway's shutdown (the chunked stream gets its terminating chunk),
+// and logs them out; other ids are untouched.
+func TestKick(t *testing.T) {
+	r, g := startSystem(t, gateway.Config{})
+	addr := g.Addr().String()
+	stream := testclient.Open(t, addr, 5)
+	_, sse := openSSE(t, addr, "/sse/5", "")
+	other := testclient.Open(t, addr, 6)
+	waitConns(t, r, 3)
+	if n := r.Kick(5); n != 2 {
+		t.Fatalf("kicked %d, want 2", n)
+	}
+	// The stream's body ends (TryNext returns "" at its end).
+	for i := 0; i < 10 && !stream.Done(); i++ {
+		stream.TryNext(time.Second)
+	}
+	if !stream.Done() {
+		t.Fatal("the kicked stream did not end with its terminating chunk")
+	}
+	// The SSE stream ends too: reading it reaches its end.
+	if _, err := io.ReadAll(sse); err != nil {
+		t.Fatalf("SSE after the kick: %v", err)
+	}
+	waitConns(t, r, 1)
+	if st := g.Hub().Stats(); st.Closed["kicked"] != 2 {
+		t.Fatalf("closed %v", st.Closed)
+	}
+	if res, _ := r.Send(6, []byte("still here")); res.Tally.Delivered != 1 {
+		t.Fatalf("the other id: %+v", res)
+	}
+	if got := other.Next(5 * time.Second); got != testclient.Msg(1, "still here") {
+		t.Fatalf("other got %q", got)
 	}
 }

@@ -64,12 +64,21 @@ const (
 	opDeliver uint8 = iota
 	opResumed
 	opDeliverAll
+	opKick
 )
 
 // Reset empties b for reuse (Done stays).
 func (b *Batch) Reset() {
 	clear(b.items)
 	b.items, b.conns, b.Tally, b.all = b.items[:0], b.conns[:0], Tally{}, false
+}
+
+// Kick adds the end of the sessions in conns: each writes its last bytes
+// (Kind.Shutdown), as at shutdown, and closes (ReasonKicked).
+func (b *Batch) Kick(conns []uint64) {
+	c0 := len(b.conns)
+	b.conns = append(b.conns, conns...)
+	b.items = append(b.items, item{op: opKick, c0: int32(c0), c1: int32(len(b.conns))})
 }
 
 // DeliverAll adds msg, with no position, for every session open when the

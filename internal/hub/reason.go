@@ -15,10 +15,11 @@ const (
 	ReasonShutdown                 // the gateway is shutting down
 	ReasonAnswered                 // the session's one request was answered (a long-poll)
 	ReasonExpired                  // the client's credentials expired (Request.Expires)
+	ReasonKicked                   // an operator closed the id's sessions (router kick)
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered", "expired"}
+var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered", "expired", "kicked"}
 
 func (r Reason) String() string {
 	if r < numReasons {

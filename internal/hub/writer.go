@@ -202,9 +202,12 @@ func (h *Hub) apply(w uint32, b *Batch, m *Message, sc *scratch) {
 				continue
 			}
 			s := Session{h, sl, sc}
-			if it.op == opResumed {
+			switch it.op {
+			case opResumed:
 				h.resumed(s, it)
-			} else {
+			case opKick:
+				h.finish(sl, sc, ReasonKicked)
+			default:
 				h.deliver(s, m, &t)
 			}
 			sl.Unlock()

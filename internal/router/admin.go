@@ -223,6 +223,13 @@ func (r *Router) adminMux() *http.ServeMux {
 		}
 		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "topics": r.SubscriptionsOf(id)})
 	})
+	mux.HandleFunc("POST /kick/{id}", func(w http.ResponseWriter, req *http.Request) {
+		id, ok := pathID(w, req)
+		if !ok {
+			return
+		}
+		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "kicked": r.Kick(id)})
+	})
 	mux.HandleFunc("GET /topics/{topic}", func(w http.ResponseWriter, req *http.Request) {
 		topic := req.PathValue("topic")
 		if !wire.ValidTopic([]byte(topic)) {
@@ -354,6 +361,7 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Counter("send_frames_dropped_total", "Send frames NATS dropped because the router could not take them.", nil, r.sendDropped)
 	m.Gauge("inflight_bytes", "Bytes of down frames in flight to every gateway.", nil, func() float64 { return float64(r.inflightBytes()) })
 	m.Counter("void_total", "Sends to ids nobody holds (and publishes and broadcasts that reached nobody).", nil, r.void.Load)
+	m.Counter("kicked_total", "Sessions asked to end by router kick.", nil, r.kicks.Load)
 	m.Counter("published_total", "Publishes to topics routed.", nil, r.published.Load)
 	m.Counter("broadcasts_total", "Broadcasts routed.", nil, r.broadcasts.Load)
 	m.Counter("topic_void_total", "Publishes to topics nobody was in.", nil, r.topicVoid.Load)

@@ -191,7 +191,7 @@ type Router struct {
 	droppedGone, droppedSlow, droppedGateway atomic.Uint64
 	waits, refused, unknownDone              atomic.Uint64
 	published, broadcasts, topicVoid         atomic.Uint64
-	presenceSent                             atomic.Uint64
+	presenceSent, kicks                      atomic.Uint64
 
 	metrics *obs.Metrics
 	admin   *obs.Admin

@@ -287,6 +287,30 @@ func (b *sendBatch) fanTo(epoch, seq uint64) {
 	}
 }
 
+// Kick ends every session of id, on every gateway (each writes its last
+// bytes, as at shutdown, and closes), and returns how many it asked to
+// end.
+func (r *Router) Kick(id int64) int {
+	conns := r.reg.Lookup(id, nil)
+	slices.SortFunc(conns, func(x, y registry.Conn) int { return cmp.Compare(x.GW, y.GW) })
+	b := r.batches.Get().(*sendBatch)
+	defer r.batches.Put(b)
+	b.reset(&pendingAck{waiting: 1})
+	for i := 0; i < len(conns); {
+		gw := conns[i].GW
+		b.group = b.group[:0]
+		for ; i < len(conns) && conns[i].GW == gw; i++ {
+			b.group = append(b.group, conns[i].Conn)
+		}
+		if f := b.frame(gw); f != nil {
+			f.b = wire.AppendKick(f.b, b.group)
+		}
+	}
+	b.finish()
+	r.kicks.Add(uint64(len(conns)))
+	return len(conns)
+}
+
 // broadcast routes msg to every connection of every gateway: one record
 // per gateway, which writes it to each of its connections; nothing here
 // loops over them. A broadcast takes no position in any id's history: a

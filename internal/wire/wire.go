@@ -66,8 +66,10 @@ const (
 	OpFanoutTo Op = 37
 	// down: write Msg to every connection of the gateway
 	OpBroadcastAll Op = 38
-	OpDone         Op = 40 // done: what became of the copies of down frame Seq (Tally)
-	OpAck          Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
+	// down: end the sessions of Conns (an operator's kick)
+	OpKick Op = 39
+	OpDone Op = 40 // done: what became of the copies of down frame Seq (Tally)
+	OpAck  Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
 )
 
 func (o Op) kind() Kind {
@@ -76,7 +78,7 @@ func (o Op) kind() Kind {
 		return KindUp
 	case OpSend, OpPublish, OpBroadcast:
 		return KindSend
-	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll:
+	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll, OpKick:
 		return KindDown
 	case OpDone:
 		return KindDone
@@ -128,6 +130,8 @@ func (o Op) String() string {
 		return "fanout-to"
 	case OpBroadcastAll:
 		return "broadcast-all"
+	case OpKick:
+		return "kick"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -248,6 +252,7 @@ func (t *Tally) Add(o Tally) {
 //	fanout:           Msg
 //	fanout-to:        Epoch, Seq, Conns
 //	broadcast-all:    Msg
+//	kick:             Conns
 //	logout:           Conn
 //	send:             ID, Msg
 //	deliver:          Msg, Conns
@@ -411,6 +416,11 @@ func AppendBroadcastAll(b []byte, msg []byte) []byte {
 	return appendBytes(append(b, byte(OpBroadcastAll)), msg)
 }
 
+// AppendKick appends a kick record: end the sessions of conns.
+func AppendKick(b []byte, conns []uint64) []byte {
+	return appendConns(append(b, byte(OpKick)), conns)
+}
+
 // AppendLogout appends a logout record.
 func AppendLogout(b []byte, conn uint64) []byte {
 	return binary.AppendUvarint(append(b, byte(OpLogout)), conn)
@@ -557,6 +567,8 @@ func (d *Decoder) Next(r *Record) bool {
 		r.Msg, ok = d.bytes(MaxMessage)
 	case OpFanoutTo:
 		ok = d.uvarints(&r.Epoch, &r.Seq) && d.connList(r)
+	case OpKick:
+		ok = d.connList(r)
 	case OpHello, OpHeartbeat:
 		r.Count, ok = d.uvarint()
 	case OpLogin:

@@ -140,6 +140,7 @@ func TestRoundTrip(t *testing.T) {
 				b = AppendFanout(b, []byte("m"))
 				b = AppendFanoutTo(b, 9, 4, []uint64{1, 2})
 				b = AppendFanoutTo(b, 0, 0, []uint64{3})
+				b = AppendKick(b, []uint64{4, 5})
 				return AppendBroadcastAll(b, []byte("all"))
 			}(),
 			header: Header{Kind: KindDown, Seq: 3},
@@ -147,6 +148,7 @@ func TestRoundTrip(t *testing.T) {
 				{Op: OpFanout, Msg: []byte("m")},
 				{Op: OpFanoutTo, Epoch: 9, Seq: 4, Conns: []uint64{1, 2}},
 				{Op: OpFanoutTo, Conns: []uint64{3}},
+				{Op: OpKick, Conns: []uint64{4, 5}},
 				{Op: OpBroadcastAll, Msg: []byte("all")},
 			},
 		},
@@ -354,6 +356,8 @@ func FuzzDecode(f *testing.F) {
 				out = AppendFanoutTo(out, r.Epoch, r.Seq, r.Conns)
 			case OpBroadcastAll:
 				out = AppendBroadcastAll(out, r.Msg)
+			case OpKick:
+				out = AppendKick(out, r.Conns)
 			default:
 				t.Fatalf("decoder returned op %v", r.Op)
 			}

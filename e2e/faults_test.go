@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cometgw/comet/internal/testclient"
 )
 
 // nodeSSE starts e2e/js/sse-client.mjs (the npm eventsource package)
@@ -170,7 +173,8 @@ func TestNATSClusterLosesARouter(t *testing.T) {
 	var routers []*proc
 	for i := range 3 {
 		routers = append(routers, start(t, bin+"/router", "-nats-addr", strings.TrimPrefix(natsURLs[i], "nats://"), "-admin", admins[i],
-			"-nats-cluster", strings.TrimPrefix(routes[i], "nats://"), "-nats-routes", strings.Join(routes, ",")))
+			"-nats-cluster", strings.TrimPrefix(routes[i], "nats://"), "-nats-routes", strings.Join(routes, ","),
+			"-store", filepath.Join(dir, fmt.Sprint("store", i)), "-store-replicas", "3"))
 	}
 	all := strings.Join(natsURLs, ",")
 	gwAddr := freePort(t)
@@ -181,9 +185,15 @@ func TestNATSClusterLosesARouter(t *testing.T) {
 		getJSON("http://"+admins[i]+"/stats", &st)
 		return st
 	}
-	waitFor(t, "every router hears the gateway through the cluster", func() bool {
+	// The routers wait for their JetStream cluster to keep the stored
+	// subscriptions before they route (up to 30 s on a loaded machine).
+	testclient.WaitFor(t, "every router hears the gateway through the cluster", 60*time.Second, func() bool {
 		return stats(0).Gateways == 1 && stats(1).Gateways == 1 && stats(2).Gateways == 1
 	})
+	// A stored subscription, kept by all three NATS servers (-store-replicas 3).
+	if out, err := runCmd(t, bin+"/router", "subscribe", "-admin", admins[1], "5", "room"); err != nil {
+		t.Fatalf("subscribe: %v\n%s", err, out)
+	}
 	const clients, msgs = 300, 1000
 	flood := start(t, bin+"/floodtest", "-url", "http://"+gwAddr+"/test/", "-n", fmt.Sprint(clients),
 		"-rate", "1000/s", "-duration", "60s", "-every", "5s", "-summary", dir+"/floodtest.json")
@@ -203,6 +213,14 @@ func TestNATSClusterLosesARouter(t *testing.T) {
 	time.Sleep(time.Second)
 	flood.cmd.Process.Signal(syscall.SIGINT)
 	<-flood.done
+	// The stored subscriptions outlive the killed router's server, and
+	// still take new ones.
+	if out, err := runCmd(t, bin+"/router", "subscriptions", "-admin", admins[2], "5"); err != nil || !strings.Contains(out, `"room"`) {
+		t.Errorf("subscriptions after the kill: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, bin+"/router", "subscribe", "-admin", admins[2], "6", "room"); err != nil {
+		t.Errorf("subscribe after the kill: %v\n%s", err, out)
+	}
 	ack, got := readAccounts(t, dir, sender, flood)
 	t.Logf("a router of three killed: msggen sent %d, delivered %d, void %d, dropped %v, unacknowledged %d; streams received %d, errors %v",
 		ack.Sent, ack.Delivered, ack.Void, ack.Dropped, ack.Unacked, got.Stats.Messages, got.Stats.Errors)

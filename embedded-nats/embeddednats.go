@@ -113,7 +113,7 @@ func Start(cfg Config) (*Server, error) {
 		if cfg.ClusterAddr != "" {
 			// Unique within the cluster.
 			host, _ := os.Hostname()
-			opts.ServerName = fmt.Sprintf("comet-%s-%d", host, os.Getpid())
+			opts.ServerName = fmt.Sprintf("comet-%s-%d-%s", host, os.Getpid(), strings.ReplaceAll(cfg.ClusterAddr, ":", "-"))
 		}
 	}
 	if cfg.ClusterAddr != "" {

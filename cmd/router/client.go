@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/cometgw/comet/internal/cli"
-	"github.com/cometgw/comet/internal/ids"
 	"io"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/cometgw/comet/internal/cli"
+	"github.com/cometgw/comet/internal/ids"
 	"github.com/cometgw/comet/internal/obs"
 )
 

@@ -44,6 +44,7 @@ Flags:
 	fs.StringVar(&cfg.NATSURL, "nats", "", "join this NATS server or cluster (nats://host:port,...) instead of starting an embedded one")
 	fs.StringVar(&cfg.Embedded.Addr, "nats-addr", cfg.Embedded.Addr, "listen address of the embedded nats-server")
 	fs.StringVar(&cfg.StoreDir, "store", "", "directory where the embedded nats-server keeps the stored subscriptions (JetStream); default: a temporary one, removed when the router stops")
+	fs.IntVar(&cfg.StoreReplicas, "store-replicas", 1, "servers of the NATS cluster that keep the stored subscriptions (3 in a cluster of three routers survives losing one)")
 	fs.StringVar(&cfg.Embedded.ConfigFile, "nats-config", "", "nats-server configuration file for the embedded server: its users and their permissions (router nats-auth writes one)")
 	fs.StringVar(&cfg.Embedded.ClusterAddr, "nats-cluster", "", "let the embedded nats-server join a NATS cluster: listen for the other servers here (e.g. 127.0.0.1:6222)")
 	fs.Func("nats-routes", "with -nats-cluster: other servers' cluster addresses, comma-separated (nats://host:6222,...; one is enough)", func(v string) error {

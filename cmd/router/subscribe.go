@@ -89,7 +89,7 @@ func loadFile(ctx context.Context, name, natsURL string, creds natsconn.Credenti
 		return err
 	}
 	defer nc.Close()
-	st, err := subs.Open(ctx, nc)
+	st, err := subs.Open(ctx, nc, 1) // finds the stream the routers made
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,10 @@ type Config struct {
 	// router). With NATSURL, the server's JetStream is used, if it has
 	// one; without it the router runs without stored subscriptions.
 	StoreDir string
+	// StoreReplicas is how many servers of a JetStream cluster keep the
+	// stored subscriptions (3 in a cluster of 3 routers survives one
+	// loss). Default 1.
+	StoreReplicas int
 	// AdminAddr is the admin HTTP address. Default "127.0.0.1:8001";
 	// "off" disables it.
 	AdminAddr string
@@ -274,13 +278,7 @@ func New(cfg Config) (*Router, error) {
 		// users would not).
 		ecfg.RequireAuth = ecfg.RequireAuth || !cfg.InsecureOpen && !auth.IsLoopback(ecfg.Addr)
 		ecfg.StoreDir = cfg.StoreDir
-		if ecfg.ClusterAddr != "" {
-			// A clustered JetStream (its meta group, replicas) is not
-			// set up here yet: a cluster of routers runs without stored
-			// subscriptions.
-			ecfg.StoreDir = ""
-			r.log.Warn("no stored subscriptions: the embedded NATS is clustered (-nats-cluster), which they do not support yet")
-		} else if ecfg.StoreDir == "" {
+		if ecfg.StoreDir == "" {
 			if r.tmpStore, err = os.MkdirTemp("", "comet-router-store-"); err != nil {
 				return nil, fmt.Errorf("router: %w", err)
 			}
@@ -511,14 +509,12 @@ func (r *Router) removeTmpStore() {
 // subscriber). A NATS without JetStream (an external server) leaves the
 // router without stored subscriptions, said in the log.
 func (r *Router) openSubscriptions() error {
-	if r.ns != nil && r.cfg.Embedded.ClusterAddr != "" {
-		return nil // warned at start
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	st, err := subs.Open(ctx, r.nc)
+	// A JetStream cluster forming with its routers takes a moment.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	st, err := subs.Open(ctx, r.nc, r.cfg.StoreReplicas)
 	cancel()
 	if err != nil {
-		if r.ns != nil && r.cfg.Embedded.ClusterAddr == "" {
+		if r.ns != nil {
 			return fmt.Errorf("router: %w", err)
 		}
 		r.log.Warn("no stored subscriptions: the NATS server has no JetStream", zap.Error(err))

@@ -24,13 +24,16 @@ type Stream struct {
 }
 
 // Open makes (or finds) the stream: file storage, every message kept
-// (each is a batch of records that later ones may undo).
-func Open(ctx context.Context, nc *nats.Conn) (*Stream, error) {
+// (each is a batch of records that later ones may undo), on replicas
+// servers of a JetStream cluster (1: not clustered). A JetStream that has
+// just started (a cluster still electing its leader) may not answer the
+// first requests: Open asks again, every 2 s, until ctx ends.
+func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Stream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("subs: %w", err)
 	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "comet: stored subscriptions (batches of subscribe and unsubscribe records)",
 		Subjects:    []string{Subject},
@@ -38,21 +41,47 @@ func Open(ctx context.Context, nc *nats.Conn) (*Stream, error) {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxMsgSize:  MaxBatch + 1024,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subs: stream %s (does the NATS server have JetStream?): %w", StreamName, err)
+		Replicas:    max(replicas, 1),
 	}
-	return &Stream{js: js, st: st}, nil
+	for {
+		try, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := js.CreateOrUpdateStream(try, cfg)
+		cancel()
+		if err == nil {
+			return &Stream{js: js, st: st}, nil
+		}
+		// No answer in time: a JetStream still forming. No responders,
+		// or JetStream not enabled: a server without one, said at once.
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("subs: stream %s (does the NATS server have JetStream?): %w", StreamName, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("subs: stream %s (does the NATS server have JetStream?): %w", StreamName, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // Publish stores one batch and returns its stream sequence once
-// JetStream has it.
+// JetStream has it. While the stream has no leader (a server of its
+// cluster was lost and the others elect a new one), it asks again until
+// ctx ends.
 func (s *Stream) Publish(ctx context.Context, batch []byte) (uint64, error) {
-	ack, err := s.js.Publish(ctx, Subject, batch)
-	if err != nil {
-		return 0, fmt.Errorf("subs: %w", err)
+	for {
+		ack, err := s.js.Publish(ctx, Subject, batch)
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+			return 0, fmt.Errorf("subs: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("subs: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return ack.Sequence, nil
 }
 
 // Follower applies the stream to an Index: every batch from the first,

@@ -129,7 +129,7 @@ func TestLoadAndFollow(t *testing.T) {
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	st, err := subs.Open(ctx, nc)
+	st, err := subs.Open(ctx, nc, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,3 +187,54 @@ func TestDemoPageWithTokenInChromium(t *testing.T) {
 		t.Fatalf("no refusal counted: %v", st.Refused)
 	}
 }
+
+// TestChatRoomInChromium: two browser pages in one chat room
+// (/demo?id=N&topics=lobby) both show what is published to it; a page
+// not in the room does not.
+func TestChatRoomInChromium(t *testing.T) {
+	browser := chromium(t)
+	bin := binDir(t)
+	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
+	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "chat")
+	waitFor(t, "gateway registered", func() bool {
+		var s struct{ Gateways int }
+		getJSON("http://"+routerAdmin+"/stats", &s)
+		return s.Gateways == 1
+	})
+	ctx := browserContext(t, browser)
+	if err := chromedp.Run(ctx); err != nil { // the browser, which the tabs share
+		t.Fatal(err)
+	}
+	var tabs []context.Context
+	for _, page := range []string{"/demo?id=1&topics=lobby", "/demo?id=2&topics=lobby", "/demo?id=3"} {
+		tab, cancel := chromedp.NewContext(ctx)
+		t.Cleanup(cancel)
+		if err := chromedp.Run(tab, chromedp.Navigate("http://"+gwAddr+page), chromedp.WaitVisible("#state.open", chromedp.ByQuery)); err != nil {
+			t.Fatalf("%s: %v", page, err)
+		}
+		tabs = append(tabs, tab)
+	}
+	waitFor(t, "three pages logged in", func() bool {
+		var st struct{ Conns int }
+		getJSON("http://"+routerAdmin+"/stats", &st)
+		return st.Conns == 3
+	})
+	if out, err := runCmd(t, bin+"/router", "publish", "-admin", routerAdmin, "lobby", "hello, room"); err != nil {
+		t.Fatalf("publish: %v\n%s", err, out)
+	}
+	items := func(tab context.Context) []string {
+		var got []string
+		chromedp.Run(tab, chromedp.Evaluate(`Array.from(document.querySelectorAll("#messages li")).map(li => li.textContent)`, &got))
+		return got
+	}
+	for i, tab := range tabs[:2] {
+		waitFor(t, fmt.Sprintf("the message on page %d", i+1), func() bool {
+			got := items(tab)
+			return len(got) == 1 && got[0] == "hello, room"
+		})
+	}
+	if got := items(tabs[2]); len(got) != 0 {
+		t.Fatalf("the page outside the room shows %q", got)
+	}
+}

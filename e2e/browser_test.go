@@ -78,11 +78,7 @@ func TestDemoPageInChromium(t *testing.T) {
 	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
 	gwArgs := []string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr, "-name", "browser", "-sse-retry", "300ms"}
 	gw := start(t, bin+"/gateway", gwArgs...)
-	waitFor(t, "gateway registered", func() bool {
-		var s struct{ Gateways int }
-		getJSON("http://"+routerAdmin+"/stats", &s)
-		return s.Gateways == 1
-	})
+	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
 
 	ctx := browserContext(t, browser)
 	var state string
@@ -96,11 +92,7 @@ func TestDemoPageInChromium(t *testing.T) {
 	// The page's EventSource is open once its response head arrives; its
 	// login reaches the router a moment later. Messages sent before that
 	// are not for this client (it asked to start from now).
-	waitFor(t, "the page's stream logged in", func() bool {
-		var st struct{ Conns int }
-		getJSON("http://"+routerAdmin+"/stats", &st)
-		return st.Conns == 1
-	})
+	waitRouter(t, routerAdmin, "the page's stream logged in", func(st routerStats) bool { return st.Conns == 1 })
 	send := func(msg string) {
 		t.Helper()
 		if out, err := runCmd(t, bin+"/router", "send", "-admin", routerAdmin, "77", msg); err != nil {
@@ -197,11 +189,7 @@ func TestChatRoomInChromium(t *testing.T) {
 	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
 	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
 	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "chat")
-	waitFor(t, "gateway registered", func() bool {
-		var s struct{ Gateways int }
-		getJSON("http://"+routerAdmin+"/stats", &s)
-		return s.Gateways == 1
-	})
+	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
 	ctx := browserContext(t, browser)
 	if err := chromedp.Run(ctx); err != nil { // the browser, which the tabs share
 		t.Fatal(err)
@@ -215,11 +203,7 @@ func TestChatRoomInChromium(t *testing.T) {
 		}
 		tabs = append(tabs, tab)
 	}
-	waitFor(t, "three pages logged in", func() bool {
-		var st struct{ Conns int }
-		getJSON("http://"+routerAdmin+"/stats", &st)
-		return st.Conns == 3
-	})
+	waitRouter(t, routerAdmin, "three pages logged in", func(st routerStats) bool { return st.Conns == 3 })
 	if out, err := runCmd(t, bin+"/router", "publish", "-admin", routerAdmin, "lobby", "hello, room"); err != nil {
 		t.Fatalf("publish: %v\n%s", err, out)
 	}

@@ -69,17 +69,9 @@ func TestGatewayKilledUnderEventSource(t *testing.T) {
 	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
 	gwArgs := []string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr, "-name", "faults", "-sse-retry", "200ms"}
 	gw := start(t, bin+"/gateway", gwArgs...)
-	waitFor(t, "gateway registered", func() bool {
-		var st struct{ Gateways int }
-		getJSON("http://"+routerAdmin+"/stats", &st)
-		return st.Gateways == 1
-	})
+	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
 	wait := nodeSSE(t, "http://"+gwAddr+"/sse/1", 300)
-	waitFor(t, "the client logged in", func() bool {
-		var st struct{ Conns int }
-		getJSON("http://"+routerAdmin+"/stats", &st)
-		return st.Conns == 1
-	})
+	waitRouter(t, routerAdmin, "the client logged in", func(st routerStats) bool { return st.Conns == 1 })
 	sender := start(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "300", "-interval", "10ms", "-max", "1", "-numbered", "-every", "0")
 	time.Sleep(time.Second)
 	syscall.Kill(-gw.cmd.Process.Pid, syscall.SIGKILL)
@@ -120,11 +112,7 @@ func TestRouterKilledUnderLoad(t *testing.T) {
 		getJSON("http://"+routerAdmin+"/stats", &st)
 		return st.Conns
 	}
-	waitFor(t, "gateway registered", func() bool {
-		var st struct{ Gateways int }
-		getJSON("http://"+routerAdmin+"/stats", &st)
-		return st.Gateways == 1
-	})
+	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
 	const clients, msgs = 2000, 2500
 	flood := start(t, bin+"/floodtest", "-url", "http://"+gwAddr+"/test/", "-n", fmt.Sprint(clients),
 		"-rate", "1000/s", "-duration", "60s", "-every", "5s", "-summary", dir+"/floodtest.json")
@@ -299,11 +287,7 @@ func TestPresenceAfterGatewayKill(t *testing.T) {
 	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin, "-gateway-timeout", "2s")
 	start(t, bin+"/gateway", "-addr", gw1, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "stays")
 	doomed := start(t, bin+"/gateway", "-addr", gw2, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "doomed")
-	waitFor(t, "two gateways", func() bool {
-		var st struct{ Gateways int }
-		getJSON("http://"+routerAdmin+"/stats", &st)
-		return st.Gateways == 2
-	})
+	waitRouter(t, routerAdmin, "two gateways", func(st routerStats) bool { return st.Gateways == 2 })
 	watcher := start(t, curl, "-sN", "http://"+gw1+"/sse/1?topics=room&presence=1")
 	for id := 2; id <= 4; id++ {
 		start(t, curl, "-sN", fmt.Sprintf("http://%s/test/%d?topics=room", gw2, id))

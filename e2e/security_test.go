@@ -504,20 +504,12 @@ func TestNATSRoles(t *testing.T) {
 	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin,
 		"-nats-config", filepath.Join(dir, "nats-auth.conf"), "-nats-nkey", key("router"))
 	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "roles", "-nats-nkey", key("gateway"))
-	waitFor(t, "gateway registered", func() bool {
-		var st struct{ Gateways int }
-		getJSON("http://"+routerAdmin+"/stats", &st)
-		return st.Gateways == 1
-	})
+	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
 	_, has := stream(t, "http://"+gwAddr+"/test/1", nil)
 	if !has("Your Id: 1") {
 		t.Fatal("no stream")
 	}
-	waitFor(t, "login", func() bool {
-		var st struct{ Conns int }
-		getJSON("http://"+routerAdmin+"/stats", &st)
-		return st.Conns == 1
-	})
+	waitRouter(t, routerAdmin, "login", func(st routerStats) bool { return st.Conns == 1 })
 	msggen := func(args ...string) (string, error) {
 		return runCmd(t, bin+"/msggen", append([]string{"-nats", "nats://" + natsAddr, "-n", "1", "-max", "1", "-numbered", "-ack-timeout", "2s"}, args...)...)
 	}

@@ -142,6 +142,19 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// routerStats is what tests wait for in a router's /stats.
+type routerStats struct{ Gateways, Conns int }
+
+// waitRouter waits until the /stats of the router at admin (no admin
+// token) satisfy ok.
+func waitRouter(t *testing.T, admin, what string, ok func(routerStats) bool) {
+	t.Helper()
+	waitFor(t, what, func() bool {
+		var st routerStats
+		return getJSON("http://"+admin+"/stats", &st) == nil && ok(st)
+	})
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testclient.WaitFor(t, what, 20*time.Second, cond)

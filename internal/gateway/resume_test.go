@@ -485,6 +485,13 @@ func TestSSEResumesWithLastEventIDThroughAnotherGateway(t *testing.T) {
 // the raw event stream (the chunked framing undone).
 func readSSE(t *testing.T, addr string, path string, header string) *bufio.Reader {
 	t.Helper()
+	_, br := openSSE(t, addr, path, header)
+	return br
+}
+
+// openSSE is readSSE that also returns the connection, to close it.
+func openSSE(t *testing.T, addr, path, header string) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -499,7 +506,7 @@ func readSSE(t *testing.T, addr string, path string, header string) *bufio.Reade
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
 		t.Fatalf("%s: %s %v", path, resp.Status, resp.Header)
 	}
-	return bufio.NewReader(resp.Body)
+	return conn, bufio.NewReader(resp.Body)
 }
 
 // nextEvent reads one event's lines (up to the blank line).

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -136,23 +135,6 @@ func TestPollInTopic(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("the broadcast was answered after %s, at the poll's timeout", d)
 	}
-}
-
-// openSSE is readSSE that also returns the connection, to close it.
-func openSSE(t *testing.T, addr, path, header string) (net.Conn, *bufio.Reader) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", path, header)
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("%s: %v %v", path, resp, err)
-	}
-	return conn, bufio.NewReader(resp.Body)
 }
 
 // An SSE client resumes the messages of its topics published while it

@@ -187,9 +187,8 @@ func (r *Router) adminMux() *http.ServeMux {
 		r.serveRoute(w, req, map[string]any{"id": id}, func(msg []byte) (SendResult, error) { return r.Send(id, msg) })
 	})
 	mux.HandleFunc("POST /publish/{topic}", func(w http.ResponseWriter, req *http.Request) {
-		topic := req.PathValue("topic")
-		if !wire.ValidTopic([]byte(topic)) {
-			writeError(w, http.StatusBadRequest, badTopic(topic))
+		topic, ok := pathTopic(w, req)
+		if !ok {
 			return
 		}
 		r.serveRoute(w, req, map[string]any{"topic": topic}, func(msg []byte) (SendResult, error) { return r.Publish(topic, msg) })
@@ -202,14 +201,12 @@ func (r *Router) adminMux() *http.ServeMux {
 		if !ok {
 			return
 		}
-		topic := req.PathValue("topic")
-		if !wire.ValidTopic([]byte(topic)) {
-			writeError(w, http.StatusBadRequest, badTopic(topic))
+		topic, ok := pathTopic(w, req)
+		if !ok {
 			return
 		}
 		if err := r.Subscription(req.Context(), op, id, topic); err != nil {
-			code := http.StatusServiceUnavailable
-			writeError(w, code, err.Error())
+			writeError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
 		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "topics": r.SubscriptionsOf(id)})
@@ -231,9 +228,8 @@ func (r *Router) adminMux() *http.ServeMux {
 		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "kicked": r.Kick(id)})
 	})
 	mux.HandleFunc("GET /topics/{topic}", func(w http.ResponseWriter, req *http.Request) {
-		topic := req.PathValue("topic")
-		if !wire.ValidTopic([]byte(topic)) {
-			writeError(w, http.StatusBadRequest, badTopic(topic))
+		topic, ok := pathTopic(w, req)
+		if !ok {
 			return
 		}
 		obs.WriteJSON(w, http.StatusOK, r.Presence(topic))
@@ -241,9 +237,15 @@ func (r *Router) adminMux() *http.ServeMux {
 	return mux
 }
 
-// badTopic is the answer to a topic name that is not one.
-func badTopic(topic string) string {
-	return fmt.Sprintf("bad topic %q: want 1 to %d of A-Z a-z 0-9 : . _ -", clip(topic), wire.MaxTopic)
+// pathTopic reads the {topic} of req's path, or answers 400 and returns
+// false.
+func pathTopic(w http.ResponseWriter, req *http.Request) (string, bool) {
+	topic := req.PathValue("topic")
+	if !wire.ValidTopic([]byte(topic)) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad topic %q: want 1 to %d of A-Z a-z 0-9 : . _ -", clip(topic), wire.MaxTopic))
+		return "", false
+	}
+	return topic, true
 }
 
 func clip(s string) string {

@@ -292,20 +292,14 @@ func (b *sendBatch) fanTo(epoch, seq uint64) {
 // end.
 func (r *Router) Kick(id int64) int {
 	conns := r.reg.Lookup(id, nil)
-	slices.SortFunc(conns, func(x, y registry.Conn) int { return cmp.Compare(x.GW, y.GW) })
 	b := r.batches.Get().(*sendBatch)
 	defer r.batches.Put(b)
 	b.reset(&pendingAck{waiting: 1})
-	for i := 0; i < len(conns); {
-		gw := conns[i].GW
-		b.group = b.group[:0]
-		for ; i < len(conns) && conns[i].GW == gw; i++ {
-			b.group = append(b.group, conns[i].Conn)
+	b.eachGateway(conns, func(f *downFrame, group []uint64) {
+		if f != nil {
+			f.b = wire.AppendKick(f.b, group)
 		}
-		if f := b.frame(gw); f != nil {
-			f.b = wire.AppendKick(f.b, b.group)
-		}
-	}
+	})
 	b.finish()
 	r.kicks.Add(uint64(len(conns)))
 	return len(conns)
@@ -370,28 +364,38 @@ func (b *sendBatch) route(epoch, seq uint64) {
 		r.void.Add(1)
 		return
 	}
-	if len(b.conns) > 1 {
-		slices.SortFunc(b.conns, func(x, y registry.Conn) int { return int(x.GW) - int(y.GW) })
-	}
-	for i := 0; i < len(b.conns); {
-		gw := b.conns[i].GW
-		b.group = b.group[:0]
-		for ; i < len(b.conns) && b.conns[i].GW == gw; i++ {
-			b.group = append(b.group, b.conns[i].Conn)
-		}
-		f := b.frame(gw)
+	b.eachGateway(b.conns, func(f *downFrame, group []uint64) {
 		if f == nil { // forgotten while we routed
-			r.droppedGateway.Add(uint64(len(b.group)))
-			b.ack.note(wire.Tally{Gateway: uint64(len(b.group))})
-			continue
+			r.droppedGateway.Add(uint64(len(group)))
+			b.ack.note(wire.Tally{Gateway: uint64(len(group))})
+			return
 		}
 		if epoch != 0 {
-			f.b = wire.AppendDeliverAt(f.b, epoch, seq, msg, b.group)
+			f.b = wire.AppendDeliverAt(f.b, epoch, seq, msg, group)
 		} else {
-			f.b = wire.AppendDeliver(f.b, msg, b.group)
+			f.b = wire.AppendDeliver(f.b, msg, group)
 		}
-		f.copies += uint64(len(b.group))
-		if len(f.b) >= maxDownFrame {
+		f.copies += uint64(len(group))
+	})
+}
+
+// eachGateway sorts conns by gateway and calls add with each gateway's
+// frame (nil: the gateway was forgotten meanwhile) and its conns there
+// (valid during the call); a frame that grows past maxDownFrame is set
+// aside for finish to publish.
+func (b *sendBatch) eachGateway(conns []registry.Conn, add func(f *downFrame, group []uint64)) {
+	if len(conns) > 1 {
+		slices.SortFunc(conns, func(x, y registry.Conn) int { return cmp.Compare(x.GW, y.GW) })
+	}
+	for i := 0; i < len(conns); {
+		gw := conns[i].GW
+		b.group = b.group[:0]
+		for ; i < len(conns) && conns[i].GW == gw; i++ {
+			b.group = append(b.group, conns[i].Conn)
+		}
+		f := b.frame(gw)
+		add(f, b.group)
+		if f != nil && len(f.b) >= maxDownFrame {
 			b.ready = append(b.ready, f)
 			delete(b.frames, gw)
 		}

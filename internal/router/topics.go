@@ -167,6 +167,13 @@ func (ix *topicIndex) unlinger(id int64, t *topicState) {
 // its id's history lives on, id lingers in each of them (unless another
 // conn of id is still a member).
 func (ix *topicIndex) leave(c registry.Conn, hasHistory func(id int64) bool) {
+	// Most logouts are of conns in no topic: no write lock for them.
+	ix.mu.RLock()
+	_, member := ix.conns[c]
+	ix.mu.RUnlock()
+	if !member {
+		return
+	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.leaveLocked(c, hasHistory)
@@ -183,7 +190,7 @@ func (ix *topicIndex) leaveLocked(c registry.Conn, hasHistory func(id int64) boo
 		delete(t.members, c)
 		delete(t.watchers, c)
 		ix.presenceLeave(t, ct.id)
-		if linger && !ix.memberID(t, ct.id) {
+		if linger && t.counts[ct.id] == 0 { // no other conn of id is in t
 			if t.linger == nil {
 				t.linger = make(map[int64]struct{})
 			}
@@ -194,17 +201,6 @@ func (ix *topicIndex) leaveLocked(c registry.Conn, hasHistory func(id int64) boo
 		}
 		ix.drop(t)
 	}
-}
-
-// memberID reports whether a conn of id is a member of t (a scan of t's
-// members: only when a resumable conn leaves a topic).
-func (ix *topicIndex) memberID(t *topicState, id int64) bool {
-	for _, m := range t.members {
-		if m == id {
-			return true
-		}
-	}
-	return false
 }
 
 // leaveGateway forgets the topics of every conn of gateway gw (it died,

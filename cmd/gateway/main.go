@@ -55,6 +55,11 @@ Flags:
 	fs.DurationVar(&cfg.SSEHeartbeat, "sse-heartbeat", cfg.SSEHeartbeat, "write an SSE comment on a stream quiet this long (negative: never)")
 	fs.DurationVar(&cfg.StreamHeartbeat, "stream-heartbeat", cfg.StreamHeartbeat, "write a newline chunk on a /test stream quiet this long (0: never)")
 	fs.DurationVar(&cfg.SSERetry, "sse-retry", cfg.SSERetry, "reconnection delay EventSource clients are told")
+	fs.IntVar(&cfg.WSMaxMessage, "ws-max-message", cfg.WSMaxMessage, "bytes of the longest WebSocket client message (past it the socket closes with 1009)")
+	fs.DurationVar(&cfg.WSPing, "ws-ping", cfg.WSPing, "ping a WebSocket client after this long without a write (negative: never)")
+	fs.DurationVar(&cfg.WSPongWait, "ws-pong-wait", cfg.WSPongWait, "close a WebSocket client whose pong has not come this long after the ping")
+	wsPublish := fs.Bool("ws-publish", true, "let WebSocket clients publish to the topics they are in")
+	fs.BoolVar(&cfg.WSSend, "ws-send", false, "let WebSocket clients send to ids (with tokens: those whose token says \"send\": true)")
 	fs.IntVar(&cfg.InboundLimit, "inbound-limit", cfg.InboundLimit, "bytes of frames from the routers NATS may hold for this gateway (the routers' windows keep it far below)")
 	fs.StringVar(&cfg.Auth.SecretFile, "auth-secret-file", "", "ask clients for tokens (JWT) signed HS256 with the secret in this file (at least 32 bytes)")
 	fs.StringVar(&cfg.Auth.KeysFile, "auth-keys", "", "ask clients for tokens (JWT) signed by these public keys: PEM or JWKS (RS256, ES256, EdDSA; kid honoured)")
@@ -78,6 +83,7 @@ Flags:
 		fs.Usage()
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
+	cfg.WSNoPublish = !*wsPublish
 	procs, err := parseProcs(*procsFlag, *expect)
 	if err != nil {
 		return err

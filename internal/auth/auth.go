@@ -51,6 +51,9 @@ type Claims struct {
 	// Topics the client may join and publish to ("topics"); empty: none
 	// beyond its own id.
 	Topics []string
+	// Send: the client may send to ids ("send": true) over the WebSocket
+	// client protocol, where the gateway lets clients send at all.
+	Send bool
 	// Expires is the token's "exp"; zero if it has none.
 	Expires time.Time
 }
@@ -142,6 +145,7 @@ func (v *Verifier) Algorithms() []string { return v.algs }
 type tokenClaims struct {
 	jwt.RegisteredClaims
 	Topics []string `json:"topics,omitempty"`
+	Send   bool     `json:"send,omitempty"`
 }
 
 // Verify checks tok's signature and times and returns what it allows, or
@@ -165,7 +169,7 @@ func (v *Verifier) Verify(tok string) (Claims, error) {
 	if err != nil {
 		return Claims{}, Unauthorized("subject", "token sub %q is not an id: %v", clip(tc.Subject), err)
 	}
-	c := Claims{ID: id, Topics: tc.Topics}
+	c := Claims{ID: id, Topics: tc.Topics, Send: tc.Send}
 	if tc.ExpiresAt != nil {
 		c.Expires = tc.ExpiresAt.Time
 	}

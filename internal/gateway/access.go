@@ -65,19 +65,33 @@ func newAccess(cfg *Config) (*access, error) {
 	return a, nil
 }
 
-// check lets the request open a session of id, returning when its
-// token expires (zero: no expiry or no tokens asked), or answers it 401
-// or 403 with the reason and returns false.
+// grant is what the door lets a client do: until when (zero: no
+// expiry), the topics it may join and publish to (nil: any; the
+// token's "topics" claim), and whether it may send to ids (without
+// tokens: yes, as far as the door is concerned).
+type grant struct {
+	expires time.Time
+	topics  []string
+	send    bool
+}
+
+// allows reports whether the grant lets its client into topic t.
+func (g grant) allows(t string) bool {
+	return g.topics == nil || slices.Contains(g.topics, "*") || slices.Contains(g.topics, t)
+}
+
+// check lets the request open a session of id, returning what its token
+// grants, or answers it 401 or 403 with the reason and returns false.
 //
 // A session with a token joins only the topics its token's "topics"
 // claim lists ("*": any); without tokens, any.
-func (a *access) check(ctx *fasthttp.RequestCtx, id int64, topics []string) (time.Time, bool) {
+func (a *access) check(ctx *fasthttp.RequestCtx, id int64, topics []string) (grant, bool) {
 	if err := a.checkOrigin(ctx); err != nil {
 		a.refuse(ctx, err)
-		return time.Time{}, false
+		return grant{}, false
 	}
 	if a.verifier == nil {
-		return time.Time{}, true
+		return grant{send: true}, true
 	}
 	tok, err := tokenOf(ctx, a.cookie)
 	var c auth.Claims
@@ -87,9 +101,13 @@ func (a *access) check(ctx *fasthttp.RequestCtx, id int64, topics []string) (tim
 	if err == nil && c.ID != id {
 		err = auth.Forbidden("forbidden_id", "token is for id %d, not %d", c.ID, id)
 	}
-	if err == nil && !slices.Contains(c.Topics, "*") {
+	g := grant{expires: c.Expires, topics: c.Topics, send: c.Send}
+	if g.topics == nil {
+		g.topics = []string{} // none: nil means any
+	}
+	if err == nil {
 		for _, t := range topics {
-			if !slices.Contains(c.Topics, t) {
+			if !g.allows(t) {
 				err = auth.Forbidden("forbidden_topic", "token does not allow topic %s", t)
 				break
 			}
@@ -97,9 +115,9 @@ func (a *access) check(ctx *fasthttp.RequestCtx, id int64, topics []string) (tim
 	}
 	if err != nil {
 		a.refuse(ctx, err.(*auth.Error))
-		return time.Time{}, false
+		return grant{}, false
 	}
-	return c.Expires, true
+	return g, true
 }
 
 // checkOrigin refuses a browser request from a page of another origin

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -106,6 +107,19 @@ type Config struct {
 	// Default zero: no limit (behind a reverse proxy every client has
 	// the proxy's address; limit there, deploy/nginx/comet.conf).
 	PerAddr peerlimit.Limits
+	// WSMaxMessage bounds a WebSocket client's message (all its
+	// fragments); past it the socket closes with 1009. Default 64 KiB.
+	WSMaxMessage int
+	// WSPing pings a WebSocket client after this long without a write,
+	// and WSPongWait closes it if its pong has not come that long after.
+	// Defaults 30s and 10s; negative WSPing: never.
+	WSPing, WSPongWait time.Duration
+	// WSNoPublish refuses WebSocket clients' publish requests. Default
+	// false: a client may publish to the topics it is in.
+	WSNoPublish bool
+	// WSSend lets WebSocket clients send to ids (with tokens, only a
+	// client whose token says "send": true). Default false.
+	WSSend bool
 	// NATSAuth are this gateway's NATS credentials (also possible in
 	// NATSURL as user:password@ or token@).
 	NATSAuth natsconn.Credentials
@@ -151,6 +165,9 @@ func DefaultConfig() Config {
 		AuthCookie:     "comet_token",
 		AllowOrigin:    "*",
 		HeadTimeout:    10 * time.Second,
+		WSMaxMessage:   64 << 10,
+		WSPing:         30 * time.Second,
+		WSPongWait:     10 * time.Second,
 	}
 }
 
@@ -181,8 +198,9 @@ type Gateway struct {
 	ln     *capListener
 	srv    *fasthttp.Server
 	hub    *hub.Hub
-	link   *link
-	access *access
+	link    *link
+	clients *clients
+	access  *access
 	peers  *peerlimit.Table // nil: no per-address limits
 	admin  *obs.Admin
 	serve  chan error
@@ -239,6 +257,15 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.HeadTimeout <= 0 {
 		cfg.HeadTimeout = def.HeadTimeout
 	}
+	if cfg.WSMaxMessage <= 0 {
+		cfg.WSMaxMessage = def.WSMaxMessage
+	}
+	if cfg.WSPing == 0 {
+		cfg.WSPing = def.WSPing
+	}
+	if cfg.WSPongWait <= 0 {
+		cfg.WSPongWait = def.WSPongWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -274,14 +301,21 @@ func New(cfg Config) (*Gateway, error) {
 		g.peers = peerlimit.New(cfg.PerAddr)
 		hubCfg.Release = func(p uint32) { g.peers.Release(peerlimit.Ref(p)) }
 	}
-	g.hub, err = hub.New(hubCfg, cfg.kinds(), g.link, g.log)
+	g.clients = newClients(nil, g.link, cfg.Name, g.log)
+	g.hub, err = hub.New(hubCfg, cfg.kinds(g.clients), g.link, g.log)
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
+	g.clients.hub = g.hub
 	if err := g.link.start(g.hub); err != nil {
 		g.hub.Close()
 		nc.Close()
+		return nil, fmt.Errorf("gateway: subscribe: %w", err)
+	}
+	if err := g.clients.start(); err != nil {
+		g.hub.Close()
+		g.link.stop()
 		return nil, fmt.Errorf("gateway: subscribe: %w", err)
 	}
 	g.srv = &fasthttp.Server{
@@ -364,6 +398,7 @@ func (g *Gateway) Close() error {
 func (g *Gateway) close() error {
 	err := g.srv.Shutdown()
 	g.hub.Close()
+	g.clients.close()
 	g.link.stop()
 	if g.admin != nil {
 		if aerr := g.admin.Shutdown(); err == nil {
@@ -382,6 +417,7 @@ type SessionStats struct {
 	OpenHTML int64 `json:"open_html"` // chunked streams
 	OpenSSE  int64 `json:"open_sse"`  // SSE streams
 	OpenPoll int64 `json:"open_poll"` // waiting long-polls
+	OpenWS   int64 `json:"open_ws"`   // WebSockets
 }
 
 // Stats is the gateway's GET /stats document.
@@ -405,6 +441,8 @@ type Stats struct {
 	// Clients refused by their token or origin (auth.Error codes) or by
 	// the per-address limits (addr_conns, addr_rate), by reason.
 	Refused map[string]uint64 `json:"refused,omitempty"`
+	// WebSocket clients' requests (publish, send) by fate.
+	ClientRequests ClientStats `json:"client_requests"`
 	// Client addresses the per-address limits count now (with
 	// Config.PerAddr).
 	PeerAddrs int `json:"peer_addrs,omitempty"`
@@ -413,7 +451,7 @@ type Stats struct {
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
 	h := g.hub.Stats()
-	kinds := g.cfg.kinds()
+	kinds := g.cfg.kinds(nil)
 	st := Stats{
 		Name: g.cfg.Name,
 		Streams: SessionStats{
@@ -421,7 +459,9 @@ func (g *Gateway) Stats() Stats {
 			OpenHTML: h.OpenKind[kinds[kindStream].Traits().Name],
 			OpenSSE:  h.OpenKind[kinds[kindSSE].Traits().Name],
 			OpenPoll: h.OpenKind[kinds[kindPoll].Traits().Name],
+			OpenWS:   h.OpenKind[kinds[kindWS].Traits().Name],
 		},
+		ClientRequests: g.clients.stats(),
 		NATS:   g.link.nc.Status().String(),
 		Frames: g.link.published.Load(),
 		Bad:    g.link.badFrames.Load(),
@@ -441,7 +481,7 @@ func (g *Gateway) Stats() Stats {
 func (g *Gateway) adminMux() *http.ServeMux {
 	m := obs.NewMetrics("comet_gateway")
 	h := g.hub
-	for _, k := range g.cfg.kinds() {
+	for _, k := range g.cfg.kinds(nil) {
 		name := k.Traits().Name
 		m.Gauge("sessions_open", "Open sessions by kind: chunked streams, SSE streams, waiting long-polls.",
 			prometheus.Labels{"kind": name}, func() float64 { return float64(h.Stats().OpenKind[name]) })
@@ -468,6 +508,13 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	for _, r := range hub.Reasons() {
 		m.Counter("lost_pending_total", "Messages still pending output when their session closed, by close reason.", prometheus.Labels{"reason": r.String()},
 			func() uint64 { return h.Stats().LostPending[r.String()] })
+	}
+	for _, f := range []struct {
+		fate string
+		n    *atomic.Uint64
+	}{{"sent", &g.clients.sent}, {"acked", &g.clients.acked}, {"refused", &g.clients.refused}, {"failed", &g.clients.failed}, {"orphaned", &g.clients.orphaned}} {
+		m.Counter("client_requests_total", "WebSocket clients' requests: sent to a router, acked by it, refused by the gateway, failed (no router, no answer in time), answered after the client left.",
+			prometheus.Labels{"fate": f.fate}, f.n.Load)
 	}
 	m.Counter("listen_pauses_total", "Times the listener stopped accepting because the process was full.", nil, g.ln.pauses.Load)
 	m.Counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -16,6 +15,8 @@ const indexText = `comet gateway
 GET /test/{id}                      a chunked HTML stream of every message sent to integer id
 GET /sse/{id}                       an EventSource stream; Last-Event-ID or ?cursor= resumes
 GET /poll/{id}?cursor=C&timeout=30s a long-poll: the messages after cursor C, as JSON
+GET /ws/{id}?cursor=C               a WebSocket: a text frame per message, and requests
+                                     (publish, send, join, leave) as JSON text frames
    ?topics=a,b on any of them        also every message published to topics a and b
    &presence=1                       and who joins and leaves them
 GET /demo                           a page that shows an id's messages as they arrive
@@ -66,11 +67,11 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 		badRequest(ctx, "presence", fmt.Errorf("%q: want 1 (join and leave events of the topics) or 0", clipBytes([]byte(p))))
 		return
 	}
-	exp, ok := g.access.check(ctx, id, topics)
+	gr, ok := g.access.check(ctx, id, topics)
 	if !ok {
 		return
 	}
-	a := admitted{expires: exp, topics: topics, presence: presence}
+	a := admitted{grant: gr, topics: topics, presence: presence}
 	if ctx.IsHead() {
 		// The head a GET would get; fasthttp sends no body for HEAD.
 		switch rt {
@@ -86,6 +87,9 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	switch rt {
+	case routeWS:
+		g.handleWS(ctx, id, a)
+		return
 	case routePoll:
 		g.handlePoll(ctx, id, a)
 		return
@@ -99,7 +103,7 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 // admitted is what the door let a session in with: when its token
 // expires (zero: never) and the topics it joins.
 type admitted struct {
-	expires  time.Time
+	grant
 	topics   []string
 	presence bool // wants the topics' join and leave events
 }

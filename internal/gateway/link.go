@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,7 +135,7 @@ func (l *link) Opened(conn uint64, id int64, j hub.Joins) {
 	l.header()
 	l.appendLogin(conn, id, j)
 	l.live++
-	if len(j.Topics) > 0 {
+	if len(j.Topics) > 0 || j.Allowed != nil {
 		l.topics[conn] = j
 	}
 	l.rotate()
@@ -157,7 +159,7 @@ func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor, j hub.Joins) {
 	l.header()
 	l.appendResume(conn, id, cur, j)
 	l.live++
-	if len(j.Topics) > 0 {
+	if len(j.Topics) > 0 || j.Allowed != nil {
 		l.topics[conn] = j
 	}
 	l.rotate()
@@ -172,6 +174,85 @@ func (l *link) appendResume(conn uint64, id int64, cur cursor.Cursor, j hub.Join
 	} else {
 		l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
 	}
+}
+
+// join adds topics to what conn (logged in as id) is in, and tells the
+// routers: a WebSocket client's join request. It refuses a topic the
+// client's token does not allow, or more than wire.MaxConnTopics in
+// all; resumable says the client resumes. Called with the session's
+// lock held, like the Listener's methods.
+func (l *link) join(conn uint64, id int64, resumable bool, topics []string, presence bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	j := l.topics[conn]
+	var add []string
+	for _, t := range topics {
+		if !wire.ValidTopic([]byte(t)) {
+			return fmt.Errorf("%q is not a topic: want 1 to %d of A-Z a-z 0-9 . _ - :", clip(t), wire.MaxTopic)
+		}
+		if j.Allowed != nil && !slices.Contains(j.Allowed, "*") && !slices.Contains(j.Allowed, t) {
+			return fmt.Errorf("token does not allow topic %s", t)
+		}
+		if !slices.Contains(j.Topics, t) && !slices.Contains(add, t) {
+			add = append(add, t)
+		}
+	}
+	if len(j.Topics)+len(add) > wire.MaxConnTopics {
+		return fmt.Errorf("a connection joins at most %d topics", wire.MaxConnTopics)
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	// A new slice: the old one may be in a resync's hands.
+	j.Topics = append(slices.Clip(j.Topics), add...)
+	j.Presence = j.Presence || presence
+	l.topics[conn] = j
+	l.header()
+	l.cur = wire.AppendJoin(l.cur, conn, id, resumable, add, presence)
+	l.rotate()
+	l.signal()
+	return nil
+}
+
+// part takes topics out of what conn is in, and tells the routers.
+func (l *link) part(conn uint64, topics []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	j, ok := l.topics[conn]
+	if !ok {
+		return
+	}
+	var gone, kept []string
+	for _, t := range j.Topics {
+		if slices.Contains(topics, t) {
+			gone = append(gone, t)
+		} else {
+			kept = append(kept, t)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	j.Topics = kept
+	l.topics[conn] = j
+	l.header()
+	l.cur = wire.AppendPart(l.cur, conn, gone)
+	l.rotate()
+	l.signal()
+}
+
+// in reports whether conn is in topic.
+func (l *link) in(conn uint64, topic string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.topics[conn].Topics, topic)
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // Closed implements hub.Listener: the conn logs out.

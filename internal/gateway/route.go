@@ -17,6 +17,7 @@ const (
 	routePoll           // "/poll/{id}"
 	routeSSE            // "/sse/{id}"
 	routeDemo           // "/demo"
+	routeWS             // "/ws/{id}"
 )
 
 var errWrongKind = errors.New("gateway: frame of the wrong kind on the down subject")
@@ -28,6 +29,7 @@ var idRoutes = []struct {
 	{[]byte("/test/"), routeStream},
 	{[]byte("/poll/"), routePoll},
 	{[]byte("/sse/"), routeSSE},
+	{[]byte("/ws/"), routeWS},
 }
 
 // parseRoute maps a (normalized) request path to its route and, for a

@@ -31,6 +31,9 @@ type Hub struct {
 	poller   *netpoll.Poller
 	pool     sync.Pool // *outbuf pending output
 	scratch  sync.Pool // *scratch for Open
+	inPool   sync.Pool // *inbuf held input
+	readers  []Reader  // by kind: the kind, if it reads its clients' input
+	inputs   *inputs   // held input of reading sessions; nil if no kind reads
 
 	closeMu sync.RWMutex // held for reading by deliveries and opens, for writing by Close
 	closed  bool
@@ -90,13 +93,26 @@ func New(cfg Config, kinds []Kind, l Listener, log *zap.Logger) (*Hub, error) {
 		h.peers = make([]uint32, h.table.Cap())
 	}
 	for _, k := range kinds {
-		h.traits = append(h.traits, k.Traits())
+		t := k.Traits()
+		r, _ := k.(Reader)
+		if t.Reads && r == nil {
+			return nil, fmt.Errorf("hub: kind %s reads input but has no Input method", t.Name)
+		}
+		if !t.Reads {
+			r = nil
+		}
+		h.traits = append(h.traits, t)
+		h.readers = append(h.readers, r)
+		if r != nil && h.inputs == nil {
+			h.inputs = newInputs(h.table.Cap())
+		}
 	}
 	// Most output gathered in a round is a few messages: buffers start
 	// small (every session a round writes holds one until the round's
 	// write) and grow as a slow client's output does.
 	h.pool.New = func() any { return &outbuf{b: make([]byte, 0, 512)} }
 	h.scratch.New = func() any { return new(scratch) }
+	h.inPool.New = func() any { return new(inbuf) }
 	h.clock.Store(time.Now().UnixNano())
 	h.idle.Store(math.Float64bits(1))
 	h.queues = make([]chan *Batch, cfg.Workers)
@@ -164,7 +180,7 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 		// before has released its peer.
 		h.peers[fd] = r.Peer
 	}
-	sl.V = session{id: r.ID, kind: uint8(r.Kind), clock: h.clock.Load(), expires: expiry(r.Expires)}
+	sl.V = session{id: r.ID, kind: uint8(r.Kind), kflags: r.Perm, clock: h.clock.Load(), expires: expiry(r.Expires)}
 	resumable := h.traits[r.Kind].Resumable
 	if resumable {
 		sl.V.epoch, sl.V.n = r.Cursor.Epoch, r.Cursor.Seq
@@ -177,15 +193,18 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 	// before the router has heard of it.
 	if h.listener != nil {
 		if resumable {
-			h.listener.Resume(sl.Key(), r.ID, r.Cursor, Joins{r.Topics, r.Presence})
+			h.listener.Resume(sl.Key(), r.ID, r.Cursor, Joins{r.Topics, r.Presence, r.Allowed})
 		} else {
-			h.listener.Opened(sl.Key(), r.ID, Joins{r.Topics, r.Presence})
+			h.listener.Opened(sl.Key(), r.ID, Joins{r.Topics, r.Presence, r.Allowed})
 		}
 	}
 	sc := h.scratch.Get().(*scratch)
+	defer h.scratch.Put(sc)
+	defer sc.trim()
 	h.kinds[r.Kind].Open(Session{h, sl, sc}, &r)
-	sc.trim()
-	h.scratch.Put(sc)
+	if len(r.Input) > 0 && sl.IsOpen() && h.readers[r.Kind] != nil {
+		h.input(sl, r.Input, sc)
+	}
 	if !sl.IsOpen() {
 		return nil // closed, and counted, while writing its head
 	}
@@ -194,6 +213,22 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 		return err
 	}
 	return nil
+}
+
+// With calls fn with conn's session, its lock held, if it is still
+// open, and reports whether it was. fn acts as a Kind method does (its
+// writes go out at once); it must not block.
+func (h *Hub) With(conn uint64, fn func(s Session)) bool {
+	sl := h.table.LookupKey(conn)
+	if sl == nil {
+		return false
+	}
+	defer sl.Unlock()
+	sc := h.scratch.Get().(*scratch)
+	fn(Session{h, sl, sc})
+	sc.trim()
+	h.scratch.Put(sc)
+	return true
 }
 
 // releasePeer gives a peer count back (Config.Release).
@@ -331,6 +366,7 @@ func (h *Hub) Close() {
 // finish ends a session as at shutdown: its kind writes its last bytes
 // (Kind.Shutdown), they are written, and it closes for why.
 func (h *Hub) finish(sl *slot, sc *scratch, why Reason) {
+	sc.why = why
 	h.kinds[sl.V.kind].Shutdown(Session{h, sl, sc})
 	if sl.IsOpen() {
 		h.flush(sl, sc)

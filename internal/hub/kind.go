@@ -52,7 +52,26 @@ type Traits struct {
 	// Otherwise it is read and dropped, and more than 64 KiB of it
 	// closes the session (ReasonProtocol).
 	KeepsInput bool
+	// Reads: the kind reads what its clients send (it implements
+	// Reader): the hub hands it every byte, in order.
+	Reads bool
 }
+
+// Reader is a kind that reads its clients' input (Traits.Reads).
+type Reader interface {
+	// Input hands the kind what the client sent and has not been used:
+	// input held from before, then what was just read. It returns how
+	// much it used; the hub holds the rest, at most MaxHeldInput bytes
+	// (past it the session closes, ReasonProtocol), and hands it again
+	// with more. After Session.PauseInput the hub reads nothing more
+	// until Session.ResumeInput.
+	Input(s Session, p []byte) int
+}
+
+// MaxHeldInput bounds the input the hub holds for a reading session that
+// has not used it (a frame not yet whole): a kind that reads messages of
+// at most M bytes has them whole within M plus its framing.
+const MaxHeldInput = 1<<20 + 64
 
 // MaxKinds is the most kinds one hub serves.
 const MaxKinds = 8
@@ -83,6 +102,18 @@ type Request struct {
 	// Listener and keeps nothing of them).
 	Topics   []string
 	Presence bool
+	// Allowed are the topics the client may join later (its token's
+	// claim); nil: any. Passed to the Listener with Topics.
+	Allowed []string
+	// Input is what the client sent after its request that the HTTP
+	// server had already read: a reading kind gets it first.
+	Input []byte
+	// Head holds response head lines the kind writes (each ended by CR
+	// LF): a WebSocket's Sec-WebSocket-Accept and -Protocol.
+	Head string
+	// Perm is the kind's own byte of what the client may do (a
+	// WebSocket client's permissions), kept as the session's kind flags.
+	Perm uint8
 	// Peer is the connection's count in the gateway's per-address
 	// limits (Config.Release takes it back when the socket closes); 0:
 	// none.
@@ -132,6 +163,9 @@ func (m *Message) Encoded(s Session, encode func(dst []byte, m *Message) []byte)
 type Joins struct {
 	Topics   []string
 	Presence bool
+	// Allowed are the topics the session's client may join later (a
+	// WebSocket's join request): nil any (Request.Allowed).
+	Allowed []string
 }
 
 type Listener interface {

@@ -26,11 +26,18 @@ func (h *Hub) loop() {
 			return
 		}
 		defer sl.Unlock()
+		if h.readers[sl.V.kind] != nil {
+			// What the client sent before it hung up is read first (a
+			// WebSocket close frame).
+			if ev&(netpoll.In|netpoll.HangUp) != 0 && !h.readInput(sl, buf[:], &sc) {
+				return
+			}
+		}
 		if ev&netpoll.HangUp != 0 {
 			h.close(sl, ReasonPeer)
 			return
 		}
-		if ev&netpoll.In != 0 && !h.traits[sl.V.kind].KeepsInput && !h.dropInput(sl, fd, buf[:]) {
+		if ev&netpoll.In != 0 && !h.traits[sl.V.kind].KeepsInput && h.readers[sl.V.kind] == nil && !h.dropInput(sl, fd, buf[:]) {
 			return
 		}
 		if ev&netpoll.Out != 0 {
@@ -68,4 +75,71 @@ func (h *Hub) dropInput(sl *slot, fd int, buf []byte) bool {
 		h.close(sl, ReasonPeer)
 		return false
 	}
+}
+
+// readInput hands a reading session's input to its kind: what is held,
+// then what the socket has (edge-triggered: until EAGAIN), unless the
+// kind pauses. It reports whether the session is still open. buf is a
+// read buffer (nil: one of its own).
+func (h *Hub) readInput(sl *slot, buf []byte, sc *scratch) bool {
+	v := &sl.V
+	if in := *h.inputs.at(sl.FD()); in != nil && len(in.b) > 0 && v.flags&flagPaused == 0 {
+		if !h.input(sl, nil, sc) {
+			return false
+		}
+	}
+	if buf == nil {
+		var b [2048]byte
+		buf = b[:]
+	}
+	for v.flags&flagPaused == 0 {
+		n, err := unix.Read(sl.FD(), buf)
+		if n > 0 {
+			if !h.input(sl, buf[:n], sc) {
+				return false
+			}
+			continue
+		}
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return true
+		}
+		h.close(sl, ReasonPeer)
+		return false
+	}
+	return true
+}
+
+// input hands p, after the input held, to the session's kind and holds
+// what it leaves (within MaxHeldInput). It reports whether the session
+// is still open.
+func (h *Hub) input(sl *slot, p []byte, sc *scratch) bool {
+	v := &sl.V
+	in := h.inputs.at(sl.FD())
+	if *in != nil && len((*in).b) > 0 {
+		(*in).b = append((*in).b, p...)
+		p = (*in).b
+	}
+	n := h.readers[v.kind].Input(Session{h, sl, sc}, p)
+	if !sl.IsOpen() {
+		return false
+	}
+	rest := p[n:]
+	if len(rest) > MaxHeldInput {
+		h.close(sl, ReasonProtocol)
+		return false
+	}
+	if len(rest) > 0 && *in == nil {
+		*in = h.getIn()
+	}
+	if b := *in; b != nil {
+		b.b = append(b.b[:0], rest...) // rest may alias b.b: append moves it like copy
+		if len(b.b) == 0 && len(b.msg) == 0 && b.op == 0 {
+			h.putIn(b)
+			*in = nil
+		}
+	}
+	return true
 }

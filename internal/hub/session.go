@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,7 +48,47 @@ const (
 	flagHeld                       // out is gathered output, not to be written
 	flagFinished                   // no more deliveries: the last output is being written
 	flagDirty                      // a writer gathered output for it this round
+	flagPaused                     // a reading kind paused its input (Session.PauseInput)
 )
+
+// inputs holds, by descriptor, the inbuf of each reading session that
+// has one, in pages made the first time a descriptor of theirs needs
+// one: a session slot stays 72 bytes, and a gateway whose clients send
+// nothing pays nothing. An element is read and written under its
+// session's lock.
+type inputs struct {
+	mu    sync.Mutex
+	pages []atomic.Pointer[[inputPage]*inbuf]
+}
+
+const inputPage = 512
+
+func newInputs(cap int) *inputs {
+	return &inputs{pages: make([]atomic.Pointer[[inputPage]*inbuf], cap/inputPage+1)}
+}
+
+// at returns fd's element, making its page if need be.
+func (in *inputs) at(fd int) **inbuf {
+	pg := &in.pages[fd/inputPage]
+	p := pg.Load()
+	if p == nil {
+		in.mu.Lock()
+		if p = pg.Load(); p == nil {
+			p = new([inputPage]*inbuf)
+			pg.Store(p)
+		}
+		in.mu.Unlock()
+	}
+	return &p[fd%inputPage]
+}
+
+// inbuf is a reading session's unused input and what its kind keeps
+// across reads. Pooled; only sessions with input held have one.
+type inbuf struct {
+	b   []byte // read and not yet used
+	msg []byte // the kind's (Session.Assembly)
+	op  uint8  // the kind's, with msg
+}
 
 // outbuf is a session's pending output: the bytes, and where each message
 // in them ends (so that a session closed with output pending counts the
@@ -190,6 +231,35 @@ func (s Session) Finished() bool { return s.sl.V.flags&flagFinished != 0 }
 func (s Session) Deadline() int64      { return s.sl.V.clock }
 func (s Session) SetDeadline(ns int64) { s.sl.V.clock = ns }
 
+// Assembly is a buffer and a byte a reading kind keeps across Input
+// calls (a message arriving in fragments). The hub frees them once the
+// buffer is empty, the byte zero and no input is held.
+func (s Session) Assembly() (*[]byte, *uint8) {
+	in := s.h.inputs.at(s.sl.FD())
+	if *in == nil {
+		*in = s.h.getIn()
+	}
+	return &(*in).msg, &(*in).op
+}
+
+// PauseInput stops reading the client: what it sends stays in the
+// socket (TCP then slows the client) until ResumeInput. A Reader calls
+// it when the client has as many requests in flight as it may.
+func (s Session) PauseInput() { s.sl.V.flags |= flagPaused }
+
+// ResumeInput reads the client again: the input held, then the socket.
+// Called from Hub.With (not from Input).
+func (s Session) ResumeInput() {
+	if s.sl.V.flags&flagPaused == 0 {
+		return
+	}
+	s.sl.V.flags &^= flagPaused
+	s.h.readInput(s.sl, nil, s.sc)
+}
+
+// EndReason is why the session is being ended, in Kind.Shutdown.
+func (s Session) EndReason() Reason { return s.sc.why }
+
 // Close closes the session's socket and logs it out.
 func (s Session) Close(why Reason) { s.h.close(s.sl, why) }
 
@@ -326,6 +396,19 @@ func (h *Hub) putBuf(o *outbuf) {
 	}
 }
 
+func (h *Hub) getIn() *inbuf {
+	in := h.inPool.Get().(*inbuf)
+	in.b, in.msg, in.op = in.b[:0], in.msg[:0], 0
+	return in
+}
+
+// putIn gives in back to the pool unless it grew large.
+func (h *Hub) putIn(in *inbuf) {
+	if in != nil && cap(in.b) <= 8<<10 && cap(in.msg) <= 8<<10 {
+		h.inPool.Put(in)
+	}
+}
+
 // end frees sl's slot and logs the session out. sl's lock must be held.
 func (h *Hub) end(sl *slot, why Reason) {
 	v := &sl.V
@@ -336,6 +419,12 @@ func (h *Hub) end(sl *slot, why Reason) {
 	}
 	h.putBuf(v.out)
 	v.out = nil
+	if h.inputs != nil {
+		if in := h.inputs.at(sl.FD()); *in != nil {
+			h.putIn(*in)
+			*in = nil
+		}
+	}
 	h.open.Add(-1)
 	h.byKind[v.kind].Add(-1)
 	h.closes[why].Add(1)

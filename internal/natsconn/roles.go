@@ -27,20 +27,24 @@ type Role struct {
 //     to gateways and acks to senders' inboxes; stores and follows the
 //     stored subscriptions (JetStream; `router subscribe -file` runs
 //     with the router's key).
-//   - gateway: sends up frames and done frames; takes down frames.
+//   - gateway: sends up frames and done frames; takes down frames; sends
+//     its WebSocket clients' requests (comet.v3.client) and takes their
+//     acks (comet.v3.reply.>): a gateway checks what each client may do.
 //   - sender (msggen, an application): sends send frames, takes their
 //     acks.
 //
 // So a sender cannot pose as a gateway (log ids in, read deliveries) or
-// as a router (deliver to clients), and a gateway cannot send.
+// as a router (deliver to clients), and a gateway cannot send on the
+// senders' subject.
 func Roles() []Role {
 	done := wire.DoneSubject(">")
 	down := wire.DownSubject(">")
+	reply := wire.ReplyPrefix + ">"
 	return []Role{
 		// and the stored subscriptions: their stream (subs.Subject) and
 		// JetStream's API, whose answers come to its inbox.
-		{"router", []string{down, "_INBOX.>", subs.Subject, "$JS.API.>"}, []string{wire.SubjectUp, wire.SubjectSend, done, "_INBOX.>"}},
-		{"gateway", []string{wire.SubjectUp, done}, []string{down}},
+		{"router", []string{down, "_INBOX.>", reply, subs.Subject, "$JS.API.>"}, []string{wire.SubjectUp, wire.SubjectSend, wire.SubjectClient, done, "_INBOX.>"}},
+		{"gateway", []string{wire.SubjectUp, done, wire.SubjectClient}, []string{down, reply}},
 		{"sender", []string{wire.SubjectSend}, []string{"_INBOX.>"}},
 	}
 }

@@ -271,9 +271,11 @@ func (r *Router) inflightBytes() int64 {
 
 // sendDropped is the send frames NATS dropped for this router.
 func (r *Router) sendDropped() uint64 {
-	n, err := r.sendSub.Dropped()
-	if err != nil || n < 0 {
-		return 0
+	var total uint64
+	for _, sub := range []*nats.Subscription{r.sendSub, r.clientSub} {
+		if n, err := sub.Dropped(); err == nil && n > 0 {
+			total += uint64(n)
+		}
 	}
-	return uint64(n)
+	return total
 }

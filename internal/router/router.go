@@ -186,6 +186,7 @@ type Router struct {
 	name        string // this router's name in its done subject
 	doneSubject string
 	sendSub     *nats.Subscription
+	clientSub   *nats.Subscription // gateways' client requests (WebSocket publish, send)
 
 	sent, void, logins, logouts, resyncs, purges, badFrames atomic.Uint64
 	resumes, missed, caughtUp, kept                         atomic.Uint64
@@ -323,6 +324,13 @@ func New(cfg Config) (*Router, error) {
 	if err == nil {
 		r.sendSub.SetPendingLimits(-1, cfg.SendLimit)
 		r.subs = append(r.subs, r.sendSub)
+		// Client requests are send frames from gateways, handled alike
+		// and bounded alike (a client waits for its answer before more).
+		r.clientSub, err = nc.QueueSubscribe(wire.SubjectClient, wire.QueueRouters, r.handleSend)
+	}
+	if err == nil {
+		r.clientSub.SetPendingLimits(-1, cfg.SendLimit)
+		r.subs = append(r.subs, r.clientSub)
 		var doneSub *nats.Subscription
 		doneSub, err = nc.Subscribe(r.doneSubject, r.handleDone)
 		if err == nil {
@@ -676,6 +684,10 @@ func (r *Router) handleUp(m *nats.Msg) {
 					gw.conns.Add(1)
 				}
 			}
+		case wire.OpJoin:
+			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, rec.Resumable, rec.Presence, rec.Topics)
+		case wire.OpPart:
+			r.topics.part(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.Topics)
 		case wire.OpResume:
 			r.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
 		case wire.OpResumeTopics:

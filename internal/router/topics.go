@@ -203,6 +203,32 @@ func (ix *topicIndex) leaveLocked(c registry.Conn, hasHistory func(id int64) boo
 	}
 }
 
+// part takes c out of topics (a client's leave request): no lingering,
+// since its client asked to leave.
+func (ix *topicIndex) part(c registry.Conn, topics [][]byte) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ct := ix.conns[c]
+	if ct == nil {
+		return
+	}
+	for _, name := range topics {
+		i := slices.IndexFunc(ct.topics, func(t *topicState) bool { return t.name == string(name) })
+		if i < 0 {
+			continue
+		}
+		t := ct.topics[i]
+		ct.topics = slices.Delete(ct.topics, i, i+1)
+		delete(t.members, c)
+		delete(t.watchers, c)
+		ix.presenceLeave(t, ct.id)
+		ix.drop(t)
+	}
+	if len(ct.topics) == 0 {
+		delete(ix.conns, c)
+	}
+}
+
 // leaveGateway forgets the topics of every conn of gateway gw (it died,
 // restarted or resyncs).
 func (ix *topicIndex) leaveGateway(gw uint32, hasHistory func(id int64) bool) {

@@ -52,6 +52,12 @@ const (
 	OpLoginTopics Op = 7
 	// up: Conn logs in as ID, joins Topics, and resumes after (Epoch, Seq)
 	OpResumeTopics Op = 8
+	// up: Conn, logged in as ID, joins Topics too (a WebSocket client's
+	// join request); Resumable: its client resumes (its id lingers in
+	// the topics when it leaves)
+	OpJoin Op = 9
+	// up: Conn leaves Topics (a WebSocket client's leave request)
+	OpPart Op = 10
 	OpSend         Op = 16 // send: deliver Msg to every conn logged in as ID
 	OpPublish      Op = 17 // send: deliver Msg to every member of Topic
 	OpBroadcast    Op = 18 // send: deliver Msg to every connection
@@ -74,7 +80,7 @@ const (
 
 func (o Op) kind() Kind {
 	switch o {
-	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics:
+	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics, OpJoin, OpPart:
 		return KindUp
 	case OpSend, OpPublish, OpBroadcast:
 		return KindSend
@@ -120,6 +126,10 @@ func (o Op) String() string {
 		return "login-topics"
 	case OpResumeTopics:
 		return "resume-topics"
+	case OpJoin:
+		return "join"
+	case OpPart:
+		return "part"
 	case OpPublish:
 		return "publish"
 	case OpBroadcast:
@@ -290,6 +300,8 @@ type Record struct {
 	// Presence (login-topics, resume-topics): the conn wants its topics'
 	// join and leave events.
 	Presence bool
+	// Resumable: a join's conn resumes.
+	Resumable bool
 }
 
 // AppendHeader starts a frame of kind k (KindSend, KindAck). KindUp and
@@ -371,6 +383,24 @@ func AppendResumeTopics(b []byte, conn uint64, id int64, epoch, seq uint64, topi
 	b = binary.AppendUvarint(b, epoch)
 	b = binary.AppendUvarint(b, seq)
 	return appendTopics(b, topics, presence)
+}
+
+// AppendJoin appends a join record: conn, logged in as id, joins topics
+// too; resumable says its client resumes.
+func AppendJoin(b []byte, conn uint64, id int64, resumable bool, topics []string, presence bool) []byte {
+	b = binary.AppendUvarint(append(b, byte(OpJoin)), conn)
+	b = binary.AppendVarint(b, id)
+	r := byte(0)
+	if resumable {
+		r = 1
+	}
+	return appendTopics(append(b, r), topics, presence)
+}
+
+// AppendPart appends a part record: conn leaves topics (the presence
+// flag is unused).
+func AppendPart(b []byte, conn uint64, topics []string) []byte {
+	return appendTopics(binary.AppendUvarint(append(b, byte(OpPart)), conn), topics, false)
 }
 
 // appendTopics appends the count of topics, times 2, plus 1 if presence
@@ -559,6 +589,19 @@ func (d *Decoder) Next(r *Record) bool {
 		}
 	case OpResumeTopics:
 		ok = d.uvarintVarint(&r.Conn, &r.ID) && d.uvarints(&r.Epoch, &r.Seq) && d.topics(r)
+	case OpJoin:
+		var res uint64
+		if ok = d.uvarintVarint(&r.Conn, &r.ID) && d.uvarints(&res) && d.topics(r); ok {
+			if res > 1 {
+				d.fail(fmt.Errorf("%w: join's resumable field is %d (want 0 or 1)", ErrOp, res))
+				return false
+			}
+			r.Resumable = res == 1
+		}
+	case OpPart:
+		if r.Conn, ok = d.uvarint(); ok {
+			ok = d.topics(r)
+		}
 	case OpPublish:
 		if r.Topic, ok = d.topic(); ok {
 			r.Msg, ok = d.bytes(MaxMessage)
@@ -792,6 +835,14 @@ const (
 	// (queue group QueueRouters). A frame sent as a request is answered
 	// with a KindAck frame; an empty send frame is a ping.
 	SubjectSend = "comet.v3.send"
+	// SubjectClient carries KindSend frames that clients of a gateway
+	// sent (WebSocket publish and send requests) from the gateway to one
+	// router (queue group QueueRouters), as requests answered with a
+	// KindAck frame on a ReplyPrefix subject.
+	SubjectClient = "comet.v3.client"
+	// ReplyPrefix + gateway name + "." + a number is where a gateway
+	// takes the acks of its clients' requests.
+	ReplyPrefix = "comet.v3.reply."
 	// QueueRouters is the queue group routers join on SubjectSend.
 	QueueRouters = "comet-routers"
 	// downPrefix + gateway name carries KindDown frames to one gateway.

@@ -112,12 +112,16 @@ func TestRoundTrip(t *testing.T) {
 			frame: func() []byte {
 				b := AppendUpHeader(nil, KindUp, "gw", 1)
 				b = AppendLoginTopics(b, 7, 12, []string{"lobby", "a.b:c_d-9"}, true)
-				return AppendResumeTopics(b, 8, -3, 5, 6, nil, false)
+				b = AppendResumeTopics(b, 8, -3, 5, 6, nil, false)
+				b = AppendJoin(b, 8, -3, true, []string{"news"}, true)
+				return AppendPart(b, 8, []string{"news", "lobby"})
 			}(),
 			header: Header{Kind: KindUp, Gateway: "gw", Instance: 1},
 			records: []Record{
 				{Op: OpLoginTopics, Conn: 7, ID: 12, Topics: [][]byte{[]byte("lobby"), []byte("a.b:c_d-9")}, Presence: true},
 				{Op: OpResumeTopics, Conn: 8, ID: -3, Epoch: 5, Seq: 6},
+				{Op: OpJoin, Conn: 8, ID: -3, Resumable: true, Topics: [][]byte{[]byte("news")}, Presence: true},
+				{Op: OpPart, Conn: 8, Topics: [][]byte{[]byte("news"), []byte("lobby")}},
 			},
 		},
 		{
@@ -346,6 +350,10 @@ func FuzzDecode(f *testing.F) {
 				out = AppendLoginTopics(out, r.Conn, r.ID, topicStrings(r.Topics), r.Presence)
 			case OpResumeTopics:
 				out = AppendResumeTopics(out, r.Conn, r.ID, r.Epoch, r.Seq, topicStrings(r.Topics), r.Presence)
+			case OpJoin:
+				out = AppendJoin(out, r.Conn, r.ID, r.Resumable, topicStrings(r.Topics), r.Presence)
+			case OpPart:
+				out = AppendPart(out, r.Conn, topicStrings(r.Topics))
 			case OpPublish:
 				out = AppendPublish(out, string(r.Topic), r.Msg)
 			case OpBroadcast:

@@ -1,0 +1,97 @@
+package gateway
+
+import (
+	"bytes"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/auth"
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/ws"
+)
+
+// handleWS serves GET /ws/{id}: checks the upgrade, and hands the
+// connection to the hub, which writes the 101 answer and from then on
+// owns the socket. ?cursor= resumes as on /sse/.
+func (g *Gateway) handleWS(ctx *fasthttp.RequestCtx, id int64, a admitted) {
+	h := &ctx.Request.Header
+	head, uerr := ws.Check(ws.Upgrade{
+		Upgrade: h.Peek("Upgrade"), Connection: h.Peek("Connection"), Version: h.Peek("Sec-WebSocket-Version"),
+		Key: h.Peek("Sec-WebSocket-Key"), Protocols: h.Peek("Sec-WebSocket-Protocol"),
+	})
+	if uerr != nil {
+		ctx.Error(uerr.Reason+"\n", uerr.Status)
+		if uerr.Status == fasthttp.StatusUpgradeRequired {
+			ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
+		}
+		return
+	}
+	if err := g.crossSiteCookie(ctx); err != nil {
+		g.access.refuse(ctx, err)
+		return
+	}
+	cur, err := cursor.Parse(string(ctx.QueryArgs().Peek("cursor")))
+	if err != nil {
+		badRequest(ctx, "cursor", err)
+		return
+	}
+	var perm uint8
+	if !g.cfg.WSNoPublish {
+		perm |= ws.PermPublish
+	}
+	if g.cfg.WSSend && a.send {
+		perm |= ws.PermSend
+	}
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		r := hub.Request{
+			Kind: kindWS, ID: id, Cursor: cur, Expires: a.expires, Topics: a.topics, Presence: a.presence,
+			Allowed: a.grant.topics, Head: head, Perm: perm, Input: buffered(c), Peer: takePeer(c),
+		}
+		if err := g.hub.Open(c, r); err != nil {
+			g.log.Warn("WebSocket not opened", zap.Int64("id", id), zap.Error(err))
+		}
+	})
+}
+
+// buffered returns what the HTTP server read of a hijacked connection
+// past its request (a client's first frames, if it sent them at once):
+// with the read deadline passed, a read returns what is buffered and
+// never waits for the socket.
+func buffered(c net.Conn) []byte {
+	c.SetReadDeadline(time.Unix(1, 0))
+	var b [4096]byte
+	n, _ := c.Read(b[:])
+	if n == 0 {
+		return nil
+	}
+	return append([]byte(nil), b[:n]...)
+}
+
+// crossSiteCookie refuses a WebSocket upgrade from another site's page
+// that carries its token only in the cookie: browsers send cookies with
+// cross-site WebSocket upgrades and check no CORS answer, so a page
+// anywhere could otherwise open a signed-in user's socket. Tokens in the
+// URL or a header were put there by the page itself.
+func (g *Gateway) crossSiteCookie(ctx *fasthttp.RequestCtx) *auth.Error {
+	if g.access.verifier == nil {
+		return nil
+	}
+	h := &ctx.Request.Header
+	o := h.Peek("Origin")
+	if len(o) == 0 || len(h.Peek("Authorization")) > 0 || len(ctx.QueryArgs().Peek("token")) > 0 {
+		return nil
+	}
+	if u, err := url.Parse(string(o)); err == nil && u.Host != "" && bytes.Equal([]byte(u.Host), ctx.Host()) {
+		return nil
+	}
+	if g.cfg.AllowOrigin != "*" && string(o) == g.cfg.AllowOrigin {
+		return nil
+	}
+	return auth.Forbidden("origin", "cookie token on a WebSocket from origin %s: give the token in ?token= or allow the origin (-allow-origin)", clipBytes(o))
+}

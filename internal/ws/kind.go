@@ -1,0 +1,293 @@
+package ws
+
+import (
+	"time"
+	"unicode/utf8"
+
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/hub"
+)
+
+// Ops carries out client requests (the gateway). Its methods are called
+// with the session's lock held and must not block.
+type Ops interface {
+	// Do starts r for s. It returns an error (the error reply's text) if
+	// r is refused; else async says whether the reply comes later
+	// (Socket.Reply, from hub.With) or is "ok" now.
+	Do(s hub.Session, r *Request) (async bool, err error)
+}
+
+// What a session's kind flags hold: its client's permissions (set at
+// open from hub.Request.Perm), whether a ping awaits its pong, whether a
+// close frame went out, and the client's requests in flight.
+const (
+	PermPublish uint8 = 1 << iota // publish to the topics it is in
+	PermSend                      // send to ids
+	flagPing                      // a ping awaits its pong
+	flagClosing                   // our close frame went out
+	inflightShift = 4             // the high 4 bits: requests in flight
+)
+
+// MaxInflight is how many requests (publish, send) one client may have
+// waiting for the router's answer; past it the gateway stops reading the
+// client until one is answered.
+const MaxInflight = 8
+
+// Socket is the WebSocket kind. The upgrade has been checked and the
+// accept key computed by the gateway (Check, AppendHandshake); Open
+// writes the 101 answer.
+type Socket struct {
+	// MaxMessage bounds a client message (all its fragments); past it
+	// the connection closes with 1009. Default 64 KiB.
+	MaxMessage int
+	// Ping pings a client after this long without a write, and
+	// PongWait closes it (1001... ReasonTimeout) if no pong came within
+	// that long after. Zero Ping: never.
+	Ping, PongWait time.Duration
+	// Ops carries out client requests; nil refuses them all.
+	Ops Ops
+}
+
+// Traits implements hub.Kind: a WebSocket resumes, and reads its client.
+func (Socket) Traits() hub.Traits { return hub.Traits{Name: "ws", Resumable: true, Reads: true} }
+
+func (k Socket) maxMessage() int {
+	if k.MaxMessage <= 0 {
+		return 64 << 10
+	}
+	return k.MaxMessage
+}
+
+// Open writes the 101 answer (the head lines the gateway made).
+func (Socket) Open(s hub.Session, r *hub.Request) {
+	var buf [256]byte
+	s.Write(AppendHandshake(buf[:0], r.Head))
+}
+
+// encode makes a message's frame: its position, a newline, the message;
+// a text frame if the message is UTF-8, else a binary one.
+func encode(dst []byte, m *hub.Message) []byte { return appendMessage(dst, m.Pos, m.Body) }
+
+// Deliver writes the message's frame; its position is the session's
+// cursor (a message without one, a broadcast, carries the cursor the
+// client has).
+func (Socket) Deliver(s hub.Session, m *hub.Message) bool {
+	if m.Pos.Epoch != 0 {
+		return s.Write(m.Encoded(s, encode))
+	}
+	b := s.Scratch()
+	*b = appendMessage((*b)[:0], s.Cursor(), m.Body)
+	return s.Write(*b)
+}
+
+// Resumed tells the client where it continues and whether messages were
+// missed: {"type":"resumed","cursor":"ab-3","missed":false}.
+func (Socket) Resumed(s hub.Session) {
+	var b [128]byte
+	j := append(b[:0], `{"type":"resumed","cursor":"`...)
+	j = s.Cursor().Append(j)
+	if s.Missed() {
+		j = append(j, `","missed":true}`...)
+	} else {
+		j = append(j, `","missed":false}`...)
+	}
+	var f [160]byte
+	s.Write(AppendFrame(f[:0], OpText, j))
+}
+
+// Tick pings a quiet client, and closes one whose pong is overdue.
+func (k Socket) Tick(s hub.Session, now int64) {
+	if k.Ping <= 0 || !s.Idle() {
+		return
+	}
+	f := s.Flags()
+	if f&flagPing != 0 {
+		if now-s.Deadline() > int64(k.PongWait) {
+			s.Close(hub.ReasonTimeout)
+		}
+		return
+	}
+	if now-s.Deadline() >= int64(k.Ping) {
+		s.SetFlags(f | flagPing)
+		s.Write(pingFrame)
+	}
+}
+
+var pingFrame = AppendFrame(nil, OpPing, nil)
+
+// Written implements hub.Kind.
+func (Socket) Written(hub.Session) {}
+
+// Shutdown writes a close frame saying why the gateway ends the session:
+// 1001 when it shuts down, 1008 when the client's token expired or an
+// operator kicked it.
+func (Socket) Shutdown(s hub.Session) {
+	s.Flush()
+	if !s.IsOpen() || !s.Idle() {
+		return
+	}
+	var b [64]byte
+	switch s.EndReason() {
+	case hub.ReasonExpired:
+		s.Write(AppendClose(b[:0], ClosePolicy, "token expired"))
+	case hub.ReasonKicked:
+		s.Write(AppendClose(b[:0], ClosePolicy, "kicked"))
+	default:
+		s.Write(AppendClose(b[:0], CloseGoingAway, "gateway shutting down"))
+	}
+}
+
+// Input reads the client's frames: control frames are answered, data
+// frames assembled into messages, and each message is a request.
+func (k Socket) Input(s hub.Session, p []byte) int {
+	used := 0
+	for s.IsOpen() {
+		if inflight(s) >= MaxInflight {
+			s.PauseInput()
+			return used
+		}
+		f, n, err := ParseFrame(p[used:], k.maxMessage())
+		if err != nil {
+			fail(s, err)
+			return used
+		}
+		if n == 0 {
+			return used
+		}
+		used += n
+		switch f.Op {
+		case OpPing:
+			b := s.OutBuf()
+			*b = AppendFrame((*b)[:0], OpPong, f.Payload)
+			s.Write(*b)
+		case OpPong:
+			s.SetFlags(s.Flags() &^ flagPing)
+		case OpClose:
+			code, err := ParseClose(f.Payload)
+			if err != nil {
+				fail(s, err)
+				return used
+			}
+			if s.Flags()&flagClosing == 0 {
+				if code == CloseNoStatus {
+					code = CloseNormal
+				}
+				var b [8]byte
+				s.Write(AppendClose(b[:0], code, ""))
+			}
+			s.Flush() // output a writer gathered goes first
+			s.Close(hub.ReasonPeer)
+			return used
+		default:
+			k.data(s, f)
+		}
+	}
+	return used
+}
+
+// data takes a data frame: a whole message is handled at once, a
+// fragment is kept until the message's last one.
+func (k Socket) data(s hub.Session, f Frame) {
+	asm, op := s.Assembly()
+	switch {
+	case f.Op == OpContinuation && *op == 0:
+		fail(s, protoErr("continuation frame outside a fragmented message"))
+		return
+	case f.Op != OpContinuation && *op != 0:
+		fail(s, protoErr("new message inside a fragmented message"))
+		return
+	case f.Op != OpContinuation && f.Fin:
+		k.message(s, f.Op, f.Payload)
+		return
+	case f.Op != OpContinuation:
+		*op = f.Op
+	}
+	if len(*asm)+len(f.Payload) > k.maxMessage() {
+		fail(s, &Error{Code: CloseTooBig, Reason: "message too big"})
+		return
+	}
+	*asm = append(*asm, f.Payload...)
+	if f.Fin {
+		o := *op
+		msg := *asm
+		*asm, *op = (*asm)[:0], 0
+		k.message(s, o, msg)
+	}
+}
+
+// message handles one whole client message: a request.
+func (k Socket) message(s hub.Session, op byte, msg []byte) {
+	if op == OpBinary {
+		fail(s, &Error{Code: CloseUnsupported, Reason: "binary messages are not requests: send JSON text"})
+		return
+	}
+	if !utf8.Valid(msg) {
+		fail(s, &Error{Code: CloseInvalidData, Reason: "text message is not UTF-8"})
+		return
+	}
+	r, err := ParseRequest(msg)
+	b := s.OutBuf()
+	if err != nil {
+		var ref uint64
+		var name string
+		if r != nil {
+			ref, name = r.Ref, r.Op
+		}
+		s.Write(AppendError((*b)[:0], ref, name, err.Error()))
+		return
+	}
+	if r.Op == "ping" {
+		s.Write(AppendReply((*b)[:0], &Reply{Ref: r.Ref, Op: r.Op}))
+		return
+	}
+	if k.Ops == nil {
+		s.Write(AppendError((*b)[:0], r.Ref, r.Op, "this gateway takes no requests"))
+		return
+	}
+	async, err := k.Ops.Do(s, r)
+	switch {
+	case err != nil:
+		s.Write(AppendError((*b)[:0], r.Ref, r.Op, err.Error()))
+	case async:
+		s.SetFlags(s.Flags() + 1<<inflightShift)
+	default:
+		s.Write(AppendReply((*b)[:0], &Reply{Ref: r.Ref, Op: r.Op}))
+	}
+}
+
+func inflight(s hub.Session) int { return int(s.Flags() >> inflightShift) }
+
+// Answer writes the reply frame f (AppendReply, AppendError) to a request
+// that was in flight, and reads the client again if it waited for room.
+// Called from hub.With.
+func Answer(s hub.Session, f []byte) {
+	if fl := s.Flags(); fl>>inflightShift > 0 {
+		s.SetFlags(fl - 1<<inflightShift)
+	}
+	if s.Write(f) {
+		s.ResumeInput()
+	}
+}
+
+// fail closes the session for a breach of the protocol, with its close
+// code and reason.
+func fail(s hub.Session, e *Error) {
+	var b [160]byte
+	s.Write(AppendClose(b[:0], e.Code, e.Reason))
+	s.Flush() // output a writer gathered goes first
+	s.Close(hub.ReasonProtocol)
+}
+
+// appendMessage appends a message frame: pos (empty if zero), a newline,
+// body.
+func appendMessage(b []byte, pos cursor.Cursor, body []byte) []byte {
+	var c [48]byte
+	cur := pos.Append(c[:0])
+	op := OpText
+	if !utf8.Valid(body) {
+		op = OpBinary
+	}
+	b = AppendHeader(b, op, len(cur)+1+len(body))
+	b = append(append(b, cur...), '\n')
+	return append(b, body...)
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -221,4 +222,76 @@ func TestChatRoomInChromium(t *testing.T) {
 	if got := items(tabs[2]); len(got) != 0 {
 		t.Fatalf("the page outside the room shows %q", got)
 	}
+}
+
+// TestWebSocketChatInChromium: the Haskell chat in miniature, with
+// clients nobody here wrote: two Chromium pages on WebSockets
+// (/demo?ws=1&topics=lobby) and an npm ws client in the room. The npm
+// client publishes; both pages show it. A page publishes through its
+// form; the npm client gets it and the page shows the gateway's reply,
+// which counts the three members' copies delivered.
+func TestWebSocketChatInChromium(t *testing.T) {
+	browser := chromium(t)
+	bin := binDir(t)
+	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
+	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "wschat")
+	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
+	ctx := browserContext(t, browser)
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var tabs []context.Context
+	for _, page := range []string{"/demo?id=1&topics=lobby&ws=1", "/demo?id=2&topics=lobby&ws=1"} {
+		tab, cancel := chromedp.NewContext(ctx)
+		t.Cleanup(cancel)
+		if err := chromedp.Run(tab, chromedp.Navigate("http://"+gwAddr+page), chromedp.WaitVisible("#state.open", chromedp.ByQuery)); err != nil {
+			t.Fatalf("%s: %v", page, err)
+		}
+		tabs = append(tabs, tab)
+	}
+	waitRouter(t, routerAdmin, "two pages logged in", func(st routerStats) bool { return st.Conns == 2 })
+	npm := nodeClient(t, "ws-client.mjs", "ws", nil, "ws://"+gwAddr+"/ws/3?topics=lobby", "2", "lobby")
+	items := func(tab context.Context) []string {
+		var got []string
+		chromedp.Run(tab, chromedp.Evaluate(`Array.from(document.querySelectorAll("#messages li")).map(li => li.textContent)`, &got))
+		return got
+	}
+	for i, tab := range tabs {
+		waitFor(t, fmt.Sprintf("the npm client's message on page %d", i+1), func() bool {
+			got := items(tab)
+			return len(got) == 1 && got[0] == "hello from ws"
+		})
+	}
+	if err := chromedp.Run(tabs[0], chromedp.SendKeys("#say", "hello from Chromium", chromedp.ByQuery), chromedp.Click("#chat button", chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the page's message on the other page", func() bool {
+		got := items(tabs[1])
+		return len(got) == 2 && got[1] == "hello from Chromium"
+	})
+	var reply string
+	waitFor(t, "the gateway's reply on the page", func() bool {
+		chromedp.Run(tabs[0], chromedp.Text("#reply", &reply, chromedp.ByQuery))
+		return strings.Contains(reply, `"delivered":3`)
+	})
+	lines := npm()
+	var npmGot []string
+	var npmReply string
+	for _, l := range lines {
+		var m struct {
+			Data  string
+			Reply map[string]any
+		}
+		json.Unmarshal(l, &m)
+		if m.Reply != nil {
+			npmReply = string(l)
+		} else {
+			npmGot = append(npmGot, m.Data)
+		}
+	}
+	if strings.Join(npmGot, "|") != "hello from ws|hello from Chromium" || !strings.Contains(npmReply, `"delivered":3`) {
+		t.Fatalf("npm ws client: %q, reply %s", npmGot, npmReply)
+	}
+	t.Logf("page reply %s; npm reply %s", reply, npmReply)
 }

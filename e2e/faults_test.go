@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -20,12 +19,31 @@ import (
 // reading n events from url; wait returns its JSON lines' data once it
 // has n, or fails the test.
 func nodeSSE(t *testing.T, url string, n int, env ...string) (wait func() []string) {
+	lines := nodeClient(t, "sse-client.mjs", "eventsource", env, url, fmt.Sprint(n))
+	return func() []string {
+		t.Helper()
+		var data []string
+		for _, l := range lines() {
+			var ev struct{ Data string }
+			if err := json.Unmarshal(l, &ev); err != nil {
+				t.Fatalf("sse-client line %q: %v", l, err)
+			}
+			data = append(data, ev.Data)
+		}
+		return data
+	}
+}
+
+// nodeClient starts e2e/js/SCRIPT (which uses the npm package pkg) with
+// args; wait returns its output lines once it exits 0, or fails the
+// test.
+func nodeClient(t *testing.T, script, pkg string, env []string, args ...string) (wait func() [][]byte) {
 	node := outside(t, "node", "Node.js")
-	if !fileExists("js/node_modules/eventsource/package.json") {
+	if !fileExists("js/node_modules/" + pkg + "/package.json") {
 		outside(t, "e2e/js/node_modules (scripts/test-deps.sh)", "npm ci --prefix e2e/js")
 	}
 	var out, errOut bytes.Buffer
-	cmd := exec.Command(node, "js/sse-client.mjs", url, fmt.Sprint(n))
+	cmd := exec.Command(node, append([]string{"js/" + script}, args...)...)
 	cmd.Env = append(cmd.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
@@ -34,28 +52,19 @@ func nodeSSE(t *testing.T, url string, n int, env ...string) (wait func() []stri
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
-	return func() []string {
+	return func() [][]byte {
 		t.Helper()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("sse-client: %v\n%s%s", err, out.String(), errOut.String())
+				t.Fatalf("%s: %v\n%s%s", script, err, out.String(), errOut.String())
 			}
 		case <-time.After(60 * time.Second):
 			cmd.Process.Kill()
 			<-done
-			t.Fatalf("sse-client did not get %d events:\n%s%s", n, out.String(), errOut.String())
+			t.Fatalf("%s did not finish:\n%s%s", script, out.String(), errOut.String())
 		}
-		var data []string
-		sc := bufio.NewScanner(&out)
-		for sc.Scan() {
-			var ev struct{ Data string }
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				t.Fatalf("sse-client line %q: %v", sc.Text(), err)
-			}
-			data = append(data, ev.Data)
-		}
-		return data
+		return bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
 	}
 }
 
@@ -89,6 +98,45 @@ func TestGatewayKilledUnderEventSource(t *testing.T) {
 		}
 	}
 	t.Logf("300 of 300 messages across a gateway kill, in order, none twice; msggen: %s", strings.TrimSpace(sender.out.String()))
+}
+
+// TestGatewayKilledUnderWebSocket: the same with a WebSocket client nobody
+// here wrote (the npm ws package, e2e/js/ws-client.mjs), which reconnects
+// with ?cursor= its last message's position: all 300, in order, none
+// twice.
+func TestGatewayKilledUnderWebSocket(t *testing.T) {
+	bin := binDir(t)
+	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
+	gwArgs := []string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr, "-name", "faults-ws"}
+	gw := start(t, bin+"/gateway", gwArgs...)
+	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
+	wait := nodeClient(t, "ws-client.mjs", "ws", nil, "ws://"+gwAddr+"/ws/1", "300")
+	waitRouter(t, routerAdmin, "the client logged in", func(st routerStats) bool { return st.Conns == 1 })
+	sender := start(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "300", "-interval", "10ms", "-max", "1", "-numbered", "-every", "0")
+	time.Sleep(time.Second)
+	syscall.Kill(-gw.cmd.Process.Pid, syscall.SIGKILL)
+	<-gw.done
+	time.Sleep(time.Second)
+	start(t, bin+"/gateway", gwArgs...)
+	lines := wait()
+	<-sender.done
+	if sender.err != nil {
+		t.Fatalf("msggen: %v\n%s", sender.err, sender.out)
+	}
+	if len(lines) != 300 {
+		t.Fatalf("%d messages, want 300", len(lines))
+	}
+	for i, l := range lines {
+		var m struct{ Cursor, Data string }
+		if err := json.Unmarshal(l, &m); err != nil {
+			t.Fatalf("ws-client line %q: %v", l, err)
+		}
+		if want := fmt.Sprintf(" seq=%d", i+1); !strings.HasSuffix(m.Data, want) || m.Cursor == "" {
+			t.Fatalf("message %d is %q at %q, want one ending %q", i+1, m.Data, m.Cursor, want)
+		}
+	}
+	t.Logf("300 of 300 messages over a WebSocket across a gateway kill, in order, none twice; msggen: %s", strings.TrimSpace(sender.out.String()))
 }
 
 // TestRouterKilledUnderLoad: the router (and the NATS server it embeds)

@@ -195,6 +195,14 @@ func TestAttacks(t *testing.T) {
 		{"a page of another origin", func(r *http.Request) { bearer(good)(r); r.Header.Set("Origin", "https://evil.example") }, "/sse/1", 403, "origin https://evil.example not allowed"},
 		{"a topic not in the token", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "topics": []string{"lobby"}})), "/sse/1?topics=lobby,secret", 403, "token does not allow topic secret"},
 		{"a topic with no topics claim", bearer(good), "/test/1?topics=lobby", 403, "token does not allow topic lobby"},
+		// Browsers check no CORS answer for a WebSocket: the gateway
+		// checks the page's origin itself.
+		{"a cross-site WebSocket upgrade", func(r *http.Request) {
+			wsUpgrade(r)
+			r.AddCookie(&http.Cookie{Name: "comet_token", Value: good})
+			r.Header.Set("Origin", "https://evil.example")
+		}, "/ws/1", 403, "origin https://evil.example not allowed"},
+		{"a WebSocket without a token", wsUpgrade, "/ws/1", 401, "no token"},
 	}
 	for _, a := range attacks {
 		req, _ := http.NewRequest("GET", base+a.path, nil)
@@ -302,13 +310,21 @@ func TestAttacks(t *testing.T) {
 	if code, err := s.admin("http://"+s.gwAdmin+"/stats", &st); code != 200 || err != nil {
 		t.Fatalf("gateway stats: %d %v", code, err)
 	}
-	want := map[string]uint64{"no_token": 2, "forbidden_id": 1, "expired": 1, "not_yet_valid": 1, "algorithm": 1,
-		"signature": 3, "unverifiable": 1, "scheme": 1, "origin": 2, "forbidden_topic": 2}
+	want := map[string]uint64{"no_token": 3, "forbidden_id": 1, "expired": 1, "not_yet_valid": 1, "algorithm": 1,
+		"signature": 3, "unverifiable": 1, "scheme": 1, "origin": 3, "forbidden_topic": 2}
 	for code, n := range want {
 		if st.Refused[code] != n {
 			t.Errorf("refused %s: %d, want %d (all: %v)", code, st.Refused[code], n, st.Refused)
 		}
 	}
+}
+
+// wsUpgrade makes r a WebSocket upgrade request.
+func wsUpgrade(r *http.Request) {
+	r.Header.Set("Upgrade", "websocket")
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Sec-WebSocket-Version", "13")
+	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 }
 
 // TestTokenExpiryEndsStream: a stream ends when its token expires; the

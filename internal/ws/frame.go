@@ -80,9 +80,6 @@ func ParseFrame(p []byte, maxPayload int) (f Frame, n int, err *Error) {
 		if !f.Fin {
 			return f, 0, protoErr("fragmented control frame")
 		}
-		if b1&0x7F > 125 {
-			return f, 0, protoErr("control frame longer than 125 bytes")
-		}
 	default:
 		return f, 0, protoErr("unknown opcode %d", f.Op)
 	}
@@ -105,6 +102,9 @@ func ParseFrame(p []byte, maxPayload int) (f Frame, n int, err *Error) {
 		if length>>63 != 0 {
 			return f, 0, protoErr("frame length has its high bit set")
 		}
+	}
+	if f.Op >= OpClose && length > 125 {
+		return f, 0, protoErr("control frame longer than 125 bytes")
 	}
 	if length > uint64(maxPayload) {
 		return f, 0, &Error{Code: CloseTooBig, Reason: fmt.Sprintf("frame of %d bytes; at most %d", length, maxPayload)}

@@ -193,17 +193,17 @@ func (c *Config) Validate() error {
 
 // Gateway is a running edge process.
 type Gateway struct {
-	cfg    Config
-	log    *zap.Logger
-	ln     *capListener
-	srv    *fasthttp.Server
-	hub    *hub.Hub
+	cfg     Config
+	log     *zap.Logger
+	ln      *capListener
+	srv     *fasthttp.Server
+	hub     *hub.Hub
 	link    *link
 	clients *clients
 	access  *access
-	peers  *peerlimit.Table // nil: no per-address limits
-	admin  *obs.Admin
-	serve  chan error
+	peers   *peerlimit.Table // nil: no per-address limits
+	admin   *obs.Admin
+	serve   chan error
 
 	closeOnce sync.Once // Close may be called more than once
 	closeErr  error
@@ -462,9 +462,9 @@ func (g *Gateway) Stats() Stats {
 			OpenWS:   h.OpenKind[kinds[kindWS].Traits().Name],
 		},
 		ClientRequests: g.clients.stats(),
-		NATS:   g.link.nc.Status().String(),
-		Frames: g.link.published.Load(),
-		Bad:    g.link.badFrames.Load(),
+		NATS:           g.link.nc.Status().String(),
+		Frames:         g.link.published.Load(),
+		Bad:            g.link.badFrames.Load(),
 
 		ListenPauses: g.ln.pauses.Load(),
 		AcceptErrors: g.ln.acceptErrs.Load(),

@@ -57,14 +57,14 @@ const (
 	// the topics when it leaves)
 	OpJoin Op = 9
 	// up: Conn leaves Topics (a WebSocket client's leave request)
-	OpPart Op = 10
-	OpSend         Op = 16 // send: deliver Msg to every conn logged in as ID
-	OpPublish      Op = 17 // send: deliver Msg to every member of Topic
-	OpBroadcast    Op = 18 // send: deliver Msg to every connection
-	OpDeliver      Op = 32 // down: write Msg to each of Conns
-	OpResync       Op = 33 // down: the router lost track; send every live login again
-	OpResumed      Op = 34 // down: the answer to a resume: Conn, Epoch, Seq (first to follow), Head, Missed
-	OpDeliverAt    Op = 35 // down: write Msg, at position (Epoch, Seq) of its id, to each of Conns
+	OpPart      Op = 10
+	OpSend      Op = 16 // send: deliver Msg to every conn logged in as ID
+	OpPublish   Op = 17 // send: deliver Msg to every member of Topic
+	OpBroadcast Op = 18 // send: deliver Msg to every connection
+	OpDeliver   Op = 32 // down: write Msg to each of Conns
+	OpResync    Op = 33 // down: the router lost track; send every live login again
+	OpResumed   Op = 34 // down: the answer to a resume: Conn, Epoch, Seq (first to follow), Head, Missed
+	OpDeliverAt Op = 35 // down: write Msg, at position (Epoch, Seq) of its id, to each of Conns
 	// down: Msg, for the fanout-to records that follow it in the frame
 	OpFanout Op = 36
 	// down: write the last fanout's Msg, at position (Epoch, Seq) of the

@@ -21,11 +21,11 @@ type Ops interface {
 // open from hub.Request.Perm), whether a ping awaits its pong, whether a
 // close frame went out, and the client's requests in flight.
 const (
-	PermPublish uint8 = 1 << iota // publish to the topics it is in
-	PermSend                      // send to ids
-	flagPing                      // a ping awaits its pong
-	flagClosing                   // our close frame went out
-	inflightShift = 4             // the high 4 bits: requests in flight
+	PermPublish   uint8 = 1 << iota // publish to the topics it is in
+	PermSend                        // send to ids
+	flagPing                        // a ping awaits its pong
+	flagClosing                     // our close frame went out
+	inflightShift = 4               // the high 4 bits: requests in flight
 )
 
 // MaxInflight is how many requests (publish, send) one client may have

@@ -63,6 +63,7 @@ const (
 	kindStream uint8 = iota // /test/{id}: a chunked HTML stream
 	kindSSE                 // /sse/{id}: an EventSource stream
 	kindPoll                // /poll/{id}: long-polls, one after the other
+	kindWS                  // /ws/{id}: a WebSocket
 )
 
 func kindOf(path string) uint8 {
@@ -71,6 +72,8 @@ func kindOf(path string) uint8 {
 		return kindSSE
 	case strings.HasPrefix(path, "/poll/"):
 		return kindPoll
+	case strings.HasPrefix(path, "/ws/"):
+		return kindWS
 	}
 	return kindStream
 }
@@ -452,6 +455,9 @@ func (e *Engine) request(sl *client, t Target) bool {
 	req = append(req, " HTTP/1.1\r\nHost: "...)
 	req = append(req, t.Host...)
 	req = append(req, "\r\nUser-Agent: floodtest\r\n"...)
+	if c.kind == kindWS {
+		req = append(req, upgradeHead...)
+	}
 	if e.secret != nil {
 		id, _ := ids.Parse(string(t.ID))
 		req = auth.AppendHS256(append(req, "Authorization: Bearer "...), e.secret, id, time.Now().Add(24*time.Hour))
@@ -510,10 +516,14 @@ func (e *Engine) consume(sl *client, b []byte) {
 		return
 	}
 	if c.state == stHead {
+		status := statusOK
+		if c.kind == kindWS {
+			status = status101
+		}
 		i := 0
 		for ; i < len(b) && c.hcr < 4; i++ {
 			ch := b[i]
-			if int(c.hpos) < len(statusOK) && ch != statusOK[c.hpos] {
+			if int(c.hpos) < len(status) && ch != status[c.hpos] {
 				e.closeLocked(sl, ErrStatus)
 				return
 			}
@@ -539,6 +549,10 @@ func (e *Engine) consume(sl *client, b []byte) {
 		c.state = stWelcome
 		e.activated()
 		b = b[i:]
+	}
+	if c.kind == kindWS {
+		e.wsConsume(sl, b)
+		return
 	}
 	e.cur, e.curErrs = c, chunkProblems{}
 	err := c.p.Feed(b, e.onChunk)

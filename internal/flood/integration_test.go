@@ -112,7 +112,7 @@ func TestFloodCountsRefused(t *testing.T) {
 }
 
 // TestFloodResumableClients: floodtest's SSE and long-poll clients against
-// a real gateway get every numbered message exactly once (positions
+// a real gateway (SSE, long-poll and WebSocket) get every numbered message exactly once (positions
 // contiguous, msggen's seqs in order) while msggen sends flat out.
 func TestFloodResumableClients(t *testing.T) {
 	const perKind = 300
@@ -126,8 +126,9 @@ func TestFloodResumableClients(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var engines []*flood.Engine
-	ran := make(chan error, 2)
-	for i, kind := range []string{"/sse/", "/poll/"} {
+	kinds := []string{"/sse/", "/poll/", "/ws/"}
+	ran := make(chan error, len(kinds))
+	for i, kind := range kinds {
 		plan := flood.Plan{Prefix: "http://" + g.Addr().String() + kind, First: int64(1 + i*perKind), N: perKind}
 		target, n := plan.Share(0, 1)
 		e, err := flood.New(flood.Config{Target: target, Count: n, PollTimeout: 2 * time.Second})
@@ -145,16 +146,21 @@ func TestFloodResumableClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	res, err := msggen.Run(ctx, nc, msggen.Config{Num: 3000, Max: 2 * perKind, Procs: 4, Batch: 200, AckTimeout: 10 * time.Second, Numbered: true})
+	res, err := msggen.Run(ctx, nc, msggen.Config{Num: 3000, Max: int64(len(kinds)) * perKind, Procs: 4, Batch: 200, AckTimeout: 10 * time.Second, Numbered: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Sent != 12000 || res.Void != 0 {
 		t.Fatalf("msggen %+v", res)
 	}
-	waitFor(t, "every message received", 30*time.Second, func() bool {
-		return engines[0].Stats().Messages+engines[1].Stats().Messages == res.Sent
-	})
+	received := func() uint64 {
+		var n uint64
+		for _, e := range engines {
+			n += e.Stats().Messages
+		}
+		return n
+	}
+	waitFor(t, "every message received", 30*time.Second, func() bool { return received() == res.Sent })
 	time.Sleep(200 * time.Millisecond) // a duplicate would show now
 	for i, e := range engines {
 		st := e.Stats()
@@ -162,7 +168,10 @@ func TestFloodResumableClients(t *testing.T) {
 			t.Fatalf("engine %d: %+v", i, st)
 		}
 	}
-	if got := engines[0].Stats().Messages + engines[1].Stats().Messages; got != res.Sent {
+	if engines[2].Stats().Messages == 0 {
+		t.Fatal("the WebSocket clients got nothing")
+	}
+	if got := received(); got != res.Sent {
 		t.Fatalf("received %d, sent %d", got, res.Sent)
 	}
 	cancel()

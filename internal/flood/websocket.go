@@ -1,0 +1,153 @@
+//go:build linux
+
+package flood
+
+import (
+	"bytes"
+	"encoding/binary"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/ws"
+)
+
+// WebSocket clients (/ws/{id}): the upgrade, then the gateway's frames,
+// each message "CURSOR\nMESSAGE" checked like an SSE event (position and
+// numbered seq), a resumed frame that says whether messages were missed,
+// and pings answered.
+
+var status101 = []byte("HTTP/1.1 101 ")
+
+// upgradeHead is what a WebSocket client adds to its request (a fixed
+// key: floodtest checks the gateway's frames, not its accept key).
+const upgradeHead = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: Zmxvb2R0ZXN0IGNsaWVudA==\r\n"
+
+var wsResumedMissed = []byte(`"missed":true`)
+
+// wsConsume reads the frames in b (after what was held of an earlier
+// read) and holds a partial frame for the next read.
+func (e *Engine) wsConsume(sl *client, b []byte) {
+	c := &sl.V
+	if c.partial != nil {
+		*c.partial = append(*c.partial, b...)
+		b = *c.partial
+	}
+	e.cur, e.curErrs = c, chunkProblems{}
+	for len(b) > 0 && c.state != stFree {
+		n := e.wsFrame(sl, b)
+		if n == 0 {
+			break
+		}
+		b = b[n:]
+	}
+	e.cur = nil
+	e.count(ErrLost, e.curErrs.lost)
+	e.count(ErrDup, e.curErrs.dup)
+	if c.state == stFree {
+		return
+	}
+	switch {
+	case len(b) == 0:
+		if c.partial != nil {
+			partialPool.Put(c.partial)
+			c.partial = nil
+		}
+	case len(b) > 1<<20+ws.MaxHeader:
+		e.closeLocked(sl, ErrFraming)
+	case c.partial == nil:
+		c.partial = partialPool.Get().(*[]byte)
+		*c.partial = append((*c.partial)[:0], b...)
+	default:
+		*c.partial = append((*c.partial)[:0], b...)
+	}
+}
+
+// wsFrame handles the server frame at the start of b, if it is all
+// there, and returns its length (0: wait for more).
+func (e *Engine) wsFrame(sl *client, b []byte) int {
+	c := &sl.V
+	if len(b) < 2 {
+		return 0
+	}
+	if b[1]&0x80 != 0 || b[0]&0x70 != 0 || b[0]&0x80 == 0 {
+		e.closeLocked(sl, ErrFraming) // masked, reserved bits, or fragmented: the gateway does none
+		return 0
+	}
+	op, hl, n := b[0]&0x0F, 2, uint64(b[1]&0x7F)
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return 0
+		}
+		n, hl = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return 0
+		}
+		n, hl = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	if n > 1<<20 {
+		e.closeLocked(sl, ErrFraming)
+		return 0
+	}
+	if uint64(len(b)-hl) < n {
+		return 0
+	}
+	p := b[hl : hl+int(n)]
+	switch op {
+	case ws.OpPing:
+		// The pong, masked with a zero key (the payload as is).
+		pong := append([]byte{0x80 | ws.OpPong, 0x80 | byte(len(p)), 0, 0, 0, 0}, p...)
+		unix.Write(sl.FD(), pong)
+	case ws.OpClose:
+		e.closeLocked(sl, ErrEnded)
+		return 0
+	case ws.OpText, ws.OpBinary:
+		e.wsMessage(c, p)
+	default:
+		e.closeLocked(sl, ErrFraming)
+		return 0
+	}
+	return hl + int(n)
+}
+
+// wsMessage checks one message frame, or notes the resumed frame.
+func (e *Engine) wsMessage(c *conn, p []byte) {
+	e.chunks.Add(1)
+	if c.state == stWelcome {
+		c.state = stBody
+	}
+	if len(p) > 0 && p[0] == '{' {
+		if bytes.Contains(p, wsResumedMissed) {
+			e.count(ErrMissed, 1)
+			c.epoch = 0
+		}
+		return
+	}
+	e.messages.Add(1)
+	if e.cfg.NoCheck {
+		return
+	}
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		e.count(ErrAnswer, 1)
+		return
+	}
+	if i > 0 {
+		cur, err := cursor.Parse(string(p[:i]))
+		if err != nil {
+			e.count(ErrAnswer, 1)
+			return
+		}
+		if cur.Seq != c.pos || cur.Epoch != c.epoch { // a broadcast carries the cursor the client has
+			e.position(c, cur)
+		}
+	}
+	body := p[i+1:]
+	e.lat.record(body, time.Now().UnixNano())
+	if s, ok := numberedSeq(body); ok {
+		e.numbered(c, s)
+	}
+}

@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./bench/naive ./bench/tlscost
+	$(GO) build -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost
 
 # The router (with its embedded NATS), then the gateway, in the foreground
 # with their logs; Ctrl-C stops both.

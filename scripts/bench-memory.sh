@@ -6,7 +6,9 @@
 # and floodtest's own memory per client. comet-sse and comet-poll are this
 # gateway with EventSource clients (/sse/) and long-poll clients (/poll/,
 # 30 s polls) instead of chunked streams; comet-auth is chunked streams
-# whose clients each present a token (gateway -auth-secret-file).
+# whose clients each present a token (gateway -auth-secret-file);
+# comet-ws is WebSocket clients (/ws/), beside naive-ws, a gorilla/websocket
+# server with a goroutine per socket (bench/naivews).
 #
 # Per server and N: start it, let 20 clients per process come and go (what
 # the first client costs once is not a per-stream cost), take its resident
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 SIZES=${SIZES:-"10000 100000"}
 [ "${FULL:-0}" = 1 ] && SIZES="$SIZES 1000000"
-SERVERS=${SERVERS:-"comet comet-sse comet-poll comet-auth naive nchan"}
+SERVERS=${SERVERS:-"comet comet-sse comet-poll comet-auth comet-ws naive naive-ws nchan"}
 SETTLE=${SETTLE:-60}
 RAMP=${RAMP:-5000}
 PER=19000 # streams per server process
@@ -70,8 +72,9 @@ for n in $SIZES; do
 		extra=()
 		path=/test/
 		case $server in
-		comet | comet-sse | comet-poll | comet-auth)
+		comet | comet-sse | comet-poll | comet-auth | comet-ws)
 			[ "$server" = comet-sse ] && path=/sse/
+			[ "$server" = comet-ws ] && path=/ws/
 			[ "$server" = comet-poll ] && path=/poll/ && extra=(-poll-timeout 30s)
 			gwextra=()
 			if [ "$server" = comet-auth ]; then
@@ -89,6 +92,11 @@ for n in $SIZES; do
 		naive)
 			"$BIN"/naive -procs "$procs" -addr 127.0.0.1:$port > "$log.server.log" 2>&1 &
 			spid=$!
+			;;
+		naive-ws)
+			"$BIN"/naivews -procs "$procs" -addr 127.0.0.1:$port > "$log.server.log" 2>&1 &
+			spid=$!
+			path=/ws/
 			;;
 		nchan)
 			mkdir -p "$log.nginx"

@@ -11,15 +11,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/sys/unix"
 
 	"github.com/cometgw/comet/internal/cli"
 	"github.com/cometgw/comet/internal/supervise"
@@ -28,29 +23,8 @@ import (
 func main() { cli.Main("naive", run) }
 
 func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("naive", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:8600", "listen address")
-	procs := fs.Int("procs", 1, "processes sharing the port")
-	child := fs.Bool("child", false, "run as one of -procs (set by the parent)")
-	if err := cli.Parse(fs, args); err != nil {
-		return err
-	}
-	if *procs > 1 && !*child {
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		return supervise.Run(ctx, supervise.Config{N: *procs, Command: func(int) *exec.Cmd {
-			c := exec.Command(self, "-child", "-addr", *addr)
-			c.Stdout, c.Stderr = os.Stdout, os.Stderr
-			return c
-		}})
-	}
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
-	}}
-	ln, err := lc.Listen(ctx, "tcp", *addr)
-	if err != nil {
+	ln, err := supervise.ReusePort(ctx, flag.NewFlagSet("naive", flag.ContinueOnError), args)
+	if err != nil || ln == nil {
 		return err
 	}
 	done := make(chan struct{})

@@ -110,7 +110,7 @@ func (c *clients) do(s hub.Session, r *ws.Request) (bool, error) {
 			return false, errors.New("this gateway lets clients publish to no topic")
 		}
 		if !wire.ValidTopic([]byte(r.Topic)) {
-			return false, fmt.Errorf("%q is not a topic: want 1 to %d of A-Z a-z 0-9 . _ - :", clip(r.Topic), wire.MaxTopic)
+			return false, errNotTopic(r.Topic)
 		}
 		if !c.link.in(conn, r.Topic) {
 			return false, fmt.Errorf("not in topic %s: a client publishes to the topics it joined", r.Topic)

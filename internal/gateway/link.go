@@ -188,7 +188,7 @@ func (l *link) join(conn uint64, id int64, resumable bool, topics []string, pres
 	var add []string
 	for _, t := range topics {
 		if !wire.ValidTopic([]byte(t)) {
-			return fmt.Errorf("%q is not a topic: want 1 to %d of A-Z a-z 0-9 . _ - :", clip(t), wire.MaxTopic)
+			return errNotTopic(t)
 		}
 		if j.Allowed != nil && !slices.Contains(j.Allowed, "*") && !slices.Contains(j.Allowed, t) {
 			return fmt.Errorf("token does not allow topic %s", t)
@@ -246,6 +246,11 @@ func (l *link) in(conn uint64, topic string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Contains(l.topics[conn].Topics, topic)
+}
+
+// errNotTopic says why t is not a topic name.
+func errNotTopic(t string) error {
+	return fmt.Errorf("%q is not a topic: want 1 to %d bytes, each one of A-Z a-z 0-9 and . _ - : (no other)", clip(t), wire.MaxTopic)
 }
 
 func clip(s string) string {

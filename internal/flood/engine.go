@@ -52,6 +52,11 @@ type Config struct {
 	// PollTimeout is the ?timeout= of long-poll clients (targets whose
 	// path starts /poll/). Default 30s.
 	PollTimeout time.Duration
+	// WSPublish makes each WebSocket client in a topic (?topics=) publish
+	// into it every WSPublish (whole seconds, spread over the clients):
+	// the message "chat from ID t=NANOS", whose stamp gives its receivers
+	// latency. Zero: never.
+	WSPublish time.Duration
 	// TokenSecretFile, if set, holds an HS256 secret: every request
 	// carries "Authorization: Bearer" and a token for its client's id
 	// (valid for a day), as for a gateway run with -auth-secret-file.
@@ -130,6 +135,7 @@ type Engine struct {
 	lastAt     atomic.Int64 // and the latest
 	chunks     atomic.Uint64
 	messages   atomic.Uint64
+	published  atomic.Uint64
 	bytes      atomic.Uint64
 	errs       sync.Map // kind -> *atomic.Uint64
 
@@ -188,6 +194,8 @@ type Stats struct {
 	Chunks     uint64            `json:"chunks"`
 	Messages   uint64            `json:"messages"`
 	Bytes      uint64            `json:"bytes"`
+	// Published: publish requests WebSocket clients sent (WSPublish).
+	Published uint64 `json:"published,omitempty"`
 	Errors     map[string]uint64 `json:"errors"`
 	RSSKB      int64             `json:"rss_kb"`
 	// Set on run totals: the most clients streaming at once, and
@@ -220,6 +228,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.Chunks += o.Chunks
 	s.Messages += o.Messages
 	s.Bytes += o.Bytes
+	s.Published += o.Published
 	s.RSSKB += o.RSSKB
 	s.BaseRSSKB += o.BaseRSSKB
 	if o.FirstStream != 0 && (s.FirstStream == 0 || o.FirstStream < s.FirstStream) {
@@ -254,7 +263,7 @@ func (e *Engine) Stats() Stats {
 	s := Stats{
 		Opened: e.opened.Load(), Active: e.active.Load(), Connecting: e.connecting.Load(),
 		Closed: e.closed.Load(), Chunks: e.chunks.Load(), Messages: e.messages.Load(),
-		Bytes: e.bytes.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
+		Bytes: e.bytes.Load(), Published: e.published.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
 		BaseRSSKB: e.baseRSS.Load(), FirstStream: e.firstAt.Load(), LastStream: e.lastAt.Load(),
 	}
 	e.errs.Range(func(k, v any) bool {
@@ -632,6 +641,9 @@ func (e *Engine) sweep(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
+		}
+		if e.cfg.WSPublish > 0 {
+			e.publish()
 		}
 		if e.connecting.Load() == 0 {
 			continue

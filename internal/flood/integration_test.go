@@ -181,3 +181,47 @@ func TestFloodResumableClients(t *testing.T) {
 		}
 	}
 }
+
+// TestFloodWebSocketChat: /ws/ clients in one topic publish into it
+// (WSPublish): every client receives every client's message, stamped,
+// and the gateway acks each publish.
+func TestFloodWebSocketChat(t *testing.T) {
+	const n = 40
+	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
+	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "flood-chat",
+		Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	plan := flood.Plan{Prefix: "http://" + g.Addr().String() + "/ws/", First: 1, N: n, Topics: 1}
+	target, count := plan.Share(0, 1)
+	e, err := flood.New(flood.Config{Target: target, Count: count, WSPublish: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(ctx) }()
+	waitFor(t, "all clients active", 30*time.Second, func() bool { return e.Stats().Active == n })
+	waitFor(t, "two rounds of the chat", 30*time.Second, func() bool { return e.Stats().Published >= 2*n })
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	// Each publish reaches all n members; the last ones may be on the way.
+	if st.Messages < (st.Published-n)*n || len(nonzero(st.Errors)) != 0 {
+		t.Fatalf("published %d, received %d (want about %d each), errors %v", st.Published, st.Messages, n, st.Errors)
+	}
+	var stamped uint64
+	for _, b := range st.LatencyBuckets {
+		stamped += b
+	}
+	if stamped != st.Messages {
+		t.Fatalf("%d stamped of %d", stamped, st.Messages)
+	}
+	if cs := g.Stats().ClientRequests; cs.Sent < st.Published-n || cs.Refused != 0 || cs.Failed != 0 {
+		t.Fatalf("gateway client requests %+v", cs)
+	}
+}

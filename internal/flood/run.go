@@ -42,6 +42,7 @@ type RunConfig struct {
 	NoCheck bool
 	// PollTimeout and TokenSecretFile: as in Config.
 	PollTimeout     time.Duration
+	WSPublish       time.Duration
 	TokenSecretFile string
 	// Workers: 0 picks the number of processes from PerProcess; 1 runs
 	// every client in this process.
@@ -72,6 +73,7 @@ type WorkerSpec struct {
 	Headers        []string      `json:"headers,omitempty"`
 	NoCheck        bool          `json:"no_check,omitempty"`
 	PollTimeout    time.Duration `json:"poll_timeout,omitempty"`
+	WSPublish      time.Duration `json:"ws_publish,omitempty"`
 	TokenSecret    string        `json:"token_secret_file,omitempty"`
 }
 
@@ -266,7 +268,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 	if workers == 1 {
 		target, count := cfg.Plan.Share(0, 1)
 		e, err := New(Config{Target: target, Count: count, Rate: cfg.Rate, ConnectTimeout: cfg.ConnectTimeout,
-			Headers: cfg.Headers, NoCheck: cfg.NoCheck, Sources: sourcesFor(0), PollTimeout: cfg.PollTimeout, TokenSecretFile: cfg.TokenSecretFile})
+			Headers: cfg.Headers, NoCheck: cfg.NoCheck, Sources: sourcesFor(0), PollTimeout: cfg.PollTimeout, WSPublish: cfg.WSPublish, TokenSecretFile: cfg.TokenSecretFile})
 		if err != nil {
 			return Stats{}, err
 		}
@@ -298,7 +300,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 			sourcesFor(0)[0], sourcesFor(workers - 1)[sourcesPerProcess-1], rateText(cfg.Rate))
 		for w := 0; w < workers; w++ {
 			spec := WorkerSpec{Plan: cfg.Plan, URLFile: cfg.URLFile, Worker: w, Workers: workers, Rate: cfg.Rate / float64(workers),
-				ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck, PollTimeout: cfg.PollTimeout, TokenSecret: cfg.TokenSecretFile}
+				ConnectTimeout: cfg.ConnectTimeout, Headers: cfg.Headers, NoCheck: cfg.NoCheck, PollTimeout: cfg.PollTimeout, WSPublish: cfg.WSPublish, TokenSecret: cfg.TokenSecretFile}
 			for _, a := range sourcesFor(w) {
 				spec.Sources = append(spec.Sources, a.String())
 			}
@@ -449,7 +451,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, out io.Writer) error {
 	ReadLimits()
 	target, count := plan.Share(spec.Worker, spec.Workers)
 	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Sources: srcs, ConnectTimeout: spec.ConnectTimeout,
-		Headers: spec.Headers, NoCheck: spec.NoCheck, PollTimeout: spec.PollTimeout, TokenSecretFile: spec.TokenSecret})
+		Headers: spec.Headers, NoCheck: spec.NoCheck, PollTimeout: spec.PollTimeout, WSPublish: spec.WSPublish, TokenSecretFile: spec.TokenSecret})
 	if err != nil {
 		return err
 	}

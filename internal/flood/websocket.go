@@ -5,6 +5,8 @@ package flood
 import (
 	"bytes"
 	"encoding/binary"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -150,4 +152,56 @@ func (e *Engine) wsMessage(c *conn, p []byte) {
 	if s, ok := numberedSeq(body); ok {
 		e.numbered(c, s)
 	}
+}
+
+// publish makes the WebSocket clients in a topic that are due publish
+// into it (Config.WSPublish): client i every period seconds, at second
+// (i mod period) of each period.
+func (e *Engine) publish() {
+	period := int64(max(e.cfg.WSPublish/time.Second, 1))
+	now := time.Now()
+	sec := now.Unix()
+	var frame []byte
+	e.conns.Each(func(sl *client) {
+		c := &sl.V
+		if c.kind != kindWS || c.state < stWelcome || (sec+int64(c.idx))%period != 0 {
+			return
+		}
+		t, err := e.cfg.Target(int(c.idx))
+		if err != nil {
+			return
+		}
+		_, q, _ := strings.Cut(t.Path, "?topics=")
+		topic, _, _ := strings.Cut(q, "&")
+		if topic == "" {
+			return
+		}
+		frame = appendPublish(frame[:0], topic, t.ID, time.Now().UnixNano())
+		if n, err := unix.Write(sl.FD(), frame); err != nil || n != len(frame) {
+			e.count(ErrReset, 1)
+			return
+		}
+		e.published.Add(1)
+	})
+}
+
+// appendPublish appends a client's publish request as a masked text
+// frame (a zero key: the payload as is).
+func appendPublish(b []byte, topic string, id []byte, now int64) []byte {
+	var p []byte
+	p = append(p, `{"op":"publish","topic":"`...)
+	p = append(p, topic...)
+	p = append(p, `","data":"chat from `...)
+	p = append(p, id...)
+	p = append(p, " t="...)
+	p = strconv.AppendInt(p, now, 10)
+	p = append(p, `"}`...)
+	b = append(b, 0x80|ws.OpText)
+	if len(p) <= 125 {
+		b = append(b, 0x80|byte(len(p)))
+	} else {
+		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(len(p)))
+	}
+	b = append(b, 0, 0, 0, 0)
+	return append(b, p...)
 }

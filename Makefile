@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench
 
 all: build
 
@@ -50,6 +50,11 @@ study: build
 
 study-fast: build
 	FAST=1 DURATION=$(DURATION) ./scripts/study.sh
+
+# The Haskell chat: 10,000 WebSocket clients in one room, each publishing
+# every 10 s; delivery and latency from publisher to receivers.
+bench-chat: build
+	./scripts/bench-chat.sh
 
 # Memory per idle stream: this gateway, a naive fasthttp gateway and
 # nginx+nchan (installed if missing), N = 10k and 100k (FULL=1: and 1M).

@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/cometgw/comet/internal/gateway"
+	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/ws"
 )
 
@@ -469,5 +470,39 @@ func TestWebSocketBadUpgrades(t *testing.T) {
 		if !strings.Contains(string(b), " "+tt.status+" ") || !strings.Contains(string(b), tt.reason) {
 			t.Errorf("%q: %q", tt.head, b)
 		}
+	}
+}
+
+// A WebSocket client that never reads is evicted like a slow stream:
+// its pending output passes the bound, it is closed, and the acks say
+// which copies were dropped as slow; other clients are not held up.
+func TestWebSocketThatNeverReads(t *testing.T) {
+	r, g := startSystem(t, gateway.Config{Hub: hub.Config{MaxPending: 64 << 10, SendBuffer: 4096}})
+	addr := g.Addr().String()
+	deaf := dialRaw(t, addr, "/ws/1")
+	deaf.c.(*net.TCPConn).SetReadBuffer(4096)
+	live := dialWS(t, addr, "/ws/2")
+	live.control()
+	waitFor(t, "logins", 5*time.Second, func() bool { return r.Stats().Conns == 2 })
+	body := strings.Repeat("x", 16<<10)
+	var slow uint64
+	for i := 0; i < 200 && slow == 0; i++ {
+		res, err := r.Send(1, []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow += res.Tally.Slow
+	}
+	if slow != 1 {
+		t.Fatalf("copies dropped as slow: %d", slow)
+	}
+	if n := delivered(t, r, 2, "still here"); n != 1 {
+		t.Fatalf("the other client: %d", n)
+	}
+	if _, msg := live.message(); msg != "still here" {
+		t.Fatalf("the other client got %q", msg)
+	}
+	if n := g.Hub().Stats().Closed["slow"]; n != 1 {
+		t.Fatalf("closed slow: %d", n)
 	}
 }

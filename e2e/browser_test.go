@@ -181,6 +181,33 @@ func TestDemoPageWithTokenInChromium(t *testing.T) {
 	}
 }
 
+// openPages opens each page of the gateway at gwAddr in its own tab of
+// one browser and waits until each shows its stream open.
+func openPages(t *testing.T, browser, gwAddr string, pages ...string) []context.Context {
+	t.Helper()
+	ctx := browserContext(t, browser)
+	if err := chromedp.Run(ctx); err != nil { // the browser, which the tabs share
+		t.Fatal(err)
+	}
+	var tabs []context.Context
+	for _, page := range pages {
+		tab, cancel := chromedp.NewContext(ctx)
+		t.Cleanup(cancel)
+		if err := chromedp.Run(tab, chromedp.Navigate("http://"+gwAddr+page), chromedp.WaitVisible("#state.open", chromedp.ByQuery)); err != nil {
+			t.Fatalf("%s: %v", page, err)
+		}
+		tabs = append(tabs, tab)
+	}
+	return tabs
+}
+
+// pageItems is the messages a demo page shows.
+func pageItems(tab context.Context) []string {
+	var got []string
+	chromedp.Run(tab, chromedp.Evaluate(`Array.from(document.querySelectorAll("#messages li")).map(li => li.textContent)`, &got))
+	return got
+}
+
 // TestChatRoomInChromium: two browser pages in one chat room
 // (/demo?id=N&topics=lobby) both show what is published to it; a page
 // not in the room does not.
@@ -191,35 +218,18 @@ func TestChatRoomInChromium(t *testing.T) {
 	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
 	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "chat")
 	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
-	ctx := browserContext(t, browser)
-	if err := chromedp.Run(ctx); err != nil { // the browser, which the tabs share
-		t.Fatal(err)
-	}
-	var tabs []context.Context
-	for _, page := range []string{"/demo?id=1&topics=lobby", "/demo?id=2&topics=lobby", "/demo?id=3"} {
-		tab, cancel := chromedp.NewContext(ctx)
-		t.Cleanup(cancel)
-		if err := chromedp.Run(tab, chromedp.Navigate("http://"+gwAddr+page), chromedp.WaitVisible("#state.open", chromedp.ByQuery)); err != nil {
-			t.Fatalf("%s: %v", page, err)
-		}
-		tabs = append(tabs, tab)
-	}
+	tabs := openPages(t, browser, gwAddr, "/demo?id=1&topics=lobby", "/demo?id=2&topics=lobby", "/demo?id=3")
 	waitRouter(t, routerAdmin, "three pages logged in", func(st routerStats) bool { return st.Conns == 3 })
 	if out, err := runCmd(t, bin+"/router", "publish", "-admin", routerAdmin, "lobby", "hello, room"); err != nil {
 		t.Fatalf("publish: %v\n%s", err, out)
 	}
-	items := func(tab context.Context) []string {
-		var got []string
-		chromedp.Run(tab, chromedp.Evaluate(`Array.from(document.querySelectorAll("#messages li")).map(li => li.textContent)`, &got))
-		return got
-	}
 	for i, tab := range tabs[:2] {
 		waitFor(t, fmt.Sprintf("the message on page %d", i+1), func() bool {
-			got := items(tab)
+			got := pageItems(tab)
 			return len(got) == 1 && got[0] == "hello, room"
 		})
 	}
-	if got := items(tabs[2]); len(got) != 0 {
+	if got := pageItems(tabs[2]); len(got) != 0 {
 		t.Fatalf("the page outside the room shows %q", got)
 	}
 }
@@ -237,29 +247,12 @@ func TestWebSocketChatInChromium(t *testing.T) {
 	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
 	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "wschat")
 	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
-	ctx := browserContext(t, browser)
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var tabs []context.Context
-	for _, page := range []string{"/demo?id=1&topics=lobby&ws=1", "/demo?id=2&topics=lobby&ws=1"} {
-		tab, cancel := chromedp.NewContext(ctx)
-		t.Cleanup(cancel)
-		if err := chromedp.Run(tab, chromedp.Navigate("http://"+gwAddr+page), chromedp.WaitVisible("#state.open", chromedp.ByQuery)); err != nil {
-			t.Fatalf("%s: %v", page, err)
-		}
-		tabs = append(tabs, tab)
-	}
+	tabs := openPages(t, browser, gwAddr, "/demo?id=1&topics=lobby&ws=1", "/demo?id=2&topics=lobby&ws=1")
 	waitRouter(t, routerAdmin, "two pages logged in", func(st routerStats) bool { return st.Conns == 2 })
 	npm := nodeClient(t, "ws-client.mjs", "ws", nil, "ws://"+gwAddr+"/ws/3?topics=lobby", "2", "lobby")
-	items := func(tab context.Context) []string {
-		var got []string
-		chromedp.Run(tab, chromedp.Evaluate(`Array.from(document.querySelectorAll("#messages li")).map(li => li.textContent)`, &got))
-		return got
-	}
 	for i, tab := range tabs {
 		waitFor(t, fmt.Sprintf("the npm client's message on page %d", i+1), func() bool {
-			got := items(tab)
+			got := pageItems(tab)
 			return len(got) == 1 && got[0] == "hello from ws"
 		})
 	}
@@ -267,7 +260,7 @@ func TestWebSocketChatInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the page's message on the other page", func() bool {
-		got := items(tabs[1])
+		got := pageItems(tabs[1])
 		return len(got) == 2 && got[1] == "hello from Chromium"
 	})
 	var reply string

@@ -68,18 +68,19 @@ func nodeClient(t *testing.T, script, pkg string, env []string, args ...string) 
 	}
 }
 
-// TestGatewayKilledUnderEventSource: a real EventSource client (the npm
-// eventsource package) reads 300 numbered messages while its gateway is
-// killed (SIGKILL) and restarted a second later; it reconnects with
-// Last-Event-ID and ends with all 300, in order, none twice.
-func TestGatewayKilledUnderEventSource(t *testing.T) {
+// killGatewayUnder runs a router and a gateway (gwArgs), a client that
+// reads 300 messages of id 1 (client starts it on the gateway's address
+// and returns its wait), and msggen sending it 300 numbered messages at
+// 100/s; a second in, the gateway is killed (SIGKILL) and restarted a
+// second later. It returns what the client got and msggen's summary.
+func killGatewayUnder(t *testing.T, gwArgs []string, client func(gwAddr string) func() []string) (got []string, sent string) {
 	bin := binDir(t)
 	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
 	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
-	gwArgs := []string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr, "-name", "faults", "-sse-retry", "200ms"}
+	gwArgs = append([]string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr}, gwArgs...)
 	gw := start(t, bin+"/gateway", gwArgs...)
 	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
-	wait := nodeSSE(t, "http://"+gwAddr+"/sse/1", 300)
+	wait := client(gwAddr)
 	waitRouter(t, routerAdmin, "the client logged in", func(st routerStats) bool { return st.Conns == 1 })
 	sender := start(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "300", "-interval", "10ms", "-max", "1", "-numbered", "-every", "0")
 	time.Sleep(time.Second)
@@ -87,17 +88,28 @@ func TestGatewayKilledUnderEventSource(t *testing.T) {
 	<-gw.done
 	time.Sleep(time.Second)
 	start(t, bin+"/gateway", gwArgs...)
-	got := wait()
+	got = wait()
 	<-sender.done
 	if sender.err != nil {
 		t.Fatalf("msggen: %v\n%s", sender.err, sender.out)
 	}
+	return got, strings.TrimSpace(sender.out.String())
+}
+
+// TestGatewayKilledUnderEventSource: a real EventSource client (the npm
+// eventsource package) reads 300 numbered messages while its gateway is
+// killed (SIGKILL) and restarted a second later; it reconnects with
+// Last-Event-ID and ends with all 300, in order, none twice.
+func TestGatewayKilledUnderEventSource(t *testing.T) {
+	got, sent := killGatewayUnder(t, []string{"-name", "faults", "-sse-retry", "200ms"}, func(gwAddr string) func() []string {
+		return nodeSSE(t, "http://"+gwAddr+"/sse/1", 300)
+	})
 	for i, d := range got {
 		if want := fmt.Sprintf(" seq=%d", i+1); !strings.HasSuffix(d, want) {
 			t.Fatalf("event %d is %q, want one ending %q (all: %q)", i+1, d, want, got)
 		}
 	}
-	t.Logf("300 of 300 messages across a gateway kill, in order, none twice; msggen: %s", strings.TrimSpace(sender.out.String()))
+	t.Logf("300 of 300 messages across a gateway kill, in order, none twice; msggen: %s", sent)
 }
 
 // TestGatewayKilledUnderWebSocket: the same with a WebSocket client nobody
@@ -105,38 +117,29 @@ func TestGatewayKilledUnderEventSource(t *testing.T) {
 // with ?cursor= its last message's position: all 300, in order, none
 // twice.
 func TestGatewayKilledUnderWebSocket(t *testing.T) {
-	bin := binDir(t)
-	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
-	gwArgs := []string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr, "-name", "faults-ws"}
-	gw := start(t, bin+"/gateway", gwArgs...)
-	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
-	wait := nodeClient(t, "ws-client.mjs", "ws", nil, "ws://"+gwAddr+"/ws/1", "300")
-	waitRouter(t, routerAdmin, "the client logged in", func(st routerStats) bool { return st.Conns == 1 })
-	sender := start(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "300", "-interval", "10ms", "-max", "1", "-numbered", "-every", "0")
-	time.Sleep(time.Second)
-	syscall.Kill(-gw.cmd.Process.Pid, syscall.SIGKILL)
-	<-gw.done
-	time.Sleep(time.Second)
-	start(t, bin+"/gateway", gwArgs...)
-	lines := wait()
-	<-sender.done
-	if sender.err != nil {
-		t.Fatalf("msggen: %v\n%s", sender.err, sender.out)
+	got, sent := killGatewayUnder(t, []string{"-name", "faults-ws"}, func(gwAddr string) func() []string {
+		wait := nodeClient(t, "ws-client.mjs", "ws", nil, "ws://"+gwAddr+"/ws/1", "300")
+		return func() []string {
+			var lines []string
+			for _, l := range wait() {
+				lines = append(lines, string(l))
+			}
+			return lines
+		}
+	})
+	if len(got) != 300 {
+		t.Fatalf("%d messages, want 300", len(got))
 	}
-	if len(lines) != 300 {
-		t.Fatalf("%d messages, want 300", len(lines))
-	}
-	for i, l := range lines {
+	for i, l := range got {
 		var m struct{ Cursor, Data string }
-		if err := json.Unmarshal(l, &m); err != nil {
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("ws-client line %q: %v", l, err)
 		}
 		if want := fmt.Sprintf(" seq=%d", i+1); !strings.HasSuffix(m.Data, want) || m.Cursor == "" {
 			t.Fatalf("message %d is %q at %q, want one ending %q", i+1, m.Data, m.Cursor, want)
 		}
 	}
-	t.Logf("300 of 300 messages over a WebSocket across a gateway kill, in order, none twice; msggen: %s", strings.TrimSpace(sender.out.String()))
+	t.Logf("300 of 300 messages over a WebSocket across a gateway kill, in order, none twice; msggen: %s", sent)
 }
 
 // TestRouterKilledUnderLoad: the router (and the NATS server it embeds)

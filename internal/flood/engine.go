@@ -187,17 +187,17 @@ func New(cfg Config) (*Engine, error) {
 
 // Stats is a snapshot of the engine's counters.
 type Stats struct {
-	Opened     int64             `json:"opened"`
-	Active     int64             `json:"active"`
-	Connecting int64             `json:"connecting"`
-	Closed     int64             `json:"closed"`
-	Chunks     uint64            `json:"chunks"`
-	Messages   uint64            `json:"messages"`
-	Bytes      uint64            `json:"bytes"`
+	Opened     int64  `json:"opened"`
+	Active     int64  `json:"active"`
+	Connecting int64  `json:"connecting"`
+	Closed     int64  `json:"closed"`
+	Chunks     uint64 `json:"chunks"`
+	Messages   uint64 `json:"messages"`
+	Bytes      uint64 `json:"bytes"`
 	// Published: publish requests WebSocket clients sent (WSPublish).
-	Published uint64 `json:"published,omitempty"`
-	Errors     map[string]uint64 `json:"errors"`
-	RSSKB      int64             `json:"rss_kb"`
+	Published uint64            `json:"published,omitempty"`
+	Errors    map[string]uint64 `json:"errors"`
+	RSSKB     int64             `json:"rss_kb"`
 	// Set on run totals: the most clients streaming at once, and
 	// floodtest's memory (all its processes) when last holding that many.
 	PeakActive int64 `json:"peak_active,omitempty"`

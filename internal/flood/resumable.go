@@ -141,20 +141,25 @@ func (e *Engine) pollConsume(sl *client, b []byte) {
 		}
 		b = b[n:]
 	}
-	if c.state == stFree {
-		return
+	if c.state != stFree {
+		hold(c, b)
 	}
+}
+
+// hold keeps rest, what c's last read left of a message not yet whole,
+// for the next read (rest may be in c.partial itself).
+func hold(c *conn, rest []byte) {
 	switch {
-	case len(b) == 0:
+	case len(rest) == 0:
 		if c.partial != nil {
 			partialPool.Put(c.partial)
 			c.partial = nil
 		}
 	case c.partial == nil:
 		c.partial = partialPool.Get().(*[]byte)
-		*c.partial = append((*c.partial)[:0], b...)
+		*c.partial = append((*c.partial)[:0], rest...)
 	default:
-		*c.partial = (*c.partial)[:copy(*c.partial, b)]
+		*c.partial = (*c.partial)[:copy(*c.partial, rest)]
 	}
 }
 

@@ -47,22 +47,12 @@ func (e *Engine) wsConsume(sl *client, b []byte) {
 	e.cur = nil
 	e.count(ErrLost, e.curErrs.lost)
 	e.count(ErrDup, e.curErrs.dup)
-	if c.state == stFree {
-		return
-	}
 	switch {
-	case len(b) == 0:
-		if c.partial != nil {
-			partialPool.Put(c.partial)
-			c.partial = nil
-		}
+	case c.state == stFree:
 	case len(b) > 1<<20+ws.MaxHeader:
 		e.closeLocked(sl, ErrFraming)
-	case c.partial == nil:
-		c.partial = partialPool.Get().(*[]byte)
-		*c.partial = append((*c.partial)[:0], b...)
 	default:
-		*c.partial = append((*c.partial)[:0], b...)
+		hold(c, b)
 	}
 }
 

@@ -127,10 +127,35 @@ func (a *access) checkOrigin(ctx *fasthttp.RequestCtx) *auth.Error {
 	if len(o) == 0 || a.origin == "*" || string(o) == a.origin {
 		return nil
 	}
-	if u, err := url.Parse(string(o)); err == nil && u.Host != "" && u.Host == string(ctx.Host()) {
+	if sameHost(ctx, o) {
 		return nil
 	}
-	return auth.Forbidden("origin", "origin %s not allowed", clipBytes(o))
+	return auth.Forbidden("origin", "origin %s not allowed", clip(o))
+}
+
+// sameHost reports whether origin o is a page of the host the request
+// was sent to.
+func sameHost(ctx *fasthttp.RequestCtx, o []byte) bool {
+	u, err := url.Parse(string(o))
+	return err == nil && u.Host != "" && u.Host == string(ctx.Host())
+}
+
+// checkWSCookie refuses a WebSocket upgrade from another site's page
+// that carries its token only in the cookie, while any origin is allowed
+// ("*"; with one origin allowed, checkOrigin refused the others):
+// browsers send cookies with cross-site WebSocket upgrades and check no
+// CORS answer, so a page anywhere could otherwise open a signed-in
+// user's socket. Tokens in the URL or a header were put there by the
+// page itself.
+func (a *access) checkWSCookie(ctx *fasthttp.RequestCtx) *auth.Error {
+	if a.verifier == nil || a.origin != "*" {
+		return nil
+	}
+	o := ctx.Request.Header.Peek("Origin")
+	if len(o) == 0 || len(ctx.Request.Header.Peek("Authorization")) > 0 || len(ctx.QueryArgs().Peek("token")) > 0 || sameHost(ctx, o) {
+		return nil
+	}
+	return auth.Forbidden("origin", "cookie token on a WebSocket from origin %s: give the token in ?token= or allow the origin (-allow-origin)", clip(o))
 }
 
 // count counts a refusal.
@@ -203,7 +228,8 @@ func validOrigin(o string) error {
 	return nil
 }
 
-func clipBytes(b []byte) string {
+// clip is b for a one-line reason: at most 64 bytes of it, then "...".
+func clip[T ~string | ~[]byte](b T) string {
 	if len(b) > 64 {
 		return string(b[:64]) + "..."
 	}

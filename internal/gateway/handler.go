@@ -64,7 +64,7 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	case "1":
 		presence = len(topics) > 0
 	default:
-		badRequest(ctx, "presence", fmt.Errorf("%q: want 1 (join and leave events of the topics) or 0", clipBytes([]byte(p))))
+		badRequest(ctx, "presence", fmt.Errorf("%q: want 1 (join and leave events of the topics) or 0", clip(p)))
 		return
 	}
 	gr, ok := g.access.check(ctx, id, topics)
@@ -117,7 +117,7 @@ func parseTopics(arg []byte) ([]string, error) {
 	var out []string
 	for _, t := range bytes.Split(arg, []byte(",")) {
 		if !wire.ValidTopic(t) {
-			return nil, fmt.Errorf("%q is not a topic: want 1 to %d of A-Z a-z 0-9 . _ - : separated by commas", clipBytes(t), wire.MaxTopic)
+			return nil, fmt.Errorf("%q is not a topic: want 1 to %d of A-Z a-z 0-9 . _ - : separated by commas", clip(t), wire.MaxTopic)
 		}
 		if !slices.Contains(out, string(t)) {
 			out = append(out, string(t))

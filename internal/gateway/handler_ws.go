@@ -1,15 +1,12 @@
 package gateway
 
 import (
-	"bytes"
 	"net"
-	"net/url"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/ws"
@@ -31,7 +28,7 @@ func (g *Gateway) handleWS(ctx *fasthttp.RequestCtx, id int64, a admitted) {
 		}
 		return
 	}
-	if err := g.crossSiteCookie(ctx); err != nil {
+	if err := g.access.checkWSCookie(ctx); err != nil {
 		g.access.refuse(ctx, err)
 		return
 	}
@@ -71,27 +68,4 @@ func buffered(c net.Conn) []byte {
 		return nil
 	}
 	return append([]byte(nil), b[:n]...)
-}
-
-// crossSiteCookie refuses a WebSocket upgrade from another site's page
-// that carries its token only in the cookie: browsers send cookies with
-// cross-site WebSocket upgrades and check no CORS answer, so a page
-// anywhere could otherwise open a signed-in user's socket. Tokens in the
-// URL or a header were put there by the page itself.
-func (g *Gateway) crossSiteCookie(ctx *fasthttp.RequestCtx) *auth.Error {
-	if g.access.verifier == nil {
-		return nil
-	}
-	h := &ctx.Request.Header
-	o := h.Peek("Origin")
-	if len(o) == 0 || len(h.Peek("Authorization")) > 0 || len(ctx.QueryArgs().Peek("token")) > 0 {
-		return nil
-	}
-	if u, err := url.Parse(string(o)); err == nil && u.Host != "" && bytes.Equal([]byte(u.Host), ctx.Host()) {
-		return nil
-	}
-	if g.cfg.AllowOrigin != "*" && string(o) == g.cfg.AllowOrigin {
-		return nil
-	}
-	return auth.Forbidden("origin", "cookie token on a WebSocket from origin %s: give the token in ?token= or allow the origin (-allow-origin)", clipBytes(o))
 }

@@ -253,13 +253,6 @@ func errNotTopic(t string) error {
 	return fmt.Errorf("%q is not a topic: want 1 to %d bytes, each one of A-Z a-z 0-9 and . _ - : (no other)", clip(t), wire.MaxTopic)
 }
 
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
-
 // Closed implements hub.Listener: the conn logs out.
 func (l *link) Closed(conn uint64) {
 	l.mu.Lock()

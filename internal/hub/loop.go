@@ -37,7 +37,7 @@ func (h *Hub) loop() {
 			h.close(sl, ReasonPeer)
 			return
 		}
-		if ev&netpoll.In != 0 && !h.traits[sl.V.kind].KeepsInput && h.readers[sl.V.kind] == nil && !h.dropInput(sl, fd, buf[:]) {
+		if ev&netpoll.In != 0 && !h.traits[sl.V.kind].KeepsInput && h.readers[sl.V.kind] == nil && !h.dropInput(sl, buf[:]) {
 			return
 		}
 		if ev&netpoll.Out != 0 {
@@ -53,14 +53,26 @@ func (h *Hub) loop() {
 // dropInput reads and drops what the client sent (edge-triggered: until
 // EAGAIN), within maxInput, and reports whether the session is still
 // open.
-func (h *Hub) dropInput(sl *slot, fd int, buf []byte) bool {
+func (h *Hub) dropInput(sl *slot, buf []byte) bool {
 	total := 0
-	for {
-		n, err := unix.Read(fd, buf)
+	return h.drain(sl, buf, func(p []byte) bool {
+		if total += len(p); total > maxInput {
+			h.close(sl, ReasonProtocol)
+			return false
+		}
+		return true
+	})
+}
+
+// drain reads sl's socket until EAGAIN (edge-triggered) or its kind
+// pauses its input, handing each read to take, which reports whether the
+// session is still open; so does drain. End of stream or a read error
+// closes the session.
+func (h *Hub) drain(sl *slot, buf []byte, take func(p []byte) bool) bool {
+	for sl.V.flags&flagPaused == 0 {
+		n, err := unix.Read(sl.FD(), buf)
 		if n > 0 {
-			total += n
-			if total > maxInput {
-				h.close(sl, ReasonProtocol)
+			if !take(buf[:n]) {
 				return false
 			}
 			continue
@@ -75,6 +87,7 @@ func (h *Hub) dropInput(sl *slot, fd int, buf []byte) bool {
 		h.close(sl, ReasonPeer)
 		return false
 	}
+	return true
 }
 
 // readInput hands a reading session's input to its kind: what is held,
@@ -92,24 +105,7 @@ func (h *Hub) readInput(sl *slot, buf []byte, sc *scratch) bool {
 		var b [2048]byte
 		buf = b[:]
 	}
-	for v.flags&flagPaused == 0 {
-		n, err := unix.Read(sl.FD(), buf)
-		if n > 0 {
-			if !h.input(sl, buf[:n], sc) {
-				return false
-			}
-			continue
-		}
-		switch err {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return true
-		}
-		h.close(sl, ReasonPeer)
-		return false
-	}
-	return true
+	return h.drain(sl, buf, func(p []byte) bool { return h.input(sl, p, sc) })
 }
 
 // input hands p, after the input held, to the session's kind and holds

@@ -49,18 +49,12 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // asks for tokens, and every kind of client through it, each a client
 // nobody here wrote: curl reads a chunked stream and long-polls, the npm
 // eventsource package reads an SSE stream with its token in ?token=,
-// Go's HTTP/2 client reads another; a client without a token is refused
-// through the proxy with the gateway's reason.
+// Go's HTTP/2 client reads another, the npm ws package a WebSocket
+// (wss://, the upgrade passed on by the proxy); a client without a token
+// is refused through the proxy with the gateway's reason.
 func TestTLSProxy(t *testing.T) {
 	nginx := outside(t, "nginx", "apt-get install nginx-light")
-	node := outside(t, "node", "Node.js")
 	curl := outside(t, "curl", "apt-get install curl")
-	if !fileExists("js/node_modules/eventsource/package.json") {
-		if os.Getenv("COMET_REQUIRE_OUTSIDE") == "1" {
-			t.Fatal("e2e/js/node_modules missing: run scripts/test-deps.sh (npm ci --prefix e2e/js)")
-		}
-		t.Skip("e2e/js/node_modules missing: run scripts/test-deps.sh")
-	}
 	s := startSecured(t)
 	dir := t.TempDir()
 	proxy := freePort(t)
@@ -97,17 +91,11 @@ func TestTLSProxy(t *testing.T) {
 
 	// curl: a chunked stream, HTTP/1.1 over TLS.
 	chunked := start(t, curl, "-sSN", "--http1.1", "--cacert", files.CA, "-H", "Authorization: Bearer "+tok(11), base+"/test/11")
-	// The npm eventsource package: SSE, the token in the query.
-	var sseOut bytes.Buffer
-	sse := exec.Command(node, "js/sse-client.mjs", base+"/sse/12?token="+tok(12), "3")
-	sse.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+files.CA)
-	sse.Stdout, sse.Stderr = &sseOut, &sseOut
-	if err := sse.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sseDone := make(chan error, 1)
-	go func() { sseDone <- sse.Wait() }()
-	t.Cleanup(func() { sse.Process.Kill() })
+	// The npm eventsource package: SSE, the token in the query; the npm
+	// ws package: a WebSocket through the proxy, the token in the query.
+	caEnv := []string{"NODE_EXTRA_CA_CERTS=" + files.CA}
+	sseWait := nodeClient(t, "sse-client.mjs", "eventsource", caEnv, base+"/sse/12?token="+tok(12), "3")
+	wsWait := nodeClient(t, "ws-client.mjs", "ws", caEnv, "wss://"+proxy+"/ws/15?token="+tok(15), "3")
 	// Go's HTTP/2 client: SSE with the token in the header.
 	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: files.CAPool}, ForceAttemptHTTP2: true}}
 	req, _ := http.NewRequest("GET", base+"/sse/14", nil)
@@ -120,7 +108,7 @@ func TestTLSProxy(t *testing.T) {
 	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
 		t.Fatalf("HTTP/2 SSE: %s %s %v", resp.Proto, resp.Status, resp.Header)
 	}
-	waitLogin(3)
+	waitLogin(4)
 
 	// curl long-polls: the first answer has the cursor, the next the
 	// messages sent after it.
@@ -145,7 +133,7 @@ func TestTLSProxy(t *testing.T) {
 	first := poll("timeout=100ms")
 
 	for i := 1; i <= 3; i++ {
-		for _, id := range []int{11, 12, 13, 14} {
+		for _, id := range []int{11, 12, 13, 14, 15} {
 			send(id, fmt.Sprintf("m%d for %d", i, id))
 		}
 	}
@@ -159,13 +147,15 @@ func TestTLSProxy(t *testing.T) {
 	if len(got.Messages) != 3 || got.Messages[0].Data != "m1 for 13" || got.Messages[2].Data != "m3 for 13" {
 		t.Fatalf("long-poll through the proxy: %+v", got)
 	}
-	select {
-	case err := <-sseDone:
-		if err != nil || strings.Count(sseOut.String(), `"data":"m`) != 3 || !strings.Contains(sseOut.String(), `"data":"m3 for 12"`) {
-			t.Fatalf("npm eventsource: %v\n%s", err, sseOut.String())
+	for _, c := range []struct {
+		name string
+		wait func() [][]byte
+		last string
+	}{{"npm eventsource", sseWait, `"data":"m3 for 12"`}, {"npm ws", wsWait, `"data":"m3 for 15"`}} {
+		out := bytes.Join(c.wait(), []byte("\n"))
+		if bytes.Count(out, []byte(`"data":"m`)) != 3 || !bytes.Contains(out, []byte(c.last)) {
+			t.Fatalf("%s through the proxy:\n%s", c.name, out)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("npm eventsource did not get 3 messages:\n%s", sseOut.String())
 	}
 	br := bufio.NewReader(resp.Body)
 	var events []string

@@ -12,6 +12,9 @@
 #   MIX=1 DURATION=10m scripts/study.sh (a third of the clients each:
 #                                        chunked streams, SSE streams,
 #                                        long-polls; all checked for loss)
+#   KIND=ws scripts/study.sh            (the clients are WebSockets: /ws/;
+#                                        also sse, poll; default test,
+#                                        chunked streams)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +27,10 @@ PROCS=${PROCS:-4}
 GATEWAY_PROCS=${GATEWAY_PROCS:-1} # a number, or auto (enough for CLIENTS)
 FAST=${FAST:-0}
 MIX=${MIX:-0}
+KIND=${KIND:-test}
+case $KIND in test | sse | ws) kind_flags=() ;; poll) kind_flags=(-poll-timeout 30s) ;; *)
+	echo "study: KIND=$KIND: want test (chunked), sse, poll or ws" >&2; exit 2 ;;
+esac
 BIN=${BIN:-bin}
 GW_ADDR=127.0.0.1:${GW_PORT:-8100}
 ROUTER_ADMIN=127.0.0.1:${ROUTER_ADMIN_PORT:-8101}
@@ -53,7 +60,7 @@ per=$(( (total + PROCS - 1) / PROCS ))
 out=study/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 {
-	echo "make $([ "$FAST" = 1 ] && echo study-fast || echo study) DURATION=$DURATION CLIENTS=$CLIENTS RAMP=$RAMP RATE=$RATE MEMLOG_EVERY=$MEMLOG_EVERY PROCS=$PROCS GATEWAY_PROCS=$GATEWAY_PROCS MIX=$MIX"
+	echo "make $([ "$FAST" = 1 ] && echo study-fast || echo study) DURATION=$DURATION CLIENTS=$CLIENTS RAMP=$RAMP RATE=$RATE MEMLOG_EVERY=$MEMLOG_EVERY PROCS=$PROCS GATEWAY_PROCS=$GATEWAY_PROCS MIX=$MIX KIND=$KIND${GATEWAY_FLAGS:+ GATEWAY_FLAGS=\"$GATEWAY_FLAGS\"}${ROUTER_FLAGS:+ ROUTER_FLAGS=\"$ROUTER_FLAGS\"}"
 	echo "# on $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
 } > "$out/command.txt"
 echo "study: writing to $out"
@@ -87,7 +94,7 @@ if [ "$MIX" = 1 ]; then
 	streams=$(( CLIENTS - 2 * third ))
 fi
 flood_for=$(( ramp + dur * (1 - FAST) + 86400 * FAST + 300 ))
-"$BIN"/floodtest -url "http://$GW_ADDR/test/" -n "$streams" -rate "$RAMP/s" -duration "${flood_for}s" \
+"$BIN"/floodtest -url "http://$GW_ADDR/$KIND/" "${kind_flags[@]}" -n "$streams" -rate "$RAMP/s" -duration "${flood_for}s" \
 	-memlog "$out/mochimem.log" -memlog-every "$MEMLOG_EVERY" -gateway-pids "$gateway" -router-pids "$router" \
 	-summary "$out/floodtest.json" > "$out/floodtest.out" 2>&1 &
 flood=$!; pids+=("$flood")

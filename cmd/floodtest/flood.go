@@ -88,6 +88,7 @@ Flags:
 	workers := fs.Int("workers", 0, "worker processes (0: as many as the clients need)")
 	perProc := fs.Int("per-process", 0, "most clients in one process (0: from the open-files limit and port range)")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time allowed for connect plus response head")
+	retry := fs.Duration("retry", time.Second, "dial again after this long a client whose connect failed, timed out or broke before its response head (the failure is still counted); 0: never")
 	summary := fs.String("summary", "", "write the final stats as JSON to this file")
 	var headers headerList
 	fs.Var(&headers, "header", `extra request header "Name: value" (repeatable), e.g. "TE: chunked" for nchan`)
@@ -102,7 +103,7 @@ Flags:
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	cfg := flood.RunConfig{
-		Duration: *duration, Every: *every, ConnectTimeout: *connectTimeout,
+		Duration: *duration, Every: *every, ConnectTimeout: *connectTimeout, Retry: *retry,
 		Workers: *workers, PerProcess: *perProc, Out: os.Stdout, Headers: headers, NoCheck: *noCheck,
 		PollTimeout: *pollTimeout, WSPublish: *wsPublish, TokenSecretFile: *tokenSecret,
 		WorkerArgs: func(spec flood.WorkerSpec) []string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,11 @@ type Config struct {
 	Sources []netip.Addr
 	// ConnectTimeout bounds connect plus response head. Default 10s.
 	ConnectTimeout time.Duration
+	// Retry, if set, dials again, after about this long, a client whose
+	// connect failed or timed out, or whose connection broke before its
+	// response head came (as browsers and real clients do); the failure
+	// is still counted. Zero: a failed client stays failed.
+	Retry time.Duration
 	// MaxConnecting bounds connections not yet streaming. Default 1000.
 	MaxConnecting int
 	// Headers are extra request header lines ("Name: value"), e.g.
@@ -138,6 +144,9 @@ type Engine struct {
 	published  atomic.Uint64
 	bytes      atomic.Uint64
 	errs       sync.Map // kind -> *atomic.Uint64
+	redialed   atomic.Uint64
+	retryMu    sync.Mutex
+	retries    []int32 // clients to dial again (Config.Retry)
 
 	cur     *conn // the conn whose chunks are being parsed (poll goroutine)
 	curErrs chunkProblems
@@ -195,9 +204,11 @@ type Stats struct {
 	Messages   uint64 `json:"messages"`
 	Bytes      uint64 `json:"bytes"`
 	// Published: publish requests WebSocket clients sent (WSPublish).
-	Published uint64            `json:"published,omitempty"`
-	Errors    map[string]uint64 `json:"errors"`
-	RSSKB     int64             `json:"rss_kb"`
+	Published uint64 `json:"published,omitempty"`
+	// Retried: dials of clients that had failed (Config.Retry).
+	Retried uint64            `json:"retried,omitempty"`
+	Errors  map[string]uint64 `json:"errors"`
+	RSSKB   int64             `json:"rss_kb"`
 	// Set on run totals: the most clients streaming at once, and
 	// floodtest's memory (all its processes) when last holding that many.
 	PeakActive int64 `json:"peak_active,omitempty"`
@@ -229,6 +240,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.Messages += o.Messages
 	s.Bytes += o.Bytes
 	s.Published += o.Published
+	s.Retried += o.Retried
 	s.RSSKB += o.RSSKB
 	s.BaseRSSKB += o.BaseRSSKB
 	if o.FirstStream != 0 && (s.FirstStream == 0 || o.FirstStream < s.FirstStream) {
@@ -263,7 +275,7 @@ func (e *Engine) Stats() Stats {
 	s := Stats{
 		Opened: e.opened.Load(), Active: e.active.Load(), Connecting: e.connecting.Load(),
 		Closed: e.closed.Load(), Chunks: e.chunks.Load(), Messages: e.messages.Load(),
-		Bytes: e.bytes.Load(), Published: e.published.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
+		Bytes: e.bytes.Load(), Published: e.published.Load(), Retried: e.redialed.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
 		BaseRSSKB: e.baseRSS.Load(), FirstStream: e.firstAt.Load(), LastStream: e.lastAt.Load(),
 	}
 	e.errs.Range(func(k, v any) bool {
@@ -409,6 +421,11 @@ func (e *Engine) closeLocked(sl *client, kind string) {
 		e.active.Add(-1)
 	default:
 		e.connecting.Add(-1)
+		if e.cfg.Retry > 0 && retryable(kind) {
+			e.retryMu.Lock()
+			e.retries = append(e.retries, c.idx)
+			e.retryMu.Unlock()
+		}
 	}
 	unix.Close(sl.FD())
 	e.conns.Free(sl)
@@ -632,10 +649,42 @@ func (e *Engine) settle(ctx context.Context) {
 	debug.FreeOSMemory()
 }
 
+// retryable says whether a client that failed this way before its
+// response head tries again (Config.Retry): the network or the server
+// was too busy, not an answer it gave.
+func retryable(kind string) bool {
+	switch kind {
+	case ErrConnect, ErrTimeout, ErrReset, ErrPeerShut:
+		return true
+	}
+	return false
+}
+
+// redial dials again the clients that failed (Config.Retry), as many as
+// the connect window has room for; the others wait for the next call.
+func (e *Engine) redial() {
+	e.retryMu.Lock()
+	n := min(len(e.retries), e.cfg.MaxConnecting-int(e.connecting.Load()))
+	if n <= 0 {
+		e.retryMu.Unlock()
+		return
+	}
+	again := slices.Clone(e.retries[:n])
+	e.retries = slices.Delete(e.retries, 0, n)
+	e.retryMu.Unlock()
+	e.redialed.Add(uint64(n))
+	for _, i := range again {
+		if err := e.dial(int(i)); err != nil {
+			return // out of descriptors: counted by the ramp's error
+		}
+	}
+}
+
 // sweep closes clients that did not get a response head in time.
 func (e *Engine) sweep(stop <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var lastRetry time.Time
 	for {
 		select {
 		case <-stop:
@@ -644,6 +693,10 @@ func (e *Engine) sweep(stop <-chan struct{}) {
 		}
 		if e.cfg.WSPublish > 0 {
 			e.publish()
+		}
+		if e.cfg.Retry > 0 && time.Since(lastRetry) >= e.cfg.Retry {
+			lastRetry = time.Now()
+			e.redial()
 		}
 		if e.connecting.Load() == 0 {
 			continue

@@ -2,6 +2,7 @@ package flood_test
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -19,23 +20,25 @@ import (
 
 var waitFor = testclient.WaitFor
 
+// startGateway starts a gateway named name on addr against router r's
+// NATS; the test's end closes it.
+func startGateway(t *testing.T, r *router.Router, addr, name string) *gateway.Gateway {
+	t.Helper()
+	g, err := gateway.New(gateway.Config{Addr: addr, AdminAddr: "off", NATSURL: r.NATSURL(), Name: name, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
 // TestFloodAgainstRealGateway: 2,000 clients against a real gateway and
 // router, msggen sends numbered messages, every one arrives exactly once
 // and in order; stopping the gateway is seen as 2,000 closed streams.
 func TestFloodAgainstRealGateway(t *testing.T) {
 	const clients = 2000
 	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
-	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "flood-gw",
-		Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwClosed := false
-	defer func() {
-		if !gwClosed {
-			g.Close()
-		}
-	}()
+	g := startGateway(t, r, "127.0.0.1:0", "flood-gw")
 
 	plan := flood.Plan{Prefix: "http://" + g.Addr().String() + "/test/", First: 1, N: clients}
 	target, n := plan.Share(0, 1)
@@ -68,7 +71,6 @@ func TestFloodAgainstRealGateway(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 
-	gwClosed = true
 	g.Close()
 	waitFor(t, "streams seen closed", 10*time.Second, func() bool { return e.Stats().Closed == clients })
 	st = e.Stats()
@@ -111,18 +113,48 @@ func TestFloodCountsRefused(t *testing.T) {
 	}
 }
 
+// TestFloodRetries: with Retry, clients refused because the gateway is
+// not up yet dial again and stream once it is; the refusals stay
+// counted.
+func TestFloodRetries(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	const clients = 50
+	plan := flood.Plan{Prefix: "http://" + addr + "/ws/", First: 1, N: clients}
+	target, n := plan.Share(0, 1)
+	e, err := flood.New(flood.Config{Target: target, Count: n, Retry: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(ctx) }()
+	waitFor(t, "refusals counted", 10*time.Second, func() bool { return e.Stats().Errors[flood.ErrConnect] >= clients })
+
+	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
+	startGateway(t, r, addr, "retry-gw")
+	waitFor(t, "every client streaming", 15*time.Second, func() bool { return e.Stats().Active == clients })
+	if st := e.Stats(); st.Retried < clients || st.Errors[flood.ErrConnect] < clients {
+		t.Fatalf("%+v", st)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestFloodResumableClients: floodtest's SSE and long-poll clients against
 // a real gateway (SSE, long-poll and WebSocket) get every numbered message exactly once (positions
 // contiguous, msggen's seqs in order) while msggen sends flat out.
 func TestFloodResumableClients(t *testing.T) {
 	const perKind = 300
 	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
-	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "flood-resume",
-		Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := startGateway(t, r, "127.0.0.1:0", "flood-resume")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var engines []*flood.Engine
@@ -188,12 +220,7 @@ func TestFloodResumableClients(t *testing.T) {
 func TestFloodWebSocketChat(t *testing.T) {
 	const n = 40
 	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
-	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "flood-chat",
-		Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := startGateway(t, r, "127.0.0.1:0", "flood-chat")
 	plan := flood.Plan{Prefix: "http://" + g.Addr().String() + "/ws/", First: 1, N: n, Topics: 1}
 	target, count := plan.Share(0, 1)
 	e, err := flood.New(flood.Config{Target: target, Count: count, WSPublish: 2 * time.Second})

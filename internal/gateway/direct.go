@@ -14,12 +14,14 @@ import (
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/ids"
 	"github.com/cometgw/comet/internal/peerlimit"
+	"github.com/cometgw/comet/internal/ws"
 )
 
 // The direct path: a chunked stream request (GET /test/{id}, nothing
-// else in it that needs fasthttp) is read straight from the accepted
-// socket and handed to the hub, without Go's poller, a goroutine or a
-// request context. The listening socket defers accept until the request
+// else in it that needs fasthttp), or a WebSocket upgrade (GET /ws/{id}
+// with a valid upgrade, no query, no Origin, no client tokens), is read
+// straight from the accepted socket and handed to the hub, without Go's
+// poller, a goroutine or a request context. The listening socket defers accept until the request
 // has arrived (TCP_DEFER_ACCEPT), so one read gets it. Every other
 // request, and one that has not arrived yet, goes to fasthttp as usual,
 // with the bytes already read in front of the connection. With client
@@ -30,6 +32,7 @@ import (
 
 var (
 	getStream   = []byte("GET /test/")
+	getWS       = []byte("GET /ws/")
 	http11Tail  = []byte(" HTTP/1.1\r\n")
 	http10Tail  = []byte(" HTTP/1.0\r\n")
 	headEnd     = []byte("\r\n\r\n")
@@ -40,25 +43,42 @@ var (
 	hdrExpect   = []byte("expect")
 	hdrAuthz    = []byte("authorization")
 	hdrOrigin   = []byte("origin")
+	hdrUpgrade  = []byte("upgrade")
+	hdrConn     = []byte("connection")
+	hdrWSVer    = []byte("sec-websocket-version")
+	hdrWSKey    = []byte("sec-websocket-key")
+	hdrWSProto  = []byte("sec-websocket-protocol")
 )
 
 // streamRequest is what the direct path takes from a request.
 type streamRequest struct {
 	id     int64
+	ws     bool // GET /ws/{id}: up holds its upgrade headers
 	http10 bool
 	authz  []byte // the Authorization header's value, if any
 	origin bool   // it has an Origin header
+	up     ws.Upgrade
 }
 
 // parseStreamRequest reports whether req is exactly one complete request
-// that the direct path may serve: GET /test/{id} in HTTP/1.1 or 1.0, the
-// id valid, no body and nothing after the head. Anything else (a bad id,
-// a query, a body, more bytes) is left to fasthttp, which answers it.
+// that the direct path may serve: GET /test/{id} in HTTP/1.1 or 1.0, or
+// GET /ws/{id} in HTTP/1.1, the id valid, no body and nothing after the
+// head. Anything else (a bad id, a query, a body, more bytes) is left to
+// fasthttp, which answers it. An upgrade's headers are noted, not
+// checked (ws.Check).
 func parseStreamRequest(req []byte) (r streamRequest, ok bool) {
-	if !bytes.HasPrefix(req, getStream) || !bytes.HasSuffix(req, headEnd) {
+	if !bytes.HasSuffix(req, headEnd) {
 		return r, false
 	}
-	rest := req[len(getStream):]
+	var rest []byte
+	switch {
+	case bytes.HasPrefix(req, getStream):
+		rest = req[len(getStream):]
+	case bytes.HasPrefix(req, getWS):
+		rest, r.ws = req[len(getWS):], true
+	default:
+		return r, false
+	}
 	sp := bytes.IndexByte(rest, ' ')
 	if sp <= 0 {
 		return r, false
@@ -70,7 +90,7 @@ func parseStreamRequest(req []byte) (r streamRequest, ok bool) {
 	r.id = id
 	switch line := rest[sp:]; {
 	case bytes.HasPrefix(line, http11Tail):
-	case bytes.HasPrefix(line, http10Tail):
+	case bytes.HasPrefix(line, http10Tail) && !r.ws:
 		r.http10 = true
 	default:
 		return r, false
@@ -91,7 +111,8 @@ func parseStreamRequest(req []byte) (r streamRequest, ok bool) {
 // control characters, none announcing a body (Content-Length,
 // Transfer-Encoding, Expect); anything unusual goes to fasthttp. And it
 // reports whether one of them is a Host with a plain host[:port] value.
-// It notes an Authorization (one) and an Origin in r.
+// It notes an Authorization (one) and an Origin in r, and the upgrade
+// headers of a WebSocket request (one each).
 func plainHeaders(lines []byte, r *streamRequest) (valid, host bool) {
 	for len(lines) > 0 {
 		end := bytes.Index(lines, crlf)
@@ -131,9 +152,38 @@ func plainHeaders(lines []byte, r *streamRequest) (valid, host bool) {
 			r.authz = bytes.Trim(value, " \t")
 		case bytes.EqualFold(name, hdrOrigin):
 			r.origin = true
+		case r.ws:
+			if !noteUpgrade(&r.up, name, value) {
+				return false, false
+			}
 		}
 	}
 	return true, host
+}
+
+// noteUpgrade keeps a WebSocket upgrade header's value in u; false if it
+// is there twice (fasthttp's to answer, it joins or picks).
+func noteUpgrade(u *ws.Upgrade, name, value []byte) bool {
+	var f *[]byte
+	switch {
+	case bytes.EqualFold(name, hdrUpgrade):
+		f = &u.Upgrade
+	case bytes.EqualFold(name, hdrConn):
+		f = &u.Connection
+	case bytes.EqualFold(name, hdrWSVer):
+		f = &u.Version
+	case bytes.EqualFold(name, hdrWSKey):
+		f = &u.Key
+	case bytes.EqualFold(name, hdrWSProto):
+		f = &u.Protocols
+	default:
+		return true
+	}
+	if *f != nil {
+		return false
+	}
+	*f = bytes.Trim(value, " \t")
+	return true
 }
 
 // plainHost reports whether h is name[:port] or [v6 address][:port].
@@ -189,7 +239,11 @@ func (g *Gateway) direct(fd int, peer peerlimit.Ref, buf []byte) net.Conn {
 	n, err := unix.Read(fd, buf)
 	if n > 0 {
 		if r, ok := parseStreamRequest(buf[:n]); ok {
-			if exp, ok := g.directAccess(r); ok {
+			if r.ws {
+				if g.directWS(fd, peer, r) {
+					return nil
+				}
+			} else if exp, ok := g.directAccess(r); ok {
 				if err := g.hub.OpenFD(fd, hub.Request{Kind: kindStream, ID: r.id, HTTP10: r.http10, Expires: exp, Peer: uint32(peer)}); err != nil {
 					g.log.Warn("stream not opened", zap.Int64("id", r.id), zap.Error(err))
 				}
@@ -206,6 +260,25 @@ func (g *Gateway) direct(fd int, peer peerlimit.Ref, buf []byte) net.Conn {
 		prefix = append([]byte(nil), buf[:n]...)
 	}
 	return g.clientConn(fd, peer, prefix)
+}
+
+// directWS opens a WebSocket for an upgrade the direct path read, if it
+// may: without client tokens, with no Origin to check, a valid upgrade
+// (any other is fasthttp's to answer or refuse, see handleWS). It
+// grants what handleWS grants a client without tokens.
+func (g *Gateway) directWS(fd int, peer peerlimit.Ref, r streamRequest) bool {
+	if g.access.verifier != nil || r.origin {
+		return false
+	}
+	head, uerr := ws.Check(r.up)
+	if uerr != nil {
+		return false
+	}
+	req := hub.Request{Kind: kindWS, ID: r.id, Head: head, Perm: g.wsPerm(true), Peer: uint32(peer)}
+	if err := g.hub.OpenFD(fd, req); err != nil {
+		g.log.Warn("WebSocket not opened", zap.Int64("id", r.id), zap.Error(err))
+	}
+	return true
 }
 
 // directAccess lets a direct stream request in: always without client

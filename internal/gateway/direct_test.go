@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/cometgw/comet/internal/ws"
 )
 
 func TestParseStreamRequest(t *testing.T) {
@@ -35,6 +37,10 @@ func TestParseStreamRequest(t *testing.T) {
 		{"GET /test/1 HTTP/2.0\r\n\r\n", 0, false, false},
 		{"GET /test/1  HTTP/1.1\r\n\r\n", 0, false, false},
 		{"GET /poll/1 HTTP/1.1\r\n\r\n", 0, false, false},
+		{"GET /ws/4 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", 4, false, true}, // its upgrade checked later
+		{"GET /ws/4 HTTP/1.0\r\nUpgrade: websocket\r\n\r\n", 0, false, false},
+		{"GET /ws/4?cursor=1-1 HTTP/1.1\r\nHost: x\r\n\r\n", 0, false, false},
+		{"GET /ws/4 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nupgrade: h2c\r\n\r\n", 0, false, false}, // twice
 		{"GET /test/3 HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n", 3, false, true},
 		{"GET /test/3 HTTP/1.1\r\nHost: localhost:8000\r\n\r\n", 3, false, true},
 		{"GET /test/3 HTTP/1.1\r\nHost: :80\r\n\r\n", 0, false, false},
@@ -46,6 +52,24 @@ func TestParseStreamRequest(t *testing.T) {
 		if ok != tt.ok || ok && (r.id != tt.id || r.http10 != tt.http10) {
 			t.Errorf("%q: %d %v %v; want %d %v %v", tt.req, r.id, r.http10, ok, tt.id, tt.http10, tt.ok)
 		}
+	}
+}
+
+// An upgrade's headers are noted for ws.Check, whatever their case and
+// spaces.
+func TestParseStreamRequestUpgrade(t *testing.T) {
+	r, ok := parseStreamRequest([]byte("GET /ws/5 HTTP/1.1\r\nHost: x\r\nupgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" +
+		"Sec-WebSocket-Version:13\r\nsec-websocket-key:  dGhlIHNhbXBsZSBub25jZQ== \r\nSec-WebSocket-Protocol: comet.v1\r\n\r\n"))
+	if !ok || !r.ws || r.id != 5 {
+		t.Fatalf("%v %+v", ok, r)
+	}
+	u := r.up
+	if string(u.Upgrade) != "WebSocket" || string(u.Connection) != "keep-alive, Upgrade" || string(u.Version) != "13" ||
+		string(u.Key) != "dGhlIHNhbXBsZSBub25jZQ==" || string(u.Protocols) != "comet.v1" {
+		t.Fatalf("%q", u)
+	}
+	if r, ok := parseStreamRequest([]byte("GET /test/5 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")); !ok || r.ws || r.up.Upgrade != nil {
+		t.Fatalf("a stream's Upgrade header noted: %v %+v", ok, r)
 	}
 }
 
@@ -73,6 +97,7 @@ func FuzzParseStreamRequest(f *testing.F) {
 		"GET /test/5 HTTP/1.1\r\nHost: x\r\n\r\n", "GET /test/9 HTTP/1.0\r\n\r\n",
 		"GET /test/1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "GET /test/1 HTTP/1.1\r\n\r\n\r\n",
 		"GET /test/1 HTTP/1.1\r\nX: a\nY: b\r\n\r\n",
+		"GET /ws/1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -91,8 +116,12 @@ func FuzzParseStreamRequest(f *testing.F) {
 			t.Fatalf("%q: fasthttp reads %s %q http11=%v body %q, %d bytes left; direct: id %d http10 %v",
 				req, r.Header.Method(), r.URI().Path(), r.Header.IsHTTP11(), r.Body(), br.Buffered(), id, http10)
 		}
+		want := routeStream
+		if sr.ws {
+			want = routeWS
+		}
 		rt, fid, err := parseRoute(r.URI().Path())
-		if rt != routeStream || err != nil || fid != id {
+		if rt != want || err != nil || fid != id {
 			t.Fatalf("%q: fasthttp's path %q routes to %v %d %v; direct: id %d", req, r.URI().Path(), rt, fid, err, id)
 		}
 		if fa := r.Header.Peek("Authorization"); sr.authz != nil && string(fa) != string(sr.authz) {
@@ -100,6 +129,18 @@ func FuzzParseStreamRequest(f *testing.F) {
 		}
 		if fo := r.Header.Peek("Origin"); (len(fo) > 0) != sr.origin && len(fo) > 0 {
 			t.Fatalf("%q: fasthttp sees Origin %q, direct does not", req, fo)
+		}
+		if !sr.ws {
+			return
+		}
+		for _, h := range []struct {
+			name   string
+			direct []byte
+		}{{"Upgrade", sr.up.Upgrade}, {"Connection", sr.up.Connection}, {"Sec-WebSocket-Version", sr.up.Version},
+			{"Sec-WebSocket-Key", sr.up.Key}, {"Sec-WebSocket-Protocol", sr.up.Protocols}} {
+			if _, ok := ws.Check(sr.up); ok == nil && string(r.Header.Peek(h.name)) != string(h.direct) {
+				t.Fatalf("%q: fasthttp's %s %q, direct %q", req, h.name, r.Header.Peek(h.name), h.direct)
+			}
 		}
 	})
 }

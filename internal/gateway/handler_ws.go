@@ -37,13 +37,7 @@ func (g *Gateway) handleWS(ctx *fasthttp.RequestCtx, id int64, a admitted) {
 		badRequest(ctx, "cursor", err)
 		return
 	}
-	var perm uint8
-	if !g.cfg.WSNoPublish {
-		perm |= ws.PermPublish
-	}
-	if g.cfg.WSSend && a.send {
-		perm |= ws.PermSend
-	}
+	perm := g.wsPerm(a.send)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		r := hub.Request{
@@ -54,6 +48,19 @@ func (g *Gateway) handleWS(ctx *fasthttp.RequestCtx, id int64, a admitted) {
 			g.log.Warn("WebSocket not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})
+}
+
+// wsPerm is what a WebSocket client may ask: publish unless
+// -ws-publish=false, send with -ws-send if its grant allows it.
+func (g *Gateway) wsPerm(send bool) uint8 {
+	var perm uint8
+	if !g.cfg.WSNoPublish {
+		perm |= ws.PermPublish
+	}
+	if g.cfg.WSSend && send {
+		perm |= ws.PermSend
+	}
+	return perm
 }
 
 // buffered returns what the HTTP server read of a hijacked connection

@@ -359,14 +359,21 @@ func (l *link) handleDown(m *nats.Msg) {
 	f.seq, f.reply = h.Seq, m.Reply
 	r := &l.downRec
 	var fanout []byte // the message of the last fanout record
+	var event uint8   // and its type (hub.EventPresence...)
 	for l.downDec.Next(r) {
 		switch r.Op {
 		case wire.OpFanout:
-			fanout = r.Msg
+			fanout, event = r.Msg, hub.EventMessage
+		case wire.OpFanoutPresence:
+			fanout, event = r.Msg, hub.EventPresence
 		case wire.OpFanoutTo:
 			if fanout == nil {
 				l.badFrames.Add(1)
 				l.log.Warn("bad frame from router: fanout-to without a fanout")
+				continue
+			}
+			if event != hub.EventMessage {
+				f.DeliverEvent(event, fanout, r.Conns)
 				continue
 			}
 			f.Deliver(fanout, cursor.Cursor{Epoch: r.Epoch, Seq: r.Seq}, r.Conns)

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/gateway"
+	"github.com/cometgw/comet/internal/longpoll"
 	"github.com/cometgw/comet/internal/router"
 	"github.com/cometgw/comet/internal/subs"
 	"github.com/cometgw/comet/internal/testclient"
@@ -264,15 +266,93 @@ type presenceEvent struct {
 	JoinedMore int     `json:"joined_more"`
 }
 
-// nextPresence reads SSE events until a presence event.
+// nextPresence reads SSE events until a presence event, which must be
+// typed "event: presence".
 func nextPresence(t *testing.T, br *bufio.Reader) presenceEvent {
 	t.Helper()
 	for {
-		_, data := sseData(t, br)
+		var typ, data string
+		for _, l := range nextEvent(t, br) {
+			switch {
+			case strings.HasPrefix(l, "event: "):
+				typ = l[7:]
+			case strings.HasPrefix(l, "data: "):
+				data = l[6:]
+			}
+		}
 		var ev presenceEvent
 		if err := json.Unmarshal([]byte(data), &ev); err == nil && ev.Presence != "" {
+			if typ != "presence" {
+				t.Fatalf("a presence event of type %q: %q", typ, data)
+			}
 			return ev
 		}
+	}
+}
+
+// Every kind of client tells a presence event from a message: SSE by its
+// event type, a WebSocket by a JSON frame of type presence, a long-poll
+// by the event field of the element; a message published into the
+// topic stays a message.
+func TestPresenceEventsTyped(t *testing.T) {
+	r, g := startSystem(t, gateway.Config{})
+	addr := g.Addr().String()
+	_, sse := openSSE(t, addr, "/sse/1?topics=room&presence=1", "")
+	nextPresence(t, sse) // 1 joined
+	w := dialWS(t, addr, "/ws/2?topics=room&presence=1")
+	w.control() // resumed
+	poll := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/poll/3?topics=room&presence=1&timeout=5s")
+		if err != nil {
+			t.Error(err)
+		}
+		poll <- resp
+	}()
+	waitConns(t, r, 3)
+	testclient.OpenPath(t, addr, "/test/4?topics=room", 4)
+
+	for {
+		m := w.control()
+		if m["type"] != "presence" || m["presence"] != "room" {
+			t.Fatalf("WebSocket presence frame %v", m)
+		}
+		if slices.Contains(m["joined"].([]any), 4.0) {
+			break
+		}
+	}
+	resp := <-poll
+	if resp == nil {
+		t.FailNow()
+	}
+	var ans longpoll.Answer
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || len(ans.Messages) == 0 {
+		t.Fatalf("poll %v %+v", err, ans)
+	}
+	resp.Body.Close()
+	if m := ans.Messages[0]; m.Event != "presence" || m.Seq != 0 || !strings.Contains(m.Data, `"presence":"room"`) {
+		t.Fatalf("long-poll presence element %+v", m)
+	}
+	for {
+		if ev := nextPresence(t, sse); slices.Contains(ev.Joined, 4) {
+			break
+		}
+	}
+	if res, _ := r.Publish("room", []byte("hello")); res.Tally.Delivered < 3 {
+		t.Fatalf("publish %+v", res)
+	}
+	if _, msg := w.message(); msg != "hello" {
+		t.Fatalf("WebSocket message %q", msg)
+	}
+	for {
+		_, data := sseData(t, sse)
+		if strings.HasPrefix(data, `{"presence"`) {
+			continue // the poll's client leaving
+		}
+		if data != "hello" {
+			t.Fatalf("SSE message %q", data)
+		}
+		break
 	}
 }
 

@@ -106,8 +106,17 @@ func (w *wsClient) request(req string) map[string]any {
 // A WebSocket gets every message sent to its id as a text frame with its
 // position, and resumes from a position like an SSE stream: what was
 // sent while it was away, once and in order, then live messages.
+// The first socket's upgrade (no query, no Origin) is served by the
+// direct path, the resuming ones by fasthttp; with NoDirect all by
+// fasthttp: both behave alike.
 func TestWebSocketDeliveryAndResume(t *testing.T) {
-	r, g := startSystem(t, gateway.Config{})
+	for _, noDirect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-direct=%t", noDirect), func(t *testing.T) { testWSDeliveryAndResume(t, noDirect) })
+	}
+}
+
+func testWSDeliveryAndResume(t *testing.T, noDirect bool) {
+	r, g := startSystem(t, gateway.Config{NoDirect: noDirect})
 	addr := g.Addr().String()
 	c := dialWS(t, addr, "/ws/5")
 	if m := c.control(); m["type"] != "resumed" || m["missed"] != false {
@@ -343,7 +352,13 @@ func (r *rawWS) closeCode() uint16 {
 // Every breach of RFC 6455 closes the socket with its code, counted, and
 // the gateway goes on serving.
 func TestWebSocketProtocolBreaches(t *testing.T) {
-	_, g := startSystem(t, gateway.Config{WSMaxMessage: 1000})
+	for _, noDirect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-direct=%t", noDirect), func(t *testing.T) { testWSProtocolBreaches(t, noDirect) })
+	}
+}
+
+func testWSProtocolBreaches(t *testing.T, noDirect bool) {
+	_, g := startSystem(t, gateway.Config{WSMaxMessage: 1000, NoDirect: noDirect})
 	addr := g.Addr().String()
 	big := make([]byte, 1001)
 	for _, tt := range []struct {

@@ -52,6 +52,7 @@ type Batch struct {
 
 type item struct {
 	op     uint8
+	event  uint8 // deliver: EventMessage, or the type of an event
 	missed bool
 	msg    []byte
 	pos    cursor.Cursor // deliver: the message's position; resumed: the epoch and the first position to follow
@@ -98,6 +99,15 @@ func (b *Batch) Deliver(msg []byte, pos cursor.Cursor, conns []uint64) {
 	c0 := len(b.conns)
 	b.conns = append(b.conns, conns...)
 	b.items = append(b.items, item{op: opDeliver, msg: msg, pos: pos, c0: int32(c0), c1: int32(len(b.conns))})
+}
+
+// DeliverEvent adds msg, an event of type ev (EventPresence) with no
+// position, for every session in conns: each kind writes it as its
+// clients tell events from messages (Message.Event).
+func (b *Batch) DeliverEvent(ev uint8, msg []byte, conns []uint64) {
+	c0 := len(b.conns)
+	b.conns = append(b.conns, conns...)
+	b.items = append(b.items, item{op: opDeliver, event: ev, msg: msg, c0: int32(c0), c1: int32(len(b.conns))})
 }
 
 // Resumed adds the router's answer to conn's resume: the messages from

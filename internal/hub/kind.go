@@ -126,12 +126,33 @@ type Request struct {
 type Message struct {
 	Body []byte
 	Pos  cursor.Cursor
-	enc  [MaxKinds][]byte
-	have uint8 // bit i: enc[i] holds this message's encoding for kind i
+	// Event is EventMessage, or the type of an event that is not a
+	// message sent to the client (EventPresence): it has no position.
+	Event uint8
+	enc   [MaxKinds][]byte
+	have  uint8 // bit i: enc[i] holds this message's encoding for kind i
 }
 
-func (m *Message) reset(body []byte, pos cursor.Cursor) {
-	m.Body, m.Pos, m.have = body, pos, 0
+func (m *Message) reset(body []byte, pos cursor.Cursor, event uint8) {
+	m.Body, m.Pos, m.Event, m.have = body, pos, event, 0
+}
+
+// Types of Message.Event.
+const (
+	// EventMessage is a message: sent to an id, published to a topic,
+	// broadcast.
+	EventMessage uint8 = iota
+	// EventPresence is a topic's join and leave event (?presence=1), the
+	// router's JSON: {"presence":"lobby","ids":3,"joined":[7],"left":[]}.
+	EventPresence
+)
+
+// EventName is the name of event type ev ("" for EventMessage).
+func EventName(ev uint8) string {
+	if ev == EventPresence {
+		return "presence"
+	}
+	return ""
 }
 
 // trim drops encodings that grew past their usual size.

@@ -182,12 +182,12 @@ func (h *Hub) apply(w uint32, b *Batch, m *Message, sc *scratch) {
 	for i := range b.items {
 		it := &b.items[i]
 		if it.op == opDeliverAll {
-			m.reset(it.msg, cursor.Cursor{})
+			m.reset(it.msg, cursor.Cursor{}, EventMessage)
 			h.table.EachFrom(int(w), int(nw), func(sl *slot) { h.deliver(Session{h, sl, sc}, m, &t) })
 			continue
 		}
 		if it.op == opDeliver {
-			m.reset(it.msg, it.pos)
+			m.reset(it.msg, it.pos, it.event)
 		}
 		for _, c := range b.conns[it.c0:it.c1] {
 			if uint32(c)%nw != w {

@@ -60,10 +60,14 @@ func AppendJSONString(b, s []byte) []byte {
 
 // AppendMessage appends one element of the answer's "messages" array,
 // {"seq":N,"data":"..."}, where data is the message already encoded by
-// AppendJSONString.
-func AppendMessage(b []byte, seq uint64, data []byte) []byte {
+// AppendJSONString; an event that is not a message (seq 0) has its type,
+// {"seq":0,"event":"presence","data":"..."}.
+func AppendMessage(b []byte, seq uint64, event string, data []byte) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
+	if event != "" {
+		b = append(append(append(b, `,"event":"`...), event...), '"')
+	}
 	b = append(b, `,"data":`...)
 	b = append(b, data...)
 	return append(b, '}')
@@ -80,8 +84,9 @@ type Answer struct {
 
 // Message is one element of Answer.Messages.
 type Message struct {
-	Seq  uint64 `json:"seq"`
-	Data string `json:"data"`
+	Seq   uint64 `json:"seq"`
+	Event string `json:"event,omitempty"` // "presence": a topic's join and leave event
+	Data  string `json:"data"`
 }
 
 // AppendAnswer appends the JSON body of a long-poll answer,

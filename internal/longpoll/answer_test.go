@@ -27,9 +27,9 @@ func FuzzJSONString(f *testing.F) {
 }
 
 func TestAnswer(t *testing.T) {
-	msgs := AppendMessage(nil, 3, AppendJSONString(nil, []byte("a")))
+	msgs := AppendMessage(nil, 3, "", AppendJSONString(nil, []byte("a")))
 	msgs = append(msgs, ',')
-	msgs = AppendMessage(msgs, 4, AppendJSONString(nil, []byte("b\n")))
+	msgs = AppendMessage(msgs, 4, "", AppendJSONString(nil, []byte("b\n")))
 	var got Answer
 	b := AppendAnswer(nil, -9, cursor.Cursor{Epoch: 0x1f, Seq: 4}, msgs, true)
 	if err := json.Unmarshal(b, &got); err != nil {

@@ -54,7 +54,7 @@ func (k Poll) Deliver(s hub.Session, m *hub.Message) bool {
 	if m.Pos.Epoch != 0 {
 		seq = s.Cursor().Seq
 	}
-	*b = AppendMessage(*b, seq, data)
+	*b = AppendMessage(*b, seq, hub.EventName(m.Event), data)
 	s.Gather(*b)
 	k.check(s)
 	return true

@@ -129,6 +129,8 @@ type sendBatch struct {
 	pubCopies uint64
 	pubKept   bool
 	fanFn     func(epoch, seq uint64)
+	// presence: the messages fanTo writes are presence events.
+	presence bool
 
 	positioned uint64 // sends given a position in their id's history
 }
@@ -274,7 +276,11 @@ func (b *sendBatch) fanTo(epoch, seq uint64) {
 			continue
 		}
 		if f.pub != b.pub {
-			f.b = wire.AppendFanout(f.b, b.msg)
+			if b.presence {
+				f.b = wire.AppendFanoutPresence(f.b, b.msg)
+			} else {
+				f.b = wire.AppendFanout(f.b, b.msg)
+			}
 			f.pub = b.pub
 		}
 		f.b = wire.AppendFanoutTo(f.b, epoch, seq, b.group)

@@ -47,15 +47,20 @@ func positioned(dst []byte, m *hub.Message) []byte {
 	return AppendEvent(dst, m.Pos.Append(id[:0]), m.Body)
 }
 
-// Deliver writes the message's event; its id is the stream's cursor.
+// Deliver writes the message's event; its id is the stream's cursor. An
+// event that is not a message has its type: "event: presence".
 func (Stream) Deliver(s hub.Session, m *hub.Message) bool {
 	if m.Pos.Epoch != 0 {
 		return chunked.Frame(s, m.Encoded(s, positioned))
 	}
 	var id [48]byte
-	b := s.Scratch()
-	*b = AppendEvent((*b)[:0], s.Cursor().Append(id[:0]), m.Body)
-	return chunked.Frame(s, *b)
+	b := (*s.Scratch())[:0]
+	if name := hub.EventName(m.Event); name != "" {
+		b = append(append(append(b, "event: "...), name...), '\n')
+	}
+	b = AppendEvent(b, s.Cursor().Append(id[:0]), m.Body)
+	*s.Scratch() = b
+	return chunked.Frame(s, b)
 }
 
 // Resumed sets the client's Last-Event-ID to where it continues, and

@@ -74,8 +74,12 @@ const (
 	OpBroadcastAll Op = 38
 	// down: end the sessions of Conns (an operator's kick)
 	OpKick Op = 39
-	OpDone Op = 40 // done: what became of the copies of down frame Seq (Tally)
-	OpAck  Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
+	// down: Msg, a topic's presence event (JSON, no position), for the
+	// fanout-to records that follow it in the frame; the sessions write
+	// it as their kind types an event (SSE "event: presence")
+	OpFanoutPresence Op = 41
+	OpDone           Op = 40 // done: what became of the copies of down frame Seq (Tally)
+	OpAck            Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
 )
 
 func (o Op) kind() Kind {
@@ -84,7 +88,7 @@ func (o Op) kind() Kind {
 		return KindUp
 	case OpSend, OpPublish, OpBroadcast:
 		return KindSend
-	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll, OpKick:
+	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll, OpKick, OpFanoutPresence:
 		return KindDown
 	case OpDone:
 		return KindDone
@@ -142,6 +146,8 @@ func (o Op) String() string {
 		return "broadcast-all"
 	case OpKick:
 		return "kick"
+	case OpFanoutPresence:
+		return "fanout-presence"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -260,6 +266,7 @@ func (t *Tally) Add(o Tally) {
 //	publish:          Topic, Msg
 //	broadcast:        Msg
 //	fanout:           Msg
+//	fanout-presence:  Msg
 //	fanout-to:        Epoch, Seq, Conns
 //	broadcast-all:    Msg
 //	kick:             Conns
@@ -431,6 +438,12 @@ func AppendBroadcast(b []byte, msg []byte) []byte {
 // fanout-to records that follow it.
 func AppendFanout(b []byte, msg []byte) []byte {
 	return appendBytes(append(b, byte(OpFanout)), msg)
+}
+
+// AppendFanoutPresence appends a fanout-presence record: msg, a presence
+// event, written once, for the fanout-to records that follow it.
+func AppendFanoutPresence(b []byte, msg []byte) []byte {
+	return appendBytes(append(b, byte(OpFanoutPresence)), msg)
 }
 
 // AppendFanoutTo appends a fanout-to record: the last fanout's message,
@@ -606,7 +619,7 @@ func (d *Decoder) Next(r *Record) bool {
 		if r.Topic, ok = d.topic(); ok {
 			r.Msg, ok = d.bytes(MaxMessage)
 		}
-	case OpBroadcast, OpFanout, OpBroadcastAll:
+	case OpBroadcast, OpFanout, OpBroadcastAll, OpFanoutPresence:
 		r.Msg, ok = d.bytes(MaxMessage)
 	case OpFanoutTo:
 		ok = d.uvarints(&r.Epoch, &r.Seq) && d.connList(r)

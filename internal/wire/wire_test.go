@@ -145,6 +145,8 @@ func TestRoundTrip(t *testing.T) {
 				b = AppendFanoutTo(b, 9, 4, []uint64{1, 2})
 				b = AppendFanoutTo(b, 0, 0, []uint64{3})
 				b = AppendKick(b, []uint64{4, 5})
+				b = AppendFanoutPresence(b, []byte(`{"presence":"t"}`))
+				b = AppendFanoutTo(b, 0, 0, []uint64{6})
 				return AppendBroadcastAll(b, []byte("all"))
 			}(),
 			header: Header{Kind: KindDown, Seq: 3},
@@ -153,6 +155,8 @@ func TestRoundTrip(t *testing.T) {
 				{Op: OpFanoutTo, Epoch: 9, Seq: 4, Conns: []uint64{1, 2}},
 				{Op: OpFanoutTo, Conns: []uint64{3}},
 				{Op: OpKick, Conns: []uint64{4, 5}},
+				{Op: OpFanoutPresence, Msg: []byte(`{"presence":"t"}`)},
+				{Op: OpFanoutTo, Conns: []uint64{6}},
 				{Op: OpBroadcastAll, Msg: []byte("all")},
 			},
 		},
@@ -360,6 +364,8 @@ func FuzzDecode(f *testing.F) {
 				out = AppendBroadcast(out, r.Msg)
 			case OpFanout:
 				out = AppendFanout(out, r.Msg)
+			case OpFanoutPresence:
+				out = AppendFanoutPresence(out, r.Msg)
 			case OpFanoutTo:
 				out = AppendFanoutTo(out, r.Epoch, r.Seq, r.Conns)
 			case OpBroadcastAll:

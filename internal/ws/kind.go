@@ -70,14 +70,28 @@ func encode(dst []byte, m *hub.Message) []byte { return appendMessage(dst, m.Pos
 
 // Deliver writes the message's frame; its position is the session's
 // cursor (a message without one, a broadcast, carries the cursor the
-// client has).
+// client has). An event that is not a message is a JSON frame like the
+// replies, typed: the router's presence event with "type":"presence"
+// first, {"type":"presence","presence":"lobby","ids":2,...}.
 func (Socket) Deliver(s hub.Session, m *hub.Message) bool {
 	if m.Pos.Epoch != 0 {
 		return s.Write(m.Encoded(s, encode))
 	}
 	b := s.Scratch()
+	if name := hub.EventName(m.Event); name != "" && len(m.Body) > 1 && m.Body[0] == '{' {
+		*b = appendEvent((*b)[:0], name, m.Body)
+		return s.Write(*b)
+	}
 	*b = appendMessage((*b)[:0], s.Cursor(), m.Body)
 	return s.Write(*b)
+}
+
+// appendEvent appends a text frame of the JSON object obj with
+// "type":name put first.
+func appendEvent(b []byte, name string, obj []byte) []byte {
+	const pre, mid = `{"type":"`, `",`
+	b = AppendHeader(b, OpText, len(pre)+len(name)+len(mid)+len(obj)-1)
+	return append(append(append(append(b, pre...), name...), mid...), obj[1:]...)
 }
 
 // Resumed tells the client where it continues and whether messages were

@@ -19,7 +19,12 @@ import (
 // reading n events from url; wait returns its JSON lines' data once it
 // has n, or fails the test.
 func nodeSSE(t *testing.T, url string, n int, env ...string) (wait func() []string) {
-	lines := nodeClient(t, "sse-client.mjs", "eventsource", env, url, fmt.Sprint(n))
+	return nodeSSEVia(t, nil, url, n, env...)
+}
+
+// nodeSSEVia is nodeSSE run through wrap (e.g. ip netns exec NS).
+func nodeSSEVia(t *testing.T, wrap []string, url string, n int, env ...string) (wait func() []string) {
+	lines := nodeClientVia(t, wrap, "sse-client.mjs", "eventsource", env, url, fmt.Sprint(n))
 	return func() []string {
 		t.Helper()
 		var data []string
@@ -38,12 +43,18 @@ func nodeSSE(t *testing.T, url string, n int, env ...string) (wait func() []stri
 // args; wait returns its output lines once it exits 0, or fails the
 // test.
 func nodeClient(t *testing.T, script, pkg string, env []string, args ...string) (wait func() [][]byte) {
+	return nodeClientVia(t, nil, script, pkg, env, args...)
+}
+
+// nodeClientVia is nodeClient run through wrap (e.g. ip netns exec NS).
+func nodeClientVia(t *testing.T, wrap []string, script, pkg string, env []string, args ...string) (wait func() [][]byte) {
 	node := outside(t, "node", "Node.js")
 	if !fileExists("js/node_modules/" + pkg + "/package.json") {
 		outside(t, "e2e/js/node_modules (scripts/test-deps.sh)", "npm ci --prefix e2e/js")
 	}
 	var out, errOut bytes.Buffer
-	cmd := exec.Command(node, append([]string{"js/" + script}, args...)...)
+	argv := append(append(wrap[:len(wrap):len(wrap)], node, "js/"+script), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(cmd.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
@@ -74,9 +85,21 @@ func nodeClient(t *testing.T, script, pkg string, env []string, args ...string) 
 // 100/s; a second in, the gateway is killed (SIGKILL) and restarted a
 // second later. It returns what the client got and msggen's summary.
 func killGatewayUnder(t *testing.T, gwArgs []string, client func(gwAddr string) func() []string) (got []string, sent string) {
+	got, sent, _ = gatewayFaultUnder(t, gwArgs, client, 0)
+	return got, sent
+}
+
+// gatewayFaultUnder is killGatewayUnder, or with pause > 0, the gateway
+// is paused (SIGSTOP) that long instead, and then continues (SIGCONT).
+// It returns the router's admin address too. The router keeps 1,000
+// messages per id (-retain-messages; default 128): what is sent during
+// the fault must still be kept when the client resumes, or it is told
+// it missed some (the contract; not what these tests look at).
+func gatewayFaultUnder(t *testing.T, gwArgs []string, client func(gwAddr string) func() []string, pause time.Duration) (got []string, sent, routerAdmin string) {
 	bin := binDir(t)
-	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
+	natsAddr, gwAddr := freePort(t), freePort(t)
+	routerAdmin = freePort(t)
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin, "-retain-messages", "1000")
 	gwArgs = append([]string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr}, gwArgs...)
 	gw := start(t, bin+"/gateway", gwArgs...)
 	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
@@ -84,16 +107,59 @@ func killGatewayUnder(t *testing.T, gwArgs []string, client func(gwAddr string) 
 	waitRouter(t, routerAdmin, "the client logged in", func(st routerStats) bool { return st.Conns == 1 })
 	sender := start(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "300", "-interval", "10ms", "-max", "1", "-numbered", "-every", "0")
 	time.Sleep(time.Second)
-	syscall.Kill(-gw.cmd.Process.Pid, syscall.SIGKILL)
-	<-gw.done
-	time.Sleep(time.Second)
-	start(t, bin+"/gateway", gwArgs...)
+	if pause > 0 {
+		syscall.Kill(-gw.cmd.Process.Pid, syscall.SIGSTOP)
+		time.Sleep(pause)
+		syscall.Kill(-gw.cmd.Process.Pid, syscall.SIGCONT)
+	} else {
+		syscall.Kill(-gw.cmd.Process.Pid, syscall.SIGKILL)
+		<-gw.done
+		time.Sleep(time.Second)
+		start(t, bin+"/gateway", gwArgs...)
+	}
 	got = wait()
 	<-sender.done
 	if sender.err != nil {
 		t.Fatalf("msggen: %v\n%s", sender.err, sender.out)
 	}
-	return got, strings.TrimSpace(sender.out.String())
+	return got, strings.TrimSpace(sender.out.String()), routerAdmin
+}
+
+// TestGatewayPausedUnderEventSource: the gateway under an EventSource
+// client (the npm eventsource package) reading 300 numbered messages is
+// paused (SIGSTOP) for 5 s, past the router's gateway timeout (3 s): the
+// router forgets it and its logins (what is sent meanwhile is kept for
+// the id, and msggen is told so); when it continues (SIGCONT) its
+// heartbeat is unknown, the router asks for a resync, the gateway sends
+// every session back with its cursor, and the router's catch-up fills the
+// gap: the client, which never reconnected, ends with all 300, in
+// order, none twice.
+func TestGatewayPausedUnderEventSource(t *testing.T) {
+	got, sent, admin := gatewayFaultUnder(t, []string{"-name", "paused", "-sse-retry", "200ms"}, func(gwAddr string) func() []string {
+		return nodeSSE(t, "http://"+gwAddr+"/sse/1", 300)
+	}, 5*time.Second)
+	purges, resyncs := resyncedInOrder(t, got, admin)
+	t.Logf("300 of 300 messages across a 5 s pause of the gateway, in order, none twice; router purges %d, resyncs %d; msggen: %s", purges, resyncs, sent)
+}
+
+// resyncedInOrder checks that got is msggen's numbered messages 1, 2,
+// ... in order, and that the router at admin forgot a gateway and asked
+// it to resync; it returns how many times.
+func resyncedInOrder(t *testing.T, got []string, admin string) (purges, resyncs uint64) {
+	t.Helper()
+	for i, d := range got {
+		if want := fmt.Sprintf(" seq=%d", i+1); !strings.HasSuffix(d, want) {
+			t.Fatalf("event %d is %q, want one ending %q (all: %q)", i+1, d, want, got)
+		}
+	}
+	var st struct {
+		Purges  uint64 `json:"gateway_purges"`
+		Resyncs uint64 `json:"resyncs"`
+	}
+	if err := getJSON("http://"+admin+"/stats", &st); err != nil || st.Purges == 0 || st.Resyncs == 0 {
+		t.Fatalf("the router did not forget the gateway and resync it: %v %+v", err, st)
+	}
+	return st.Purges, st.Resyncs
 }
 
 // TestGatewayKilledUnderEventSource: a real EventSource client (the npm
@@ -239,11 +305,22 @@ func TestNATSClusterLosesARouter(t *testing.T) {
 	waitFor(t, "every router holds every login", func() bool {
 		return stats(0).Conns == clients && stats(1).Conns == clients && stats(2).Conns == clients
 	})
+	// router gateways says which NATS server the gateway is on: the
+	// embedded one of router 0 (its name ends in its cluster address).
+	onServer := func(i int) bool {
+		out, err := runCmd(t, bin+"/router", "gateways", "-admin", admins[1])
+		return err == nil && strings.Contains(out, strings.ReplaceAll(strings.TrimPrefix(routes[i], "nats://"), ":", "-")+`"`)
+	}
+	if !onServer(0) {
+		out, _ := runCmd(t, bin+"/router", "gateways", "-admin", admins[1])
+		t.Fatalf("router gateways does not show the gateway on router 0's NATS server:\n%s", out)
+	}
 	sender := start(t, bin+"/msggen", "-nats", all, "-numbered", "-n", fmt.Sprint(msgs), "-rate", "250",
 		"-max", fmt.Sprint(clients), "-procs", "1", "-every", "0", "-ack-timeout", "3s", "-summary", dir+"/msggen.json")
 	time.Sleep(1500 * time.Millisecond)
 	syscall.Kill(-routers[0].cmd.Process.Pid, syscall.SIGKILL)
 	<-routers[0].done
+	waitFor(t, "router gateways showing the gateway on another NATS server", func() bool { return onServer(1) || onServer(2) })
 	select {
 	case <-sender.done:
 	case <-time.After(60 * time.Second):

@@ -10,8 +10,15 @@
 #      2,000) to it at R/s (default 100), numbered; every member must get
 #      every message once, in order (floodtest checks the numbers), and
 #      the others none.
+#   3. The Haskell chat: CHAT WebSocket clients (default 10,000) in one
+#      room, each publishing a stamped message into it every PERIOD
+#      (default 10s; floodtest -ws-publish), for HOLD seconds (60): what
+#      each client received per publish, and the latency from the
+#      publisher's clock to every receiver, p50 and p99. make bench-chat
+#      runs the same alone, with the gateway's account of the publishes.
 #
-# Everything on this machine's loopback, stopping by itself.
+# PHASES picks some ("broadcast topic chat"). Everything on this
+# machine's loopback, stopping by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -21,7 +28,10 @@ P=${P:-2000}
 R=${R:-100}
 RAMP=${RAMP:-5000}
 BROADCASTS=${BROADCASTS:-20}
-PHASES=${PHASES:-"broadcast topic"}
+CHAT=${CHAT:-10000}
+PERIOD=${PERIOD:-10s}
+HOLD=${HOLD:-60}
+PHASES=${PHASES:-"broadcast topic chat"}
 ROUTER_FLAGS=()
 if [ "${FULL:-0}" = 1 ]; then
 	# A million streams: the broadcasts only (the topic test is defined
@@ -69,10 +79,10 @@ stop_system() {
 	pids=()
 	sleep 3
 }
-flood() { # name first n [flags...]; sets flooder
+flood() { # name first n [flags...]; sets flooder. FLOOD_PATH: /test/ or /ws/
 	local name=$1 first=$2 n=$3
 	shift 3
-	"$BIN"/floodtest -url http://127.0.0.1:8580/test/ -first "$first" -n "$n" -rate "$RAMP/s" -duration 20m -every 5s \
+	"$BIN"/floodtest -url "http://127.0.0.1:8580${FLOOD_PATH:-/test/}" -first "$first" -n "$n" -rate "$RAMP/s" -duration 20m -every 5s \
 		-summary "$out/$phase.$name.json" "$@" > "$out/$phase.$name.out" 2>&1 &
 	flooder=$!
 }
@@ -139,8 +149,25 @@ printf "| publish to a topic of %d members at %s/s while %d others stream | %d |
 	"$(( $(stats "$out/$phase.members.out" | cut -d' ' -f1) / M ))" "$P" "$(ms "$(field "$m" p50_ns)")" "$(ms "$(field "$m" p99_ns)")" | tee -a "$out/table.md"
 fi
 
+# 3. The Haskell chat: CHAT WebSockets in one room, each publishing.
+phase=chat
+if [[ " $PHASES " == *" chat "* ]]; then
+start_system "$CHAT"
+FLOOD_PATH=/ws/ flood chat 1 "$CHAT" -topics 1 -ws-publish "$PERIOD"; fl=$flooder; pids+=("$fl")
+wait_streaming "$out/$phase.chat.out" "$CHAT"
+sleep "$HOLD"
+kill -INT "$fl"; wait "$fl" || true
+stop_system
+c=$out/$phase.chat.json
+published=$(field "$c" published); got=$(stats "$out/$phase.chat.out" | cut -d' ' -f1)
+printf "| the Haskell chat: %d WebSockets in one room, each publishing every %s | %d | %d | %s publishes | %s | %s | each client %s messages per publish; latency from publish to each receiver p50 **%s ms**, p99 **%s ms** |\n" \
+	"$CHAT" "$PERIOD" "$CHAT" "$procs" "$published" "$got" "$(stats "$out/$phase.chat.out" | sed 's/.*errors: //')" \
+	"$(awk -v g="$got" -v p="$published" -v c="$CHAT" 'BEGIN { if (p > 0) printf "%.0f of %d", g / p, c; else print "?" }')" \
+	"$(ms "$(field "$c" p50_ns)")" "$(ms "$(field "$c" p99_ns)")" | tee -a "$out/table.md"
+fi
+
 {
 	echo
-	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M P=$P R=$R BROADCASTS=$BROADCASTS RAMP=$RAMP${WRITE_DELAY:+ WRITE_DELAY=$WRITE_DELAY}) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
+	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M P=$P R=$R BROADCASTS=$BROADCASTS CHAT=$CHAT PERIOD=$PERIOD HOLD=$HOLD RAMP=$RAMP${WRITE_DELAY:+ WRITE_DELAY=$WRITE_DELAY}) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
 } >> "$out/table.md"
 cat "$out/table.md"

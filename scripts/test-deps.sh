@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond Go on a fresh Debian machine: the clients
 # nobody here wrote that the e2e tests drive. Chromium (the demo page's
-# browser test), nginx and curl (the TLS proxy test, deploy/nginx), and
-# the npm packages in e2e/js (the eventsource client). Run as root (CI
+# browser test), nginx and curl (the TLS proxy test, deploy/nginx),
+# iproute2 (network namespaces for the partition test), and the npm
+# packages in e2e/js (the eventsource and ws clients). Run as root (CI
 # is); CI then sets COMET_REQUIRE_BROWSER=1 and COMET_REQUIRE_OUTSIDE=1 so
 # a missing one fails instead of skipping.
 set -euo pipefail
@@ -11,6 +12,7 @@ need=()
 command -v chromium > /dev/null || need+=(chromium)
 command -v nginx > /dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v curl > /dev/null || need+=(curl)
+command -v ip > /dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "test-deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -19,7 +21,7 @@ if [ ${#need[@]} -gt 0 ]; then
 		apt-get install -y -q "${need[@]}" >> /tmp/test-deps-apt.log 2>&1
 	} || { tail -20 /tmp/test-deps-apt.log; exit 1; }
 fi
-if [ ! -e e2e/js/node_modules/eventsource/package.json ]; then
+if [ ! -e e2e/js/node_modules/eventsource/package.json ] || [ ! -e e2e/js/node_modules/ws/package.json ]; then
 	echo "test-deps: npm ci in e2e/js"
 	npm ci --prefix e2e/js --no-audit --no-fund > /tmp/test-deps-npm.log 2>&1 || { tail -20 /tmp/test-deps-npm.log; exit 1; }
 fi

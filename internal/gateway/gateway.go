@@ -193,17 +193,20 @@ func (c *Config) Validate() error {
 
 // Gateway is a running edge process.
 type Gateway struct {
-	cfg     Config
-	log     *zap.Logger
-	ln      *capListener
-	srv     *fasthttp.Server
-	hub     *hub.Hub
-	link    *link
-	clients *clients
-	access  *access
-	peers   *peerlimit.Table // nil: no per-address limits
-	admin   *obs.Admin
-	serve   chan error
+	cfg  Config
+	log  *zap.Logger
+	ln   *capListener
+	srv  *fasthttp.Server
+	hub  *hub.Hub
+	link *link
+	// linkReady is link once it has started (NATS's reconnect callback
+	// reads it).
+	linkReady atomic.Pointer[link]
+	clients   *clients
+	access    *access
+	peers     *peerlimit.Table // nil: no per-address limits
+	admin     *obs.Admin
+	serve     chan error
 
 	closeOnce sync.Once // Close may be called more than once
 	closeErr  error
@@ -287,6 +290,11 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	nc, err := natsconn.Connect(cfg.NATSURL, natsconn.Options{
 		Name: "comet-gateway " + cfg.Name, Retry: cfg.ConnectTimeout, Reconnect: true, Log: g.log, More: natsAuth,
+		OnReconnect: func(nc *nats.Conn) {
+			if l := g.linkReady.Load(); l != nil {
+				l.server(nc.ConnectedServerName())
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -313,6 +321,7 @@ func New(cfg Config) (*Gateway, error) {
 		nc.Close()
 		return nil, fmt.Errorf("gateway: subscribe: %w", err)
 	}
+	g.linkReady.Store(g.link)
 	if err := g.clients.start(); err != nil {
 		g.hub.Close()
 		g.link.stop()

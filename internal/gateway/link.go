@@ -99,11 +99,22 @@ func (l *link) start(hub *hub.Hub) error {
 	l.mu.Lock()
 	l.header()
 	l.cur = wire.AppendHello(l.cur, 0)
+	l.cur = wire.AppendServer(l.cur, l.nc.ConnectedServerName())
 	l.mu.Unlock()
 	l.signal()
 	l.wg.Add(1)
 	go l.publisher()
 	return nil
+}
+
+// server tells the routers the NATS server the gateway is connected to
+// now (after a reconnection).
+func (l *link) server(name string) {
+	l.mu.Lock()
+	l.header()
+	l.cur = wire.AppendServer(l.cur, name)
+	l.mu.Unlock()
+	l.signal()
 }
 
 // header starts a new frame if none is open. l.mu must be held.
@@ -404,6 +415,7 @@ func (l *link) resync() {
 	l.mu.Lock()
 	l.header()
 	l.cur = wire.AppendHello(l.cur, l.live)
+	l.cur = wire.AppendServer(l.cur, l.nc.ConnectedServerName())
 	l.mu.Unlock()
 	n := 0
 	l.hub.Snapshot(func(conn uint64, id int64, resumable bool, cur cursor.Cursor) {

@@ -290,6 +290,65 @@ func nextPresence(t *testing.T, br *bufio.Reader) presenceEvent {
 	}
 }
 
+// Ids subscribed to a topic (stored subscriptions) are in its presence
+// while they have a connection, like members: their first login and last
+// logout, their subscribing and unsubscribing while online, are join
+// and leave events; a watcher that comes later counts the ones already
+// there.
+func TestPresenceOfSubscribers(t *testing.T) {
+	r, g := startSystem(t, gateway.Config{})
+	addr := g.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub := func(op byte, id int64, topic string) {
+		t.Helper()
+		if err := r.Subscription(ctx, op, id, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A watcher in "hall" after 60, subscribed and online, came.
+	sub(subs.OpSubscribe, 60, "hall")
+	s60 := testclient.Open(t, addr, 60)
+	waitConns(t, r, 1)
+	_, hall := openSSE(t, addr, "/sse/2?topics=hall&presence=1", "")
+	if ev := nextPresence(t, hall); ev.IDs != 2 || len(ev.Joined) != 1 || ev.Joined[0] != 2 {
+		t.Fatalf("a watcher's first event with a subscriber there: %+v", ev)
+	}
+	s60.Conn.Close()
+	if ev := nextPresence(t, hall); ev.IDs != 1 || len(ev.Left) != 1 || ev.Left[0] != 60 {
+		t.Fatalf("the subscriber's last logout: %+v", ev)
+	}
+
+	_, room := openSSE(t, addr, "/sse/1?topics=room&presence=1", "")
+	nextPresence(t, room)             // 1 joined
+	sub(subs.OpSubscribe, 50, "room") // offline: no event
+	s50 := testclient.Open(t, addr, 50)
+	if ev := nextPresence(t, room); ev.IDs != 2 || len(ev.Joined) != 1 || ev.Joined[0] != 50 {
+		t.Fatalf("a subscriber's first login: %+v", ev)
+	}
+	// A second conn of 50, in the topic itself: 50 is there already.
+	s50b := testclient.OpenPath(t, addr, "/test/50?topics=room", 50)
+	s50b.Conn.Close()
+	s50.Conn.Close()
+	if ev := nextPresence(t, room); ev.IDs != 1 || len(ev.Left) != 1 || ev.Left[0] != 50 || len(ev.Joined) != 0 {
+		t.Fatalf("the subscriber gone: %+v", ev)
+	}
+	// Subscribing and unsubscribing an online id.
+	testclient.Open(t, addr, 51)
+	waitConns(t, r, 3)
+	sub(subs.OpSubscribe, 51, "room")
+	if ev := nextPresence(t, room); len(ev.Joined) != 1 || ev.Joined[0] != 51 || ev.IDs != 2 {
+		t.Fatalf("an online id subscribed: %+v", ev)
+	}
+	if p := r.Presence("room"); p.IDs[51] != 1 || p.IDs[1] != 1 || len(p.IDs) != 2 {
+		t.Fatalf("presence %+v", p)
+	}
+	sub(subs.OpUnsubscribe, 51, "room")
+	if ev := nextPresence(t, room); len(ev.Left) != 1 || ev.Left[0] != 51 || ev.IDs != 1 {
+		t.Fatalf("an online id unsubscribed: %+v", ev)
+	}
+}
+
 // Every kind of client tells a presence event from a message: SSE by its
 // event type, a WebSocket by a JSON frame of type presence, a long-poll
 // by the event field of the element; a message published into the

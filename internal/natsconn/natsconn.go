@@ -25,6 +25,9 @@ type Options struct {
 	Log *zap.Logger
 	// More are further options (an in-process connection, ...).
 	More []nats.Option
+	// OnReconnect, if set, is called after each reconnection (with
+	// Reconnect), from NATS's callback goroutine.
+	OnReconnect func(nc *nats.Conn)
 }
 
 // Connect dials url with o.
@@ -54,7 +57,12 @@ func Connect(url string, o Options) (*nats.Conn, error) {
 					log.Warn("nats disconnected", zap.Error(err))
 				}
 			}),
-			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", zap.String("url", nc.ConnectedUrl())) }),
+			nats.ReconnectHandler(func(nc *nats.Conn) {
+				log.Info("nats reconnected", zap.String("url", nc.ConnectedUrl()), zap.String("server", nc.ConnectedServerName()))
+				if o.OnReconnect != nil {
+					o.OnReconnect(nc)
+				}
+			}),
 		)
 	} else {
 		opts = append(opts, nats.NoReconnect())

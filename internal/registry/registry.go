@@ -32,13 +32,18 @@ type Registry struct {
 	nIDs  atomic.Int64
 	nConn atomic.Int64
 	pairs atomic.Int64
-	// onIdle, if set, hears of every id that lost its last conn.
-	onIdle func(id int64)
+	// onIdle, if set, hears of every id that lost its last conn;
+	// onActive of every id that got its first.
+	onIdle, onActive func(id int64)
 }
 
 // OnIdle makes Logout and LogoutGateway call f (with no lock held) for
 // every id that loses its last conn. Call it before any other method.
 func (r *Registry) OnIdle(f func(id int64)) { r.onIdle = f }
+
+// OnActive makes Login call f (with no lock held) for every id that gets
+// its first conn. Call it before any other method.
+func (r *Registry) OnActive(f func(id int64)) { r.onActive = f }
 
 // New returns an empty registry.
 func New() *Registry {
@@ -84,6 +89,9 @@ func (r *Registry) Login(id int64, c Conn) (newConn, newPair bool) {
 	is.mu.Unlock()
 	if !ok {
 		r.nIDs.Add(1)
+		if r.onActive != nil {
+			r.onActive(id)
+		}
 	}
 	return !had, true
 }

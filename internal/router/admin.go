@@ -26,6 +26,9 @@ type GatewayStats struct {
 	Instance uint64 `json:"instance"`
 	Conns    int64  `json:"conns"`
 	LastSeen string `json:"last_seen"`
+	// NATSServer is the NATS server the gateway said it is connected to
+	// (its name; in a cluster, which node it is on).
+	NATSServer string `json:"nats_server"`
 	// Bytes of down frames in flight to it (its window in use), and how
 	// many frames.
 	InflightBytes  int64 `json:"inflight_bytes"`
@@ -111,7 +114,7 @@ func (r *Router) Stats() Stats {
 	for _, gw := range r.gwByIdx {
 		st.GatewayList = append(st.GatewayList, GatewayStats{
 			Name: gw.name, Instance: gw.instance, Conns: gw.conns.Load(),
-			LastSeen:      time.Unix(0, gw.lastSeen.Load()).UTC().Format(time.RFC3339Nano),
+			LastSeen: time.Unix(0, gw.lastSeen.Load()).UTC().Format(time.RFC3339Nano), NATSServer: gw.server,
 			InflightBytes: gw.inflight, InflightFrames: len(gw.flights),
 		})
 	}

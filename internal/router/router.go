@@ -142,6 +142,7 @@ type peer struct {
 	// The fields below are only touched with Router.upMu held.
 	mismatches int
 	resyncAt   time.Time // when a resync was last asked; zero when none pending
+	server     string    // the NATS server it is connected to (server record)
 
 	nextSeq atomic.Uint64 // the last down frame number given
 	// The flow fields below are guarded by Router.flow.mu.
@@ -238,17 +239,22 @@ func New(cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
+	reg := registry.New()
 	r := &Router{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		reg:      registry.New(),
+		reg:      reg,
 		store:    store,
-		topics:   newTopicIndex(),
+		topics:   newTopicIndex(reg.Held),
 		gwByName: make(map[string]*peer),
 		gwByIdx:  make(map[uint32]*peer),
 		one:      make([]uint64, 1),
 	}
-	r.reg.OnIdle(func(id int64) { store.Idle(id, time.Now().UnixNano()) })
+	r.reg.OnIdle(func(id int64) {
+		store.Idle(id, time.Now().UnixNano())
+		r.subscriberPresence(id)
+	})
+	r.reg.OnActive(r.subscriberPresence)
 	store.OnDrop(r.topics.forgetID)
 	r.batches.New = func() any { return newSendBatch(r) }
 	r.flow.room = sync.NewCond(&r.flow.mu)
@@ -400,6 +406,18 @@ func (r *Router) Run(done <-chan struct{}) error {
 	}
 }
 
+// subscriberPresence follows id's first login and last logout in the
+// topics it is subscribed to that have watchers (presence events).
+func (r *Router) subscriberPresence(id int64) {
+	if r.stored == nil || !r.topics.anyWatched() {
+		return
+	}
+	var buf [8]string
+	if ts := r.stored.Topics(id, buf[:0]); len(ts) > 0 {
+		r.topics.syncSub(id, ts, true)
+	}
+}
+
 // PresenceEvery is how often the join and leave events of topics are
 // sent to the connections that asked for them (?presence=1): every change
 // within it is in one event.
@@ -530,6 +548,15 @@ func (r *Router) openSubscriptions() error {
 		return nil
 	}
 	x := subs.NewIndex()
+	// Subscribed ids are in their topics' presence while they have a
+	// conn: their subscribing and unsubscribing are joins and leaves.
+	x.Watch(r.topics.isWatched, func(op byte, id int64, topic string) {
+		r.topics.syncSub(id, []string{topic}, op == subs.OpSubscribe)
+	})
+	r.topics.subscribers = func(topic string) (ids []int64) {
+		x.Subscribers([]byte(topic), func(_ string, s []int64) { ids = slices.Clone(s) })
+		return ids
+	}
 	f, err := st.Follow(context.Background(), x, func(err error) {
 		r.log.Warn("malformed subscriptions batch", zap.Error(err))
 	})
@@ -669,6 +696,11 @@ func (r *Router) handleUp(m *nats.Msg) {
 			gw.resyncAt = time.Time{}
 			gw.mismatches = 0
 			r.log.Info("gateway hello", zap.String("gateway", gw.name), zap.Uint64("conns", rec.Count))
+		case wire.OpServer:
+			if gw.server != string(rec.Server) {
+				gw.server = string(rec.Server)
+				r.log.Info("gateway's NATS server", zap.String("gateway", gw.name), zap.String("server", gw.server))
+			}
 		case wire.OpLogin:
 			if newConn, newPair := r.reg.Login(rec.ID, registry.Conn{GW: gw.idx, Conn: rec.Conn}); newPair {
 				r.logins.Add(1)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cometgw/comet/internal/registry"
 )
@@ -23,6 +24,16 @@ type topicIndex struct {
 	conns   map[registry.Conn]*connTopics // the topics each member conn joined
 	linger  map[int64][]*topicState       // the topics each lingering id is kept in
 	changed map[*topicState]struct{}      // topics with presence changes not yet told
+
+	// Topics with watchers (conns that want presence events), read
+	// without the lock: subscribed ids' logins and logouts, and stored
+	// subscriptions' changes, are looked at only for these.
+	watched atomic.Pointer[map[string]struct{}]
+	// held says whether id has a conn now (the registry's Held);
+	// subscribers, if set, lists a topic's subscribed ids (stored
+	// subscriptions; set before any join).
+	held        func(id int64) bool
+	subscribers func(topic string) []int64
 }
 
 type topicState struct {
@@ -34,6 +45,11 @@ type topicState struct {
 	counts       map[int64]int
 	watchers     map[registry.Conn]int64
 	joined, left map[int64]struct{}
+	// subs: the ids subscribed to the topic (stored subscriptions) that
+	// have a conn, kept while the topic has watchers (watched); each is
+	// present like a member.
+	subs    map[int64]struct{}
+	watched bool
 }
 
 type connTopics struct {
@@ -49,9 +65,87 @@ type member struct {
 	conn registry.Conn
 }
 
-func newTopicIndex() *topicIndex {
-	return &topicIndex{topics: make(map[string]*topicState), conns: make(map[registry.Conn]*connTopics),
-		linger: make(map[int64][]*topicState), changed: make(map[*topicState]struct{})}
+func newTopicIndex(held func(id int64) bool) *topicIndex {
+	ix := &topicIndex{topics: make(map[string]*topicState), conns: make(map[registry.Conn]*connTopics),
+		linger: make(map[int64][]*topicState), changed: make(map[*topicState]struct{}), held: held}
+	ix.watched.Store(&map[string]struct{}{})
+	return ix
+}
+
+// isWatched says whether topic has watchers; no lock.
+func (ix *topicIndex) isWatched(topic string) bool {
+	_, ok := (*ix.watched.Load())[topic]
+	return ok
+}
+
+// anyWatched says whether some topic has watchers; no lock.
+func (ix *topicIndex) anyWatched() bool { return len(*ix.watched.Load()) > 0 }
+
+// setWatched notes that t's watchers went from none to some or back.
+// ix.mu must be held for writing.
+func (ix *topicIndex) setWatched(t *topicState, on bool) {
+	m := maps.Clone(*ix.watched.Load())
+	if on {
+		m[t.name] = struct{}{}
+		t.subs = make(map[int64]struct{})
+	} else {
+		delete(m, t.name)
+		t.subs = nil
+	}
+	t.watched = on
+	ix.watched.Store(&m)
+}
+
+// seed puts into the subs of topics that just got their first watcher
+// the subscribed ids that have a conn (no events: they were there
+// already). ix.mu must not be held.
+func (ix *topicIndex) seed(fresh []*topicState) {
+	if ix.subscribers == nil {
+		return
+	}
+	for _, t := range fresh {
+		ids := ix.subscribers(t.name)
+		if len(ids) == 0 {
+			continue
+		}
+		ix.mu.Lock()
+		if t.watched {
+			for _, id := range ids {
+				if ix.held(id) {
+					t.subs[id] = struct{}{}
+				}
+			}
+		}
+		ix.mu.Unlock()
+	}
+}
+
+// syncSub brings id's presence as a subscriber of topics up to date:
+// present if subscribed (the caller says) and id has a conn now. Only
+// topics with watchers are kept; the changes are join and leave events.
+func (ix *topicIndex) syncSub(id int64, topics []string, subscribed bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	present := subscribed && ix.held(id)
+	for _, name := range topics {
+		t := ix.topics[name]
+		if t == nil || !t.watched {
+			continue
+		}
+		_, was := t.subs[id]
+		switch {
+		case present && !was:
+			t.subs[id] = struct{}{}
+			if t.counts[id] == 0 {
+				ix.joined(t, id)
+			}
+		case !present && was:
+			delete(t.subs, id)
+			if t.counts[id] == 0 {
+				ix.left(t, id)
+			}
+		}
+	}
 }
 
 // state returns topic's state, creating it. ix.mu must be held for
@@ -67,6 +161,9 @@ func (ix *topicIndex) state(topic []byte) *topicState {
 
 // drop forgets t if nothing is left in it. ix.mu must be held for writing.
 func (ix *topicIndex) drop(t *topicState) {
+	if t.watched && len(t.watchers) == 0 {
+		ix.setWatched(t, false) // the last watcher left
+	}
 	if len(t.members) == 0 && len(t.linger) == 0 {
 		delete(ix.topics, t.name)
 		delete(ix.changed, t)
@@ -84,6 +181,14 @@ func (ix *topicIndex) presenceJoin(t *topicState, id int64) {
 	if t.counts[id]++; t.counts[id] > 1 {
 		return
 	}
+	if _, ok := t.subs[id]; ok {
+		return // present already, as a subscriber
+	}
+	ix.joined(t, id)
+}
+
+// joined notes that id came into t. ix.mu must be held for writing.
+func (ix *topicIndex) joined(t *topicState, id int64) {
 	if _, ok := t.left[id]; ok {
 		delete(t.left, id) // left and came back within one event
 	} else {
@@ -102,6 +207,14 @@ func (ix *topicIndex) presenceLeave(t *topicState, id int64) {
 		return
 	}
 	delete(t.counts, id)
+	if _, ok := t.subs[id]; ok {
+		return // still present, as a subscriber
+	}
+	ix.left(t, id)
+}
+
+// left notes that id went from t. ix.mu must be held for writing.
+func (ix *topicIndex) left(t *topicState, id int64) {
 	if _, ok := t.joined[id]; ok {
 		delete(t.joined, id)
 	} else {
@@ -121,6 +234,8 @@ func (ix *topicIndex) join(c registry.Conn, id int64, resumable, presence bool, 
 	if len(topics) == 0 {
 		return
 	}
+	var fresh []*topicState // topics that get their first watcher
+	defer func() { ix.seed(fresh) }()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ct := ix.conns[c]
@@ -141,6 +256,10 @@ func (ix *topicIndex) join(c registry.Conn, id int64, resumable, presence bool, 
 				t.watchers = make(map[registry.Conn]int64)
 			}
 			t.watchers[c] = id
+			if !t.watched {
+				ix.setWatched(t, true)
+				fresh = append(fresh, t)
+			}
 		}
 		if _, ok := t.linger[id]; ok {
 			ix.unlinger(id, t)
@@ -348,7 +467,13 @@ func (ix *topicIndex) presenceEvents() []presenceEvent {
 	var out []presenceEvent
 	for t := range ix.changed {
 		if len(t.watchers) > 0 {
-			b := fmt.Appendf(nil, `{"presence":%q,"ids":%d`, t.name, len(t.counts))
+			n := len(t.counts)
+			for id := range t.subs {
+				if t.counts[id] == 0 {
+					n++
+				}
+			}
+			b := fmt.Appendf(nil, `{"presence":%q,"ids":%d`, t.name, n)
 			b = appendIDs(b, "joined", t.joined)
 			b = appendIDs(b, "left", t.left)
 			ev := presenceEvent{msg: append(b, '}')}

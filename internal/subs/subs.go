@@ -88,6 +88,47 @@ type Index struct {
 	topics map[string]*topic
 	ids    map[int64][]*topic
 	n      int
+
+	// Watch's: which topics' changes to report, and where.
+	watched func(topic string) bool
+	changed func(op byte, id int64, topic string)
+	pending []change // under mu, reported once it is released
+}
+
+type change struct {
+	op    byte
+	id    int64
+	topic string
+}
+
+// Watch makes every applied record that changes a subscription to a topic
+// watched says yes to (it must not block or take the index's lock) be
+// reported to changed, with no lock held, after its batch is applied
+// (presence events of subscribed ids). Call it before applying anything.
+func (x *Index) Watch(watched func(topic string) bool, changed func(op byte, id int64, topic string)) {
+	x.watched, x.changed = watched, changed
+}
+
+// report tells changed what the last apply changed in watched topics.
+// x.mu must not be held.
+func (x *Index) report() {
+	if x.changed == nil {
+		return
+	}
+	x.mu.Lock()
+	p := x.pending
+	x.pending = nil
+	x.mu.Unlock()
+	for _, c := range p {
+		x.changed(c.op, c.id, c.topic)
+	}
+}
+
+// note records a change for report if its topic is watched. x.mu is held.
+func (x *Index) note(op byte, id int64, t *topic) {
+	if x.watched != nil && x.watched(t.name) {
+		x.pending = append(x.pending, change{op, id, t.name})
+	}
 }
 
 type topic struct {
@@ -103,15 +144,18 @@ func NewIndex() *Index {
 // Apply applies one record.
 func (x *Index) Apply(op byte, id int64, name []byte) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	x.apply(op, id, name)
+	x.mu.Unlock()
+	x.report()
 }
 
 // ApplyBatch applies a batch under one lock (Decode's rules).
 func (x *Index) ApplyBatch(batch []byte) error {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	return Decode(batch, x.apply)
+	err := Decode(batch, x.apply)
+	x.mu.Unlock()
+	x.report()
+	return err
 }
 
 func (x *Index) apply(op byte, id int64, name []byte) {
@@ -128,6 +172,7 @@ func (x *Index) apply(op byte, id int64, name []byte) {
 		t.ids = append(t.ids, id)
 		x.ids[id] = append(ts, t)
 		x.n++
+		x.note(op, id, t)
 		return
 	}
 	if t == nil {
@@ -151,6 +196,7 @@ func (x *Index) apply(op byte, id int64, name []byte) {
 		delete(x.topics, t.name)
 	}
 	x.n--
+	x.note(op, id, t)
 }
 
 // Subscribers calls fn, under the index's read lock, with topic's

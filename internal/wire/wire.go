@@ -57,7 +57,10 @@ const (
 	// the topics when it leaves)
 	OpJoin Op = 9
 	// up: Conn leaves Topics (a WebSocket client's leave request)
-	OpPart      Op = 10
+	OpPart Op = 10
+	// up: Server is the NATS server the gateway is connected to (sent
+	// after each hello and on each reconnection)
+	OpServer    Op = 11
 	OpSend      Op = 16 // send: deliver Msg to every conn logged in as ID
 	OpPublish   Op = 17 // send: deliver Msg to every member of Topic
 	OpBroadcast Op = 18 // send: deliver Msg to every connection
@@ -84,7 +87,7 @@ const (
 
 func (o Op) kind() Kind {
 	switch o {
-	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics, OpJoin, OpPart:
+	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics, OpJoin, OpPart, OpServer:
 		return KindUp
 	case OpSend, OpPublish, OpBroadcast:
 		return KindSend
@@ -134,6 +137,8 @@ func (o Op) String() string {
 		return "join"
 	case OpPart:
 		return "part"
+	case OpServer:
+		return "server"
 	case OpPublish:
 		return "publish"
 	case OpBroadcast:
@@ -162,6 +167,8 @@ const (
 	MaxTopic = 128
 	// MaxConnTopics is the most topics one connection joins.
 	MaxConnTopics = 64
+	// MaxServerName is the longest NATS server name a gateway reports.
+	MaxServerName = 256
 )
 
 // Errors returned by the decoder. They are wrapped with the offset at which
@@ -271,6 +278,7 @@ func (t *Tally) Add(o Tally) {
 //	broadcast-all:    Msg
 //	kick:             Conns
 //	logout:           Conn
+//	server:           Server
 //	send:             ID, Msg
 //	deliver:          Msg, Conns
 //	deliver-at:       Epoch, Seq, Msg, Conns
@@ -309,6 +317,8 @@ type Record struct {
 	Presence bool
 	// Resumable: a join's conn resumes.
 	Resumable bool
+	// Server (server) aliases the frame.
+	Server []byte
 }
 
 // AppendHeader starts a frame of kind k (KindSend, KindAck). KindUp and
@@ -334,6 +344,12 @@ func AppendDownHeader(b []byte, seq uint64) []byte {
 // AppendHello appends a hello record (a gateway instance starts).
 func AppendHello(b []byte, conns uint64) []byte {
 	return binary.AppendUvarint(append(b, byte(OpHello)), conns)
+}
+
+// AppendServer appends a server record: the gateway is connected to the
+// NATS server named name (clipped to MaxServerName bytes).
+func AppendServer(b []byte, name string) []byte {
+	return appendString(append(b, byte(OpServer)), name[:min(len(name), MaxServerName)])
 }
 
 // AppendLogin appends a login record.
@@ -643,6 +659,8 @@ func (d *Decoder) Next(r *Record) bool {
 		ok = d.resumed(r)
 	case OpLogout:
 		r.Conn, ok = d.uvarint()
+	case OpServer:
+		r.Server, ok = d.bytes(MaxServerName)
 	case OpBye, OpResync:
 		ok = true
 	case OpSend:

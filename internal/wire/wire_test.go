@@ -372,6 +372,8 @@ func FuzzDecode(f *testing.F) {
 				out = AppendBroadcastAll(out, r.Msg)
 			case OpKick:
 				out = AppendKick(out, r.Conns)
+			case OpServer:
+				out = AppendServer(out, string(r.Server))
 			default:
 				t.Fatalf("decoder returned op %v", r.Op)
 			}

@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench
 
 all: build
 
@@ -73,7 +73,7 @@ bench-throughput: build
 
 # Topics and broadcast at size: 20 broadcasts to 100,000 streams
 # (FULL=1: 1,000,000), a 10,000-member topic at 100 publishes/s among
-# 100,000 others.
+# 100,000 others, the Haskell chat (10,000 WebSockets in one room).
 bench-fanout: build
 	FULL=$(FULL) ./scripts/bench-fanout.sh
 
@@ -85,6 +85,11 @@ bench-subscribe: build
 # streaming, events by users reaching their followers.
 bench-social: build
 	./scripts/bench-social.sh
+
+# The capacity model's constants (docs/SCALING.md): 50 gateway processes
+# of 2,000 streams against one router, what each delivered message costs.
+bench-scale: build
+	./scripts/bench-scale.sh
 
 # What TLS (nginx in front, deploy/nginx/comet.conf) costs per connection.
 bench-tls: build

@@ -75,7 +75,7 @@ Flags:
 	prefix := fs.String("url", "", "URL prefix; client i gets PREFIX + (first+i)")
 	n := fs.Int("n", 0, "number of clients with -url")
 	first := fs.Int64("first", 1, "first id with -url")
-	wsPublish := fs.Duration("ws-publish", 0, "with /ws/ clients in topics (-topics): each publishes \"chat from ID t=NANOS\" into its topic every this long, whole seconds spread over the clients (the Haskell chat; 0: never)")
+	wsPublish := fs.Duration("ws-publish", 0, "with /ws/ clients in topics (-topics): each publishes \"chat from ID t=NANOS\" into its topic every this long, each at its own 10 ms step of the period so that their publishes come evenly spread (the Haskell chat; 0: never)")
 	topics := fs.Int("topics", 0, "with -url: client of id joins topic-K, K = (id-1) mod N + 1 (?topics=), the topics msggen -topics N publishes to")
 	rateS := fs.String("rate", "", "arrival rate, e.g. 2000/s (default: as fast as the connect window allows)")
 	duration := fs.Duration("duration", 10*time.Minute, "stop after this long, closing every connection")

@@ -59,7 +59,8 @@ type Config struct {
 	// path starts /poll/). Default 30s.
 	PollTimeout time.Duration
 	// WSPublish makes each WebSocket client in a topic (?topics=) publish
-	// into it every WSPublish (whole seconds, spread over the clients):
+	// into it every WSPublish (in steps of 10 ms, the clients' turns
+	// spread evenly over the period, as independent clients would be):
 	// the message "chat from ID t=NANOS", whose stamp gives its receivers
 	// latency. Zero: never.
 	WSPublish time.Duration
@@ -313,6 +314,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer e.wg.Done()
 		e.sweep(stopSweep)
 	}()
+	if e.cfg.WSPublish > 0 {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.publisher(stopSweep)
+		}()
+	}
 	err := e.open(ctx)
 	// The ramp's garbage (request buffers, URLs) goes back to the
 	// system once every client is streaming, so what floodtest holds
@@ -690,9 +698,6 @@ func (e *Engine) sweep(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-		}
-		if e.cfg.WSPublish > 0 {
-			e.publish()
 		}
 		if e.cfg.Retry > 0 && time.Since(lastRetry) >= e.cfg.Retry {
 			lastRetry = time.Now()

@@ -144,17 +144,50 @@ func (e *Engine) wsMessage(c *conn, p []byte) {
 	}
 }
 
-// publish makes the WebSocket clients in a topic that are due publish
-// into it (Config.WSPublish): client i every period seconds, at second
-// (i mod period) of each period.
-func (e *Engine) publish() {
-	period := int64(max(e.cfg.WSPublish/time.Second, 1))
-	now := time.Now()
-	sec := now.Unix()
+// publisher makes the WebSocket clients in a topic publish into it
+// (Config.WSPublish): client i once a period, at its own step of the
+// period, so that the publishes of many clients come evenly spread, not
+// in bursts.
+func (e *Engine) publisher(stop <-chan struct{}) {
+	t := time.NewTicker(publishStep)
+	defer t.Stop()
+	last := time.Now().UnixNano() / int64(publishStep)
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			k := now.UnixNano() / int64(publishStep)
+			if k > last {
+				e.publish(last, k)
+				last = k
+			}
+		}
+	}
+}
+
+// publishStep is the publishers' clock: client i's turn comes once a
+// period, at step (−i mod steps per period).
+const publishStep = 10 * time.Millisecond
+
+// publish sends the publish requests of the clients whose turn came in
+// steps (from, to].
+func (e *Engine) publish(from, to int64) {
+	steps := max(int64(e.cfg.WSPublish/publishStep), 1)
+	if to-from >= steps {
+		from = to - steps // a stall: each client once
+	}
 	var frame []byte
 	e.conns.Each(func(sl *client) {
 		c := &sl.V
-		if c.kind != kindWS || c.state < stWelcome || (sec+int64(c.idx))%period != 0 {
+		if c.kind != kindWS || c.state < stWelcome {
+			return
+		}
+		// The step of the period at which this client publishes, and
+		// whether it lies in (from, to] (the range may wrap).
+		turn := (steps - int64(c.idx)%steps) % steps
+		d := (turn - from%steps + steps) % steps // steps after from to its turn (0: a whole period)
+		if d == 0 && to-from < steps || d > to-from {
 			return
 		}
 		t, err := e.cfg.Target(int(c.idx))

@@ -78,16 +78,13 @@ const (
 	freeIdle = 0.30 // above (and nothing queued): free, gather less
 )
 
-// adapt sets the writer's write delay, once per sweep: a writer on a
-// machine whose CPUs were idle less than busyIdle, or that is behind (a
-// round ended with batches still waiting) on one idle less than
-// freeIdle, doubles it (from 1 ms, up to Config.WriteDelay) so that each
-// write carries more; one on a machine idle more than freeIdle, or that
-// holds lingerBudget of output back, halves it (to 0 below 1 ms); in
-// between it holds. So a gateway that keeps up writes at once, one with
-// a burst queued but CPU to spare too (gathering would only add latency:
-// the burst goes out as fast as the CPUs write it), and one at
-// saturation gathers.
+// adapt sets the writer's write delay, once per sweep: a writer that is
+// behind (a round ended with batches still waiting) or on a machine whose
+// CPUs were idle less than busyIdle doubles it (from 1 ms, up to
+// Config.WriteDelay) so that each write carries more; one that was not
+// behind on a machine idle more than freeIdle, or that holds lingerBudget
+// of output back, halves it (to 0 below 1 ms); in between it holds. So a
+// gateway that keeps up writes at once, and one at saturation gathers.
 func (h *Hub) adapt(sc *scratch, behind bool, idle float64) {
 	limit := h.cfg.WriteDelay
 	if limit <= 0 {
@@ -95,7 +92,7 @@ func (h *Hub) adapt(sc *scratch, behind bool, idle float64) {
 		return
 	}
 	switch {
-	case sc.lingering >= lingerBudget || idle > freeIdle:
+	case sc.lingering >= lingerBudget || !behind && idle > freeIdle:
 		if sc.delay /= 2; sc.delay < time.Millisecond {
 			sc.delay = 0
 		}

@@ -266,7 +266,8 @@ func TestRouterKilledUnderLoad(t *testing.T) {
 // while msggen sends to 300 chunked streams: the gateway (and msggen, if
 // it was there) reconnects to another server of the cluster, the other routers already hold every login, and
 // every copy an ack called delivered arrives, none twice, none out of
-// order.
+// order. Then it is restarted on its old store: its server rejoins the
+// cluster, it gets every login back and has every stored subscription.
 func TestNATSClusterLosesARouter(t *testing.T) {
 	bin, dir := binDir(t), t.TempDir()
 	var natsURLs, routes, admins []string
@@ -276,10 +277,13 @@ func TestNATSClusterLosesARouter(t *testing.T) {
 		admins = append(admins, freePort(t))
 	}
 	var routers []*proc
-	for i := range 3 {
-		routers = append(routers, start(t, bin+"/router", "-nats-addr", strings.TrimPrefix(natsURLs[i], "nats://"), "-admin", admins[i],
+	startRouter := func(i int) *proc {
+		return start(t, bin+"/router", "-nats-addr", strings.TrimPrefix(natsURLs[i], "nats://"), "-admin", admins[i],
 			"-nats-cluster", strings.TrimPrefix(routes[i], "nats://"), "-nats-routes", strings.Join(routes, ","),
-			"-store", filepath.Join(dir, fmt.Sprint("store", i)), "-store-replicas", "3"))
+			"-store", filepath.Join(dir, fmt.Sprint("store", i)), "-store-replicas", "3")
+	}
+	for i := range 3 {
+		routers = append(routers, startRouter(i))
 	}
 	all := strings.Join(natsURLs, ",")
 	gwAddr := freePort(t)
@@ -326,6 +330,25 @@ func TestNATSClusterLosesARouter(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("msggen did not finish:\n%s", sender.out)
 	}
+	// The killed router restarted on its old store: its NATS server
+	// rejoins the cluster, it hears the gateway (on another server) and
+	// gets every login back from it, and its stored subscriptions are
+	// the cluster's, the one taken while it was down included.
+	if out, err := runCmd(t, bin+"/router", "subscribe", "-admin", admins[2], "7", "room"); err != nil {
+		t.Fatalf("subscribe while router 0 is down: %v\n%s", err, out)
+	}
+	restartedAt := time.Now()
+	startRouter(0)
+	testclient.WaitFor(t, "the restarted router holding every login", 60*time.Second, func() bool {
+		st := stats(0)
+		return st.Gateways == 1 && st.Conns == clients
+	})
+	back := time.Since(restartedAt)
+	waitFor(t, "the restarted router's stored subscriptions", func() bool {
+		out, err := runCmd(t, bin+"/router", "subscriptions", "-admin", admins[0], "7")
+		return err == nil && strings.Contains(out, `"room"`)
+	})
+	t.Logf("router 0 restarted: every login back %.1f s after its start", back.Seconds())
 	time.Sleep(time.Second)
 	flood.cmd.Process.Signal(syscall.SIGINT)
 	<-flood.done

@@ -198,6 +198,11 @@ type Router struct {
 	waits, refused, unknownDone              atomic.Uint64
 	published, broadcasts, topicVoid         atomic.Uint64
 	presenceSent, kicks                      atomic.Uint64
+	// Ids whose subscribed presence may have changed (subscriberPresence).
+	subPending struct {
+		mu  sync.Mutex
+		ids map[int64]struct{}
+	}
 
 	metrics *obs.Metrics
 	admin   *obs.Admin
@@ -406,15 +411,36 @@ func (r *Router) Run(done <-chan struct{}) error {
 	}
 }
 
-// subscriberPresence follows id's first login and last logout in the
-// topics it is subscribed to that have watchers (presence events).
+// subscriberPresence notes that id got its first conn or lost its last,
+// for its presence in the topics it is subscribed to that have watchers:
+// the registry calls it from under other locks (a resume holds the id's
+// history lock), so the id only goes into a set here, which
+// syncSubscribers works through before each round of presence events.
 func (r *Router) subscriberPresence(id int64) {
 	if r.stored == nil || !r.topics.anyWatched() {
 		return
 	}
+	r.subPending.mu.Lock()
+	if r.subPending.ids == nil {
+		r.subPending.ids = make(map[int64]struct{})
+	}
+	r.subPending.ids[id] = struct{}{}
+	r.subPending.mu.Unlock()
+}
+
+// syncSubscribers brings the presence of the ids subscriberPresence
+// noted up to date with whether they have a conn now (a set: at most one
+// entry per id, however often it came and went).
+func (r *Router) syncSubscribers() {
+	r.subPending.mu.Lock()
+	ids := r.subPending.ids
+	r.subPending.ids = nil
+	r.subPending.mu.Unlock()
 	var buf [8]string
-	if ts := r.stored.Topics(id, buf[:0]); len(ts) > 0 {
-		r.topics.syncSub(id, ts, true)
+	for id := range ids {
+		if ts := r.stored.Topics(id, buf[:0]); len(ts) > 0 {
+			r.topics.syncSub(id, ts, true)
+		}
 	}
 }
 
@@ -432,6 +458,7 @@ func (r *Router) presenceLoop(done <-chan struct{}) {
 		case <-done:
 			return
 		case <-t.C:
+			r.syncSubscribers()
 			r.sendPresence()
 		}
 	}

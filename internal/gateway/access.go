@@ -168,6 +168,19 @@ func (a *access) count(code string) {
 // verifyDirect checks a token the direct path found in a request's
 // Authorization header for id: its expiry, or false for anything
 // fasthttp should look at instead (no or bad token: it answers why).
+// verifyFor checks tok for id (a WebSocket client's auth request) and
+// returns when it expires; the error is the refusal's one-line reason.
+func (a *access) verifyFor(tok string, id int64) (time.Time, error) {
+	c, err := a.verifier.Verify(tok)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if c.ID != id {
+		return time.Time{}, auth.Forbidden("forbidden_id", "token is for id %d, not %d", c.ID, id)
+	}
+	return c.Expires, nil
+}
+
 func (a *access) verifyDirect(authz []byte, id int64) (time.Time, bool) {
 	if len(authz) <= len(bearer) || !bytes.EqualFold(authz[:len(bearer)], bearer) {
 		return time.Time{}, false

@@ -39,6 +39,9 @@ type clients struct {
 	log    *zap.Logger
 	prefix string // the reply subjects' prefix: wire.ReplyPrefix + name + "."
 	sub    *nats.Subscription
+	// verify checks a client's token for id and returns its expiry
+	// (the auth request); nil without client tokens.
+	verify func(tok string, id int64) (time.Time, error)
 
 	mu      sync.Mutex
 	next    uint64
@@ -104,6 +107,16 @@ func (c *clients) do(s hub.Session, r *ws.Request) (bool, error) {
 		return false, c.link.join(conn, s.ID(), true, r.Topics, r.Presence)
 	case "leave":
 		c.link.part(conn, r.Topics)
+		return false, nil
+	case "auth":
+		if c.verify == nil {
+			return false, errors.New("this gateway asks for no tokens")
+		}
+		exp, err := c.verify(r.Token, s.ID())
+		if err != nil {
+			return false, err
+		}
+		s.SetExpires(exp)
 		return false, nil
 	case "publish":
 		if s.Flags()&ws.PermPublish == 0 {

@@ -310,6 +310,9 @@ func New(cfg Config) (*Gateway, error) {
 		hubCfg.Release = func(p uint32) { g.peers.Release(peerlimit.Ref(p)) }
 	}
 	g.clients = newClients(nil, g.link, cfg.Name, g.log)
+	if g.access.verifier != nil {
+		g.clients.verify = g.access.verifyFor
+	}
 	g.hub, err = hub.New(hubCfg, cfg.kinds(g.clients), g.link, g.log)
 	if err != nil {
 		nc.Close()

@@ -11,12 +11,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/ws"
@@ -519,5 +523,49 @@ func TestWebSocketThatNeverReads(t *testing.T) {
 	}
 	if n := g.Hub().Stats().Closed["slow"]; n != 1 {
 		t.Fatalf("closed slow: %d", n)
+	}
+}
+
+// A WebSocket client renews its token without reconnecting ({"op":
+// "auth"}): the socket then lives past the first token's expiry. A token
+// for another id, or one that does not verify, is refused with its
+// reason and changes nothing; a socket that does not renew ends at its
+// token's expiry (1008).
+func TestWebSocketTokenRenewal(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	key := []byte("a secret of at least thirty-two bytes, for tests")
+	if err := os.WriteFile(secret, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, g := startSystem(t, gateway.Config{Auth: auth.Config{SecretFile: secret}})
+	tok := func(id int64, life time.Duration) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": fmt.Sprint(id), "exp": time.Now().Add(life).Unix()}).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	addr := g.Addr().String()
+	c := dialWS(t, addr, "/ws/1?token="+tok(1, 2*time.Second))
+	c.control() // resumed
+	if m := c.request(`{"op":"auth","token":"` + tok(2, time.Hour) + `","ref":1}`); m["type"] != "error" || !strings.Contains(m["error"].(string), "token is for id 2") {
+		t.Fatalf("another id's token: %v", m)
+	}
+	if m := c.request(`{"op":"auth","token":"not.a.token","ref":2}`); m["type"] != "error" {
+		t.Fatalf("a bad token: %v", m)
+	}
+	if m := c.request(`{"op":"auth","token":"` + tok(1, time.Hour) + `","ref":3}`); m["type"] != "reply" || m["ref"] != 3.0 {
+		t.Fatalf("renewal: %v", m)
+	}
+	other := dialRaw(t, addr, "/ws/2?token="+tok(2, 2*time.Second))
+	time.Sleep(3500 * time.Millisecond) // past the first tokens' expiry
+	if n := delivered(t, r, 1, "still here"); n != 1 {
+		t.Fatalf("delivered %d to the renewed socket", n)
+	}
+	if _, msg := c.message(); msg != "still here" {
+		t.Fatalf("got %q", msg)
+	}
+	if code := other.closeCode(); code != ws.ClosePolicy {
+		t.Fatalf("the socket that did not renew: close %d, want %d", code, ws.ClosePolicy)
 	}
 }

@@ -138,6 +138,10 @@ type Session struct {
 // ID is the id the session is logged in as.
 func (s Session) ID() int64 { return s.sl.V.id }
 
+// SetExpires moves the session's end to t (a refreshed token's expiry;
+// zero: never).
+func (s Session) SetExpires(t time.Time) { s.sl.V.expires = expiry(t) }
+
 // Conn is the session's conn number: generation << 32 | descriptor.
 func (s Session) Conn() uint64 { return s.sl.Key() }
 

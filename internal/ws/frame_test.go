@@ -125,7 +125,7 @@ func FuzzParseFrame(f *testing.F) {
 // FuzzParseRequest: any message gets a request or a one-line error,
 // never a panic.
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{`{"op":"publish","topic":"a","data":"b","ref":1}`, `{"op":"send","id":-1,"data":""}`, `{"op":"join","topics":["x"]}`, `[]`, `{"op":1}`, `{} {}`} {
+	for _, s := range []string{`{"op":"publish","topic":"a","data":"b","ref":1}`, `{"op":"send","id":-1,"data":""}`, `{"op":"join","topics":["x"]}`, `{"op":"auth","token":"a.b.c","ref":2}`, `{"op":"auth"}`, `[]`, `{"op":1}`, `{} {}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {

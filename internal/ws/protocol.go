@@ -17,6 +17,7 @@ import (
 //	{"op":"join","topics":["news"],"presence":true,"ref":3}
 //	{"op":"leave","topics":["news"],"ref":4}
 //	{"op":"ping","ref":5}
+//	{"op":"auth","token":"eyJ...","ref":6}
 
 // Request is one client request. Ref is the client's number for it,
 // echoed in the reply (0 if it gave none).
@@ -28,6 +29,7 @@ type Request struct {
 	ID       *int64   `json:"id"`
 	Data     *string  `json:"data"`
 	Presence bool     `json:"presence"`
+	Token    string   `json:"token"`
 }
 
 // ParseRequest reads a client's request message; an error says what is
@@ -55,11 +57,15 @@ func ParseRequest(msg []byte) (*Request, error) {
 		if len(r.Topics) == 0 {
 			return &r, fmt.Errorf("%s needs topics", r.Op)
 		}
+	case "auth":
+		if r.Token == "" {
+			return &r, fmt.Errorf("auth needs a token")
+		}
 	case "ping":
 	case "":
-		return &r, fmt.Errorf("no op: want publish, send, join, leave or ping")
+		return &r, fmt.Errorf("no op: want publish, send, join, leave, auth or ping")
 	default:
-		return &r, fmt.Errorf("unknown op %q: want publish, send, join, leave or ping", clip(r.Op))
+		return &r, fmt.Errorf("unknown op %q: want publish, send, join, leave, auth or ping", clip(r.Op))
 	}
 	return &r, nil
 }

@@ -218,7 +218,19 @@ func TestGatewayKilledUnderWebSocket(t *testing.T) {
 // sender as not acknowledged (msggen does not resend it), and a copy
 // arrived beyond the acked ones only for frames whose ack was lost with
 // the router.
-func TestRouterKilledUnderLoad(t *testing.T) {
+func TestRouterKilledUnderLoad(t *testing.T) { routerFaultUnderLoad(t, 0) }
+
+// TestRouterPausedUnderLoad: the router, and the NATS server it embeds,
+// paused (SIGSTOP) for 5 s under the same load, then continued
+// (SIGCONT): every process waits on its NATS connection, nothing is
+// lost that an ack called delivered, and what the router's gateway
+// timeout made of the pause is counted and reported to the sender.
+func TestRouterPausedUnderLoad(t *testing.T) { routerFaultUnderLoad(t, 5*time.Second) }
+
+// routerFaultUnderLoad kills the router a second and a half into msggen
+// sending 2,500 messages at 500/s to 2,000 chunked streams, and starts a
+// new one a second later; or, with pause > 0, pauses it that long.
+func routerFaultUnderLoad(t *testing.T, pause time.Duration) {
 	bin, dir := binDir(t), t.TempDir()
 	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
 	routerArgs := []string{"-nats-addr", natsAddr, "-admin", routerAdmin, "-store", dir + "/store"}
@@ -237,11 +249,18 @@ func TestRouterKilledUnderLoad(t *testing.T) {
 	sender := start(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-numbered", "-n", fmt.Sprint(msgs), "-rate", "500",
 		"-max", fmt.Sprint(clients), "-procs", "1", "-every", "0", "-summary", dir+"/msggen.json")
 	time.Sleep(1500 * time.Millisecond)
-	syscall.Kill(-r1.cmd.Process.Pid, syscall.SIGKILL)
-	<-r1.done
-	time.Sleep(time.Second)
-	start(t, bin+"/router", routerArgs...)
-	waitFor(t, "the new router has every login back", func() bool { return conns() == clients })
+	if pause > 0 {
+		syscall.Kill(-r1.cmd.Process.Pid, syscall.SIGSTOP)
+		time.Sleep(pause)
+		syscall.Kill(-r1.cmd.Process.Pid, syscall.SIGCONT)
+		waitFor(t, "the router has every login after the pause", func() bool { return conns() == clients })
+	} else {
+		syscall.Kill(-r1.cmd.Process.Pid, syscall.SIGKILL)
+		<-r1.done
+		time.Sleep(time.Second)
+		start(t, bin+"/router", routerArgs...)
+		waitFor(t, "the new router has every login back", func() bool { return conns() == clients })
+	}
 	select {
 	case <-sender.done:
 	case <-time.After(60 * time.Second):
@@ -255,8 +274,13 @@ func TestRouterKilledUnderLoad(t *testing.T) {
 		t.Fatal("floodtest did not stop on SIGINT")
 	}
 	ack, got := readAccounts(t, dir, sender, flood)
-	t.Logf("msggen: sent %d, delivered %d, void %d, dropped %v, unacknowledged %d; streams received %d, errors %v",
-		ack.Sent, ack.Delivered, ack.Void, ack.Dropped, ack.Unacked, got.Stats.Messages, got.Stats.Errors)
+	var st struct {
+		Purges  uint64 `json:"gateway_purges"`
+		Resyncs uint64 `json:"resyncs"`
+	}
+	getJSON("http://"+routerAdmin+"/stats", &st)
+	t.Logf("msggen: sent %d, delivered %d, void %d, dropped %v, unacknowledged %d; streams received %d, errors %v; router purges %d, resyncs %d",
+		ack.Sent, ack.Delivered, ack.Void, ack.Dropped, ack.Unacked, got.Stats.Messages, got.Stats.Errors, st.Purges, st.Resyncs)
 	checkAccounts(t, msgs, ack, got)
 }
 

@@ -75,11 +75,8 @@ func browserContext(t *testing.T, browser string) context.Context {
 func TestDemoPageInChromium(t *testing.T) {
 	browser := chromium(t)
 	bin := binDir(t)
-	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
-	gwArgs := []string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr, "-name", "browser", "-sse-retry", "300ms"}
-	gw := start(t, bin+"/gateway", gwArgs...)
-	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
+	p := startPair(t, bin, nil, []string{"-name", "browser", "-sse-retry", "300ms"})
+	routerAdmin, gwAddr := p.routerAdmin, p.gwAddr
 
 	ctx := browserContext(t, browser)
 	var state string
@@ -118,13 +115,13 @@ func TestDemoPageInChromium(t *testing.T) {
 
 	// The gateway restarts; messages sent meanwhile are kept by the router
 	// and reach the page when the browser resumes from its Last-Event-ID.
-	gw.stop(t)
+	p.gw.stop(t)
 	for i := 4; i <= 6; i++ {
 		m := fmt.Sprintf("while away %d", i)
 		want = append(want, m)
 		send(m)
 	}
-	start(t, bin+"/gateway", gwArgs...)
+	start(t, bin+"/gateway", p.gwArgs...)
 	waitFor(t, "6 messages on the page", func() bool { return len(items()) >= 6 })
 	time.Sleep(300 * time.Millisecond) // a duplicate would show now
 	got := items()
@@ -214,10 +211,8 @@ func pageItems(tab context.Context) []string {
 func TestChatRoomInChromium(t *testing.T) {
 	browser := chromium(t)
 	bin := binDir(t)
-	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
-	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "chat")
-	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
+	p := startPair(t, bin, nil, []string{"-name", "chat"})
+	routerAdmin, gwAddr := p.routerAdmin, p.gwAddr
 	tabs := openPages(t, browser, gwAddr, "/demo?id=1&topics=lobby", "/demo?id=2&topics=lobby", "/demo?id=3")
 	waitRouter(t, routerAdmin, "three pages logged in", func(st routerStats) bool { return st.Conns == 3 })
 	if out, err := runCmd(t, bin+"/router", "publish", "-admin", routerAdmin, "lobby", "hello, room"); err != nil {
@@ -243,10 +238,8 @@ func TestChatRoomInChromium(t *testing.T) {
 func TestWebSocketChatInChromium(t *testing.T) {
 	browser := chromium(t)
 	bin := binDir(t)
-	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin)
-	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "wschat")
-	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
+	p := startPair(t, bin, nil, []string{"-name", "wschat"})
+	routerAdmin, gwAddr := p.routerAdmin, p.gwAddr
 	tabs := openPages(t, browser, gwAddr, "/demo?id=1&topics=lobby&ws=1", "/demo?id=2&topics=lobby&ws=1")
 	waitRouter(t, routerAdmin, "two pages logged in", func(st routerStats) bool { return st.Conns == 2 })
 	npm := nodeClient(t, "ws-client.mjs", "ws", nil, "ws://"+gwAddr+"/ws/3?topics=lobby", "2", "lobby")

@@ -97,13 +97,9 @@ func killGatewayUnder(t *testing.T, gwArgs []string, client func(gwAddr string) 
 // it missed some (the contract; not what these tests look at).
 func gatewayFaultUnder(t *testing.T, gwArgs []string, client func(gwAddr string) func() []string, pause time.Duration) (got []string, sent, routerAdmin string) {
 	bin := binDir(t)
-	natsAddr, gwAddr := freePort(t), freePort(t)
-	routerAdmin = freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin, "-retain-messages", "1000")
-	gwArgs = append([]string{"-addr", gwAddr, "-admin", "off", "-nats", "nats://" + natsAddr}, gwArgs...)
-	gw := start(t, bin+"/gateway", gwArgs...)
-	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
-	wait := client(gwAddr)
+	p := startPair(t, bin, []string{"-retain-messages", "1000"}, gwArgs)
+	natsAddr, routerAdmin, gw := p.natsAddr, p.routerAdmin, p.gw
+	wait := client(p.gwAddr)
 	waitRouter(t, routerAdmin, "the client logged in", func(st routerStats) bool { return st.Conns == 1 })
 	sender := start(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "300", "-interval", "10ms", "-max", "1", "-numbered", "-every", "0")
 	time.Sleep(time.Second)
@@ -115,7 +111,7 @@ func gatewayFaultUnder(t *testing.T, gwArgs []string, client func(gwAddr string)
 		syscall.Kill(-gw.cmd.Process.Pid, syscall.SIGKILL)
 		<-gw.done
 		time.Sleep(time.Second)
-		start(t, bin+"/gateway", gwArgs...)
+		start(t, bin+"/gateway", p.gwArgs...)
 	}
 	got = wait()
 	<-sender.done
@@ -232,16 +228,13 @@ func TestRouterPausedUnderLoad(t *testing.T) { routerFaultUnderLoad(t, 5*time.Se
 // new one a second later; or, with pause > 0, pauses it that long.
 func routerFaultUnderLoad(t *testing.T, pause time.Duration) {
 	bin, dir := binDir(t), t.TempDir()
-	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	routerArgs := []string{"-nats-addr", natsAddr, "-admin", routerAdmin, "-store", dir + "/store"}
-	r1 := start(t, bin+"/router", routerArgs...)
-	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "faults")
+	p := startPair(t, bin, []string{"-store", dir + "/store"}, []string{"-name", "faults"})
+	natsAddr, routerAdmin, gwAddr, r1 := p.natsAddr, p.routerAdmin, p.gwAddr, p.router
 	conns := func() int {
 		var st struct{ Conns int }
 		getJSON("http://"+routerAdmin+"/stats", &st)
 		return st.Conns
 	}
-	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
 	const clients, msgs = 2000, 2500
 	flood := start(t, bin+"/floodtest", "-url", "http://"+gwAddr+"/test/", "-n", fmt.Sprint(clients),
 		"-rate", "1000/s", "-duration", "60s", "-every", "5s", "-summary", dir+"/floodtest.json")
@@ -258,7 +251,7 @@ func routerFaultUnderLoad(t *testing.T, pause time.Duration) {
 		syscall.Kill(-r1.cmd.Process.Pid, syscall.SIGKILL)
 		<-r1.done
 		time.Sleep(time.Second)
-		start(t, bin+"/router", routerArgs...)
+		start(t, bin+"/router", p.routerArgs...)
 		waitFor(t, "the new router has every login back", func() bool { return conns() == clients })
 	}
 	select {

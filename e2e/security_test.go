@@ -516,11 +516,9 @@ func TestNATSRoles(t *testing.T) {
 		t.Fatalf("nats-auth: %v\n%s", err, out)
 	}
 	key := func(role string) string { return filepath.Join(dir, role+".nk") }
-	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin,
-		"-nats-config", filepath.Join(dir, "nats-auth.conf"), "-nats-nkey", key("router"))
-	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-name", "roles", "-nats-nkey", key("gateway"))
-	waitRouter(t, routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
+	p := startPair(t, bin, []string{"-nats-config", filepath.Join(dir, "nats-auth.conf"), "-nats-nkey", key("router")},
+		[]string{"-name", "roles", "-nats-nkey", key("gateway")})
+	natsAddr, routerAdmin, gwAddr := p.natsAddr, p.routerAdmin, p.gwAddr
 	_, has := stream(t, "http://"+gwAddr+"/test/1", nil)
 	if !has("Your Id: 1") {
 		t.Fatal("no stream")

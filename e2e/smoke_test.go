@@ -134,6 +134,28 @@ func getJSON(url string, v any) error {
 // routerStats is what tests wait for in a router's /stats.
 type routerStats struct{ Gateways, Conns int }
 
+// pair is a router and a gateway started by startPair.
+type pair struct {
+	natsAddr, routerAdmin, gwAddr string
+	router, gw                    *proc
+	// What each was started with: to start it again.
+	routerArgs, gwArgs []string
+}
+
+// startPair starts a router on its own NATS and admin addresses
+// (routerArgs added) and a gateway on it (its address, NATS and no admin,
+// gwArgs added), and waits until the router knows the gateway.
+func startPair(t *testing.T, bin string, routerArgs, gwArgs []string) *pair {
+	t.Helper()
+	p := &pair{natsAddr: freePort(t), routerAdmin: freePort(t), gwAddr: freePort(t)}
+	p.routerArgs = append([]string{"-nats-addr", p.natsAddr, "-admin", p.routerAdmin}, routerArgs...)
+	p.router = start(t, bin+"/router", p.routerArgs...)
+	p.gwArgs = append([]string{"-addr", p.gwAddr, "-admin", "off", "-nats", "nats://" + p.natsAddr}, gwArgs...)
+	p.gw = start(t, bin+"/gateway", p.gwArgs...)
+	waitRouter(t, p.routerAdmin, "gateway registered", func(st routerStats) bool { return st.Gateways == 1 })
+	return p
+}
+
 // waitRouter waits until the /stats of the router at admin (no admin
 // token) satisfy ok.
 func waitRouter(t *testing.T, admin, what string, ok func(routerStats) bool) {

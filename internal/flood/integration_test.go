@@ -3,6 +3,7 @@ package flood_test
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,29 @@ import (
 )
 
 var waitFor = testclient.WaitFor
+
+// runEngine runs an engine over plan's clients with cfg (Target and
+// Count come from the plan); stop ends it and returns what Run returned
+// (the test's end stops it too).
+func runEngine(t *testing.T, plan flood.Plan, cfg flood.Config) (e *flood.Engine, stop func() error) {
+	t.Helper()
+	cfg.Target, cfg.Count = plan.Share(0, 1)
+	e, err := flood.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-ran })
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	return e, stop
+}
 
 // startGateway starts a gateway named name on addr against router r's
 // NATS; the test's end closes it.
@@ -40,16 +64,7 @@ func TestFloodAgainstRealGateway(t *testing.T) {
 	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
 	g := startGateway(t, r, "127.0.0.1:0", "flood-gw")
 
-	plan := flood.Plan{Prefix: "http://" + g.Addr().String() + "/test/", First: 1, N: clients}
-	target, n := plan.Share(0, 1)
-	e, err := flood.New(flood.Config{Target: target, Count: n, Rate: 20000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- e.Run(ctx) }()
+	e, stop := runEngine(t, flood.Plan{Prefix: "http://" + g.Addr().String() + "/test/", First: 1, N: clients}, flood.Config{Rate: 20000})
 	waitFor(t, "all clients streaming", 30*time.Second, func() bool { return e.Stats().Active == clients })
 	waitFor(t, "all logged in", 10*time.Second, func() bool { return r.Stats().Conns == clients })
 
@@ -58,7 +73,7 @@ func TestFloodAgainstRealGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	res, err := msggen.Run(ctx, nc, msggen.Config{Num: 5000, Max: clients, Procs: 4, Batch: 200, AckTimeout: 10 * time.Second, Numbered: true})
+	res, err := msggen.Run(t.Context(), nc, msggen.Config{Num: 5000, Max: clients, Procs: 4, Batch: 200, AckTimeout: 10 * time.Second, Numbered: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +92,7 @@ func TestFloodAgainstRealGateway(t *testing.T) {
 	if st.Active != 0 || st.Errors[flood.ErrEnded] != clients {
 		t.Fatalf("after gateway stop: %+v", st)
 	}
-	cancel()
-	if err := <-ran; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -96,18 +110,9 @@ func nonzero(m map[string]uint64) map[string]uint64 {
 // TestFloodCountsRefused: clients that cannot connect are counted, not
 // hidden.
 func TestFloodCountsRefused(t *testing.T) {
-	plan := flood.Plan{Prefix: "http://127.0.0.1:1/test/", First: 1, N: 20}
-	target, n := plan.Share(0, 1)
-	e, err := flood.New(flood.Config{Target: target, Count: n})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- e.Run(ctx) }()
+	e, stop := runEngine(t, flood.Plan{Prefix: "http://127.0.0.1:1/test/", First: 1, N: 20}, flood.Config{})
 	waitFor(t, "refusals counted", 10*time.Second, func() bool { return e.Stats().Errors[flood.ErrConnect] == 20 })
-	cancel()
-	<-ran
+	stop()
 	if st := e.Stats(); st.Active != 0 || st.Closed != 20 {
 		t.Fatalf("%+v", st)
 	}
@@ -124,16 +129,7 @@ func TestFloodRetries(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	const clients = 50
-	plan := flood.Plan{Prefix: "http://" + addr + "/ws/", First: 1, N: clients}
-	target, n := plan.Share(0, 1)
-	e, err := flood.New(flood.Config{Target: target, Count: n, Retry: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- e.Run(ctx) }()
+	e, stop := runEngine(t, flood.Plan{Prefix: "http://" + addr + "/ws/", First: 1, N: clients}, flood.Config{Retry: 200 * time.Millisecond})
 	waitFor(t, "refusals counted", 10*time.Second, func() bool { return e.Stats().Errors[flood.ErrConnect] >= clients })
 
 	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
@@ -142,8 +138,7 @@ func TestFloodRetries(t *testing.T) {
 	if st := e.Stats(); st.Retried < clients || st.Errors[flood.ErrConnect] < clients {
 		t.Fatalf("%+v", st)
 	}
-	cancel()
-	if err := <-ran; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -155,20 +150,13 @@ func TestFloodResumableClients(t *testing.T) {
 	const perKind = 300
 	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
 	g := startGateway(t, r, "127.0.0.1:0", "flood-resume")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var engines []*flood.Engine
+	var stops []func() error
 	kinds := []string{"/sse/", "/poll/", "/ws/"}
-	ran := make(chan error, len(kinds))
 	for i, kind := range kinds {
-		plan := flood.Plan{Prefix: "http://" + g.Addr().String() + kind, First: int64(1 + i*perKind), N: perKind}
-		target, n := plan.Share(0, 1)
-		e, err := flood.New(flood.Config{Target: target, Count: n, PollTimeout: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		engines = append(engines, e)
-		go func() { ran <- e.Run(ctx) }()
+		e, stop := runEngine(t, flood.Plan{Prefix: "http://" + g.Addr().String() + kind, First: int64(1 + i*perKind), N: perKind},
+			flood.Config{PollTimeout: 2 * time.Second})
+		engines, stops = append(engines, e), append(stops, stop)
 	}
 	for _, e := range engines {
 		waitFor(t, "all clients active", 30*time.Second, func() bool { return e.Stats().Active == perKind })
@@ -178,7 +166,7 @@ func TestFloodResumableClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	res, err := msggen.Run(ctx, nc, msggen.Config{Num: 3000, Max: int64(len(kinds)) * perKind, Procs: 4, Batch: 200, AckTimeout: 10 * time.Second, Numbered: true})
+	res, err := msggen.Run(t.Context(), nc, msggen.Config{Num: 3000, Max: int64(len(kinds)) * perKind, Procs: 4, Batch: 200, AckTimeout: 10 * time.Second, Numbered: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,9 +194,8 @@ func TestFloodResumableClients(t *testing.T) {
 	if got := received(); got != res.Sent {
 		t.Fatalf("received %d, sent %d", got, res.Sent)
 	}
-	cancel()
-	for range engines {
-		if err := <-ran; err != nil {
+	for _, stop := range stops {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -221,19 +208,10 @@ func TestFloodWebSocketChat(t *testing.T) {
 	const n = 40
 	r, _ := routertest.Start(t, router.Config{AdminAddr: "off"})
 	g := startGateway(t, r, "127.0.0.1:0", "flood-chat")
-	plan := flood.Plan{Prefix: "http://" + g.Addr().String() + "/ws/", First: 1, N: n, Topics: 1}
-	target, count := plan.Share(0, 1)
-	e, err := flood.New(flood.Config{Target: target, Count: count, WSPublish: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- e.Run(ctx) }()
+	e, stop := runEngine(t, flood.Plan{Prefix: "http://" + g.Addr().String() + "/ws/", First: 1, N: n, Topics: 1}, flood.Config{WSPublish: 2 * time.Second})
 	waitFor(t, "all clients active", 30*time.Second, func() bool { return e.Stats().Active == n })
 	waitFor(t, "two rounds of the chat", 30*time.Second, func() bool { return e.Stats().Published >= 2*n })
-	cancel()
-	if err := <-ran; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	st := e.Stats()

@@ -175,13 +175,16 @@ func (r *Router) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		obs.WriteJSON(w, http.StatusOK, r.Stats())
 	})
-	mux.HandleFunc("GET /ids/{id}", func(w http.ResponseWriter, req *http.Request) {
-		id, ok := pathID(w, req)
-		if !ok {
-			return
+	// byID answers a request on /.../{id} with what answer makes of
+	// the id (400 for a bad one).
+	byID := func(answer func(id int64) any) http.HandlerFunc {
+		return func(w http.ResponseWriter, req *http.Request) {
+			if id, ok := pathID(w, req); ok {
+				obs.WriteJSON(w, http.StatusOK, answer(id))
+			}
 		}
-		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "conns": r.Whois(id)})
-	})
+	}
+	mux.HandleFunc("GET /ids/{id}", byID(func(id int64) any { return map[string]any{"id": id, "conns": r.Whois(id)} }))
 	mux.HandleFunc("POST /send/{id}", func(w http.ResponseWriter, req *http.Request) {
 		id, ok := pathID(w, req)
 		if !ok {
@@ -216,26 +219,12 @@ func (r *Router) adminMux() *http.ServeMux {
 	}
 	mux.HandleFunc("PUT /subscriptions/{id}/{topic}", func(w http.ResponseWriter, req *http.Request) { subscription(w, req, subs.OpSubscribe) })
 	mux.HandleFunc("DELETE /subscriptions/{id}/{topic}", func(w http.ResponseWriter, req *http.Request) { subscription(w, req, subs.OpUnsubscribe) })
-	mux.HandleFunc("GET /subscriptions/{id}", func(w http.ResponseWriter, req *http.Request) {
-		id, ok := pathID(w, req)
-		if !ok {
-			return
-		}
-		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "topics": r.SubscriptionsOf(id)})
-	})
-	mux.HandleFunc("POST /kick/{id}", func(w http.ResponseWriter, req *http.Request) {
-		id, ok := pathID(w, req)
-		if !ok {
-			return
-		}
-		obs.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "kicked": r.Kick(id)})
-	})
+	mux.HandleFunc("GET /subscriptions/{id}", byID(func(id int64) any { return map[string]any{"id": id, "topics": r.SubscriptionsOf(id)} }))
+	mux.HandleFunc("POST /kick/{id}", byID(func(id int64) any { return map[string]any{"id": id, "kicked": r.Kick(id)} }))
 	mux.HandleFunc("GET /topics/{topic}", func(w http.ResponseWriter, req *http.Request) {
-		topic, ok := pathTopic(w, req)
-		if !ok {
-			return
+		if topic, ok := pathTopic(w, req); ok {
+			obs.WriteJSON(w, http.StatusOK, r.Presence(topic))
 		}
-		obs.WriteJSON(w, http.StatusOK, r.Presence(topic))
 	})
 	return mux
 }

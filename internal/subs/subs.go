@@ -109,16 +109,16 @@ func (x *Index) Watch(watched func(topic string) bool, changed func(op byte, id 
 	x.watched, x.changed = watched, changed
 }
 
-// report tells changed what the last apply changed in watched topics.
-// x.mu must not be held.
-func (x *Index) report() {
-	if x.changed == nil {
-		return
-	}
-	x.mu.Lock()
+// takePending returns what the last apply changed in watched topics.
+// x.mu must be held.
+func (x *Index) takePending() []change {
 	p := x.pending
 	x.pending = nil
-	x.mu.Unlock()
+	return p
+}
+
+// report tells changed of p (takePending's). x.mu must not be held.
+func (x *Index) report(p []change) {
 	for _, c := range p {
 		x.changed(c.op, c.id, c.topic)
 	}
@@ -145,16 +145,18 @@ func NewIndex() *Index {
 func (x *Index) Apply(op byte, id int64, name []byte) {
 	x.mu.Lock()
 	x.apply(op, id, name)
+	p := x.takePending()
 	x.mu.Unlock()
-	x.report()
+	x.report(p)
 }
 
 // ApplyBatch applies a batch under one lock (Decode's rules).
 func (x *Index) ApplyBatch(batch []byte) error {
 	x.mu.Lock()
 	err := Decode(batch, x.apply)
+	p := x.takePending()
 	x.mu.Unlock()
-	x.report()
+	x.report(p)
 	return err
 }
 

@@ -48,16 +48,15 @@ mkdir -p "$out"
 echo "bench-fanout: writing to $out"
 . scripts/bench-lib.sh
 trap stop_and_restore EXIT
-setsys net.ipv4.tcp_migrate_req 1
-setsys net.core.somaxconn 65535
-setsys net.ipv4.tcp_max_syn_backlog 65535
-setsys net.core.netdev_max_backlog 65536
+set_backlogs
 setsys net.ipv4.ip_local_port_range "1024 65535"
 setsys fs.file-max 4194304
 
 # streaming FILE N: floodtest's output says all N clients stream.
 streaming() { grep -q "^Stats: {$2," "$1"; }
 stats() { grep -o "[0-9]* messages received, errors: .*" "$1" | tail -1; }
+received() { stats "$1" | cut -d' ' -f1; } # FILE: the messages floodtest received
+errs() { stats "$1" | sed 's/.*errors: //'; } # FILE: its errors
 # chunks FILE: the chunks floodtest's last progress line counts (one
 # welcome per stream, then the messages).
 chunks() { grep -o "^Stats: {[0-9]*,[0-9]*,[0-9]*" "$1" | tail -1 | awk -F'[{,]' '{print $4}'; }
@@ -119,7 +118,7 @@ stop_system
 b=$out/$phase.all.json
 sent=$(field "$out/$phase.msggen.json" sent)
 printf "| broadcast to every stream, one a second | %d | %d | %s broadcasts | %s | %s | time to the last stream: p50 **%s ms**, p99 **%s ms**, max %s ms (over %s broadcasts) |\n" \
-	"$N" "$procs" "$sent" "$(stats "$out/$phase.all.out" | cut -d' ' -f1)" "$(stats "$out/$phase.all.out" | sed 's/.*errors: //')" \
+	"$N" "$procs" "$sent" "$(received "$out/$phase.all.out")" "$(errs "$out/$phase.all.out")" \
 	"$(ms "$(field "$b" broadcast_p50_ns)")" "$(ms "$(field "$b" broadcast_p99_ns)")" "$(ms "$(field "$b" broadcast_max_ns)")" "$(field "$b" broadcasts)" | tee -a "$out/table.md"
 fi
 
@@ -144,9 +143,9 @@ stop_system
 m=$out/$phase.members.json
 printf "| publish to a topic of %d members at %s/s while %d others stream | %d | %d | %s publishes, acked rate %s/s | members %s, others %s | members: %s; others: %s | every member %d of %d messages; latency p50 **%s ms**, p99 **%s ms** |\n" \
 	"$M" "$R" "$N" $((N + M)) "$procs" "$(field "$out/$phase.msggen.json" sent)" "$(field "$out/$phase.msggen.json" rate | cut -d. -f1)" \
-	"$(stats "$out/$phase.members.out" | cut -d' ' -f1)" "$(stats "$out/$phase.others.out" | cut -d' ' -f1)" \
-	"$(stats "$out/$phase.members.out" | sed 's/.*errors: //')" "$(stats "$out/$phase.others.out" | sed 's/.*errors: //')" \
-	"$(( $(stats "$out/$phase.members.out" | cut -d' ' -f1) / M ))" "$P" "$(ms "$(field "$m" p50_ns)")" "$(ms "$(field "$m" p99_ns)")" | tee -a "$out/table.md"
+	"$(received "$out/$phase.members.out")" "$(received "$out/$phase.others.out")" \
+	"$(errs "$out/$phase.members.out")" "$(errs "$out/$phase.others.out")" \
+	"$(( $(received "$out/$phase.members.out") / M ))" "$P" "$(ms "$(field "$m" p50_ns)")" "$(ms "$(field "$m" p99_ns)")" | tee -a "$out/table.md"
 fi
 
 # 3. The Haskell chat: CHAT WebSockets in one room, each publishing.
@@ -159,9 +158,9 @@ sleep "$HOLD"
 kill -INT "$fl"; wait "$fl" || true
 stop_system
 c=$out/$phase.chat.json
-published=$(field "$c" published); got=$(stats "$out/$phase.chat.out" | cut -d' ' -f1)
+published=$(field "$c" published); got=$(received "$out/$phase.chat.out")
 printf "| the Haskell chat: %d WebSockets in one room, each publishing every %s | %d | %d | %s publishes | %s | %s | each client %s messages per publish; latency from publish to each receiver p50 **%s ms**, p99 **%s ms** |\n" \
-	"$CHAT" "$PERIOD" "$CHAT" "$procs" "$published" "$got" "$(stats "$out/$phase.chat.out" | sed 's/.*errors: //')" \
+	"$CHAT" "$PERIOD" "$CHAT" "$procs" "$published" "$got" "$(errs "$out/$phase.chat.out")" \
 	"$(awk -v g="$got" -v p="$published" -v c="$CHAT" 'BEGIN { if (p > 0) printf "%.0f of %d", g / p, c; else print "?" }')" \
 	"$(ms "$(field "$c" p50_ns)")" "$(ms "$(field "$c" p99_ns)")" | tee -a "$out/table.md"
 fi

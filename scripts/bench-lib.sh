@@ -2,6 +2,11 @@
 # them back afterwards, and stop what the run started.
 #
 #   setsys NAME VALUE   set NAME (e.g. net.core.somaxconn), remembering the old value
+#   family PID...       the pids and their children's (a gateway -procs N)
+#   rss PID...          their resident memory summed with family's, in KB
+#   set_backlogs        what a ramp of many connections needs: listen and SYN
+#                       backlogs, the device backlog, and SO_REUSEPORT sockets
+#                       handing their queued connections to a sibling that lives
 #   restore_sysctls     put back every value setsys changed
 #   pids+=(PID)         a process to stop at the end
 #   stop_and_restore    SIGTERM every process in pids, wait, restore_sysctls
@@ -19,6 +24,20 @@ setsys() {
 		fi
 	fi
 	return 0
+}
+family() {
+	local p
+	for p in "$@"; do echo "$p"; pgrep -P "$p" || true; done
+}
+rss() {
+	local p
+	for p in $(family "$@"); do awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true; done | awk '{s+=$1} END {print s+0}'
+}
+set_backlogs() {
+	setsys net.ipv4.tcp_migrate_req 1
+	setsys net.core.somaxconn 65535
+	setsys net.ipv4.tcp_max_syn_backlog 65535
+	setsys net.core.netdev_max_backlog 65536
 }
 restore_sysctls() {
 	local kv

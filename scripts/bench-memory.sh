@@ -31,10 +31,7 @@ echo "bench-memory: writing to $out"
 # What the bench needs from the kernel, restored on exit.
 . scripts/bench-lib.sh
 trap stop_and_restore EXIT
-setsys net.ipv4.tcp_migrate_req 1
-setsys net.core.somaxconn 65535
-setsys net.ipv4.tcp_max_syn_backlog 65535
-setsys net.core.netdev_max_backlog 65536
+set_backlogs
 
 if [[ " $SERVERS " == *" nchan "* ]] && [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
 	echo "bench-memory: installing nginx-light and libnginx-mod-nchan"
@@ -51,11 +48,6 @@ kernkb() {
 	slab=$(awk 'NR > 2 {s += $2 * $4} END {printf "%d", s / 1024}' /proc/slabinfo)
 	tcp=$(awk -v pg="$(getconf PAGESIZE)" '/^TCP:/ {print $NF * pg / 1024}' /proc/net/sockstat)
 	echo $((slab + ${tcp%.*}))
-}
-rss() { # pids... : summed VmRSS of them and their descendants, in KB
-	local all=() p
-	for p in "$@"; do all+=("$p"); all+=($(pgrep -P "$p" || true)); done
-	for p in "${all[@]}"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true; done | awk '{s+=$1} END {print s+0}'
 }
 wait_http() { for _ in $(seq 200); do curl -s -m 1 -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-memory: $1 did not come up" >&2; return 1; }
 

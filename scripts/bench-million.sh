@@ -10,10 +10,7 @@ SYSCTL_STRICT=1
 . scripts/bench-lib.sh
 trap restore_sysctls EXIT
 setsys fs.file-max 4194304
-setsys net.core.somaxconn 65535
-setsys net.ipv4.tcp_max_syn_backlog 65535
-setsys net.ipv4.tcp_migrate_req 1
-setsys net.core.netdev_max_backlog 65536
+set_backlogs
 # On 2 cores, ~100 Go processes (gateways and floodtest workers) share the
 # CPU: a router that waits longer for heartbeats.
 ROUTER_FLAGS=${ROUTER_FLAGS:--gateway-timeout 30s} \

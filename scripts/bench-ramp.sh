@@ -14,10 +14,7 @@ PROCS=${PROCS:-6}
 RUNS=${RUNS:-3}
 . scripts/bench-lib.sh
 trap stop_and_restore EXIT
-setsys net.core.somaxconn 65535
-setsys net.ipv4.tcp_max_syn_backlog 65535
-setsys net.core.netdev_max_backlog 65536
-setsys net.ipv4.tcp_migrate_req 1
+set_backlogs
 
 out=bench/results/ramp-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"

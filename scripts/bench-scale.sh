@@ -34,14 +34,9 @@ setsys net.core.somaxconn 65535
 setsys net.ipv4.tcp_max_syn_backlog 65535
 
 tck=$(getconf CLK_TCK)
-family() { echo "$1" $(pgrep -P "$1" || true); }
-cpu() { # pids...: their user+system CPU seconds
+cpu() { # pids...: their and their children's user+system CPU seconds
 	local p
-	for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done | awk -v t="$tck" '{s += $1} END {printf "%.2f", s / t}'
-}
-rss() { # pids...: their resident KB
-	local p
-	for p in "$@"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
+	for p in $(family "$@"); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done | awk -v t="$tck" '{s += $1} END {printf "%.2f", s / t}'
 }
 varz() { curl -sf http://127.0.0.1:8593/varz | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["in_msgs"], v["out_msgs"], v["in_bytes"], v["out_bytes"])'; }
 delivered() { curl -sf http://127.0.0.1:8592/stats | awk -F'[:,]' '/"delivered"/ {gsub(/ /,"",$2); print $2; exit}'; }
@@ -53,22 +48,22 @@ for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:8592/stats && bre
 gw=$!; pids+=("$gw")
 for _ in $(seq 300); do [ "$(curl -sf http://127.0.0.1:8592/stats | grep -c '"name": "scale')" -ge "$GATEWAYS" ] && break; sleep 0.2; done
 sleep 2
-r_rss0=$(rss "$router"); g_rss0=$(rss $(family "$gw"))
+r_rss0=$(rss "$router"); g_rss0=$(rss "$gw")
 "$BIN"/floodtest -url http://127.0.0.1:8590/test/ -n "$N" -rate "$RAMP/s" -duration "$(( N / RAMP + SECONDS_ + 180 ))s" -every 10s \
 	-summary "$out/floodtest.json" > "$out/floodtest.out" 2>&1 &
 fl=$!; pids+=("$fl")
 for _ in $(seq $(( N / RAMP * 4 + 120 ))); do grep -q "^Stats: {$N," "$out/floodtest.out" && break; sleep 1; done
 grep -q "^Stats: {$N," "$out/floodtest.out" || { echo "bench-scale: not every client streams: $(tail -1 "$out/floodtest.out")" >&2; exit 1; }
 sleep 5
-r_rss1=$(rss "$router"); g_rss1=$(rss $(family "$gw"))
-t_a=$(date +%s.%N); r_cpua=$(cpu "$router"); g_cpua=$(cpu $(family "$gw"))
+r_rss1=$(rss "$router"); g_rss1=$(rss "$gw")
+t_a=$(date +%s.%N); r_cpua=$(cpu "$router"); g_cpua=$(cpu "$gw")
 sleep "$IDLE"
-t_b=$(date +%s.%N); r_cpu0=$(cpu "$router"); g_cpu0=$(cpu $(family "$gw")); d0=$(delivered)
+t_b=$(date +%s.%N); r_cpu0=$(cpu "$router"); g_cpu0=$(cpu "$gw"); d0=$(delivered)
 read -r in0 outm0 inb0 outb0 <<< "$(varz)"
 "$BIN"/msggen -nats nats://127.0.0.1:4592 -numbered -rate "$RATE" -n $(( RATE * SECONDS_ / 4 )) -procs 4 -max "$N" -every 0 \
 	-summary "$out/msggen.json" > "$out/msggen.out" 2>&1 || true
 sleep 3
-t_c=$(date +%s.%N); r_cpu1=$(cpu "$router"); g_cpu1=$(cpu $(family "$gw")); d1=$(delivered)
+t_c=$(date +%s.%N); r_cpu1=$(cpu "$router"); g_cpu1=$(cpu "$gw"); d1=$(delivered)
 read -r in1 outm1 inb1 outb1 <<< "$(varz)"
 kill -INT "$fl"; wait "$fl" || true
 cat "$out/msggen.out"

@@ -21,10 +21,7 @@ mkdir -p "$out"
 store=$(mktemp -d)
 . scripts/bench-lib.sh
 trap 'stop_and_restore; rm -rf "$store" "$out/graph.csv"' EXIT
-setsys net.core.somaxconn 65535
-setsys net.ipv4.tcp_max_syn_backlog 65535
-setsys net.core.netdev_max_backlog 65536
-setsys net.ipv4.tcp_migrate_req 1
+set_backlogs
 echo "bench-social: writing to $out"
 awk -v users="$USERS" 'BEGIN { srand(11); for (u = 1; u <= users; u++) { k = int(10 / (rand() ^ 0.9)); if (k > 2000) k = 2000; if (k >= users) k = users - 1; for (i = 0; i < k; i++) printf "%d,user-%d\n", u, int(rand() * users) + 1 } }' > "$out/graph.csv"
 edges=$(wc -l < "$out/graph.csv")

@@ -27,10 +27,7 @@ RAMP=${RAMP:-20000}
 MSGGEN_PROCS=${MSGGEN_PROCS:-4}
 . scripts/bench-lib.sh
 trap stop_and_restore EXIT
-setsys net.ipv4.tcp_migrate_req 1
-setsys net.core.somaxconn 65535
-setsys net.ipv4.tcp_max_syn_backlog 65535
-setsys net.core.netdev_max_backlog 65536
+set_backlogs
 
 out=bench/results/throughput-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"

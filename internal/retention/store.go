@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,8 +84,27 @@ const (
 type history struct {
 	epoch     uint64
 	next      uint64  // the position the next message gets; the first is 1
-	kept      []Entry // ascending Seq, contiguous
+	kept      []Entry // ascending Seq; contiguous but across the gap
 	idleSince int64   // unix nanos when the id lost its last login; 0 while held
+	// Positions gapFrom to gapTo-1 were skipped, never given to a
+	// message: a router that took the lead from another went on past
+	// what the other could have given (Jump), or a follower saw it do
+	// so. A cursor in the gap has missed nothing.
+	gapFrom, gapTo uint64
+}
+
+// skipGap returns seq, or, if seq is in h's gap, the first position
+// after it: the first position at or after seq that can hold a message.
+func (h *history) skipGap(seq uint64) uint64 {
+	if seq >= h.gapFrom && seq < h.gapTo {
+		return h.gapTo
+	}
+	return seq
+}
+
+// from returns the index in kept of the first message at seq or later.
+func (h *history) from(seq uint64) int {
+	return sort.Search(len(h.kept), func(i int) bool { return h.kept[i].Seq >= seq })
 }
 
 // first is the oldest position kept, or next when nothing is.
@@ -194,9 +214,14 @@ func (s *Store) Append(id int64, topic string, msg []byte, now int64, route func
 	route(h.epoch, seq)
 	epoch := h.epoch
 	sh.mu.Unlock()
+	s.enqueue(id, epoch, seq, now)
+}
 
+// enqueue puts a message just kept in the eviction queue and evicts
+// what is past the byte cap.
+func (s *Store) enqueue(id int64, epoch, seq uint64, at int64) {
 	s.qmu.Lock()
-	s.queue = append(s.queue, queued{id, epoch, seq, now})
+	s.queue = append(s.queue, queued{id, epoch, seq, at})
 	s.qmu.Unlock()
 	if s.bytes.Load() > s.cfg.MaxBytes {
 		s.evict(func(queued) bool { return s.bytes.Load() > s.cfg.MaxBytes })
@@ -285,6 +310,8 @@ type Resumed struct {
 	From   uint64
 	Head   uint64
 	Missed bool
+	// Opened: the resume started the id's history (a new epoch).
+	Opened bool
 }
 
 // Resume starts (or keeps) id's history and calls fn, with id's lock
@@ -296,13 +323,14 @@ func (s *Store) Resume(id int64, cur cursor.Cursor, fn func(Resumed, []Entry)) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	h := sh.m[id]
-	if h == nil {
+	opened := h == nil
+	if opened {
 		h = &history{epoch: s.epochs.Add(1), next: 1}
 		sh.m[id] = h
 		s.ids.Add(1)
 	}
 	h.idleSince = 0
-	res := Resumed{Epoch: h.epoch, Head: h.next - 1}
+	res := Resumed{Epoch: h.epoch, Head: h.next - 1, Opened: opened}
 	first := h.first()
 	switch {
 	case cur.IsZero():
@@ -312,15 +340,15 @@ func (s *Store) Resume(id int64, cur cursor.Cursor, fn func(Resumed, []Entry)) {
 		// reached: nothing can be said of what the client lacks.
 		res.Missed = true
 		res.From = first
-	case cur.Seq+1 < first:
+	case h.skipGap(cur.Seq+1) < first:
 		res.Missed = true
 		res.From = first
 	default:
 		res.From = cur.Seq + 1
 	}
 	var kept []Entry
-	if res.From <= res.Head && len(h.kept) > 0 {
-		kept = h.kept[res.From-first:]
+	if res.From <= res.Head {
+		kept = h.kept[h.from(res.From):]
 	}
 	fn(res, kept)
 }

@@ -43,7 +43,7 @@ func TestStoreResume(t *testing.T) {
 	}
 	first := resume(s, 1, cursor.Cursor{})
 	ep := first.res.Epoch
-	if first.res != (Resumed{Epoch: ep, From: 1, Head: 0}) || ep == 0 {
+	if first.res != (Resumed{Epoch: ep, From: 1, Head: 0, Opened: true}) || ep == 0 {
 		t.Fatalf("fresh resume %+v", first.res)
 	}
 	for i := 1; i <= 6; i++ {
@@ -57,14 +57,14 @@ func TestStoreResume(t *testing.T) {
 		want Resumed
 		seqs []uint64
 	}{
-		{"no cursor: from now", cursor.Cursor{}, Resumed{ep, 7, 6, false}, nil},
-		{"in window", cursor.Cursor{Epoch: ep, Seq: 3}, Resumed{ep, 4, 6, false}, []uint64{4, 5, 6}},
-		{"just in window", cursor.Cursor{Epoch: ep, Seq: 2}, Resumed{ep, 3, 6, false}, []uint64{3, 4, 5, 6}},
-		{"up to date", cursor.Cursor{Epoch: ep, Seq: 6}, Resumed{ep, 7, 6, false}, nil},
-		{"past the window", cursor.Cursor{Epoch: ep, Seq: 1}, Resumed{ep, 3, 6, true}, []uint64{3, 4, 5, 6}},
-		{"from the start", cursor.Cursor{Epoch: ep, Seq: 0}, Resumed{ep, 3, 6, true}, []uint64{3, 4, 5, 6}},
-		{"other epoch", cursor.Cursor{Epoch: ep + 1, Seq: 5}, Resumed{ep, 3, 6, true}, []uint64{3, 4, 5, 6}},
-		{"ahead of the sequence", cursor.Cursor{Epoch: ep, Seq: 9}, Resumed{ep, 3, 6, true}, []uint64{3, 4, 5, 6}},
+		{"no cursor: from now", cursor.Cursor{}, Resumed{ep, 7, 6, false, false}, nil},
+		{"in window", cursor.Cursor{Epoch: ep, Seq: 3}, Resumed{ep, 4, 6, false, false}, []uint64{4, 5, 6}},
+		{"just in window", cursor.Cursor{Epoch: ep, Seq: 2}, Resumed{ep, 3, 6, false, false}, []uint64{3, 4, 5, 6}},
+		{"up to date", cursor.Cursor{Epoch: ep, Seq: 6}, Resumed{ep, 7, 6, false, false}, nil},
+		{"past the window", cursor.Cursor{Epoch: ep, Seq: 1}, Resumed{ep, 3, 6, true, false}, []uint64{3, 4, 5, 6}},
+		{"from the start", cursor.Cursor{Epoch: ep, Seq: 0}, Resumed{ep, 3, 6, true, false}, []uint64{3, 4, 5, 6}},
+		{"other epoch", cursor.Cursor{Epoch: ep + 1, Seq: 5}, Resumed{ep, 3, 6, true, false}, []uint64{3, 4, 5, 6}},
+		{"ahead of the sequence", cursor.Cursor{Epoch: ep, Seq: 9}, Resumed{ep, 3, 6, true, false}, []uint64{3, 4, 5, 6}},
 	}
 	for _, tt := range tests {
 		got := resume(s, 1, tt.cur)
@@ -79,10 +79,10 @@ func TestStoreResume(t *testing.T) {
 	// Age: everything expires; a cursor before is told it missed them.
 	s.Sweep(now+int64(2*time.Minute), func(int64) bool { return true })
 	got := resume(s, 1, cursor.Cursor{Epoch: ep, Seq: 6})
-	if got.res != (Resumed{ep, 7, 6, false}) || got.seqs != nil {
+	if got.res != (Resumed{ep, 7, 6, false, false}) || got.seqs != nil {
 		t.Fatalf("after expiry, an up-to-date cursor: %+v", got)
 	}
-	if got := resume(s, 1, cursor.Cursor{Epoch: ep, Seq: 5}); got.res != (Resumed{ep, 7, 6, true}) || got.seqs != nil {
+	if got := resume(s, 1, cursor.Cursor{Epoch: ep, Seq: 5}); got.res != (Resumed{ep, 7, 6, true, false}) || got.seqs != nil {
 		t.Fatalf("after expiry, a stale cursor: %+v", got)
 	}
 	if st := s.Stats(); st.Messages != 0 || st.Bytes != 0 {

@@ -1,0 +1,175 @@
+package retention
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// A log of the histories, for routers that follow another and take over
+// from it (docs/PROTOCOL.md, "Redundant routers"): the router that leads
+// writes, in the order it made them, every history it opens and every
+// message it gives a position; the others apply the log to their Store,
+// so that when one of them leads it has every position the log holds.
+//
+//	log    = record*
+//	record = 1 open   id:varint epoch:uvarint
+//	       | 2 entry  id:varint epoch:uvarint seq:uvarint at:varint topic:str msg:bytes
+//
+// str and bytes are a uvarint length, then the bytes.
+
+// Log record ops.
+const (
+	logOpen  = 1
+	logEntry = 2
+)
+
+// ErrBadLog is returned for a malformed log.
+var ErrBadLog = errors.New("retention: malformed history log")
+
+// AppendOpen appends the record of id's history opened at epoch.
+func AppendOpen(b []byte, id int64, epoch uint64) []byte {
+	b = append(b, logOpen)
+	b = binary.AppendVarint(b, id)
+	return binary.AppendUvarint(b, epoch)
+}
+
+// AppendEntry appends the record of msg kept at (epoch, seq) of id at
+// unix nanos at, published to topic ("" sent to id).
+func AppendEntry(b []byte, id int64, epoch, seq uint64, at int64, topic string, msg []byte) []byte {
+	b = append(b, logEntry)
+	b = binary.AppendVarint(b, id)
+	b = binary.AppendUvarint(b, epoch)
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendVarint(b, at)
+	b = binary.AppendUvarint(b, uint64(len(topic)))
+	b = append(b, topic...)
+	b = binary.AppendUvarint(b, uint64(len(msg)))
+	return append(b, msg...)
+}
+
+// ApplyLog applies a log written by the leading router: histories it
+// opened replace any other life of the id's history here, messages are
+// kept at their positions (a position the history passed already is
+// left alone; one past its next position leaves a gap, which the leader
+// made by jumping). It returns ErrBadLog (wrapped) for a malformed log,
+// after applying the records before the fault.
+func (s *Store) ApplyLog(log []byte, now int64) error {
+	for len(log) > 0 {
+		op := log[0]
+		log = log[1:]
+		var id int64
+		var epoch uint64
+		var n int
+		if id, n = binary.Varint(log); n <= 0 {
+			return fmt.Errorf("%w: id", ErrBadLog)
+		}
+		log = log[n:]
+		if epoch, n = binary.Uvarint(log); n <= 0 || epoch == 0 {
+			return fmt.Errorf("%w: epoch", ErrBadLog)
+		}
+		log = log[n:]
+		switch op {
+		case logOpen:
+			s.open(id, epoch, now)
+		case logEntry:
+			seq, n := binary.Uvarint(log)
+			if n <= 0 || seq == 0 {
+				return fmt.Errorf("%w: seq", ErrBadLog)
+			}
+			log = log[n:]
+			at, n := binary.Varint(log)
+			if n <= 0 {
+				return fmt.Errorf("%w: time", ErrBadLog)
+			}
+			log = log[n:]
+			var topic, msg []byte
+			var ok bool
+			if topic, log, ok = lenPrefixed(log, 128); !ok {
+				return fmt.Errorf("%w: topic", ErrBadLog)
+			}
+			if msg, log, ok = lenPrefixed(log, 1<<20); !ok {
+				return fmt.Errorf("%w: message", ErrBadLog)
+			}
+			s.keep(id, epoch, seq, at, string(topic), msg, now)
+		default:
+			return fmt.Errorf("%w: op %d", ErrBadLog, op)
+		}
+	}
+	return nil
+}
+
+// lenPrefixed splits a uvarint length (at most max) and that many bytes
+// off b.
+func lenPrefixed(b []byte, max uint64) (field, rest []byte, ok bool) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > max || l > uint64(len(b)-n) {
+		return nil, nil, false
+	}
+	return b[n : n+int(l)], b[n+int(l):], true
+}
+
+// at returns id's history at epoch, made (replacing another life of it)
+// if need be (made is then true). A history made here starts idle: the
+// next Sweep keeps it if id is held. sh.mu must be held.
+func (s *Store) at(sh *shard, id int64, epoch uint64, now int64) (h *history, made bool) {
+	h = sh.m[id]
+	if h != nil && h.epoch == epoch {
+		return h, false
+	}
+	if h != nil {
+		s.dropFront(h, len(h.kept))
+	} else {
+		s.ids.Add(1)
+	}
+	h = &history{epoch: epoch, next: 1, idleSince: now}
+	sh.m[id] = h
+	return h, true
+}
+
+func (s *Store) open(id int64, epoch uint64, now int64) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	s.at(sh, id, epoch, now)
+	sh.mu.Unlock()
+}
+
+// keep keeps msg at (epoch, seq) of id, as Append did in the leader.
+func (s *Store) keep(id int64, epoch, seq uint64, at int64, topic string, msg []byte, now int64) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	h, made := s.at(sh, id, epoch, now)
+	if seq < h.next {
+		sh.mu.Unlock()
+		return
+	}
+	if seq > h.next && !made {
+		// The leader jumped (a history made here from this message
+		// knows nothing before it: a cursor there has missed).
+		h.gapFrom, h.gapTo = h.next, seq
+	}
+	h.next = seq + 1
+	h.kept = append(h.kept, Entry{Seq: seq, At: at, Msg: append([]byte(nil), msg...), Topic: topic})
+	s.msgs.Add(1)
+	s.bytes.Add(int64(len(msg)) + entryCost)
+	s.trim(h, now)
+	sh.mu.Unlock()
+	s.enqueue(id, epoch, seq, at)
+}
+
+// Jump moves every history's next position n ahead: the router taking
+// the lead gives no position the one before it could have given to a
+// message it had not yet logged. A client holding a position in the gap
+// has missed nothing.
+func (s *Store) Jump(n uint64) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for _, h := range sh.m {
+			h.gapFrom = h.next
+			h.next += n
+			h.gapTo = h.next
+		}
+		sh.mu.Unlock()
+	}
+}

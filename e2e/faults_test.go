@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -287,30 +286,13 @@ func routerFaultUnderLoad(t *testing.T, pause time.Duration) {
 // cluster, it gets every login back and has every stored subscription.
 func TestNATSClusterLosesARouter(t *testing.T) {
 	bin, dir := binDir(t), t.TempDir()
-	var natsURLs, routes, admins []string
-	for range 3 {
-		natsURLs = append(natsURLs, "nats://"+freePort(t))
-		routes = append(routes, "nats://"+freePort(t))
-		admins = append(admins, freePort(t))
-	}
-	var routers []*proc
-	startRouter := func(i int) *proc {
-		return start(t, bin+"/router", "-nats-addr", strings.TrimPrefix(natsURLs[i], "nats://"), "-admin", admins[i],
-			"-nats-cluster", strings.TrimPrefix(routes[i], "nats://"), "-nats-routes", strings.Join(routes, ","),
-			"-store", filepath.Join(dir, fmt.Sprint("store", i)), "-store-replicas", "3")
-	}
-	for i := range 3 {
-		routers = append(routers, startRouter(i))
-	}
+	c := startCluster(t, bin, dir)
+	natsURLs, admins, routes, routers, startRouter, stats := c.natsURLs, c.admins, c.routes, c.routers, c.start, c.stats
 	all := strings.Join(natsURLs, ",")
 	gwAddr := freePort(t)
 	// The gateway is given only the router that will be killed: it
 	// learns the cluster's other servers from it and must move to one.
 	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", natsURLs[0], "-name", "clustered")
-	stats := func(i int) (st struct{ Gateways, Conns int }) {
-		getJSON("http://"+admins[i]+"/stats", &st)
-		return st
-	}
 	// The routers wait for their JetStream cluster to keep the stored
 	// subscriptions before they route (up to 30 s on a loaded machine).
 	testclient.WaitFor(t, "every router hears the gateway through the cluster", 60*time.Second, func() bool {
@@ -391,6 +373,7 @@ type ackAccount struct {
 	Sent, Delivered, Void, Kept, Errors uint64
 	Dropped                             map[string]uint64
 	Unacked                             uint64 `json:"unacknowledged"`
+	Retried                             uint64 `json:"retried"`
 }
 
 type streamAccount struct {

@@ -111,9 +111,12 @@ func Start(cfg Config) (*Server, error) {
 	if opts.ServerName == "" {
 		opts.ServerName = "comet-embedded"
 		if cfg.ClusterAddr != "" {
-			// Unique within the cluster.
+			// Unique within the cluster, and the same when the router
+			// restarts: JetStream knows its peers by name, and a node
+			// that came back under another would leave the streams it
+			// kept one replica short (two such restarts: no quorum).
 			host, _ := os.Hostname()
-			opts.ServerName = fmt.Sprintf("comet-%s-%d-%s", host, os.Getpid(), strings.ReplaceAll(cfg.ClusterAddr, ":", "-"))
+			opts.ServerName = fmt.Sprintf("comet-%s-%s", host, strings.ReplaceAll(cfg.ClusterAddr, ":", "-"))
 		}
 	}
 	if cfg.ClusterAddr != "" {

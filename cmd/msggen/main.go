@@ -49,7 +49,7 @@ Flags:
 	fs.Int64Var(&cfg.Max, "max", cfg.Max, "ids are random in 1..max")
 	fs.IntVar(&cfg.Procs, "procs", cfg.Procs, "senders in parallel")
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "most messages in one NATS frame (rate and flat-out modes)")
-	fs.IntVar(&cfg.InFlight, "inflight", cfg.InFlight, "frames each sender keeps waiting for their acks (1 keeps ids in order across several routers)")
+	fs.IntVar(&cfg.InFlight, "inflight", cfg.InFlight, "frames each sender keeps waiting for their acks (1 keeps ids in order across several routers, and across a takeover: a frame no router took is sent again before the next)")
 	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", cfg.AckTimeout, "how long to wait for the router to acknowledge a frame")
 	fs.DurationVar(&cfg.Every, "every", 5*time.Second, "print progress this often (0: never)")
 	duration := fs.Duration("duration", 0, "stop after this long even if not done (0: no limit)")

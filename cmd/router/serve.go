@@ -44,7 +44,9 @@ Flags:
 	fs.StringVar(&cfg.NATSURL, "nats", "", "join this NATS server or cluster (nats://host:port,...) instead of starting an embedded one")
 	fs.StringVar(&cfg.Embedded.Addr, "nats-addr", cfg.Embedded.Addr, "listen address of the embedded nats-server")
 	fs.StringVar(&cfg.StoreDir, "store", "", "directory where the embedded nats-server keeps the stored subscriptions (JetStream); default: a temporary one, removed when the router stops")
-	fs.IntVar(&cfg.StoreReplicas, "store-replicas", 1, "servers of the NATS cluster that keep the stored subscriptions (3 in a cluster of three routers survives losing one)")
+	fs.IntVar(&cfg.StoreReplicas, "store-replicas", 1, "servers of the NATS cluster that keep the stored subscriptions (and, with -redundant, the lease and the history log; 3 in a cluster of three routers survives losing one)")
+	fs.BoolVar(&cfg.Redundant, "redundant", false, "run as one of several routers on one NATS: one leads (routes sends, numbers positions, logs them to JetStream), the others follow and take over when its lease ends")
+	fs.DurationVar(&cfg.Lease, "lease", cfg.Lease, "with -redundant: how long the leader's lease lasts unrenewed (how soon a standby takes over from a dead leader)")
 	fs.StringVar(&cfg.Embedded.ConfigFile, "nats-config", "", "nats-server configuration file for the embedded server: its users and their permissions (router nats-auth writes one)")
 	fs.StringVar(&cfg.Embedded.ClusterAddr, "nats-cluster", "", "let the embedded nats-server join a NATS cluster: listen for the other servers here (e.g. 127.0.0.1:6222)")
 	fs.Func("nats-routes", "with -nats-cluster: other servers' cluster addresses, comma-separated (nats://host:6222,...; one is enough)", func(v string) error {

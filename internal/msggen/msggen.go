@@ -1,6 +1,7 @@
 package msggen
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,9 +134,13 @@ type Result struct {
 	// Copies not delivered, by reason: the client had left, was evicted
 	// as too slow, or its gateway went away or never confirmed them.
 	Gone, Slow, Gateway uint64
-	Errors              uint64        // frames not acknowledged (timeouts, no router)
-	Lost                uint64        // messages in those frames
-	Elapsed             time.Duration // wall time of the run
+	Errors              uint64 // frames not acknowledged (timeouts, no router)
+	Lost                uint64 // messages in those frames
+	// Retried: frames sent again because no router took them (NATS
+	// answered "no responders": nobody got them, so sending again
+	// repeats nothing), within AckTimeout of their first send.
+	Retried uint64
+	Elapsed time.Duration // wall time of the run
 }
 
 // Dropped is every copy not delivered.
@@ -150,8 +155,12 @@ func (r Result) Rate() float64 {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("sent %d messages in %s (%.0f/s): delivered %d copies, %d into the void, %d kept for resuming clients, dropped %d (gone %d, slow %d, gateway %d), %d errors (%d messages not acknowledged)",
+	s := fmt.Sprintf("sent %d messages in %s (%.0f/s): delivered %d copies, %d into the void, %d kept for resuming clients, dropped %d (gone %d, slow %d, gateway %d), %d errors (%d messages not acknowledged)",
 		r.Sent, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Delivered, r.Void, r.Kept, r.Dropped(), r.Gone, r.Slow, r.Gateway, r.Errors, r.Lost)
+	if r.Retried > 0 {
+		s += fmt.Sprintf("; %d frames sent again (no router took them)", r.Retried)
+	}
+	return s
 }
 
 // ErrNoRouter is returned when no router answers the ping.
@@ -197,13 +206,13 @@ func decodeAck(b []byte) (wire.Record, error) {
 }
 
 type counters struct {
-	sent, void, kept, delivered, gone, slow, gateway, errors, lost atomic.Uint64
+	sent, void, kept, delivered, gone, slow, gateway, errors, lost, retried atomic.Uint64
 }
 
 func (c *counters) result(elapsed time.Duration) Result {
 	return Result{Sent: c.sent.Load(), Void: c.void.Load(), Kept: c.kept.Load(), Delivered: c.delivered.Load(),
 		Gone: c.gone.Load(), Slow: c.slow.Load(), Gateway: c.gateway.Load(),
-		Errors: c.errors.Load(), Lost: c.lost.Load(), Elapsed: elapsed}
+		Errors: c.errors.Load(), Lost: c.lost.Load(), Retried: c.retried.Load(), Elapsed: elapsed}
 }
 
 // ack counts one frame's ack of n messages.
@@ -335,8 +344,32 @@ type sender struct {
 
 // pending is a frame waiting for its ack.
 type pending struct {
-	msgs int
-	at   time.Time
+	msgs  int
+	at    time.Time
+	frame []byte // to send again if no router took it
+}
+
+// retryAfter is how long a sender waits to send again a frame no router
+// took.
+const retryAfter = 100 * time.Millisecond
+
+// noResponders reports whether m is NATS's answer that nobody subscribes
+// to the subject a request went to.
+func noResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
+}
+
+// resend sends frame k again, unless it timed out meanwhile.
+func (s *sender) resend(k uint64, frame []byte) {
+	s.mu.Lock()
+	_, ok := s.waiting[k]
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	var subj [64]byte
+	reply := strconv.AppendUint(append(append(subj[:0], s.inbox...), '.'), k, 10)
+	s.nc.PublishRequest(wire.SubjectSend, string(reply), frame) // a failure is left to the ack timeout
 }
 
 // start subscribes to the sender's inbox and starts the ack timer.
@@ -363,6 +396,14 @@ func (s *sender) acked(m *nats.Msg) {
 	}
 	s.mu.Lock()
 	p, ok := s.waiting[k]
+	if ok && noResponders(m) && time.Since(p.at) < s.cfg.AckTimeout-retryAfter {
+		// No router took it (one is taking over): send it again soon,
+		// still waiting in its slot, within the frame's ack timeout.
+		s.mu.Unlock()
+		s.c.retried.Add(1)
+		time.AfterFunc(retryAfter, func() { s.resend(k, p.frame) })
+		return
+	}
 	delete(s.waiting, k)
 	s.mu.Unlock()
 	if !ok {
@@ -471,7 +512,7 @@ func (s *sender) flush(n int) {
 	s.mu.Lock()
 	s.next++
 	k := s.next
-	s.waiting[k] = pending{msgs: n, at: time.Now()}
+	s.waiting[k] = pending{msgs: n, at: time.Now(), frame: bytes.Clone(s.frame)}
 	s.mu.Unlock()
 	var subj [64]byte
 	reply := strconv.AppendUint(append(append(subj[:0], s.inbox...), '.'), k, 10)
@@ -555,7 +596,7 @@ func (r Result) WriteJSON(path string) error {
 	b, err := json.MarshalIndent(map[string]any{
 		"sent": r.Sent, "delivered": r.Delivered, "void": r.Void, "kept": r.Kept,
 		"dropped": map[string]uint64{"gone": r.Gone, "slow": r.Slow, "gateway": r.Gateway},
-		"errors":  r.Errors, "unacknowledged": r.Lost, "elapsed_seconds": r.Elapsed.Seconds(), "rate": r.Rate(),
+		"errors":  r.Errors, "unacknowledged": r.Lost, "retried": r.Retried, "elapsed_seconds": r.Elapsed.Seconds(), "rate": r.Rate(),
 	}, "", "  ")
 	if err != nil {
 		return err

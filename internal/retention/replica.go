@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // A log of the histories, for routers that follow another and take over
@@ -140,6 +141,15 @@ func (s *Store) keep(id int64, epoch, seq uint64, at int64, topic string, msg []
 	sh.mu.Lock()
 	h, made := s.at(sh, id, epoch, now)
 	if seq < h.next {
+		if seq >= h.gapFrom && seq < h.gapTo {
+			// Given in the gap by a leader that had not learnt it lost
+			// the lead: kept in its place, the gap now after it.
+			s.insert(h, seq, at, topic, msg, now)
+			h.gapFrom = seq + 1
+			sh.mu.Unlock()
+			s.enqueue(id, epoch, seq, at)
+			return
+		}
 		sh.mu.Unlock()
 		return
 	}
@@ -149,12 +159,18 @@ func (s *Store) keep(id int64, epoch, seq uint64, at int64, topic string, msg []
 		h.gapFrom, h.gapTo = h.next, seq
 	}
 	h.next = seq + 1
-	h.kept = append(h.kept, Entry{Seq: seq, At: at, Msg: append([]byte(nil), msg...), Topic: topic})
+	s.insert(h, seq, at, topic, msg, now)
+	sh.mu.Unlock()
+	s.enqueue(id, epoch, seq, at)
+}
+
+// insert keeps msg at seq in h, in order. The shard's lock must be held.
+func (s *Store) insert(h *history, seq uint64, at int64, topic string, msg []byte, now int64) {
+	i := h.from(seq)
+	h.kept = slices.Insert(h.kept, i, Entry{Seq: seq, At: at, Msg: append([]byte(nil), msg...), Topic: topic})
 	s.msgs.Add(1)
 	s.bytes.Add(int64(len(msg)) + entryCost)
 	s.trim(h, now)
-	sh.mu.Unlock()
-	s.enqueue(id, epoch, seq, at)
 }
 
 // Jump moves every history's next position n ahead: the router taking

@@ -88,7 +88,9 @@ type Stats struct {
 	CaughtUp          uint64          `json:"caught_up"`
 	KeptOnly          uint64          `json:"kept_only"`
 	Retention         retention.Stats `json:"retention"`
-	GatewayList       []GatewayStats  `json:"gateway_list"`
+	// Lead: a redundant router's role and history log (absent alone).
+	Lead        *LeadStats     `json:"lead,omitempty"`
+	GatewayList []GatewayStats `json:"gateway_list"`
 }
 
 // Stats returns the router's counters and gateways.
@@ -106,6 +108,7 @@ func (r *Router) Stats() Stats {
 		Resyncs: r.resyncs.Load(), Purges: r.purges.Load(), BadFrames: r.badFrames.Load(),
 		Resumes: r.resumes.Load(), Missed: r.missed.Load(), CaughtUp: r.caughtUp.Load(), KeptOnly: r.kept.Load(),
 		Retention:   r.store.Stats(),
+		Lead:        r.leadStats(),
 		GatewayList: []GatewayStats{},
 	}
 	r.upMu.Lock()
@@ -262,7 +265,9 @@ func (r *Router) serveRoute(w http.ResponseWriter, req *http.Request, head map[s
 		return
 	}
 	res, err := route(msg)
-	if errors.Is(err, ErrOverloaded) {
+	if err != nil {
+		// Overloaded, no leader to take it (a standby), or not logged
+		// (lost the lead): nothing acked; try again.
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return

@@ -38,6 +38,11 @@ type pendingAck struct {
 	tally                wire.Tally
 	reply                string        // NATS reply subject of the ack
 	done                 chan struct{} // closed when complete (HTTP sends)
+	// unlogged: the positions it gave could not be written to the
+	// history log (a redundant router that lost the lead): no ack.
+	unlogged bool
+	// positioned: sends given a position in their id's history.
+	positioned uint64
 }
 
 // ErrOverloaded is returned by Send when the gateways' windows stay full
@@ -217,7 +222,7 @@ func (r *Router) complete(a *pendingAck) {
 	if a.done != nil {
 		close(a.done)
 	}
-	if a.reply == "" {
+	if a.reply == "" || a.unlogged {
 		return
 	}
 	ack := wire.AppendAck(wire.AppendHeader(make([]byte, 0, 40), wire.KindAck), a.accepted, a.void, a.kept, a.tally)
@@ -272,7 +277,13 @@ func (r *Router) inflightBytes() int64 {
 // sendDropped is the send frames NATS dropped for this router.
 func (r *Router) sendDropped() uint64 {
 	var total uint64
-	for _, sub := range []*nats.Subscription{r.sendSub, r.clientSub} {
+	r.sendMu.Lock()
+	subs := []*nats.Subscription{r.sendSub, r.clientSub}
+	r.sendMu.Unlock()
+	for _, sub := range subs {
+		if sub == nil {
+			continue
+		}
 		if n, err := sub.Dropped(); err == nil && n > 0 {
 			total += uint64(n)
 		}

@@ -80,6 +80,17 @@ type Config struct {
 	// InsecureOpen allows the admin API without a token, and the
 	// embedded NATS server without one, on addresses beyond loopback.
 	InsecureOpen bool
+	// Redundant makes the router one of several that share the work of
+	// one: one leads (takes the senders' frames and numbers positions),
+	// the others follow its history log and take over when its lease
+	// ends (docs/PROTOCOL.md, "Redundant routers"). It needs JetStream
+	// (the embedded server has it). Default false: the router routes
+	// alone, and a second one would number its own share of positions.
+	Redundant bool
+	// Lease is how long the leader's lease lasts without renewal (it
+	// renews every quarter of it): how soon a standby takes over from a
+	// leader that died. Default 2s.
+	Lease time.Duration
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -96,6 +107,7 @@ func DefaultConfig() Config {
 		DeliverTimeout: 5 * time.Second,
 		OverloadWait:   2 * time.Second,
 		SendLimit:      64 << 20,
+		Lease:          2 * time.Second,
 	}
 }
 
@@ -109,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Window < 64<<10 {
 		return fmt.Errorf("router: window %d is below 64 KiB", c.Window)
+	}
+	if c.Redundant && c.Lease < 200*time.Millisecond {
+		return fmt.Errorf("router: lease %s is below 200ms", c.Lease)
 	}
 	if c.DeliverTimeout < 100*time.Millisecond {
 		return fmt.Errorf("router: deliver timeout %s is below 100ms", c.DeliverTimeout)
@@ -165,9 +180,11 @@ type Router struct {
 	stored    *subs.Index
 	subStream *subs.Stream
 	subFollow *subs.Follower
-	tmpStore  string
-	ns        *embeddednats.Server
-	nc        *nats.Conn
+	// lead: a redundant router's election and history log (nil alone).
+	lead     *lead
+	tmpStore string
+	ns       *embeddednats.Server
+	nc       *nats.Conn
 
 	upMu    sync.Mutex // serializes gateway updates and purges
 	upDec   wire.Decoder
@@ -186,6 +203,7 @@ type Router struct {
 	flow        flows
 	name        string // this router's name in its done subject
 	doneSubject string
+	sendMu      sync.Mutex // guards the two below (a redundant router subscribes when it leads)
 	sendSub     *nats.Subscription
 	clientSub   *nats.Subscription // gateways' client requests (WebSocket publish, send)
 
@@ -233,6 +251,9 @@ func New(cfg Config) (*Router, error) {
 	}
 	if cfg.SendLimit <= 0 {
 		cfg.SendLimit = def.SendLimit
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = def.Lease
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -326,22 +347,26 @@ func New(cfg Config) (*Router, error) {
 	// generously, since losing one costs a resync; send frames at
 	// SendLimit, past which NATS drops them and the senders get no ack;
 	// done frames, which the windows bound.
+	if cfg.Redundant {
+		if r.subStream == nil {
+			r.closeNATS()
+			return nil, errors.New("router: -redundant needs JetStream on the NATS server (for the lease and the history log)")
+		}
+		if err := r.openLead(); err != nil {
+			r.closeNATS()
+			r.removeTmpStore()
+			return nil, err
+		}
+	}
 	upSub, err := nc.Subscribe(wire.SubjectUp, r.handleUp)
 	if err == nil {
 		upSub.SetPendingLimits(-1, 256<<20)
 		r.subs = append(r.subs, upSub)
-		r.sendSub, err = nc.QueueSubscribe(wire.SubjectSend, wire.QueueRouters, r.handleSend)
+		if !cfg.Redundant { // a redundant router subscribes when it leads
+			err = r.subscribeSenders()
+		}
 	}
 	if err == nil {
-		r.sendSub.SetPendingLimits(-1, cfg.SendLimit)
-		r.subs = append(r.subs, r.sendSub)
-		// Client requests are send frames from gateways, handled alike
-		// and bounded alike (a client waits for its answer before more).
-		r.clientSub, err = nc.QueueSubscribe(wire.SubjectClient, wire.QueueRouters, r.handleSend)
-	}
-	if err == nil {
-		r.clientSub.SetPendingLimits(-1, cfg.SendLimit)
-		r.subs = append(r.subs, r.clientSub)
 		var doneSub *nats.Subscription
 		doneSub, err = nc.Subscribe(r.doneSubject, r.handleDone)
 		if err == nil {
@@ -368,6 +393,40 @@ func New(cfg Config) (*Router, error) {
 		r.log.Info("admin listening", zap.Stringer("addr", a.Addr()))
 	}
 	return r, nil
+}
+
+// subscribeSenders takes the senders' and the clients' frames.
+func (r *Router) subscribeSenders() error {
+	send, err := r.nc.QueueSubscribe(wire.SubjectSend, wire.QueueRouters, r.handleSend)
+	if err != nil {
+		return fmt.Errorf("router: subscribe: %w", err)
+	}
+	send.SetPendingLimits(-1, r.cfg.SendLimit)
+	// Client requests are send frames from gateways, handled alike and
+	// bounded alike (a client waits for its answer before more).
+	client, err := r.nc.QueueSubscribe(wire.SubjectClient, wire.QueueRouters, r.handleSend)
+	if err != nil {
+		send.Unsubscribe()
+		return fmt.Errorf("router: subscribe: %w", err)
+	}
+	client.SetPendingLimits(-1, r.cfg.SendLimit)
+	r.sendMu.Lock()
+	r.sendSub, r.clientSub = send, client
+	r.sendMu.Unlock()
+	return nil
+}
+
+// unsubscribeSenders stops taking senders' and clients' frames; what
+// NATS holds for them is routed first.
+func (r *Router) unsubscribeSenders() {
+	r.sendMu.Lock()
+	send, client := r.sendSub, r.clientSub
+	r.sendMu.Unlock()
+	for _, s := range []*nats.Subscription{send, client} {
+		if s != nil {
+			s.Drain()
+		}
+	}
 }
 
 // NATSURL is the URL of the NATS server the router uses.
@@ -397,10 +456,19 @@ func (r *Router) Run(done <-chan struct{}) error {
 	defer t.Stop()
 	go r.presenceLoop(done)
 	natsDown := r.nc.StatusChanged(nats.CLOSED)
+	var fatal chan error
+	if r.lead != nil {
+		fatal = r.lead.fatal
+		go r.lead.run(done)
+	}
 	for {
 		select {
 		case <-done:
 			return r.Close()
+		case err := <-fatal:
+			r.log.Error("router stops", zap.Error(err))
+			r.Close()
+			return err
 		case <-natsDown:
 			r.Close()
 			return errors.New("router: nats connection closed")
@@ -469,8 +537,8 @@ func (r *Router) presenceLoop(done <-chan struct{}) {
 // position (like a broadcast).
 func (r *Router) sendPresence() {
 	evs := r.topics.presenceEvents()
-	if len(evs) == 0 {
-		return
+	if len(evs) == 0 || r.lead != nil && !r.lead.leading.Load() {
+		return // a standby: the leader sends them
 	}
 	b := r.batches.Get().(*sendBatch)
 	defer r.batches.Put(b)
@@ -498,6 +566,9 @@ func (r *Router) Close() error {
 	r.flow.closing = true
 	r.flow.room.Broadcast()
 	r.flow.mu.Unlock()
+	if r.lead != nil {
+		r.lead.release()
+	}
 	var err error
 	if r.admin != nil {
 		err = r.admin.Shutdown()
@@ -639,15 +710,20 @@ func (r *Router) sweep(now time.Time) {
 	// Frames a live gateway never confirmed (lost on the way, say, while
 	// its NATS connection was down): their copies are counted lost.
 	stale := now.Add(-r.cfg.DeliverTimeout).UnixNano()
-	r.gwMu.RLock()
-	peers := make([]*peer, 0, len(r.gwByIdx))
-	for _, gw := range r.gwByIdx {
-		peers = append(peers, gw)
-	}
-	r.gwMu.RUnlock()
-	for _, gw := range peers {
+	for _, gw := range r.peers() {
 		r.failFlights(gw, stale)
 	}
+}
+
+// peers returns the gateways the router knows now.
+func (r *Router) peers() []*peer {
+	r.gwMu.RLock()
+	defer r.gwMu.RUnlock()
+	gws := make([]*peer, 0, len(r.gwByIdx))
+	for _, gw := range r.gwByIdx {
+		gws = append(gws, gw)
+	}
+	return gws
 }
 
 // forget purges gw's logins and drops it. upMu must be held.
@@ -729,21 +805,10 @@ func (r *Router) handleUp(m *nats.Msg) {
 				r.log.Info("gateway's NATS server", zap.String("gateway", gw.name), zap.String("server", gw.server))
 			}
 		case wire.OpLogin:
-			if newConn, newPair := r.reg.Login(rec.ID, registry.Conn{GW: gw.idx, Conn: rec.Conn}); newPair {
-				r.logins.Add(1)
-				if newConn {
-					gw.conns.Add(1)
-				}
-			}
+			r.login(gw, rec.ID, rec.Conn)
 		case wire.OpLoginTopics:
-			c := registry.Conn{GW: gw.idx, Conn: rec.Conn}
-			r.topics.join(c, rec.ID, false, rec.Presence, rec.Topics)
-			if newConn, newPair := r.reg.Login(rec.ID, c); newPair {
-				r.logins.Add(1)
-				if newConn {
-					gw.conns.Add(1)
-				}
-			}
+			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, false, rec.Presence, rec.Topics)
+			r.login(gw, rec.ID, rec.Conn)
 		case wire.OpJoin:
 			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, rec.Resumable, rec.Presence, rec.Topics)
 		case wire.OpPart:
@@ -791,6 +856,15 @@ func (r *Router) handleUp(m *nats.Msg) {
 // position is a gap the client skips), and the answer's head is the last
 // position the catch-up carries.
 func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
+	if l := r.lead; l != nil {
+		if !l.leading.Load() {
+			// A standby: the leader answers. The login is all it needs.
+			r.login(gw, id, conn)
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+	}
 	topics := r.topics.topicsOf(registry.Conn{GW: gw.idx, Conn: conn})
 	if r.stored != nil {
 		topics = r.stored.Topics(id, topics)
@@ -802,12 +876,10 @@ func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
 		} else if res.Head >= res.From {
 			res.Head = res.From - 1
 		}
-		if newConn, newPair := r.reg.Login(id, registry.Conn{GW: gw.idx, Conn: conn}); newPair {
-			r.logins.Add(1)
-			if newConn {
-				gw.conns.Add(1)
-			}
+		if res.Opened && r.lead != nil {
+			r.lead.enqueue(retention.AppendOpen(nil, id, res.Epoch), nil)
 		}
+		r.login(gw, id, conn)
 		r.resumes.Add(1)
 		if res.Missed {
 			r.missed.Add(1)
@@ -858,6 +930,16 @@ func (r *Router) filterKept(kept []retention.Entry, topics []string) []retention
 	}
 	r.keptBuf = out
 	return out
+}
+
+// login logs gw's conn in as id. upMu must be held.
+func (r *Router) login(gw *peer, id int64, conn uint64) {
+	if newConn, newPair := r.reg.Login(id, registry.Conn{GW: gw.idx, Conn: conn}); newPair {
+		r.logins.Add(1)
+		if newConn {
+			gw.conns.Add(1)
+		}
+	}
 }
 
 func (r *Router) addGateway(name string, instance uint64) *peer {

@@ -10,16 +10,27 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cometgw/comet/internal/registry"
+	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/wire"
 )
 
 // handleSend routes one sender frame. Its ack, if it is a request, goes
 // out when every copy's fate is known (see flow.go).
 func (r *Router) handleSend(m *nats.Msg) {
+	if r.lead != nil && !r.lead.leading.Load() {
+		// Taken as the lead was lost: not routed, not acked.
+		r.lead.notLeading.Add(1)
+		return
+	}
+	r.routeFrame(m.Data, &pendingAck{waiting: 1, reply: m.Reply})
+}
+
+// routeFrame routes the records of a send frame, for ack.
+func (r *Router) routeFrame(frame []byte, ack *pendingAck) {
 	b := r.batches.Get().(*sendBatch)
 	defer r.batches.Put(b)
-	b.reset(&pendingAck{waiting: 1, reply: m.Reply})
-	h, err := b.dec.Reset(m.Data)
+	b.reset(ack)
+	h, err := b.dec.Reset(frame)
 	if err == nil && h.Kind != wire.KindSend {
 		err = fmt.Errorf("%s frame on the send subject", h.Kind)
 	}
@@ -56,35 +67,35 @@ type SendResult struct {
 // It is what POST /send/{id} calls. If the gateways' windows stay full for
 // Config.OverloadWait it routes nothing and returns ErrOverloaded.
 func (r *Router) Send(id int64, msg []byte) (SendResult, error) {
-	return r.routeOne(func(b *sendBatch) { b.send(id, msg) })
+	return r.routeOne(wire.AppendSend(sendHeader(), id, msg))
 }
+
+func sendHeader() []byte { return wire.AppendHeader(make([]byte, 0, 64), wire.KindSend) }
 
 // Publish is Send for every member of topic (a valid name): POST
 // /publish/{topic}.
 func (r *Router) Publish(topic string, msg []byte) (SendResult, error) {
-	return r.routeOne(func(b *sendBatch) { b.publish([]byte(topic), msg) })
+	return r.routeOne(wire.AppendPublish(sendHeader(), topic, msg))
 }
 
 // Broadcast is Send for every connection of every gateway: POST
 // /broadcast.
 func (r *Router) Broadcast(msg []byte) (SendResult, error) {
-	return r.routeOne(func(b *sendBatch) { b.broadcast(msg) })
+	return r.routeOne(wire.AppendBroadcast(sendHeader(), msg))
 }
 
-// routeOne routes one send, publish or broadcast made by route and waits
-// for what became of its copies.
-func (r *Router) routeOne(route func(*sendBatch)) (SendResult, error) {
+// routeOne routes a send frame of one send, publish or broadcast and
+// waits for what became of its copies. A standby has the leader route it.
+func (r *Router) routeOne(frame []byte) (SendResult, error) {
+	if r.lead != nil && !r.lead.leading.Load() {
+		return r.forward(frame)
+	}
 	if !r.waitRoom(time.Now().Add(r.cfg.OverloadWait)) {
 		r.refused.Add(1)
 		return SendResult{}, ErrOverloaded
 	}
 	ack := &pendingAck{waiting: 1, done: make(chan struct{})}
-	b := r.batches.Get().(*sendBatch)
-	b.reset(ack)
-	route(b)
-	kept := b.positioned > 0
-	b.finish()
-	r.batches.Put(b)
+	r.routeFrame(frame, ack)
 	select {
 	case <-ack.done:
 	case <-time.After(r.cfg.DeliverTimeout + time.Second):
@@ -93,7 +104,10 @@ func (r *Router) routeOne(route func(*sendBatch)) (SendResult, error) {
 	}
 	ack.mu.Lock()
 	defer ack.mu.Unlock()
-	return SendResult{Kept: kept, Tally: ack.tally}, nil
+	if ack.unlogged {
+		return SendResult{}, ErrNotLogged
+	}
+	return SendResult{Kept: ack.positioned > 0, Tally: ack.tally}, nil
 }
 
 // maxDownFrame bounds a delivery frame; NATS's default max payload is 1 MiB.
@@ -133,6 +147,14 @@ type sendBatch struct {
 	presence bool
 
 	positioned uint64 // sends given a position in their id's history
+
+	// A redundant router's leader: the batch holds the log's lock from
+	// its first position on (logging), and the records of the positions
+	// it gives go to the history log (hist), topic naming the publish
+	// being routed.
+	logging bool
+	hist    []byte
+	topic   string
 }
 
 // downFrame is a down frame being built for one gateway.
@@ -153,7 +175,19 @@ func newSendBatch(r *Router) any {
 
 func (b *sendBatch) reset(ack *pendingAck) {
 	b.ack, b.positioned = ack, 0
+	if l := b.r.lead; l != nil {
+		l.mu.Lock()
+		b.logging = true
+	}
 	b.now = time.Now().UnixNano()
+}
+
+// log notes, for the history log, that the message being routed took
+// position (epoch, seq) of id.
+func (b *sendBatch) log(id int64, epoch, seq uint64) {
+	if b.logging {
+		b.hist = retention.AppendEntry(b.hist, id, epoch, seq, b.now, b.topic, b.msg)
+	}
 }
 
 func (b *sendBatch) send(id int64, msg []byte) {
@@ -184,7 +218,7 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 		return
 	}
 	b.pub++
-	b.msg, b.pubCopies, b.pubKept = msg, 0, false
+	b.msg, b.pubCopies, b.pubKept, b.topic = msg, 0, false, name
 	for i := 0; i < len(b.members); {
 		id := b.members[i].id
 		j := i
@@ -208,7 +242,7 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 			r.topicVoid.Add(1)
 		}
 	}
-	b.msg, b.idMembers = nil, nil
+	b.msg, b.idMembers, b.topic = nil, nil, ""
 }
 
 // addSubscribers adds to b.members every conn of every id subscribed to
@@ -256,6 +290,7 @@ func (b *sendBatch) fanTo(epoch, seq uint64) {
 	r := b.r
 	if epoch != 0 {
 		b.pubKept = true
+		b.log(b.id, epoch, seq)
 	}
 	ms := b.idMembers
 	for i := 0; i < len(ms); {
@@ -319,14 +354,8 @@ func (b *sendBatch) broadcast(msg []byte) {
 	r := b.r
 	b.ack.accepted++
 	r.broadcasts.Add(1)
-	r.gwMu.RLock()
-	gws := make([]*peer, 0, len(r.gwByIdx))
-	for _, gw := range r.gwByIdx {
-		gws = append(gws, gw)
-	}
-	r.gwMu.RUnlock()
 	copies := uint64(0)
-	for _, gw := range gws {
+	for _, gw := range r.peers() {
 		n := gw.conns.Load()
 		if n == 0 {
 			continue
@@ -358,6 +387,7 @@ func (b *sendBatch) route(epoch, seq uint64) {
 	id, msg := b.id, b.msg
 	if epoch != 0 {
 		b.positioned++
+		b.log(id, epoch, seq)
 	}
 	b.conns = r.reg.Lookup(id, b.conns[:0])
 	if len(b.conns) == 0 {
@@ -436,6 +466,16 @@ func (b *sendBatch) frame(idx uint32) *downFrame {
 // finish publishes the batch's frames, each once its gateway's window has
 // room, and lets the ack go once their flights are resolved.
 func (b *sendBatch) finish() {
+	if b.logging {
+		// Queued in the order positions were given; the ack waits
+		// for the log as for the gateways.
+		if len(b.hist) > 0 {
+			b.r.lead.enqueue(b.hist, b.ack)
+			b.hist = nil
+		}
+		b.logging = false
+		b.r.lead.mu.Unlock()
+	}
 	for idx, f := range b.frames {
 		b.ready = append(b.ready, f)
 		delete(b.frames, idx)
@@ -449,6 +489,11 @@ func (b *sendBatch) finish() {
 		b.ready[i] = nil
 	}
 	b.ready = b.ready[:0]
+	if b.positioned > 0 {
+		b.ack.mu.Lock()
+		b.ack.positioned += b.positioned
+		b.ack.mu.Unlock()
+	}
 	b.ack.routed(b.r)
 	b.ack = nil
 }

@@ -96,9 +96,17 @@ type Follower struct {
 // Follow starts applying the stream to x. Ready is closed when every
 // batch stored before Follow was called has been applied.
 func (s *Stream) Follow(ctx context.Context, x *Index, onBad func(error)) (*Follower, error) {
-	info, err := s.st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("subs: %w", err)
+	// A stream whose cluster is still forming may not answer at once.
+	var info *jetstream.StreamInfo
+	var err error
+	for try := 0; ; try++ {
+		if info, err = s.st.Info(ctx); err == nil {
+			break
+		}
+		if try == 10 || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("subs: %w", err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	last := info.State.LastSeq
 	f := &Follower{ready: make(chan struct{})}

@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cometgw/comet/internal/testclient"
+)
+
+// redundantRun is three -redundant routers on one NATS cluster, a
+// gateway given every NATS URL, and an EventSource client (the npm
+// eventsource package) on /sse/1; run sends n numbered messages to id 1
+// at rate per second with msggen (which sends again what no router took;
+// with one frame in flight, so a frame sent again is not overtaken by
+// the next) and calls fault a second in. The client ends once 12 s pass with
+// nothing new. The routers keep 10,000 messages per id.
+type redundantRun struct {
+	*routerCluster
+	gwAddr string
+	gwArgs []string
+	gw     *proc
+}
+
+func startRedundant(t *testing.T) *redundantRun {
+	bin, dir := binDir(t), t.TempDir()
+	c := startCluster(t, bin, dir, "-redundant", "-retain-messages", "10000")
+	r := &redundantRun{routerCluster: c, gwAddr: freePort(t)}
+	r.gwArgs = []string{"-addr", r.gwAddr, "-admin", "off", "-nats", c.all(), "-name", "redundant", "-sse-retry", "200ms"}
+	r.gw = start(t, bin+"/gateway", r.gwArgs...)
+	testclient.WaitFor(t, "every router hears the gateway, one leads", 60*time.Second, func() bool {
+		return c.stats(0).Gateways == 1 && c.stats(1).Gateways == 1 && c.stats(2).Gateways == 1 && c.leader() >= 0
+	})
+	return r
+}
+
+// run returns the seq numbers the client got, in order, and msggen's
+// account of the n.
+func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int, ack ackAccount) {
+	wait := nodeSSE(t, "http://"+r.gwAddr+"/sse/1", n, "SSE_IDLE_EXIT_MS=12000", "SSE_TIMEOUT_MS=120000")
+	waitFor(t, "every router holds the client", func() bool {
+		return r.stats(0).Conns == 1 && r.stats(1).Conns == 1 && r.stats(2).Conns == 1
+	})
+	sender := start(t, r.bin+"/msggen", "-nats", r.all(), "-n", fmt.Sprint(n), "-rate", fmt.Sprint(rate), "-max", "1", "-procs", "1",
+		"-numbered", "-every", "0", "-ack-timeout", "8s", "-inflight", "1", "-summary", r.dir+"/msggen.json")
+	time.Sleep(time.Second)
+	fault()
+	got := wait()
+	select {
+	case <-sender.done:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("msggen did not finish:\n%s", sender.out)
+	}
+	// msggen exits 1 if a frame was not acknowledged: the summary
+	// says how many, which checkNumbered holds to what arrived.
+	b, err := os.ReadFile(r.dir + "/msggen.json")
+	if err != nil || json.Unmarshal(b, &ack) != nil {
+		t.Fatalf("msggen.json: %v %s\n%s", err, b, sender.out)
+	}
+	for _, d := range got {
+		i := strings.LastIndex(d, " seq=")
+		n, err := strconv.Atoi(d[i+5:])
+		if i < 0 || err != nil {
+			t.Fatalf("event %q is not a numbered message", d)
+		}
+		seqs = append(seqs, n)
+	}
+	return seqs, ack
+}
+
+// checkNumbered holds what the client got to what msggen was told: every
+// message once, in order; a message may be missing only if its send was
+// not acknowledged (it died with the router that took it: msggen was
+// told), never one whose ack said delivered or kept.
+func checkNumbered(t *testing.T, n int, seqs []int, ack ackAccount) {
+	t.Helper()
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("message %d after %d: repeated or out of order (around it: %v)", seqs[i], seqs[i-1], seqs[max(i-5, 0):min(i+5, len(seqs))])
+		}
+	}
+	if ack.Sent+ack.Unacked != uint64(n) {
+		t.Errorf("msggen's accounting does not add up to %d: %+v", n, ack)
+	}
+	if missing := n - len(seqs); missing > int(ack.Unacked) || len(seqs) == 0 {
+		t.Errorf("the client got %d of %d; msggen had %d not acknowledged: %+v", len(seqs), n, ack.Unacked, ack)
+	}
+	if ack.Void != 0 {
+		t.Errorf("%d sends into the void: the client was held throughout", ack.Void)
+	}
+}
+
+// TestRedundantRoutersLoseTheLeader: the leading router is killed
+// (SIGKILL, its NATS server with it) under the client: a standby takes
+// the lease when it ends, applies the history log to its end, moves
+// every position past what the dead one could have given, asks the
+// gateway for its sessions, and the client's resume fills what it
+// lacks. Every acknowledged message arrives once, in order; sends made
+// while no router led are sent again by msggen.
+func TestRedundantRoutersLoseTheLeader(t *testing.T) {
+	r := startRedundant(t)
+	old := r.leader()
+	var took time.Duration
+	seqs, ack := r.run(t, 300, 100, func() {
+		at := time.Now()
+		syscall.Kill(-r.routers[old].cmd.Process.Pid, syscall.SIGKILL)
+		<-r.routers[old].done
+		testclient.WaitFor(t, "another router leading", 60*time.Second, func() bool {
+			l := r.leader()
+			return l >= 0 && l != old
+		})
+		took = time.Since(at)
+	})
+	checkNumbered(t, 300, seqs, ack)
+	t.Logf("leader killed: a standby led %.1f s later; the client got %d of 300, in order, none twice; msggen: sent %d, delivered %d, kept %d, unacknowledged %d, frames sent again %d",
+		took.Seconds(), len(seqs), ack.Sent, ack.Delivered, ack.Kept, ack.Unacked, ack.Retried)
+}
+
+// TestRedundantRoutersRollingRestart: under msggen sending 20,000
+// numbered messages at 1,000/s, every router is restarted in turn
+// (SIGTERM: a standby stops; the leader gives up its lease as it stops
+// and a standby takes over at once; each started again on its store),
+// the standbys first, then the gateway (SIGTERM, started again: the
+// client reconnects with Last-Event-ID).
+func TestRedundantRoutersRollingRestart(t *testing.T) {
+	r := startRedundant(t)
+	const n = 20000
+	var steps []string
+	seqs, ack := r.run(t, n, 1000, func() {
+		l := r.leader()
+		for _, i := range []int{(l + 1) % 3, (l + 2) % 3, l} {
+			at := time.Now()
+			stopped(t, r.routers[i], fmt.Sprint("router ", i))
+			r.routers[i] = r.start(i)
+			testclient.WaitFor(t, fmt.Sprint("router ", i, " back, holding the client, and a leader"), 60*time.Second, func() bool {
+				st := r.stats(i)
+				return st.Gateways == 1 && st.Conns == 1 && r.leader() >= 0
+			})
+			steps = append(steps, fmt.Sprintf("router %d (%s) %.1f s", i, map[bool]string{true: "leader", false: "standby"}[i == l], time.Since(at).Seconds()))
+		}
+		at := time.Now()
+		stopped(t, r.gw, "the gateway")
+		r.gw = start(t, r.bin+"/gateway", r.gwArgs...)
+		waitFor(t, "the client back on the gateway", func() bool { return r.stats(0).Conns == 1 })
+		steps = append(steps, fmt.Sprintf("gateway %.1f s", time.Since(at).Seconds()))
+	})
+	checkNumbered(t, n, seqs, ack)
+	t.Logf("rolling restart (%s): the client got %d of %d, in order, none twice; msggen: sent %d, delivered %d, kept %d, unacknowledged %d, frames sent again %d",
+		strings.Join(steps, ", "), len(seqs), n, ack.Sent, ack.Delivered, ack.Kept, ack.Unacked, ack.Retried)
+}
+
+// stopped stops p with SIGTERM and waits for it to end.
+func stopped(t *testing.T, p *proc, what string) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not stop on SIGTERM", what)
+	}
+}
+
+// TestRedundantRoutersGatewayKilled: the gateway is killed (SIGKILL)
+// under the client and started again a second later, with three
+// routers: the client reconnects with Last-Event-ID, and whichever
+// router answers, the positions are the leader's (two routers taking
+// sends from one queue group used to number their own shares: 45 of 300
+// lost and 45 twice).
+func TestRedundantRoutersGatewayKilled(t *testing.T) {
+	r := startRedundant(t)
+	seqs, ack := r.run(t, 300, 100, func() {
+		syscall.Kill(-r.gw.cmd.Process.Pid, syscall.SIGKILL)
+		<-r.gw.done
+		time.Sleep(time.Second)
+		r.gw = start(t, r.bin+"/gateway", r.gwArgs...)
+	})
+	checkNumbered(t, 300, seqs, ack)
+	if len(seqs) != 300 {
+		t.Errorf("the client got %d of 300", len(seqs))
+	}
+	t.Logf("gateway killed under three routers: the client got %d of 300, in order, none twice; msggen: sent %d, delivered %d, kept %d, dropped %v, unacknowledged %d",
+		len(seqs), ack.Sent, ack.Delivered, ack.Kept, ack.Dropped, ack.Unacked)
+}
+
+// TestRedundantRoutersLoseAStandby: a standby router, and the NATS
+// server it embeds, is killed (SIGKILL) under the client: the gateway
+// and msggen move to another server if they were on it, the leader goes
+// on.
+func TestRedundantRoutersLoseAStandby(t *testing.T) {
+	r := startRedundant(t)
+	leader := r.leader()
+	victim := (leader + 1) % 3
+	seqs, ack := r.run(t, 300, 100, func() {
+		syscall.Kill(-r.routers[victim].cmd.Process.Pid, syscall.SIGKILL)
+		<-r.routers[victim].done
+	})
+	checkNumbered(t, 300, seqs, ack)
+	if l := r.leader(); l != leader {
+		t.Errorf("the lead moved from router %d to %d when a standby died", leader, l)
+	}
+	t.Logf("a standby (and its NATS server) killed: the client got %d of 300, in order, none twice; msggen: sent %d, delivered %d, kept %d, unacknowledged %d, frames sent again %d",
+		len(seqs), ack.Sent, ack.Delivered, ack.Kept, ack.Unacked, ack.Retried)
+}

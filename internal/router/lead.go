@@ -1,0 +1,524 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/wire"
+)
+
+// Redundant routers (docs/PROTOCOL.md, "Redundant routers"): with
+// Config.Redundant, one router at a time leads: it holds a lease in a
+// JetStream key-value bucket, takes the senders' frames and numbers the
+// positions, and writes every history it opens and every position it
+// gives to a JetStream stream (the history log) before it acks the send.
+// The others follow: they apply the gateways' updates as the leader does
+// and the history log to their own Store. When the lease ends (the leader
+// stopped, died or was cut off), one of them takes it, applies the log to
+// its end, moves every history past any position the old leader could
+// have given without logging it (Store.Jump), and leads. The log is
+// written with the sequence the writer expects it to be at
+// (Nats-Expected-Last-Sequence), so two routers that both believe they
+// lead cannot both write it: positions stay consistent whatever the
+// timing of the lease.
+const (
+	leaderBucket   = "COMET_LEADER"
+	leaderKey      = "leader"
+	historyStream  = "COMET_HISTORY"
+	historySubject = "comet.v3.history"
+	// jumpPositions is how far the router taking the lead moves every
+	// history: more than any number of positions one router gives.
+	jumpPositions = 1 << 32
+	// maxLogMsg bounds one message of the history log.
+	maxLogMsg = 512 << 10
+	// logQueue bounds the batches waiting to be logged; past it the
+	// routing waits.
+	logQueue = 1024
+)
+
+// errDeposed is the end of a router that learns another leads.
+var errDeposed = errors.New("router: another router took the lead (this one was cut off or paused past its lease); it stops: start it again and it follows as a standby")
+
+// logged is a batch's records waiting to be written to the history log,
+// and the ack that waits for it (nil: nobody waits).
+type logged struct {
+	rec []byte
+	ack *pendingAck
+}
+
+// lead is a redundant router's part in the election and the history log.
+type lead struct {
+	r     *Router
+	lease time.Duration
+	js    jetstream.JetStream
+	kv    jetstream.KeyValue
+	st    jetstream.Stream
+
+	// mu is held from a batch's first position to its records being
+	// queued: the log holds positions in the order they were given.
+	mu    sync.Mutex
+	queue chan logged
+
+	leading   atomic.Bool
+	follow    jetstream.ConsumeContext
+	applied   atomic.Uint64 // the last log sequence applied while following
+	badLog    atomic.Uint64
+	fatal     chan error
+	stopWrite chan struct{}
+	written   sync.WaitGroup
+
+	// The lease (the lead loop's goroutine only).
+	rev uint64
+	// The log's last sequence (the writer's goroutine only, once leading).
+	last uint64
+
+	takeovers, logMsgs, logRecords, logFailed, notLeading atomic.Uint64
+}
+
+// openLead makes (or finds) the lease bucket and the history log, and
+// starts following the log.
+func (r *Router) openLead() error {
+	js, err := jetstream.New(r.nc)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	l := &lead{r: r, lease: r.cfg.Lease, js: js, queue: make(chan logged, logQueue), fatal: make(chan error, 1), stopWrite: make(chan struct{})}
+	replicas := max(r.cfg.StoreReplicas, 1)
+	ret := r.store.Config()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		try, c := context.WithTimeout(ctx, 2*time.Second)
+		l.kv, err = js.CreateOrUpdateKeyValue(try, jetstream.KeyValueConfig{
+			Bucket: leaderBucket, Description: "comet: the lease of the router that leads",
+			TTL: l.lease, History: 1, Storage: jetstream.MemoryStorage, Replicas: replicas,
+		})
+		if err == nil {
+			l.st, err = js.CreateOrUpdateStream(try, jetstream.StreamConfig{
+				Name: historyStream, Description: "comet: the history log (histories opened, positions given) of the router that leads",
+				Subjects: []string{historySubject}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+				Discard: jetstream.DiscardOld, MaxAge: ret.MaxAge + time.Minute, MaxBytes: 4 * ret.MaxBytes,
+				MaxMsgSize: 2 * maxLogMsg, Replicas: replicas, Duplicates: time.Minute,
+			})
+		}
+		c()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("router: redundant routers need JetStream for the lease and the history log: %w", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	r.lead = l
+	return l.startFollowing()
+}
+
+// startFollowing applies the history log from its start to the store.
+func (l *lead) startFollowing() error {
+	cons, err := l.st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return fmt.Errorf("router: history log: %w", err)
+	}
+	l.follow, err = cons.Consume(func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		if err := l.r.store.ApplyLog(m.Data(), time.Now().UnixNano()); err != nil {
+			l.badLog.Add(1)
+			l.r.log.Warn("malformed history log message", zap.Uint64("seq", meta.Sequence.Stream), zap.Error(err))
+		}
+		l.applied.Store(meta.Sequence.Stream)
+	}, jetstream.PullMaxBytes(16<<20))
+	if err != nil {
+		return fmt.Errorf("router: history log: %w", err)
+	}
+	return nil
+}
+
+// run holds or seeks the lease every quarter of it until done.
+func (l *lead) run(done <-chan struct{}) {
+	t := time.NewTicker(l.lease / 4)
+	defer t.Stop()
+	for {
+		var err error
+		if l.leading.Load() {
+			err = l.renew()
+		} else {
+			err = l.seek()
+		}
+		if err != nil {
+			l.fail(err)
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// fail ends the router's part: it stops taking sends, and Run returns err.
+func (l *lead) fail(err error) {
+	l.stopRouting()
+	select {
+	case l.fatal <- err:
+	default:
+	}
+}
+
+// seek takes the lease if nobody holds it, and then the lead.
+func (l *lead) seek() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
+	defer cancel()
+	rev, err := l.kv.Create(ctx, leaderKey, []byte(l.r.name))
+	if err != nil {
+		return nil // held by another, or no answer: try again
+	}
+	l.rev = rev
+	return l.takeOver()
+}
+
+// renew extends the lease. It errs if another router holds it.
+func (l *lead) renew() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
+	defer cancel()
+	rev, err := l.kv.Update(ctx, leaderKey, []byte(l.r.name), l.rev)
+	if err == nil {
+		l.rev = rev
+		return nil
+	}
+	if !wrongLastSeq(err) {
+		l.r.log.Warn("lease not renewed", zap.Error(err))
+		return nil // no answer: the log's fence keeps positions safe meanwhile
+	}
+	// Expired: ours again if nobody took it.
+	if rev, err = l.kv.Create(ctx, leaderKey, []byte(l.r.name)); err == nil {
+		l.rev = rev
+		l.r.log.Warn("lease had expired; taken again")
+		return nil
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return errDeposed
+	}
+	return nil
+}
+
+// takeOver makes this router the leader: the log applied to its end,
+// every history moved past what the old leader could have given, the
+// senders' subjects subscribed, and every gateway asked for its logins
+// and its clients' positions (their resumes fill what they lack).
+func (l *lead) takeOver() error {
+	r := l.r
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, err := l.st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("router: history log: %w", err)
+	}
+	last := info.State.LastSeq
+	for l.applied.Load() < last {
+		if ctx.Err() != nil {
+			return fmt.Errorf("router: history log applied to %d of %d after 30 s", l.applied.Load(), last)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	l.follow.Stop()
+	l.last = last
+	if last > 0 {
+		r.store.Jump(jumpPositions)
+	}
+	l.leading.Store(true) // before the first frame can come
+	if err := r.subscribeSenders(); err != nil {
+		return err
+	}
+	l.takeovers.Add(1)
+	l.written.Add(1)
+	go l.writer()
+	r.upMu.Lock()
+	gws := r.peers()
+	for _, gw := range gws {
+		r.askResync(gw)
+	}
+	r.upMu.Unlock()
+	r.log.Info("took the lead", zap.Uint64("log_seq", last), zap.Int("gateways", len(gws)), zap.Duration("took", time.Since(start)))
+	go l.moveStreamLeaders()
+	return nil
+}
+
+// moveStreamLeaders asks the lease's and the log's streams to elect
+// their leader on another server of the cluster if it is on the one this
+// router embeds: when this router dies its server goes with it, and a
+// stream that lost its leader elects another (seconds, raft's election
+// timeouts) before it takes writes, which would hold up the standby
+// taking over.
+func (l *lead) moveStreamLeaders() {
+	r := l.r
+	if r.ns == nil || r.cfg.StoreReplicas < 2 {
+		return
+	}
+	self := r.nc.ConnectedServerName()
+	for _, name := range []string{"KV_" + leaderBucket, historyStream} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := l.js.Stream(ctx, name)
+		if err == nil {
+			var info *jetstream.StreamInfo
+			if info, err = st.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader == self {
+				_, err = r.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, nil)
+				if err == nil {
+					r.log.Info("stream leader moved off this router's server", zap.String("stream", name))
+				}
+			}
+		}
+		cancel()
+		if err != nil {
+			r.log.Warn("stream leader not moved", zap.String("stream", name), zap.Error(err))
+		}
+	}
+}
+
+// stopRouting stops taking sends (the router is deposed or stops).
+func (l *lead) stopRouting() {
+	if l.leading.Swap(false) {
+		l.r.unsubscribeSenders()
+	}
+}
+
+// release ends the lead when the router stops: no more sends taken, what
+// was routed is logged (for a few seconds at most), and the lease is
+// given up so a standby takes over at once.
+func (l *lead) release() {
+	if !l.leading.Load() {
+		return
+	}
+	l.stopRouting()
+	close(l.stopWrite)
+	wait := make(chan struct{})
+	go func() { l.written.Wait(); close(wait) }()
+	select {
+	case <-wait:
+	case <-time.After(5 * time.Second):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := l.kv.Delete(ctx, leaderKey, jetstream.LastRevision(l.rev)); err != nil {
+		l.r.log.Warn("lease not given up (a standby takes over when it expires)", zap.Error(err))
+	}
+}
+
+// enqueue queues records for the log; ack (if any) waits for them to be
+// written. mu must be held.
+func (l *lead) enqueue(rec []byte, ack *pendingAck) {
+	if ack != nil {
+		ack.mu.Lock()
+		ack.waiting++
+		ack.mu.Unlock()
+	}
+	l.queue <- logged{rec, ack}
+}
+
+// writer writes queued records to the log, as many per message as came
+// meanwhile (up to maxLogMsg), each message at the sequence it expects
+// the log to be at.
+func (l *lead) writer() {
+	defer l.written.Done()
+	var batch []logged
+	var msg []byte
+	for {
+		batch, msg = batch[:0], msg[:0]
+		select {
+		case lg := <-l.queue:
+			batch, msg = append(batch, lg), append(msg, lg.rec...)
+		case <-l.stopWrite:
+			select {
+			case lg := <-l.queue:
+				batch, msg = append(batch, lg), append(msg, lg.rec...)
+			default:
+				return
+			}
+		}
+	more:
+		for len(msg) < maxLogMsg {
+			select {
+			case lg := <-l.queue:
+				batch, msg = append(batch, lg), append(msg, lg.rec...)
+			default:
+				break more
+			}
+		}
+		err := l.write(msg)
+		for _, lg := range batch {
+			if lg.ack == nil {
+				continue
+			}
+			if err != nil {
+				lg.ack.mu.Lock()
+				lg.ack.unlogged = true
+				lg.ack.mu.Unlock()
+			}
+			lg.ack.add(l.r, wire.Tally{})
+		}
+		if err != nil {
+			l.logFailed.Add(uint64(len(batch)))
+			l.fail(err)
+			l.drainFailed()
+			return
+		}
+		l.logMsgs.Add(1)
+		l.logRecords.Add(uint64(len(batch)))
+	}
+}
+
+// drainFailed fails what is queued after the writer stopped.
+func (l *lead) drainFailed() {
+	for {
+		select {
+		case lg := <-l.queue:
+			l.logFailed.Add(1)
+			if lg.ack != nil {
+				lg.ack.mu.Lock()
+				lg.ack.unlogged = true
+				lg.ack.mu.Unlock()
+				lg.ack.add(l.r, wire.Tally{})
+			}
+		case <-time.After(time.Second):
+			return
+		}
+	}
+}
+
+// write stores msg in the log, at the sequence after l.last. A log that
+// has moved on means another router wrote it: what it wrote is applied
+// (its positions are below this router's jump) and the write tried again,
+// unless that router holds the lease. No answer (a stream electing its
+// leader) is tried again, with the same message id (JetStream drops the
+// repeat if the first got through), for up to 30 s (raft elects a
+// stream's leader within about 10).
+func (l *lead) write(msg []byte) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := nats.NewMsg(historySubject)
+		m.Data = msg
+		m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(l.last, 10))
+		m.Header.Set(jetstream.MsgIDHeader, l.r.name+"-"+strconv.FormatUint(l.last, 10))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ack, err := l.js.PublishMsg(ctx, m)
+		cancel()
+		if err == nil {
+			l.last = ack.Sequence
+			return nil
+		}
+		if wrongLastSeq(err) {
+			if err := l.catchUp(); err != nil {
+				return err
+			}
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("router: history log not written for 30 s: %w", err)
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// catchUp applies what another router wrote to the log after l.last (a
+// leader paused past its lease, that has not yet learnt it lost it), if
+// this router still holds the lease; else it is deposed.
+func (l *lead) catchUp() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := l.kv.Get(ctx, leaderKey)
+	if err != nil || string(e.Value()) != l.r.name {
+		return errDeposed
+	}
+	info, err := l.st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("router: history log: %w", err)
+	}
+	for seq := l.last + 1; seq <= info.State.LastSeq; seq++ {
+		m, err := l.st.GetMsg(ctx, seq)
+		if err == nil {
+			if err := l.r.store.ApplyLog(m.Data, time.Now().UnixNano()); err != nil {
+				l.badLog.Add(1)
+			}
+		}
+	}
+	l.r.log.Warn("the history log had moved on: another router wrote it while this one led; applied",
+		zap.Uint64("from", l.last+1), zap.Uint64("to", info.State.LastSeq))
+	l.last = info.State.LastSeq
+	return nil
+}
+
+func wrongLastSeq(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// LeadStats is a redundant router's part (absent on a router that runs
+// alone).
+type LeadStats struct {
+	Role string `json:"role"` // "leader" or "standby"
+	// Takeovers: times this router took the lead.
+	Takeovers uint64 `json:"takeovers"`
+	// The history log: messages and batches written (leader), the last
+	// sequence applied (standby), malformed messages, batches that could
+	// not be written (their sends were not acked), send frames that came
+	// while not leading (not acked).
+	LogMessages uint64 `json:"log_messages"`
+	LogBatches  uint64 `json:"log_batches"`
+	LogApplied  uint64 `json:"log_applied"`
+	LogBad      uint64 `json:"log_bad"`
+	LogFailed   uint64 `json:"log_failed"`
+	NotLeading  uint64 `json:"not_leading"`
+}
+
+func (r *Router) leadStats() *LeadStats {
+	l := r.lead
+	if l == nil {
+		return nil
+	}
+	role := "standby"
+	if l.leading.Load() {
+		role = "leader"
+	}
+	return &LeadStats{
+		Role: role, Takeovers: l.takeovers.Load(), LogMessages: l.logMsgs.Load(), LogBatches: l.logRecords.Load(),
+		LogApplied: l.applied.Load(), LogBad: l.badLog.Load(), LogFailed: l.logFailed.Load(), NotLeading: l.notLeading.Load(),
+	}
+}
+
+// forward routes a send frame through the leader (an HTTP send made to a
+// standby) and returns what its ack says.
+func (r *Router) forward(frame []byte) (SendResult, error) {
+	m, err := r.nc.Request(wire.SubjectSend, frame, r.cfg.DeliverTimeout+r.cfg.OverloadWait+time.Second)
+	if err != nil {
+		return SendResult{}, fmt.Errorf("%w: %w", ErrNoLeader, err)
+	}
+	var d wire.Decoder
+	var rec wire.Record
+	if h, err := d.Reset(m.Data); err != nil || h.Kind != wire.KindAck || !d.Next(&rec) || rec.Op != wire.OpAck {
+		return SendResult{}, fmt.Errorf("%w: the leader's answer is not an ack", ErrNoLeader)
+	}
+	return SendResult{Kept: rec.Kept > 0, Tally: rec.Tally}, nil
+}
+
+// ErrNoLeader: a standby could not route a send through the leader (none
+// leads at the moment, or it did not answer); nothing was acked.
+var ErrNoLeader = errors.New("router: no leading router took the send; retry")
+
+// ErrNotLogged: the send was routed but its positions could not be
+// written to the history log (the router lost the lead meanwhile): it is
+// not acked.
+var ErrNotLogged = errors.New("router: the send's positions were not logged (this router lost the lead); not acked")

@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench
 
 all: build
 
@@ -91,6 +91,11 @@ bench-social: build
 # of 2,000 streams against one router, what each delivered message costs.
 bench-scale: build
 	./scripts/bench-scale.sh
+
+# What redundant routers (-redundant, three on a NATS cluster) cost against
+# one router alone: acked msgs/s to SSE streams, checked.
+bench-redundant: build
+	./scripts/bench-redundant.sh
 
 # What TLS (nginx in front, deploy/nginx/comet.conf) costs per connection.
 bench-tls: build

@@ -42,8 +42,10 @@ func Roles() []Role {
 	reply := wire.ReplyPrefix + ">"
 	return []Role{
 		// and the stored subscriptions: their stream (subs.Subject) and
-		// JetStream's API, whose answers come to its inbox.
-		{"router", []string{down, "_INBOX.>", reply, subs.Subject, "$JS.API.>"}, []string{wire.SubjectUp, wire.SubjectSend, wire.SubjectClient, done, "_INBOX.>"}},
+		// JetStream's API, whose answers come to its inbox; redundant
+		// routers also write the history log and the lease, and a
+		// standby hands HTTP sends to the leader (wire.SubjectSend).
+		{"router", []string{down, "_INBOX.>", reply, subs.Subject, "$JS.API.>", wire.SubjectHistory, wire.SubjectLeader, wire.SubjectSend}, []string{wire.SubjectUp, wire.SubjectSend, wire.SubjectClient, done, "_INBOX.>"}},
 		{"gateway", []string{wire.SubjectUp, done, wire.SubjectClient}, []string{down, reply}},
 		{"sender", []string{wire.SubjectSend}, []string{"_INBOX.>"}},
 	}

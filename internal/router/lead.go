@@ -31,10 +31,10 @@ import (
 // lead cannot both write it: positions stay consistent whatever the
 // timing of the lease.
 const (
-	leaderBucket   = "COMET_LEADER"
+	leaderBucket   = wire.LeaderBucket
 	leaderKey      = "leader"
 	historyStream  = "COMET_HISTORY"
-	historySubject = "comet.v3.history"
+	historySubject = wire.SubjectHistory
 	// jumpPositions is how far the router taking the lead moves every
 	// history: more than any number of positions one router gives.
 	jumpPositions = 1 << 32

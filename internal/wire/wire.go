@@ -876,6 +876,14 @@ const (
 	ReplyPrefix = "comet.v3.reply."
 	// QueueRouters is the queue group routers join on SubjectSend.
 	QueueRouters = "comet-routers"
+	// SubjectHistory is the subject of the history log that the leading
+	// one of redundant routers writes (a JetStream stream, the log's
+	// format in internal/retention).
+	SubjectHistory = "comet.v3.history"
+	// LeaderBucket is the JetStream key-value bucket of the redundant
+	// routers' lease; SubjectLeader the subjects its writes go to.
+	LeaderBucket  = "COMET_LEADER"
+	SubjectLeader = "$KV." + LeaderBucket + ".>"
 	// downPrefix + gateway name carries KindDown frames to one gateway.
 	downPrefix = "comet.v3.down."
 	// donePrefix + router name carries KindDone frames to one router; it

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/longpoll"
+	"github.com/cometgw/comet/internal/wire"
 )
 
 var (
@@ -78,12 +79,16 @@ func sseCursor(ev []byte) (cursor.Cursor, bool) {
 
 // position checks that cur is the next position after the client's cursor
 // (in the same epoch), counts a gap as lost and a repeat as duplicate, and
-// moves the cursor.
+// moves the cursor. A gap of half wire.TakeoverJump or more holds a
+// redundant router's takeover, whose jump skips positions no message took
+// (less whatever the client got from the old leader past what it logged).
 func (e *Engine) position(c *conn, cur cursor.Cursor) {
 	if c.epoch == cur.Epoch && c.epoch != 0 {
-		switch {
+		switch gap := cur.Seq - c.pos - 1; {
+		case cur.Seq > c.pos+1 && gap >= wire.TakeoverJump/2:
+			e.curErrs.lost += max(gap, wire.TakeoverJump) - wire.TakeoverJump
 		case cur.Seq > c.pos+1:
-			e.curErrs.lost += cur.Seq - c.pos - 1
+			e.curErrs.lost += gap
 		case cur.Seq <= c.pos:
 			e.curErrs.dup++
 		}

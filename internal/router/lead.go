@@ -37,7 +37,7 @@ const (
 	historySubject = wire.SubjectHistory
 	// jumpPositions is how far the router taking the lead moves every
 	// history: more than any number of positions one router gives.
-	jumpPositions = 1 << 32
+	jumpPositions = wire.TakeoverJump
 	// maxLogMsg bounds one message of the history log.
 	maxLogMsg = 512 << 10
 	// logQueue bounds the batches waiting to be logged; past it the

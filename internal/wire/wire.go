@@ -876,6 +876,11 @@ const (
 	ReplyPrefix = "comet.v3.reply."
 	// QueueRouters is the queue group routers join on SubjectSend.
 	QueueRouters = "comet-routers"
+	// TakeoverJump is how far a redundant router that takes the lead
+	// moves every id's next position (docs/PROTOCOL.md, "Redundant
+	// routers"): a client sees its positions jump by it, and has missed
+	// nothing in the gap.
+	TakeoverJump = 1 << 32
 	// SubjectHistory is the subject of the history log that the leading
 	// one of redundant routers writes (a JetStream stream, the log's
 	// format in internal/retention).

@@ -25,6 +25,7 @@ type redundantRun struct {
 	gwAddr string
 	gwArgs []string
 	gw     *proc
+	lastID string
 }
 
 func startRedundant(t *testing.T) *redundantRun {
@@ -42,7 +43,7 @@ func startRedundant(t *testing.T) *redundantRun {
 // run returns the seq numbers the client got, in order, and msggen's
 // account of the n.
 func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int, ack ackAccount) {
-	wait := nodeSSE(t, "http://"+r.gwAddr+"/sse/1", n, "SSE_IDLE_EXIT_MS=12000", "SSE_TIMEOUT_MS=120000")
+	wait := nodeClient(t, "sse-client.mjs", "eventsource", []string{"SSE_IDLE_EXIT_MS=12000", "SSE_TIMEOUT_MS=120000"}, "http://"+r.gwAddr+"/sse/1", fmt.Sprint(n))
 	waitFor(t, "every router holds the client", func() bool {
 		return r.stats(0).Conns == 1 && r.stats(1).Conns == 1 && r.stats(2).Conns == 1
 	})
@@ -62,12 +63,20 @@ func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int,
 	if err != nil || json.Unmarshal(b, &ack) != nil {
 		t.Fatalf("msggen.json: %v %s\n%s", err, b, sender.out)
 	}
-	for _, d := range got {
-		i := strings.LastIndex(d, " seq=")
-		n, err := strconv.Atoi(d[i+5:])
-		if i < 0 || err != nil {
-			t.Fatalf("event %q is not a numbered message", d)
+	for _, l := range got {
+		var ev struct{ ID, Data string }
+		if err := json.Unmarshal(l, &ev); err != nil {
+			t.Fatalf("sse-client line %q: %v", l, err)
 		}
+		i := strings.LastIndex(ev.Data, " seq=")
+		n, err := strconv.Atoi(ev.Data[i+5:])
+		if i < 0 || err != nil {
+			t.Fatalf("event %q is not a numbered message", ev.Data)
+		}
+		if len(seqs) > 0 && n <= seqs[len(seqs)-1] {
+			t.Logf("event %s (seq %d) after seq %d (position %s)", ev.ID, n, seqs[len(seqs)-1], r.lastID)
+		}
+		r.lastID = ev.ID
 		seqs = append(seqs, n)
 	}
 	return seqs, ack

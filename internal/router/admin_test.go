@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +19,23 @@ import (
 
 func startTestRouter(t *testing.T) *Router {
 	t.Helper()
+	r, _ := runTestRouter(t, testConfig(t))
+	return r
+}
+
+// testConfig is the default configuration on free loopback ports.
+func testConfig(t *testing.T) Config {
 	cfg := DefaultConfig()
 	cfg.Embedded.Addr = "127.0.0.1:0"
 	cfg.AdminAddr = "127.0.0.1:0"
 	cfg.Logger = zaptest.NewLogger(t)
+	return cfg
+}
+
+// runTestRouter starts a router with cfg and runs it until stop (or the
+// test's end), checking that Run returned no error.
+func runTestRouter(t *testing.T, cfg Config) (r *Router, stop func()) {
+	t.Helper()
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -29,13 +43,17 @@ func startTestRouter(t *testing.T) *Router {
 	done := make(chan struct{})
 	ran := make(chan error, 1)
 	go func() { ran <- r.Run(done) }()
-	t.Cleanup(func() {
-		close(done)
-		if err := <-ran; err != nil {
-			t.Error(err)
-		}
-	})
-	return r
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(done)
+			if err := <-ran; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return r, stop
 }
 
 // fakeGateway logs conns in over NATS (instance 1) and collects what the

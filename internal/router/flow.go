@@ -219,6 +219,9 @@ func (a *pendingAck) routed(r *Router) { a.add(r, wire.Tally{}) }
 
 // complete answers the sender.
 func (r *Router) complete(a *pendingAck) {
+	if a.reply != "" || a.done != nil {
+		r.acksPending.Add(-1)
+	}
 	if a.done != nil {
 		close(a.done)
 	}

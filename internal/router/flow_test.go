@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/cometgw/comet/internal/wire"
 )
@@ -16,27 +15,12 @@ import (
 // startFlowRouter starts a router with a small window and short timeouts.
 func startFlowRouter(t *testing.T, deliverTimeout time.Duration) *Router {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Embedded.Addr = "127.0.0.1:0"
-	cfg.AdminAddr = "127.0.0.1:0"
-	cfg.Logger = zaptest.NewLogger(t)
+	cfg := testConfig(t)
 	cfg.Window = 64 << 10
 	cfg.DeliverTimeout = deliverTimeout
 	cfg.OverloadWait = 200 * time.Millisecond
 	cfg.GatewayTimeout = time.Second
-	r, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	ran := make(chan error, 1)
-	go func() { ran <- r.Run(done) }()
-	t.Cleanup(func() {
-		close(done)
-		if err := <-ran; err != nil {
-			t.Error(err)
-		}
-	})
+	r, _ := runTestRouter(t, cfg)
 	return r
 }
 

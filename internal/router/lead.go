@@ -69,15 +69,27 @@ type lead struct {
 	queue chan logged
 
 	leading   atomic.Bool
-	follow    jetstream.ConsumeContext
-	applied   atomic.Uint64 // the last log sequence applied while following
-	badLog    atomic.Uint64
-	fatal     chan error
-	stopWrite chan struct{}
-	written   sync.WaitGroup
+	holds     atomic.Bool // the lease is this router's
+	releasing atomic.Bool // stopping: the lease is kept until given up, never sought
+	// validUntil (unix nanos): the lease was renewed recently enough
+	// that no other router can hold it before then; past it the leader
+	// answers no resume (it may have been deposed without knowing it),
+	// and asks the gateways for their sessions again once renewed
+	// (unanswered).
+	validUntil atomic.Int64
+	unanswered atomic.Bool
+	follow     jetstream.ConsumeContext
+	applied    atomic.Uint64 // the last log sequence applied while following
+	badLog     atomic.Uint64
+	fatal      chan error
+	stopWrite  chan struct{}
+	written    sync.WaitGroup
 
-	// The lease (the lead loop's goroutine only).
-	rev uint64
+	// The lease (the lead loop's goroutine only, until loopDone).
+	rev      uint64
+	loopDone chan struct{} // closed when run returns; nil if it never ran
+	quit     chan struct{} // closed by release: the loop stops
+	quitOnce sync.Once
 	// The log's last sequence (the writer's goroutine only, once leading).
 	last uint64
 
@@ -91,7 +103,7 @@ func (r *Router) openLead() error {
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
-	l := &lead{r: r, lease: r.cfg.Lease, js: js, queue: make(chan logged, logQueue), fatal: make(chan error, 1), stopWrite: make(chan struct{})}
+	l := &lead{r: r, lease: r.cfg.Lease, js: js, queue: make(chan logged, logQueue), fatal: make(chan error, 1), stopWrite: make(chan struct{}), quit: make(chan struct{})}
 	replicas := max(r.cfg.StoreReplicas, 1)
 	ret := r.store.Config()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -146,15 +158,24 @@ func (l *lead) startFollowing() error {
 	return nil
 }
 
+// start runs the lead loop until done.
+func (l *lead) start(done <-chan struct{}) {
+	l.loopDone = make(chan struct{})
+	go func() {
+		defer close(l.loopDone)
+		l.run(done)
+	}()
+}
+
 // run holds or seeks the lease every quarter of it until done.
 func (l *lead) run(done <-chan struct{}) {
 	t := time.NewTicker(l.lease / 4)
 	defer t.Stop()
 	for {
 		var err error
-		if l.leading.Load() {
+		if l.holds.Load() {
 			err = l.renew()
-		} else {
+		} else if !l.releasing.Load() {
 			err = l.seek()
 		}
 		if err != nil {
@@ -163,6 +184,8 @@ func (l *lead) run(done <-chan struct{}) {
 		}
 		select {
 		case <-done:
+			return
+		case <-l.quit:
 			return
 		case <-t.C:
 		}
@@ -182,11 +205,12 @@ func (l *lead) fail(err error) {
 func (l *lead) seek() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
 	defer cancel()
+	asked := time.Now()
 	rev, err := l.kv.Create(ctx, leaderKey, []byte(l.r.name))
 	if err != nil {
 		return nil // held by another, or no answer: try again
 	}
-	l.rev = rev
+	l.held(rev, asked)
 	return l.takeOver()
 }
 
@@ -194,9 +218,10 @@ func (l *lead) seek() error {
 func (l *lead) renew() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
 	defer cancel()
+	asked := time.Now()
 	rev, err := l.kv.Update(ctx, leaderKey, []byte(l.r.name), l.rev)
 	if err == nil {
-		l.rev = rev
+		l.held(rev, asked)
 		return nil
 	}
 	if !wrongLastSeq(err) {
@@ -205,14 +230,53 @@ func (l *lead) renew() error {
 	}
 	// Expired: ours again if nobody took it.
 	if rev, err = l.kv.Create(ctx, leaderKey, []byte(l.r.name)); err == nil {
-		l.rev = rev
+		l.held(rev, asked)
 		l.r.log.Warn("lease had expired; taken again")
 		return nil
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) {
+		l.holds.Store(false)
 		return errDeposed
 	}
 	return nil
+}
+
+// held records the lease at revision rev, written at or after asked: no
+// other router can take it for a lease from then (less a margin for the
+// clocks' rates). Resumes left unanswered while it was in doubt are asked
+// for again.
+func (l *lead) held(rev uint64, asked time.Time) {
+	l.rev = rev
+	l.holds.Store(true)
+	l.validUntil.Store(asked.Add(l.lease * 3 / 4).UnixNano())
+	if l.unanswered.Swap(false) && l.leading.Load() {
+		l.resyncAll()
+	}
+}
+
+// answers reports whether the router answers resumes now: it leads, and
+// its lease is surely still its own.
+func (l *lead) answers() bool {
+	if !l.leading.Load() {
+		return false
+	}
+	if time.Now().UnixNano() < l.validUntil.Load() {
+		return true
+	}
+	l.unanswered.Store(true)
+	return false
+}
+
+// resyncAll asks every gateway for its logins and sessions.
+func (l *lead) resyncAll() int {
+	r := l.r
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	gws := r.peers()
+	for _, gw := range gws {
+		r.askResync(gw)
+	}
+	return len(gws)
 }
 
 // takeOver makes this router the leader: the log applied to its end,
@@ -247,13 +311,8 @@ func (l *lead) takeOver() error {
 	l.takeovers.Add(1)
 	l.written.Add(1)
 	go l.writer()
-	r.upMu.Lock()
-	gws := r.peers()
-	for _, gw := range gws {
-		r.askResync(gw)
-	}
-	r.upMu.Unlock()
-	r.log.Info("took the lead", zap.Uint64("log_seq", last), zap.Int("gateways", len(gws)), zap.Duration("took", time.Since(start)))
+	n := l.resyncAll()
+	r.log.Info("took the lead", zap.Uint64("log_seq", last), zap.Int("gateways", n), zap.Duration("took", time.Since(start)))
 	go l.moveStreamLeaders()
 	return nil
 }
@@ -289,10 +348,10 @@ func (l *lead) moveStreamLeaders() {
 	}
 }
 
-// stopRouting stops taking sends (the router is deposed or stops).
+// stopRouting stops taking sends at once (the router is deposed).
 func (l *lead) stopRouting() {
 	if l.leading.Swap(false) {
-		l.r.unsubscribeSenders()
+		l.r.unsubscribeSenders(0)
 	}
 }
 
@@ -300,16 +359,37 @@ func (l *lead) stopRouting() {
 // was routed is logged (for a few seconds at most), and the lease is
 // given up so a standby takes over at once.
 func (l *lead) release() {
+	l.releasing.Store(true)
+	stopLoop := func() {
+		l.quitOnce.Do(func() { close(l.quit) })
+		if l.loopDone != nil {
+			<-l.loopDone // the loop owns the lease's revision
+		}
+	}
 	if !l.leading.Load() {
+		stopLoop()
 		return
 	}
-	l.stopRouting()
+	// Route what NATS holds for this router, let the log take it, and
+	// let the gateways confirm it, so every send taken is acked before
+	// the lease goes (each bounded: a few seconds at most). The loop
+	// renews the lease meanwhile: no standby takes over before.
+	r := l.r
+	r.unsubscribeSenders(2 * time.Second)
+	l.leading.Store(false)
 	close(l.stopWrite)
 	wait := make(chan struct{})
 	go func() { l.written.Wait(); close(wait) }()
 	select {
 	case <-wait:
 	case <-time.After(5 * time.Second):
+	}
+	for end := time.Now().Add(r.cfg.DeliverTimeout); r.acksPending.Load() > 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopLoop()
+	if !l.holds.Load() {
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -207,6 +207,9 @@ type Router struct {
 	sendSub     *nats.Subscription
 	clientSub   *nats.Subscription // gateways' client requests (WebSocket publish, send)
 
+	// acksPending: send frames routed whose ack has not gone out.
+	acksPending atomic.Int64
+
 	sent, void, logins, logouts, resyncs, purges, badFrames atomic.Uint64
 	resumes, missed, caughtUp, kept                         atomic.Uint64
 	// Copies: routed to gateways, then delivered or dropped by reason
@@ -417,14 +420,19 @@ func (r *Router) subscribeSenders() error {
 }
 
 // unsubscribeSenders stops taking senders' and clients' frames; what
-// NATS holds for them is routed first.
-func (r *Router) unsubscribeSenders() {
+// NATS holds for them is routed first, for up to wait.
+func (r *Router) unsubscribeSenders(wait time.Duration) {
 	r.sendMu.Lock()
 	send, client := r.sendSub, r.clientSub
 	r.sendMu.Unlock()
 	for _, s := range []*nats.Subscription{send, client} {
 		if s != nil {
 			s.Drain()
+		}
+	}
+	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if (send == nil || !send.IsValid()) && (client == nil || !client.IsValid()) {
+			return
 		}
 	}
 }
@@ -459,7 +467,7 @@ func (r *Router) Run(done <-chan struct{}) error {
 	var fatal chan error
 	if r.lead != nil {
 		fatal = r.lead.fatal
-		go r.lead.run(done)
+		r.lead.start(done)
 	}
 	for {
 		select {
@@ -857,8 +865,10 @@ func (r *Router) handleUp(m *nats.Msg) {
 // position the catch-up carries.
 func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
 	if l := r.lead; l != nil {
-		if !l.leading.Load() {
-			// A standby: the leader answers. The login is all it needs.
+		if !l.answers() {
+			// A standby: the leader answers. The login is all it
+			// needs. (A leader whose lease is in doubt answers once
+			// it is renewed, by a resync.)
 			r.login(gw, id, conn)
 			return
 		}

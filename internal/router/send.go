@@ -27,6 +27,9 @@ func (r *Router) handleSend(m *nats.Msg) {
 
 // routeFrame routes the records of a send frame, for ack.
 func (r *Router) routeFrame(frame []byte, ack *pendingAck) {
+	if ack.reply != "" || ack.done != nil {
+		r.acksPending.Add(1) // until complete
+	}
 	b := r.batches.Get().(*sendBatch)
 	defer r.batches.Put(b)
 	b.reset(ack)

@@ -148,8 +148,9 @@ func (r *Router) resolve(gw *peer, seq uint64, t *wire.Tally) {
 }
 
 // failFlights resolves every flight of gw as lost (gw is forgotten, or
-// the router closes), or only those published before the deadline.
-func (r *Router) failFlights(gw *peer, before int64) {
+// the router closes), or only those published before the deadline, and
+// returns how many it resolved.
+func (r *Router) failFlights(gw *peer, before int64) int {
 	fl := &r.flow
 	var lost []flight
 	fl.mu.Lock()
@@ -167,6 +168,7 @@ func (r *Router) failFlights(gw *peer, before int64) {
 	for _, f := range lost {
 		r.lostCopies(f.ack, f.copies)
 	}
+	return len(lost)
 }
 
 // confirmed counts a gateway's tally of one flight and adds it to its

@@ -717,9 +717,14 @@ func (r *Router) sweep(now time.Time) {
 	}
 	// Frames a live gateway never confirmed (lost on the way, say, while
 	// its NATS connection was down): their copies are counted lost.
+	// The gateway is asked for its sessions: a resuming client whose
+	// copy was lost gets it from the catch-up of its resume.
 	stale := now.Add(-r.cfg.DeliverTimeout).UnixNano()
 	for _, gw := range r.peers() {
-		r.failFlights(gw, stale)
+		if r.failFlights(gw, stale) > 0 && gw.resyncAt.IsZero() {
+			r.log.Warn("down frames unconfirmed past the deliver timeout; asking the gateway for its sessions", zap.String("gateway", gw.name))
+			r.askResync(gw)
+		}
 	}
 }
 

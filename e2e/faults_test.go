@@ -23,18 +23,34 @@ func nodeSSE(t *testing.T, url string, n int, env ...string) (wait func() []stri
 
 // nodeSSEVia is nodeSSE run through wrap (e.g. ip netns exec NS).
 func nodeSSEVia(t *testing.T, wrap []string, url string, n int, env ...string) (wait func() []string) {
-	lines := nodeClientVia(t, wrap, "sse-client.mjs", "eventsource", env, url, fmt.Sprint(n))
+	events := nodeSSEEvents(t, wrap, url, n, env...)
 	return func() []string {
 		t.Helper()
 		var data []string
-		for _, l := range lines() {
-			var ev struct{ Data string }
-			if err := json.Unmarshal(l, &ev); err != nil {
-				t.Fatalf("sse-client line %q: %v", l, err)
-			}
+		for _, ev := range events() {
 			data = append(data, ev.Data)
 		}
 		return data
+	}
+}
+
+// sseEvent is one event sse-client.mjs printed: its id and its data.
+type sseEvent struct{ ID, Data string }
+
+// nodeSSEEvents is nodeSSEVia returning the events' ids too.
+func nodeSSEEvents(t *testing.T, wrap []string, url string, n int, env ...string) (wait func() []sseEvent) {
+	lines := nodeClientVia(t, wrap, "sse-client.mjs", "eventsource", env, url, fmt.Sprint(n))
+	return func() []sseEvent {
+		t.Helper()
+		var evs []sseEvent
+		for _, l := range lines() {
+			var ev sseEvent
+			if err := json.Unmarshal(l, &ev); err != nil {
+				t.Fatalf("sse-client line %q: %v", l, err)
+			}
+			evs = append(evs, ev)
+		}
+		return evs
 	}
 }
 
@@ -376,6 +392,15 @@ type ackAccount struct {
 	Retried                             uint64 `json:"retried"`
 }
 
+// dropped is every copy the acks said was dropped, whatever the reason.
+func (a ackAccount) dropped() uint64 {
+	n := uint64(0)
+	for _, k := range a.Dropped {
+		n += k
+	}
+	return n
+}
+
 type streamAccount struct {
 	Stats struct {
 		Messages uint64            `json:"messages"`
@@ -387,13 +412,26 @@ func readAccounts(t *testing.T, dir string, sender, flood *proc) (ackAccount, st
 	t.Helper()
 	var ack ackAccount
 	var got streamAccount
-	for f, v := range map[string]any{"msggen.json": &ack, "floodtest.json": &got} {
-		b, err := os.ReadFile(dir + "/" + f)
-		if err != nil || json.Unmarshal(b, v) != nil {
-			t.Fatalf("%s: %v %s\nmsggen: %s\nfloodtest: %s", f, err, b, sender.out, flood.out)
-		}
-	}
+	readJSON(t, dir+"/msggen.json", &ack, sender, flood)
+	readJSON(t, dir+"/floodtest.json", &got, sender, flood)
 	return ack, got
+}
+
+// readJSON reads the JSON file at path into v, or fails the test with
+// what the processes that wrote it printed.
+func readJSON(t *testing.T, path string, v any, procs ...*proc) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		var outs strings.Builder
+		for _, p := range procs {
+			fmt.Fprintf(&outs, "\n%s", p.out)
+		}
+		t.Fatalf("%s: %v %s%s", path, err, b, outs.String())
+	}
 }
 
 // checkAccounts holds msggen's acks to what the streams received: sent
@@ -408,11 +446,7 @@ func readAccounts(t *testing.T, dir string, sender, flood *proc) (ackAccount, st
 // those, and nothing repeated or out of order.
 func checkAccounts(t *testing.T, msgs uint64, ack ackAccount, got streamAccount) {
 	t.Helper()
-	dropped := uint64(0)
-	for _, n := range ack.Dropped {
-		dropped += n
-	}
-	if ack.Sent+ack.Unacked != msgs || ack.Delivered+ack.Void+ack.Kept+dropped != ack.Sent {
+	if ack.Sent+ack.Unacked != msgs || ack.Delivered+ack.Void+ack.Kept+ack.dropped() != ack.Sent {
 		t.Errorf("msggen's accounting does not add up to %d: %+v", msgs, ack)
 	}
 	if ack.Unacked == msgs || ack.Delivered == 0 {

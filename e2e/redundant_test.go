@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,7 +23,6 @@ type redundantRun struct {
 	gwAddr string
 	gwArgs []string
 	gw     *proc
-	lastID string
 }
 
 func startRedundant(t *testing.T) *redundantRun {
@@ -43,7 +40,7 @@ func startRedundant(t *testing.T) *redundantRun {
 // run returns the seq numbers the client got, in order, and msggen's
 // account of the n.
 func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int, ack ackAccount) {
-	wait := nodeClient(t, "sse-client.mjs", "eventsource", []string{"SSE_IDLE_EXIT_MS=12000", "SSE_TIMEOUT_MS=120000"}, "http://"+r.gwAddr+"/sse/1", fmt.Sprint(n))
+	wait := nodeSSEEvents(t, nil, "http://"+r.gwAddr+"/sse/1", n, "SSE_IDLE_EXIT_MS=12000", "SSE_TIMEOUT_MS=120000")
 	waitFor(t, "every router holds the client", func() bool {
 		return r.stats(0).Conns == 1 && r.stats(1).Conns == 1 && r.stats(2).Conns == 1
 	})
@@ -59,24 +56,18 @@ func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int,
 	}
 	// msggen exits 1 if a frame was not acknowledged: the summary
 	// says how many, which checkNumbered holds to what arrived.
-	b, err := os.ReadFile(r.dir + "/msggen.json")
-	if err != nil || json.Unmarshal(b, &ack) != nil {
-		t.Fatalf("msggen.json: %v %s\n%s", err, b, sender.out)
-	}
-	for _, l := range got {
-		var ev struct{ ID, Data string }
-		if err := json.Unmarshal(l, &ev); err != nil {
-			t.Fatalf("sse-client line %q: %v", l, err)
-		}
+	readJSON(t, r.dir+"/msggen.json", &ack, sender)
+	lastID := ""
+	for _, ev := range got {
 		i := strings.LastIndex(ev.Data, " seq=")
 		n, err := strconv.Atoi(ev.Data[i+5:])
 		if i < 0 || err != nil {
 			t.Fatalf("event %q is not a numbered message", ev.Data)
 		}
 		if len(seqs) > 0 && n <= seqs[len(seqs)-1] {
-			t.Logf("event %s (seq %d) after seq %d (position %s)", ev.ID, n, seqs[len(seqs)-1], r.lastID)
+			t.Logf("event %s (seq %d) after seq %d (position %s)", ev.ID, n, seqs[len(seqs)-1], lastID)
 		}
-		r.lastID = ev.ID
+		lastID = ev.ID
 		seqs = append(seqs, n)
 	}
 	return seqs, ack
@@ -97,10 +88,7 @@ func checkNumbered(t *testing.T, n int, seqs []int, ack ackAccount) {
 	if ack.Sent+ack.Unacked != uint64(n) {
 		t.Errorf("msggen's accounting does not add up to %d: %+v", n, ack)
 	}
-	dropped := uint64(0)
-	for _, k := range ack.Dropped {
-		dropped += k
-	}
+	dropped := ack.dropped()
 	if missing := n - len(seqs); missing > int(ack.Unacked+dropped) || len(seqs) == 0 {
 		t.Errorf("the client got %d of %d; msggen had %d not acknowledged, %d acked as dropped: %+v", len(seqs), n, ack.Unacked, dropped, ack)
 	}

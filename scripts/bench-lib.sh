@@ -10,6 +10,8 @@
 #   restore_sysctls     put back every value setsys changed
 #   pids+=(PID)         a process to stop at the end
 #   stop_and_restore    SIGTERM every process in pids, wait, restore_sysctls
+#   wait_http URL [S]   wait up to S seconds (20) for URL to answer; fail
+#                       (status 1, said on stderr) if it does not
 #
 # SYSCTL_STRICT=1 makes a setting that cannot be written fatal.
 sysctl_restore=()
@@ -50,4 +52,10 @@ stop_and_restore() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	restore_sysctls
+}
+wait_http() {
+	local _
+	for _ in $(seq $((${2:-20} * 10))); do curl -s -m 1 -o /dev/null "$1" && return 0; sleep 0.1; done
+	echo "$(basename "$0" .sh): $1 did not come up" >&2
+	return 1
 }

@@ -49,7 +49,6 @@ kernkb() {
 	tcp=$(awk -v pg="$(getconf PAGESIZE)" '/^TCP:/ {print $NF * pg / 1024}' /proc/net/sockstat)
 	echo $((slab + ${tcp%.*}))
 }
-wait_http() { for _ in $(seq 200); do curl -s -m 1 -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-memory: $1 did not come up" >&2; return 1; }
 
 printf "| N | server | processes | KB per stream | resident before / after (KB) | kernel KB per connection pair | floodtest KB per client |\n|---|---|---|---|---|---|---|\n" > "$out/table.md"
 port=8700

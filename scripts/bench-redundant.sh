@@ -21,7 +21,6 @@ MSGGEN_PROCS=${MSGGEN_PROCS:-2}
 out=bench/redundant-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 trap stop_and_restore EXIT
-wait_http() { for _ in $(seq 600); do curl -s -m 1 -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-redundant: $1 did not come up" >&2; return 1; }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 echo "| routers | streams | messages | acked msgs/s (msggen) | received | lost | repeated | not acked |" > "$out/table.md"
@@ -43,7 +42,7 @@ for mode in alone redundant; do
 		done
 		urls=nats://127.0.0.1:7731,nats://127.0.0.1:7732,nats://127.0.0.1:7733
 	fi
-	wait_http http://127.0.0.1:7751/stats
+	wait_http http://127.0.0.1:7751/stats 60
 	"$BIN"/gateway -addr 127.0.0.1:7760 -admin off -nats "$urls" -name red -log-level warn > "$log.gateway.log" 2>&1 &
 	gw=$!; pids+=("$gw")
 	# Every router hears the gateway; with -redundant, one leads.

@@ -32,7 +32,6 @@ set_backlogs
 out=bench/results/throughput-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 echo "bench-throughput: writing to $out"
-wait_http() { for _ in $(seq 200); do curl -s -m 1 -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-throughput: $1 did not come up" >&2; return 1; }
 # rate LOG: the mean and the highest messages/s received while messages
 # flowed, from a floodtest memory log (column 7: messages so far).
 rate() {

@@ -2,10 +2,10 @@
 // package (the WHATWG EventSource for Node) and prints each as a JSON
 // line {id, data}; reconnects (with Last-Event-ID) as any EventSource
 // does. Exits 0 after N events, 1 on a fatal error or after 30 s
-// (SSE_TIMEOUT_MS). With
-// SSE_IDLE_EXIT_MS set, it also exits 0 once that long passed without an
-// event after the first (for runs where some messages may never come:
-// the caller holds them to what the sender was told).
+// (SSE_TIMEOUT_MS). With SSE_IDLE_EXIT_MS set, it also exits 0 once that
+// long passed without an event after the first (for runs where some
+// messages may never come: the caller holds them to what the sender was
+// told).
 import { EventSource } from 'eventsource';
 
 const [url, n] = [process.argv[2], Number(process.argv[3] || 1)];

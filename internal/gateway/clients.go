@@ -193,17 +193,9 @@ func (c *clients) handleReply(m *nats.Msg) {
 
 // replyOf reads an ack frame.
 func replyOf(data []byte) (ws.Reply, error) {
-	var d wire.Decoder
-	h, err := d.Reset(data)
+	rec, err := wire.ParseAck(data)
 	if err != nil {
 		return ws.Reply{}, err
-	}
-	var rec wire.Record
-	if h.Kind != wire.KindAck || !d.Next(&rec) {
-		if d.Err() != nil {
-			return ws.Reply{}, d.Err()
-		}
-		return ws.Reply{}, fmt.Errorf("%s frame without an ack record", h.Kind)
 	}
 	r := ws.Reply{Delivered: rec.Tally.Delivered, Void: rec.Void > 0, Kept: rec.Kept > 0}
 	for _, d := range []struct {

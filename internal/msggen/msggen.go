@@ -188,21 +188,7 @@ func request(nc *nats.Conn, frame []byte, timeout time.Duration) (wire.Record, e
 	if err != nil {
 		return wire.Record{}, err
 	}
-	return decodeAck(m.Data)
-}
-
-// decodeAck reads an ack frame.
-func decodeAck(b []byte) (wire.Record, error) {
-	var d wire.Decoder
-	h, err := d.Reset(b)
-	if err != nil {
-		return wire.Record{}, err
-	}
-	var rec wire.Record
-	if h.Kind != wire.KindAck || !d.Next(&rec) || rec.Op != wire.OpAck {
-		return wire.Record{}, fmt.Errorf("msggen: reply is not an ack (%s)", h.Kind)
-	}
-	return rec, nil
+	return wire.ParseAck(m.Data)
 }
 
 type counters struct {
@@ -367,9 +353,14 @@ func (s *sender) resend(k uint64, frame []byte) {
 	if !ok {
 		return
 	}
+	s.publish(k, frame) // a failure is left to the ack timeout
+}
+
+// publish sends frame k, its ack to come to inbox.k.
+func (s *sender) publish(k uint64, frame []byte) error {
 	var subj [64]byte
 	reply := strconv.AppendUint(append(append(subj[:0], s.inbox...), '.'), k, 10)
-	s.nc.PublishRequest(wire.SubjectSend, string(reply), frame) // a failure is left to the ack timeout
+	return s.nc.PublishRequest(wire.SubjectSend, string(reply), frame)
 }
 
 // start subscribes to the sender's inbox and starts the ack timer.
@@ -409,7 +400,7 @@ func (s *sender) acked(m *nats.Msg) {
 	if !ok {
 		return // timed out already: counted as an error
 	}
-	a, err := decodeAck(m.Data)
+	a, err := wire.ParseAck(m.Data)
 	if err != nil {
 		s.c.errors.Add(1)
 		s.c.lost.Add(uint64(p.msgs))
@@ -514,9 +505,7 @@ func (s *sender) flush(n int) {
 	k := s.next
 	s.waiting[k] = pending{msgs: n, at: time.Now(), frame: bytes.Clone(s.frame)}
 	s.mu.Unlock()
-	var subj [64]byte
-	reply := strconv.AppendUint(append(append(subj[:0], s.inbox...), '.'), k, 10)
-	if err := s.nc.PublishRequest(wire.SubjectSend, string(reply), s.frame); err != nil {
+	if err := s.publish(k, s.frame); err != nil {
 		s.mu.Lock()
 		if _, ok := s.waiting[k]; ok {
 			delete(s.waiting, k)

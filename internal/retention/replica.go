@@ -140,25 +140,22 @@ func (s *Store) keep(id int64, epoch, seq uint64, at int64, topic string, msg []
 	sh := s.shard(id)
 	sh.mu.Lock()
 	h, made := s.at(sh, id, epoch, now)
-	if seq < h.next {
-		if seq >= h.gapFrom && seq < h.gapTo {
-			// Given in the gap by a leader that had not learnt it lost
-			// the lead: kept in its place, the gap now after it.
-			s.insert(h, seq, at, topic, msg, now)
-			h.gapFrom = seq + 1
-			sh.mu.Unlock()
-			s.enqueue(id, epoch, seq, at)
-			return
+	switch {
+	case seq >= h.next:
+		if seq > h.next && !made {
+			// The leader jumped (a history made here from this message
+			// knows nothing before it: a cursor there has missed).
+			h.gapFrom, h.gapTo = h.next, seq
 		}
+		h.next = seq + 1
+	case seq >= h.gapFrom && seq < h.gapTo:
+		// Given in the gap by a leader that had not learnt it lost the
+		// lead: kept in its place, the gap now after it.
+		h.gapFrom = seq + 1
+	default: // a position the history passed already
 		sh.mu.Unlock()
 		return
 	}
-	if seq > h.next && !made {
-		// The leader jumped (a history made here from this message
-		// knows nothing before it: a cursor there has missed).
-		h.gapFrom, h.gapTo = h.next, seq
-	}
-	h.next = seq + 1
 	s.insert(h, seq, at, topic, msg, now)
 	sh.mu.Unlock()
 	s.enqueue(id, epoch, seq, at)

@@ -216,12 +216,17 @@ func (a *pendingAck) add(r *Router, t wire.Tally) {
 	}
 }
 
+// awaited reports whether someone waits for a's answer (a NATS sender or
+// an HTTP send): routeFrame counts it in Router.acksPending until
+// complete.
+func (a *pendingAck) awaited() bool { return a.reply != "" || a.done != nil }
+
 // routed marks a's send frame as routed: its flights are all published.
 func (a *pendingAck) routed(r *Router) { a.add(r, wire.Tally{}) }
 
 // complete answers the sender.
 func (r *Router) complete(a *pendingAck) {
-	if a.reply != "" || a.done != nil {
+	if a.awaited() {
 		r.acksPending.Add(-1)
 	}
 	if a.done != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/cometgw/comet/internal/subs"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -108,8 +109,7 @@ func (r *Router) openLead() error {
 	ret := r.store.Config()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for {
-		try, c := context.WithTimeout(ctx, 2*time.Second)
+	err = subs.WhileForming(ctx, func(try context.Context) (err error) {
 		l.kv, err = js.CreateOrUpdateKeyValue(try, jetstream.KeyValueConfig{
 			Bucket: leaderBucket, Description: "comet: the lease of the router that leads",
 			TTL: l.lease, History: 1, Storage: jetstream.MemoryStorage, Replicas: replicas,
@@ -122,14 +122,10 @@ func (r *Router) openLead() error {
 				MaxMsgSize: 2 * maxLogMsg, Replicas: replicas, Duplicates: time.Minute,
 			})
 		}
-		c()
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("router: redundant routers need JetStream for the lease and the history log: %w", err)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("router: redundant routers need JetStream for the lease and the history log: %w", err)
 	}
 	r.lead = l
 	return l.startFollowing()
@@ -440,15 +436,7 @@ func (l *lead) writer() {
 		}
 		err := l.write(msg)
 		for _, lg := range batch {
-			if lg.ack == nil {
-				continue
-			}
-			if err != nil {
-				lg.ack.mu.Lock()
-				lg.ack.unlogged = true
-				lg.ack.mu.Unlock()
-			}
-			lg.ack.add(l.r, wire.Tally{})
+			l.logDone(lg, err == nil)
 		}
 		if err != nil {
 			l.logFailed.Add(uint64(len(batch)))
@@ -461,18 +449,26 @@ func (l *lead) writer() {
 	}
 }
 
+// logDone resolves lg's part of its ack: written, or not (no ack then).
+func (l *lead) logDone(lg logged, written bool) {
+	if lg.ack == nil {
+		return
+	}
+	if !written {
+		lg.ack.mu.Lock()
+		lg.ack.unlogged = true
+		lg.ack.mu.Unlock()
+	}
+	lg.ack.add(l.r, wire.Tally{})
+}
+
 // drainFailed fails what is queued after the writer stopped.
 func (l *lead) drainFailed() {
 	for {
 		select {
 		case lg := <-l.queue:
 			l.logFailed.Add(1)
-			if lg.ack != nil {
-				lg.ack.mu.Lock()
-				lg.ack.unlogged = true
-				lg.ack.mu.Unlock()
-				lg.ack.add(l.r, wire.Tally{})
-			}
+			l.logDone(lg, false)
 		case <-time.After(time.Second):
 			return
 		}
@@ -586,13 +582,16 @@ func (r *Router) forward(frame []byte) (SendResult, error) {
 	if err != nil {
 		return SendResult{}, fmt.Errorf("%w: %w", ErrNoLeader, err)
 	}
-	var d wire.Decoder
-	var rec wire.Record
-	if h, err := d.Reset(m.Data); err != nil || h.Kind != wire.KindAck || !d.Next(&rec) || rec.Op != wire.OpAck {
-		return SendResult{}, fmt.Errorf("%w: the leader's answer is not an ack", ErrNoLeader)
+	rec, err := wire.ParseAck(m.Data)
+	if err != nil {
+		return SendResult{}, fmt.Errorf("%w: the leader's answer: %w", ErrNoLeader, err)
 	}
 	return SendResult{Kept: rec.Kept > 0, Tally: rec.Tally}, nil
 }
+
+// standby reports whether the router is a redundant one that does not
+// lead now.
+func (r *Router) standby() bool { return r.lead != nil && !r.lead.leading.Load() }
 
 // ErrNoLeader: a standby could not route a send through the leader (none
 // leads at the moment, or it did not answer); nothing was acked.

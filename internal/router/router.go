@@ -545,7 +545,7 @@ func (r *Router) presenceLoop(done <-chan struct{}) {
 // position (like a broadcast).
 func (r *Router) sendPresence() {
 	evs := r.topics.presenceEvents()
-	if len(evs) == 0 || r.lead != nil && !r.lead.leading.Load() {
+	if len(evs) == 0 || r.standby() {
 		return // a standby: the leader sends them
 	}
 	b := r.batches.Get().(*sendBatch)

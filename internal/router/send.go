@@ -17,7 +17,7 @@ import (
 // handleSend routes one sender frame. Its ack, if it is a request, goes
 // out when every copy's fate is known (see flow.go).
 func (r *Router) handleSend(m *nats.Msg) {
-	if r.lead != nil && !r.lead.leading.Load() {
+	if r.standby() {
 		// Taken as the lead was lost: not routed, not acked.
 		r.lead.notLeading.Add(1)
 		return
@@ -27,7 +27,7 @@ func (r *Router) handleSend(m *nats.Msg) {
 
 // routeFrame routes the records of a send frame, for ack.
 func (r *Router) routeFrame(frame []byte, ack *pendingAck) {
-	if ack.reply != "" || ack.done != nil {
+	if ack.awaited() {
 		r.acksPending.Add(1) // until complete
 	}
 	b := r.batches.Get().(*sendBatch)
@@ -90,7 +90,7 @@ func (r *Router) Broadcast(msg []byte) (SendResult, error) {
 // routeOne routes a send frame of one send, publish or broadcast and
 // waits for what became of its copies. A standby has the leader route it.
 func (r *Router) routeOne(frame []byte) (SendResult, error) {
-	if r.lead != nil && !r.lead.leading.Load() {
+	if r.standby() {
 		return r.forward(frame)
 	}
 	if !r.waitRoom(time.Now().Add(r.cfg.OverloadWait)) {

@@ -43,21 +43,33 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Stream, error) {
 		MaxMsgSize:  MaxBatch + 1024,
 		Replicas:    max(replicas, 1),
 	}
+	var st jetstream.Stream
+	err = WhileForming(ctx, func(try context.Context) (err error) {
+		st, err = js.CreateOrUpdateStream(try, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subs: stream %s (does the NATS server have JetStream?): %w", StreamName, err)
+	}
+	return &Stream{js: js, st: st}, nil
+}
+
+// WhileForming calls try, with 2 s to get its answer, until it succeeds,
+// fails otherwise than by getting no answer in time, or ctx ends. A
+// JetStream still forming (a cluster electing its leaders) may not
+// answer the first requests; no responders, or JetStream not enabled (a
+// server without one), is said at once.
+func WhileForming(ctx context.Context, try func(context.Context) error) error {
 	for {
-		try, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := js.CreateOrUpdateStream(try, cfg)
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := try(c)
 		cancel()
-		if err == nil {
-			return &Stream{js: js, st: st}, nil
-		}
-		// No answer in time: a JetStream still forming. No responders,
-		// or JetStream not enabled: a server without one, said at once.
-		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("subs: stream %s (does the NATS server have JetStream?): %w", StreamName, err)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("subs: stream %s (does the NATS server have JetStream?): %w", StreamName, err)
+			return err
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -98,15 +110,14 @@ type Follower struct {
 func (s *Stream) Follow(ctx context.Context, x *Index, onBad func(error)) (*Follower, error) {
 	// A stream whose cluster is still forming may not answer at once.
 	var info *jetstream.StreamInfo
-	var err error
-	for try := 0; ; try++ {
-		if info, err = s.st.Info(ctx); err == nil {
-			break
-		}
-		if try == 10 || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("subs: %w", err)
-		}
-		time.Sleep(250 * time.Millisecond)
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := WhileForming(wait, func(try context.Context) (err error) {
+		info, err = s.st.Info(try)
+		return err
+	})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("subs: %w", err)
 	}
 	last := info.State.LastSeq
 	f := &Follower{ready: make(chan struct{})}

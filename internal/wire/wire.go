@@ -803,6 +803,24 @@ func (d *Decoder) resumed(r *Record) bool {
 	return true
 }
 
+// ParseAck reads an ack frame: its one ack record (Count sends accepted,
+// Void, Kept, Tally).
+func ParseAck(frame []byte) (Record, error) {
+	var d Decoder
+	h, err := d.Reset(frame)
+	if err != nil {
+		return Record{}, err
+	}
+	var rec Record
+	if h.Kind != KindAck || !d.Next(&rec) || rec.Op != OpAck {
+		if d.Err() != nil {
+			return Record{}, d.Err()
+		}
+		return Record{}, fmt.Errorf("wire: %s frame without an ack record", h.Kind)
+	}
+	return rec, nil
+}
+
 // Err returns the first decoding error, or nil if the frame was well formed
 // up to where it was read.
 func (d *Decoder) Err() error { return d.err }

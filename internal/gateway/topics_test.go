@@ -492,9 +492,7 @@ func TestKick(t *testing.T) {
 		t.Fatalf("SSE after the kick: %v", err)
 	}
 	waitConns(t, r, 1)
-	if st := g.Hub().Stats(); st.Closed["kicked"] != 2 {
-		t.Fatalf("closed %v", st.Closed)
-	}
+	waitFor(t, "two closed as kicked", 5*time.Second, func() bool { return g.Hub().Stats().Closed["kicked"] == 2 })
 	if res, _ := r.Send(6, []byte("still here")); res.Tally.Delivered != 1 {
 		t.Fatalf("the other id: %+v", res)
 	}

@@ -49,6 +49,7 @@ Flags:
 	fs.DurationVar(&cfg.Hub.WriteDelay, "write-delay", cfg.Hub.WriteDelay, "the most a writer that falls behind may hold a busy client's output to gather it into fewer writes (adapts: 0 while the gateway keeps up; negative: never)")
 	fs.IntVar(&cfg.Hub.MaxSessions, "max-streams", cfg.Hub.MaxSessions, "most client sessions (streams, SSE streams, waiting long-polls) at once (at most the open-files limit)")
 	fs.BoolVar(&cfg.NoDirect, "no-direct", false, "serve /test/ stream requests through fasthttp too, not read from the accepted socket directly")
+	fs.IntVar(&cfg.Partitions, "partitions", 1, "the routers split ids into this many partitions (router -partitions): each id's logins go to its partition's routers; must match the routers")
 	fs.DurationVar(&cfg.TCPKeepAlive, "tcp-keepalive", cfg.TCPKeepAlive, "TCP keep-alive probes after this long idle, to find vanished clients (negative: none)")
 	fs.DurationVar(&cfg.PollTimeout, "poll-timeout", cfg.PollTimeout, "how long a long-poll waits for a message when it gives no ?timeout=")
 	fs.DurationVar(&cfg.MaxPollTimeout, "poll-max-timeout", cfg.MaxPollTimeout, "the longest ?timeout= a long-poll may ask (longer ones are cut to it)")

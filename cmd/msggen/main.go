@@ -59,6 +59,7 @@ Flags:
 	fs.StringVar(&cfg.TopicPrefix, "topic-prefix", msggen.DefaultTopicPrefix, "with -topics: the topics are PREFIX1..PREFIXN")
 	fs.DurationVar(&cfg.BroadcastEvery, "broadcast-every", 0, `also broadcast "Broadcast #K" to every connection this often while sending (0: never)`)
 	fs.BoolVar(&cfg.Stamp, "stamp", false, `append " t=<unix ns>" to every message, for receivers to measure latency`)
+	fs.IntVar(&cfg.Partitions, "partitions", 1, "the routers' -partitions: send each id's messages straight to its partition's router (without it any router takes a frame and hands on what is another partition's)")
 	summary := fs.String("summary", "", "write the final result as JSON to this file")
 	var creds natsconn.Credentials
 	creds.AddFlags(fs)

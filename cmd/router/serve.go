@@ -47,6 +47,8 @@ Flags:
 	fs.IntVar(&cfg.StoreReplicas, "store-replicas", 1, "servers of the NATS cluster that keep the stored subscriptions (and, with -redundant, the lease and the history log; 3 in a cluster of three routers survives losing one)")
 	fs.BoolVar(&cfg.Redundant, "redundant", false, "run as one of several routers on one NATS: one leads (routes sends, numbers positions, logs them to JetStream), the others follow and take over when its lease ends")
 	fs.DurationVar(&cfg.Lease, "lease", cfg.Lease, "with -redundant: how long the leader's lease lasts unrenewed (how soon a standby takes over from a dead leader)")
+	fs.IntVar(&cfg.Partitions, "partitions", 1, "split ids into this many partitions (the id modulo the count), each served by its own router (or redundant routers); gateways get the same -partitions")
+	fs.IntVar(&cfg.Partition, "partition", 0, "with -partitions: the partition this router serves (0 to partitions-1)")
 	fs.StringVar(&cfg.Embedded.ConfigFile, "nats-config", "", "nats-server configuration file for the embedded server: its users and their permissions (router nats-auth writes one)")
 	fs.StringVar(&cfg.Embedded.ClusterAddr, "nats-cluster", "", "let the embedded nats-server join a NATS cluster: listen for the other servers here (e.g. 127.0.0.1:6222)")
 	fs.Func("nats-routes", "with -nats-cluster: other servers' cluster addresses, comma-separated (nats://host:6222,...; one is enough)", func(v string) error {

@@ -106,7 +106,7 @@ func (c *clients) do(s hub.Session, r *ws.Request) (bool, error) {
 	case "join":
 		return false, c.link.join(conn, s.ID(), true, r.Topics, r.Presence)
 	case "leave":
-		c.link.part(conn, r.Topics)
+		c.link.part(conn, s.ID(), r.Topics)
 		return false, nil
 	case "auth":
 		if c.verify == nil {

@@ -69,6 +69,11 @@ type Config struct {
 	// chunked stream request (GET /test/{id}) is read from the accepted
 	// socket and handed to the hub directly (see direct.go).
 	NoDirect bool
+	// Partitions is how many partitions the routers split ids into
+	// (router -partitions): the gateway sends each id's logins to its
+	// partition's routers. It must be the routers' count. Default 1 (one
+	// router, or redundant routers that each hold every id).
+	Partitions int
 	// PollTimeout is how long a long-poll waits when it does not say.
 	// Default 30s.
 	PollTimeout time.Duration
@@ -175,6 +180,9 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	if !wire.ValidGatewayName(c.Name) {
 		return fmt.Errorf("gateway: name %q: want 1 to 64 of A-Z a-z 0-9 - _", c.Name)
+	}
+	if c.Partitions < 0 || c.Partitions > wire.MaxPartitions {
+		return fmt.Errorf("gateway: -partitions %d: want 1 to %d (the routers' -partitions)", c.Partitions, wire.MaxPartitions)
 	}
 	if !c.Auth.Enabled() && !c.InsecureOpen && !auth.IsLoopback(c.Addr) {
 		return fmt.Errorf("gateway: %s is not a loopback address and no token keys are given: anyone could read any id's messages; give -auth-secret-file or -auth-keys, or -insecure-open to serve without tokens", c.Addr)
@@ -301,7 +309,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	var inst [8]byte
 	rand.Read(inst[:])
-	g.link = newLink(nc, cfg.Name, binary.LittleEndian.Uint64(inst[:])>>11, cfg.InboundLimit, g.log)
+	g.link = newLink(nc, cfg.Name, binary.LittleEndian.Uint64(inst[:])>>11, cfg.InboundLimit, cfg.Partitions, g.log)
 
 	hubCfg := cfg.Hub
 	hubCfg.Handback = g.handback

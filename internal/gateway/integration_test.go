@@ -385,3 +385,52 @@ func TestMalformedFramesCounted(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestPartitionedRouterRestart: a gateway with -partitions 2 sends each
+// id's login to its partition's router; when one partition's router
+// restarts, it asks for its own partition's logins only (the other
+// router is not disturbed), and sends through either router reach both
+// partitions' clients.
+func TestPartitionedRouterRestart(t *testing.T) {
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	part := func(k int) (*router.Router, func()) {
+		return startRouter(t, router.Config{NATSURL: ns.ClientURL(), Partitions: 2, Partition: k})
+	}
+	a, _ := part(0)
+	b, stopB := part(1)
+	g := startGateway(t, ns.ClientURL(), gateway.Config{Partitions: 2})
+	t.Cleanup(func() { g.Close() })
+	s10, s11 := openStream(t, g, 10), openStream(t, g, 11)
+	waitFor(t, "one login at each router", 5*time.Second, func() bool { return a.Stats().Conns == 1 && b.Stats().Conns == 1 })
+	if n := delivered(t, a, 11, "via a"); n != 1 {
+		t.Fatalf("send to 11 through partition 0's router: delivered %d", n)
+	}
+	if got := s11.Next(5 * time.Second); got != want(1, "via a") {
+		t.Fatalf("11 got %q", got)
+	}
+
+	stopB()
+	logins := a.Stats().LoginsTotal
+	b2, _ := part(1)
+	waitFor(t, "partition 1's login back", 5*time.Second, func() bool { return b2.Stats().Conns == 1 })
+	for _, send := range []struct {
+		r  *router.Router
+		id int64
+		s  *testclient.Stream
+		n  int
+	}{{b2, 10, s10, 1}, {a, 11, s11, 2}, {b2, 11, s11, 3}} {
+		if n := delivered(t, send.r, send.id, "after"); n != 1 {
+			t.Fatalf("send to %d: delivered %d", send.id, n)
+		}
+		if got := send.s.Next(5 * time.Second); got != want(send.n, "after") {
+			t.Fatalf("%d got %q", send.id, got)
+		}
+	}
+	if st := a.Stats(); st.LoginsTotal != logins || st.Conns != 1 {
+		t.Fatalf("partition 0's router was asked to log in again: %d logins (had %d), %d conns", st.LoginsTotal, logins, st.Conns)
+	}
+}

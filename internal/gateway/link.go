@@ -35,11 +35,11 @@ type link struct {
 	sub      atomic.Pointer[nats.Subscription] // the down subscription, once made
 	inbound  int                               // the down subscription's pending bytes limit
 
-	mu     sync.Mutex
-	frames [][]byte          // full frames waiting to be published
-	cur    []byte            // the frame being filled
-	dones  map[string][]byte // done frames being filled, by the reply subject (router) they go to
-	live   uint64            // logins announced and not yet logged out
+	mu sync.Mutex
+	// up holds the up frames of each partition of the ids (one without
+	// partitioned routers), published to its own subject.
+	up    []upStream
+	dones map[string][]byte // done frames being filled, by the reply subject (router) they go to
 	// What the sessions that joined topics joined (resync repeats it);
 	// sessions without topics cost nothing here.
 	topics map[uint64]hub.Joins
@@ -55,6 +55,14 @@ type link struct {
 	inboundPeak                       atomic.Int64
 }
 
+// upStream is the up frames to the routers of one partition.
+type upStream struct {
+	subject string
+	frames  [][]byte // full frames waiting to be published
+	cur     []byte   // the frame being filled
+	live    uint64   // logins announced and not yet logged out
+}
+
 // downFrame is one down frame's batch for the hub.
 type downFrame struct {
 	hub.Batch
@@ -62,13 +70,17 @@ type downFrame struct {
 	reply string
 }
 
-func newLink(nc *nats.Conn, name string, instance uint64, inbound int, log *zap.Logger) *link {
+func newLink(nc *nats.Conn, name string, instance uint64, inbound, partitions int, log *zap.Logger) *link {
 	l := &link{
 		nc: nc, name: name, instance: instance, inbound: inbound, log: log,
+		up:     make([]upStream, max(partitions, 1)),
 		dones:  make(map[string][]byte),
 		topics: make(map[uint64]hub.Joins),
 		kick:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
+	}
+	for k := range l.up {
+		l.up[k].subject = wire.PartSubject(wire.SubjectUp, len(l.up), k)
 	}
 	l.batches.New = func() any {
 		f := new(downFrame)
@@ -97,9 +109,11 @@ func (l *link) start(hub *hub.Hub) error {
 		return err
 	}
 	l.mu.Lock()
-	l.header()
-	l.cur = wire.AppendHello(l.cur, 0)
-	l.cur = wire.AppendServer(l.cur, l.nc.ConnectedServerName())
+	for k := range l.up {
+		u := l.header(k)
+		u.cur = wire.AppendHello(u.cur, 0)
+		u.cur = wire.AppendServer(u.cur, l.nc.ConnectedServerName())
+	}
 	l.mu.Unlock()
 	l.signal()
 	l.wg.Add(1)
@@ -111,24 +125,33 @@ func (l *link) start(hub *hub.Hub) error {
 // now (after a reconnection).
 func (l *link) server(name string) {
 	l.mu.Lock()
-	l.header()
-	l.cur = wire.AppendServer(l.cur, name)
+	for k := range l.up {
+		u := l.header(k)
+		u.cur = wire.AppendServer(u.cur, name)
+	}
 	l.mu.Unlock()
 	l.signal()
 }
 
-// header starts a new frame if none is open. l.mu must be held.
-func (l *link) header() {
-	if len(l.cur) == 0 {
-		l.cur = wire.AppendUpHeader(l.cur, wire.KindUp, l.name, l.instance)
+// header returns partition k's up stream with a frame open. l.mu must be
+// held.
+func (l *link) header(k int) *upStream {
+	u := &l.up[k]
+	if len(u.cur) == 0 {
+		u.cur = wire.AppendUpHeader(u.cur, wire.KindUp, l.name, l.instance)
 	}
+	return u
 }
 
-// rotate moves a full frame aside. l.mu must be held.
-func (l *link) rotate() {
-	if len(l.cur) >= maxUpFrame {
-		l.frames = append(l.frames, l.cur)
-		l.cur = nil
+// of returns the up stream of id's partition with a frame open. l.mu
+// must be held.
+func (l *link) of(id int64) *upStream { return l.header(wire.Partition(id, len(l.up))) }
+
+// rotate moves u's frame aside once full. l.mu must be held.
+func (u *upStream) rotate() {
+	if len(u.cur) >= maxUpFrame {
+		u.frames = append(u.frames, u.cur)
+		u.cur = nil
 	}
 }
 
@@ -143,23 +166,23 @@ func (l *link) signal() {
 // topics.
 func (l *link) Opened(conn uint64, id int64, j hub.Joins) {
 	l.mu.Lock()
-	l.header()
-	l.appendLogin(conn, id, j)
-	l.live++
+	u := l.of(id)
+	u.appendLogin(conn, id, j)
+	u.live++
 	if len(j.Topics) > 0 || j.Allowed != nil {
 		l.topics[conn] = j
 	}
-	l.rotate()
+	u.rotate()
 	l.mu.Unlock()
 	l.signal()
 }
 
 // appendLogin appends conn's login record. l.mu must be held.
-func (l *link) appendLogin(conn uint64, id int64, j hub.Joins) {
+func (u *upStream) appendLogin(conn uint64, id int64, j hub.Joins) {
 	if len(j.Topics) > 0 {
-		l.cur = wire.AppendLoginTopics(l.cur, conn, id, j.Topics, j.Presence)
+		u.cur = wire.AppendLoginTopics(u.cur, conn, id, j.Topics, j.Presence)
 	} else {
-		l.cur = wire.AppendLogin(l.cur, conn, id)
+		u.cur = wire.AppendLogin(u.cur, conn, id)
 	}
 }
 
@@ -167,23 +190,23 @@ func (l *link) appendLogin(conn uint64, id int64, j hub.Joins) {
 // and resumes after cur.
 func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor, j hub.Joins) {
 	l.mu.Lock()
-	l.header()
-	l.appendResume(conn, id, cur, j)
-	l.live++
+	u := l.of(id)
+	u.appendResume(conn, id, cur, j)
+	u.live++
 	if len(j.Topics) > 0 || j.Allowed != nil {
 		l.topics[conn] = j
 	}
-	l.rotate()
+	u.rotate()
 	l.mu.Unlock()
 	l.signal()
 }
 
 // appendResume appends conn's resume record. l.mu must be held.
-func (l *link) appendResume(conn uint64, id int64, cur cursor.Cursor, j hub.Joins) {
+func (u *upStream) appendResume(conn uint64, id int64, cur cursor.Cursor, j hub.Joins) {
 	if len(j.Topics) > 0 {
-		l.cur = wire.AppendResumeTopics(l.cur, conn, id, cur.Epoch, cur.Seq, j.Topics, j.Presence)
+		u.cur = wire.AppendResumeTopics(u.cur, conn, id, cur.Epoch, cur.Seq, j.Topics, j.Presence)
 	} else {
-		l.cur = wire.AppendResume(l.cur, conn, id, cur.Epoch, cur.Seq)
+		u.cur = wire.AppendResume(u.cur, conn, id, cur.Epoch, cur.Seq)
 	}
 }
 
@@ -218,15 +241,16 @@ func (l *link) join(conn uint64, id int64, resumable bool, topics []string, pres
 	j.Topics = append(slices.Clip(j.Topics), add...)
 	j.Presence = j.Presence || presence
 	l.topics[conn] = j
-	l.header()
-	l.cur = wire.AppendJoin(l.cur, conn, id, resumable, add, presence)
-	l.rotate()
+	u := l.of(id)
+	u.cur = wire.AppendJoin(u.cur, conn, id, resumable, add, presence)
+	u.rotate()
 	l.signal()
 	return nil
 }
 
-// part takes topics out of what conn is in, and tells the routers.
-func (l *link) part(conn uint64, topics []string) {
+// part takes topics out of what conn (logged in as id) is in, and tells
+// the routers.
+func (l *link) part(conn uint64, id int64, topics []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	j, ok := l.topics[conn]
@@ -246,9 +270,9 @@ func (l *link) part(conn uint64, topics []string) {
 	}
 	j.Topics = kept
 	l.topics[conn] = j
-	l.header()
-	l.cur = wire.AppendPart(l.cur, conn, gone)
-	l.rotate()
+	u := l.of(id)
+	u.cur = wire.AppendPart(u.cur, conn, gone)
+	u.rotate()
 	l.signal()
 }
 
@@ -264,14 +288,14 @@ func errNotTopic(t string) error {
 	return fmt.Errorf("%q is not a topic: want 1 to %d bytes, each one of A-Z a-z 0-9 and . _ - : (no other)", clip(t), wire.MaxTopic)
 }
 
-// Closed implements hub.Listener: the conn logs out.
-func (l *link) Closed(conn uint64) {
+// Closed implements hub.Listener: the conn, logged in as id, logs out.
+func (l *link) Closed(conn uint64, id int64) {
 	l.mu.Lock()
-	l.header()
-	l.cur = wire.AppendLogout(l.cur, conn)
-	l.live--
+	u := l.of(id)
+	u.cur = wire.AppendLogout(u.cur, conn)
+	u.live--
 	delete(l.topics, conn)
-	l.rotate()
+	u.rotate()
 	l.mu.Unlock()
 	l.signal()
 }
@@ -285,8 +309,10 @@ func (l *link) publisher() {
 		case <-l.kick:
 		case <-hb.C:
 			l.mu.Lock()
-			l.header()
-			l.cur = wire.AppendHeartbeat(l.cur, l.live)
+			for k := range l.up {
+				u := l.header(k)
+				u.cur = wire.AppendHeartbeat(u.cur, u.live)
+			}
 			l.mu.Unlock()
 		case <-l.done:
 			l.flush()
@@ -296,21 +322,35 @@ func (l *link) publisher() {
 	}
 }
 
-// flush publishes every pending frame, in order, and the done frames.
+// flush publishes every pending frame, in order per partition, and the
+// done frames.
 func (l *link) flush() {
-	l.mu.Lock()
-	frames := l.frames
-	if len(l.cur) > 0 {
-		frames = append(frames, l.cur)
+	type out struct {
+		subject string
+		frames  [][]byte
 	}
-	l.frames, l.cur = nil, nil
+	var ups [4]out
+	l.mu.Lock()
+	frames := ups[:0]
+	for k := range l.up {
+		u := &l.up[k]
+		if len(u.cur) > 0 {
+			u.frames = append(u.frames, u.cur)
+		}
+		if len(u.frames) > 0 {
+			frames = append(frames, out{u.subject, u.frames})
+		}
+		u.frames, u.cur = nil, nil
+	}
 	var dones map[string][]byte
 	if len(l.dones) > 0 {
 		dones, l.dones = l.dones, make(map[string][]byte, len(l.dones))
 	}
 	l.mu.Unlock()
-	for _, f := range frames {
-		l.publish(wire.SubjectUp, f)
+	for _, o := range frames {
+		for _, f := range o.frames {
+			l.publish(o.subject, f)
+		}
 	}
 	for subj, f := range dones {
 		l.publish(subj, f)
@@ -399,7 +439,15 @@ func (l *link) handleDown(m *nats.Msg) {
 		case wire.OpResumed:
 			f.Resumed(r.Conn, r.Epoch, r.Seq, r.Head, r.Missed)
 		case wire.OpResync:
-			l.resync()
+			l.resync(-1)
+		case wire.OpResyncPart:
+			if r.Count >= uint64(len(l.up)) {
+				l.badFrames.Add(1)
+				l.log.Warn("resync asked for a partition this gateway does not have: are the routers and this gateway given the same -partitions?",
+					zap.Uint64("partition", r.Count), zap.Int("partitions", len(l.up)))
+				continue
+			}
+			l.resync(int(r.Count))
 		}
 	}
 	if err := l.downDec.Err(); err != nil {
@@ -410,35 +458,46 @@ func (l *link) handleDown(m *nats.Msg) {
 }
 
 // resync sends a hello and then every live login, ordered with concurrent
-// opens and closes (see hub.Hub.Snapshot).
-func (l *link) resync() {
+// opens and closes (see hub.Hub.Snapshot), to the routers of partition
+// part (-1: of every partition).
+func (l *link) resync(part int) {
 	l.mu.Lock()
-	l.header()
-	l.cur = wire.AppendHello(l.cur, l.live)
-	l.cur = wire.AppendServer(l.cur, l.nc.ConnectedServerName())
+	for k := range l.up {
+		if part < 0 || k == part {
+			u := l.header(k)
+			u.cur = wire.AppendHello(u.cur, u.live)
+			u.cur = wire.AppendServer(u.cur, l.nc.ConnectedServerName())
+		}
+	}
 	l.mu.Unlock()
 	n := 0
 	l.hub.Snapshot(func(conn uint64, id int64, resumable bool, cur cursor.Cursor) {
-		l.mu.Lock()
-		l.header()
-		if resumable {
-			l.appendResume(conn, id, cur, l.topics[conn])
-		} else {
-			l.appendLogin(conn, id, l.topics[conn])
+		k := wire.Partition(id, len(l.up))
+		if part >= 0 && k != part {
+			return
 		}
-		l.rotate()
+		l.mu.Lock()
+		u := l.header(k)
+		if resumable {
+			u.appendResume(conn, id, cur, l.topics[conn])
+		} else {
+			u.appendLogin(conn, id, l.topics[conn])
+		}
+		u.rotate()
 		l.mu.Unlock()
 		n++
 	})
 	l.signal()
-	l.log.Info("resync sent to router", zap.Int("logins", n))
+	l.log.Info("resync sent to router", zap.Int("logins", n), zap.Int("partition", part))
 }
 
 // stop says bye, publishes what is pending and drains the connection.
 func (l *link) stop() {
 	l.mu.Lock()
-	l.header()
-	l.cur = wire.AppendBye(l.cur)
+	for k := range l.up {
+		u := l.header(k)
+		u.cur = wire.AppendBye(u.cur)
+	}
 	l.mu.Unlock()
 	close(l.done)
 	l.wg.Wait()

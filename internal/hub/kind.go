@@ -197,6 +197,7 @@ type Listener interface {
 	// Resume: a resumable session logs in as id, joins topics, and wants
 	// every kept message after cur (zero: from now on).
 	Resume(conn uint64, id int64, cur cursor.Cursor, j Joins)
-	// Closed: the session logs out (closed, or its request answered).
-	Closed(conn uint64)
+	// Closed: the session, logged in as id, logs out (closed, or its
+	// request answered).
+	Closed(conn uint64, id int64)
 }

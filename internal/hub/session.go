@@ -433,7 +433,7 @@ func (h *Hub) end(sl *slot, why Reason) {
 	h.byKind[v.kind].Add(-1)
 	h.closes[why].Add(1)
 	if h.listener != nil {
-		h.listener.Closed(conn)
+		h.listener.Closed(conn, v.id)
 	}
 	if why != ReasonPeer && why != ReasonShutdown && why != ReasonAnswered && h.log.Core().Enabled(zap.DebugLevel) {
 		h.log.Debug("session closed", zap.Int64("id", v.id), zap.Uint64("conn", conn), zap.Stringer("reason", why))

@@ -68,6 +68,12 @@ type Config struct {
 	// Stamp appends " t=<unix nanoseconds>" to every message, so a
 	// receiver can tell how long it took.
 	Stamp bool
+	// Partitions, if > 1, splits each frame of sends by the id's
+	// partition (wire.Partition) and sends each part to its partition's
+	// subject, so no router hands records on to another (router
+	// -partitions; without it any router takes the frame and does).
+	// Publishes and broadcasts go to any router. Default 1.
+	Partitions int
 }
 
 // DefaultTopicPrefix names msggen's topics: topic-1, topic-2...
@@ -111,6 +117,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("msggen: -numbered needs -topics (%d) >= -procs (%d): each sender owns its topics", c.Topics, c.Procs)
 	case c.Topics > 0 && !wire.ValidTopic([]byte(c.topicName(int64(c.Topics)))):
 		return fmt.Errorf("msggen: -topic-prefix %q: topics must be 1 to %d of A-Z a-z 0-9 : . _ -", c.TopicPrefix, wire.MaxTopic)
+	case c.Partitions < 0 || c.Partitions > wire.MaxPartitions:
+		return fmt.Errorf("msggen: -partitions %d: want 1 to %d (the routers')", c.Partitions, wire.MaxPartitions)
 	case c.BroadcastEvery < 0:
 		return fmt.Errorf("msggen: -broadcast-every %s: must be >= 0", c.BroadcastEvery)
 	case c.Numbered && c.Max > MaxNumberedIDs:
@@ -168,7 +176,7 @@ var ErrNoRouter = errors.New("msggen: no router answers on NATS")
 
 // Ping checks that a router answers on nc.
 func Ping(nc *nats.Conn, timeout time.Duration) error {
-	if _, err := request(nc, nil, timeout); err != nil {
+	if _, err := request(nc, wire.SubjectSend, nil, timeout); err != nil {
 		if last := nc.LastError(); last != nil && strings.Contains(strings.ToLower(last.Error()), "permissions violation") {
 			// The server refused this process's credentials the send:
 			// say so, not that no router answers.
@@ -179,12 +187,13 @@ func Ping(nc *nats.Conn, timeout time.Duration) error {
 	return nil
 }
 
-// request sends one send frame (nil: a ping) and waits for its ack.
-func request(nc *nats.Conn, frame []byte, timeout time.Duration) (wire.Record, error) {
+// request sends one send frame (nil: a ping) to subject and waits for
+// its ack.
+func request(nc *nats.Conn, subject string, frame []byte, timeout time.Duration) (wire.Record, error) {
 	if frame == nil {
 		frame = wire.AppendHeader(nil, wire.KindSend)
 	}
-	m, err := nc.Request(wire.SubjectSend, frame, timeout)
+	m, err := nc.Request(subject, frame, timeout)
 	if err != nil {
 		return wire.Record{}, err
 	}
@@ -229,6 +238,14 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 	if err := Ping(nc, cfg.AckTimeout); err != nil {
 		return Result{}, err
 	}
+	if cfg.Partitions > 1 && cfg.Topics == 0 {
+		for k := 0; k < cfg.Partitions; k++ {
+			subject := wire.PartSubject(wire.SubjectSend, cfg.Partitions, k)
+			if _, err := request(nc, subject, nil, cfg.AckTimeout); err != nil {
+				return Result{}, fmt.Errorf("%w on %s (are the routers started with -partitions %d?): %w", ErrNoRouter, subject, cfg.Partitions, err)
+			}
+		}
+	}
 	var c counters
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -264,6 +281,12 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 			if cfg.Numbered {
 				s.owned = (targets - int64(p) + int64(cfg.Procs) - 1) / int64(cfg.Procs)
 				s.seq = make([]uint32, s.owned)
+			}
+			if cfg.Partitions > 1 && cfg.Topics == 0 {
+				s.parts, s.partMsgs = make([][]byte, cfg.Partitions), make([]int, cfg.Partitions)
+				for k := range s.parts {
+					s.subjects = append(s.subjects, wire.PartSubject(wire.SubjectSend, cfg.Partitions, k))
+				}
 			}
 			if err := s.start(); err != nil {
 				c.errors.Add(1)
@@ -315,6 +338,11 @@ type sender struct {
 	// broadcast: this sender broadcasts, every BroadcastEvery.
 	broadcast bool
 	sent      int
+	// Partitioned sends: the frame and message count of each partition
+	// (Config.Partitions), and their subjects.
+	parts    [][]byte
+	partMsgs []int
+	subjects []string
 
 	// Frames waiting for their acks: each holds a slot; an ack comes to
 	// inbox.<frame number>.
@@ -330,9 +358,10 @@ type sender struct {
 
 // pending is a frame waiting for its ack.
 type pending struct {
-	msgs  int
-	at    time.Time
-	frame []byte // to send again if no router took it
+	msgs    int
+	at      time.Time
+	frame   []byte // to send again if no router took it
+	subject string
 }
 
 // retryAfter is how long a sender waits to send again a frame no router
@@ -346,21 +375,21 @@ func noResponders(m *nats.Msg) bool {
 }
 
 // resend sends frame k again, unless it timed out meanwhile.
-func (s *sender) resend(k uint64, frame []byte) {
+func (s *sender) resend(k uint64, p pending) {
 	s.mu.Lock()
 	_, ok := s.waiting[k]
 	s.mu.Unlock()
 	if !ok {
 		return
 	}
-	s.publish(k, frame) // a failure is left to the ack timeout
+	s.publish(k, p.subject, p.frame) // a failure is left to the ack timeout
 }
 
-// publish sends frame k, its ack to come to inbox.k.
-func (s *sender) publish(k uint64, frame []byte) error {
+// publish sends frame k to subject, its ack to come to inbox.k.
+func (s *sender) publish(k uint64, subject string, frame []byte) error {
 	var subj [64]byte
 	reply := strconv.AppendUint(append(append(subj[:0], s.inbox...), '.'), k, 10)
-	return s.nc.PublishRequest(wire.SubjectSend, string(reply), frame)
+	return s.nc.PublishRequest(subject, string(reply), frame)
 }
 
 // start subscribes to the sender's inbox and starts the ack timer.
@@ -392,7 +421,7 @@ func (s *sender) acked(m *nats.Msg) {
 		// still waiting in its slot, within the frame's ack timeout.
 		s.mu.Unlock()
 		s.c.retried.Add(1)
-		time.AfterFunc(retryAfter, func() { s.resend(k, p.frame) })
+		time.AfterFunc(retryAfter, func() { s.resend(k, p) })
 		return
 	}
 	delete(s.waiting, k)
@@ -458,9 +487,17 @@ func (s *sender) appendMsg() {
 		id = 1 + s.rng.Int64N(s.targets)
 	}
 	msg = s.stamp(msg)
-	if s.cfg.Topics > 0 {
+	switch {
+	case s.cfg.Topics > 0:
 		s.frame = wire.AppendPublish(s.frame, s.cfg.topicName(id), msg)
-	} else {
+	case s.parts != nil:
+		k := wire.Partition(id, len(s.parts))
+		if s.partMsgs[k] == 0 {
+			s.parts[k] = wire.AppendHeader(s.parts[k][:0], wire.KindSend)
+		}
+		s.parts[k] = wire.AppendSend(s.parts[k], id, msg)
+		s.partMsgs[k]++
+	default:
 		s.frame = wire.AppendSend(s.frame, id, msg)
 	}
 	s.left--
@@ -493,9 +530,25 @@ func (s *sender) broadcasts(ctx context.Context) {
 	}
 }
 
-// flush sends the frame built so far holding n messages, once fewer than
-// InFlight frames wait for their acks.
+// flush sends the frame built so far holding n messages (partitioned:
+// each partition's part of it to its subject), once fewer than InFlight
+// frames wait for their acks.
 func (s *sender) flush(n int) {
+	if s.parts == nil {
+		s.flushTo(wire.SubjectSend, s.frame, n)
+		s.frame = s.frame[:0]
+		return
+	}
+	for k, m := range s.partMsgs {
+		if m > 0 {
+			s.flushTo(s.subjects[k], s.parts[k], m)
+			s.partMsgs[k] = 0
+		}
+	}
+}
+
+// flushTo sends frame, holding n messages, to subject.
+func (s *sender) flushTo(subject string, frame []byte, n int) {
 	if n == 0 {
 		return
 	}
@@ -503,9 +556,9 @@ func (s *sender) flush(n int) {
 	s.mu.Lock()
 	s.next++
 	k := s.next
-	s.waiting[k] = pending{msgs: n, at: time.Now(), frame: bytes.Clone(s.frame)}
+	s.waiting[k] = pending{msgs: n, at: time.Now(), frame: bytes.Clone(frame), subject: subject}
 	s.mu.Unlock()
-	if err := s.publish(k, s.frame); err != nil {
+	if err := s.publish(k, subject, frame); err != nil {
 		s.mu.Lock()
 		if _, ok := s.waiting[k]; ok {
 			delete(s.waiting, k)
@@ -515,7 +568,6 @@ func (s *sender) flush(n int) {
 		}
 		s.mu.Unlock()
 	}
-	s.frame = s.frame[:0]
 }
 
 // begin starts a frame.

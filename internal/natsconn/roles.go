@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nkeys"
@@ -40,14 +41,20 @@ func Roles() []Role {
 	done := wire.DoneSubject(">")
 	down := wire.DownSubject(">")
 	reply := wire.ReplyPrefix + ">"
+	// Partitioned routers' subjects: a subject and its parts (.n.k).
+	parts := func(subject string) []string { return []string{subject, subject + ".>"} }
+	up, send, history, route := parts(wire.SubjectUp), parts(wire.SubjectSend), parts(wire.SubjectHistory), parts(wire.SubjectRoute)
 	return []Role{
 		// and the stored subscriptions: their stream (subs.Subject) and
 		// JetStream's API, whose answers come to its inbox; redundant
 		// routers also write the history log and the lease, and a
-		// standby hands HTTP sends to the leader (wire.SubjectSend).
-		{"router", []string{down, "_INBOX.>", reply, subs.Subject, "$JS.API.>", wire.SubjectHistory, wire.SubjectLeader, wire.SubjectSend}, []string{wire.SubjectUp, wire.SubjectSend, wire.SubjectClient, done, "_INBOX.>"}},
-		{"gateway", []string{wire.SubjectUp, done, wire.SubjectClient}, []string{down, reply}},
-		{"sender", []string{wire.SubjectSend}, []string{"_INBOX.>"}},
+		// standby hands HTTP sends to the leader (wire.SubjectSend);
+		// partitioned routers hand records to each other
+		// (wire.SubjectRoute).
+		{"router", slices.Concat([]string{down, "_INBOX.>", reply, subs.Subject, "$JS.API.>", wire.SubjectLeader}, history, send, route),
+			slices.Concat([]string{wire.SubjectClient, done, "_INBOX.>"}, up, send, route)},
+		{"gateway", slices.Concat([]string{done, wire.SubjectClient}, up), []string{down, reply}},
+		{"sender", send, []string{"_INBOX.>"}},
 	}
 }
 

@@ -89,8 +89,11 @@ type Stats struct {
 	KeptOnly          uint64          `json:"kept_only"`
 	Retention         retention.Stats `json:"retention"`
 	// Lead: a redundant router's role and history log (absent alone).
-	Lead        *LeadStats     `json:"lead,omitempty"`
-	GatewayList []GatewayStats `json:"gateway_list"`
+	Lead *LeadStats `json:"lead,omitempty"`
+	// Partition: a partitioned router's share and what it handed to
+	// the other partitions (absent unpartitioned).
+	Partition   *PartitionStats `json:"partition,omitempty"`
+	GatewayList []GatewayStats  `json:"gateway_list"`
 }
 
 // Stats returns the router's counters and gateways.
@@ -109,6 +112,7 @@ func (r *Router) Stats() Stats {
 		Resumes: r.resumes.Load(), Missed: r.missed.Load(), CaughtUp: r.caughtUp.Load(), KeptOnly: r.kept.Load(),
 		Retention:   r.store.Stats(),
 		Lead:        r.leadStats(),
+		Partition:   r.partitionStats(),
 		GatewayList: []GatewayStats{},
 	}
 	r.upMu.Lock()

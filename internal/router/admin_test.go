@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cometgw/comet/internal/testclient"
-
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap/zaptest"
 
+	embeddednats "github.com/cometgw/comet/embedded-nats"
+	"github.com/cometgw/comet/internal/testclient"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -30,6 +30,20 @@ func testConfig(t *testing.T) Config {
 	cfg.AdminAddr = "127.0.0.1:0"
 	cfg.Logger = zaptest.NewLogger(t)
 	return cfg
+}
+
+// startTestNATS starts a NATS server with JetStream for routers that
+// join it by URL.
+func startTestNATS(t *testing.T) *embeddednats.Server {
+	t.Helper()
+	ecfg := embeddednats.DefaultConfig()
+	ecfg.Addr, ecfg.StoreDir, ecfg.Logger = "127.0.0.1:0", t.TempDir(), zaptest.NewLogger(t).Named("nats")
+	ns, err := embeddednats.Start(ecfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
 }
 
 // runTestRouter starts a router with cfg and runs it until stop (or the
@@ -83,7 +97,7 @@ func fakeGatewayDone(t *testing.T, r *Router, name string, done bool) (*nats.Con
 		}
 		copies := uint64(0)
 		for d.Next(&rec) {
-			if rec.Op == wire.OpDeliver || rec.Op == wire.OpDeliverAt {
+			if rec.Op == wire.OpDeliver || rec.Op == wire.OpDeliverAt || rec.Op == wire.OpFanoutTo {
 				copies += uint64(len(rec.Conns))
 			}
 		}

@@ -43,6 +43,14 @@ type pendingAck struct {
 	unlogged bool
 	// positioned: sends given a position in their id's history.
 	positioned uint64
+	// A partitioned router: route says the frame came from another
+	// partition's router (answered with the publishes' outcomes); pubs
+	// is each publish's outcome (wire.PubVoid...), the most any
+	// partition reported; unanswered, that a partition did not answer
+	// for the records handed to it: no ack.
+	route      bool
+	pubs       []byte
+	unanswered bool
 }
 
 // ErrOverloaded is returned by Send when the gateways' windows stay full
@@ -232,11 +240,10 @@ func (r *Router) complete(a *pendingAck) {
 	if a.done != nil {
 		close(a.done)
 	}
-	if a.reply == "" || a.unlogged {
+	if a.reply == "" || a.unlogged || a.unanswered {
 		return
 	}
-	ack := wire.AppendAck(wire.AppendHeader(make([]byte, 0, 40), wire.KindAck), a.accepted, a.void, a.kept, a.tally)
-	if err := r.nc.Publish(a.reply, ack); err != nil {
+	if err := r.nc.Publish(a.reply, a.ackFrame()); err != nil {
 		r.log.Warn("ack failed", zap.Error(err))
 	}
 }
@@ -288,12 +295,9 @@ func (r *Router) inflightBytes() int64 {
 func (r *Router) sendDropped() uint64 {
 	var total uint64
 	r.sendMu.Lock()
-	subs := []*nats.Subscription{r.sendSub, r.clientSub}
+	subs := r.sendSubs
 	r.sendMu.Unlock()
 	for _, sub := range subs {
-		if sub == nil {
-			continue
-		}
 		if n, err := sub.Dropped(); err == nil && n > 0 {
 			total += uint64(n)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,10 +33,7 @@ import (
 // lead cannot both write it: positions stay consistent whatever the
 // timing of the lease.
 const (
-	leaderBucket   = wire.LeaderBucket
-	leaderKey      = "leader"
-	historyStream  = "COMET_HISTORY"
-	historySubject = wire.SubjectHistory
+	leaderBucket = wire.LeaderBucket
 	// jumpPositions is how far the router taking the lead moves every
 	// history: more than any number of positions one router gives.
 	jumpPositions = wire.TakeoverJump
@@ -60,9 +58,12 @@ type logged struct {
 type lead struct {
 	r     *Router
 	lease time.Duration
-	js    jetstream.JetStream
-	kv    jetstream.KeyValue
-	st    jetstream.Stream
+	// The lease's key, the history log's stream and subject: one of
+	// each per partition (leaseNames).
+	key, stream, subject string
+	js                   jetstream.JetStream
+	kv                   jetstream.KeyValue
+	st                   jetstream.Stream
 
 	// mu is held from a batch's first position to its records being
 	// queued: the log holds positions in the order they were given.
@@ -97,6 +98,18 @@ type lead struct {
 	takeovers, logMsgs, logRecords, logFailed, notLeading atomic.Uint64
 }
 
+// leaseNames are the lease's key, and the history log's stream and
+// subject, of partition k of n: "leader", COMET_HISTORY and
+// comet.v3.history unpartitioned, else "leader-n-k", COMET_HISTORY_n_k
+// and comet.v3.history.n.k.
+func leaseNames(n, k int) (key, stream, subject string) {
+	if n <= 1 {
+		return "leader", "COMET_HISTORY", wire.SubjectHistory
+	}
+	part := fmt.Sprintf("%d_%d", n, k)
+	return "leader-" + strings.ReplaceAll(part, "_", "-"), "COMET_HISTORY_" + part, wire.PartSubject(wire.SubjectHistory, n, k)
+}
+
 // openLead makes (or finds) the lease bucket and the history log, and
 // starts following the log.
 func (r *Router) openLead() error {
@@ -105,6 +118,7 @@ func (r *Router) openLead() error {
 		return fmt.Errorf("router: %w", err)
 	}
 	l := &lead{r: r, lease: r.cfg.Lease, js: js, queue: make(chan logged, logQueue), fatal: make(chan error, 1), stopWrite: make(chan struct{}), quit: make(chan struct{})}
+	l.key, l.stream, l.subject = leaseNames(r.cfg.Partitions, r.cfg.Partition)
 	replicas := max(r.cfg.StoreReplicas, 1)
 	ret := r.store.Config()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -116,8 +130,8 @@ func (r *Router) openLead() error {
 		})
 		if err == nil {
 			l.st, err = js.CreateOrUpdateStream(try, jetstream.StreamConfig{
-				Name: historyStream, Description: "comet: the history log (histories opened, positions given) of the router that leads",
-				Subjects: []string{historySubject}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+				Name: l.stream, Description: "comet: the history log (histories opened, positions given) of the router that leads",
+				Subjects: []string{l.subject}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
 				Discard: jetstream.DiscardOld, MaxAge: ret.MaxAge + time.Minute, MaxBytes: 4 * ret.MaxBytes,
 				MaxMsgSize: 2 * maxLogMsg, Replicas: replicas, Duplicates: time.Minute,
 			})
@@ -202,7 +216,7 @@ func (l *lead) seek() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
 	defer cancel()
 	asked := time.Now()
-	rev, err := l.kv.Create(ctx, leaderKey, []byte(l.r.name))
+	rev, err := l.kv.Create(ctx, l.key, []byte(l.r.name))
 	if err != nil {
 		return nil // held by another, or no answer: try again
 	}
@@ -215,7 +229,7 @@ func (l *lead) renew() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
 	defer cancel()
 	asked := time.Now()
-	rev, err := l.kv.Update(ctx, leaderKey, []byte(l.r.name), l.rev)
+	rev, err := l.kv.Update(ctx, l.key, []byte(l.r.name), l.rev)
 	if err == nil {
 		l.held(rev, asked)
 		return nil
@@ -225,7 +239,7 @@ func (l *lead) renew() error {
 		return nil // no answer: the log's fence keeps positions safe meanwhile
 	}
 	// Expired: ours again if nobody took it.
-	if rev, err = l.kv.Create(ctx, leaderKey, []byte(l.r.name)); err == nil {
+	if rev, err = l.kv.Create(ctx, l.key, []byte(l.r.name)); err == nil {
 		l.held(rev, asked)
 		l.r.log.Warn("lease had expired; taken again")
 		return nil
@@ -325,7 +339,7 @@ func (l *lead) moveStreamLeaders() {
 		return
 	}
 	self := r.nc.ConnectedServerName()
-	for _, name := range []string{"KV_" + leaderBucket, historyStream} {
+	for _, name := range []string{"KV_" + leaderBucket, l.stream} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		st, err := l.js.Stream(ctx, name)
 		if err == nil {
@@ -389,7 +403,7 @@ func (l *lead) release() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := l.kv.Delete(ctx, leaderKey, jetstream.LastRevision(l.rev)); err != nil {
+	if err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev)); err != nil {
 		l.r.log.Warn("lease not given up (a standby takes over when it expires)", zap.Error(err))
 	}
 }
@@ -485,7 +499,7 @@ func (l *lead) drainFailed() {
 func (l *lead) write(msg []byte) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		m := nats.NewMsg(historySubject)
+		m := nats.NewMsg(l.subject)
 		m.Data = msg
 		m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(l.last, 10))
 		m.Header.Set(jetstream.MsgIDHeader, l.r.name+"-"+strconv.FormatUint(l.last, 10))
@@ -514,7 +528,7 @@ func (l *lead) write(msg []byte) error {
 func (l *lead) catchUp() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	e, err := l.kv.Get(ctx, leaderKey)
+	e, err := l.kv.Get(ctx, l.key)
 	if err != nil || string(e.Value()) != l.r.name {
 		return errDeposed
 	}

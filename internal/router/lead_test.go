@@ -4,9 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-
-	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -17,13 +14,7 @@ import (
 // lease) the standby leads with the same epoch for the id and gives the
 // next message a position past the jump.
 func TestRedundantHandover(t *testing.T) {
-	ecfg := embeddednats.DefaultConfig()
-	ecfg.Addr, ecfg.StoreDir, ecfg.Logger = "127.0.0.1:0", t.TempDir(), zaptest.NewLogger(t).Named("nats")
-	ns, err := embeddednats.Start(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := startTestNATS(t)
 	start := func(name string) (*Router, func()) {
 		cfg := testConfig(t)
 		cfg.NATSURL, cfg.AdminAddr, cfg.Redundant, cfg.Lease = ns.ClientURL(), "off", true, 400*time.Millisecond

@@ -87,6 +87,15 @@ type Config struct {
 	// (the embedded server has it). Default false: the router routes
 	// alone, and a second one would number its own share of positions.
 	Redundant bool
+	// Partitions splits ids into this many partitions (wire.Partition:
+	// the id modulo the count), each served by its own router (or its
+	// own redundant routers): this router serves partition Partition
+	// (0-based). It keeps the logins, histories and stored
+	// subscriptions of its partition's ids only, and hands the records
+	// of a send frame meant for another partition to that partition's
+	// router (docs/PROTOCOL.md, "Partitioned routers"). Gateways are
+	// started with the same -partitions. Default 1: one partition.
+	Partitions, Partition int
 	// Lease is how long the leader's lease lasts without renewal (it
 	// renews every quarter of it): how soon a standby takes over from a
 	// leader that died. Default 2s.
@@ -121,6 +130,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Window < 64<<10 {
 		return fmt.Errorf("router: window %d is below 64 KiB", c.Window)
+	}
+	if c.Partitions < 0 || c.Partitions > wire.MaxPartitions {
+		return fmt.Errorf("router: -partitions %d: want 1 to %d", c.Partitions, wire.MaxPartitions)
+	}
+	if c.Partition < 0 || c.Partition >= max(c.Partitions, 1) {
+		return fmt.Errorf("router: -partition %d: want 0 to %d (one less than -partitions)", c.Partition, max(c.Partitions, 1)-1)
 	}
 	if c.Redundant && c.Lease < 200*time.Millisecond {
 		return fmt.Errorf("router: lease %s is below 200ms", c.Lease)
@@ -181,7 +196,9 @@ type Router struct {
 	subStream *subs.Stream
 	subFollow *subs.Follower
 	// lead: a redundant router's election and history log (nil alone).
-	lead     *lead
+	lead *lead
+	// part: a partitioned router's share of the ids (nil unpartitioned).
+	part     *partition
 	tmpStore string
 	ns       *embeddednats.Server
 	nc       *nats.Conn
@@ -203,9 +220,11 @@ type Router struct {
 	flow        flows
 	name        string // this router's name in its done subject
 	doneSubject string
-	sendMu      sync.Mutex // guards the two below (a redundant router subscribes when it leads)
-	sendSub     *nats.Subscription
-	clientSub   *nats.Subscription // gateways' client requests (WebSocket publish, send)
+	sendMu      sync.Mutex // guards sendSubs (a redundant router subscribes when it leads)
+	// The senders' frames, the gateways' client requests (WebSocket
+	// publish, send) and, partitioned, this partition's send and route
+	// subjects.
+	sendSubs []*nats.Subscription
 
 	// acksPending: send frames routed whose ack has not gone out.
 	acksPending atomic.Int64
@@ -278,6 +297,9 @@ func New(cfg Config) (*Router, error) {
 		gwByName: make(map[string]*peer),
 		gwByIdx:  make(map[uint32]*peer),
 		one:      make([]uint64, 1),
+	}
+	if cfg.Partitions > 1 {
+		r.part = newPartition(cfg.Partitions, cfg.Partition)
 	}
 	r.reg.OnIdle(func(id int64) {
 		store.Idle(id, time.Now().UnixNano())
@@ -361,11 +383,19 @@ func New(cfg Config) (*Router, error) {
 			return nil, err
 		}
 	}
-	upSub, err := nc.Subscribe(wire.SubjectUp, r.handleUp)
+	upSub, err := nc.Subscribe(wire.PartSubject(wire.SubjectUp, cfg.Partitions, cfg.Partition), r.handleUp)
 	if err == nil {
 		upSub.SetPendingLimits(-1, 256<<20)
 		r.subs = append(r.subs, upSub)
-		if !cfg.Redundant { // a redundant router subscribes when it leads
+		if r.part != nil {
+			// Gateways started without -partitions: said, not ignored.
+			var stray *nats.Subscription
+			if stray, err = nc.Subscribe(wire.SubjectUp, r.handleStrayUp); err == nil {
+				stray.SetPendingLimits(-1, 16<<20)
+				r.subs = append(r.subs, stray)
+			}
+		}
+		if err == nil && !cfg.Redundant { // a redundant router subscribes when it leads
 			err = r.subscribeSenders()
 		}
 	}
@@ -398,23 +428,36 @@ func New(cfg Config) (*Router, error) {
 	return r, nil
 }
 
-// subscribeSenders takes the senders' and the clients' frames.
+// subscribeSenders takes the senders' and the clients' frames (client
+// requests are send frames from gateways, handled alike and bounded
+// alike: a client waits for its answer before more). Partitioned, every
+// partition's router takes a share of the plain subjects and hands on
+// what is not its own, and it alone takes its partition's send subject
+// (senders that split their frames) and route subject (other
+// partitions' routers).
 func (r *Router) subscribeSenders() error {
-	send, err := r.nc.QueueSubscribe(wire.SubjectSend, wire.QueueRouters, r.handleSend)
-	if err != nil {
-		return fmt.Errorf("router: subscribe: %w", err)
+	type sub struct {
+		subject string
+		handle  nats.MsgHandler
 	}
-	send.SetPendingLimits(-1, r.cfg.SendLimit)
-	// Client requests are send frames from gateways, handled alike and
-	// bounded alike (a client waits for its answer before more).
-	client, err := r.nc.QueueSubscribe(wire.SubjectClient, wire.QueueRouters, r.handleSend)
-	if err != nil {
-		send.Unsubscribe()
-		return fmt.Errorf("router: subscribe: %w", err)
+	all := []sub{{wire.SubjectSend, r.handleSend}, {wire.SubjectClient, r.handleSend}}
+	if p := r.part; p != nil {
+		all = append(all, sub{wire.PartSubject(wire.SubjectSend, p.n, p.k), r.handleSend}, sub{p.route[p.k], r.handleRoute})
 	}
-	client.SetPendingLimits(-1, r.cfg.SendLimit)
+	var subs []*nats.Subscription
+	for _, s := range all {
+		ns, err := r.nc.QueueSubscribe(s.subject, wire.QueueRouters, s.handle)
+		if err != nil {
+			for _, ns := range subs {
+				ns.Unsubscribe()
+			}
+			return fmt.Errorf("router: subscribe: %w", err)
+		}
+		ns.SetPendingLimits(-1, r.cfg.SendLimit)
+		subs = append(subs, ns)
+	}
 	r.sendMu.Lock()
-	r.sendSub, r.clientSub = send, client
+	r.sendSubs = subs
 	r.sendMu.Unlock()
 	return nil
 }
@@ -423,15 +466,13 @@ func (r *Router) subscribeSenders() error {
 // NATS holds for them is routed first, for up to wait.
 func (r *Router) unsubscribeSenders(wait time.Duration) {
 	r.sendMu.Lock()
-	send, client := r.sendSub, r.clientSub
+	subs := r.sendSubs
 	r.sendMu.Unlock()
-	for _, s := range []*nats.Subscription{send, client} {
-		if s != nil {
-			s.Drain()
-		}
+	for _, s := range subs {
+		s.Drain()
 	}
 	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		if (send == nil || !send.IsValid()) && (client == nil || !client.IsValid()) {
+		if !slices.ContainsFunc(subs, (*nats.Subscription).IsValid) {
 			return
 		}
 	}
@@ -654,6 +695,9 @@ func (r *Router) openSubscriptions() error {
 		return nil
 	}
 	x := subs.NewIndex()
+	if r.part != nil {
+		x.Only(r.mine)
+	}
 	// Subscribed ids are in their topics' presence while they have a
 	// conn: their subscribing and unsubscribing are joins and leaves.
 	x.Watch(r.topics.isWatched, func(op byte, id int64, topic string) {
@@ -762,7 +806,12 @@ func (r *Router) askResync(gw *peer) {
 	gw.resyncAt = time.Now()
 	gw.mismatches = 0
 	r.resyncs.Add(1)
-	frame := wire.AppendResync(wire.AppendDownHeader(make([]byte, 0, 4), 0))
+	frame := wire.AppendDownHeader(make([]byte, 0, 8), 0)
+	if p := r.part; p != nil {
+		frame = wire.AppendResyncPart(frame, p.k) // this partition's logins only
+	} else {
+		frame = wire.AppendResync(frame)
+	}
 	if err := r.nc.Publish(gw.subject, frame); err != nil {
 		r.log.Warn("resync request failed", zap.String("gateway", gw.name), zap.Error(err))
 	}

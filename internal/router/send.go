@@ -38,12 +38,26 @@ func (r *Router) routeFrame(frame []byte, ack *pendingAck) {
 		err = fmt.Errorf("%s frame on the send subject", h.Kind)
 	}
 	if err == nil {
+		p := b.r.part
 		for b.dec.Next(&b.rec) {
 			switch b.rec.Op {
 			case wire.OpSend:
+				if p != nil {
+					if k := p.of(b.rec.ID); k != p.k {
+						if ack.route {
+							p.foreign.Add(1) // not accepted: the sender counts it lost
+						} else {
+							b.forward(k, b.rec.ID, b.rec.Msg)
+						}
+						continue
+					}
+				}
 				b.send(b.rec.ID, b.rec.Msg)
 			case wire.OpPublish:
 				b.publish(b.rec.Topic, b.rec.Msg)
+				if p != nil && !ack.route {
+					b.forwardPublish(b.rec.Topic, b.rec.Msg)
+				}
 			case wire.OpBroadcast:
 				b.broadcast(b.rec.Msg)
 			}
@@ -110,6 +124,9 @@ func (r *Router) routeOne(frame []byte) (SendResult, error) {
 	if ack.unlogged {
 		return SendResult{}, ErrNotLogged
 	}
+	if ack.unanswered {
+		return SendResult{}, ErrUnanswered
+	}
 	return SendResult{Kept: ack.positioned > 0, Tally: ack.tally}, nil
 }
 
@@ -150,6 +167,10 @@ type sendBatch struct {
 	presence bool
 
 	positioned uint64 // sends given a position in their id's history
+
+	// A partitioned router: the records for each other partition (a
+	// send frame for each, nil or empty for none).
+	fwd [][]byte
 
 	// A redundant router's leader: the batch holds the log's lock from
 	// its first position on (logging), and the records of the positions
@@ -215,7 +236,7 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 		name = b.addSubscribers(topic, name)
 	}
 	if len(b.members) == 0 {
-		b.ack.void++
+		b.pubOutcome(wire.PubVoid)
 		r.void.Add(1)
 		r.topicVoid.Add(1)
 		return
@@ -235,15 +256,16 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 	if b.pubKept {
 		b.positioned++
 	}
-	if b.pubCopies == 0 {
-		if b.pubKept {
-			b.ack.kept++
-			r.kept.Add(1)
-		} else {
-			b.ack.void++
-			r.void.Add(1)
-			r.topicVoid.Add(1)
-		}
+	switch {
+	case b.pubCopies > 0:
+		b.pubOutcome(wire.PubCopies)
+	case b.pubKept:
+		b.pubOutcome(wire.PubKept)
+		r.kept.Add(1)
+	default:
+		b.pubOutcome(wire.PubVoid)
+		r.void.Add(1)
+		r.topicVoid.Add(1)
 	}
 	b.msg, b.idMembers, b.topic = nil, nil, ""
 }
@@ -497,6 +519,7 @@ func (b *sendBatch) finish() {
 		b.ack.positioned += b.positioned
 		b.ack.mu.Unlock()
 	}
+	b.handOn()
 	b.ack.routed(b.r)
 	b.ack = nil
 }

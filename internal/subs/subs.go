@@ -93,7 +93,14 @@ type Index struct {
 	watched func(topic string) bool
 	changed func(op byte, id int64, topic string)
 	pending []change // under mu, reported once it is released
+	// keep, if set, says which ids the index holds (a partitioned
+	// router's share); records of other ids are skipped.
+	keep func(id int64) bool
 }
+
+// Only makes the index hold the subscriptions of the ids keep says yes
+// to, and skip the others' records. Call it before applying anything.
+func (x *Index) Only(keep func(id int64) bool) { x.keep = keep }
 
 type change struct {
 	op    byte
@@ -161,6 +168,9 @@ func (x *Index) ApplyBatch(batch []byte) error {
 }
 
 func (x *Index) apply(op byte, id int64, name []byte) {
+	if x.keep != nil && !x.keep(id) {
+		return
+	}
 	t := x.topics[string(name)]
 	ts := x.ids[id]
 	if op == OpSubscribe {

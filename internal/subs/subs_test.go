@@ -45,6 +45,24 @@ func TestIndex(t *testing.T) {
 	}
 }
 
+// A partitioned router's index holds its own ids' subscriptions only.
+func TestIndexOnly(t *testing.T) {
+	x := subs.NewIndex()
+	x.Only(func(id int64) bool { return id%2 == 0 })
+	b := []byte{subs.Version}
+	for id := int64(1); id <= 10; id++ {
+		b = subs.AppendRecord(b, subs.OpSubscribe, id, "a")
+	}
+	if err := x.ApplyBatch(b); err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	x.Subscribers([]byte("a"), func(_ string, ids []int64) { got = slices.Sorted(slices.Values(ids)) })
+	if !slices.Equal(got, []int64{2, 4, 6, 8, 10}) || x.Stats().Subscriptions != 5 {
+		t.Fatalf("subscribers %v", got)
+	}
+}
+
 func TestDecodeMalformed(t *testing.T) {
 	good := subs.AppendRecord([]byte{subs.Version}, subs.OpSubscribe, 5, "lobby")
 	for name, b := range map[string][]byte{

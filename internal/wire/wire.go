@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Version is the protocol version written in byte 0 of every frame.
@@ -81,8 +82,16 @@ const (
 	// fanout-to records that follow it in the frame; the sessions write
 	// it as their kind types an event (SSE "event: presence")
 	OpFanoutPresence Op = 41
-	OpDone           Op = 40 // done: what became of the copies of down frame Seq (Tally)
-	OpAck            Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
+	// down: the router of partition Count lost track; send hello and
+	// every live login of that partition (partitioned routers)
+	OpResyncPart Op = 42
+	OpDone       Op = 40 // done: what became of the copies of down frame Seq (Tally)
+	OpAck        Op = 48 // ack: Count sends accepted, Void and Kept sends, what became of the copies (Tally)
+	// ack, after the ack record, from a partitioned router to another
+	// (SubjectRoute): what became of each publish of the frame, one byte
+	// each in order (Msg): PubVoid, PubKept or PubCopies; the ack
+	// record's counts then cover the frame's sends only
+	OpPubOutcomes Op = 49
 )
 
 func (o Op) kind() Kind {
@@ -91,11 +100,11 @@ func (o Op) kind() Kind {
 		return KindUp
 	case OpSend, OpPublish, OpBroadcast:
 		return KindSend
-	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll, OpKick, OpFanoutPresence:
+	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll, OpKick, OpFanoutPresence, OpResyncPart:
 		return KindDown
 	case OpDone:
 		return KindDone
-	case OpAck:
+	case OpAck, OpPubOutcomes:
 		return KindAck
 	}
 	return 0
@@ -153,6 +162,10 @@ func (o Op) String() string {
 		return "kick"
 	case OpFanoutPresence:
 		return "fanout-presence"
+	case OpResyncPart:
+		return "resync-part"
+	case OpPubOutcomes:
+		return "publish-outcomes"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -515,6 +528,12 @@ func appendConns(b []byte, conns []uint64) []byte {
 // AppendResync appends a resync record.
 func AppendResync(b []byte) []byte { return append(b, byte(OpResync)) }
 
+// AppendResyncPart appends a resync-part record: the router of partition
+// part asks for the logins of that partition.
+func AppendResyncPart(b []byte, part int) []byte {
+	return binary.AppendUvarint(append(b, byte(OpResyncPart)), uint64(part))
+}
+
 // AppendDone appends a done record: what became of the copies down frame
 // seq carried (t.Gateway is not sent).
 func AppendDone(b []byte, seq uint64, t Tally) []byte {
@@ -534,6 +553,41 @@ func AppendAck(b []byte, accepted, void, kept uint64, t Tally) []byte {
 		b = binary.AppendUvarint(b, v)
 	}
 	return b
+}
+
+// What became of one publish in one partition (OpPubOutcomes), from
+// least to most: a publish's outcome over every partition is the most
+// any partition reports.
+const (
+	PubVoid   = 0 // no member in this partition
+	PubKept   = 1 // no conn, but kept for resuming members
+	PubCopies = 2 // copies went to conns
+)
+
+// AppendPubOutcomes appends a publish-outcomes record (outcomes: one
+// PubVoid, PubKept or PubCopies per publish).
+func AppendPubOutcomes(b []byte, outcomes []byte) []byte {
+	return appendBytes(append(b, byte(OpPubOutcomes)), outcomes)
+}
+
+// ParseRouteAck reads an ack frame and the publish outcomes after its ack
+// record, if any (nil: none).
+func ParseRouteAck(frame []byte) (Record, []byte, error) {
+	rec, err := ParseAck(frame)
+	if err != nil {
+		return rec, nil, err
+	}
+	var d Decoder
+	d.Reset(frame)
+	var r Record
+	d.Next(&r)
+	if !d.Next(&r) {
+		return rec, nil, d.Err()
+	}
+	if r.Op != OpPubOutcomes {
+		return rec, nil, fmt.Errorf("wire: %s record after an ack", r.Op)
+	}
+	return rec, r.Msg, nil
 }
 
 func appendString(b []byte, s string) []byte {
@@ -641,7 +695,7 @@ func (d *Decoder) Next(r *Record) bool {
 		ok = d.uvarints(&r.Epoch, &r.Seq) && d.connList(r)
 	case OpKick:
 		ok = d.connList(r)
-	case OpHello, OpHeartbeat:
+	case OpHello, OpHeartbeat, OpResyncPart:
 		r.Count, ok = d.uvarint()
 	case OpLogin:
 		if r.Conn, ok = d.uvarint(); ok {
@@ -679,6 +733,8 @@ func (d *Decoder) Next(r *Record) bool {
 		ok = d.uvarints(&r.Seq, &r.Tally.Delivered, &r.Tally.Gone, &r.Tally.Slow, &r.Tally.Dup, &r.Tally.Late)
 	case OpAck:
 		ok = d.uvarints(&r.Count, &r.Void, &r.Kept, &r.Tally.Delivered, &r.Tally.Gone, &r.Tally.Slow, &r.Tally.Gateway)
+	case OpPubOutcomes:
+		r.Msg, ok = d.bytes(MaxMessage)
 	}
 	return ok
 }
@@ -889,6 +945,12 @@ const (
 	// router (queue group QueueRouters), as requests answered with a
 	// KindAck frame on a ReplyPrefix subject.
 	SubjectClient = "comet.v3.client"
+	// SubjectRoute carries KindSend frames from one partitioned router
+	// to the leader of another partition (PartSubject), as requests
+	// answered with a KindAck frame: the records of a frame taken on
+	// SubjectSend or SubjectClient that the other partition routes. A
+	// router routes what comes on it itself, and forwards nothing.
+	SubjectRoute = "comet.v3.route"
 	// ReplyPrefix + gateway name + "." + a number is where a gateway
 	// takes the acks of its clients' requests.
 	ReplyPrefix = "comet.v3.reply."
@@ -913,6 +975,30 @@ const (
 	// is the reply subject of that router's down frames.
 	donePrefix = "comet.v3.done."
 )
+
+// MaxPartitions bounds the partitions ids are split into.
+const MaxPartitions = 1024
+
+// Partition is the partition of id when ids are split into n (n >= 1):
+// the id as an unsigned 64-bit number (two's complement) modulo n.
+func Partition(id int64, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return int(uint64(id) % uint64(n))
+}
+
+// PartSubject is the subject of partition k of n for one of the
+// partitioned subjects (SubjectUp, SubjectSend, SubjectClient,
+// SubjectHistory, SubjectRoute): subject itself when n is 1, else
+// subject.<n>.<k> (comet.v3.up.2.0), so that parts configured with
+// different partition counts never meet.
+func PartSubject(subject string, n, k int) string {
+	if n <= 1 {
+		return subject
+	}
+	return subject + "." + strconv.Itoa(n) + "." + strconv.Itoa(k)
+}
 
 // DownSubject is the subject on which the gateway named gw receives
 // deliveries and resync requests.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -147,6 +148,7 @@ func TestRoundTrip(t *testing.T) {
 				b = AppendKick(b, []uint64{4, 5})
 				b = AppendFanoutPresence(b, []byte(`{"presence":"t"}`))
 				b = AppendFanoutTo(b, 0, 0, []uint64{6})
+				b = AppendResyncPart(b, 3)
 				return AppendBroadcastAll(b, []byte("all"))
 			}(),
 			header: Header{Kind: KindDown, Seq: 3},
@@ -157,6 +159,7 @@ func TestRoundTrip(t *testing.T) {
 				{Op: OpKick, Conns: []uint64{4, 5}},
 				{Op: OpFanoutPresence, Msg: []byte(`{"presence":"t"}`)},
 				{Op: OpFanoutTo, Conns: []uint64{6}},
+				{Op: OpResyncPart, Count: 3},
 				{Op: OpBroadcastAll, Msg: []byte("all")},
 			},
 		},
@@ -350,6 +353,8 @@ func FuzzDecode(f *testing.F) {
 				out = AppendDone(out, r.Seq, r.Tally)
 			case OpAck:
 				out = AppendAck(out, r.Count, r.Void, r.Kept, r.Tally)
+			case OpPubOutcomes:
+				out = AppendPubOutcomes(out, r.Msg)
 			case OpLoginTopics:
 				out = AppendLoginTopics(out, r.Conn, r.ID, topicStrings(r.Topics), r.Presence)
 			case OpResumeTopics:
@@ -372,6 +377,8 @@ func FuzzDecode(f *testing.F) {
 				out = AppendBroadcastAll(out, r.Msg)
 			case OpKick:
 				out = AppendKick(out, r.Conns)
+			case OpResyncPart:
+				out = AppendResyncPart(out, int(r.Count))
 			case OpServer:
 				out = AppendServer(out, string(r.Server))
 			default:
@@ -414,4 +421,48 @@ func topicStrings(ts [][]byte) []string {
 		out[i] = string(t)
 	}
 	return out
+}
+
+// Ids split evenly into partitions, negative ones too, and every part
+// of a partitioned subject names the count and the part.
+func TestPartition(t *testing.T) {
+	if Partition(7, 1) != 0 || Partition(-7, 0) != 0 {
+		t.Fatal("one partition is partition 0")
+	}
+	counts := make([]int, 3)
+	for id := int64(-3000); id < 3000; id++ {
+		p := Partition(id, 3)
+		if p < 0 || p > 2 {
+			t.Fatalf("partition %d of id %d", p, id)
+		}
+		counts[p]++
+	}
+	for _, c := range counts {
+		if c != 2000 {
+			t.Fatalf("uneven: %v", counts)
+		}
+	}
+	if got := Partition(-1, 2); got != 1 { // 2^64-1 is odd
+		t.Fatalf("partition of -1: %d", got)
+	}
+	if PartSubject(SubjectUp, 1, 0) != SubjectUp || PartSubject(SubjectSend, 2, 1) != "comet.v3.send.2.1" {
+		t.Fatal(PartSubject(SubjectSend, 2, 1))
+	}
+}
+
+// A partitioned router's answer carries the publishes' outcomes after
+// the ack record; a plain ack has none; anything else after it is an
+// error.
+func TestParseRouteAck(t *testing.T) {
+	ack := AppendAck(AppendHeader(nil, KindAck), 3, 1, 0, Tally{Delivered: 5})
+	rec, outs, err := ParseRouteAck(AppendPubOutcomes(slices.Clone(ack), []byte{PubVoid, PubCopies}))
+	if err != nil || rec.Count != 3 || rec.Tally.Delivered != 5 || !bytes.Equal(outs, []byte{PubVoid, PubCopies}) {
+		t.Fatalf("%+v %v %v", rec, outs, err)
+	}
+	if _, outs, err := ParseRouteAck(ack); err != nil || outs != nil {
+		t.Fatalf("plain ack: %v %v", outs, err)
+	}
+	if _, _, err := ParseRouteAck(append(slices.Clone(ack), byte(OpAck), 1, 1, 1, 1, 1, 1, 1)); err == nil {
+		t.Fatal("two acks taken")
+	}
 }

@@ -44,7 +44,7 @@ func (l *Listener) Resume(conn uint64, id int64, cur cursor.Cursor, _ hub.Joins)
 }
 
 // Closed implements hub.Listener.
-func (l *Listener) Closed(conn uint64) { l.add(conn, "close %d", conn) }
+func (l *Listener) Closed(conn uint64, _ int64) { l.add(conn, "close %d", conn) }
 
 // Events returns the calls so far.
 func (l *Listener) Events() []string {

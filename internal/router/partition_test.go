@@ -1,0 +1,115 @@
+package router
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cometgw/comet/internal/wire"
+)
+
+// TestPartitionedRouters: two routers, one per partition of the ids, on
+// one NATS. Each holds only its partition's logins (the gateway sends
+// them to its subject). A frame taken by either router is routed
+// whole: the other partition's sends are handed on, a publish reaches
+// the members of both, and the ack counts each message once (a publish
+// is void only if no partition had a member). A record of another
+// partition on the route subject is neither routed nor acked, a resync
+// asks for one partition's logins, and a gateway without -partitions is
+// noticed.
+func TestPartitionedRouters(t *testing.T) {
+	ns := startTestNATS(t)
+	start := func(k int) *Router {
+		cfg := testConfig(t)
+		cfg.NATSURL, cfg.AdminAddr, cfg.Partitions, cfg.Partition = ns.ClientURL(), "off", 2, k
+		r, _ := runTestRouter(t, cfg)
+		return r
+	}
+	a, b := start(0), start(1)
+
+	nc, down := fakeGateway(t, a, "gw")
+	up := func(k int, f []byte) {
+		t.Helper()
+		if err := nc.Publish(wire.PartSubject(wire.SubjectUp, 2, k), f); err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+	}
+	hdr := func() []byte { return wire.AppendUpHeader(nil, wire.KindUp, "gw", 1) }
+	// id 2 is in partition 0, id 3 in partition 1; both conns in "room".
+	up(0, wire.AppendLoginTopics(wire.AppendHello(hdr(), 0), 1, 2, []string{"room"}, false))
+	up(1, wire.AppendLoginTopics(wire.AppendHello(hdr(), 0), 2, 3, []string{"room"}, false))
+	waitFor(t, "each router holds its login", func() bool { return a.Stats().Conns == 1 && b.Stats().Conns == 1 })
+
+	frame := wire.AppendHeader(nil, wire.KindSend)
+	frame = wire.AppendSend(frame, 2, []byte("to 2"))
+	frame = wire.AppendSend(frame, 3, []byte("to 3"))
+	frame = wire.AppendSend(frame, 5, []byte("to nobody")) // partition 1
+	frame = wire.AppendPublish(frame, "room", []byte("to the room"))
+	frame = wire.AppendPublish(frame, "empty", []byte("to no room"))
+	for _, subject := range []string{wire.SubjectSend, wire.PartSubject(wire.SubjectSend, 2, 0), wire.PartSubject(wire.SubjectSend, 2, 1)} {
+		m, err := nc.Request(subject, frame, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+		ack, err := wire.ParseAck(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack.Count != 5 || ack.Void != 2 || ack.Kept != 0 || ack.Tally != (wire.Tally{Delivered: 4}) {
+			t.Fatalf("ack of the frame sent on %s: %+v", subject, ack)
+		}
+	}
+
+	// An HTTP send to the other partition's router goes through.
+	if res, err := b.Send(2, []byte("http")); err != nil || res.Tally.Delivered != 1 {
+		t.Fatalf("send to id 2 through partition 1's router: %+v %v", res, err)
+	}
+	if a.part.forwarded.Load() == 0 || b.part.forwarded.Load() == 0 {
+		t.Errorf("forwarded: a %d, b %d", a.part.forwarded.Load(), b.part.forwarded.Load())
+	}
+
+	// The route subject is for a partition's own ids only.
+	m, err := nc.Request(wire.PartSubject(wire.SubjectRoute, 2, 0), wire.AppendSend(wire.AppendHeader(nil, wire.KindSend), 3, []byte("x")), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack, outs, err := wire.ParseRouteAck(m.Data); err != nil || ack.Count != 0 || len(outs) != 0 || a.part.foreign.Load() != 1 {
+		t.Fatalf("foreign record: %+v %v %v, foreign %d", ack, outs, err, a.part.foreign.Load())
+	}
+
+	// A heartbeat that disagrees asks for partition 1's logins only.
+	drain(down)
+	up(1, wire.AppendHeartbeat(hdr(), 7))
+	for deadline := time.After(5 * time.Second); ; {
+		select {
+		case m := <-down:
+			var d wire.Decoder
+			var rec wire.Record
+			if _, err := d.Reset(m.Data); err == nil && d.Next(&rec) && rec.Op == wire.OpResyncPart {
+				if rec.Count != 1 {
+					t.Fatalf("resync of partition %d", rec.Count)
+				}
+				goto resynced
+			}
+		case <-deadline:
+			t.Fatal("no resync-part")
+		}
+	}
+resynced:
+	if err := nc.Publish(wire.SubjectUp, hdr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stray up frames counted", func() bool { return a.part.strayUp.Load() > 0 && b.part.strayUp.Load() > 0 })
+}
+
+func drain(ch chan *nats.Msg) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}

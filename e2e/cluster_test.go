@@ -14,7 +14,7 @@ import (
 type routerCluster struct {
 	t                        *testing.T
 	bin, dir                 string
-	args                     []string
+	argsOf                   func(i int) []string
 	natsURLs, routes, admins []string
 	routers                  []*proc
 }
@@ -30,13 +30,18 @@ type clusterStats struct {
 
 // startCluster starts the three routers, each with args added.
 func startCluster(t *testing.T, bin, dir string, args ...string) *routerCluster {
-	c := &routerCluster{t: t, bin: bin, dir: dir, args: args}
-	for range 3 {
+	return startClusterOf(t, bin, dir, 3, func(int) []string { return args })
+}
+
+// startClusterOf starts n routers, router i with argsOf(i) added.
+func startClusterOf(t *testing.T, bin, dir string, n int, argsOf func(i int) []string) *routerCluster {
+	c := &routerCluster{t: t, bin: bin, dir: dir, argsOf: argsOf}
+	for range n {
 		c.natsURLs = append(c.natsURLs, "nats://"+freePort(t))
 		c.routes = append(c.routes, "nats://"+freePort(t))
 		c.admins = append(c.admins, freePort(t))
 	}
-	for i := range 3 {
+	for i := range n {
 		c.routers = append(c.routers, c.start(i))
 	}
 	return c
@@ -46,7 +51,7 @@ func startCluster(t *testing.T, bin, dir string, args ...string) *routerCluster 
 func (c *routerCluster) start(i int) *proc {
 	args := append([]string{"-nats-addr", strings.TrimPrefix(c.natsURLs[i], "nats://"), "-admin", c.admins[i],
 		"-nats-cluster", strings.TrimPrefix(c.routes[i], "nats://"), "-nats-routes", strings.Join(c.routes, ","),
-		"-store", filepath.Join(c.dir, fmt.Sprint("store", i)), "-store-replicas", "3"}, c.args...)
+		"-store", filepath.Join(c.dir, fmt.Sprint("store", i)), "-store-replicas", "3"}, c.argsOf(i)...)
 	return start(c.t, c.bin+"/router", args...)
 }
 
@@ -60,11 +65,24 @@ func (c *routerCluster) stats(i int) (st clusterStats) {
 }
 
 // leader is the router that says it leads (-redundant), or -1.
-func (c *routerCluster) leader() int {
-	for i := range c.admins {
+func (c *routerCluster) leader() int { return c.leaderOf(0, len(c.admins)) }
+
+// leaderOf is the router among from..to-1 that says it leads, or -1.
+func (c *routerCluster) leaderOf(from, to int) int {
+	for i := from; i < to; i++ {
 		if st := c.stats(i); st.Lead != nil && st.Lead.Role == "leader" {
 			return i
 		}
 	}
 	return -1
+}
+
+// each reports whether cond holds for every router's stats.
+func (c *routerCluster) each(cond func(i int, st clusterStats) bool) bool {
+	for i := range c.admins {
+		if !cond(i, c.stats(i)) {
+			return false
+		}
+	}
+	return true
 }

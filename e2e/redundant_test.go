@@ -57,6 +57,14 @@ func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int,
 	// msggen exits 1 if a frame was not acknowledged: the summary
 	// says how many, which checkNumbered holds to what arrived.
 	readJSON(t, r.dir+"/msggen.json", &ack, sender)
+	return seqsOf(t, got), ack
+}
+
+// seqsOf is the seq numbers of numbered messages, in the order the client
+// got them; one that does not follow the one before is logged with the
+// positions around it.
+func seqsOf(t *testing.T, got []sseEvent) (seqs []int) {
+	t.Helper()
 	lastID := ""
 	for _, ev := range got {
 		i := strings.LastIndex(ev.Data, " seq=")
@@ -70,7 +78,7 @@ func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int,
 		lastID = ev.ID
 		seqs = append(seqs, n)
 	}
-	return seqs, ack
+	return seqs
 }
 
 // checkNumbered holds what the client got to what msggen was told: every
@@ -80,17 +88,31 @@ func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int,
 // NATS connection), never one whose ack said delivered or kept.
 func checkNumbered(t *testing.T, n int, seqs []int, ack ackAccount) {
 	t.Helper()
-	for i := 1; i < len(seqs); i++ {
-		if seqs[i] <= seqs[i-1] {
-			t.Fatalf("message %d after %d: repeated or out of order (around it: %v)", seqs[i], seqs[i-1], seqs[max(i-5, 0):min(i+5, len(seqs))])
+	checkNumberedIDs(t, n, [][]int{seqs}, ack)
+}
+
+// checkNumberedIDs is checkNumbered for one client per id, the n
+// messages spread over the ids.
+func checkNumberedIDs(t *testing.T, n int, perID [][]int, ack ackAccount) {
+	t.Helper()
+	got := 0
+	for id, seqs := range perID {
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] <= seqs[i-1] {
+				t.Fatalf("client %d: message %d after %d: repeated or out of order (around it: %v)", id+1, seqs[i], seqs[i-1], seqs[max(i-5, 0):min(i+5, len(seqs))])
+			}
 		}
+		if len(seqs) == 0 {
+			t.Errorf("client %d got nothing", id+1)
+		}
+		got += len(seqs)
 	}
 	if ack.Sent+ack.Unacked != uint64(n) {
 		t.Errorf("msggen's accounting does not add up to %d: %+v", n, ack)
 	}
 	dropped := ack.dropped()
-	if missing := n - len(seqs); missing > int(ack.Unacked+dropped) || len(seqs) == 0 {
-		t.Errorf("the client got %d of %d; msggen had %d not acknowledged, %d acked as dropped: %+v", len(seqs), n, ack.Unacked, dropped, ack)
+	if missing := n - got; missing > int(ack.Unacked+dropped) {
+		t.Errorf("the clients got %d of %d; msggen had %d not acknowledged, %d acked as dropped: %+v", got, n, ack.Unacked, dropped, ack)
 	}
 	if ack.Void != 0 {
 		t.Errorf("%d sends into the void: the client was held throughout", ack.Void)

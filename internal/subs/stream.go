@@ -57,14 +57,17 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Stream, error) {
 // WhileForming calls try, with 2 s to get its answer, until it succeeds,
 // fails otherwise than by getting no answer in time, or ctx ends. A
 // JetStream still forming (a cluster electing its leaders) may not
-// answer the first requests; no responders, or JetStream not enabled (a
-// server without one), is said at once.
+// answer the first requests, or not know yet a stream just created (a
+// router of four failed to start on "stream not found" right after the
+// stream was made); no responders, or JetStream not enabled (a server
+// without one), is said at once.
 func WhileForming(ctx context.Context, try func(context.Context) error) error {
 	for {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := try(c)
 		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		forming := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrStreamNotFound)
+		if err == nil || ctx.Err() != nil || !forming {
 			return err
 		}
 		select {
@@ -124,7 +127,13 @@ func (s *Stream) Follow(ctx context.Context, x *Index, onBad func(error)) (*Foll
 	if last == 0 {
 		close(f.ready)
 	}
-	cons, err := s.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	var cons jetstream.Consumer
+	wait, cancel = context.WithTimeout(ctx, 30*time.Second)
+	err = WhileForming(wait, func(try context.Context) (err error) {
+		cons, err = s.st.OrderedConsumer(try, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+		return err
+	})
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("subs: %w", err)
 	}

@@ -88,6 +88,7 @@ Flags:
 	workers := fs.Int("workers", 0, "worker processes (0: as many as the clients need)")
 	perProc := fs.Int("per-process", 0, "most clients in one process (0: from the open-files limit and port range)")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time allowed for connect plus response head")
+	resume := fs.Bool("resume", false, "SSE and long-poll clients whose stream the server or the network ended dial again after -retry with their cursor (Last-Event-ID), as an EventSource does, so a gateway restarted under them loses nothing unchecked")
 	retry := fs.Duration("retry", time.Second, "dial again after this long a client whose connect failed, timed out or broke before its response head (the failure is still counted); 0: never")
 	summary := fs.String("summary", "", "write the final stats as JSON to this file")
 	var headers headerList
@@ -103,7 +104,7 @@ Flags:
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	cfg := flood.RunConfig{
-		Duration: *duration, Every: *every, ConnectTimeout: *connectTimeout, Retry: *retry,
+		Duration: *duration, Every: *every, ConnectTimeout: *connectTimeout, Retry: *retry, Resume: *resume,
 		Workers: *workers, PerProcess: *perProc, Out: os.Stdout, Headers: headers, NoCheck: *noCheck,
 		PollTimeout: *pollTimeout, WSPublish: *wsPublish, TokenSecretFile: *tokenSecret,
 		WorkerArgs: func(spec flood.WorkerSpec) []string {

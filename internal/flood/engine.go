@@ -18,6 +18,7 @@ import (
 
 	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/chunkparse"
+	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/fdtable"
 	"github.com/cometgw/comet/internal/ids"
 	"github.com/cometgw/comet/internal/memstat"
@@ -47,6 +48,13 @@ type Config struct {
 	// response head came (as browsers and real clients do); the failure
 	// is still counted. Zero: a failed client stays failed.
 	Retry time.Duration
+	// Resume dials again, after Retry (default 1s), an SSE or long-poll
+	// client whose stream the server or the network ended, with its
+	// cursor (Last-Event-ID, cursor=) and the last numbered seq it got,
+	// as an EventSource does: a gateway restarted under it then loses
+	// nothing unseen, every message still checked once. The end is
+	// still counted (ended, peer_closed...).
+	Resume bool
 	// MaxConnecting bounds connections not yet streaming. Default 1000.
 	MaxConnecting int
 	// Headers are extra request header lines ("Name: value"), e.g.
@@ -120,6 +128,14 @@ type conn struct {
 	partial    *[]byte
 }
 
+// redial is a client to dial again and what it carries over: the
+// cursor and numbered seq of a client that resumes (Config.Resume).
+type redial struct {
+	idx        int32
+	lastSeq    uint32
+	epoch, pos uint64
+}
+
 // client is one client's slot in the table.
 type client = fdtable.Slot[conn]
 
@@ -147,7 +163,8 @@ type Engine struct {
 	errs       sync.Map // kind -> *atomic.Uint64
 	redialed   atomic.Uint64
 	retryMu    sync.Mutex
-	retries    []int32 // clients to dial again (Config.Retry)
+	resumed    atomic.Uint64
+	retries    []redial // clients to dial again (Config.Retry, Config.Resume)
 
 	cur     *conn // the conn whose chunks are being parsed (poll goroutine)
 	curErrs chunkProblems
@@ -171,6 +188,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.PollTimeout <= 0 {
 		cfg.PollTimeout = 30 * time.Second
+	}
+	if cfg.Resume && cfg.Retry <= 0 {
+		cfg.Retry = time.Second
 	}
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
@@ -207,7 +227,10 @@ type Stats struct {
 	// Published: publish requests WebSocket clients sent (WSPublish).
 	Published uint64 `json:"published,omitempty"`
 	// Retried: dials of clients that had failed (Config.Retry).
-	Retried uint64            `json:"retried,omitempty"`
+	Retried uint64 `json:"retried,omitempty"`
+	// Resumed: streams dialed again with their cursor after they ended
+	// (Config.Resume).
+	Resumed uint64            `json:"resumed,omitempty"`
 	Errors  map[string]uint64 `json:"errors"`
 	RSSKB   int64             `json:"rss_kb"`
 	// Set on run totals: the most clients streaming at once, and
@@ -242,6 +265,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.Bytes += o.Bytes
 	s.Published += o.Published
 	s.Retried += o.Retried
+	s.Resumed += o.Resumed
 	s.RSSKB += o.RSSKB
 	s.BaseRSSKB += o.BaseRSSKB
 	if o.FirstStream != 0 && (s.FirstStream == 0 || o.FirstStream < s.FirstStream) {
@@ -276,7 +300,7 @@ func (e *Engine) Stats() Stats {
 	s := Stats{
 		Opened: e.opened.Load(), Active: e.active.Load(), Connecting: e.connecting.Load(),
 		Closed: e.closed.Load(), Chunks: e.chunks.Load(), Messages: e.messages.Load(),
-		Bytes: e.bytes.Load(), Published: e.published.Load(), Retried: e.redialed.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
+		Bytes: e.bytes.Load(), Published: e.published.Load(), Retried: e.redialed.Load(), Resumed: e.resumed.Load(), Errors: map[string]uint64{}, RSSKB: memstat.SelfRSSKB(),
 		BaseRSSKB: e.baseRSS.Load(), FirstStream: e.firstAt.Load(), LastStream: e.lastAt.Load(),
 	}
 	e.errs.Range(func(k, v any) bool {
@@ -369,7 +393,11 @@ func sockaddr(a netip.AddrPort) unix.Sockaddr {
 
 // dial starts connecting client i. Errors that concern one client are
 // counted; an error returned stops the ramp (no descriptors left).
-func (e *Engine) dial(i int) error {
+func (e *Engine) dial(i int) error { return e.dialAs(redial{idx: int32(i)}) }
+
+// dialAs starts connecting client r.idx with what it carries over.
+func (e *Engine) dialAs(r redial) error {
+	i := int(r.idx)
 	t, err := e.cfg.Target(i)
 	if err != nil {
 		return err
@@ -401,8 +429,8 @@ func (e *Engine) dial(i int) error {
 	sl := e.conns.Open(fd)
 	defer sl.Unlock()
 	c := &sl.V
-	c.state, c.hcr, c.hpos, c.idx, c.next, c.lastSeq = stConnecting, 0, 0, int32(i), 1, 0
-	c.kind, c.epoch, c.pos, c.partial = kindOf(t.Path), 0, 0, nil
+	c.state, c.hcr, c.hpos, c.idx, c.next, c.lastSeq = stConnecting, 0, 0, int32(i), 1, r.lastSeq
+	c.kind, c.epoch, c.pos, c.partial = kindOf(t.Path), r.epoch, r.pos, nil
 	c.started = int32(time.Since(e.start) / time.Second)
 	c.p = chunkparse.Parser{}
 	e.opened.Add(1)
@@ -427,12 +455,14 @@ func (e *Engine) closeLocked(sl *client, kind string) {
 		return
 	case stWelcome, stBody:
 		e.active.Add(-1)
+		if e.cfg.Resume && resumable(kind) && (c.kind == kindSSE || c.kind == kindPoll) {
+			e.resumed.Add(1)
+			e.again(c)
+		}
 	default:
 		e.connecting.Add(-1)
-		if e.cfg.Retry > 0 && retryable(kind) {
-			e.retryMu.Lock()
-			e.retries = append(e.retries, c.idx)
-			e.retryMu.Unlock()
+		if e.cfg.Retry > 0 && retryable(kind) || e.cfg.Resume && c.epoch != 0 && resumable(kind) {
+			e.again(c)
 		}
 	}
 	unix.Close(sl.FD())
@@ -491,6 +521,10 @@ func (e *Engine) request(sl *client, t Target) bool {
 	req = append(req, "\r\nUser-Agent: floodtest\r\n"...)
 	if c.kind == kindWS {
 		req = append(req, upgradeHead...)
+	}
+	if c.kind == kindSSE && c.epoch != 0 {
+		req = cursor.Cursor{Epoch: c.epoch, Seq: c.pos}.Append(append(req, "Last-Event-ID: "...))
+		req = append(req, "\r\n"...)
 	}
 	if e.secret != nil {
 		id, _ := ids.Parse(string(t.ID))
@@ -657,6 +691,24 @@ func (e *Engine) settle(ctx context.Context) {
 	debug.FreeOSMemory()
 }
 
+// again queues c to be dialed again, with what it carries over.
+func (e *Engine) again(c *conn) {
+	e.retryMu.Lock()
+	e.retries = append(e.retries, redial{idx: c.idx, lastSeq: c.lastSeq, epoch: c.epoch, pos: c.pos})
+	e.retryMu.Unlock()
+}
+
+// resumable says whether a resumable client that ended this way dials
+// again (Config.Resume): the server or the network ended it, not a
+// check of what it sent.
+func resumable(kind string) bool {
+	switch kind {
+	case ErrConnect, ErrTimeout, ErrReset, ErrPeerShut, ErrEnded:
+		return true
+	}
+	return false
+}
+
 // retryable says whether a client that failed this way before its
 // response head tries again (Config.Retry): the network or the server
 // was too busy, not an answer it gave.
@@ -681,8 +733,8 @@ func (e *Engine) redial() {
 	e.retries = slices.Delete(e.retries, 0, n)
 	e.retryMu.Unlock()
 	e.redialed.Add(uint64(n))
-	for _, i := range again {
-		if err := e.dial(int(i)); err != nil {
+	for _, r := range again {
+		if err := e.dialAs(r); err != nil {
 			return // out of descriptors: counted by the ramp's error
 		}
 	}

@@ -37,8 +37,9 @@ type RunConfig struct {
 	Every time.Duration
 	// ConnectTimeout bounds connect plus response head per client.
 	ConnectTimeout time.Duration
-	// Retry: as in Config.
-	Retry time.Duration
+	// Retry and Resume: as in Config.
+	Retry  time.Duration
+	Resume bool
 	// Headers and NoCheck: as in Config.
 	Headers []string
 	NoCheck bool
@@ -73,6 +74,7 @@ type WorkerSpec struct {
 	Sources        []string      `json:"sources"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
 	Retry          time.Duration `json:"retry,omitempty"`
+	Resume         bool          `json:"resume,omitempty"`
 	Headers        []string      `json:"headers,omitempty"`
 	NoCheck        bool          `json:"no_check,omitempty"`
 	PollTimeout    time.Duration `json:"poll_timeout,omitempty"`
@@ -270,7 +272,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 
 	if workers == 1 {
 		target, count := cfg.Plan.Share(0, 1)
-		e, err := New(Config{Target: target, Count: count, Rate: cfg.Rate, ConnectTimeout: cfg.ConnectTimeout, Retry: cfg.Retry,
+		e, err := New(Config{Target: target, Count: count, Rate: cfg.Rate, ConnectTimeout: cfg.ConnectTimeout, Retry: cfg.Retry, Resume: cfg.Resume,
 			Headers: cfg.Headers, NoCheck: cfg.NoCheck, Sources: sourcesFor(0), PollTimeout: cfg.PollTimeout, WSPublish: cfg.WSPublish, TokenSecretFile: cfg.TokenSecretFile})
 		if err != nil {
 			return Stats{}, err
@@ -303,7 +305,7 @@ func Run(ctx context.Context, cfg RunConfig) (Stats, error) {
 			sourcesFor(0)[0], sourcesFor(workers - 1)[sourcesPerProcess-1], rateText(cfg.Rate))
 		for w := 0; w < workers; w++ {
 			spec := WorkerSpec{Plan: cfg.Plan, URLFile: cfg.URLFile, Worker: w, Workers: workers, Rate: cfg.Rate / float64(workers),
-				ConnectTimeout: cfg.ConnectTimeout, Retry: cfg.Retry, Headers: cfg.Headers, NoCheck: cfg.NoCheck, PollTimeout: cfg.PollTimeout, WSPublish: cfg.WSPublish, TokenSecret: cfg.TokenSecretFile}
+				ConnectTimeout: cfg.ConnectTimeout, Retry: cfg.Retry, Resume: cfg.Resume, Headers: cfg.Headers, NoCheck: cfg.NoCheck, PollTimeout: cfg.PollTimeout, WSPublish: cfg.WSPublish, TokenSecret: cfg.TokenSecretFile}
 			for _, a := range sourcesFor(w) {
 				spec.Sources = append(spec.Sources, a.String())
 			}
@@ -378,6 +380,9 @@ func report(ctx context.Context, cfg RunConfig, n int, agg *aggregator) {
 			retried := ""
 			if s.Retried > 0 {
 				retried = fmt.Sprintf(" (%d dials were retries)", s.Retried)
+			}
+			if s.Resumed > 0 {
+				retried += fmt.Sprintf(" (%d streams resumed with their cursor)", s.Resumed)
 			}
 			fmt.Fprintf(cfg.Out, "Stats: {%d,%d,%d}  arrivals %.0f/s, %.0f msgs/s, errors: %s%s\n",
 				s.Active, s.Closed, s.Chunks, float64(s.Opened-last.Opened)/dt, float64(s.Messages-last.Messages)/dt, ErrorText(s.Errors), retried)
@@ -457,7 +462,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec, out io.Writer) error {
 	}
 	ReadLimits()
 	target, count := plan.Share(spec.Worker, spec.Workers)
-	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Sources: srcs, ConnectTimeout: spec.ConnectTimeout, Retry: spec.Retry,
+	e, err := New(Config{Target: target, Count: count, Rate: spec.Rate, Sources: srcs, ConnectTimeout: spec.ConnectTimeout, Retry: spec.Retry, Resume: spec.Resume,
 		Headers: spec.Headers, NoCheck: spec.NoCheck, PollTimeout: spec.PollTimeout, WSPublish: spec.WSPublish, TokenSecretFile: spec.TokenSecret})
 	if err != nil {
 		return err

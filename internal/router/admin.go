@@ -186,7 +186,7 @@ func (r *Router) adminMux() *http.ServeMux {
 	// the id (400 for a bad one).
 	byID := func(answer func(id int64) any) http.HandlerFunc {
 		return func(w http.ResponseWriter, req *http.Request) {
-			if id, ok := pathID(w, req); ok {
+			if id, ok := pathID(w, req); ok && r.ownID(w, id) {
 				obs.WriteJSON(w, http.StatusOK, answer(id))
 			}
 		}
@@ -211,7 +211,7 @@ func (r *Router) adminMux() *http.ServeMux {
 	})
 	subscription := func(w http.ResponseWriter, req *http.Request, op byte) {
 		id, ok := pathID(w, req)
-		if !ok {
+		if !ok || !r.ownID(w, id) {
 			return
 		}
 		topic, ok := pathTopic(w, req)
@@ -234,6 +234,18 @@ func (r *Router) adminMux() *http.ServeMux {
 		}
 	})
 	return mux
+}
+
+// ownID reports whether this router serves id; if not (a partitioned
+// router asked about another partition's id) it answers 421 naming the
+// partition to ask.
+func (r *Router) ownID(w http.ResponseWriter, id int64) bool {
+	if r.mine(id) {
+		return true
+	}
+	p := r.part
+	writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf("id %d is in partition %d of %d; this router serves partition %d: ask a router of partition %d", id, p.of(id), p.n, p.k, p.of(id)))
+	return false
 }
 
 // pathTopic reads the {topic} of req's path, or answers 400 and returns
@@ -296,6 +308,15 @@ type Presence struct {
 	// IDs maps each id with connections in the topic to their number.
 	IDs   map[int64]int `json:"ids"`
 	Conns int           `json:"conns"`
+	// Partition, on a partitioned router: the answer covers the ids of
+	// this partition only (a share of the topic's presence).
+	Partition *PartOf `json:"partition,omitempty"`
+}
+
+// PartOf names a partition of the ids.
+type PartOf struct {
+	Partitions int `json:"partitions"`
+	Partition  int `json:"partition"`
 }
 
 // ErrNoStore: the router has no stored subscriptions (no JetStream).
@@ -346,6 +367,9 @@ func (r *Router) Presence(topic string) Presence {
 	}
 	for _, n := range p.IDs {
 		p.Conns += n
+	}
+	if q := r.part; q != nil {
+		p.Partition = &PartOf{Partitions: q.n, Partition: q.k}
 	}
 	return p
 }

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +100,21 @@ func TestPartitionedRouters(t *testing.T) {
 		}
 	}
 resynced:
+	// Per-id admin answers come from the id's partition; the others say
+	// where to ask. Presence says whose share it is.
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{{"GET", "/ids/2", 200}, {"GET", "/ids/3", 421}, {"POST", "/kick/5", 421}, {"GET", "/subscriptions/3", 421}, {"PUT", "/subscriptions/3/room", 421}} {
+		w := httptest.NewRecorder()
+		a.adminMux().ServeHTTP(w, httptest.NewRequest(tc.method, tc.path, nil))
+		if w.Code != tc.code || tc.code == 421 && !strings.Contains(w.Body.String(), "partition 1 of 2") {
+			t.Errorf("%s %s: %d %s", tc.method, tc.path, w.Code, w.Body)
+		}
+	}
+	if p := b.Presence("room"); p.Conns != 1 || p.Partition == nil || p.Partition.Partition != 1 {
+		t.Errorf("presence from partition 1: %+v", p)
+	}
 	if err := nc.Publish(wire.SubjectUp, hdr()); err != nil {
 		t.Fatal(err)
 	}

@@ -300,6 +300,7 @@ func New(cfg Config) (*Router, error) {
 	}
 	if cfg.Partitions > 1 {
 		r.part = newPartition(cfg.Partitions, cfg.Partition)
+		r.topics.partTag = fmt.Sprintf(`,"partition":%d,"partitions":%d`, cfg.Partition, cfg.Partitions)
 	}
 	r.reg.OnIdle(func(id int64) {
 		store.Idle(id, time.Now().UnixNano())

@@ -24,6 +24,9 @@ type topicIndex struct {
 	conns   map[registry.Conn]*connTopics // the topics each member conn joined
 	linger  map[int64][]*topicState       // the topics each lingering id is kept in
 	changed map[*topicState]struct{}      // topics with presence changes not yet told
+	// partTag ends every presence event of a partitioned router: the
+	// event covers that partition's ids (,"partition":K,"partitions":N).
+	partTag string
 
 	// Topics with watchers (conns that want presence events), read
 	// without the lock: subscribed ids' logins and logouts, and stored
@@ -476,7 +479,7 @@ func (ix *topicIndex) presenceEvents() []presenceEvent {
 			b := fmt.Appendf(nil, `{"presence":%q,"ids":%d`, t.name, n)
 			b = appendIDs(b, "joined", t.joined)
 			b = appendIDs(b, "left", t.left)
-			ev := presenceEvent{msg: append(b, '}')}
+			ev := presenceEvent{msg: append(append(b, ix.partTag...), '}')}
 			for c, id := range t.watchers {
 				ev.watchers = append(ev.watchers, member{id: id, conn: c})
 			}

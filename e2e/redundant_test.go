@@ -17,8 +17,10 @@ import (
 // eventsource package) on /sse/1; run sends n numbered messages to id 1
 // at rate per second with msggen (which sends again what no router took;
 // with one frame in flight, so a frame sent again is not overtaken by
-// the next) and calls fault a second in. The client ends once 12 s pass with
-// nothing new. The routers keep 10,000 messages per id.
+// the next) and calls fault a second in. The client ends once it has all
+// n, or once 20 s pass with nothing new (past msggen's 8 s wait for an
+// ack that does not come, on a loaded machine). The routers keep 10,000
+// messages per id.
 type redundantRun struct {
 	*routerCluster
 	gwAddr string
@@ -41,7 +43,7 @@ func startRedundant(t *testing.T) *redundantRun {
 // run returns the seq numbers the client got, in order, and msggen's
 // account of the n.
 func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int, ack ackAccount) {
-	wait := nodeSSEEvents(t, nil, "http://"+r.gwAddr+"/sse/1", n, "SSE_IDLE_EXIT_MS=12000", "SSE_TIMEOUT_MS=120000")
+	wait := nodeSSEEvents(t, nil, "http://"+r.gwAddr+"/sse/1", n, "SSE_IDLE_EXIT_MS=20000", "SSE_TIMEOUT_MS=150000")
 	waitFor(t, "every router holds the client", func() bool {
 		return r.stats(0).Conns == 1 && r.stats(1).Conns == 1 && r.stats(2).Conns == 1
 	})
@@ -289,7 +291,10 @@ func TestRollingRestartUnderFloodtest(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatalf("msggen did not finish:\n%s", sender.out)
 	}
-	time.Sleep(3 * time.Second)              // the last deliveries and catch-ups reach the streams
+	// The last deliveries and catch-ups reach the streams: a gateway
+	// whose writers are busy holds small writes back up to its
+	// -write-delay (4 s) to batch them.
+	time.Sleep(10 * time.Second)
 	flood.cmd.Process.Signal(syscall.SIGINT) // floodtest writes its summary and stops
 	select {
 	case <-flood.done:

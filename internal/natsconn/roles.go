@@ -43,14 +43,16 @@ func Roles() []Role {
 	reply := wire.ReplyPrefix + ">"
 	// Partitioned routers' subjects: a subject and its parts (.n.k).
 	parts := func(subject string) []string { return []string{subject, subject + ".>"} }
-	up, send, history, route := parts(wire.SubjectUp), parts(wire.SubjectSend), parts(wire.SubjectHistory), parts(wire.SubjectRoute)
+	up, send, history := parts(wire.SubjectUp), parts(wire.SubjectSend), parts(wire.SubjectHistory)
+	route := append(parts(wire.SubjectRoute), wire.SubjectPresence+".>")
 	return []Role{
 		// and the stored subscriptions: their stream (subs.Subject) and
 		// JetStream's API, whose answers come to its inbox; redundant
 		// routers also write the history log and the lease, and a
 		// standby hands HTTP sends to the leader (wire.SubjectSend);
 		// partitioned routers hand records to each other
-		// (wire.SubjectRoute).
+		// (wire.SubjectRoute) and ask each other for presence
+		// (wire.SubjectPresence).
 		{"router", slices.Concat([]string{down, "_INBOX.>", reply, subs.Subject, "$JS.API.>", wire.SubjectLeader}, history, send, route),
 			slices.Concat([]string{wire.SubjectClient, done, "_INBOX.>"}, up, send, route)},
 		{"gateway", slices.Concat([]string{done, wire.SubjectClient}, up), []string{down, reply}},

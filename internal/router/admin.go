@@ -2,14 +2,19 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 
 	"github.com/cometgw/comet/internal/ids"
 	"github.com/cometgw/comet/internal/obs"
@@ -308,15 +313,11 @@ type Presence struct {
 	// IDs maps each id with connections in the topic to their number.
 	IDs   map[int64]int `json:"ids"`
 	Conns int           `json:"conns"`
-	// Partition, on a partitioned router: the answer covers the ids of
-	// this partition only (a share of the topic's presence).
-	Partition *PartOf `json:"partition,omitempty"`
-}
-
-// PartOf names a partition of the ids.
-type PartOf struct {
-	Partitions int `json:"partitions"`
-	Partition  int `json:"partition"`
+	// Partitions, on a partitioned router: the answer merges every
+	// partition's share, but those in Unanswered (their routers did not
+	// answer in time: their ids are missing from it).
+	Partitions int   `json:"partitions,omitempty"`
+	Unanswered []int `json:"unanswered_partitions,omitempty"`
 }
 
 // ErrNoStore: the router has no stored subscriptions (no JetStream).
@@ -350,28 +351,71 @@ func (r *Router) SubscriptionsOf(id int64) []string {
 // Presence returns who is in topic now, across every gateway: the ids
 // whose connections joined it and the subscribed ids with connections.
 func (r *Router) Presence(topic string) Presence {
-	p := Presence{Topic: topic, IDs: r.topics.presence(topic)}
-	if p.IDs == nil {
-		p.IDs = map[int64]int{}
-	}
-	if r.stored != nil {
-		var conns []registry.Conn
-		r.stored.Subscribers([]byte(topic), func(_ string, ids []int64) {
-			for _, id := range ids {
-				conns = r.reg.Lookup(id, conns[:0])
-				if len(conns) > 0 {
-					p.IDs[id] = max(p.IDs[id], len(conns))
-				}
+	p := Presence{Topic: topic, IDs: r.localPresence(topic)}
+	if q := r.part; q != nil {
+		p.Partitions = q.n
+		for k := 0; k < q.n; k++ {
+			if k == q.k {
+				continue
 			}
-		})
+			var share presenceShare
+			m, err := r.nc.Request(wire.PartSubject(wire.SubjectPresence, q.n, k), []byte(topic), 2*time.Second)
+			if err == nil {
+				err = json.Unmarshal(m.Data, &share)
+			}
+			if err != nil {
+				p.Unanswered = append(p.Unanswered, k)
+				continue
+			}
+			maps.Copy(p.IDs, share.IDs) // each id is in one partition
+		}
 	}
 	for _, n := range p.IDs {
 		p.Conns += n
 	}
-	if q := r.part; q != nil {
-		p.Partition = &PartOf{Partitions: q.n, Partition: q.k}
-	}
 	return p
+}
+
+// presenceShare is a partition's answer on wire.SubjectPresence.
+type presenceShare struct {
+	IDs map[int64]int `json:"ids"`
+}
+
+// localPresence is the ids with conns in topic that this router holds,
+// and their conns.
+func (r *Router) localPresence(topic string) map[int64]int {
+	ids := r.topics.presence(topic)
+	if ids == nil {
+		ids = map[int64]int{}
+	}
+	if r.stored != nil {
+		var conns []registry.Conn
+		r.stored.Subscribers([]byte(topic), func(_ string, subs []int64) {
+			for _, id := range subs {
+				conns = r.reg.Lookup(id, conns[:0])
+				if len(conns) > 0 {
+					ids[id] = max(ids[id], len(conns))
+				}
+			}
+		})
+	}
+	return ids
+}
+
+// handlePresence answers another partition's router with this
+// partition's share of a topic's presence.
+func (r *Router) handlePresence(m *nats.Msg) {
+	if !wire.ValidTopic(m.Data) {
+		r.badFrames.Add(1)
+		return
+	}
+	b, err := json.Marshal(presenceShare{IDs: r.localPresence(string(m.Data))})
+	if err == nil {
+		err = m.Respond(b)
+	}
+	if err != nil {
+		r.log.Warn("presence answer failed", zap.Error(err))
+	}
 }
 
 func newMetrics(r *Router) *obs.Metrics {

@@ -112,9 +112,10 @@ resynced:
 			t.Errorf("%s %s: %d %s", tc.method, tc.path, w.Code, w.Body)
 		}
 	}
-	if p := b.Presence("room"); p.Conns != 1 || p.Partition == nil || p.Partition.Partition != 1 {
-		t.Errorf("presence from partition 1: %+v", p)
+	if p := b.Presence("room"); p.Conns != 2 || p.IDs[2] != 1 || p.IDs[3] != 1 || p.Partitions != 2 || len(p.Unanswered) != 0 {
+		t.Errorf("presence merged by partition 1's router: %+v", p)
 	}
+
 	if err := nc.Publish(wire.SubjectUp, hdr()); err != nil {
 		t.Fatal(err)
 	}

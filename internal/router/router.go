@@ -388,12 +388,17 @@ func New(cfg Config) (*Router, error) {
 	if err == nil {
 		upSub.SetPendingLimits(-1, 256<<20)
 		r.subs = append(r.subs, upSub)
-		if r.part != nil {
+		if p := r.part; p != nil {
 			// Gateways started without -partitions: said, not ignored.
-			var stray *nats.Subscription
+			var stray, presence *nats.Subscription
 			if stray, err = nc.Subscribe(wire.SubjectUp, r.handleStrayUp); err == nil {
 				stray.SetPendingLimits(-1, 16<<20)
 				r.subs = append(r.subs, stray)
+				// Other partitions ask for this one's share of a
+				// topic's presence; any of its routers answers.
+				if presence, err = nc.QueueSubscribe(wire.PartSubject(wire.SubjectPresence, p.n, p.k), wire.QueueRouters, r.handlePresence); err == nil {
+					r.subs = append(r.subs, presence)
+				}
 			}
 		}
 		if err == nil && !cfg.Redundant { // a redundant router subscribes when it leads

@@ -479,17 +479,22 @@ func (ix *topicIndex) presenceEvents() []presenceEvent {
 			b := fmt.Appendf(nil, `{"presence":%q,"ids":%d`, t.name, n)
 			b = appendIDs(b, "joined", t.joined)
 			b = appendIDs(b, "left", t.left)
-			ev := presenceEvent{msg: append(append(b, ix.partTag...), '}')}
-			for c, id := range t.watchers {
-				ev.watchers = append(ev.watchers, member{id: id, conn: c})
-			}
-			slices.SortFunc(ev.watchers, func(a, b member) int { return cmp.Compare(a.conn.GW, b.conn.GW) })
-			out = append(out, ev)
+			out = append(out, presenceEvent{msg: append(append(b, ix.partTag...), '}'), watchers: t.watcherList()})
 		}
 		t.joined, t.left = nil, nil
 	}
 	clear(ix.changed)
 	return out
+}
+
+// watcherList is t's watchers sorted by gateway. ix.mu must be held.
+func (t *topicState) watcherList() []member {
+	ws := make([]member, 0, len(t.watchers))
+	for c, id := range t.watchers {
+		ws = append(ws, member{id: id, conn: c})
+	}
+	slices.SortFunc(ws, func(a, b member) int { return cmp.Compare(a.conn.GW, b.conn.GW) })
+	return ws
 }
 
 // appendIDs appends ,"name":[ids...] (sorted, at most changeCap) and the

@@ -65,6 +65,9 @@ const (
 	OpSend      Op = 16 // send: deliver Msg to every conn logged in as ID
 	OpPublish   Op = 17 // send: deliver Msg to every member of Topic
 	OpBroadcast Op = 18 // send: deliver Msg to every connection
+	// send, on a route subject only: Msg is another partition's
+	// presence event for Topic, for this partition's watchers of it
+	OpPresence  Op = 19
 	OpDeliver   Op = 32 // down: write Msg to each of Conns
 	OpResync    Op = 33 // down: the router lost track; send every live login again
 	OpResumed   Op = 34 // down: the answer to a resume: Conn, Epoch, Seq (first to follow), Head, Missed
@@ -951,6 +954,11 @@ const (
 	// SubjectSend or SubjectClient that the other partition routes. A
 	// router routes what comes on it itself, and forwards nothing.
 	SubjectRoute = "comet.v3.route"
+	// SubjectPresence carries, to the routers of one partition
+	// (PartSubject; queue group QueueRouters), requests for their share
+	// of a topic's presence: the topic name, answered with the JSON of
+	// {"ids":{"ID":conns,...}}.
+	SubjectPresence = "comet.v3.presence"
 	// ReplyPrefix + gateway name + "." + a number is where a gateway
 	// takes the acks of its clients' requests.
 	ReplyPrefix = "comet.v3.reply."

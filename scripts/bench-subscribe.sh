@@ -5,8 +5,11 @@
 # `router subscribe -file` into a running router's stored subscriptions
 # (JetStream on its embedded NATS), and reports: how long the load took
 # to be stored, how long until the router had applied all of it, the
-# router's resident memory per subscription, and how long a restarted
-# router takes to load them again.
+# router's resident memory per subscription, how long a restarted
+# router takes to load them again, and how long `router subscribe
+# -compact` takes to rewrite the stream as its subscriptions (here the
+# same, less the repeats: what a compaction costs at this size) while
+# that router serves, and that it still holds every one after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -58,6 +61,11 @@ reload_ms=$(ms "$t1")
 n2=$(subs)
 sleep 2
 after2=$(rss "$router")
+t2=$(date +%s%N)
+"$BIN"/router subscribe -compact -nats nats://127.0.0.1:4642 | tee "$out/compact.out"
+compact_ms=$(ms "$t2")
+sleep 2
+n3=$(subs)
 {
 	echo "| what | figure |"
 	echo "|---|---|"
@@ -69,6 +77,8 @@ after2=$(rss "$router")
 	echo "| **router resident bytes per subscription** | **$(( (after - before) * 1024 / n ))** |"
 	echo "| a restarted router: serving after (its load of all $n2) | **$((reload_ms / 1000)).$(( (reload_ms % 1000) / 100 )) s** |"
 	echo "| ... resident (KB), bytes per subscription over the first router's start | $after2, $(( (after2 - before) * 1024 / n2 )) |"
+	echo "| \`router subscribe -compact\` while that router serves: the stream rewritten as its subscriptions | **$((compact_ms / 1000)).$(( (compact_ms % 1000) / 100 )) s** ($(tail -1 "$out/compact.out" | sed 's/^router subscribe: //')) |"
+	echo "| subscriptions the router holds after it | $n3 |"
 	echo
 	echo "Made by \`make bench-subscribe\` (USERS=$USERS PER=$PER) on $(uname -sr), $(nproc) cores, $(date -u +%Y-%m-%d)."
 } | tee "$out/table.md"

@@ -21,18 +21,27 @@ import (
 func runSubscribe(ctx context.Context, args []string, verb string) error {
 	fs, addr := adminFlags(verb, "ID TOPIC")
 	file := fs.String("file", "", `with subscribe: store every "id,topic" line of this file (CSV; - for stdin) through NATS`)
-	natsURL := fs.String("nats", nats.DefaultURL, "with -file: the router's NATS server")
+	compact := fs.Bool("compact", false, "with subscribe: rewrite the subscriptions' stream as the subscriptions it holds now, through NATS (unsubscribed and repeated records stop costing every router's replay); routers keep serving")
+	natsURL := fs.String("nats", nats.DefaultURL, "with -file or -compact: the routers' NATS server")
 	var creds natsconn.Credentials
 	creds.AddFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	if *file != "" {
-		if verb != "subscribe" || fs.NArg() > 0 {
+	if *file != "" || *compact {
+		if verb != "subscribe" || fs.NArg() > 0 || *file != "" && *compact {
 			fs.Usage()
-			return cli.Usagef("-file goes with subscribe and no arguments")
+			return cli.Usagef("-file or -compact goes with subscribe and no arguments")
 		}
-		return loadFile(ctx, *file, *natsURL, creds)
+		nc, st, err := openStream(ctx, *natsURL, creds, "router subscribe")
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if *compact {
+			return compactStream(ctx, st)
+		}
+		return loadFile(ctx, *file, st)
 	}
 	if fs.NArg() != 2 {
 		fs.Usage()
@@ -70,8 +79,44 @@ func runSubscriptions(ctx context.Context, args []string) error {
 	return printJSON(os.Stdout, out)
 }
 
+// openStream connects to NATS and finds the subscriptions' stream.
+func openStream(ctx context.Context, natsURL string, creds natsconn.Credentials, name string) (*nats.Conn, *subs.Stream, error) {
+	more, err := creds.Options()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := natsconn.Connect(natsURL, natsconn.Options{Name: name, More: more})
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := subs.Find(ctx, nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, st, nil
+}
+
+// compactStream rewrites the subscriptions' stream, with progress.
+func compactStream(ctx context.Context, st *subs.Stream) error {
+	start, last := time.Now(), time.Now()
+	fmt.Fprintln(os.Stdout, "router subscribe: reading the stream")
+	c, err := st.Compact(ctx, func(n int) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(os.Stdout, "router subscribe: %d batches of the snapshot stored\n", n)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "router subscribe: compacted in %s: %d subscriptions in %d batches; %d batches purged; %d bytes before, %d after (%d snapshots begun)\n",
+		time.Since(start).Round(time.Millisecond), c.Subscriptions, c.Batches, c.Purged, c.BytesBefore, c.BytesAfter, c.Tries)
+	return nil
+}
+
 // loadFile stores a CSV file's subscriptions, with progress every second.
-func loadFile(ctx context.Context, name, natsURL string, creds natsconn.Credentials) error {
+func loadFile(ctx context.Context, name string, st *subs.Stream) error {
 	f := os.Stdin
 	if name != "-" {
 		var err error
@@ -79,19 +124,6 @@ func loadFile(ctx context.Context, name, natsURL string, creds natsconn.Credenti
 			return err
 		}
 		defer f.Close()
-	}
-	more, err := creds.Options()
-	if err != nil {
-		return err
-	}
-	nc, err := natsconn.Connect(natsURL, natsconn.Options{Name: "router subscribe -file", More: more})
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	st, err := subs.Open(ctx, nc, 1) // finds the stream the routers made
-	if err != nil {
-		return err
 	}
 	start, last := time.Now(), time.Now()
 	n, err := subs.Load(ctx, st, f, func(n int) {

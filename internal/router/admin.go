@@ -67,6 +67,9 @@ type Stats struct {
 	Topics         TopicStats `json:"topics"`
 	// Stored subscriptions (absent without JetStream).
 	Subscriptions *subs.Stats `json:"subscriptions,omitempty"`
+	// SubscriptionsCompacted: compactions of their stream this router
+	// made.
+	SubscriptionsCompacted uint64 `json:"subscriptions_compacted"`
 	// Copies of messages: handed to gateways (routed), then delivered
 	// (queued to a live connection, as the gateways confirmed; dup and
 	// late included) or dropped, by reason.
@@ -108,8 +111,8 @@ func (r *Router) Stats() Stats {
 		Conns: rs.Conns, IDs: rs.IDs, Logins: rs.Pairs,
 		Sent: r.sent.Load(), Void: r.void.Load(),
 		Published: r.published.Load(), PresenceEvents: r.presenceSent.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.stats(),
-		Subscriptions: r.subStats(),
-		Routed:        r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
+		Subscriptions: r.subStats(), SubscriptionsCompacted: r.subsCompactions.Load(),
+		Routed: r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
 		Dropped:     Dropped{Gone: r.droppedGone.Load(), Slow: r.droppedSlow.Load(), Gateway: r.droppedGateway.Load()},
 		WindowWaits: r.waits.Load(), Refused: r.refused.Load(), SendFramesDropped: r.sendDropped(), UnknownDone: r.unknownDone.Load(),
 		LoginsTotal: r.logins.Load(), Logouts: r.logouts.Load(),

@@ -234,7 +234,7 @@ func (l *lead) renew() error {
 		l.held(rev, asked)
 		return nil
 	}
-	if !wrongLastSeq(err) {
+	if !subs.WrongLastSeq(err) {
 		l.r.log.Warn("lease not renewed", zap.Error(err))
 		return nil // no answer: the log's fence keeps positions safe meanwhile
 	}
@@ -510,7 +510,7 @@ func (l *lead) write(msg []byte) error {
 			l.last = ack.Sequence
 			return nil
 		}
-		if wrongLastSeq(err) {
+		if subs.WrongLastSeq(err) {
 			if err := l.catchUp(); err != nil {
 				return err
 			}
@@ -548,12 +548,6 @@ func (l *lead) catchUp() error {
 		zap.Uint64("from", l.last+1), zap.Uint64("to", info.State.LastSeq))
 	l.last = info.State.LastSeq
 	return nil
-}
-
-func wrongLastSeq(err error) bool {
-	var api *jetstream.APIError
-	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // LeadStats is a redundant router's part (absent on a router that runs

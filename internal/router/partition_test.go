@@ -2,12 +2,14 @@ package router
 
 import (
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cometgw/comet/internal/subs"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -129,5 +131,41 @@ func drain(ch chan *nats.Msg) {
 		default:
 			return
 		}
+	}
+}
+
+// TestRouterCompactsSubscriptions: a router that holds every id's
+// subscriptions rewrites their stream once it is 4 times what it nets
+// to, keeping every subscription.
+func TestRouterCompactsSubscriptions(t *testing.T) {
+	r := startTestRouter(t)
+	for i := range 50 {
+		for _, op := range []byte{subs.OpSubscribe, subs.OpUnsubscribe, subs.OpSubscribe, subs.OpUnsubscribe} {
+			if err := r.Subscription(t.Context(), op, int64(i), "room"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := r.Subscription(t.Context(), subs.OpSubscribe, 7, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := r.subStream.Size(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(v uint64) { compactStreamOver = v }(compactStreamOver)
+	compactStreamOver = 1
+	r.compactStream()
+	after, err := r.subStream.Size(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.SubscriptionsCompacted != 1 || after >= before || st.Subscriptions.Subscriptions != 1 || !slices.Equal(r.SubscriptionsOf(7), []string{"kept"}) {
+		t.Fatalf("compacted %d, stream %d -> %d bytes, %+v", st.SubscriptionsCompacted, before, after, st.Subscriptions)
+	}
+	compactStreamOver = 64 << 20
+	r.compactStream() // below the least size: nothing to do
+	if st := r.Stats(); st.SubscriptionsCompacted != 1 {
+		t.Fatalf("compacted again: %d", st.SubscriptionsCompacted)
 	}
 }

@@ -237,7 +237,7 @@ type Router struct {
 	droppedGone, droppedSlow, droppedGateway atomic.Uint64
 	waits, refused, unknownDone              atomic.Uint64
 	published, broadcasts, topicVoid         atomic.Uint64
-	presenceSent, kicks                      atomic.Uint64
+	presenceSent, kicks, subsCompactions     atomic.Uint64
 	// Ids whose subscribed presence may have changed (subscriberPresence).
 	subPending struct {
 		mu  sync.Mutex
@@ -653,9 +653,13 @@ func (r *Router) compactor() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	last, applied := r.stored.Stats().Subscriptions, r.subFollow.Applied()
-	for range t.C {
+	for tick := 1; ; tick++ {
+		<-t.C
 		if r.flowClosing() {
 			return
+		}
+		if tick%60 == 0 {
+			r.compactStream()
 		}
 		n, a := r.stored.Stats().Subscriptions, r.subFollow.Applied()
 		if a != applied { // still coming
@@ -668,6 +672,36 @@ func (r *Router) compactor() {
 			last = n
 		}
 	}
+}
+
+// compactStreamOver is the least size of the subscriptions' stream that
+// a router compacts (when it is 4 times its snapshot's).
+var compactStreamOver uint64 = 64 << 20
+
+// compactStream rewrites the subscriptions' stream when unsubscribes and
+// repeats make it 4 times what it nets to (subs.Stream.Compact). Only a
+// router that holds every id's subscriptions and routes (not a
+// partition's, not a standby) does it; two at once are safe (the
+// snapshot's writes are fenced), only wasteful.
+func (r *Router) compactStream() {
+	if r.part != nil || r.standby() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	size, err := r.subStream.Size(ctx)
+	if err != nil || size < compactStreamOver || size < 4*r.stored.SnapshotBytes() {
+		return
+	}
+	r.log.Info("compacting the stored subscriptions' stream", zap.Uint64("bytes", size))
+	c, err := r.subStream.CompactWith(ctx, r.stored, r.subFollow, nil)
+	if err != nil {
+		r.log.Warn("compaction of the stored subscriptions failed", zap.Error(err))
+		return
+	}
+	r.subsCompactions.Add(1)
+	r.log.Info("stored subscriptions' stream compacted", zap.Int("subscriptions", c.Subscriptions), zap.Uint64("purged_batches", c.Purged),
+		zap.Uint64("bytes_before", c.BytesBefore), zap.Uint64("bytes_after", c.BytesAfter))
 }
 
 // flowClosing reports whether Close has begun.

@@ -232,6 +232,54 @@ func (x *Index) Topics(id int64, dst []string) []string {
 	return dst
 }
 
+// Reset forgets every subscription (a follower starting over from a
+// compaction's snapshot), reporting each in a watched topic as
+// unsubscribed; the snapshot subscribes them again.
+func (x *Index) Reset() {
+	x.mu.Lock()
+	for _, t := range x.topics {
+		for _, id := range t.ids {
+			x.note(OpUnsubscribe, id, t)
+		}
+	}
+	clear(x.topics)
+	clear(x.ids)
+	x.n = 0
+	p := x.takePending()
+	x.mu.Unlock()
+	x.report(p)
+}
+
+// SnapshotBytes is about what a compaction's snapshot of x stores.
+func (x *Index) SnapshotBytes() uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var n uint64
+	for _, t := range x.topics {
+		n += uint64(len(t.ids)) * uint64(len(t.name)+8) // op, varint id (up to 10), length, topic
+	}
+	return n
+}
+
+// snapshot is every subscription as subscribe batches.
+func (x *Index) snapshot() [][]byte {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out [][]byte
+	var bt Batcher
+	for _, t := range x.topics {
+		for _, id := range t.ids {
+			if full := bt.Add(OpSubscribe, id, t.name); full != nil {
+				out = append(out, full)
+			}
+		}
+	}
+	if b := bt.Flush(); b != nil {
+		out = append(out, b)
+	}
+	return out
+}
+
 // Compact trims every list to its length (after a bulk load).
 func (x *Index) Compact() {
 	x.mu.Lock()

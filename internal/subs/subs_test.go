@@ -135,22 +135,9 @@ func TestBatcher(t *testing.T) {
 // that catches up, and a second follower (another router, or this one
 // restarted) that gets the same index.
 func TestLoadAndFollow(t *testing.T) {
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	st, err := subs.Open(ctx, nc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStream(ctx, t)
 	x := subs.NewIndex()
 	f, err := st.Follow(ctx, x, func(err error) { t.Error(err) })
 	if err != nil {
@@ -203,3 +190,111 @@ func TestLoadAndFollow(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// openStream starts a NATS server with JetStream and opens the
+// subscriptions' stream on it.
+func openStream(ctx context.Context, t *testing.T) *subs.Stream {
+	t.Helper()
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	st, err := subs.Open(ctx, nc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestCompact: a stream of subscribes and unsubscribes is rewritten as
+// the subscriptions it holds, while another writer stores records: the
+// snapshot is fenced after them, the batches before it are purged, a
+// router that was following keeps the same subscriptions and one that
+// starts afterwards reads the same from the snapshot alone.
+func TestCompact(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st := openStream(ctx, t)
+	store := func(op byte, from, to int) {
+		t.Helper()
+		var bt subs.Batcher
+		for i := from; i <= to; i++ {
+			if full := bt.Add(op, int64(i), "room-"+itoa(i%5)); full != nil {
+				if _, err := st.Publish(ctx, full); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if i%1000 == 0 { // many small batches, as single subscribes make
+				if b := bt.Flush(); b != nil {
+					if _, err := st.Publish(ctx, b); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		if b := bt.Flush(); b != nil {
+			if _, err := st.Publish(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	store(subs.OpSubscribe, 1, 40000)
+	store(subs.OpUnsubscribe, 1, 30000)
+	store(subs.OpSubscribe, 30001, 40000) // repeats: no change
+	x := subs.NewIndex()
+	f, err := st.Follow(ctx, x, func(err error) { t.Error(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	<-f.Ready()
+	// Another writer stores while the compaction runs: each of its
+	// records lands before the snapshot (which then starts over) or
+	// after it, never lost.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 40001; i <= 40200; i++ {
+			if _, err := st.Publish(ctx, subs.AppendRecord([]byte{subs.Version}, subs.OpSubscribe, int64(i), "late")); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	c, err := st.Compact(ctx, nil)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Purged == 0 || c.BytesAfter >= c.BytesBefore || c.Subscriptions < 10000 {
+		t.Fatalf("compaction: %+v", c)
+	}
+	seq, err := st.Publish(ctx, subs.AppendRecord([]byte{subs.Version}, subs.OpUnsubscribe, 40001, "late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitApplied(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	want := subs.Stats{Subscriptions: 10000 + 199, Topics: 6, IDs: 10000 + 199}
+	if got := x.Stats(); got != want {
+		t.Fatalf("the follower has %+v, want %+v (compaction %+v)", got, want, c)
+	}
+	y := subs.NewIndex()
+	g, err := st.Follow(ctx, y, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop()
+	<-g.Ready()
+	if got := y.Stats(); got != want || !slices.Equal(y.Topics(35000, nil), []string{"room-0"}) || len(y.Topics(3, nil)) != 0 {
+		t.Fatalf("a follower after the compaction has %+v, want %+v", got, want)
+	}
+	t.Logf("compaction: %+v", c)
+}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/cometgw/comet/internal/cli"
 
@@ -98,5 +100,26 @@ Flags:
 		return err
 	}
 	log.Info("router running", zap.String("nats", r.NATSURL()), zap.String("admin", r.AdminAddr()), zap.Int("pid", os.Getpid()))
-	return r.Run(ctx.Done())
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(ctx.Done()) }()
+	select {
+	case err := <-ran:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("router stopping")
+	select {
+	case err := <-ran:
+		return err
+	case <-time.After(stopLimit):
+		// Every step of a stop is bounded; one that hangs anyway is a
+		// bug: say where everything is, and exit.
+		log.Error("router did not stop in time; exiting (goroutines on stderr)", zap.Duration("limit", stopLimit))
+		pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		return fmt.Errorf("router: not stopped %s after the signal", stopLimit)
+	}
 }
+
+// stopLimit bounds a router's stop: a leader's handover (about 12 s at
+// most), draining NATS (5 s) and its embedded server's shutdown.
+const stopLimit = time.Minute

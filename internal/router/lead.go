@@ -289,6 +289,16 @@ func (l *lead) resyncAll() int {
 	return len(gws)
 }
 
+// giveBack gives up a lease taken whose takeover could not be made now
+// (why, err): a standby (this one again, at its next seek) tries later.
+func (l *lead) giveBack(why string, err error) {
+	l.r.log.Warn("took the lease but cannot lead yet; given back, to be tried again", zap.String("why", why), zap.Error(err))
+	l.holds.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), l.lease/2)
+	defer cancel()
+	l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev)) // else it expires
+}
+
 // takeOver makes this router the leader: the log applied to its end,
 // every history moved past what the old leader could have given, the
 // senders' subjects subscribed, and every gateway asked for its logins
@@ -296,16 +306,22 @@ func (l *lead) resyncAll() int {
 func (l *lead) takeOver() error {
 	r := l.r
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The lease is not renewed meanwhile: what does not answer within
+	// half of it (the log's stream electing its leader after its server
+	// died, say) is given up, and the lease with it, to be tried again
+	// at the next seek (not a reason to stop).
+	ctx, cancel := context.WithTimeout(context.Background(), l.lease/2)
 	defer cancel()
 	info, err := l.st.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("router: history log: %w", err)
+		l.giveBack("the history log does not answer", err)
+		return nil
 	}
 	last := info.State.LastSeq
 	for l.applied.Load() < last {
 		if ctx.Err() != nil {
-			return fmt.Errorf("router: history log applied to %d of %d after 30 s", l.applied.Load(), last)
+			l.giveBack("the history log is not applied yet", fmt.Errorf("applied to %d of %d", l.applied.Load(), last))
+			return nil
 		}
 		time.Sleep(time.Millisecond)
 	}

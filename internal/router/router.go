@@ -617,24 +617,32 @@ func (r *Router) closeNATS() {
 // Close stops the router (Run calls it when done closes). Sends waiting
 // for a window give up; their copies are counted lost with the gateway.
 func (r *Router) Close() error {
+	start := time.Now()
+	step := func(what string, f func()) { // a slow step is said
+		at := time.Now()
+		f()
+		if d := time.Since(at); d > time.Second {
+			r.log.Info("stopping took a while", zap.String("step", what), zap.Duration("took", d))
+		}
+	}
 	r.flow.mu.Lock()
 	r.flow.closing = true
 	r.flow.room.Broadcast()
 	r.flow.mu.Unlock()
 	if r.lead != nil {
-		r.lead.release()
+		step("lead handed over", r.lead.release)
 	}
 	var err error
 	if r.admin != nil {
-		err = r.admin.Shutdown()
+		step("admin server", func() { err = r.admin.Shutdown() })
 		r.admin = nil
 	}
 	if r.subFollow != nil {
 		r.subFollow.Stop()
 	}
-	r.closeNATS()
+	step("NATS drained and its embedded server stopped", r.closeNATS)
 	r.removeTmpStore()
-	r.log.Info("router stopped")
+	r.log.Info("router stopped", zap.Duration("took", time.Since(start)))
 	return err
 }
 

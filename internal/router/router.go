@@ -246,7 +246,6 @@ type Router struct {
 
 	metrics *obs.Metrics
 	admin   *obs.Admin
-	subs    []*nats.Subscription
 }
 
 // New starts the router's NATS side (embedded server or connection) and its
@@ -384,21 +383,18 @@ func New(cfg Config) (*Router, error) {
 			return nil, err
 		}
 	}
+	// The subscriptions end with the connection's drain at Close.
 	upSub, err := nc.Subscribe(wire.PartSubject(wire.SubjectUp, cfg.Partitions, cfg.Partition), r.handleUp)
 	if err == nil {
 		upSub.SetPendingLimits(-1, 256<<20)
-		r.subs = append(r.subs, upSub)
 		if p := r.part; p != nil {
 			// Gateways started without -partitions: said, not ignored.
-			var stray, presence *nats.Subscription
+			var stray *nats.Subscription
 			if stray, err = nc.Subscribe(wire.SubjectUp, r.handleStrayUp); err == nil {
 				stray.SetPendingLimits(-1, 16<<20)
-				r.subs = append(r.subs, stray)
 				// Other partitions ask for this one's share of a
 				// topic's presence; any of its routers answers.
-				if presence, err = nc.QueueSubscribe(wire.PartSubject(wire.SubjectPresence, p.n, p.k), wire.QueueRouters, r.handlePresence); err == nil {
-					r.subs = append(r.subs, presence)
-				}
+				_, err = nc.QueueSubscribe(wire.PartSubject(wire.SubjectPresence, p.n, p.k), wire.QueueRouters, r.handlePresence)
 			}
 		}
 		if err == nil && !cfg.Redundant { // a redundant router subscribes when it leads
@@ -410,7 +406,6 @@ func New(cfg Config) (*Router, error) {
 		doneSub, err = nc.Subscribe(r.doneSubject, r.handleDone)
 		if err == nil {
 			doneSub.SetPendingLimits(-1, 64<<20)
-			r.subs = append(r.subs, doneSub)
 		}
 	}
 	if err == nil {

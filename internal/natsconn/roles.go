@@ -44,15 +44,16 @@ func Roles() []Role {
 	// Partitioned routers' subjects: a subject and its parts (.n.k).
 	parts := func(subject string) []string { return []string{subject, subject + ".>"} }
 	up, send, history := parts(wire.SubjectUp), parts(wire.SubjectSend), parts(wire.SubjectHistory)
-	route := append(parts(wire.SubjectRoute), wire.SubjectPresence+".>")
+	route := append(parts(wire.SubjectRoute), wire.SubjectPresence+".>", wire.SubjectWatch+".>")
 	return []Role{
 		// and the stored subscriptions: their stream (subs.Subject) and
 		// JetStream's API, whose answers come to its inbox; redundant
 		// routers also write the history log and the lease, and a
 		// standby hands HTTP sends to the leader (wire.SubjectSend);
 		// partitioned routers hand records to each other
-		// (wire.SubjectRoute) and ask each other for presence
-		// (wire.SubjectPresence).
+		// (wire.SubjectRoute), ask each other for presence
+		// (wire.SubjectPresence) and say which topics they watch
+		// (wire.SubjectWatch).
 		{"router", slices.Concat([]string{down, "_INBOX.>", reply, subs.Subject, "$JS.API.>", wire.SubjectLeader}, history, send, route),
 			slices.Concat([]string{wire.SubjectClient, done, "_INBOX.>"}, up, send, route)},
 		{"gateway", slices.Concat([]string{done, wire.SubjectClient}, up), []string{down, reply}},

@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,9 +40,10 @@ const forwardRetry = 100 * time.Millisecond
 // partition is a partitioned router's share of the ids and its way to
 // the other partitions.
 type partition struct {
-	n, k  int
-	route []string      // the route subject of each partition
-	slots chan struct{} // forwarded frames waiting for their answer
+	n, k         int
+	route        []string      // the route subject of each partition
+	watchSubject string        // where the partitions' watch lists go
+	slots        chan struct{} // forwarded frames waiting for their answer
 	// Frames handed to other partitions, those that got no answer (not
 	// acked), records of another partition's ids on the route subject
 	// (not routed, not acked), and up frames on the unpartitioned
@@ -51,7 +53,7 @@ type partition struct {
 }
 
 func newPartition(n, k int) *partition {
-	p := &partition{n: n, k: k, route: make([]string, n), slots: make(chan struct{}, maxForwards)}
+	p := &partition{n: n, k: k, route: make([]string, n), slots: make(chan struct{}, maxForwards), watchSubject: wire.SubjectWatch + "." + strconv.Itoa(n)}
 	for i := range p.route {
 		p.route[i] = wire.PartSubject(wire.SubjectRoute, n, i)
 	}
@@ -109,6 +111,68 @@ func (r *Router) handleStrayUp(m *nats.Msg) {
 		r.log.Error("a gateway sends its logins to the unpartitioned subject: start it with the routers' -partitions, or its clients get nothing",
 			zap.String("gateway", h.Gateway), zap.Int("partitions", p.n))
 	}
+}
+
+// Presence across partitions: a topic's members are ids of every
+// partition, and so are its watchers. Each round, every partition's
+// leader tells the others which topics it has watchers in (its watch
+// list); a partition makes the join and leave events of its own ids for
+// a topic watched anywhere, writes them to its own watchers, and hands
+// them to the other partitions, which write them to theirs. Each event
+// says whose ids it counts ("partition", "partitions").
+
+// sendWatchList tells the other partitions which topics this one has
+// watchers in (the leader only; nothing when there are none). What it
+// says lasts three rounds.
+func (r *Router) sendWatchList() {
+	if r.standby() {
+		return
+	}
+	topics := r.topics.watchedHere()
+	if len(topics) == 0 {
+		return
+	}
+	if err := r.nc.Publish(r.part.watchSubject, wire.AppendWatch(nil, r.part.k, topics)); err != nil {
+		r.log.Warn("watch list not sent", zap.Error(err))
+	}
+}
+
+// handleWatch notes another partition's watch list.
+func (r *Router) handleWatch(m *nats.Msg) {
+	k, topics, err := wire.ParseWatch(m.Data, r.part.n)
+	if err != nil {
+		r.badFrames.Add(1)
+		r.log.Warn("bad watch list", zap.Error(err))
+		return
+	}
+	if k == r.part.k {
+		return // this partition's own (its leader's)
+	}
+	r.topics.watchRemote(topics, time.Now().Add(3*PresenceEvery).UnixNano())
+}
+
+// forwardPresence hands a presence event of this partition's ids to the
+// other partitions, for their watchers of topic.
+func (b *sendBatch) forwardPresence(topic string, msg []byte) {
+	p := b.r.part
+	for k := 0; k < p.n; k++ {
+		if k != p.k {
+			b.fwd[k] = wire.AppendPresence(b.fwdFrame(k), topic, msg)
+		}
+	}
+}
+
+// presenceOf writes another partition's presence event msg for topic to
+// this partition's watchers of it.
+func (b *sendBatch) presenceOf(topic, msg []byte) {
+	ws := b.r.topics.watchersOf(topic)
+	if len(ws) == 0 {
+		return
+	}
+	b.pub++
+	b.presence, b.msg, b.idMembers = true, msg, ws
+	b.fanTo(0, 0)
+	b.presence, b.msg, b.idMembers = false, nil, nil
 }
 
 // forward appends the send record (id, msg) to the frame for partition k.

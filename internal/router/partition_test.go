@@ -118,6 +118,38 @@ resynced:
 		t.Errorf("presence merged by partition 1's router: %+v", p)
 	}
 
+	// A watcher in partition 0 hears of a join in partition 1, whose
+	// router has no watcher of its own: partition 0's watch list tells it.
+	drain(down)
+	up(0, wire.AppendLoginTopics(hdr(), 3, 4, []string{"room"}, true))
+	waitFor(t, "the watcher logged in", func() bool { return a.Stats().Conns == 2 })
+	time.Sleep(2*PresenceEvery + 100*time.Millisecond) // the watch list went out; the watcher's own join's event too
+	drain(down)
+	up(1, wire.AppendLoginTopics(hdr(), 4, 5, []string{"room"}, false))
+	for deadline := time.After(5 * time.Second); ; {
+		var ev []byte
+		select {
+		case m := <-down:
+			var d wire.Decoder
+			var rec wire.Record
+			d.Reset(m.Data)
+			for d.Next(&rec) {
+				if rec.Op == wire.OpFanoutPresence {
+					ev = rec.Msg
+				} else if rec.Op == wire.OpFanoutTo && ev != nil && (len(rec.Conns) != 1 || rec.Conns[0] != 3) {
+					t.Fatalf("presence event to conns %v", rec.Conns)
+				}
+			}
+		case <-deadline:
+			t.Fatal("no presence event of partition 1 for the watcher in partition 0")
+		}
+		if strings.Contains(string(ev), `"joined":[5]`) {
+			if !strings.Contains(string(ev), `"partition":1,"partitions":2`) {
+				t.Fatalf("event %s", ev)
+			}
+			break
+		}
+	}
 	if err := nc.Publish(wire.SubjectUp, hdr()); err != nil {
 		t.Fatal(err)
 	}

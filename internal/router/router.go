@@ -396,6 +396,11 @@ func New(cfg Config) (*Router, error) {
 				// topic's presence; any of its routers answers.
 				_, err = nc.QueueSubscribe(wire.PartSubject(wire.SubjectPresence, p.n, p.k), wire.QueueRouters, r.handlePresence)
 			}
+			if err == nil {
+				// Every router hears which topics the others watch
+				// (a standby too: it leads with them).
+				_, err = nc.Subscribe(p.watchSubject, r.handleWatch)
+			}
 		}
 		if err == nil && !cfg.Redundant { // a redundant router subscribes when it leads
 			err = r.subscribeSenders()
@@ -576,6 +581,10 @@ func (r *Router) presenceLoop(done <-chan struct{}) {
 		case <-done:
 			return
 		case <-t.C:
+			if r.part != nil {
+				r.topics.expireRemote(time.Now().UnixNano())
+				r.sendWatchList()
+			}
 			r.syncSubscribers()
 			r.sendPresence()
 		}
@@ -595,9 +604,14 @@ func (r *Router) sendPresence() {
 	b.reset(&pendingAck{waiting: 1}) // nobody waits for it
 	b.presence = true
 	for _, ev := range evs {
-		b.pub++
-		b.msg, b.idMembers = ev.msg, ev.watchers
-		b.fanTo(0, 0)
+		if len(ev.watchers) > 0 {
+			b.pub++
+			b.msg, b.idMembers = ev.msg, ev.watchers
+			b.fanTo(0, 0)
+		}
+		if ev.remote {
+			b.forwardPresence(ev.topic, ev.msg)
+		}
 	}
 	b.msg, b.idMembers, b.presence = nil, nil, false
 	b.finish()

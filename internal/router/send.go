@@ -60,6 +60,13 @@ func (r *Router) routeFrame(frame []byte, ack *pendingAck) {
 				}
 			case wire.OpBroadcast:
 				b.broadcast(b.rec.Msg)
+			case wire.OpPresence:
+				if !ack.route {
+					b.r.badFrames.Add(1)
+					b.r.log.Warn("presence record from a sender: only a partitioned router sends them, on its route subject; skipped")
+					continue
+				}
+				b.presenceOf(b.rec.Topic, b.rec.Msg)
 			}
 		}
 		err = b.dec.Err()

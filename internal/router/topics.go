@@ -24,6 +24,7 @@ type topicIndex struct {
 	conns   map[registry.Conn]*connTopics // the topics each member conn joined
 	linger  map[int64][]*topicState       // the topics each lingering id is kept in
 	changed map[*topicState]struct{}      // topics with presence changes not yet told
+	remote  map[*topicState]struct{}      // topics watched in another partition
 	// partTag ends every presence event of a partitioned router: the
 	// event covers that partition's ids (,"partition":K,"partitions":N).
 	partTag string
@@ -53,6 +54,10 @@ type topicState struct {
 	// present like a member.
 	subs    map[int64]struct{}
 	watched bool
+	// remoteUntil (unix nanos): another partition has watchers in the
+	// topic (its watch list said so lately), so this partition makes
+	// its join and leave events for them too.
+	remoteUntil int64
 }
 
 type connTopics struct {
@@ -70,7 +75,7 @@ type member struct {
 
 func newTopicIndex(held func(id int64) bool) *topicIndex {
 	ix := &topicIndex{topics: make(map[string]*topicState), conns: make(map[registry.Conn]*connTopics),
-		linger: make(map[int64][]*topicState), changed: make(map[*topicState]struct{}), held: held}
+		linger: make(map[int64][]*topicState), changed: make(map[*topicState]struct{}), remote: make(map[*topicState]struct{}), held: held}
 	ix.watched.Store(&map[string]struct{}{})
 	return ix
 }
@@ -164,10 +169,10 @@ func (ix *topicIndex) state(topic []byte) *topicState {
 
 // drop forgets t if nothing is left in it. ix.mu must be held for writing.
 func (ix *topicIndex) drop(t *topicState) {
-	if t.watched && len(t.watchers) == 0 {
+	if t.watched && len(t.watchers) == 0 && t.remoteUntil == 0 {
 		ix.setWatched(t, false) // the last watcher left
 	}
-	if len(t.members) == 0 && len(t.linger) == 0 {
+	if len(t.members) == 0 && len(t.linger) == 0 && t.remoteUntil == 0 {
 		delete(ix.topics, t.name)
 		delete(ix.changed, t)
 	}
@@ -454,10 +459,12 @@ func (ix *topicIndex) presence(topic string) map[int64]int {
 }
 
 // presenceEvent is one topic's join and leave event and the conns that
-// get it.
+// get it here; remote: another partition has watchers in it too.
 type presenceEvent struct {
+	topic    string
 	msg      []byte
 	watchers []member // sorted by gateway
+	remote   bool
 }
 
 // presenceEvents takes the changes since the last call: an event per
@@ -469,7 +476,7 @@ func (ix *topicIndex) presenceEvents() []presenceEvent {
 	defer ix.mu.Unlock()
 	var out []presenceEvent
 	for t := range ix.changed {
-		if len(t.watchers) > 0 {
+		if len(t.watchers) > 0 || t.remoteUntil != 0 {
 			n := len(t.counts)
 			for id := range t.subs {
 				if t.counts[id] == 0 {
@@ -479,7 +486,7 @@ func (ix *topicIndex) presenceEvents() []presenceEvent {
 			b := fmt.Appendf(nil, `{"presence":%q,"ids":%d`, t.name, n)
 			b = appendIDs(b, "joined", t.joined)
 			b = appendIDs(b, "left", t.left)
-			out = append(out, presenceEvent{msg: append(append(b, ix.partTag...), '}'), watchers: t.watcherList()})
+			out = append(out, presenceEvent{topic: t.name, msg: append(append(b, ix.partTag...), '}'), watchers: t.watcherList(), remote: t.remoteUntil != 0})
 		}
 		t.joined, t.left = nil, nil
 	}
@@ -495,6 +502,63 @@ func (t *topicState) watcherList() []member {
 	}
 	slices.SortFunc(ws, func(a, b member) int { return cmp.Compare(a.conn.GW, b.conn.GW) })
 	return ws
+}
+
+// watchersOf is the conns that want topic's presence events here, sorted
+// by gateway (another partition's events go to them).
+func (ix *topicIndex) watchersOf(topic []byte) []member {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if t := ix.topics[string(topic)]; t != nil && len(t.watchers) > 0 {
+		return t.watcherList()
+	}
+	return nil
+}
+
+// watchedHere is the topics with watchers in this partition.
+func (ix *topicIndex) watchedHere() []string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []string
+	for _, t := range ix.topics {
+		if len(t.watchers) > 0 {
+			out = append(out, t.name)
+		}
+	}
+	return out
+}
+
+// watchRemote notes that another partition has watchers in topics (valid
+// names) until until: this one tracks their presence and makes their
+// events, as for watchers of its own.
+func (ix *topicIndex) watchRemote(topics [][]byte, until int64) {
+	var fresh []*topicState
+	ix.mu.Lock()
+	for _, name := range topics {
+		t := ix.state(name)
+		t.remoteUntil = until
+		ix.remote[t] = struct{}{}
+		if !t.watched {
+			ix.setWatched(t, true)
+			fresh = append(fresh, t)
+		}
+	}
+	ix.mu.Unlock()
+	ix.seed(fresh)
+}
+
+// expireRemote forgets the other partitions' watching that was not said
+// again before it ran out.
+func (ix *topicIndex) expireRemote(now int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for t := range ix.remote {
+		if t.remoteUntil < now {
+			t.remoteUntil = 0
+			delete(ix.remote, t)
+			ix.drop(t)
+		}
+	}
 }
 
 // appendIDs appends ,"name":[ids...] (sorted, at most changeCap) and the

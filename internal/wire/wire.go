@@ -65,8 +65,8 @@ const (
 	OpSend      Op = 16 // send: deliver Msg to every conn logged in as ID
 	OpPublish   Op = 17 // send: deliver Msg to every member of Topic
 	OpBroadcast Op = 18 // send: deliver Msg to every connection
-	// send, on a route subject only: Msg is another partition's
-	// presence event for Topic, for this partition's watchers of it
+	// send, on a route subject only: Msg is another partition's presence
+	// event for Topic, for this partition's watchers of it
 	OpPresence  Op = 19
 	OpDeliver   Op = 32 // down: write Msg to each of Conns
 	OpResync    Op = 33 // down: the router lost track; send every live login again
@@ -101,7 +101,7 @@ func (o Op) kind() Kind {
 	switch o {
 	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics, OpJoin, OpPart, OpServer:
 		return KindUp
-	case OpSend, OpPublish, OpBroadcast:
+	case OpSend, OpPublish, OpBroadcast, OpPresence:
 		return KindSend
 	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll, OpKick, OpFanoutPresence, OpResyncPart:
 		return KindDown
@@ -155,6 +155,8 @@ func (o Op) String() string {
 		return "publish"
 	case OpBroadcast:
 		return "broadcast"
+	case OpPresence:
+		return "presence"
 	case OpFanout:
 		return "fanout"
 	case OpFanoutTo:
@@ -461,6 +463,48 @@ func AppendPublish(b []byte, topic string, msg []byte) []byte {
 	return appendBytes(appendString(append(b, byte(OpPublish)), topic), msg)
 }
 
+// AppendPresence appends a presence record: msg, a presence event of
+// topic from another partition's router.
+func AppendPresence(b []byte, topic string, msg []byte) []byte {
+	return appendBytes(appendString(append(b, byte(OpPresence)), topic), msg)
+}
+
+// AppendWatch appends a watch list (SubjectWatch): version:u8
+// partition:uvarint topic:str..., the topics partition has presence
+// watchers in.
+func AppendWatch(b []byte, partition int, topics []string) []byte {
+	b = binary.AppendUvarint(append(b, Version), uint64(partition))
+	for _, t := range topics {
+		b = appendString(b, t)
+	}
+	return b
+}
+
+// ParseWatch reads a watch list; its topics alias b. A bad version or
+// partition, a truncated string or a bad topic name is an error.
+func ParseWatch(b []byte, partitions int) (partition int, topics [][]byte, err error) {
+	if len(b) == 0 || b[0] != Version {
+		return 0, nil, ErrVersion
+	}
+	p, n := binary.Uvarint(b[1:])
+	if n <= 0 || p >= uint64(partitions) {
+		return 0, nil, fmt.Errorf("wire: watch list of partition %d of %d", p, partitions)
+	}
+	for off := 1 + n; off < len(b); {
+		l, n := binary.Uvarint(b[off:])
+		if n <= 0 || l > uint64(len(b)-off-n) {
+			return 0, nil, ErrShort
+		}
+		t := b[off+n : off+n+int(l) : off+n+int(l)]
+		if !ValidTopic(t) {
+			return 0, nil, ErrTopic
+		}
+		topics = append(topics, t)
+		off += n + int(l)
+	}
+	return int(p), topics, nil
+}
+
 // AppendBroadcast appends a broadcast record: msg to every connection.
 func AppendBroadcast(b []byte, msg []byte) []byte {
 	return appendBytes(append(b, byte(OpBroadcast)), msg)
@@ -688,7 +732,7 @@ func (d *Decoder) Next(r *Record) bool {
 		if r.Conn, ok = d.uvarint(); ok {
 			ok = d.topics(r)
 		}
-	case OpPublish:
+	case OpPublish, OpPresence:
 		if r.Topic, ok = d.topic(); ok {
 			r.Msg, ok = d.bytes(MaxMessage)
 		}
@@ -959,6 +1003,12 @@ const (
 	// of a topic's presence: the topic name, answered with the JSON of
 	// {"ids":{"ID":conns,...}}.
 	SubjectPresence = "comet.v3.presence"
+	// SubjectWatch + ".<n>" carries, from the leader of each of n
+	// partitions to every router of the others, once every presence
+	// round, the topics it has presence watchers in (AppendWatch): a
+	// partition makes join and leave events for a topic watched anywhere
+	// and hands them to the others on their route subjects (OpPresence).
+	SubjectWatch = "comet.v3.watch"
 	// ReplyPrefix + gateway name + "." + a number is where a gateway
 	// takes the acks of its clients' requests.
 	ReplyPrefix = "comet.v3.reply."

@@ -130,11 +130,13 @@ func TestRoundTrip(t *testing.T) {
 			frame: func() []byte {
 				b := AppendHeader(nil, KindSend)
 				b = AppendPublish(b, "lobby", []byte("hi all"))
+				b = AppendPresence(b, "lobby", []byte(`{"presence":"lobby"}`))
 				return AppendBroadcast(b, []byte("everyone"))
 			}(),
 			header: Header{Kind: KindSend},
 			records: []Record{
 				{Op: OpPublish, Topic: []byte("lobby"), Msg: []byte("hi all")},
+				{Op: OpPresence, Topic: []byte("lobby"), Msg: []byte(`{"presence":"lobby"}`)},
 				{Op: OpBroadcast, Msg: []byte("everyone")},
 			},
 		},
@@ -365,6 +367,8 @@ func FuzzDecode(f *testing.F) {
 				out = AppendPart(out, r.Conn, topicStrings(r.Topics))
 			case OpPublish:
 				out = AppendPublish(out, string(r.Topic), r.Msg)
+			case OpPresence:
+				out = AppendPresence(out, string(r.Topic), r.Msg)
 			case OpBroadcast:
 				out = AppendBroadcast(out, r.Msg)
 			case OpFanout:
@@ -465,4 +469,43 @@ func TestParseRouteAck(t *testing.T) {
 	if _, _, err := ParseRouteAck(append(slices.Clone(ack), byte(OpAck), 1, 1, 1, 1, 1, 1, 1)); err == nil {
 		t.Fatal("two acks taken")
 	}
+}
+
+// A watch list round-trips; anything malformed is an error, never a
+// crash.
+func TestWatchList(t *testing.T) {
+	b := AppendWatch(nil, 1, []string{"lobby", "news:1"})
+	p, ts, err := ParseWatch(b, 2)
+	if err != nil || p != 1 || len(ts) != 2 || string(ts[0]) != "lobby" || string(ts[1]) != "news:1" {
+		t.Fatalf("%d %q %v", p, ts, err)
+	}
+	if p, ts, err := ParseWatch(AppendWatch(nil, 0, nil), 2); err != nil || p != 0 || len(ts) != 0 {
+		t.Fatalf("empty list: %d %q %v", p, ts, err)
+	}
+	for _, bad := range [][]byte{nil, {9, 0}, AppendWatch(nil, 2, nil), b[:len(b)-1], AppendWatch(nil, 0, []string{"a b"}), {Version, 0x80}} {
+		if _, _, err := ParseWatch(bad, 2); err == nil {
+			t.Errorf("%x: no error", bad)
+		}
+	}
+}
+
+func FuzzParseWatch(f *testing.F) {
+	f.Add(AppendWatch(nil, 1, []string{"lobby", "news"}), 2)
+	f.Add([]byte{Version, 0, 3, 'a', 'b'}, 1)
+	f.Fuzz(func(t *testing.T, b []byte, n int) {
+		if n < 1 || n > MaxPartitions {
+			return
+		}
+		p, ts, err := ParseWatch(b, n)
+		if err != nil {
+			return
+		}
+		var names []string
+		for _, x := range ts {
+			names = append(names, string(x))
+		}
+		if q, again, err := ParseWatch(AppendWatch(nil, p, names), n); err != nil || q != p || len(again) != len(ts) {
+			t.Fatalf("round trip of %x: %d %q %v", b, q, again, err)
+		}
+	})
 }

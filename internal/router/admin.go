@@ -70,6 +70,9 @@ type Stats struct {
 	// SubscriptionsCompacted: compactions of their stream this router
 	// made.
 	SubscriptionsCompacted uint64 `json:"subscriptions_compacted"`
+	// StrayUp: up frames from gateways given other -partitions than
+	// this router's (ignored; each such gateway is named in the log).
+	StrayUp uint64 `json:"stray_up_frames"`
 	// Copies of messages: handed to gateways (routed), then delivered
 	// (queued to a live connection, as the gateways confirmed; dup and
 	// late included) or dropped, by reason.
@@ -111,7 +114,7 @@ func (r *Router) Stats() Stats {
 		Conns: rs.Conns, IDs: rs.IDs, Logins: rs.Pairs,
 		Sent: r.sent.Load(), Void: r.void.Load(),
 		Published: r.published.Load(), PresenceEvents: r.presenceSent.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.stats(),
-		Subscriptions: r.subStats(), SubscriptionsCompacted: r.subsCompactions.Load(),
+		Subscriptions: r.subStats(), SubscriptionsCompacted: r.subsCompactions.Load(), StrayUp: r.strayUp.Load(),
 		Routed: r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
 		Dropped:     Dropped{Gone: r.droppedGone.Load(), Slow: r.droppedSlow.Load(), Gateway: r.droppedGateway.Load()},
 		WindowWaits: r.waits.Load(), Refused: r.refused.Load(), SendFramesDropped: r.sendDropped(), UnknownDone: r.unknownDone.Load(),

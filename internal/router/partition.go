@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,8 +47,7 @@ type partition struct {
 	// acked), records of another partition's ids on the route subject
 	// (not routed, not acked), and up frames on the unpartitioned
 	// subject (a gateway started without -partitions).
-	forwarded, unanswered, foreign, strayUp atomic.Uint64
-	warned                                  sync.Map // gateway names warned about stray up frames
+	forwarded, unanswered, foreign atomic.Uint64
 }
 
 func newPartition(n, k int) *partition {
@@ -75,7 +73,6 @@ type PartitionStats struct {
 	Unanswered uint64 `json:"unanswered"` // of those, not answered in time: their senders got no ack
 	Waiting    int    `json:"waiting"`    // forwarded frames waiting for their answer now
 	Foreign    uint64 `json:"foreign"`    // records for other partitions' ids taken on the route subject (senders misconfigured): not routed, not acked
-	StrayUp    uint64 `json:"stray_up"`   // up frames from gateways without the routers' -partitions: ignored
 }
 
 func (r *Router) partitionStats() *PartitionStats {
@@ -84,7 +81,7 @@ func (r *Router) partitionStats() *PartitionStats {
 		return nil
 	}
 	return &PartitionStats{Partitions: p.n, Partition: p.k, Forwarded: p.forwarded.Load(), Unanswered: p.unanswered.Load(),
-		Waiting: len(p.slots), Foreign: p.foreign.Load(), StrayUp: p.strayUp.Load()}
+		Waiting: len(p.slots), Foreign: p.foreign.Load()}
 }
 
 // handleRoute routes a frame another partition's router handed over:
@@ -97,19 +94,20 @@ func (r *Router) handleRoute(m *nats.Msg) {
 	r.routeFrame(m.Data, &pendingAck{waiting: 1, reply: m.Reply, route: true})
 }
 
-// handleStrayUp counts an up frame sent where no partitioned router
-// reads it and says once per gateway how to mend it.
+// handleStrayUp counts an up frame sent where this router does not read
+// up frames (a gateway given another -partitions than the routers': a
+// partitioned gateway's to an unpartitioned router, or the reverse) and
+// says once per gateway how to mend it.
 func (r *Router) handleStrayUp(m *nats.Msg) {
-	p := r.part
-	p.strayUp.Add(1)
+	r.strayUp.Add(1)
 	var d wire.Decoder
 	h, err := d.Reset(m.Data)
 	if err != nil {
 		return
 	}
-	if _, seen := p.warned.LoadOrStore(h.Gateway, true); !seen {
-		r.log.Error("a gateway sends its logins to the unpartitioned subject: start it with the routers' -partitions, or its clients get nothing",
-			zap.String("gateway", h.Gateway), zap.Int("partitions", p.n))
+	if _, seen := r.strayWarned.LoadOrStore(h.Gateway, true); !seen {
+		r.log.Error("a gateway sends its logins where this router does not read them: give it the routers' -partitions, or its clients get nothing",
+			zap.String("gateway", h.Gateway), zap.String("subject", m.Subject), zap.Int("partitions", max(r.cfg.Partitions, 1)))
 	}
 }
 

@@ -153,7 +153,7 @@ resynced:
 	if err := nc.Publish(wire.SubjectUp, hdr()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "stray up frames counted", func() bool { return a.part.strayUp.Load() > 0 && b.part.strayUp.Load() > 0 })
+	waitFor(t, "stray up frames counted", func() bool { return a.strayUp.Load() > 0 && b.strayUp.Load() > 0 })
 }
 
 func drain(ch chan *nats.Msg) {
@@ -199,5 +199,19 @@ func TestRouterCompactsSubscriptions(t *testing.T) {
 	r.compactStream() // below the least size: nothing to do
 	if st := r.Stats(); st.SubscriptionsCompacted != 1 {
 		t.Fatalf("compacted again: %d", st.SubscriptionsCompacted)
+	}
+}
+
+// TestStrayUpFrames: an unpartitioned router names a gateway that sends
+// its logins to a partition's subject (started with -partitions).
+func TestStrayUpFrames(t *testing.T) {
+	r := startTestRouter(t)
+	nc, _ := fakeGateway(t, r, "parted")
+	if err := nc.Publish(wire.PartSubject(wire.SubjectUp, 2, 1), wire.AppendHello(wire.AppendUpHeader(nil, wire.KindUp, "parted", 1), 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stray frame counted", func() bool { return r.Stats().StrayUp == 1 })
+	if st := r.Stats(); st.Gateways != 0 {
+		t.Fatalf("a stray gateway was taken: %+v", st.GatewayList)
 	}
 }

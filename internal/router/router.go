@@ -238,6 +238,10 @@ type Router struct {
 	waits, refused, unknownDone              atomic.Uint64
 	published, broadcasts, topicVoid         atomic.Uint64
 	presenceSent, kicks, subsCompactions     atomic.Uint64
+	// Up frames from gateways partitioned otherwise than this router
+	// (handleStrayUp), and the gateways already named in the log.
+	strayUp     atomic.Uint64
+	strayWarned sync.Map
 	// Ids whose subscribed presence may have changed (subscriberPresence).
 	subPending struct {
 		mu  sync.Mutex
@@ -387,15 +391,20 @@ func New(cfg Config) (*Router, error) {
 	upSub, err := nc.Subscribe(wire.PartSubject(wire.SubjectUp, cfg.Partitions, cfg.Partition), r.handleUp)
 	if err == nil {
 		upSub.SetPendingLimits(-1, 256<<20)
-		if p := r.part; p != nil {
-			// Gateways started without -partitions: said, not ignored.
-			var stray *nats.Subscription
-			if stray, err = nc.Subscribe(wire.SubjectUp, r.handleStrayUp); err == nil {
-				stray.SetPendingLimits(-1, 16<<20)
-				// Other partitions ask for this one's share of a
-				// topic's presence; any of its routers answers.
-				_, err = nc.QueueSubscribe(wire.PartSubject(wire.SubjectPresence, p.n, p.k), wire.QueueRouters, r.handlePresence)
-			}
+		// Gateways given other -partitions than this router's: said,
+		// not ignored (nothing comes there when all agree).
+		stray := wire.SubjectUp + ".>"
+		if r.part != nil {
+			stray = wire.SubjectUp
+		}
+		var straySub *nats.Subscription
+		if straySub, err = nc.Subscribe(stray, r.handleStrayUp); err == nil {
+			straySub.SetPendingLimits(-1, 16<<20)
+		}
+		if p := r.part; p != nil && err == nil {
+			// Other partitions ask for this one's share of a topic's
+			// presence; any of its routers answers.
+			_, err = nc.QueueSubscribe(wire.PartSubject(wire.SubjectPresence, p.n, p.k), wire.QueueRouters, r.handlePresence)
 			if err == nil {
 				// Every router hears which topics the others watch
 				// (a standby too: it leads with them).

@@ -89,7 +89,7 @@ func TestPartitionedRoutersLoseALeader(t *testing.T) {
 	var p0 partitionedStats
 	getJSON("http://"+c.admins[lead0]+"/stats", &p0)
 	if p0.Partition == nil || p0.Partition.Partition != 0 || p0.Partition.Forwarded == 0 {
-		t.Errorf("partition 0's leader handed nothing on: %+v", p0.Partition)
+		t.Fatalf("partition 0's leader (router %d) handed nothing on, or is gone: %+v", lead0, p0.Partition)
 	}
 	if c.leaderOf(0, 2) != lead0 {
 		t.Errorf("partition 0's lead moved")

@@ -87,11 +87,13 @@ type lead struct {
 	stopWrite  chan struct{}
 	written    sync.WaitGroup
 
-	// The lease (the lead loop's goroutine only, until loopDone).
-	rev      uint64
-	loopDone chan struct{} // closed when run returns; nil if it never ran
-	quit     chan struct{} // closed by release: the loop stops
-	quitOnce sync.Once
+	// The lease (the lead loop's goroutine only, until loopDone), and
+	// since when a standby has seen it free.
+	rev       uint64
+	freeSince time.Time
+	loopDone  chan struct{} // closed when run returns; nil if it never ran
+	quit      chan struct{} // closed by release: the loop stops
+	quitOnce  sync.Once
 	// The log's last sequence (the writer's goroutine only, once leading).
 	last uint64
 
@@ -211,10 +213,27 @@ func (l *lead) fail(err error) {
 	}
 }
 
-// seek takes the lease if nobody holds it, and then the lead.
+// seek takes the lease once nobody has held it for half a lease, and
+// then the lead. The wait gives a leader whose renewals got no answer
+// (the bucket's stream electing a leader: seconds on a loaded cluster,
+// while the key's TTL runs out) the first chance to take its lease
+// again when the bucket answers: it tries every quarter of a lease.
 func (l *lead) seek() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
 	defer cancel()
+	_, err := l.kv.Get(ctx, l.key)
+	switch {
+	case err == nil:
+		l.freeSince = time.Time{} // held
+		return nil
+	case !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted):
+		return nil // no answer: try again
+	case l.freeSince.IsZero():
+		l.freeSince = time.Now()
+		return nil
+	case time.Since(l.freeSince) < l.lease/2:
+		return nil
+	}
 	asked := time.Now()
 	rev, err := l.kv.Create(ctx, l.key, []byte(l.r.name))
 	if err != nil {
@@ -226,7 +245,9 @@ func (l *lead) seek() error {
 
 // renew extends the lease. It errs if another router holds it.
 func (l *lead) renew() error {
-	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
+	// Tried again every quarter of a lease: a call that gets no answer
+	// gives up by then (seek's wait counts on it).
+	ctx, cancel := context.WithTimeout(context.Background(), l.lease/4)
 	defer cancel()
 	asked := time.Now()
 	rev, err := l.kv.Update(ctx, l.key, []byte(l.r.name), l.rev)
@@ -355,7 +376,14 @@ func (l *lead) moveStreamLeaders() {
 		return
 	}
 	self := r.nc.ConnectedServerName()
-	for _, name := range []string{"KV_" + leaderBucket, l.stream} {
+	streams := []string{"KV_" + leaderBucket, l.stream}
+	if r.part != nil {
+		// The lease bucket is every partition's: its election would
+		// hold up every partition's renewals (a CI run lost a leader of
+		// the other partition so). Only this partition's log moves.
+		streams = streams[1:]
+	}
+	for _, name := range streams {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		st, err := l.js.Stream(ctx, name)
 		if err == nil {

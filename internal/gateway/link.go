@@ -109,11 +109,7 @@ func (l *link) start(hub *hub.Hub) error {
 		return err
 	}
 	l.mu.Lock()
-	for k := range l.up {
-		u := l.header(k)
-		u.cur = wire.AppendHello(u.cur, 0)
-		u.cur = wire.AppendServer(u.cur, l.nc.ConnectedServerName())
-	}
+	l.each(-1, func(u *upStream) { u.hello(0, l.nc.ConnectedServerName()) })
 	l.mu.Unlock()
 	l.signal()
 	l.wg.Add(1)
@@ -125,10 +121,7 @@ func (l *link) start(hub *hub.Hub) error {
 // now (after a reconnection).
 func (l *link) server(name string) {
 	l.mu.Lock()
-	for k := range l.up {
-		u := l.header(k)
-		u.cur = wire.AppendServer(u.cur, name)
-	}
+	l.each(-1, func(u *upStream) { u.cur = wire.AppendServer(u.cur, name) })
 	l.mu.Unlock()
 	l.signal()
 }
@@ -141,6 +134,22 @@ func (l *link) header(k int) *upStream {
 		u.cur = wire.AppendUpHeader(u.cur, wire.KindUp, l.name, l.instance)
 	}
 	return u
+}
+
+// each calls f with the up stream of partition part (-1: of every
+// partition), a frame open. l.mu must be held.
+func (l *link) each(part int, f func(u *upStream)) {
+	for k := range l.up {
+		if part < 0 || k == part {
+			f(l.header(k))
+		}
+	}
+}
+
+// hello appends a hello record (a start with conns 0, or a resync's
+// count) and the NATS server the gateway is on. l.mu must be held.
+func (u *upStream) hello(conns uint64, server string) {
+	u.cur = wire.AppendServer(wire.AppendHello(u.cur, conns), server)
 }
 
 // of returns the up stream of id's partition with a frame open. l.mu
@@ -309,10 +318,7 @@ func (l *link) publisher() {
 		case <-l.kick:
 		case <-hb.C:
 			l.mu.Lock()
-			for k := range l.up {
-				u := l.header(k)
-				u.cur = wire.AppendHeartbeat(u.cur, u.live)
-			}
+			l.each(-1, func(u *upStream) { u.cur = wire.AppendHeartbeat(u.cur, u.live) })
 			l.mu.Unlock()
 		case <-l.done:
 			l.flush()
@@ -462,13 +468,7 @@ func (l *link) handleDown(m *nats.Msg) {
 // part (-1: of every partition).
 func (l *link) resync(part int) {
 	l.mu.Lock()
-	for k := range l.up {
-		if part < 0 || k == part {
-			u := l.header(k)
-			u.cur = wire.AppendHello(u.cur, u.live)
-			u.cur = wire.AppendServer(u.cur, l.nc.ConnectedServerName())
-		}
-	}
+	l.each(part, func(u *upStream) { u.hello(u.live, l.nc.ConnectedServerName()) })
 	l.mu.Unlock()
 	n := 0
 	l.hub.Snapshot(func(conn uint64, id int64, resumable bool, cur cursor.Cursor) {
@@ -494,10 +494,7 @@ func (l *link) resync(part int) {
 // stop says bye, publishes what is pending and drains the connection.
 func (l *link) stop() {
 	l.mu.Lock()
-	for k := range l.up {
-		u := l.header(k)
-		u.cur = wire.AppendBye(u.cur)
-	}
+	l.each(-1, func(u *upStream) { u.cur = wire.AppendBye(u.cur) })
 	l.mu.Unlock()
 	close(l.done)
 	l.wg.Wait()

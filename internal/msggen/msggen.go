@@ -175,8 +175,11 @@ func (r Result) String() string {
 var ErrNoRouter = errors.New("msggen: no router answers on NATS")
 
 // Ping checks that a router answers on nc.
-func Ping(nc *nats.Conn, timeout time.Duration) error {
-	if _, err := request(nc, wire.SubjectSend, nil, timeout); err != nil {
+func Ping(nc *nats.Conn, timeout time.Duration) error { return ping(nc, wire.SubjectSend, timeout) }
+
+// ping checks that a router answers on subject.
+func ping(nc *nats.Conn, subject string, timeout time.Duration) error {
+	if _, err := request(nc, subject, nil, timeout); err != nil {
 		if last := nc.LastError(); last != nil && strings.Contains(strings.ToLower(last.Error()), "permissions violation") {
 			// The server refused this process's credentials the send:
 			// say so, not that no router answers.
@@ -238,12 +241,15 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 	if err := Ping(nc, cfg.AckTimeout); err != nil {
 		return Result{}, err
 	}
+	// Sends split by partition go to each partition's subject.
+	var partSubjects []string
 	if cfg.Partitions > 1 && cfg.Topics == 0 {
 		for k := 0; k < cfg.Partitions; k++ {
 			subject := wire.PartSubject(wire.SubjectSend, cfg.Partitions, k)
-			if _, err := request(nc, subject, nil, cfg.AckTimeout); err != nil {
-				return Result{}, fmt.Errorf("%w on %s (are the routers started with -partitions %d?): %w", ErrNoRouter, subject, cfg.Partitions, err)
+			if err := ping(nc, subject, cfg.AckTimeout); err != nil {
+				return Result{}, fmt.Errorf("%w (on %s: are the routers started with -partitions %d?)", err, subject, cfg.Partitions)
 			}
+			partSubjects = append(partSubjects, subject)
 		}
 	}
 	var c counters
@@ -282,11 +288,8 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 				s.owned = (targets - int64(p) + int64(cfg.Procs) - 1) / int64(cfg.Procs)
 				s.seq = make([]uint32, s.owned)
 			}
-			if cfg.Partitions > 1 && cfg.Topics == 0 {
-				s.parts, s.partMsgs = make([][]byte, cfg.Partitions), make([]int, cfg.Partitions)
-				for k := range s.parts {
-					s.subjects = append(s.subjects, wire.PartSubject(wire.SubjectSend, cfg.Partitions, k))
-				}
+			if partSubjects != nil {
+				s.parts, s.partMsgs, s.subjects = make([][]byte, len(partSubjects)), make([]int, len(partSubjects)), partSubjects
 			}
 			if err := s.start(); err != nil {
 				c.errors.Add(1)

@@ -315,9 +315,15 @@ func (l *lead) resyncAll() int {
 func (l *lead) giveBack(why string, err error) {
 	l.r.log.Warn("took the lease but cannot lead yet; given back, to be tried again", zap.String("why", why), zap.Error(err))
 	l.holds.Store(false)
-	ctx, cancel := context.WithTimeout(context.Background(), l.lease/2)
+	l.dropLease(l.lease / 2) // else it expires
+}
+
+// dropLease deletes the lease key if it is still at this router's
+// revision, waiting up to wait for the answer.
+func (l *lead) dropLease(wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev)) // else it expires
+	return l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
 }
 
 // takeOver makes this router the leader: the log applied to its end,
@@ -445,9 +451,7 @@ func (l *lead) release() {
 	if !l.holds.Load() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev)); err != nil {
+	if err := l.dropLease(2 * time.Second); err != nil {
 		l.r.log.Warn("lease not given up (a standby takes over when it expires)", zap.Error(err))
 	}
 }

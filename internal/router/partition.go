@@ -2,7 +2,6 @@ package router
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -152,25 +151,13 @@ func (r *Router) handleWatch(m *nats.Msg) {
 // forwardPresence hands a presence event of this partition's ids to the
 // other partitions, for their watchers of topic.
 func (b *sendBatch) forwardPresence(topic string, msg []byte) {
-	p := b.r.part
-	for k := 0; k < p.n; k++ {
-		if k != p.k {
-			b.fwd[k] = wire.AppendPresence(b.fwdFrame(k), topic, msg)
-		}
-	}
+	b.toOthers(func(f []byte) []byte { return wire.AppendPresence(f, topic, msg) })
 }
 
 // presenceOf writes another partition's presence event msg for topic to
 // this partition's watchers of it.
 func (b *sendBatch) presenceOf(topic, msg []byte) {
-	ws := b.r.topics.watchersOf(topic)
-	if len(ws) == 0 {
-		return
-	}
-	b.pub++
-	b.presence, b.msg, b.idMembers = true, msg, ws
-	b.fanTo(0, 0)
-	b.presence, b.msg, b.idMembers = false, nil, nil
+	b.fanEvent(msg, b.r.topics.watchersOf(topic))
 }
 
 // forward appends the send record (id, msg) to the frame for partition k.
@@ -182,10 +169,15 @@ func (b *sendBatch) forward(k int, id int64, msg []byte) {
 // forwardPublish appends the publish to the frame of every other
 // partition: each routes it to its members.
 func (b *sendBatch) forwardPublish(topic, msg []byte) {
+	b.toOthers(func(f []byte) []byte { return wire.AppendPublish(f, string(topic), msg) })
+}
+
+// toOthers appends a record (add) to the frame of every other partition.
+func (b *sendBatch) toOthers(add func(f []byte) []byte) {
 	p := b.r.part
 	for k := 0; k < p.n; k++ {
 		if k != p.k {
-			b.fwd[k] = wire.AppendPublish(b.fwdFrame(k), string(topic), msg)
+			b.fwd[k] = add(b.fwdFrame(k))
 		}
 	}
 }
@@ -314,4 +306,4 @@ func (a *pendingAck) ackFrame() []byte {
 // ErrUnanswered: a partition's router did not answer for the records
 // handed to it; the send is not acked (it may or may not have been
 // delivered there).
-var ErrUnanswered = fmt.Errorf("router: another partition's router did not answer in time; not acked (it may or may not have been delivered)")
+var ErrUnanswered = errors.New("router: another partition's router did not answer in time; not acked (it may or may not have been delivered)")

@@ -611,18 +611,12 @@ func (r *Router) sendPresence() {
 	b := r.batches.Get().(*sendBatch)
 	defer r.batches.Put(b)
 	b.reset(&pendingAck{waiting: 1}) // nobody waits for it
-	b.presence = true
 	for _, ev := range evs {
-		if len(ev.watchers) > 0 {
-			b.pub++
-			b.msg, b.idMembers = ev.msg, ev.watchers
-			b.fanTo(0, 0)
-		}
+		b.fanEvent(ev.msg, ev.watchers)
 		if ev.remote {
 			b.forwardPresence(ev.topic, ev.msg)
 		}
 	}
-	b.msg, b.idMembers, b.presence = nil, nil, false
 	b.finish()
 	r.presenceSent.Add(uint64(len(evs)))
 }

@@ -360,6 +360,18 @@ func (b *sendBatch) fanTo(epoch, seq uint64) {
 	}
 }
 
+// fanEvent writes the presence event msg to the conns ws (no position,
+// like a broadcast; none: nothing).
+func (b *sendBatch) fanEvent(msg []byte, ws []member) {
+	if len(ws) == 0 {
+		return
+	}
+	b.pub++
+	b.presence, b.msg, b.idMembers = true, msg, ws
+	b.fanTo(0, 0)
+	b.presence, b.msg, b.idMembers = false, nil, nil
+}
+
 // Kick ends every session of id, on every gateway (each writes its last
 // bytes, as at shutdown, and closes), and returns how many it asked to
 // end.

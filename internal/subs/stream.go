@@ -62,8 +62,12 @@ func Find(ctx context.Context, nc *nats.Conn) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subs: %w", err)
 	}
+	// A cluster still forming may not know the stream for a moment
+	// (WhileForming asks again); past 10 s it is not there.
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var st jetstream.Stream
-	err = WhileForming(ctx, func(try context.Context) (err error) {
+	err = WhileForming(wait, func(try context.Context) (err error) {
 		st, err = js.Stream(try, StreamName)
 		return err
 	})

@@ -298,3 +298,23 @@ func TestCompact(t *testing.T) {
 	}
 	t.Logf("compaction: %+v", c)
 }
+
+// Find names a NATS with no subscriptions' stream (no router ever ran on
+// it) once its wait for a forming cluster is over, instead of waiting
+// forever.
+func TestFindWithoutStream(t *testing.T) {
+	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	_, err = subs.Find(context.Background(), nc)
+	if err == nil || !strings.Contains(err.Error(), "start a router on it first") {
+		t.Fatalf("find without a stream: %v", err)
+	}
+}

@@ -1,7 +1,9 @@
 package router
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -213,21 +215,20 @@ func (l *lead) fail(err error) {
 	}
 }
 
-// seek takes the lease once nobody has held it for half a lease, and
-// then the lead. The wait gives a leader whose renewals got no answer
-// (the bucket's stream electing a leader: seconds on a loaded cluster,
-// while the key's TTL runs out) the first chance to take its lease
-// again when the bucket answers: it tries every quarter of a lease.
+// seek takes the lease once the bucket's leader has said for half a
+// lease that nobody holds it, and then the lead. The wait gives a leader
+// whose renewals got no answer (the bucket's stream electing a leader:
+// seconds on a loaded cluster, while the key's TTL runs out) the first
+// chance to take its lease again when the bucket answers: it tries every
+// quarter of a lease. A time with no answer starts the wait over.
 func (l *lead) seek() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
 	defer cancel()
-	_, err := l.kv.Get(ctx, l.key)
+	st, answered := l.leaseState(ctx)
 	switch {
-	case err == nil:
-		l.freeSince = time.Time{} // held
+	case !answered || st.held:
+		l.freeSince = time.Time{}
 		return nil
-	case !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted):
-		return nil // no answer: try again
 	case l.freeSince.IsZero():
 		l.freeSince = time.Now()
 		return nil
@@ -242,6 +243,54 @@ func (l *lead) seek() error {
 	l.held(rev, asked)
 	return l.takeOver()
 }
+
+// leaseState is the lease as the bucket's stream leader has it: held
+// (not expired or deleted), by whom, at which revision.
+type leaseState struct {
+	held   bool
+	holder string
+	rev    uint64
+}
+
+// leaseState asks the lease bucket's stream leader for the lease key;
+// answered is false when it does not answer. Not the key-value Get: it
+// may be answered by a replica, which lets the key expire while the
+// stream elects its leader and no write can be made (measured: a standby
+// took a healthy leader's lease the moment the bucket answered again,
+// and the deposed leader stopped).
+func (l *lead) leaseState(ctx context.Context) (st leaseState, answered bool) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + leaderBucket + "." + l.key})
+	m, err := l.r.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+leaderBucket, req)
+	if err != nil {
+		return st, false
+	}
+	var resp struct {
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Hdrs []byte `json:"hdrs"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			ErrCode int `json:"err_code"`
+		} `json:"error"`
+	}
+	switch {
+	case json.Unmarshal(m.Data, &resp) != nil:
+		return st, false
+	case resp.Error != nil:
+		return st, resp.Error.ErrCode == errCodeNoMessage // absent
+	case resp.Message == nil:
+		return st, false
+	}
+	// A delete or purge leaves a marker with a KV-Operation header.
+	if bytes.Contains(resp.Message.Hdrs, []byte("KV-Operation")) {
+		return st, true
+	}
+	return leaseState{held: true, holder: string(resp.Message.Data), rev: resp.Message.Seq}, true
+}
+
+// errCodeNoMessage is JetStream's "no message found" (JSNoMessageFoundErr).
+const errCodeNoMessage = 10037
 
 // renew extends the lease. It errs if another router holds it.
 func (l *lead) renew() error {
@@ -266,6 +315,19 @@ func (l *lead) renew() error {
 		return nil
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) {
+		// Held: by this router if a renewal went through but its
+		// answer was lost (the revision it knows is then old).
+		check, cancel := context.WithTimeout(context.Background(), l.lease/2)
+		defer cancel()
+		st, ok := l.leaseState(check)
+		switch {
+		case !ok:
+			return nil // not known: asked again at the next renewal
+		case st.held && st.holder == l.r.name:
+			l.held(st.rev, asked)
+			l.r.log.Warn("a lease renewal's answer was lost; the lease is this router's")
+			return nil
+		}
 		l.holds.Store(false)
 		return errDeposed
 	}

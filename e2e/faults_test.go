@@ -390,6 +390,11 @@ type ackAccount struct {
 	Dropped                             map[string]uint64
 	Unacked                             uint64 `json:"unacknowledged"`
 	Retried                             uint64 `json:"retried"`
+	// Resent: frames sent again after no ack (their frame-id lets a
+	// router that took the first answer the copy); Retaken: messages
+	// acked by a router that took over from the one that routed them.
+	Resent  uint64 `json:"resent"`
+	Retaken uint64 `json:"retaken"`
 }
 
 // dropped is every copy the acks said was dropped, whatever the reason.

@@ -51,6 +51,7 @@ Flags:
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "most messages in one NATS frame (rate and flat-out modes)")
 	fs.IntVar(&cfg.InFlight, "inflight", cfg.InFlight, "frames each sender keeps waiting for their acks (1 keeps ids in order across several routers, and across a takeover: a frame no router took is sent again before the next)")
 	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", cfg.AckTimeout, "how long to wait for the router to acknowledge a frame")
+	fs.IntVar(&cfg.Resends, "resends", cfg.Resends, "times a frame with no ack within -ack-timeout is sent again before its messages count unacknowledged: a router that took it answers the copy instead of routing it twice, unless it died before logging it (docs/PROTOCOL.md, \"Sending a frame again\")")
 	fs.DurationVar(&cfg.Every, "every", 5*time.Second, "print progress this often (0: never)")
 	duration := fs.Duration("duration", 0, "stop after this long even if not done (0: no limit)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for the random ids (0: random)")

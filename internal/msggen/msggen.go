@@ -1,7 +1,6 @@
 package msggen
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +44,16 @@ type Config struct {
 	// AckTimeout bounds the wait for the router's ack of a frame. Default
 	// 10s (the router answers within its deliver timeout, 5s).
 	AckTimeout time.Duration
+	// Resends is how many times a frame that got no ack within
+	// AckTimeout is sent again (each time waiting AckTimeout again)
+	// before its messages count unacknowledged. Every frame starts with
+	// a frame-id, so a router that took it already answers the copy
+	// instead of routing it twice, unless that router died before it
+	// logged the frame (docs/PROTOCOL.md, "Sending a frame again": then
+	// the copy may be delivered twice); (Resends+1) x AckTimeout must
+	// stay within the routers' memory of frames, wire.FrameWindow.
+	// Default 0: a frame is sent once.
+	Resends int
 	// Every prints progress this often to Progress. 0: never.
 	Every time.Duration
 	// Progress receives progress lines. Default: nowhere.
@@ -129,6 +138,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("msggen: -ack-timeout %s: must be > 0", c.AckTimeout)
 	case c.InFlight < 0 || c.InFlight > 4096:
 		return fmt.Errorf("msggen: -inflight %d: must be 1..4096", c.InFlight)
+	case c.Resends < 0:
+		return fmt.Errorf("msggen: -resends %d: must be >= 0", c.Resends)
+	case time.Duration(c.Resends+1)*c.AckTimeout > wire.FrameWindow:
+		return fmt.Errorf("msggen: -resends %d with -ack-timeout %s: a copy would come after the routers forget the frame (%s): lower either", c.Resends, c.AckTimeout, wire.FrameWindow)
 	}
 	return nil
 }
@@ -148,6 +161,14 @@ type Result struct {
 	// answered "no responders": nobody got them, so sending again
 	// repeats nothing), within AckTimeout of their first send.
 	Retried uint64
+	// Resent: frames sent again because no ack came within AckTimeout
+	// (Resends); a router that took the first answers the copy.
+	Resent uint64
+	// Retaken: messages acknowledged by a router that took the lead
+	// after the one that routed them (Sent counts them): what became of
+	// their copies is not known; clients that resume get them from the
+	// history.
+	Retaken uint64
 	Elapsed time.Duration // wall time of the run
 }
 
@@ -167,6 +188,12 @@ func (r Result) String() string {
 		r.Sent, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Delivered, r.Void, r.Kept, r.Dropped(), r.Gone, r.Slow, r.Gateway, r.Errors, r.Lost)
 	if r.Retried > 0 {
 		s += fmt.Sprintf("; %d frames sent again (no router took them)", r.Retried)
+	}
+	if r.Resent > 0 {
+		s += fmt.Sprintf("; %d frames sent again (no ack within %s)", r.Resent, "the ack timeout")
+	}
+	if r.Retaken > 0 {
+		s += fmt.Sprintf("; %d messages acknowledged after a takeover (routed by the leader before; copies' fate unknown)", r.Retaken)
 	}
 	return s
 }
@@ -204,13 +231,13 @@ func request(nc *nats.Conn, subject string, frame []byte, timeout time.Duration)
 }
 
 type counters struct {
-	sent, void, kept, delivered, gone, slow, gateway, errors, lost, retried atomic.Uint64
+	sent, void, kept, delivered, gone, slow, gateway, errors, lost, retried, resent, retaken atomic.Uint64
 }
 
 func (c *counters) result(elapsed time.Duration) Result {
 	return Result{Sent: c.sent.Load(), Void: c.void.Load(), Kept: c.kept.Load(), Delivered: c.delivered.Load(),
 		Gone: c.gone.Load(), Slow: c.slow.Load(), Gateway: c.gateway.Load(),
-		Errors: c.errors.Load(), Lost: c.lost.Load(), Retried: c.retried.Load(), Elapsed: elapsed}
+		Errors: c.errors.Load(), Lost: c.lost.Load(), Retried: c.retried.Load(), Resent: c.resent.Load(), Retaken: c.retaken.Load(), Elapsed: elapsed}
 }
 
 // ack counts one frame's ack of n messages.
@@ -222,6 +249,9 @@ func (c *counters) ack(a wire.Record, n int) {
 	c.gone.Add(a.Tally.Gone)
 	c.slow.Add(a.Tally.Slow)
 	c.gateway.Add(a.Tally.Gateway)
+	if a.Retaken {
+		c.retaken.Add(a.Count)
+	}
 	if a.Count < uint64(n) {
 		c.lost.Add(uint64(n) - a.Count)
 	}
@@ -350,6 +380,7 @@ type sender struct {
 	// Frames waiting for their acks: each holds a slot; an ack comes to
 	// inbox.<frame number>.
 	inbox   string
+	id      uint64 // the sender's number in its frame-ids
 	sub     *nats.Subscription
 	slots   chan struct{}
 	mu      sync.Mutex
@@ -362,9 +393,10 @@ type sender struct {
 // pending is a frame waiting for its ack.
 type pending struct {
 	msgs    int
-	at      time.Time
-	frame   []byte // to send again if no router took it
+	at      time.Time // of the last send
+	frame   []byte    // to send again if no router took it
 	subject string
+	resends int // times sent again after no ack
 }
 
 // retryAfter is how long a sender waits to send again a frame no router
@@ -398,6 +430,7 @@ func (s *sender) publish(k uint64, subject string, frame []byte) error {
 // start subscribes to the sender's inbox and starts the ack timer.
 func (s *sender) start() error {
 	s.inbox = nats.NewInbox()
+	s.id = rand.Uint64()
 	s.slots = make(chan struct{}, s.cfg.InFlight)
 	s.waiting = make(map[uint64]pending)
 	s.stop = make(chan struct{})
@@ -454,7 +487,15 @@ func (s *sender) expire() {
 		case now := <-t.C:
 			s.mu.Lock()
 			for k, p := range s.waiting {
-				if now.Sub(p.at) > s.cfg.AckTimeout {
+				if now.Sub(p.at) > s.cfg.AckTimeout && p.resends < s.cfg.Resends {
+					// Its server or the lead may have gone away with
+					// it or its ack: the copy is answered, not routed
+					// again, if a router took it.
+					p.at, p.resends = now, p.resends+1
+					s.waiting[k] = p
+					s.c.resent.Add(1)
+					s.publish(k, p.subject, p.frame) // a failure is left to the next timeout
+				} else if now.Sub(p.at) > s.cfg.AckTimeout {
 					delete(s.waiting, k)
 					s.c.errors.Add(1)
 					s.c.lost.Add(uint64(p.msgs))
@@ -559,7 +600,9 @@ func (s *sender) flushTo(subject string, frame []byte, n int) {
 	s.mu.Lock()
 	s.next++
 	k := s.next
-	s.waiting[k] = pending{msgs: n, at: time.Now(), frame: bytes.Clone(frame), subject: subject}
+	// The frame-id goes right after the header.
+	frame = append(wire.AppendFrameID(wire.AppendHeader(make([]byte, 0, len(frame)+24), wire.KindSend), s.id, k), frame[2:]...)
+	s.waiting[k] = pending{msgs: n, at: time.Now(), frame: frame, subject: subject}
 	s.mu.Unlock()
 	if err := s.publish(k, subject, frame); err != nil {
 		s.mu.Lock()
@@ -640,7 +683,7 @@ func (r Result) WriteJSON(path string) error {
 	b, err := json.MarshalIndent(map[string]any{
 		"sent": r.Sent, "delivered": r.Delivered, "void": r.Void, "kept": r.Kept,
 		"dropped": map[string]uint64{"gone": r.Gone, "slow": r.Slow, "gateway": r.Gateway},
-		"errors":  r.Errors, "unacknowledged": r.Lost, "retried": r.Retried, "elapsed_seconds": r.Elapsed.Seconds(), "rate": r.Rate(),
+		"errors":  r.Errors, "unacknowledged": r.Lost, "retried": r.Retried, "resent": r.Resent, "retaken": r.Retaken, "elapsed_seconds": r.Elapsed.Seconds(), "rate": r.Rate(),
 	}, "", "  ")
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/router"
 	"github.com/cometgw/comet/internal/router/routertest"
+	"github.com/cometgw/comet/internal/wire"
 )
 
 func startRouter(t *testing.T) *nats.Conn {
@@ -78,18 +80,25 @@ func TestCancelStops(t *testing.T) {
 	}
 }
 
-func TestNoRouter(t *testing.T) {
+// bareNATS is a NATS server with no router, and a connection to it.
+func bareNATS(t *testing.T) *nats.Conn {
+	t.Helper()
 	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Shutdown()
+	t.Cleanup(ns.Shutdown)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	_, err = Run(context.Background(), nc, Config{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: time.Second})
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestNoRouter(t *testing.T) {
+	nc := bareNATS(t)
+	_, err := Run(context.Background(), nc, Config{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: time.Second})
 	if !errors.Is(err, ErrNoRouter) {
 		t.Fatalf("err = %v", err)
 	}
@@ -104,6 +113,8 @@ func TestValidate(t *testing.T) {
 		{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: 0},
 		{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: 1, Rate: -1},
 		{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: 1, Interval: -1},
+		{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: 1, Resends: -1},
+		{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: time.Minute, Resends: 2}, // past the routers' window
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v validated", c)
@@ -112,5 +123,70 @@ func TestValidate(t *testing.T) {
 	d := DefaultConfig()
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestResends: a frame with no ack within AckTimeout is sent again, the
+// same bytes (its frame-id first), up to Resends times. The "router"
+// here drops every frame's first copy, as a NATS server that stops with
+// it would, and answers the second (once with a retaken ack, as a
+// router that took over does); with Resends 0 the frames count
+// unacknowledged.
+func TestResends(t *testing.T) {
+	nc := bareNATS(t)
+	seen := map[[2]uint64][]byte{}
+	var mu sync.Mutex
+	answered := 0
+	nc.Subscribe(wire.SubjectSend, func(m *nats.Msg) {
+		sender, n, ok := wire.FrameID(m.Data)
+		if !ok { // the ping
+			m.Respond(wire.AppendAck(wire.AppendHeader(nil, wire.KindAck), 0, 0, 0, wire.Tally{}))
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		first, again := seen[[2]uint64{sender, n}]
+		if !again {
+			seen[[2]uint64{sender, n}] = bytes.Clone(m.Data)
+			return // lost
+		}
+		if !bytes.Equal(first, m.Data) {
+			t.Errorf("the copy differs: % x, first % x", m.Data, first)
+		}
+		var d wire.Decoder
+		d.Reset(m.Data)
+		var rec wire.Record
+		sends := uint64(0)
+		for d.Next(&rec) {
+			if rec.Op == wire.OpSend {
+				sends++
+			}
+		}
+		a := wire.AppendAck(wire.AppendHeader(nil, wire.KindAck), sends, 0, 0, wire.Tally{Delivered: sends})
+		if answered == 0 {
+			a = wire.AppendRetaken(wire.AppendAck(wire.AppendHeader(nil, wire.KindAck), sends, 0, 0, wire.Tally{}))
+		}
+		answered++
+		m.Respond(a)
+	})
+	nc.Flush()
+	cfg := Config{Num: 30, Interval: 10 * time.Millisecond, Max: 5, Procs: 1, Batch: 10, AckTimeout: 200 * time.Millisecond, Resends: 2, InFlight: 1}
+	res, err := Run(context.Background(), nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 30 || res.Lost != 0 || res.Resent != uint64(len(seen)) || res.Retaken == 0 || res.Delivered != 30-res.Retaken {
+		t.Errorf("result %+v (%d frames)", res, len(seen))
+	}
+	if !strings.Contains(res.String(), "frames sent again (no ack") {
+		t.Errorf("summary %q", res)
+	}
+	cfg.Resends = 0
+	res, err = Run(context.Background(), nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 0 || res.Lost != 30 || res.Resent != 0 {
+		t.Errorf("without resends: %+v", res)
 	}
 }

@@ -16,6 +16,11 @@ import (
 //	log    = record*
 //	record = 1 open   id:varint epoch:uvarint
 //	       | 2 entry  id:varint epoch:uvarint seq:uvarint at:varint topic:str msg:bytes
+//	       | 3 frame  sender:uvarint n:uvarint sends:uvarint
+//
+// A frame record is the router's: the send frame n of sender (its
+// frame-id) was routed, with that many sends, publishes and broadcasts;
+// ApplyLog hands it to its caller.
 //
 // str and bytes are a uvarint length, then the bytes.
 
@@ -23,6 +28,7 @@ import (
 const (
 	logOpen  = 1
 	logEntry = 2
+	logFrame = 3
 )
 
 // ErrBadLog is returned for a malformed log.
@@ -49,16 +55,38 @@ func AppendEntry(b []byte, id int64, epoch, seq uint64, at int64, topic string, 
 	return append(b, msg...)
 }
 
+// AppendFrame appends the record of frame n of sender routed with sends
+// records.
+func AppendFrame(b []byte, sender, n, sends uint64) []byte {
+	b = binary.AppendUvarint(append(b, logFrame), sender)
+	return binary.AppendUvarint(binary.AppendUvarint(b, n), sends)
+}
+
 // ApplyLog applies a log written by the leading router: histories it
 // opened replace any other life of the id's history here, messages are
 // kept at their positions (a position the history passed already is
 // left alone; one past its next position leaves a gap, which the leader
 // made by jumping). It returns ErrBadLog (wrapped) for a malformed log,
-// after applying the records before the fault.
-func (s *Store) ApplyLog(log []byte, now int64) error {
+// after applying the records before the fault. Frame records go to
+// frame (if not nil).
+func (s *Store) ApplyLog(log []byte, now int64, frame func(sender, n, sends uint64)) error {
 	for len(log) > 0 {
 		op := log[0]
 		log = log[1:]
+		if op == logFrame {
+			var v [3]uint64
+			for i := range v {
+				var n int
+				if v[i], n = binary.Uvarint(log); n <= 0 {
+					return fmt.Errorf("%w: frame", ErrBadLog)
+				}
+				log = log[n:]
+			}
+			if frame != nil {
+				frame(v[0], v[1], v[2])
+			}
+			continue
+		}
 		var id int64
 		var epoch uint64
 		var n int

@@ -58,11 +58,11 @@ func TestFollowerTakesOver(t *testing.T) {
 	l.send(3, "no history", now)
 	logged := slices.Clone(l.log)
 	f := newStore()
-	if err := f.ApplyLog(l.log, now); err != nil {
+	if err := f.ApplyLog(l.log, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Applied twice (a follower that starts over): the same.
-	if err := f.ApplyLog(l.log, now); err != nil {
+	if err := f.ApplyLog(l.log, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	if st := f.Stats(); st.IDs != 2 || st.Messages != 5 {
@@ -105,7 +105,7 @@ func TestFollowerTakesOver(t *testing.T) {
 	// gap, as the new leader does.
 	f2 := newStore()
 	log := AppendEntry(nil, 1, ep, s8, now, "", []byte("m8"))
-	if err := f2.ApplyLog(slices.Concat(logged, log), now); err != nil {
+	if err := f2.ApplyLog(slices.Concat(logged, log), now, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := resume(f2, 1, cursor.Cursor{Epoch: ep, Seq: 7}); got.res.Missed || !slices.Equal(got.seqs, []uint64{s8}) {
@@ -114,7 +114,7 @@ func TestFollowerTakesOver(t *testing.T) {
 	// One that knows nothing before a message cannot say a client missed
 	// nothing before it.
 	f3 := newStore()
-	f3.ApplyLog(log, now)
+	f3.ApplyLog(log, now, nil)
 	if got := resume(f3, 1, cursor.Cursor{Epoch: ep, Seq: 5}); !got.res.Missed {
 		t.Errorf("a history known from one message: %+v", got.res)
 	}
@@ -132,12 +132,12 @@ func TestApplyLogMalformed(t *testing.T) {
 	s := newStoreMust(t)
 	good := AppendEntry(AppendOpen(nil, 1, 7), 1, 7, 1, 1, "room", []byte("hi"))
 	for i := range len(good) {
-		if err := s.ApplyLog(good[:i], 1); err != nil && !errors.Is(err, ErrBadLog) {
+		if err := s.ApplyLog(good[:i], 1, nil); err != nil && !errors.Is(err, ErrBadLog) {
 			t.Fatalf("cut at %d: %v", i, err)
 		}
 	}
-	for _, bad := range [][]byte{{9}, {logOpen, 2, 0}, {logEntry, 2, 1, 0}} {
-		if err := s.ApplyLog(bad, 1); !errors.Is(err, ErrBadLog) {
+	for _, bad := range [][]byte{{9}, {logOpen, 2, 0}, {logEntry, 2, 1, 0}, {logFrame, 1, 2}, {logFrame, 0x80}} {
+		if err := s.ApplyLog(bad, 1, nil); !errors.Is(err, ErrBadLog) {
 			t.Errorf("%x: %v", bad, err)
 		}
 	}
@@ -146,9 +146,10 @@ func TestApplyLogMalformed(t *testing.T) {
 func FuzzApplyLog(f *testing.F) {
 	f.Add(AppendEntry(AppendOpen(nil, 1, 7), 1, 7, 1, 1, "room", []byte("hi")))
 	f.Add(AppendEntry(nil, -5, 1, 1<<40, -1, "", nil))
+	f.Add(AppendFrame(AppendOpen(nil, 1, 7), 1<<63, 9, 3))
 	f.Fuzz(func(t *testing.T, log []byte) {
 		s := newStoreMust(t)
-		if err := s.ApplyLog(log, 1); err != nil && !errors.Is(err, ErrBadLog) {
+		if err := s.ApplyLog(log, 1, nil); err != nil && !errors.Is(err, ErrBadLog) {
 			t.Fatal(err)
 		}
 		st := s.Stats()
@@ -157,4 +158,22 @@ func FuzzApplyLog(f *testing.F) {
 		}
 		s.Sweep(2, func(int64) bool { return false })
 	})
+}
+
+// TestApplyLogFrames: frame records go to the caller, in order with the
+// histories' records, and change no history.
+func TestApplyLogFrames(t *testing.T) {
+	s := newStoreMust(t)
+	log := AppendFrame(AppendEntry(AppendOpen(nil, 1, 7), 1, 7, 1, 1, "", []byte("hi")), 1<<63, 9, 3)
+	log = AppendFrame(log, 2, 10, 0)
+	var got [][3]uint64
+	if err := s.ApplyLog(log, 1, func(sender, n, sends uint64) { got = append(got, [3]uint64{sender, n, sends}) }); err != nil {
+		t.Fatal(err)
+	}
+	if want := [][3]uint64{{1 << 63, 9, 3}, {2, 10, 0}}; !slices.Equal(got, want) {
+		t.Errorf("frames %v, want %v", got, want)
+	}
+	if st := s.Stats(); st.Messages != 1 || st.IDs != 1 {
+		t.Errorf("stats %+v: want the one message of id 1", st)
+	}
 }

@@ -103,8 +103,10 @@ type Stats struct {
 	Lead *LeadStats `json:"lead,omitempty"`
 	// Partition: a partitioned router's share and what it handed to
 	// the other partitions (absent unpartitioned).
-	Partition   *PartitionStats `json:"partition,omitempty"`
-	GatewayList []GatewayStats  `json:"gateway_list"`
+	Partition *PartitionStats `json:"partition,omitempty"`
+	// Frames: send frames with a frame-id, and copies sent again.
+	Frames      FrameStats     `json:"frames"`
+	GatewayList []GatewayStats `json:"gateway_list"`
 }
 
 // Stats returns the router's counters and gateways.
@@ -124,6 +126,7 @@ func (r *Router) Stats() Stats {
 		Retention:   r.store.Stats(),
 		Lead:        r.leadStats(),
 		Partition:   r.partitionStats(),
+		Frames:      r.frames.stats(),
 		GatewayList: []GatewayStats{},
 	}
 	r.upMu.Lock()

@@ -51,6 +51,10 @@ type pendingAck struct {
 	route      bool
 	pubs       []byte
 	unanswered bool
+	// framed: the frame had a frame-id (frame); its answer is
+	// remembered for copies sent again.
+	frame  frameKey
+	framed bool
 }
 
 // ErrOverloaded is returned by Send when the gateways' windows stay full
@@ -240,11 +244,25 @@ func (r *Router) complete(a *pendingAck) {
 	if a.done != nil {
 		close(a.done)
 	}
-	if a.reply == "" || a.unlogged || a.unanswered {
+	answerable := !a.unlogged && !a.unanswered
+	var answer []byte
+	if answerable && (a.reply != "" || a.framed) {
+		answer = a.ackFrame()
+	}
+	replies := []string{a.reply}
+	if a.framed {
+		replies = append(replies, r.frames.done(a.frame, answer)...)
+	}
+	if !answerable {
 		return
 	}
-	if err := r.nc.Publish(a.reply, a.ackFrame()); err != nil {
-		r.log.Warn("ack failed", zap.Error(err))
+	for _, reply := range replies {
+		if reply == "" {
+			continue
+		}
+		if err := r.nc.Publish(reply, answer); err != nil {
+			r.log.Warn("ack failed", zap.Error(err))
+		}
 	}
 }
 

@@ -84,6 +84,8 @@ type lead struct {
 	unanswered atomic.Bool
 	follow     jetstream.ConsumeContext
 	applied    atomic.Uint64 // the last log sequence applied while following
+	applyMu    sync.Mutex    // held while a log message is applied
+	direct     atomic.Uint64 // takeovers that read the log's end from the stream (the follower lagged)
 	badLog     atomic.Uint64
 	fatal      chan error
 	stopWrite  chan struct{}
@@ -160,14 +162,43 @@ func (l *lead) startFollowing() error {
 		if err != nil {
 			return
 		}
-		if err := l.r.store.ApplyLog(m.Data(), time.Now().UnixNano()); err != nil {
-			l.badLog.Add(1)
-			l.r.log.Warn("malformed history log message", zap.Uint64("seq", meta.Sequence.Stream), zap.Error(err))
-		}
-		l.applied.Store(meta.Sequence.Stream)
+		l.applyLog(meta.Sequence.Stream, m.Data(), false)
 	}, jetstream.PullMaxBytes(16<<20))
 	if err != nil {
 		return fmt.Errorf("router: history log: %w", err)
+	}
+	return nil
+}
+
+// applyLog applies history log message seq to the store, unless it was
+// applied already (the follower and a takeover's direct reads may both
+// have it). direct: only the next message after the last applied.
+func (l *lead) applyLog(seq uint64, data []byte, direct bool) {
+	l.applyMu.Lock()
+	defer l.applyMu.Unlock()
+	if a := l.applied.Load(); seq <= a || (direct && seq != a+1) {
+		return
+	}
+	if err := l.r.store.ApplyLog(data, time.Now().UnixNano(), l.r.frameRetaken); err != nil {
+		l.badLog.Add(1)
+		l.r.log.Warn("malformed history log message", zap.Uint64("seq", seq), zap.Error(err))
+	}
+	l.applied.Store(seq)
+}
+
+// readLog reads history log messages from..to from the stream's leader
+// and calls each for each (a sequence gone from the stream with nil).
+func (l *lead) readLog(ctx context.Context, from, to uint64, each func(seq uint64, data []byte)) error {
+	for seq := from; seq <= to; seq++ {
+		m, err := l.st.GetMsg(ctx, seq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			each(seq, nil)
+		case err != nil:
+			return fmt.Errorf("router: history log message %d: %w", seq, err)
+		default:
+			each(seq, m.Data)
+		}
 	}
 	return nil
 }
@@ -380,12 +411,21 @@ func (l *lead) giveBack(why string, err error) {
 	l.dropLease(l.lease / 2) // else it expires
 }
 
-// dropLease deletes the lease key if it is still at this router's
-// revision, waiting up to wait for the answer.
+// dropLease deletes the lease key if it is still this router's, waiting
+// up to wait for the answer. A revision it does not know (a renewal got
+// through but its answer was lost) is checked with the bucket's leader:
+// still this router's, it is deleted at that revision.
 func (l *lead) dropLease(wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	return l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+	err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if st, answered := l.leaseState(ctx); answered && st.held && st.holder == l.r.name && st.rev != l.rev {
+		return l.kv.Delete(ctx, l.key, jetstream.LastRevision(st.rev))
+	}
+	return err
 }
 
 // takeOver makes this router the leader: the log applied to its end,
@@ -411,6 +451,17 @@ func (l *lead) takeOver() error {
 		if ctx.Err() != nil {
 			l.giveBack("the history log is not applied yet", fmt.Errorf("applied to %d of %d", l.applied.Load(), last))
 			return nil
+		}
+		if time.Since(start) > l.lease/8 {
+			// The follower lags (its consumer was on a server that
+			// stopped, and waits for missed heartbeats to start over:
+			// seconds): read the rest from the stream's leader.
+			if err := l.readLog(ctx, l.applied.Load()+1, last, func(seq uint64, data []byte) { l.applyLog(seq, data, true) }); err != nil {
+				l.giveBack("the history log does not answer", err)
+				return nil
+			}
+			l.direct.Add(1)
+			continue
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -502,9 +553,14 @@ func (l *lead) release() {
 	close(l.stopWrite)
 	wait := make(chan struct{})
 	go func() { l.written.Wait(); close(wait) }()
+	// Up to 15 s: the log's stream may be electing a leader (a server
+	// of the cluster restarted); the lease is kept meanwhile, so no
+	// standby leads before every frame routed is in the log (a copy of
+	// one sent again is then answered, not routed twice).
 	select {
 	case <-wait:
-	case <-time.After(5 * time.Second):
+	case <-time.After(15 * time.Second):
+		r.log.Warn("history log writes unfinished after 15 s: the lease is given up with them (their sends are not acked)")
 	}
 	for end := time.Now().Add(r.cfg.DeliverTimeout); r.acksPending.Load() > 0 && time.Now().Before(end); {
 		time.Sleep(5 * time.Millisecond)
@@ -646,13 +702,13 @@ func (l *lead) catchUp() error {
 	if err != nil {
 		return fmt.Errorf("router: history log: %w", err)
 	}
-	for seq := l.last + 1; seq <= info.State.LastSeq; seq++ {
-		m, err := l.st.GetMsg(ctx, seq)
-		if err == nil {
-			if err := l.r.store.ApplyLog(m.Data, time.Now().UnixNano()); err != nil {
-				l.badLog.Add(1)
-			}
+	err = l.readLog(ctx, l.last+1, info.State.LastSeq, func(_ uint64, data []byte) {
+		if err := l.r.store.ApplyLog(data, time.Now().UnixNano(), l.r.frameRetaken); err != nil {
+			l.badLog.Add(1)
 		}
+	})
+	if err != nil {
+		return err
 	}
 	l.r.log.Warn("the history log had moved on: another router wrote it while this one led; applied",
 		zap.Uint64("from", l.last+1), zap.Uint64("to", info.State.LastSeq))
@@ -676,6 +732,9 @@ type LeadStats struct {
 	LogBad      uint64 `json:"log_bad"`
 	LogFailed   uint64 `json:"log_failed"`
 	NotLeading  uint64 `json:"not_leading"`
+	// LogReadDirect: takeovers that read the log's end from the stream
+	// because the follower lagged.
+	LogReadDirect uint64 `json:"log_read_direct"`
 }
 
 func (r *Router) leadStats() *LeadStats {
@@ -690,6 +749,7 @@ func (r *Router) leadStats() *LeadStats {
 	return &LeadStats{
 		Role: role, Takeovers: l.takeovers.Load(), LogMessages: l.logMsgs.Load(), LogBatches: l.logRecords.Load(),
 		LogApplied: l.applied.Load(), LogBad: l.badLog.Load(), LogFailed: l.logFailed.Load(), NotLeading: l.notLeading.Load(),
+		LogReadDirect: l.direct.Load(),
 	}
 }
 

@@ -14,17 +14,7 @@ import (
 // lease) the standby leads with the same epoch for the id and gives the
 // next message a position past the jump.
 func TestRedundantHandover(t *testing.T) {
-	ns := startTestNATS(t)
-	start := func(name string) (*Router, func()) {
-		cfg := testConfig(t)
-		cfg.NATSURL, cfg.AdminAddr, cfg.Redundant, cfg.Lease = ns.ClientURL(), "off", true, 400*time.Millisecond
-		cfg.Logger = cfg.Logger.Named(name)
-		return runTestRouter(t, cfg)
-	}
-	leads := func(r *Router) bool { return r.lead.leading.Load() }
-	a, stopA := start("a")
-	waitFor(t, "a leads", func() bool { return leads(a) })
-	b, _ := start("b")
+	a, stopA, b := startRedundantPair(t)
 
 	nc, down := fakeGateway(t, a, "gw")
 	up := func(f []byte) {
@@ -91,3 +81,21 @@ func TestRedundantHandover(t *testing.T) {
 		t.Errorf("b's lead stats: %+v", st)
 	}
 }
+
+// startRedundantPair starts two -redundant routers (a short lease) on one
+// NATS server with JetStream: a, which leads, and b, a standby.
+func startRedundantPair(t *testing.T) (a *Router, stopA func(), b *Router) {
+	ns := startTestNATS(t)
+	start := func(name string) (*Router, func()) {
+		cfg := testConfig(t)
+		cfg.NATSURL, cfg.AdminAddr, cfg.Redundant, cfg.Lease = ns.ClientURL(), "off", true, 400*time.Millisecond
+		cfg.Logger = cfg.Logger.Named(name)
+		return runTestRouter(t, cfg)
+	}
+	a, stopA = start("a")
+	waitFor(t, "a leads", func() bool { return leads(a) })
+	b, _ = start("b")
+	return a, stopA, b
+}
+
+func leads(r *Router) bool { return r.lead.leading.Load() }

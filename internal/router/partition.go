@@ -47,6 +47,9 @@ type partition struct {
 	// (not routed, not acked), and up frames on the unpartitioned
 	// subject (a gateway started without -partitions).
 	forwarded, unanswered, foreign atomic.Uint64
+	// handedOver: frames with a frame-id handed whole to their sender's
+	// partition (handOver).
+	handedOver atomic.Uint64
 }
 
 func newPartition(n, k int) *partition {
@@ -68,10 +71,11 @@ func (r *Router) mine(id int64) bool { return r.part == nil || r.part.of(id) == 
 type PartitionStats struct {
 	Partitions int    `json:"partitions"`
 	Partition  int    `json:"partition"`
-	Forwarded  uint64 `json:"forwarded"`  // frames handed to other partitions' routers
-	Unanswered uint64 `json:"unanswered"` // of those, not answered in time: their senders got no ack
-	Waiting    int    `json:"waiting"`    // forwarded frames waiting for their answer now
-	Foreign    uint64 `json:"foreign"`    // records for other partitions' ids taken on the route subject (senders misconfigured): not routed, not acked
+	Forwarded  uint64 `json:"forwarded"`   // frames handed to other partitions' routers
+	Unanswered uint64 `json:"unanswered"`  // of those, not answered in time: their senders got no ack
+	HandedOver uint64 `json:"handed_over"` // frames with a frame-id handed whole to their sender's partition
+	Waiting    int    `json:"waiting"`     // forwarded frames waiting for their answer now
+	Foreign    uint64 `json:"foreign"`     // records for other partitions' ids taken on the route subject (senders misconfigured): not routed, not acked
 }
 
 func (r *Router) partitionStats() *PartitionStats {
@@ -80,7 +84,7 @@ func (r *Router) partitionStats() *PartitionStats {
 		return nil
 	}
 	return &PartitionStats{Partitions: p.n, Partition: p.k, Forwarded: p.forwarded.Load(), Unanswered: p.unanswered.Load(),
-		Waiting: len(p.slots), Foreign: p.foreign.Load()}
+		Waiting: len(p.slots), Foreign: p.foreign.Load(), HandedOver: p.handedOver.Load()}
 }
 
 // handleRoute routes a frame another partition's router handed over:
@@ -88,6 +92,7 @@ func (r *Router) partitionStats() *PartitionStats {
 func (r *Router) handleRoute(m *nats.Msg) {
 	if r.standby() {
 		r.lead.notLeading.Add(1)
+		r.notTaken(m)
 		return
 	}
 	r.routeFrame(m.Data, &pendingAck{waiting: 1, reply: m.Reply, route: true})
@@ -307,3 +312,24 @@ func (a *pendingAck) ackFrame() []byte {
 // handed to it; the send is not acked (it may or may not have been
 // delivered there).
 var ErrUnanswered = errors.New("router: another partition's router did not answer in time; not acked (it may or may not have been delivered)")
+
+// handOver hands a send frame with a frame-id that came on a subject
+// every partition's router shares to the partition that owns its sender
+// (sender mod n), with the sender's reply subject, if that is not this
+// one: copies of a frame sent again then meet the same router, which
+// remembers the first. It reports whether it handed the frame over.
+func (r *Router) handOver(m *nats.Msg, sender uint64) bool {
+	p := r.part
+	if p == nil || (m.Subject != wire.SubjectSend && m.Subject != wire.SubjectClient) {
+		return false
+	}
+	owner := int(sender % uint64(p.n))
+	if owner == p.k {
+		return false
+	}
+	p.handedOver.Add(1)
+	if err := r.nc.PublishRequest(wire.PartSubject(wire.SubjectSend, p.n, owner), m.Reply, m.Data); err != nil {
+		r.log.Warn("frame not handed to its sender's partition (the sender gets no ack)", zap.Error(err))
+	}
+	return true
+}

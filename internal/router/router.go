@@ -216,6 +216,7 @@ type Router struct {
 	nextIdx  uint32
 
 	batches sync.Pool // *sendBatch
+	frames  *frameTable
 
 	flow        flows
 	name        string // this router's name in its done subject
@@ -312,6 +313,7 @@ func New(cfg Config) (*Router, error) {
 	r.reg.OnActive(r.subscriberPresence)
 	store.OnDrop(r.topics.forgetID)
 	r.batches.New = func() any { return newSendBatch(r) }
+	r.frames = newFrameTable()
 	r.flow.room = sync.NewCond(&r.flow.mu)
 	var rb [8]byte
 	rand.Read(rb[:])

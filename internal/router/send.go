@@ -18,11 +18,22 @@ import (
 // out when every copy's fate is known (see flow.go).
 func (r *Router) handleSend(m *nats.Msg) {
 	if r.standby() {
-		// Taken as the lead was lost: not routed, not acked.
+		// Taken as the lead was lost: not routed; the sender is told
+		// as if no router were subscribed, and sends it again.
 		r.lead.notLeading.Add(1)
+		r.notTaken(m)
 		return
 	}
-	r.routeFrame(m.Data, &pendingAck{waiting: 1, reply: m.Reply})
+	ack := &pendingAck{waiting: 1, reply: m.Reply}
+	if sender, n, ok := wire.FrameID(m.Data); ok {
+		if r.handOver(m, sender) {
+			return
+		}
+		if !r.frames.take(r, frameKey{sender, n}, ack, m.Reply) {
+			return // a copy of a frame taken already: answered
+		}
+	}
+	r.routeFrame(m.Data, ack)
 }
 
 // routeFrame routes the records of a send frame, for ack.
@@ -60,6 +71,8 @@ func (r *Router) routeFrame(frame []byte, ack *pendingAck) {
 				}
 			case wire.OpBroadcast:
 				b.broadcast(b.rec.Msg)
+			case wire.OpFrameID:
+				// read by handleSend (the decoder takes it first only)
 			case wire.OpPresence:
 				if !ack.route {
 					b.r.badFrames.Add(1)
@@ -513,6 +526,10 @@ func (b *sendBatch) finish() {
 	if b.logging {
 		// Queued in the order positions were given; the ack waits
 		// for the log as for the gateways.
+		if b.ack.framed {
+			// A standby that takes over answers a copy of it.
+			b.hist = retention.AppendFrame(b.hist, b.ack.frame.sender, b.ack.frame.n, b.ack.accepted)
+		}
 		if len(b.hist) > 0 {
 			b.r.lead.enqueue(b.hist, b.ack)
 			b.hist = nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Version is the protocol version written in byte 0 of every frame.
@@ -67,7 +68,12 @@ const (
 	OpBroadcast Op = 18 // send: deliver Msg to every connection
 	// send, on a route subject only: Msg is another partition's presence
 	// event for Topic, for this partition's watchers of it
-	OpPresence  Op = 19
+	OpPresence Op = 19
+	// send, first in its frame only: the frame is number Seq of sender
+	// Sender (a random 64-bit number the sender picks at start), so a
+	// router that took it already answers a copy sent again instead of
+	// routing it twice
+	OpFrameID   Op = 20
 	OpDeliver   Op = 32 // down: write Msg to each of Conns
 	OpResync    Op = 33 // down: the router lost track; send every live login again
 	OpResumed   Op = 34 // down: the answer to a resume: Conn, Epoch, Seq (first to follow), Head, Missed
@@ -95,19 +101,24 @@ const (
 	// each in order (Msg): PubVoid, PubKept or PubCopies; the ack
 	// record's counts then cover the frame's sends only
 	OpPubOutcomes Op = 49
+	// ack, after the ack record: the frame (sent again, with a frame-id)
+	// was routed by a leading router that is gone; Count is its sends,
+	// what became of their copies is not known (the positioned ones are
+	// in their ids' histories)
+	OpRetaken Op = 50
 )
 
 func (o Op) kind() Kind {
 	switch o {
 	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics, OpJoin, OpPart, OpServer:
 		return KindUp
-	case OpSend, OpPublish, OpBroadcast, OpPresence:
+	case OpSend, OpPublish, OpBroadcast, OpPresence, OpFrameID:
 		return KindSend
 	case OpDeliver, OpResync, OpResumed, OpDeliverAt, OpFanout, OpFanoutTo, OpBroadcastAll, OpKick, OpFanoutPresence, OpResyncPart:
 		return KindDown
 	case OpDone:
 		return KindDone
-	case OpAck, OpPubOutcomes:
+	case OpAck, OpPubOutcomes, OpRetaken:
 		return KindAck
 	}
 	return 0
@@ -171,6 +182,10 @@ func (o Op) String() string {
 		return "resync-part"
 	case OpPubOutcomes:
 		return "publish-outcomes"
+	case OpFrameID:
+		return "frame-id"
+	case OpRetaken:
+		return "retaken"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -302,7 +317,8 @@ func (t *Tally) Add(o Tally) {
 //	deliver-at:       Epoch, Seq, Msg, Conns
 //	resumed:          Conn, Epoch, Seq, Head, Missed
 //	done:             Seq (the down frame's), Tally (Delivered, Gone, Slow, Dup, Late)
-//	ack:              Count (sends accepted), Void, Kept, Tally (Delivered, Gone, Slow, Gateway)
+//	ack:              Count (sends accepted), Void, Kept, Tally (Delivered, Gone, Slow, Gateway); Retaken (ParseAck)
+//	frame-id:         Sender, Seq
 type Record struct {
 	Op    Op
 	Conn  uint64
@@ -337,6 +353,10 @@ type Record struct {
 	Resumable bool
 	// Server (server) aliases the frame.
 	Server []byte
+	// Sender (frame-id): the sender's number.
+	Sender uint64
+	// Retaken (ParseAck): a retaken record follows the ack record.
+	Retaken bool
 }
 
 // AppendHeader starts a frame of kind k (KindSend, KindAck). KindUp and
@@ -782,6 +802,14 @@ func (d *Decoder) Next(r *Record) bool {
 		ok = d.uvarints(&r.Count, &r.Void, &r.Kept, &r.Tally.Delivered, &r.Tally.Gone, &r.Tally.Slow, &r.Tally.Gateway)
 	case OpPubOutcomes:
 		r.Msg, ok = d.bytes(MaxMessage)
+	case OpFrameID:
+		if d.off != 3 { // right after the 2-byte header
+			d.fail(fmt.Errorf("%w: frame-id after another record (it must be the first)", ErrOp))
+			return false
+		}
+		ok = d.uvarints(&r.Sender, &r.Seq)
+	case OpRetaken:
+		ok = true
 	}
 	return ok
 }
@@ -906,8 +934,8 @@ func (d *Decoder) resumed(r *Record) bool {
 	return true
 }
 
-// ParseAck reads an ack frame: its one ack record (Count sends accepted,
-// Void, Kept, Tally).
+// ParseAck reads an ack frame: its ack record (Count sends accepted,
+// Void, Kept, Tally), and Retaken if a retaken record follows it.
 func ParseAck(frame []byte) (Record, error) {
 	var d Decoder
 	h, err := d.Reset(frame)
@@ -921,8 +949,42 @@ func ParseAck(frame []byte) (Record, error) {
 		}
 		return Record{}, fmt.Errorf("wire: %s frame without an ack record", h.Kind)
 	}
+	var next Record
+	if d.Next(&next) && next.Op == OpRetaken {
+		rec.Retaken = true
+	}
 	return rec, nil
 }
+
+// FrameID returns the frame-id a send frame starts with, if it has one
+// (ok false for any other frame, well formed or not: the decoder says
+// what is wrong with it when it is routed).
+func FrameID(frame []byte) (sender, n uint64, ok bool) {
+	if len(frame) < 3 || frame[0] != Version || Kind(frame[1]) != KindSend || Op(frame[2]) != OpFrameID {
+		return 0, 0, false
+	}
+	var d Decoder
+	d.Reset(frame)
+	var r Record
+	if !d.Next(&r) {
+		return 0, 0, false
+	}
+	return r.Sender, r.Seq, true
+}
+
+// AppendFrameID appends a frame-id record: frame n of sender. It must
+// come right after the header.
+func AppendFrameID(b []byte, sender, n uint64) []byte {
+	return binary.AppendUvarint(binary.AppendUvarint(append(b, byte(OpFrameID)), sender), n)
+}
+
+// AppendRetaken appends a retaken record, after an ack record.
+func AppendRetaken(b []byte) []byte { return append(b, byte(OpRetaken)) }
+
+// FrameWindow is how long a router remembers the frames with a
+// frame-id it took: a sender sends a frame again within it, or not at
+// all (docs/PROTOCOL.md, "Sending a frame again").
+const FrameWindow = 2 * time.Minute
 
 // Err returns the first decoding error, or nil if the frame was well formed
 // up to where it was read.

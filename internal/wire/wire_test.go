@@ -82,6 +82,24 @@ func TestRoundTrip(t *testing.T) {
 			},
 		},
 		{
+			name: "send with a frame-id",
+			frame: func() []byte {
+				b := AppendFrameID(AppendHeader(nil, KindSend), 1<<63, 300)
+				return AppendSend(b, 5, []byte("x"))
+			}(),
+			header: Header{Kind: KindSend},
+			records: []Record{
+				{Op: OpFrameID, Sender: 1 << 63, Seq: 300},
+				{Op: OpSend, ID: 5, Msg: []byte("x")},
+			},
+		},
+		{
+			name:    "retaken ack",
+			frame:   AppendRetaken(AppendAck(AppendHeader(nil, KindAck), 4, 0, 0, Tally{})),
+			header:  Header{Kind: KindAck},
+			records: []Record{{Op: OpAck, Count: 4}, {Op: OpRetaken}},
+		},
+		{
 			name:    "empty send is a ping",
 			frame:   AppendHeader(nil, KindSend),
 			header:  Header{Kind: KindSend},
@@ -310,6 +328,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{Version, byte(KindDown), 0, byte(OpDeliver), 0, 0xff, 0xff, 0x03})
 	f.Add(AppendResumeTopics(AppendLoginTopics(AppendUpHeader(nil, KindUp, "gw", 3), 1, 2, []string{"a", "b.c"}, true), 3, 4, 5, 6, []string{"x"}, false))
 	f.Add(AppendBroadcast(AppendPublish(AppendHeader(nil, KindSend), "lobby", []byte("m")), []byte("b")))
+	f.Add(AppendSend(AppendFrameID(AppendHeader(nil, KindSend), 7, 8), 5, []byte("hi")))
+	f.Add(AppendRetaken(AppendAck(AppendHeader(nil, KindAck), 1, 0, 0, Tally{})))
 	f.Add(AppendBroadcastAll(AppendFanoutTo(AppendFanout(AppendDownHeader(nil, 2), []byte("m")), 1, 2, []uint64{3}), []byte("b")))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		var d Decoder
@@ -357,6 +377,10 @@ func FuzzDecode(f *testing.F) {
 				out = AppendAck(out, r.Count, r.Void, r.Kept, r.Tally)
 			case OpPubOutcomes:
 				out = AppendPubOutcomes(out, r.Msg)
+			case OpFrameID:
+				out = AppendFrameID(out, r.Sender, r.Seq)
+			case OpRetaken:
+				out = AppendRetaken(out)
 			case OpLoginTopics:
 				out = AppendLoginTopics(out, r.Conn, r.ID, topicStrings(r.Topics), r.Presence)
 			case OpResumeTopics:
@@ -407,7 +431,7 @@ func FuzzDecode(f *testing.F) {
 			if a.Epoch != b.Epoch || a.Seq != b.Seq || a.Head != b.Head || a.Missed != b.Missed {
 				t.Fatalf("record %d position changed: %+v -> %+v", i, a, b)
 			}
-			if a.Count != b.Count || a.Void != b.Void || a.Kept != b.Kept || a.Tally != b.Tally {
+			if a.Count != b.Count || a.Void != b.Void || a.Kept != b.Kept || a.Tally != b.Tally || a.Sender != b.Sender {
 				t.Fatalf("record %d counts changed: %+v -> %+v", i, a, b)
 			}
 			if recs1[i].Op != recs2[i].Op || recs1[i].ID != recs2[i].ID || recs1[i].Conn != recs2[i].Conn ||
@@ -508,4 +532,37 @@ func FuzzParseWatch(f *testing.F) {
 			t.Fatalf("round trip of %x: %d %q %v", b, q, again, err)
 		}
 	})
+}
+
+// TestFrameID: a frame-id is read only as a send frame's first record
+// (anywhere else the frame is malformed), FrameID finds it without
+// decoding the rest, and ParseAck tells a retaken ack.
+func TestFrameID(t *testing.T) {
+	f := AppendSend(AppendFrameID(AppendHeader(nil, KindSend), 99, 7), 1, []byte("m"))
+	if s, n, ok := FrameID(f); !ok || s != 99 || n != 7 {
+		t.Errorf("FrameID = %d, %d, %v; want 99, 7, true", s, n, ok)
+	}
+	for _, bad := range [][]byte{
+		AppendSend(AppendHeader(nil, KindSend), 1, []byte("m")),               // none
+		AppendFrameID(AppendHeader(nil, KindAck), 99, 7),                      // not a send frame
+		append(AppendHeader(nil, KindSend), byte(OpFrameID), 0x80),            // truncated
+		AppendFrameID(AppendDownHeader(nil, 1), 99, 7),                        // down
+		{Version + 1, byte(KindSend), byte(OpFrameID), 1, 1},                  // another version
+		AppendFrameID(AppendSend(AppendHeader(nil, KindSend), 1, nil), 99, 7), // not first
+	} {
+		if _, _, ok := FrameID(bad); ok {
+			t.Errorf("FrameID(% x) found one", bad)
+		}
+	}
+	late := AppendFrameID(AppendSend(AppendHeader(nil, KindSend), 1, nil), 99, 7)
+	if _, _, err := decodeAll(t, late); !errors.Is(err, ErrOp) {
+		t.Errorf("a frame-id after a send decoded: %v", err)
+	}
+	a, err := ParseAck(AppendRetaken(AppendAck(AppendHeader(nil, KindAck), 3, 0, 0, Tally{})))
+	if err != nil || !a.Retaken || a.Count != 3 {
+		t.Errorf("retaken ack: %+v %v", a, err)
+	}
+	if a, _ := ParseAck(AppendAck(AppendHeader(nil, KindAck), 3, 0, 0, Tally{})); a.Retaken {
+		t.Error("a plain ack parsed as retaken")
+	}
 }

@@ -74,6 +74,29 @@ func TestPartitionedRouters(t *testing.T) {
 		t.Errorf("forwarded: a %d, b %d", a.part.forwarded.Load(), b.part.forwarded.Load())
 	}
 
+	// A frame with a frame-id on the shared subject goes whole to its
+	// sender's partition (sender 11: partition 1), whichever router
+	// took it, so a copy meets the router that remembers the first.
+	fid := wire.AppendSend(wire.AppendSend(wire.AppendFrameID(wire.AppendHeader(nil, wire.KindSend), 11, 1), 2, []byte("f2")), 3, []byte("f3"))
+	sentB := b.Stats().Sent
+	var answers [][]byte
+	for _, r := range []*Router{a, b} {
+		in, sub := inbox(t, nc)
+		r.handleSend(&nats.Msg{Subject: wire.SubjectSend, Reply: in, Data: fid})
+		ack, raw := nextAck(t, sub)
+		if ack.Count != 2 || ack.Tally.Delivered != 2 {
+			t.Fatalf("ack of the framed frame taken by partition %d: %+v", r.part.k, ack)
+		}
+		answers = append(answers, raw)
+	}
+	if a.part.handedOver.Load() != 1 || b.part.handedOver.Load() != 0 || b.Stats().Frames.Answered != 1 || !slices.Equal(answers[0], answers[1]) {
+		t.Errorf("handed over: a %d, b %d; b answered %d copies; acks % x and % x",
+			a.part.handedOver.Load(), b.part.handedOver.Load(), b.Stats().Frames.Answered, answers[0], answers[1])
+	}
+	if got := b.Stats().Sent - sentB; got != 1 {
+		t.Errorf("partition 1 routed %d sends of the framed frame, want 1 (its own, once)", got)
+	}
+
 	// The route subject is for a partition's own ids only.
 	m, err := nc.Request(wire.PartSubject(wire.SubjectRoute, 2, 0), wire.AppendSend(wire.AppendHeader(nil, wire.KindSend), 3, []byte("x")), 5*time.Second)
 	if err != nil {

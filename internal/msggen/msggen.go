@@ -1,6 +1,7 @@
 package msggen
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,8 +47,8 @@ type Config struct {
 	AckTimeout time.Duration
 	// Resends is how many times a frame that got no ack within
 	// AckTimeout is sent again (each time waiting AckTimeout again)
-	// before its messages count unacknowledged. Every frame starts with
-	// a frame-id, so a router that took it already answers the copy
+	// before its messages count unacknowledged. Every frame then starts
+	// with a frame-id, so a router that took it already answers the copy
 	// instead of routing it twice, unless that router died before it
 	// logged the frame (docs/PROTOCOL.md, "Sending a frame again": then
 	// the copy may be delivered twice); (Resends+1) x AckTimeout must
@@ -600,8 +601,13 @@ func (s *sender) flushTo(subject string, frame []byte, n int) {
 	s.mu.Lock()
 	s.next++
 	k := s.next
-	// The frame-id goes right after the header.
-	frame = append(wire.AppendFrameID(wire.AppendHeader(make([]byte, 0, len(frame)+24), wire.KindSend), s.id, k), frame[2:]...)
+	if s.cfg.Resends > 0 {
+		// A frame-id, right after the header, for the copies. (Only
+		// then: a redundant router logs every frame with one.)
+		frame = append(wire.AppendFrameID(wire.AppendHeader(make([]byte, 0, len(frame)+24), wire.KindSend), s.id, k), frame[2:]...)
+	} else {
+		frame = bytes.Clone(frame) // kept to send again on "no responders"
+	}
 	s.waiting[k] = pending{msgs: n, at: time.Now(), frame: frame, subject: subject}
 	s.mu.Unlock()
 	if err := s.publish(k, subject, frame); err != nil {

@@ -136,11 +136,17 @@ func TestResends(t *testing.T) {
 	nc := bareNATS(t)
 	seen := map[[2]uint64][]byte{}
 	var mu sync.Mutex
-	answered := 0
+	answered, plain := 0, 0
 	nc.Subscribe(wire.SubjectSend, func(m *nats.Msg) {
 		sender, n, ok := wire.FrameID(m.Data)
-		if !ok { // the ping
-			m.Respond(wire.AppendAck(wire.AppendHeader(nil, wire.KindAck), 0, 0, 0, wire.Tally{}))
+		if !ok {
+			if len(m.Data) == 2 { // the ping
+				m.Respond(wire.AppendAck(wire.AppendHeader(nil, wire.KindAck), 0, 0, 0, wire.Tally{}))
+			} else if cfg := m.Data; len(cfg) > 2 {
+				mu.Lock()
+				plain++ // without -resends: no frame-id; lost
+				mu.Unlock()
+			}
 			return
 		}
 		mu.Lock()
@@ -175,9 +181,11 @@ func TestResends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
 	if res.Sent != 30 || res.Lost != 0 || res.Resent != uint64(len(seen)) || res.Retaken == 0 || res.Delivered != 30-res.Retaken {
 		t.Errorf("result %+v (%d frames)", res, len(seen))
 	}
+	mu.Unlock()
 	if !strings.Contains(res.String(), "frames sent again (no ack") {
 		t.Errorf("summary %q", res)
 	}
@@ -186,7 +194,9 @@ func TestResends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Sent != 0 || res.Lost != 30 || res.Resent != 0 {
-		t.Errorf("without resends: %+v", res)
+	mu.Lock()
+	defer mu.Unlock()
+	if res.Sent != 0 || res.Lost != 30 || res.Resent != 0 || uint64(plain) != res.Errors {
+		t.Errorf("without resends: %+v, %d frames without a frame-id (want one per frame)", res, plain)
 	}
 }

@@ -752,6 +752,10 @@ func (d *Decoder) Next(r *Record) bool {
 		if r.Conn, ok = d.uvarint(); ok {
 			ok = d.topics(r)
 		}
+		if ok && r.Presence {
+			d.fail(fmt.Errorf("%w: part's topic count is odd (it has no presence flag)", ErrOp))
+			return false
+		}
 	case OpPublish, OpPresence:
 		if r.Topic, ok = d.topic(); ok {
 			r.Msg, ok = d.bytes(MaxMessage)

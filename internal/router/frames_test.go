@@ -3,6 +3,8 @@ package router
 import (
 	"bytes"
 	"errors"
+	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -140,4 +142,34 @@ func TestFrameSentAgainAfterTakeover(t *testing.T) {
 	if st := b.Stats(); st.Sent != 0 || st.Frames.Answered != 1 {
 		t.Errorf("b routed %d sends and answered %d copies; want 0 and 1", st.Sent, st.Frames.Answered)
 	}
+}
+
+// TestFrameTableBound: the table holds at most maxFrames (the oldest
+// forgotten early, counted), and reports the heap one remembered frame
+// costs (docs/PROTOCOL.md, "Sending a frame again": go test
+// ./internal/router -run TestFrameTableBound -v).
+func TestFrameTableBound(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ft := newFrameTable()
+	answer := wire.AppendAck(wire.AppendHeader(nil, wire.KindAck), 256, 0, 0, wire.Tally{Delivered: 256})
+	for n := range uint64(maxFrames) {
+		ack := &pendingAck{}
+		if !ft.take(nil, frameKey{7, n}, ack, "") {
+			t.Fatalf("frame %d taken twice", n)
+		}
+		ft.done(frameKey{7, n}, slices.Clone(answer)) // each ack its own bytes, as complete makes them
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("%d frames remembered: %.0f bytes each (heap)", ft.len(), float64(after.HeapAlloc-before.HeapAlloc)/float64(ft.len()))
+	ft.take(nil, frameKey{7, maxFrames}, &pendingAck{}, "")
+	if ft.len() != maxFrames || ft.forgotten.Load() != 1 {
+		t.Errorf("after one more: %d remembered, %d forgotten; want %d and 1", ft.len(), ft.forgotten.Load(), maxFrames)
+	}
+	if ft.take(nil, frameKey{7, 0}, &pendingAck{}, "") != true {
+		t.Error("the oldest frame was not forgotten")
+	}
+	runtime.KeepAlive(ft)
 }

@@ -327,17 +327,6 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.clients.hub = g.hub
-	if err := g.link.start(g.hub); err != nil {
-		g.hub.Close()
-		nc.Close()
-		return nil, fmt.Errorf("gateway: subscribe: %w", err)
-	}
-	g.linkReady.Store(g.link)
-	if err := g.clients.start(); err != nil {
-		g.hub.Close()
-		g.link.stop()
-		return nil, fmt.Errorf("gateway: subscribe: %w", err)
-	}
 	g.srv = &fasthttp.Server{
 		Handler:                      g.handle,
 		Name:                         "comet-gateway",
@@ -367,8 +356,24 @@ func New(cfg Config) (*Gateway, error) {
 	g.ln, err = newCapListener(cfg.Addr, cfg.ReusePort, cfg.TCPKeepAlive, full, g.log)
 	if err != nil {
 		g.hub.Close()
-		g.link.stop()
+		nc.Close()
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
+	}
+	// The link says hello once the address is bound: a gateway the
+	// routers know takes connections (they wait in the backlog until
+	// Serve, just below).
+	if err := g.link.start(g.hub); err != nil {
+		g.ln.Close()
+		g.hub.Close()
+		nc.Close()
+		return nil, fmt.Errorf("gateway: subscribe: %w", err)
+	}
+	g.linkReady.Store(g.link)
+	if err := g.clients.start(); err != nil {
+		g.ln.Close()
+		g.hub.Close()
+		g.link.stop()
+		return nil, fmt.Errorf("gateway: subscribe: %w", err)
 	}
 	if g.peers != nil {
 		g.ln.peers, g.ln.refused = g.peers, g.access.count

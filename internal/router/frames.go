@@ -81,7 +81,7 @@ func (t *frameTable) expire(now time.Time) {
 
 // add remembers k (mu held).
 func (t *frameTable) add(k frameKey, e *frameEntry) {
-	t.expire(e.at)
+	t.expire(time.Now())
 	t.m[k] = e
 	t.order = append(t.order, k)
 }
@@ -136,12 +136,12 @@ func (t *frameTable) done(k frameKey, answer []byte) []string {
 }
 
 // retaken remembers frame k, routed by the leader whose log this router
-// applies, with sends sends.
-func (t *frameTable) retaken(k frameKey, sends uint64) {
+// applies at at (the log message's time), with sends sends.
+func (t *frameTable) retaken(k frameKey, sends uint64, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m[k] == nil {
-		t.add(k, &frameEntry{at: time.Now(), retaken: true, sends: sends})
+		t.add(k, &frameEntry{at: at, retaken: true, sends: sends})
 	}
 }
 
@@ -177,7 +177,14 @@ func (r *Router) notTaken(m *nats.Msg) {
 	r.nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{"Status": []string{"503"}}})
 }
 
-// frameRetaken is the history log's frame record, applied by a standby.
-func (r *Router) frameRetaken(sender, n, sends uint64) {
-	r.frames.retaken(frameKey{sender, n}, sends)
+// frameRetaken applies the history log's frame records of a message
+// stored at at (a standby's): remembered until the window after at, and
+// not at all if it has passed (a router that starts replays the log from
+// its start).
+func (r *Router) frameRetaken(at time.Time) func(sender, n, sends uint64) {
+	return func(sender, n, sends uint64) {
+		if time.Since(at) < wire.FrameWindow {
+			r.frames.retaken(frameKey{sender, n}, sends, at)
+		}
+	}
 }

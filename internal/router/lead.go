@@ -162,7 +162,7 @@ func (l *lead) startFollowing() error {
 		if err != nil {
 			return
 		}
-		l.applyLog(meta.Sequence.Stream, m.Data(), false)
+		l.applyLog(meta.Sequence.Stream, m.Data(), meta.Timestamp, false)
 	}, jetstream.PullMaxBytes(16<<20))
 	if err != nil {
 		return fmt.Errorf("router: history log: %w", err)
@@ -172,14 +172,15 @@ func (l *lead) startFollowing() error {
 
 // applyLog applies history log message seq to the store, unless it was
 // applied already (the follower and a takeover's direct reads may both
-// have it). direct: only the next message after the last applied.
-func (l *lead) applyLog(seq uint64, data []byte, direct bool) {
+// have it). direct: only the next message after the last applied. at is
+// when the message was stored.
+func (l *lead) applyLog(seq uint64, data []byte, at time.Time, direct bool) {
 	l.applyMu.Lock()
 	defer l.applyMu.Unlock()
 	if a := l.applied.Load(); seq <= a || (direct && seq != a+1) {
 		return
 	}
-	if err := l.r.store.ApplyLog(data, time.Now().UnixNano(), l.r.frameRetaken); err != nil {
+	if err := l.r.store.ApplyLog(data, time.Now().UnixNano(), l.r.frameRetaken(at)); err != nil {
 		l.badLog.Add(1)
 		l.r.log.Warn("malformed history log message", zap.Uint64("seq", seq), zap.Error(err))
 	}
@@ -187,17 +188,18 @@ func (l *lead) applyLog(seq uint64, data []byte, direct bool) {
 }
 
 // readLog reads history log messages from..to from the stream's leader
-// and calls each for each (a sequence gone from the stream with nil).
-func (l *lead) readLog(ctx context.Context, from, to uint64, each func(seq uint64, data []byte)) error {
+// and calls each for each, with the time it was stored (a sequence gone
+// from the stream with nil).
+func (l *lead) readLog(ctx context.Context, from, to uint64, each func(seq uint64, data []byte, at time.Time)) error {
 	for seq := from; seq <= to; seq++ {
 		m, err := l.st.GetMsg(ctx, seq)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
-			each(seq, nil)
+			each(seq, nil, time.Time{})
 		case err != nil:
 			return fmt.Errorf("router: history log message %d: %w", seq, err)
 		default:
-			each(seq, m.Data)
+			each(seq, m.Data, m.Time)
 		}
 	}
 	return nil
@@ -456,7 +458,7 @@ func (l *lead) takeOver() error {
 			// The follower lags (its consumer was on a server that
 			// stopped, and waits for missed heartbeats to start over:
 			// seconds): read the rest from the stream's leader.
-			if err := l.readLog(ctx, l.applied.Load()+1, last, func(seq uint64, data []byte) { l.applyLog(seq, data, true) }); err != nil {
+			if err := l.readLog(ctx, l.applied.Load()+1, last, func(seq uint64, data []byte, at time.Time) { l.applyLog(seq, data, at, true) }); err != nil {
 				l.giveBack("the history log does not answer", err)
 				return nil
 			}
@@ -702,8 +704,8 @@ func (l *lead) catchUp() error {
 	if err != nil {
 		return fmt.Errorf("router: history log: %w", err)
 	}
-	err = l.readLog(ctx, l.last+1, info.State.LastSeq, func(_ uint64, data []byte) {
-		if err := l.r.store.ApplyLog(data, time.Now().UnixNano(), l.r.frameRetaken); err != nil {
+	err = l.readLog(ctx, l.last+1, info.State.LastSeq, func(_ uint64, data []byte, at time.Time) {
+		if err := l.r.store.ApplyLog(data, time.Now().UnixNano(), l.r.frameRetaken(at)); err != nil {
 			l.badLog.Add(1)
 		}
 	})

@@ -8,7 +8,8 @@ import (
 const (
 	ErrConnect  = "connect"   // the TCP connection failed
 	ErrTimeout  = "timeout"   // no response head within the connect timeout
-	ErrStatus   = "status"    // the response was not 200
+	ErrStatus   = "status"    // the response was not 200 (nor 503)
+	ErrBusy     = "busy"      // the response was 503: the server is busy for now (a gateway whose router has not answered a resume yet, or full)
 	ErrHead     = "head"      // the response head was malformed or too long
 	ErrFraming  = "framing"   // the chunked body was malformed
 	ErrOrder    = "order"     // "Recvd msg #N" did not count up by one
@@ -99,4 +100,21 @@ func checkWelcome(chunk []byte, id []byte) bool {
 	}
 	rest := chunk[i+len(welcome):]
 	return bytes.HasPrefix(rest, id) && bytes.HasPrefix(rest[len(id):], []byte("<br/>"))
+}
+
+// status503 starts the answer of a server busy for now.
+var status503 = []byte("HTTP/1.1 503")
+
+// statusProblem is the kind of an answer that is not the one wanted,
+// whose byte at offset at of its status line starts rest: busy for a 503
+// (a client tries again, as a real one would after Retry-After), status
+// for anything else.
+func statusProblem(at uint16, rest []byte) string {
+	const code = len("HTTP/1.1 ")
+	switch {
+	case at == 0 && bytes.HasPrefix(rest, status503),
+		int(at) == code && bytes.HasPrefix(rest, status503[code:]):
+		return ErrBusy
+	}
+	return ErrStatus
 }

@@ -592,7 +592,7 @@ func (e *Engine) consume(sl *client, b []byte) {
 		for ; i < len(b) && c.hcr < 4; i++ {
 			ch := b[i]
 			if int(c.hpos) < len(status) && ch != status[c.hpos] {
-				e.closeLocked(sl, ErrStatus)
+				e.closeLocked(sl, statusProblem(c.hpos, b[i:]))
 				return
 			}
 			c.hpos++
@@ -703,7 +703,7 @@ func (e *Engine) again(c *conn) {
 // check of what it sent.
 func resumable(kind string) bool {
 	switch kind {
-	case ErrConnect, ErrTimeout, ErrReset, ErrPeerShut, ErrEnded:
+	case ErrConnect, ErrTimeout, ErrReset, ErrPeerShut, ErrEnded, ErrBusy:
 		return true
 	}
 	return false
@@ -714,7 +714,7 @@ func resumable(kind string) bool {
 // was too busy, not an answer it gave.
 func retryable(kind string) bool {
 	switch kind {
-	case ErrConnect, ErrTimeout, ErrReset, ErrPeerShut:
+	case ErrConnect, ErrTimeout, ErrReset, ErrPeerShut, ErrBusy:
 		return true
 	}
 	return false

@@ -252,8 +252,13 @@ func TestFloodResumesAcrossGatewayRestart(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // a duplicate would show now
 	for i, e := range engines {
-		waitFor(t, "every client streaming again", 10*time.Second, func() bool { return e.Stats().Active == perKind })
+		for end := time.Now().Add(10 * time.Second); e.Stats().Active != perKind && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		st := e.Stats()
+		if st.Active != perKind {
+			t.Fatalf("engine %d: %d of %d clients streaming again: %+v", i, st.Active, perKind, st)
+		}
 		for _, bad := range []string{flood.ErrLost, flood.ErrDup, flood.ErrMissed, flood.ErrOrder, flood.ErrFraming, flood.ErrAnswer} {
 			if st.Errors[bad] != 0 {
 				t.Errorf("engine %d: %s %d: %+v", i, bad, st.Errors[bad], st)

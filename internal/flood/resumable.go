@@ -181,7 +181,7 @@ func (e *Engine) pollAnswer(sl *client, b []byte) int {
 	}
 	head := b[:end+2]
 	if !bytes.HasPrefix(head, statusOK) {
-		e.closeLocked(sl, ErrStatus)
+		e.closeLocked(sl, statusProblem(0, head))
 		return 0
 	}
 	i := bytes.Index(bytes.ToLower(head), contentLength)

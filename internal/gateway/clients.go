@@ -31,6 +31,15 @@ const maxClientRequests = 1 << 16
 // -deliver-timeout (5 s), after which every ack is out.
 const clientWait = 15 * time.Second
 
+// A request NATS answers "no responders" for (no router subscribed: one
+// is taking over from another, or none runs) is sent again every
+// clientRetryEvery for clientRetryFor from its first send: nobody got
+// it, so sending it again repeats nothing.
+const (
+	clientRetryEvery = 100 * time.Millisecond
+	clientRetryFor   = 5 * time.Second
+)
+
 // clients carries out WebSocket clients' requests (ws.Ops).
 type clients struct {
 	hub    *hub.Hub
@@ -52,15 +61,17 @@ type clients struct {
 
 	// Requests sent to a router, answered by its ack, refused by the
 	// gateway (permissions, bad requests), answered as failed (no
-	// router, no answer in time), and answers whose client had left.
-	sent, acked, refused, failed, orphaned atomic.Uint64
+	// router, no answer in time), answers whose client had left, and
+	// sends again after "no responders".
+	sent, acked, refused, failed, orphaned, retried atomic.Uint64
 }
 
 type clientRequest struct {
-	conn uint64
-	ref  uint64
-	op   string
-	at   time.Time
+	conn  uint64
+	ref   uint64
+	op    string
+	at    time.Time // first sent
+	frame []byte    // to send again after "no responders"
 }
 
 func newClients(h *hub.Hub, l *link, name string, log *zap.Logger) *clients {
@@ -144,14 +155,38 @@ func (c *clients) do(s hub.Session, r *ws.Request) (bool, error) {
 	}
 	c.next++
 	n := c.next
-	c.pending[n] = clientRequest{conn: conn, ref: r.Ref, op: r.Op, at: time.Now()}
+	c.pending[n] = clientRequest{conn: conn, ref: r.Ref, op: r.Op, at: time.Now(), frame: frame}
 	c.mu.Unlock()
-	if err := c.nc.PublishMsg(&nats.Msg{Subject: wire.SubjectClient, Reply: c.prefix + strconv.FormatUint(n, 10), Data: frame}); err != nil {
+	if err := c.publish(n, frame); err != nil {
 		c.take(n)
 		return false, fmt.Errorf("not sent: NATS: %v", err)
 	}
 	c.sent.Add(1)
 	return true, nil
+}
+
+// publish sends request n's frame to a router, its ack to come to the
+// request's reply subject.
+func (c *clients) publish(n uint64, frame []byte) error {
+	return c.nc.PublishMsg(&nats.Msg{Subject: wire.SubjectClient, Reply: c.prefix + strconv.FormatUint(n, 10), Data: frame})
+}
+
+// again sends request n again, if it still waits (it may have been
+// answered as late meanwhile).
+func (c *clients) again(n uint64) {
+	c.mu.Lock()
+	req, ok := c.pending[n]
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	c.retried.Add(1)
+	if err := c.publish(n, req.frame); err != nil {
+		if req, ok := c.take(n); ok {
+			c.answer(req, ws.AppendError(nil, req.ref, req.op, "not sent: NATS: "+err.Error()))
+			c.failed.Add(1)
+		}
+	}
 }
 
 // take removes request n from the waiting ones.
@@ -175,7 +210,15 @@ func (c *clients) handleReply(m *nats.Msg) {
 		return // answered as late already
 	}
 	if m.Header.Get("Status") == "503" {
-		c.answer(req, ws.AppendError(nil, req.ref, req.op, "no router is running: not sent"))
+		if time.Since(req.at) < clientRetryFor-clientRetryEvery {
+			// No router took it (one may be taking over): again soon.
+			c.mu.Lock()
+			c.pending[n] = req
+			c.mu.Unlock()
+			time.AfterFunc(clientRetryEvery, func() { c.again(n) })
+			return
+		}
+		c.answer(req, ws.AppendError(nil, req.ref, req.op, fmt.Sprintf("no router is running (none took it for %s): not sent", clientRetryFor)))
 		c.failed.Add(1)
 		return
 	}
@@ -253,12 +296,14 @@ type ClientStats struct {
 	Refused  uint64 `json:"refused"`
 	Failed   uint64 `json:"failed"`
 	Orphaned uint64 `json:"orphaned"`
-	Waiting  int    `json:"waiting"`
+	// Retried: sends again after "no responders" (no router took it).
+	Retried uint64 `json:"retried"`
+	Waiting int    `json:"waiting"`
 }
 
 func (c *clients) stats() ClientStats {
 	c.mu.Lock()
 	w := len(c.pending)
 	c.mu.Unlock()
-	return ClientStats{Sent: c.sent.Load(), Acked: c.acked.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(), Orphaned: c.orphaned.Load(), Waiting: w}
+	return ClientStats{Sent: c.sent.Load(), Acked: c.acked.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(), Orphaned: c.orphaned.Load(), Retried: c.retried.Load(), Waiting: w}
 }

@@ -537,7 +537,7 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	for _, f := range []struct {
 		fate string
 		n    *atomic.Uint64
-	}{{"sent", &g.clients.sent}, {"acked", &g.clients.acked}, {"refused", &g.clients.refused}, {"failed", &g.clients.failed}, {"orphaned", &g.clients.orphaned}} {
+	}{{"sent", &g.clients.sent}, {"acked", &g.clients.acked}, {"refused", &g.clients.refused}, {"failed", &g.clients.failed}, {"orphaned", &g.clients.orphaned}, {"retried", &g.clients.retried}} {
 		m.Counter("client_requests_total", "WebSocket clients' requests: sent to a router, acked by it, refused by the gateway, failed (no router, no answer in time), answered after the client left.",
 			prometheus.Labels{"fate": f.fate}, f.n.Load)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/router"
 	"github.com/cometgw/comet/internal/ws"
 )
 
@@ -564,5 +565,55 @@ func TestWebSocketTokenRenewal(t *testing.T) {
 	}
 	if code := other.closeCode(); code != ws.ClosePolicy {
 		t.Fatalf("the socket that did not renew: close %d, want %d", code, ws.ClosePolicy)
+	}
+}
+
+// TestWebSocketRequestsWhileNoRouterRuns: a publish made while no router
+// is subscribed (one stopped, the next not up yet, as in a takeover) is
+// sent again every 100 ms until one takes it, for up to 5 s; past that
+// the client is told no router runs, and nothing was sent.
+func TestWebSocketRequestsWhileNoRouterRuns(t *testing.T) {
+	ns, r1, stop1, g := startOnOwnNATS(t)
+	a := dialWS(t, g.Addr().String(), "/ws/1?topics=lobby")
+	a.control() // resumed
+	waitFor(t, "the socket in the lobby", 5*time.Second, func() bool { return r1.Presence("lobby").Conns == 1 })
+	stop1()
+	write := func(req string) {
+		t.Helper()
+		if err := a.c.Write(context.Background(), websocket.MessageText, []byte(req)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"op":"publish","topic":"lobby","data":"across","ref":1}`)
+	time.Sleep(time.Second)
+	_, stop2 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
+	if m := a.control(); m["type"] != "reply" || m["ref"] != 1.0 {
+		t.Fatalf("the publish made while no router ran: %v", m)
+	}
+	if st := g.Stats().ClientRequests; st.Retried < 5 || st.Acked != 1 || st.Failed != 0 {
+		t.Errorf("client request stats %+v: want it sent again about ten times, then acked", st)
+	}
+
+	stop2()
+	start := time.Now()
+	write(`{"op":"publish","topic":"lobby","data":"nobody","ref":2}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		_, b, err := a.c.Read(ctx)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		var m map[string]any
+		if json.Unmarshal(b, &m) != nil {
+			continue // a message
+		}
+		if m["type"] != "error" || m["ref"] != 2.0 || !strings.Contains(m["error"].(string), "no router is running") {
+			t.Fatalf("with no router: %v", m)
+		}
+		break
+	}
+	if took := time.Since(start); took < 4*time.Second {
+		t.Errorf("told after %s, before the 5 s of trying", took)
 	}
 }

@@ -52,9 +52,11 @@ type pendingAck struct {
 	pubs       []byte
 	unanswered bool
 	// framed: the frame had a frame-id (frame); its answer is
-	// remembered for copies sent again.
+	// remembered for copies sent again, and copies sent while it routes
+	// wait here for it (frameTable.mu guards copies).
 	frame  frameKey
 	framed bool
+	copies []string
 }
 
 // ErrOverloaded is returned by Send when the gateways' windows stay full
@@ -251,7 +253,7 @@ func (r *Router) complete(a *pendingAck) {
 	}
 	replies := []string{a.reply}
 	if a.framed {
-		replies = append(replies, r.frames.done(a.frame, answer)...)
+		replies = append(replies, r.frames.done(a, answer)...)
 	}
 	if !answerable {
 		return

@@ -33,8 +33,7 @@ type frameKey struct{ sender, n uint64 }
 // not answer; copies get no answer either).
 type frameEntry struct {
 	at      time.Time
-	ack     *pendingAck
-	replies []string // copies waiting for the answer
+	ack     *pendingAck // routing: its copies wait in ack.copies
 	answer  []byte
 	sends   uint64 // retaken: the frame's sends
 	retaken bool
@@ -107,7 +106,9 @@ func (t *frameTable) take(r *Router, k frameKey, ack *pendingAck, reply string) 
 	case e.failed:
 		t.unanswerable.Add(1)
 	default:
-		e.replies = append(e.replies, reply)
+		// Kept with the ack, not the entry: an entry forgotten while
+		// its frame routes still has its copies answered.
+		e.ack.copies = append(e.ack.copies, reply)
 		t.waited.Add(1)
 	}
 	t.mu.Unlock()
@@ -120,19 +121,17 @@ func (t *frameTable) take(r *Router, k frameKey, ack *pendingAck, reply string) 
 	return false
 }
 
-// done records the answer of frame k (nil: it gets none) and returns the
-// copies waiting for it.
-func (t *frameTable) done(k frameKey, answer []byte) []string {
+// done records the answer of a's frame (nil: it gets none) and returns
+// the copies waiting for it.
+func (t *frameTable) done(a *pendingAck, answer []byte) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.m[k]
-	if e == nil {
-		return nil // forgotten meanwhile
+	if e := t.m[a.frame]; e != nil && e.ack == a { // else forgotten meanwhile
+		e.ack, e.answer, e.failed = nil, answer, answer == nil
 	}
-	e.ack, e.answer, e.failed = nil, answer, answer == nil
-	replies := e.replies
-	e.replies = nil
-	return replies
+	copies := a.copies
+	a.copies = nil
+	return copies
 }
 
 // retaken remembers frame k, routed by the leader whose log this router

@@ -153,20 +153,28 @@ func TestFrameTableBound(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	ft := newFrameTable()
+	// A frame still routing, with a copy waiting for its answer.
+	slow := &pendingAck{}
+	ft.take(nil, frameKey{9, 0}, slow, "first")
+	ft.take(nil, frameKey{9, 0}, &pendingAck{}, "copy")
 	answer := wire.AppendAck(wire.AppendHeader(nil, wire.KindAck), 256, 0, 0, wire.Tally{Delivered: 256})
 	for n := range uint64(maxFrames) {
 		ack := &pendingAck{}
 		if !ft.take(nil, frameKey{7, n}, ack, "") {
 			t.Fatalf("frame %d taken twice", n)
 		}
-		ft.done(frameKey{7, n}, slices.Clone(answer)) // each ack its own bytes, as complete makes them
+		ft.done(ack, slices.Clone(answer)) // each ack its own bytes, as complete makes them
+	}
+	// The slow frame was forgotten to make room: its copy is answered.
+	if copies := ft.done(slow, answer); len(copies) != 1 || copies[0] != "copy" {
+		t.Errorf("the forgotten frame's waiting copies: %v", copies)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	t.Logf("%d frames remembered: %.0f bytes each (heap)", ft.len(), float64(after.HeapAlloc-before.HeapAlloc)/float64(ft.len()))
 	ft.take(nil, frameKey{7, maxFrames}, &pendingAck{}, "")
-	if ft.len() != maxFrames || ft.forgotten.Load() != 1 {
-		t.Errorf("after one more: %d remembered, %d forgotten; want %d and 1", ft.len(), ft.forgotten.Load(), maxFrames)
+	if ft.len() != maxFrames || ft.forgotten.Load() != 2 {
+		t.Errorf("after one more: %d remembered, %d forgotten; want %d and 2 (the slow frame, then the oldest)", ft.len(), ft.forgotten.Load(), maxFrames)
 	}
 	if ft.take(nil, frameKey{7, 0}, &pendingAck{}, "") != true {
 		t.Error("the oldest frame was not forgotten")

@@ -313,16 +313,8 @@ func TestRollingRestartUnderFloodtest(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatalf("msggen did not finish:\n%s", sender.out)
 	}
-	// The last deliveries and catch-ups reach the streams: a gateway
-	// whose writers are busy holds small writes back up to its
-	// -write-delay (4 s) to batch them.
-	time.Sleep(10 * time.Second)
-	flood.cmd.Process.Signal(syscall.SIGINT) // floodtest writes its summary and stops
-	select {
-	case <-flood.done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("floodtest did not stop on SIGINT")
-	}
+	// The last catch-ups too (resumes after the gateways' restarts).
+	stopFlood(t, flood, 10*time.Second)
 	var ack ackAccount
 	var got struct {
 		Stats struct {

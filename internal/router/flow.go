@@ -251,20 +251,26 @@ func (r *Router) complete(a *pendingAck) {
 	if answerable && (a.reply != "" || a.framed) {
 		answer = a.ackFrame()
 	}
-	replies := []string{a.reply}
+	var copies []string
 	if a.framed {
-		replies = append(replies, r.frames.done(a, answer)...)
+		copies = r.frames.done(a, answer)
 	}
 	if !answerable {
 		return
 	}
-	for _, reply := range replies {
-		if reply == "" {
-			continue
-		}
-		if err := r.nc.Publish(reply, answer); err != nil {
-			r.log.Warn("ack failed", zap.Error(err))
-		}
+	r.ack(a.reply, answer)
+	for _, reply := range copies {
+		r.ack(reply, answer)
+	}
+}
+
+// ack publishes a send frame's answer to reply (none if "").
+func (r *Router) ack(reply string, answer []byte) {
+	if reply == "" {
+		return
+	}
+	if err := r.nc.Publish(reply, answer); err != nil {
+		r.log.Warn("ack failed", zap.Error(err))
 	}
 }
 

@@ -114,9 +114,7 @@ func (t *frameTable) take(r *Router, k frameKey, ack *pendingAck, reply string) 
 	t.mu.Unlock()
 	if answer != nil && reply != "" {
 		t.answered.Add(1)
-		if err := r.nc.Publish(reply, answer); err != nil && err != nats.ErrConnectionClosed {
-			r.log.Warn("ack of a frame sent again failed")
-		}
+		r.ack(reply, answer)
 	}
 	return false
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/msggen"
+	"github.com/cometgw/comet/internal/natstest"
 	"github.com/cometgw/comet/internal/router"
 	"github.com/cometgw/comet/internal/router/routertest"
 	"github.com/cometgw/comet/internal/testclient"
@@ -332,11 +333,7 @@ func TestSilentGatewayForgotten(t *testing.T) {
 // that the router can be stopped and another started on the same NATS.
 func startOnOwnNATS(t *testing.T) (*embeddednats.Server, *router.Router, func(), *gateway.Gateway) {
 	t.Helper()
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Start(t, false)
 	r, stop := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
 	g := startGateway(t, ns.ClientURL(), gateway.Config{})
 	t.Cleanup(func() { g.Close() })
@@ -392,11 +389,7 @@ func TestMalformedFramesCounted(t *testing.T) {
 // router is not disturbed), and sends through either router reach both
 // partitions' clients.
 func TestPartitionedRouterRestart(t *testing.T) {
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Start(t, false)
 	part := func(k int) (*router.Router, func()) {
 		return startRouter(t, router.Config{NATSURL: ns.ClientURL(), Partitions: 2, Partition: k})
 	}

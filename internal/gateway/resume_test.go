@@ -19,11 +19,11 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 	"go.uber.org/zap/zaptest"
 
-	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/longpoll"
 	"github.com/cometgw/comet/internal/msggen"
+	"github.com/cometgw/comet/internal/natstest"
 	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/router"
 )
@@ -629,11 +629,7 @@ func TestSSEAcrossRouterRestart(t *testing.T) {
 // TestPollWithoutRouter: a long-poll whose resume the router never
 // answers waits ResumeWait past its timeout, then gets a 503 saying so.
 func TestPollWithoutRouter(t *testing.T) {
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
+	ns := natstest.Start(t, false)
 	g := startGateway(t, ns.ClientURL(), gateway.Config{PollResumeWait: 300 * time.Millisecond})
 	defer g.Close()
 	start := time.Now()

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/longpoll"
+	"github.com/cometgw/comet/internal/natstest"
 	"github.com/cometgw/comet/internal/router"
 	"github.com/cometgw/comet/internal/subs"
 	"github.com/cometgw/comet/internal/testclient"
@@ -192,11 +192,7 @@ func TestSSEResumesTopicMessages(t *testing.T) {
 // subscription outlives the router that stored it (another router on the
 // same NATS has it), and an unsubscribe ends it.
 func TestStoredSubscriptions(t *testing.T) {
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Start(t, true)
 	r1, stop1 := startRouter(t, router.Config{NATSURL: ns.ClientURL()})
 	g := startGateway(t, ns.ClientURL(), gateway.Config{})
 	t.Cleanup(func() { g.Close() })

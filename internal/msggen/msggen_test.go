@@ -11,7 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	embeddednats "github.com/cometgw/comet/embedded-nats"
+	"github.com/cometgw/comet/internal/natstest"
 	"github.com/cometgw/comet/internal/router"
 	"github.com/cometgw/comet/internal/router/routertest"
 	"github.com/cometgw/comet/internal/wire"
@@ -80,24 +80,8 @@ func TestCancelStops(t *testing.T) {
 	}
 }
 
-// bareNATS is a NATS server with no router, and a connection to it.
-func bareNATS(t *testing.T) *nats.Conn {
-	t.Helper()
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
 func TestNoRouter(t *testing.T) {
-	nc := bareNATS(t)
+	nc := natstest.Connect(t, natstest.Start(t, false)) // no router
 	_, err := Run(context.Background(), nc, Config{Num: 1, Max: 1, Procs: 1, Batch: 1, AckTimeout: time.Second})
 	if !errors.Is(err, ErrNoRouter) {
 		t.Fatalf("err = %v", err)
@@ -133,7 +117,7 @@ func TestValidate(t *testing.T) {
 // router that took over does); with Resends 0 the frames count
 // unacknowledged.
 func TestResends(t *testing.T) {
-	nc := bareNATS(t)
+	nc := natstest.Connect(t, natstest.Start(t, false))
 	seen := map[[2]uint64][]byte{}
 	var mu sync.Mutex
 	answered, plain := 0, 0

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
+	"github.com/cometgw/comet/internal/natstest"
 	"github.com/cometgw/comet/internal/testclient"
 	"github.com/cometgw/comet/internal/wire"
 )
@@ -36,14 +37,7 @@ func testConfig(t *testing.T) Config {
 // join it by URL.
 func startTestNATS(t *testing.T) *embeddednats.Server {
 	t.Helper()
-	ecfg := embeddednats.DefaultConfig()
-	ecfg.Addr, ecfg.StoreDir, ecfg.Logger = "127.0.0.1:0", t.TempDir(), zaptest.NewLogger(t).Named("nats")
-	ns, err := embeddednats.Start(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
+	return natstest.Start(t, true)
 }
 
 // runTestRouter starts a router with cfg and runs it until stop (or the

@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
-	embeddednats "github.com/cometgw/comet/embedded-nats"
+	"github.com/cometgw/comet/internal/natstest"
 	"github.com/cometgw/comet/internal/subs"
 )
 
@@ -195,17 +193,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // subscriptions' stream on it.
 func openStream(ctx context.Context, t *testing.T) *subs.Stream {
 	t.Helper()
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	st, err := subs.Open(ctx, nc, 1)
+	st, err := subs.Open(ctx, natstest.Connect(t, natstest.Start(t, true)), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,17 +291,7 @@ func TestCompact(t *testing.T) {
 // it) once its wait for a forming cluster is over, instead of waiting
 // forever.
 func TestFindWithoutStream(t *testing.T) {
-	ns, err := embeddednats.Start(embeddednats.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	_, err = subs.Find(context.Background(), nc)
+	_, err := subs.Find(context.Background(), natstest.Connect(t, natstest.Start(t, true)))
 	if err == nil || !strings.Contains(err.Error(), "start a router on it first") {
 		t.Fatalf("find without a stream: %v", err)
 	}

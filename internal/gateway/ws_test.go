@@ -238,9 +238,10 @@ func TestWebSocketSendNeedsPermission(t *testing.T) {
 
 // rawWS is a client that writes frames by hand (protocol breaches).
 type rawWS struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
+	t    *testing.T
+	c    net.Conn
+	br   *bufio.Reader
+	wait time.Duration // how long read waits for a frame; 0: 5 s
 }
 
 func dialRaw(t *testing.T, addr, path string) *rawWS {
@@ -276,7 +277,7 @@ func dialRaw(t *testing.T, addr, path string) *rawWS {
 	if accept != ws.AcceptKey([]byte(key)) {
 		t.Fatalf("accept %q", accept)
 	}
-	return &rawWS{t, c, br}
+	return &rawWS{t: t, c: c, br: br}
 }
 
 // frame writes a client frame: masked unless unmasked.
@@ -309,7 +310,11 @@ func (r *rawWS) frame(b0 byte, payload []byte, masked bool) {
 
 // read reads a server frame (unmasked).
 func (r *rawWS) read() (op byte, payload []byte, err error) {
-	r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	wait := r.wait
+	if wait == 0 {
+		wait = 5 * time.Second
+	}
+	r.c.SetReadDeadline(time.Now().Add(wait))
 	var h [2]byte
 	if _, err := io.ReadFull(r.br, h[:]); err != nil {
 		return 0, nil, err

@@ -53,6 +53,24 @@ type Config struct {
 	// not block. It gets the session's Request.Peer with the socket.
 	// Default nil: the socket is closed instead.
 	Handback func(fd int, peer uint32)
+	// ReadBudget is how many bytes the epoll loop reads from one socket
+	// before it turns to the others: a socket with more to read goes to
+	// the back of a ready list the loop returns to after the events at
+	// hand, so a client that never stops sending cannot keep the loop
+	// (and every other client) waiting. Default 16 KiB.
+	ReadBudget int
+	// InputTimeout ends a reading session (a WebSocket) whose input has
+	// been incomplete (a frame not yet whole, a message whose last
+	// fragment has not come) for this long: ReasonStalled. Input the hub
+	// holds back while the kind paused it does not count. Default 10s;
+	// negative: never.
+	InputTimeout time.Duration
+	// InputBudget bounds the bytes held for all reading sessions
+	// together (their incomplete frames and messages). Past it, the
+	// sweeper ends the largest holders until the total is back under
+	// it, and past twice it the session whose input grew is ended at
+	// once (ReasonInputBudget). Default 64 MiB.
+	InputBudget int64
 	// Release, if set, is given a session's Request.Peer when its
 	// socket is closed (whether or not the session opened). The hub
 	// then keeps 4 bytes per possible session for them. Called with the
@@ -74,6 +92,9 @@ func DefaultConfig() Config {
 		Workers:      runtime.GOMAXPROCS(0),
 		QueueLen:     1024,
 		MaxSessions:  max,
+		ReadBudget:   16 << 10,
+		InputTimeout: 10 * time.Second,
+		InputBudget:  64 << 20,
 	}
 }
 
@@ -96,6 +117,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = d.MaxSessions
+	}
+	if c.ReadBudget <= 0 {
+		c.ReadBudget = d.ReadBudget
+	}
+	if c.InputTimeout == 0 {
+		c.InputTimeout = d.InputTimeout
+	}
+	if c.InputBudget <= 0 {
+		c.InputBudget = d.InputBudget
 	}
 	return c
 }

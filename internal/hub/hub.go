@@ -29,11 +29,19 @@ type Hub struct {
 	table    *fdtable.Table[session]
 	peers    []uint32 // by descriptor: Request.Peer, while Config.Release is set
 	poller   *netpoll.Poller
-	pool     sync.Pool // *outbuf pending output
-	scratch  sync.Pool // *scratch for Open
-	inPool   sync.Pool // *inbuf held input
-	readers  []Reader  // by kind: the kind, if it reads its clients' input
-	inputs   *inputs   // held input of reading sessions; nil if no kind reads
+	pool     sync.Pool    // *outbuf pending output
+	scratch  sync.Pool    // *scratch for Open
+	inPool   sync.Pool    // *inbuf held input
+	readers  []Reader     // by kind: the kind, if it reads its clients' input
+	inputs   *inputs      // held input of reading sessions; nil if no kind reads
+	held     atomic.Int64 // bytes of every inbuf (inbuf.size): Config.InputBudget
+
+	// The loop's ready list: sessions with more input than one turn
+	// reads (Config.ReadBudget). ready is appended to under readyMu (the
+	// loop, and ResumeInput's goroutine); spare is the loop's own.
+	readyMu sync.Mutex
+	ready   []uint64
+	spare   []uint64
 
 	closeMu sync.RWMutex // held for reading by deliveries and opens, for writing by Close
 	closed  bool
@@ -302,6 +310,9 @@ type Stats struct {
 	// Writes is the write(2) calls on session sockets: Messages / Writes
 	// is how many messages a write carries on average.
 	Writes uint64 `json:"writes"`
+	// InputHeld is the bytes held for reading sessions' incomplete input
+	// (Config.InputBudget bounds it).
+	InputHeld int64 `json:"input_held"`
 }
 
 // Stats returns the hub's counters.
@@ -319,6 +330,7 @@ func (h *Hub) Stats() Stats {
 		Late:       h.late.Load(),
 		Heartbeats: h.heartbeats.Load(),
 		Writes:     writes.Load(),
+		InputHeld:  h.held.Load(),
 	}
 	for i, t := range h.traits {
 		st.OpenKind[t.Name] = h.byKind[i].Load()

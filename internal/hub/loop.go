@@ -12,15 +12,19 @@ import (
 // maxInput bounds what a session whose kind drops input may send.
 const maxInput = 64 << 10
 
+// keepInput is the largest input buffer a session keeps once it is empty
+// (larger ones go back to the garbage collector at once).
+const keepInput = 4 << 10
+
 // loop watches every session's socket in one epoll set: a hang-up closes
-// the session at once, input is dropped (or left for the next reader, as
-// the kind says), and a socket that can take more gets its pending
-// output.
+// the session at once, input is read (each socket at most
+// Config.ReadBudget bytes a turn, the rest after the others' turns) or
+// dropped, and a socket that can take more gets its pending output.
 func (h *Hub) loop() {
 	defer h.loops.Done()
 	var buf [2048]byte
 	var sc scratch
-	err := h.poller.Wait(func(fd int, tag uint32, ev uint32) {
+	err := h.poller.WaitMore(func(fd int, tag uint32, ev uint32) {
 		sl := h.table.Lookup(fd, tag)
 		if sl == nil {
 			return
@@ -44,10 +48,55 @@ func (h *Hub) loop() {
 			h.flush(sl, &sc)
 			sc.trim()
 		}
-	})
+	}, func() bool { return h.readReady(buf[:], &sc) })
 	if err != nil && err != netpoll.ErrClosed {
 		h.log.Error("epoll loop stopped", zap.Error(err))
 	}
+}
+
+// later puts sl on the ready list: its socket has input its turn did not
+// read (edge-triggered epoll will not tell again). sl's lock is held.
+func (h *Hub) later(sl *slot) {
+	if sl.V.flags&flagQueued != 0 {
+		return
+	}
+	sl.V.flags |= flagQueued
+	h.readyMu.Lock()
+	wake := len(h.ready) == 0
+	h.ready = append(h.ready, sl.Key())
+	h.readyMu.Unlock()
+	if wake {
+		h.poller.Wake()
+	}
+}
+
+// readReady gives every session on the ready list one more turn of
+// reading, and reports whether the list has sessions again.
+func (h *Hub) readReady(buf []byte, sc *scratch) bool {
+	h.readyMu.Lock()
+	keys := h.ready
+	h.ready = h.spare[:0]
+	h.readyMu.Unlock()
+	for _, k := range keys {
+		sl := h.table.LookupKey(k)
+		if sl == nil {
+			continue
+		}
+		sl.V.flags &^= flagQueued
+		switch {
+		case h.readers[sl.V.kind] != nil:
+			h.readInput(sl, buf, sc)
+		case !h.traits[sl.V.kind].KeepsInput:
+			h.dropInput(sl, buf)
+		}
+		sl.Unlock()
+	}
+	h.spare = keys[:0]
+	sc.trim()
+	h.readyMu.Lock()
+	more := len(h.ready) > 0
+	h.readyMu.Unlock()
+	return more
 }
 
 // dropInput reads and drops what the client sent (edge-triggered: until
@@ -55,7 +104,7 @@ func (h *Hub) loop() {
 // open.
 func (h *Hub) dropInput(sl *slot, buf []byte) bool {
 	total := 0
-	return h.drain(sl, buf, func(p []byte) bool {
+	return h.drain(sl, buf, maxInput+len(buf), func(p []byte) bool {
 		if total += len(p); total > maxInput {
 			h.close(sl, ReasonProtocol)
 			return false
@@ -64,14 +113,20 @@ func (h *Hub) dropInput(sl *slot, buf []byte) bool {
 	})
 }
 
-// drain reads sl's socket until EAGAIN (edge-triggered) or its kind
-// pauses its input, handing each read to take, which reports whether the
-// session is still open; so does drain. End of stream or a read error
-// closes the session.
-func (h *Hub) drain(sl *slot, buf []byte, take func(p []byte) bool) bool {
+// drain reads sl's socket until EAGAIN (edge-triggered), its kind pauses
+// its input, or budget bytes were read (then sl goes on the ready list
+// for another turn), handing each read to take, which reports whether
+// the session is still open; so does drain. End of stream or a read
+// error closes the session.
+func (h *Hub) drain(sl *slot, buf []byte, budget int, take func(p []byte) bool) bool {
 	for sl.V.flags&flagPaused == 0 {
+		if budget <= 0 {
+			h.later(sl)
+			return true
+		}
 		n, err := unix.Read(sl.FD(), buf)
 		if n > 0 {
+			budget -= n
 			if !take(buf[:n]) {
 				return false
 			}
@@ -91,9 +146,9 @@ func (h *Hub) drain(sl *slot, buf []byte, take func(p []byte) bool) bool {
 }
 
 // readInput hands a reading session's input to its kind: what is held,
-// then what the socket has (edge-triggered: until EAGAIN), unless the
-// kind pauses. It reports whether the session is still open. buf is a
-// read buffer (nil: one of its own).
+// then what the socket has (edge-triggered: until EAGAIN, or one turn's
+// budget), unless the kind pauses. It reports whether the session is
+// still open. buf is a read buffer (nil: one of its own).
 func (h *Hub) readInput(sl *slot, buf []byte, sc *scratch) bool {
 	v := &sl.V
 	if in := *h.inputs.at(sl.FD()); in != nil && len(in.b) > 0 && v.flags&flagPaused == 0 {
@@ -105,12 +160,12 @@ func (h *Hub) readInput(sl *slot, buf []byte, sc *scratch) bool {
 		var b [2048]byte
 		buf = b[:]
 	}
-	return h.drain(sl, buf, func(p []byte) bool { return h.input(sl, p, sc) })
+	return h.drain(sl, buf, h.cfg.ReadBudget, func(p []byte) bool { return h.input(sl, p, sc) })
 }
 
 // input hands p, after the input held, to the session's kind and holds
-// what it leaves (within MaxHeldInput). It reports whether the session
-// is still open.
+// what it leaves (within MaxHeldInput, and the hub's InputBudget). It
+// reports whether the session is still open.
 func (h *Hub) input(sl *slot, p []byte, sc *scratch) bool {
 	v := &sl.V
 	in := h.inputs.at(sl.FD())
@@ -130,12 +185,31 @@ func (h *Hub) input(sl *slot, p []byte, sc *scratch) bool {
 	if len(rest) > 0 && *in == nil {
 		*in = h.getIn()
 	}
-	if b := *in; b != nil {
-		b.b = append(b.b[:0], rest...) // rest may alias b.b: append moves it like copy
-		if len(b.b) == 0 && len(b.msg) == 0 && b.op == 0 {
-			h.putIn(b)
-			*in = nil
-		}
+	b := *in
+	if b == nil {
+		return true
+	}
+	b.b = append(b.b[:0], rest...) // rest may alias b.b: append moves it like copy
+	if n > 0 && b.op == 0 {
+		// A frame was used and no message is in fragments: what is
+		// held (part of the next frame) began now.
+		b.since = uint32(h.clock.Load() / 1e9)
+	}
+	if len(b.b) == 0 && cap(b.b) > keepInput {
+		b.b = nil
+	}
+	if len(b.msg) == 0 && cap(b.msg) > keepInput {
+		b.msg = nil
+	}
+	if len(b.b) == 0 && len(b.msg) == 0 && b.op == 0 {
+		h.putIn(b)
+		*in = nil
+		return true
+	}
+	h.account(b)
+	if h.held.Load() > 2*h.cfg.InputBudget {
+		h.finish(sl, sc, ReasonInputBudget)
+		return false
 	}
 	return true
 }

@@ -7,19 +7,22 @@ type Reason uint8
 
 // Close reasons.
 const (
-	ReasonPeer       Reason = iota // the client closed or reset the connection
-	ReasonSlow                     // pending output passed Config.MaxPending
-	ReasonTimeout                  // pending output made no progress for Config.WriteTimeout
-	ReasonWriteError               // a write failed
-	ReasonProtocol                 // the client sent more than its kind may
-	ReasonShutdown                 // the gateway is shutting down
-	ReasonAnswered                 // the session's one request was answered (a long-poll)
-	ReasonExpired                  // the client's credentials expired (Request.Expires)
-	ReasonKicked                   // an operator closed the id's sessions (router kick)
+	ReasonPeer        Reason = iota // the client closed or reset the connection
+	ReasonSlow                      // pending output passed Config.MaxPending
+	ReasonTimeout                   // pending output made no progress for Config.WriteTimeout
+	ReasonWriteError                // a write failed
+	ReasonProtocol                  // the client sent more than its kind may
+	ReasonShutdown                  // the gateway is shutting down
+	ReasonAnswered                  // the session's one request was answered (a long-poll)
+	ReasonExpired                   // the client's credentials expired (Request.Expires)
+	ReasonKicked                    // an operator closed the id's sessions (router kick)
+	ReasonRate                      // the client sent control or empty frames past its kind's rate
+	ReasonStalled                   // the client's input stayed incomplete past Config.InputTimeout
+	ReasonInputBudget               // input held for all sessions passed Config.InputBudget: the largest holders close
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered", "expired", "kicked"}
+var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered", "expired", "kicked", "rate", "stalled", "input_budget"}
 
 func (r Reason) String() string {
 	if r < numReasons {

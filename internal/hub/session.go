@@ -33,6 +33,9 @@ type session struct {
 	kind   uint8
 	flags  uint8 // the hub's, below
 	kflags uint8 // the kind's own (Session.Flags)
+	// cheap counts the cheap frames (Session.Cheap) the client sent in
+	// the current second; the sweeper sets it back to 0.
+	cheap uint8
 	// Unix seconds after which the session's credentials (its token)
 	// no longer hold and the sweeper ends it; 0: never. In the slot's
 	// padding: the slot stays 72 bytes.
@@ -49,6 +52,7 @@ const (
 	flagFinished                   // no more deliveries: the last output is being written
 	flagDirty                      // a writer gathered output for it this round
 	flagPaused                     // a reading kind paused its input (Session.PauseInput)
+	flagQueued                     // on the loop's ready list: more input to read
 )
 
 // inputs holds, by descriptor, the inbuf of each reading session that
@@ -65,6 +69,14 @@ const inputPage = 512
 
 func newInputs(cap int) *inputs {
 	return &inputs{pages: make([]atomic.Pointer[[inputPage]*inbuf], cap/inputPage+1)}
+}
+
+// peek returns fd's element, nil if its page was never made.
+func (in *inputs) peek(fd int) *inbuf {
+	if p := in.pages[fd/inputPage].Load(); p != nil {
+		return p[fd%inputPage]
+	}
+	return nil
 }
 
 // at returns fd's element, making its page if need be.
@@ -88,6 +100,20 @@ type inbuf struct {
 	b   []byte // read and not yet used
 	msg []byte // the kind's (Session.Assembly)
 	op  uint8  // the kind's, with msg
+	// since is when (unix seconds) what is held began to be incomplete:
+	// Config.InputTimeout counts from it.
+	since uint32
+	// size is the capacity of b and msg counted in Hub.held.
+	size int32
+}
+
+// account counts in's buffers' capacity in the hub's held input.
+func (h *Hub) account(in *inbuf) {
+	size := int32(cap(in.b) + cap(in.msg))
+	if d := size - in.size; d != 0 {
+		h.held.Add(int64(d))
+		in.size = size
+	}
 }
 
 // outbuf is a session's pending output: the bytes, and where each message
@@ -180,6 +206,17 @@ func (s Session) OutBuf() *[]byte  { return &s.sc.out }
 // Config.MaxPending), and reports whether the session is still open. In
 // a writer's round the output is gathered and written once at its end.
 func (s Session) Write(p []byte) bool { return s.h.write(s.sl, p, s.sc) }
+
+// Cheap counts one cheap frame from the client (a control frame, an
+// empty data frame: input that costs the gateway work and the client
+// nothing) and returns how many it sent this second (at most 255). A
+// kind closes a client past its rate (ReasonRate).
+func (s Session) Cheap() int {
+	if v := &s.sl.V; v.cheap < 255 {
+		v.cheap++
+	}
+	return int(s.sl.V.cheap)
+}
 
 // Heartbeat writes p if nothing was written for quiet, and counts it.
 func (s Session) Heartbeat(p []byte, quiet time.Duration, now int64) {
@@ -403,12 +440,20 @@ func (h *Hub) putBuf(o *outbuf) {
 func (h *Hub) getIn() *inbuf {
 	in := h.inPool.Get().(*inbuf)
 	in.b, in.msg, in.op = in.b[:0], in.msg[:0], 0
+	in.since = uint32(h.clock.Load() / 1e9)
+	h.account(in)
 	return in
 }
 
-// putIn gives in back to the pool unless it grew large.
+// putIn takes in's buffers out of the held input and gives it back to
+// the pool unless it grew large.
 func (h *Hub) putIn(in *inbuf) {
-	if in != nil && cap(in.b) <= 8<<10 && cap(in.msg) <= 8<<10 {
+	if in == nil {
+		return
+	}
+	h.held.Add(-int64(in.size))
+	in.size = 0
+	if cap(in.b) <= 8<<10 && cap(in.msg) <= 8<<10 {
 		h.inPool.Put(in)
 	}
 }

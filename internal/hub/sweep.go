@@ -1,7 +1,9 @@
 package hub
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/cometgw/comet/internal/memstat"
@@ -17,6 +19,10 @@ func (h *Hub) sweeper() {
 	defer t.Stop()
 	var sc scratch
 	var cpu memstat.Busy
+	var lastSec uint32
+	var holders []holder
+	stalled := h.cfg.InputTimeout > 0
+	stallSec := uint32(max(h.cfg.InputTimeout/time.Second, 1))
 	for {
 		select {
 		case <-h.stop:
@@ -30,8 +36,26 @@ func (h *Hub) sweeper() {
 			h.sweeps.Add(1)
 			limit := nowNS - int64(h.cfg.WriteTimeout)
 			nowSec := uint32(now.Unix())
+			newSec := nowSec != lastSec
+			lastSec = nowSec
+			over := h.inputs != nil && h.held.Load() > h.cfg.InputBudget
+			holders = holders[:0]
 			h.table.Each(func(sl *slot) {
 				v := &sl.V
+				if newSec {
+					v.cheap = 0
+				}
+				if h.inputs != nil && h.readers[v.kind] != nil {
+					if in := h.inputs.peek(sl.FD()); in != nil {
+						if stalled && v.flags&flagPaused == 0 && nowSec >= in.since+stallSec {
+							h.finish(sl, &sc, ReasonStalled)
+							return
+						}
+						if over && in.size >= keepInput {
+							holders = append(holders, holder{sl.Key(), in.size})
+						}
+					}
+				}
 				if v.out != nil && v.flags&flagHeld == 0 {
 					// Output a writer gathered (flagDirty) goes out at the
 					// end of its round or write delay: not stuck.
@@ -49,7 +73,31 @@ func (h *Hub) sweeper() {
 				}
 				h.kinds[v.kind].Tick(Session{h, sl, &sc}, nowNS)
 			})
+			if len(holders) > 0 {
+				h.shed(holders, &sc)
+			}
 			sc.trim()
+		}
+	}
+}
+
+// holder is a session holding input, and how much (inbuf.size).
+type holder struct {
+	conn uint64
+	size int32
+}
+
+// shed ends the largest holders of input until what the hub holds is
+// back within Config.InputBudget.
+func (h *Hub) shed(hs []holder, sc *scratch) {
+	slices.SortFunc(hs, func(a, b holder) int { return cmp.Compare(b.size, a.size) })
+	for _, c := range hs {
+		if h.held.Load() <= h.cfg.InputBudget {
+			return
+		}
+		if sl := h.table.LookupKey(c.conn); sl != nil {
+			h.finish(sl, sc, ReasonInputBudget)
+			sl.Unlock()
 		}
 	}
 }

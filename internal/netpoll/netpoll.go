@@ -80,9 +80,18 @@ func (p *Poller) Remove(fd int) error {
 // Wait calls handle for every event until Close is called, then returns
 // ErrClosed. Only one goroutine may call Wait.
 func (p *Poller) Wait(handle func(fd int, tag uint32, events uint32)) error {
+	return p.WaitMore(handle, nil)
+}
+
+// WaitMore is Wait for an owner that defers work: after each batch of
+// events (and after Wake), more is called, and while it reports that
+// work remains the next wait does not block, so deferred work and new
+// events take turns.
+func (p *Poller) WaitMore(handle func(fd int, tag uint32, events uint32), more func() bool) error {
 	events := make([]unix.EpollEvent, 256)
+	timeout := -1
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := unix.EpollWait(p.epfd, events, timeout)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -98,11 +107,24 @@ func (p *Poller) Wait(handle func(fd int, tag uint32, events uint32)) error {
 				if p.closed.Load() {
 					return ErrClosed
 				}
+				var b [8]byte
+				unix.Read(p.wakefd, b[:])
 				continue
 			}
 			handle(int(ev.Fd), uint32(ev.Pad), ev.Events)
 		}
+		timeout = -1
+		if more != nil && more() {
+			timeout = 0
+		}
 	}
+}
+
+// Wake makes a waiting WaitMore call more soon (work deferred from
+// another goroutine).
+func (p *Poller) Wake() {
+	var one = [8]byte{1}
+	unix.Write(p.wakefd, one[:])
 }
 
 // Close wakes Wait, which returns ErrClosed, and releases the epoll set.

@@ -44,8 +44,23 @@ type Socket struct {
 	// PongWait closes it (1001... ReasonTimeout) if no pong came within
 	// that long after. Zero Ping: never.
 	Ping, PongWait time.Duration
+	// ControlRate is how many cheap frames (pings, pongs, empty data
+	// frames) a client may send per second; past it the connection
+	// closes with 1008 (hub.ReasonRate). At most 250. Default 50.
+	ControlRate int
 	// Ops carries out client requests; nil refuses them all.
 	Ops Ops
+}
+
+// MaxControlRate is the highest ControlRate (hub.Session.Cheap counts to
+// 255).
+const MaxControlRate = 250
+
+func (k Socket) controlRate() int {
+	if k.ControlRate <= 0 {
+		return 50
+	}
+	return min(k.ControlRate, MaxControlRate)
 }
 
 // Traits implements hub.Kind: a WebSocket resumes, and reads its client.
@@ -146,15 +161,33 @@ func (Socket) Shutdown(s hub.Session) {
 		s.Write(AppendClose(b[:0], ClosePolicy, "token expired"))
 	case hub.ReasonKicked:
 		s.Write(AppendClose(b[:0], ClosePolicy, "kicked"))
+	case hub.ReasonStalled:
+		s.Write(AppendClose(b[:0], ClosePolicy, "message incomplete for too long"))
+	case hub.ReasonInputBudget:
+		s.Write(AppendClose(b[:0], CloseTooBig, "gateway input budget spent"))
 	default:
 		s.Write(AppendClose(b[:0], CloseGoingAway, "gateway shutting down"))
 	}
 }
 
 // Input reads the client's frames: control frames are answered, data
-// frames assembled into messages, and each message is a request.
+// frames assembled into messages, and each message is a request. Pings
+// are answered once per call, the last one's payload (RFC 6455 5.5.3:
+// only the most recent ping needs its pong); cheap frames past the
+// control rate close the connection.
 func (k Socket) Input(s hub.Session, p []byte) int {
 	used := 0
+	var pong []byte
+	ponging := false
+	answer := func() {
+		if ponging && s.IsOpen() {
+			b := s.OutBuf()
+			*b = AppendFrame((*b)[:0], OpPong, pong)
+			s.Write(*b)
+		}
+		ponging = false
+	}
+	defer answer()
 	for s.IsOpen() {
 		if inflight(s) >= MaxInflight {
 			s.PauseInput()
@@ -162,6 +195,7 @@ func (k Socket) Input(s hub.Session, p []byte) int {
 		}
 		f, n, err := ParseFrame(p[used:], k.maxMessage())
 		if err != nil {
+			answer()
 			fail(s, err)
 			return used
 		}
@@ -169,14 +203,18 @@ func (k Socket) Input(s hub.Session, p []byte) int {
 			return used
 		}
 		used += n
+		if (f.Op >= OpClose || len(f.Payload) == 0) && s.Cheap() > k.controlRate() {
+			answer()
+			failFor(s, &Error{Code: ClosePolicy, Reason: "too many control or empty frames"}, hub.ReasonRate)
+			return used
+		}
 		switch f.Op {
 		case OpPing:
-			b := s.OutBuf()
-			*b = AppendFrame((*b)[:0], OpPong, f.Payload)
-			s.Write(*b)
+			pong, ponging = f.Payload, true
 		case OpPong:
 			s.SetFlags(s.Flags() &^ flagPing)
 		case OpClose:
+			answer()
 			code, err := ParseClose(f.Payload)
 			if err != nil {
 				fail(s, err)
@@ -193,6 +231,9 @@ func (k Socket) Input(s hub.Session, p []byte) int {
 			s.Close(hub.ReasonPeer)
 			return used
 		default:
+			if ponging && f.Fin {
+				answer() // before the reply to a request that came after it
+			}
 			k.data(s, f)
 		}
 	}
@@ -285,11 +326,14 @@ func Answer(s hub.Session, f []byte) {
 
 // fail closes the session for a breach of the protocol, with its close
 // code and reason.
-func fail(s hub.Session, e *Error) {
+func fail(s hub.Session, e *Error) { failFor(s, e, hub.ReasonProtocol) }
+
+// failFor is fail counted as why.
+func failFor(s hub.Session, e *Error, why hub.Reason) {
 	var b [160]byte
 	s.Write(AppendClose(b[:0], e.Code, e.Reason))
 	s.Flush() // output a writer gathered goes first
-	s.Close(hub.ReasonProtocol)
+	s.Close(why)
 }
 
 // appendMessage appends a message frame: pos (empty if zero), a newline,

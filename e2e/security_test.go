@@ -35,6 +35,7 @@ type secured struct {
 	natsAddr, routerAdmin, gwAddr string
 	gwAdmin, adminTok             string
 	files                         map[string]string
+	router, gw                    *proc
 }
 
 func writeFile(t *testing.T, dir, name string, b []byte) string {
@@ -59,9 +60,9 @@ func startSecured(t *testing.T, gatewayArgs ...string) *secured {
 	s.adminTok = "admin-token-of-this-test"
 	s.files["admin"] = writeFile(t, s.dir, "admin.token", []byte(s.adminTok+"\n"))
 	s.natsAddr, s.routerAdmin, s.gwAddr, s.gwAdmin = freePort(t), freePort(t), freePort(t), freePort(t)
-	start(t, s.bin+"/router", "-nats-addr", s.natsAddr, "-admin", s.routerAdmin,
+	s.router = start(t, s.bin+"/router", "-nats-addr", s.natsAddr, "-admin", s.routerAdmin,
 		"-nats-token-file", s.files["nats"], "-admin-token-file", s.files["admin"])
-	start(t, s.bin+"/gateway", append([]string{"-addr", s.gwAddr, "-admin", s.gwAdmin, "-nats", "nats://" + s.natsAddr, "-name", "secured",
+	s.gw = start(t, s.bin+"/gateway", append([]string{"-addr", s.gwAddr, "-admin", s.gwAdmin, "-nats", "nats://" + s.natsAddr, "-name", "secured",
 		"-nats-token-file", s.files["nats"], "-admin-token-file", s.files["admin"],
 		"-auth-secret-file", s.files["secret"], "-auth-keys", s.files["keys"],
 		"-allow-origin", "https://app.example", "-head-timeout", "1s"}, gatewayArgs...)...)
@@ -85,7 +86,11 @@ func (s *secured) admin(url string, v any) (int, error) {
 	return resp.StatusCode, json.NewDecoder(resp.Body).Decode(v)
 }
 
+// hs signs claims with the HS256 secret; a token without "exp" gets one
+// an hour away (the gateway asks every token to expire), unless claims
+// has "exp": nil.
 func (s *secured) hs(t *testing.T, claims jwt.MapClaims) string {
+	withExp(claims)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.secret)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +99,7 @@ func (s *secured) hs(t *testing.T, claims jwt.MapClaims) string {
 }
 
 func (s *secured) rs(t *testing.T, kid string, claims jwt.MapClaims) string {
+	withExp(claims)
 	tk := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 	tk.Header["kid"] = kid
 	tok, err := tk.SignedString(s.rsa)
@@ -104,6 +110,18 @@ func (s *secured) rs(t *testing.T, kid string, claims jwt.MapClaims) string {
 }
 
 func exp(d time.Duration) int64 { return time.Now().Add(d).Unix() }
+
+// withExp gives claims an "exp" an hour away if they have none, and
+// takes out an "exp" of nil (a token that never expires).
+func withExp(claims jwt.MapClaims) {
+	e, ok := claims["exp"]
+	switch {
+	case !ok:
+		claims["exp"] = exp(time.Hour)
+	case e == nil:
+		delete(claims, "exp")
+	}
+}
 
 // stream opens GET path with the request shaped by prep, and returns the
 // response and a function that waits for text in its body.
@@ -177,6 +195,15 @@ func TestAttacks(t *testing.T) {
 		{"a token for another id", bearer(s.hs(t, jwt.MapClaims{"sub": "2", "exp": exp(time.Hour)})), "/test/1", 403, "token is for id 2, not 1"},
 		{"expired", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "exp": exp(-time.Minute)})), "/sse/1", 401, "token expired"},
 		{"not yet valid", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "nbf": exp(time.Hour)})), "/poll/1", 401, "token not valid yet"},
+		{"issued in the future", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "iat": exp(time.Hour)})), "/sse/1", 401, "token not valid yet"},
+		{"no exp (never expires)", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "exp": nil})), "/test/1", 401, "token has no exp"},
+		{"a year's token", bearer(s.hs(t, jwt.MapClaims{"sub": "1", "exp": exp(365 * 24 * time.Hour)})), "/test/1", 401, "token expires in"},
+		{"a critical extension", bearer(func() string {
+			tk := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "1", "exp": exp(time.Hour)})
+			tk.Header["crit"] = []string{"b64"}
+			tok, _ := tk.SignedString(s.secret)
+			return tok
+		}()), "/test/1", 401, "token names critical extensions"},
 		{"alg none", bearer(b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + "."), "/test/1", 401, "token algorithm not accepted"},
 		{"HS256 signed with the RSA public key", bearer(func() string {
 			tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "1"}).SignedString(pubPEM)
@@ -310,7 +337,7 @@ func TestAttacks(t *testing.T) {
 	if code, err := s.admin("http://"+s.gwAdmin+"/stats", &st); code != 200 || err != nil {
 		t.Fatalf("gateway stats: %d %v", code, err)
 	}
-	want := map[string]uint64{"no_token": 3, "forbidden_id": 1, "expired": 1, "not_yet_valid": 1, "algorithm": 1,
+	want := map[string]uint64{"no_token": 3, "forbidden_id": 1, "expired": 1, "not_yet_valid": 2, "algorithm": 1, "no_exp": 1, "lifetime": 1, "crit": 1,
 		"signature": 3, "unverifiable": 1, "scheme": 1, "origin": 3, "forbidden_topic": 2}
 	for code, n := range want {
 		if st.Refused[code] != n {

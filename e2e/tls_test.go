@@ -185,4 +185,13 @@ func TestTLSProxy(t *testing.T) {
 			t.Fatalf("plain HTTP on the TLS port: %s %q", resp.Status, body)
 		}
 	}
+	// The proxy's access log has the requests, none with its query: the
+	// WebSocket and EventSource clients' tokens came in ?token=.
+	waitFor(t, "the WebSocket's request in nginx's access log", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "access.log"))
+		return bytes.Contains(b, []byte("GET /ws/15 "))
+	})
+	if b, _ := os.ReadFile(filepath.Join(dir, "access.log")); bytes.Contains(b, []byte("token")) || bytes.Contains(b, []byte(tok(15)[:20])) {
+		t.Fatalf("a token in nginx's access log:\n%s", b)
+	}
 }

@@ -1,9 +1,11 @@
 package embeddednats
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -61,6 +63,25 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{Addr: "127.0.0.1:4222", ReadyTimeout: 10 * time.Second, MaxPayload: 8 << 20}
+}
+
+// ClusterAuthorized reports whether the nats-server configuration file
+// path (nats-server's own parser reads it) makes servers that join the
+// cluster authenticate: a cluster authorization block (a user and
+// password, or a token), or TLS that verifies their certificates.
+func ClusterAuthorized(path string) (bool, error) {
+	if path == "" {
+		return false, nil
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		return false, fmt.Errorf("embeddednats: %w", err)
+	}
+	c := opts.Cluster
+	if c.Username != "" && c.Password != "" {
+		return true, nil
+	}
+	return c.TLSConfig != nil && c.TLSConfig.ClientAuth == tls.RequireAndVerifyClientCert, nil
 }
 
 // Server is a running embedded nats-server.
@@ -131,6 +152,16 @@ func Start(cfg Config) (*Server, error) {
 		}
 		if len(cfg.Routes) > 0 {
 			opts.Routes = server.RoutesFromStr(strings.Join(cfg.Routes, ","))
+			// Routes given without credentials log in with this
+			// server's own cluster authorization: every server of the
+			// cluster shares it (router nats-auth writes it once).
+			if opts.Cluster.Username != "" {
+				for _, u := range opts.Routes {
+					if u.User == nil {
+						u.User = url.UserPassword(opts.Cluster.Username, opts.Cluster.Password)
+					}
+				}
+			}
 		}
 	} else if len(cfg.Routes) > 0 {
 		return nil, fmt.Errorf("embeddednats: routes %v without a cluster address to listen on", cfg.Routes)

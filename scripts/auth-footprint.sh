@@ -11,7 +11,7 @@ N=${N:-10000}
 tmp=$(mktemp -d)
 . scripts/bench-lib.sh
 trap 'stop_and_restore; rm -rf "$tmp"' EXIT
-head -c 48 /dev/urandom | base64 -w0 > "$tmp/secret"
+(umask 077; head -c 48 /dev/urandom | base64 -w0 > "$tmp/secret")
 "$BIN/router" -nats-addr 127.0.0.1:4642 -admin 127.0.0.1:8679 -log-level warn > "$tmp/router.log" 2>&1 &
 pids+=($!)
 sleep 1

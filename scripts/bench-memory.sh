@@ -70,7 +70,7 @@ for n in $SIZES; do
 			gwextra=()
 			if [ "$server" = comet-auth ]; then
 				# Every client presents a token (HS256) for its id.
-				[ -e "$out/auth.secret" ] || head -c 48 /dev/urandom | base64 -w0 > "$out/auth.secret"
+				[ -e "$out/auth.secret" ] || (umask 077; head -c 48 /dev/urandom | base64 -w0 > "$out/auth.secret")
 				gwextra=(-auth-secret-file "$out/auth.secret")
 				extra=(-token-secret-file "$out/auth.secret")
 			fi

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/cli"
 
 	"go.uber.org/zap"
@@ -56,7 +57,10 @@ Flags:
 	fs.DurationVar(&cfg.SSEHeartbeat, "sse-heartbeat", cfg.SSEHeartbeat, "write an SSE comment on a stream quiet this long (negative: never)")
 	fs.DurationVar(&cfg.StreamHeartbeat, "stream-heartbeat", cfg.StreamHeartbeat, "write a newline chunk on a /test stream quiet this long (0: never)")
 	fs.DurationVar(&cfg.SSERetry, "sse-retry", cfg.SSERetry, "reconnection delay EventSource clients are told")
-	fs.IntVar(&cfg.WSMaxMessage, "ws-max-message", cfg.WSMaxMessage, "bytes of the longest WebSocket client message (past it the socket closes with 1009)")
+	fs.IntVar(&cfg.WSMaxMessage, "ws-max-message", cfg.WSMaxMessage, "bytes of the longest WebSocket client message, at most 1 MiB (past it the socket closes with 1009)")
+	fs.IntVar(&cfg.WSControlRate, "ws-control-rate", cfg.WSControlRate, "pings, pongs and empty frames a WebSocket client may send per second (at most 250); past it the socket closes with 1008")
+	fs.DurationVar(&cfg.Hub.InputTimeout, "ws-message-timeout", cfg.Hub.InputTimeout, "close a WebSocket client whose frame or fragmented message stays incomplete this long (1008; negative: never)")
+	fs.Int64Var(&cfg.Hub.InputBudget, "input-budget", cfg.Hub.InputBudget, "bytes of incomplete client input (WebSocket frames and messages) this process holds in all; past it the largest holders are closed (1009)")
 	fs.DurationVar(&cfg.WSPing, "ws-ping", cfg.WSPing, "ping a WebSocket client after this long without a write (negative: never)")
 	fs.DurationVar(&cfg.WSPongWait, "ws-pong-wait", cfg.WSPongWait, "close a WebSocket client whose pong has not come this long after the ping")
 	wsPublish := fs.Bool("ws-publish", true, "let WebSocket clients publish to the topics they are in")
@@ -64,7 +68,11 @@ Flags:
 	fs.IntVar(&cfg.InboundLimit, "inbound-limit", cfg.InboundLimit, "bytes of frames from the routers NATS may hold for this gateway (the routers' windows keep it far below)")
 	fs.StringVar(&cfg.Auth.SecretFile, "auth-secret-file", "", "ask clients for tokens (JWT) signed HS256 with the secret in this file (at least 32 bytes)")
 	fs.StringVar(&cfg.Auth.KeysFile, "auth-keys", "", "ask clients for tokens (JWT) signed by these public keys: PEM or JWKS (RS256, ES256, EdDSA; kid honoured)")
-	fs.DurationVar(&cfg.Auth.Leeway, "auth-leeway", 0, "clock skew allowed on a token's exp and nbf")
+	fs.DurationVar(&cfg.Auth.Leeway, "auth-leeway", 0, "clock skew allowed on a token's exp, nbf and iat")
+	fs.BoolVar(&cfg.Auth.AllowNoExp, "auth-allow-no-exp", false, "accept tokens without an exp claim (they never expire)")
+	fs.StringVar(&cfg.Auth.Audience, "auth-audience", "", "ask every token's aud claim to include this audience")
+	fs.StringVar(&cfg.Auth.Issuer, "auth-issuer", "", "ask every token's iss claim to be this issuer")
+	fs.DurationVar(&cfg.Auth.MaxLifetime, "auth-max-lifetime", auth.DefaultMaxLifetime, "refuse tokens that expire further than this from now (negative: no bound)")
 	fs.StringVar(&cfg.AuthCookie, "auth-cookie", cfg.AuthCookie, "the cookie a token may come in (besides Authorization: Bearer and ?token=)")
 	fs.BoolVar(&cfg.InsecureOpen, "insecure-open", false, "serve clients without tokens, and the admin API without a token, on addresses beyond loopback")
 	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "ask admin requests for this bearer token (needed for an -admin beyond loopback)")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cometgw/comet/internal/cli"
+	"github.com/cometgw/comet/internal/natsconn"
 
 	"go.uber.org/zap"
 
@@ -99,7 +100,7 @@ Flags:
 	if err != nil {
 		return err
 	}
-	log.Info("router running", zap.String("nats", r.NATSURL()), zap.String("admin", r.AdminAddr()), zap.Int("pid", os.Getpid()))
+	log.Info("router running", zap.String("nats", natsconn.Redact(r.NATSURL())), zap.String("admin", r.AdminAddr()), zap.Int("pid", os.Getpid()))
 	ran := make(chan error, 1)
 	go func() { ran <- r.Run(ctx.Done()) }()
 	select {

@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cometgw/comet/internal/ids"
+	"github.com/cometgw/comet/internal/obs"
 )
 
 // Config says where a Verifier's keys are.
@@ -32,7 +33,20 @@ type Config struct {
 	// MaxTokenLen refuses longer tokens before parsing them. Default
 	// 8192.
 	MaxTokenLen int
+	// AllowNoExp accepts tokens without an "exp" claim (they never
+	// expire). Default false: a token must say when it expires.
+	AllowNoExp bool
+	// Audience and Issuer, if set, are asked of every token's "aud"
+	// (one of its values) and "iss". Default "": not checked.
+	Audience, Issuer string
+	// MaxLifetime refuses a token whose "exp" is further than this from
+	// now: a token leaked from a log or a page cannot be kept for ever.
+	// Default 24h; negative: no bound.
+	MaxLifetime time.Duration
 }
+
+// DefaultMaxLifetime is Config.MaxLifetime's default.
+const DefaultMaxLifetime = 24 * time.Hour
 
 // Enabled reports whether c names any key.
 func (c Config) Enabled() bool { return c.SecretFile != "" || c.KeysFile != "" }
@@ -87,10 +101,12 @@ var ErrNoToken = Unauthorized("no_token", "no token: send Authorization: Bearer 
 
 // Verifier checks tokens against its keys.
 type Verifier struct {
-	keys   []key
-	algs   []string
-	parser *jwt.Parser
-	maxLen int
+	keys     []key
+	algs     []string
+	parser   *jwt.Parser
+	maxLen   int
+	lifetime time.Duration // 0: no bound
+	leeway   time.Duration
 }
 
 // key is one verification key and the one algorithm it allows.
@@ -134,7 +150,24 @@ func Load(c Config) (*Verifier, error) {
 			v.algs = append(v.algs, k.alg)
 		}
 	}
-	v.parser = jwt.NewParser(jwt.WithValidMethods(v.algs), jwt.WithLeeway(c.Leeway))
+	opts := []jwt.ParserOption{jwt.WithValidMethods(v.algs), jwt.WithLeeway(c.Leeway), jwt.WithIssuedAt()}
+	if !c.AllowNoExp {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
+	if c.Audience != "" {
+		opts = append(opts, jwt.WithAudience(c.Audience))
+	}
+	if c.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(c.Issuer))
+	}
+	v.parser = jwt.NewParser(opts...)
+	v.leeway = c.Leeway
+	switch {
+	case c.MaxLifetime == 0:
+		v.lifetime = DefaultMaxLifetime
+	case c.MaxLifetime > 0:
+		v.lifetime = c.MaxLifetime
+	}
 	return v, nil
 }
 
@@ -172,6 +205,9 @@ func (v *Verifier) Verify(tok string) (Claims, error) {
 	c := Claims{ID: id, Topics: tc.Topics, Send: tc.Send}
 	if tc.ExpiresAt != nil {
 		c.Expires = tc.ExpiresAt.Time
+		if v.lifetime > 0 && time.Until(c.Expires) > v.lifetime+v.leeway {
+			return Claims{}, Unauthorized("lifetime", "token expires in %s: more than the %s the gateway accepts", time.Until(c.Expires).Round(time.Second), v.lifetime)
+		}
 	}
 	return c, nil
 }
@@ -179,6 +215,11 @@ func (v *Verifier) Verify(tok string) (Claims, error) {
 // keyFor picks the keys that may have signed t: those of its algorithm,
 // and of its key id if it names one.
 func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		// RFC 7515 4.1.11: extensions a recipient does not understand
+		// make the token invalid; this gateway understands none.
+		return nil, errCrit
+	}
 	alg := t.Method.Alg()
 	kid, _ := t.Header["kid"].(string)
 	var set jwt.VerificationKeySet
@@ -199,9 +240,19 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 	return set, nil
 }
 
+var errCrit = errors.New("token names critical extensions (crit) this gateway does not understand")
+
 // refusal turns a parse error into the reason a client is told.
 func refusal(err error) *Error {
 	switch {
+	case errors.Is(err, errCrit):
+		return Unauthorized("crit", "%v", errCrit)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && strings.Contains(err.Error(), "exp claim"):
+		return Unauthorized("no_exp", "token has no exp: the gateway asks every token to expire")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience), errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && strings.Contains(err.Error(), "aud claim"):
+		return Unauthorized("audience", "token audience (aud) is not this gateway's")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && strings.Contains(err.Error(), "iss claim"):
+		return Unauthorized("issuer", "token issuer (iss) is not the one the gateway trusts")
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return Unauthorized("malformed", "token malformed")
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -229,7 +280,8 @@ func clip(s string) string {
 
 // Codes lists every Code a Verifier or the gateway gives, for counters.
 var Codes = []string{"no_token", "scheme", "too_large", "malformed", "algorithm", "signature", "expired",
-	"not_yet_valid", "unverifiable", "subject", "invalid", "forbidden_id", "forbidden_topic", "origin"}
+	"not_yet_valid", "unverifiable", "subject", "invalid", "no_exp", "audience", "issuer", "lifetime", "crit",
+	"forbidden_id", "forbidden_topic", "origin"}
 
 // IsLoopback reports whether a listen address (host:port) accepts only
 // connections from this machine: a loopback IP or "localhost". An empty
@@ -249,6 +301,9 @@ func IsLoopback(addr string) bool {
 // ReadSecret reads an HS256 secret: the file's bytes without a trailing
 // newline, at least 32 of them.
 func ReadSecret(path string) ([]byte, error) {
+	if err := obs.CheckSecretFile(path); err != nil {
+		return nil, fmt.Errorf("auth: secret: %w", err)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("auth: secret: %w", err)

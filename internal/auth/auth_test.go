@@ -87,6 +87,60 @@ func sign(t testing.TB, m jwt.SigningMethod, k any, kid string, claims jwt.MapCl
 	return s
 }
 
+// signHeader signs claims HS256 with extra header members.
+func signHeader(t testing.TB, k []byte, header map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	for name, v := range header {
+		tok.Header[name] = v
+	}
+	s, err := tok.SignedString(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Audience, issuer and tokens that never expire are the operator's
+// choice: each is refused or let through as configured.
+func TestTokenPolicy(t *testing.T) {
+	p := write(t, "secret", secret)
+	strict, err := Load(Config{SecretFile: p, Audience: "comet", Issuer: "https://auth.example", MaxLifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lax, err := Load(Config{SecretFile: p, AllowNoExp: true, MaxLifetime: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(30 * time.Minute).Unix()
+	for _, c := range []struct {
+		name   string
+		v      *Verifier
+		claims jwt.MapClaims
+		code   string // "": accepted
+	}{
+		{"audience and issuer", strict, jwt.MapClaims{"sub": "1", "exp": exp, "aud": []string{"x", "comet"}, "iss": "https://auth.example"}, ""},
+		{"no audience", strict, jwt.MapClaims{"sub": "1", "exp": exp, "iss": "https://auth.example"}, "audience"},
+		{"another audience", strict, jwt.MapClaims{"sub": "1", "exp": exp, "aud": "other", "iss": "https://auth.example"}, "audience"},
+		{"another issuer", strict, jwt.MapClaims{"sub": "1", "exp": exp, "aud": "comet", "iss": "https://evil.example"}, "issuer"},
+		{"past the max lifetime", strict, jwt.MapClaims{"sub": "1", "exp": time.Now().Add(2 * time.Hour).Unix(), "aud": "comet", "iss": "https://auth.example"}, "lifetime"},
+		{"no exp allowed", lax, jwt.MapClaims{"sub": "1"}, ""},
+		{"a year allowed", lax, jwt.MapClaims{"sub": "1", "exp": time.Now().Add(365 * 24 * time.Hour).Unix()}, ""},
+	} {
+		_, err := c.v.Verify(sign(t, jwt.SigningMethodHS256, secret, "", c.claims))
+		got := ""
+		if e, ok := err.(*Error); ok {
+			got = e.Code
+		} else if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got != c.code {
+			t.Errorf("%s: refused %q (%v), want %q", c.name, got, err, c.code)
+		}
+	}
+}
+
 func claims(sub string, exp time.Duration) jwt.MapClaims {
 	c := jwt.MapClaims{"sub": sub}
 	if exp != 0 {
@@ -117,7 +171,7 @@ func TestVerify(t *testing.T) {
 			{"RS256", sign(t, jwt.SigningMethodRS256, ks.rsa, "rsa1", claims("42", time.Hour))},
 			{"RS256 without kid", sign(t, jwt.SigningMethodRS256, ks.rsa, "", claims("42", time.Hour))},
 			{"ES256", sign(t, jwt.SigningMethodES256, ks.ec, "ec1", claims("42", time.Hour))},
-			{"EdDSA", sign(t, jwt.SigningMethodEdDSA, ks.ed, "ed1", claims("42", 0))},
+			{"EdDSA", sign(t, jwt.SigningMethodEdDSA, ks.ed, "ed1", claims("42", time.Hour))},
 		}
 		for _, g := range good {
 			c, err := v.Verify(g.tok)
@@ -158,7 +212,11 @@ func TestRefused(t *testing.T) {
 		{"tampered payload", parts[0] + "." + b64([]byte(`{"sub":"43"}`)) + "." + parts[2], "token signature invalid"},
 		{"tampered signature", parts[0] + "." + parts[1] + "." + b64([]byte("0123456789abcdef0123456789abcdef")), "token signature invalid"},
 		{"expired", sign(t, jwt.SigningMethodHS256, secret, "", claims("42", -time.Minute)), "token expired"},
-		{"not valid yet", sign(t, jwt.SigningMethodHS256, secret, "", jwt.MapClaims{"sub": "42", "nbf": time.Now().Add(time.Hour).Unix()}), "token not valid yet"},
+		{"not valid yet", sign(t, jwt.SigningMethodHS256, secret, "", jwt.MapClaims{"sub": "42", "nbf": time.Now().Add(time.Hour).Unix(), "exp": time.Now().Add(2 * time.Hour).Unix()}), "token not valid yet"},
+		{"issued in the future", sign(t, jwt.SigningMethodHS256, secret, "", jwt.MapClaims{"sub": "42", "iat": time.Now().Add(time.Hour).Unix(), "exp": time.Now().Add(2 * time.Hour).Unix()}), "token not valid yet"},
+		{"no exp", sign(t, jwt.SigningMethodHS256, secret, "", claims("42", 0)), "token has no exp"},
+		{"beyond the lifetime", sign(t, jwt.SigningMethodHS256, secret, "", claims("42", 25*time.Hour)), "token expires in 2"},
+		{"crit", signHeader(t, secret, map[string]any{"crit": []string{"exp2"}, "exp2": 1}, claims("42", time.Hour)), "token names critical extensions"},
 		{"unknown kid", sign(t, jwt.SigningMethodRS256, ks.rsa, "rsa9", claims("42", time.Hour)), `token unverifiable: no RS256 key with kid "rsa9"`},
 		{"another RSA key", sign(t, jwt.SigningMethodRS256, otherRSA, "rsa1", claims("42", time.Hour)), "token signature invalid"},
 		{"RS384 not accepted", sign(t, jwt.SigningMethodRS384, ks.rsa, "rsa1", claims("42", time.Hour)), "token algorithm not accepted"},
@@ -260,7 +318,7 @@ func ExampleVerifier_Verify() {
 	p := filepath.Join(dir, "secret")
 	os.WriteFile(p, secret, 0o600)
 	v, _ := Load(Config{SecretFile: p})
-	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "123"}).SignedString(secret)
+	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "123", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
 	c, err := v.Verify(tok)
 	fmt.Println(c.ID, err)
 	// Output: 123 <nil>
@@ -287,10 +345,14 @@ func TestAppendHS256(t *testing.T) {
 	if c, err := v.Verify(tok); err != nil || c.ID != 123 || c.Expires.Unix() != exp.Unix() {
 		t.Fatalf("%s: %+v, %v", tok, c, err)
 	}
-	if c, err := v.Verify(string(AppendHS256(nil, secret, -5, time.Time{}))); err != nil || c.ID != -5 || !c.Expires.IsZero() {
+	lax, err := Load(Config{SecretFile: write(t, "s2", secret), AllowNoExp: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := lax.Verify(string(AppendHS256(nil, secret, -5, time.Time{}))); err != nil || c.ID != -5 || !c.Expires.IsZero() {
 		t.Fatalf("%+v, %v", c, err)
 	}
-	if _, err := v.Verify(string(AppendHS256(nil, []byte("another secret, 32 bytes or more."), 1, time.Time{}))); err == nil {
+	if _, err := lax.Verify(string(AppendHS256(nil, []byte("another secret, 32 bytes or more."), 1, time.Time{}))); err == nil {
 		t.Fatal("a token of another secret passed")
 	}
 }

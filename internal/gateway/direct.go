@@ -281,14 +281,18 @@ func (g *Gateway) directWS(fd int, peer peerlimit.Ref, r streamRequest) bool {
 	return true
 }
 
-// directAccess lets a direct stream request in: always without client
-// tokens; with them, if its Bearer token is good for its id and it has
-// no Origin to check.
+// directAccess lets a direct stream request in if it has no Origin to
+// check (one that has goes to fasthttp, where access.check decides it as
+// it decides every request): without client tokens, always; with them,
+// if its Bearer token is good for its id.
 func (g *Gateway) directAccess(r streamRequest) (time.Time, bool) {
+	if r.origin {
+		return time.Time{}, false
+	}
 	if g.access.verifier == nil {
 		return time.Time{}, true
 	}
-	if r.origin || r.authz == nil {
+	if r.authz == nil {
 		return time.Time{}, false
 	}
 	return g.access.verifyDirect(r.authz, r.id)

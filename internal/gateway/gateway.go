@@ -23,6 +23,7 @@ import (
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/peerlimit"
 	"github.com/cometgw/comet/internal/wire"
+	"github.com/cometgw/comet/internal/ws"
 )
 
 // Config configures a Gateway.
@@ -113,8 +114,13 @@ type Config struct {
 	// the proxy's address; limit there, deploy/nginx/comet.conf).
 	PerAddr peerlimit.Limits
 	// WSMaxMessage bounds a WebSocket client's message (all its
-	// fragments); past it the socket closes with 1009. Default 64 KiB.
+	// fragments); past it the socket closes with 1009. Default 16 KiB;
+	// at most MaxWSMessage.
 	WSMaxMessage int
+	// WSControlRate is how many cheap frames (pings, pongs, empty
+	// frames) a WebSocket client may send per second; past it the
+	// socket closes with 1008 (closed "rate"). Default 50; at most 250.
+	WSControlRate int
 	// WSPing pings a WebSocket client after this long without a write,
 	// and WSPongWait closes it if its pong has not come that long after.
 	// Defaults 30s and 10s; negative WSPing: never.
@@ -131,6 +137,10 @@ type Config struct {
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
+
+// MaxWSMessage is the largest -ws-max-message: what the hub holds of one
+// client's input (hub.MaxHeldInput) bounds it.
+const MaxWSMessage = 1 << 20
 
 // DefaultName is the default gateway name for this process.
 func DefaultName() string {
@@ -170,7 +180,8 @@ func DefaultConfig() Config {
 		AuthCookie:     "comet_token",
 		AllowOrigin:    "*",
 		HeadTimeout:    10 * time.Second,
-		WSMaxMessage:   64 << 10,
+		WSMaxMessage:   16 << 10,
+		WSControlRate:  50,
 		WSPing:         30 * time.Second,
 		WSPongWait:     10 * time.Second,
 	}
@@ -192,6 +203,12 @@ func (c *Config) Validate() error {
 	}
 	if err := validOrigin(c.AllowOrigin); err != nil {
 		return err
+	}
+	if c.WSMaxMessage > MaxWSMessage {
+		return fmt.Errorf("gateway: -ws-max-message %d: at most %d (1 MiB)", c.WSMaxMessage, MaxWSMessage)
+	}
+	if c.WSControlRate < 0 || c.WSControlRate > ws.MaxControlRate {
+		return fmt.Errorf("gateway: -ws-control-rate %d: want 1 to %d", c.WSControlRate, ws.MaxControlRate)
 	}
 	if c.PerAddr.Conns < 0 || c.PerAddr.Rate < 0 {
 		return fmt.Errorf("gateway: per-address limits %d connections, %d a second: want 0 (none) or more", c.PerAddr.Conns, c.PerAddr.Rate)
@@ -271,6 +288,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.WSMaxMessage <= 0 {
 		cfg.WSMaxMessage = def.WSMaxMessage
 	}
+	if cfg.WSControlRate == 0 {
+		cfg.WSControlRate = def.WSControlRate
+	}
 	if cfg.WSPing == 0 {
 		cfg.WSPing = def.WSPing
 	}
@@ -338,7 +358,8 @@ func New(cfg Config) (*Gateway, error) {
 		MaxRequestBodySize:           64 << 10,
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
-		Logger:                       zap.NewStdLog(g.log.Named("fasthttp")),
+		Logger:                       obs.RedactingLogger{Log: g.log.Named("fasthttp")},
+		SecureErrorLogMessage:        true, // a head it could not parse is not logged (it holds tokens)
 		Concurrency:                  1 << 20,
 		DisablePreParseMultipartForm: true,
 	}
@@ -390,7 +411,7 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
-	g.log.Info("gateway listening", zap.Stringer("addr", g.ln.Addr()), zap.String("nats", nc.ConnectedUrl()),
+	g.log.Info("gateway listening", zap.Stringer("addr", g.ln.Addr()), zap.String("nats", nc.ConnectedUrlRedacted()),
 		zap.Int("max_sessions", g.hub.Config().MaxSessions))
 	return g, nil
 }
@@ -516,13 +537,14 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	m.Counter("heartbeats_total", "Heartbeats written to quiet SSE and chunked streams.", nil, func() uint64 { return h.Stats().Heartbeats })
 	m.Counter("sessions_opened_total", "Sessions opened, of every kind (a long-poll opens one per poll).", nil, func() uint64 { return h.Stats().Opened })
 	for _, r := range hub.Reasons() {
-		m.Counter("sessions_closed_total", "Sessions closed, by reason (answered: a long-poll's answer was written).", prometheus.Labels{"reason": r.String()},
+		m.Counter("sessions_closed_total", "Sessions closed, by reason (answered: a long-poll's answer was written; rate: too many control or empty WebSocket frames; stalled: a message incomplete past -ws-message-timeout; input_budget: the largest holders of input past -input-budget).", prometheus.Labels{"reason": r.String()},
 			func() uint64 { return h.Closes(r) })
 	}
 	m.Counter("messages_total", "Messages written to sessions (gathered, for a long-poll).", nil, func() uint64 { return h.Stats().Messages })
 	m.Counter("bytes_total", "Bytes written to sessions.", nil, func() uint64 { return h.Stats().Bytes })
 	m.Counter("stale_deliveries_total", "Deliveries to sessions already closed.", nil, func() uint64 { return h.Stats().Stale })
 	m.Counter("rejected_total", "Sessions refused (limit, shutdown, no descriptor).", nil, func() uint64 { return h.Stats().Rejected })
+	m.Gauge("input_held_bytes", "Bytes held for clients' incomplete input (WebSocket frames and messages); -input-budget bounds it.", nil, func() float64 { return float64(h.Stats().InputHeld) })
 	m.Counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
 	m.Gauge("inbound_bytes", "Frames from the routers NATS holds for this gateway.", nil, func() float64 { b, _, _ := g.link.inboundStats(); return float64(b) })
 	m.Counter("inbound_dropped_total", "Frames from the routers NATS dropped past the inbound limit.", nil, func() uint64 { _, _, d := g.link.inboundStats(); return d })

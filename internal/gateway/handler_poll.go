@@ -9,6 +9,7 @@ import (
 
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/peerlimit"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -72,7 +73,7 @@ func (g *Gateway) handback(fd int, peer uint32) {
 	}
 	go func() {
 		if err := g.srv.ServeConn(c); err != nil && g.log.Core().Enabled(zap.DebugLevel) {
-			g.log.Debug("long-poll connection ended", zap.Error(err))
+			g.log.Debug("long-poll connection ended", zap.String("error", obs.Redact(err.Error())))
 		}
 	}()
 }

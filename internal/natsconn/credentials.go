@@ -3,7 +3,6 @@ package natsconn
 import (
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/nats-io/nats.go"
 
@@ -24,8 +23,13 @@ type Credentials struct {
 	CredsFile string
 }
 
-// AddFlags adds -nats-token-file, -nats-nkey and -nats-creds to fs.
+// AddFlags adds -nats-token-file, -nats-nkey and -nats-creds to fs, and
+// -allow-open-secrets (obs.AllowOpenSecrets: every secret file of the
+// process).
 func (c *Credentials) AddFlags(fs *flag.FlagSet) {
+	if fs.Lookup("allow-open-secrets") == nil {
+		fs.BoolVar(&obs.AllowOpenSecrets, "allow-open-secrets", false, "read secret files (tokens, secrets, NKey seeds) that group or others may read (refused by default)")
+	}
 	fs.StringVar(&c.TokenFile, "nats-token-file", c.TokenFile, "file holding the token NATS asks for")
 	fs.StringVar(&c.NKeyFile, "nats-nkey", c.NKeyFile, "file holding this process's NKey seed, for a NATS server that knows its public key")
 	fs.StringVar(&c.CredsFile, "nats-creds", c.CredsFile, "NATS credentials file (user JWT and seed)")
@@ -50,13 +54,16 @@ func (c Credentials) Options() ([]nats.Option, error) {
 		}
 		return []nats.Option{nats.Token(tok)}, nil
 	case c.NKeyFile != "":
+		if err := obs.CheckSecretFile(c.NKeyFile); err != nil {
+			return nil, fmt.Errorf("nats nkey: %w", err)
+		}
 		o, err := nats.NkeyOptionFromSeed(c.NKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("nats nkey %s: %w", c.NKeyFile, err)
 		}
 		return []nats.Option{o}, nil
 	case c.CredsFile != "":
-		if _, err := os.Stat(c.CredsFile); err != nil {
+		if err := obs.CheckSecretFile(c.CredsFile); err != nil {
 			return nil, fmt.Errorf("nats creds: %w", err)
 		}
 		return []nats.Option{nats.UserCredentials(c.CredsFile)}, nil

@@ -2,6 +2,8 @@ package natsconn
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +30,30 @@ type Options struct {
 	// OnReconnect, if set, is called after each reconnection (with
 	// Reconnect), from NATS's callback goroutine.
 	OnReconnect func(nc *nats.Conn)
+}
+
+// Redact returns NATS URLs (one, or a comma-separated list) fit for a
+// log: a user, password or token in them is replaced by "redacted".
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if !strings.Contains(p, "@") {
+			continue
+		}
+		if !strings.Contains(p, "://") {
+			p = "nats://" + p
+		}
+		u, err := url.Parse(p)
+		if err != nil || u.User == nil {
+			// Unparseable: keep only what follows the last '@'.
+			parts[i] = "redacted@" + p[strings.LastIndex(p, "@")+1:]
+			continue
+		}
+		u.User = url.User("redacted")
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // Connect dials url with o.
@@ -58,7 +84,7 @@ func Connect(url string, o Options) (*nats.Conn, error) {
 				}
 			}),
 			nats.ReconnectHandler(func(nc *nats.Conn) {
-				log.Info("nats reconnected", zap.String("url", nc.ConnectedUrl()), zap.String("server", nc.ConnectedServerName()))
+				log.Info("nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()), zap.String("server", nc.ConnectedServerName()))
 				if o.OnReconnect != nil {
 					o.OnReconnect(nc)
 				}
@@ -75,7 +101,7 @@ func Connect(url string, o Options) (*nats.Conn, error) {
 			return nc, nil
 		}
 		if !time.Now().Before(deadline) {
-			return nil, fmt.Errorf("connect to nats %s: %w (is the router running?)", url, err)
+			return nil, fmt.Errorf("connect to nats %s: %w (is the router running?)", Redact(url), err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -1,6 +1,8 @@
 package natsconn
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,6 +63,10 @@ func Roles() []Role {
 	}
 }
 
+// RouteUser is the user other servers of a cluster log in as on its
+// cluster port (the password is the route secret WriteRoles makes).
+const RouteUser = "comet-route"
+
 // WriteRoles makes an NKey for each role in dir (ROLE.nk, the seed, for
 // the process's -nats-nkey) and a nats-server authorization block that
 // lets each public key do what its role may and nothing else
@@ -100,6 +106,15 @@ func WriteRoles(dir string) ([]string, error) {
 			r.Name, pub, quoteList(r.Publish), quoteList(r.Subscribe))
 	}
 	conf.WriteString("  ]\n}\n")
+	// Servers that join one another as a cluster (-nats-cluster) prove
+	// themselves with this secret; a stranger's server that dials the
+	// cluster port is refused and reads nothing.
+	var secret [24]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return written, err
+	}
+	fmt.Fprintf(&conf, "# The cluster's route secret: other servers of the cluster give it (the\n# router adds it to its -nats-routes); keep this file private.\n")
+	fmt.Fprintf(&conf, "cluster {\n  authorization { user: %s, password: %q }\n}\n", RouteUser, hex.EncodeToString(secret[:]))
 	path := filepath.Join(dir, "nats-auth.conf")
 	if err := writeNew(path, []byte(conf.String())); err != nil {
 		return written, err

@@ -90,6 +90,7 @@ func Write(cfg Config) (Files, error) {
 		{"/etc/comet/tls/fullchain.pem", cert},
 		{"/etc/comet/tls/privkey.pem", key},
 		{"server 127.0.0.1:8000;", "server " + cfg.Gateway + ";"},
+		{"/var/log/nginx/comet.access.log", filepath.Join(cfg.Dir, "access.log")},
 	} {
 		if !strings.Contains(site, r[0]) {
 			return f, fmt.Errorf("nginxproxy: %s no longer has %q", cfg.Template, r[0])

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/netutil"
 )
 
 // NewLogger returns a production zap logger (JSON to stderr) at level, one
@@ -59,14 +60,34 @@ type Admin struct {
 	err chan error
 }
 
-// ListenAdmin binds addr and serves h there in the background.
+// MaxAdminConns bounds the connections an admin server holds at once;
+// past it further connections wait in the listen queue until one ends
+// (no goroutine, no buffer for them).
+const MaxAdminConns = 64
+
+// AdminIdleTimeout closes an admin connection idle this long.
+var AdminIdleTimeout = 30 * time.Second
+
+// ListenAdmin binds addr and serves h there in the background: requests
+// must arrive within 10 s, answers go within 2 min (a CPU profile takes
+// its ?seconds=, at most 60), idle connections close after 30 s, and at
+// most MaxAdminConns are held at once.
 func ListenAdmin(addr string, h http.Handler, log *zap.Logger) (*Admin, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
 	}
+	ln = netutil.LimitListener(ln, MaxAdminConns)
 	a := &Admin{
-		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log.Named("admin"))},
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      2 * time.Minute,
+			IdleTimeout:       AdminIdleTimeout,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          zap.NewStdLog(log.Named("admin")),
+		},
 		ln:  ln,
 		err: make(chan error, 1),
 	}

@@ -149,8 +149,17 @@ func (c *Config) Validate() error {
 	if c.NATSURL == "" && c.NATSAuth.TokenFile == "" && c.Embedded.ConfigFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.Addr) {
 		return fmt.Errorf("router: embedded NATS address %s is not a loopback address and anyone reaching it could send or pose as a gateway: give -nats-token-file or -nats-config (router nats-auth), or -insecure-open", c.Embedded.Addr)
 	}
-	if c.NATSURL == "" && c.Embedded.ClusterAddr != "" && c.Embedded.ConfigFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.ClusterAddr) {
-		return fmt.Errorf("router: NATS cluster address %s is not a loopback address and any server reaching it could join the cluster: give -nats-config with a cluster authorization block, or -insecure-open", c.Embedded.ClusterAddr)
+	if c.NATSURL == "" && c.Embedded.ClusterAddr != "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.ClusterAddr) {
+		ok, err := embeddednats.ClusterAuthorized(c.Embedded.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("router: -nats-config: %w", err)
+		}
+		if !ok {
+			return fmt.Errorf("router: NATS cluster address %s is not a loopback address and any server reaching it could join the cluster and read every message: give -nats-config with a cluster authorization block (router nats-auth writes one), or -insecure-open", c.Embedded.ClusterAddr)
+		}
+	}
+	if c.NATSURL == "" && c.Embedded.MonitorAddr != "" && !c.InsecureOpen && !auth.IsLoopback(c.Embedded.MonitorAddr) {
+		return fmt.Errorf("router: NATS monitoring address %s is not a loopback address: its endpoints ask for no credentials and show every connection and subscription; keep it on loopback, or give -insecure-open", c.Embedded.MonitorAddr)
 	}
 	if c.NATSURL == "" && c.Embedded.ConfigFile == "" && (c.NATSAuth.NKeyFile != "" || c.NATSAuth.CredsFile != "") {
 		return fmt.Errorf("router: the embedded NATS server knows NKeys from its configuration (-nats-config, which router nats-auth writes), else it takes a token (-nats-token-file)")

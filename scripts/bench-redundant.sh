@@ -18,7 +18,7 @@ BIN=${BIN:-bin}
 N=${N:-1000}
 M=${M:-300000}
 MSGGEN_PROCS=${MSGGEN_PROCS:-2}
-out=bench/redundant-$(date -u +%Y%m%dT%H%M%SZ)
+out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-redundant
 mkdir -p "$out"
 trap stop_and_restore EXIT
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }

@@ -4,12 +4,12 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost
+	$(GO) build -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost ./bench/hostile
 
 # The router (with its embedded NATS), then the gateway, in the foreground
 # with their logs; Ctrl-C stops both.
@@ -52,6 +52,13 @@ study: build
 
 study-fast: build
 	FAST=1 DURATION=$(DURATION) ./scripts/study.sh
+
+# Hostile clients beside good ones: 10,000 SSE and WebSocket clients at
+# 1,000 numbered msgs/s, alone and then beside 100 clients of each
+# hostile kind (bench/hostile); latency, loss, CPU, memory, each
+# attacker's fate.
+bench-hostile: build
+	./scripts/bench-hostile.sh
 
 # The Haskell chat: 10,000 WebSocket clients in one room, each publishing
 # every 10 s; delivery and latency from publisher to receivers.

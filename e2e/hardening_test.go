@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -327,4 +328,78 @@ func TestDirectPathChecksOrigin(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The real gateway process against five clients of each hostile kind
+// (bench/hostile, as make bench-hostile runs it at size) while a good
+// WebSocket client asks for pings: every attacker is ended by the
+// gateway, each the way its kind should be, and the good client's round
+// trips stay quick throughout.
+func TestHostileClientsAgainstTheGateway(t *testing.T) {
+	bin := binDir(t)
+	p := startPair(t, bin, nil, []string{"-ws-message-timeout", "2s", "-head-timeout", "2s", "-max-pending", "65536", "-write-timeout", "3s"})
+	out := filepath.Join(t.TempDir(), "hostile.json")
+	h := start(t, bin+"/hostile", "-addr", p.gwAddr, "-n", "5", "-duration", "12s", "-spread", "200ms", "-summary", out)
+
+	c, err := net.Dial("tcp", p.gwAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /ws/7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	var worst time.Duration
+	buf := make([]byte, 64<<10)
+	for i := 0; i < 40; i++ {
+		req := []byte(fmt.Sprintf(`{"op":"ping","ref":%d}`, i))
+		frame := append([]byte{0x81, 0x80 | byte(len(req)), 0, 0, 0, 0}, req...)
+		t0 := time.Now()
+		if _, err := c.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		want := []byte(fmt.Sprintf(`"ref":%d,`, i))
+		got := []byte{}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for !strings.Contains(string(got), string(want)) {
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("good client: %v after %d round trips", err, i)
+			}
+			got = append(got, buf[:n]...)
+		}
+		worst = max(worst, time.Since(t0))
+		time.Sleep(200 * time.Millisecond)
+	}
+	select {
+	case <-h.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("hostile did not stop")
+	}
+	var fates map[string]struct {
+		Ended  map[string]int
+		Open   int
+		Failed int
+	}
+	readJSON(t, out, &fates)
+	want := map[string][]string{
+		"flooder": {"ws 1008"}, "pinger": {"ws 1008"}, "fragment": {"ws 1008"},
+		"slowloris": {"closed", "reset", "http 400", "http 408"}, "bighead": {"http 431", "reset", "closed"},
+		"nonreader": {"reset", "closed"},
+	}
+	for kind, hows := range want {
+		f := fates[kind]
+		ended := 0
+		for how, n := range f.Ended {
+			if !slices.Contains(hows, how) {
+				t.Errorf("%s: %d ended %q, want one of %q", kind, n, how, hows)
+			}
+			ended += n
+		}
+		if ended != 5 || f.Open != 0 || f.Failed != 0 {
+			t.Errorf("%s: %d of 5 ended, %d open, %d failed (%v)", kind, ended, f.Open, f.Failed, f.Ended)
+		}
+	}
+	if worst > 2*time.Second {
+		t.Errorf("the good client's slowest ping round trip beside the attackers: %s", worst)
+	}
+	t.Logf("good client's slowest round trip beside 30 attackers: %s; fates %+v", worst, fates)
 }

@@ -34,7 +34,7 @@ func binDir(t *testing.T) string {
 		return abs
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/router", "../cmd/gateway", "../cmd/msggen", "../cmd/floodtest")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/router", "../cmd/gateway", "../cmd/msggen", "../cmd/floodtest", "../bench/hostile")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

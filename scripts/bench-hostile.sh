@@ -10,6 +10,8 @@
 # clients' delivery latency p50/p99, messages acked delivered and
 # received, the gateway's CPU and peak resident memory, and each hostile
 # kind's fate.
+#
+#   CLIENTS=10000 RATE=1000 HOLD=60 N=100 WRITE_DELAY= ./scripts/bench-hostile.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -17,6 +19,9 @@ CLIENTS=${CLIENTS:-10000}
 RATE=${RATE:-1000}
 HOLD=${HOLD:-60}
 N=${N:-100}
+# WRITE_DELAY: the gateway's -write-delay ("" its default, adaptive up to
+# 4 s; -1s never delays, so latency shows the loop, not the gathering).
+WRITE_DELAY=${WRITE_DELAY:-}
 out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-hostile
 mkdir -p "$out"
 . scripts/bench-lib.sh
@@ -34,7 +39,9 @@ phase() { # name, hostile (0/1)
 	pids+=("$router")
 	wait_http http://127.0.0.1:8769/stats
 	# One process (no -procs): the one whose loop the attackers share.
-	"$BIN"/gateway -addr 127.0.0.1:8760 -admin 127.0.0.1:8761 -nats nats://127.0.0.1:4762 -name hostile -log-level warn > "$out/$name.gateway.log" 2>&1 &
+	local wd=()
+	[ -n "$WRITE_DELAY" ] && wd=(-write-delay "$WRITE_DELAY")
+	"$BIN"/gateway "${wd[@]}" -addr 127.0.0.1:8760 -admin 127.0.0.1:8761 -nats nats://127.0.0.1:4762 -name hostile -log-level warn > "$out/$name.gateway.log" 2>&1 &
 	local gw=$!
 	pids+=("$gw")
 	wait_http http://127.0.0.1:8761/stats
@@ -125,4 +132,4 @@ closed = (st.get("streams") or {}).get("closed")
 if closed:
     print("Gateway sessions closed by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(closed.items()) if v))
 PY
-echo "Made by \`make bench-hostile\` (CLIENTS=$CLIENTS RATE=$RATE HOLD=$HOLD N=$N) on $(uname -sr), $(nproc) cores, $(date -u +%Y-%m-%d)." | tee -a "$out/table.md"
+echo "Made by \`make bench-hostile\` (CLIENTS=$CLIENTS RATE=$RATE HOLD=$HOLD N=$N WRITE_DELAY=$WRITE_DELAY) on $(uname -sr), $(nproc) cores, $(date -u +%Y-%m-%d)." | tee -a "$out/table.md"

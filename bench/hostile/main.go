@@ -206,8 +206,10 @@ func attack(ctx context.Context, addr, k string, id int64) (fate, error) {
 	case "nonreader":
 		frame = clientFrame(0x81, []byte(`{"op":"ping","ref":1}`))
 	}
+	wrote := make(chan error, 1) // the writer's first failure
 	go func() {
 		if _, err := c.Write(start); err != nil {
+			wrote <- err
 			return
 		}
 		batch := frame
@@ -218,6 +220,7 @@ func attack(ctx context.Context, addr, k string, id int64) (fate, error) {
 		}
 		for ctx.Err() == nil {
 			if _, err := c.Write(batch); err != nil {
+				wrote <- err
 				return
 			}
 			if pace > 0 {
@@ -229,34 +232,16 @@ func attack(ctx context.Context, addr, k string, id int64) (fate, error) {
 		}
 	}()
 	if k == "nonreader" {
-		// Reads nothing: it learns of its end when its writes fail.
-		<-writeFails(ctx, c)
-		return end("closed")
+		// Reads nothing: it learns of its end when a write fails (the
+		// gateway closed a socket with unread input: a reset).
+		select {
+		case err := <-wrote:
+			return end(connEnd(err))
+		case <-ctx.Done():
+			return end("")
+		}
 	}
 	return end(wsEnd(br))
-}
-
-// writeFails returns a channel closed once the connection's peer is gone
-// (a zero-byte peek sees EOF or a reset without reading data).
-func writeFails(ctx context.Context, c net.Conn) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		raw, _ := c.(syscall.Conn).SyscallConn()
-		for ctx.Err() == nil {
-			gone := false
-			raw.Control(func(fd uintptr) {
-				var b [1]byte
-				n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-				gone = n == 0 && err == nil || err == syscall.ECONNRESET
-			})
-			if gone {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-	return done
 }
 
 // httpEnd reads an HTTP answer (or the connection's end) and names it.
@@ -299,7 +284,7 @@ func wsEnd(br *bufio.Reader) string {
 }
 
 func connEnd(err error) string {
-	if errors.Is(err, syscall.ECONNRESET) {
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 		return "reset"
 	}
 	return "closed"

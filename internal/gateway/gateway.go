@@ -66,6 +66,13 @@ type Config struct {
 	// Default 2m; negative disables. (Go's own default, 15 s, would cost
 	// a million idle streams 66,000 probes a second.)
 	TCPKeepAlive time.Duration
+	// TCPUserTimeout aborts a client connection whose sent data the
+	// client has not acknowledged for this long (TCP_USER_TIMEOUT): a
+	// client that stops reading (its receive window stays closed) or
+	// vanishes. Without it the kernel probes a closed window for ever,
+	// holding the socket's send buffer (up to 4 MB). Counted as a
+	// timeout close. Default 30s; negative: the kernel's behaviour.
+	TCPUserTimeout time.Duration
 	// NoDirect sends every request through fasthttp. Default false: a
 	// chunked stream request (GET /test/{id}) is read from the accepted
 	// socket and handed to the hub directly (see direct.go).
@@ -121,6 +128,10 @@ type Config struct {
 	// frames) a WebSocket client may send per second; past it the
 	// socket closes with 1008 (closed "rate"). Default 50; at most 250.
 	WSControlRate int
+	// WSRequestRate is how many messages (requests) a WebSocket client
+	// may send per second; past it the gateway reads it no more until
+	// the next second (TCP slows it; counted "throttled"). Default 100.
+	WSRequestRate int
 	// WSPing pings a WebSocket client after this long without a write,
 	// and WSPongWait closes it if its pong has not come that long after.
 	// Defaults 30s and 10s; negative WSPing: never.
@@ -177,11 +188,13 @@ func DefaultConfig() Config {
 		PollTimeout:    30 * time.Second,
 		MaxPollTimeout: 2 * time.Minute,
 		TCPKeepAlive:   2 * time.Minute,
+		TCPUserTimeout: 30 * time.Second,
 		AuthCookie:     "comet_token",
 		AllowOrigin:    "*",
 		HeadTimeout:    10 * time.Second,
 		WSMaxMessage:   16 << 10,
 		WSControlRate:  50,
+		WSRequestRate:  100,
 		WSPing:         30 * time.Second,
 		WSPongWait:     10 * time.Second,
 	}
@@ -206,6 +219,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WSMaxMessage > MaxWSMessage {
 		return fmt.Errorf("gateway: -ws-max-message %d: at most %d (1 MiB)", c.WSMaxMessage, MaxWSMessage)
+	}
+	if c.WSRequestRate < 0 || c.WSRequestRate > 65535 {
+		return fmt.Errorf("gateway: -ws-request-rate %d: want 1 to 65535", c.WSRequestRate)
 	}
 	if c.WSControlRate < 0 || c.WSControlRate > ws.MaxControlRate {
 		return fmt.Errorf("gateway: -ws-control-rate %d: want 1 to %d", c.WSControlRate, ws.MaxControlRate)
@@ -261,6 +277,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.TCPKeepAlive == 0 {
 		cfg.TCPKeepAlive = def.TCPKeepAlive
 	}
+	if cfg.TCPUserTimeout == 0 {
+		cfg.TCPUserTimeout = def.TCPUserTimeout
+	}
 	if cfg.MaxPollTimeout == 0 {
 		cfg.MaxPollTimeout = def.MaxPollTimeout
 	}
@@ -287,6 +306,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.WSMaxMessage <= 0 {
 		cfg.WSMaxMessage = def.WSMaxMessage
+	}
+	if cfg.WSRequestRate == 0 {
+		cfg.WSRequestRate = def.WSRequestRate
 	}
 	if cfg.WSControlRate == 0 {
 		cfg.WSControlRate = def.WSControlRate
@@ -374,7 +396,7 @@ func New(cfg Config) (*Gateway, error) {
 			g.log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued on a gateway process that fills up or stops are reset instead of moving to the others; sysctl -w net.ipv4.tcp_migrate_req=1 fixes it")
 		}
 	}
-	g.ln, err = newCapListener(cfg.Addr, cfg.ReusePort, cfg.TCPKeepAlive, full, g.log)
+	g.ln, err = newCapListener(cfg.Addr, cfg.ReusePort, cfg.TCPKeepAlive, cfg.TCPUserTimeout, full, g.log)
 	if err != nil {
 		g.hub.Close()
 		nc.Close()
@@ -544,6 +566,7 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	m.Counter("bytes_total", "Bytes written to sessions.", nil, func() uint64 { return h.Stats().Bytes })
 	m.Counter("stale_deliveries_total", "Deliveries to sessions already closed.", nil, func() uint64 { return h.Stats().Stale })
 	m.Counter("rejected_total", "Sessions refused (limit, shutdown, no descriptor).", nil, func() uint64 { return h.Stats().Rejected })
+	m.Counter("throttled_total", "Times a WebSocket client was not read until the next second for passing -ws-request-rate.", nil, func() uint64 { return h.Stats().Throttled })
 	m.Gauge("input_held_bytes", "Bytes held for clients' incomplete input (WebSocket frames and messages); -input-budget bounds it.", nil, func() float64 { return float64(h.Stats().InputHeld) })
 	m.Counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
 	m.Gauge("inbound_bytes", "Frames from the routers NATS holds for this gateway.", nil, func() float64 { b, _, _ := g.link.inboundStats(); return float64(b) })

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,7 +128,7 @@ func TestHostileFrameFlooders(t *testing.T) {
 // (hub.Config.ReadBudget) at a time between the other clients' events,
 // so another client's round trip stays quick.
 func TestBusyClientTakesTurns(t *testing.T) {
-	_, g := startSystem(t, gateway.Config{})
+	_, g := startSystem(t, gateway.Config{WSRequestRate: 65535}) // the loop's fairness alone
 	addr := g.Addr().String()
 	good := dialRaw(t, addr, "/ws/2")
 	pingRoundTrip(t, good, 0)
@@ -252,4 +253,63 @@ func TestInputBudget(t *testing.T) {
 	}
 	t.Logf("%d of 10 large holders closed; %d bytes held, budget %d", closed, st.InputHeld, budget)
 	_ = small
+}
+
+// A client past -ws-request-rate is not closed but slowed: the gateway
+// reads it no more until the next second, so its requests are all
+// answered, that many a second.
+func TestRequestRateThrottles(t *testing.T) {
+	const rate, n = 200, 600
+	_, g := startSystem(t, gateway.Config{WSRequestRate: rate})
+	r := dialRaw(t, g.Addr().String(), "/ws/1")
+	var batch []byte
+	for i := range n {
+		batch = append(batch, masked(0x81, []byte(fmt.Sprintf(`{"op":"ping","ref":%d}`, i)))...)
+	}
+	t0 := time.Now()
+	if _, err := r.c.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	r.wait = 10 * time.Second
+	var at []time.Duration // when each reply came
+	for len(at) < n {
+		op, p, err := r.read()
+		if err != nil {
+			t.Fatalf("after %d replies: %v", len(at), err)
+		}
+		if op == ws.OpText && strings.Contains(string(p), `"op":"ping"`) {
+			at = append(at, time.Since(t0))
+		}
+	}
+	// The first second's share at once, the rest a second or more later.
+	if at[rate-1] > time.Second || at[n-1] < time.Second {
+		t.Fatalf("reply %d after %s, reply %d after %s", rate, at[rate-1], n, at[n-1])
+	}
+	if st := g.Hub().Stats(); st.Throttled < 2 || st.Open != 1 {
+		t.Fatalf("throttled %d times, open %d", st.Throttled, st.Open)
+	}
+	t.Logf("%d requests at once, %d a second allowed: the last answered after %s", n, rate, at[n-1].Round(time.Millisecond))
+}
+
+// A client that stops reading with less pending than the gateway's
+// bounds (its window closed, the rest in the kernel's send buffer) would
+// be probed for ever: TCP_USER_TIMEOUT makes the kernel give up on it,
+// and the gateway counts it as a timeout.
+func TestNeverReaderAborted(t *testing.T) {
+	r, g := startSystem(t, gateway.Config{TCPUserTimeout: time.Second})
+	c := dial(t, g.Addr(), func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	})
+	fmt.Fprintf(c, "GET /test/9 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "login", 5*time.Second, func() bool { return r.Stats().Conns == 1 })
+	big := strings.Repeat("x", 1000)
+	for i := 0; i < 30; i++ { // 30 KB: past its window, within the gateway's buffers
+		delivered(t, r, 9, big)
+	}
+	t0 := time.Now()
+	waitFor(t, "the never-reader aborted as a timeout", 20*time.Second, func() bool { return g.Hub().Closes(hub.ReasonTimeout) == 1 })
+	if st := g.Hub().Stats(); st.Closed["slow"] != 0 {
+		t.Fatalf("closed as slow, not by the kernel: %v", st.Closed)
+	}
+	t.Logf("aborted %s after its last message", time.Since(t0).Round(100*time.Millisecond))
 }

@@ -25,6 +25,6 @@ func (c *Config) kinds(ops ws.Ops) []hub.Kind {
 		kindStream: chunked.Stream{Heartbeat: c.StreamHeartbeat},
 		kindSSE:    sse.Stream{Retry: c.SSERetry, Heartbeat: c.SSEHeartbeat, CORS: corsHead(c.AllowOrigin)},
 		kindPoll:   longpoll.Poll{ResumeWait: c.PollResumeWait, CORS: corsHead(c.AllowOrigin)},
-		kindWS:     ws.Socket{MaxMessage: c.WSMaxMessage, Ping: c.WSPing, PongWait: c.WSPongWait, ControlRate: c.WSControlRate, Ops: ops},
+		kindWS:     ws.Socket{MaxMessage: c.WSMaxMessage, Ping: c.WSPing, PongWait: c.WSPongWait, ControlRate: c.WSControlRate, RequestRate: c.WSRequestRate, Ops: ops},
 	}
 }

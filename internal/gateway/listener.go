@@ -41,7 +41,7 @@ type capListener struct {
 	done   chan struct{}
 	bound  net.Addr
 
-	keepAlive time.Duration
+	keepAlive, userTimeout time.Duration
 	// direct, if set, takes each accepted socket first (see direct.go);
 	// it returns the connections fasthttp is to serve. Accept calls it
 	// with buf, which only the Accept goroutine uses.
@@ -69,7 +69,7 @@ const (
 	keepAliveCount    = 4
 )
 
-func listenTCP(addr string, reusePort bool, keepAlive time.Duration) (net.Listener, error) {
+func listenTCP(addr string, reusePort bool, keepAlive, userTimeout time.Duration) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	lc.Control = func(_, _ string, c syscall.RawConn) error {
 		var serr error
@@ -87,6 +87,13 @@ func listenTCP(addr string, reusePort bool, keepAlive time.Duration) (net.Listen
 			// for the request, so the direct path reads it at once.
 			set(unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 			set(unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1)
+			if userTimeout > 0 {
+				// A client that stops reading (its window stays
+				// closed) or vanishes is aborted by the kernel after
+				// this long, not probed for ever with the gateway's
+				// send buffer (up to 4 MB of kernel memory) held.
+				set(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(userTimeout/time.Millisecond))
+			}
 			if keepAlive > 0 {
 				set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 				set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, max(int(keepAlive/time.Second), 1))
@@ -102,12 +109,12 @@ func listenTCP(addr string, reusePort bool, keepAlive time.Duration) (net.Listen
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
-func newCapListener(addr string, reusePort bool, keepAlive time.Duration, full func(float64) bool, log *zap.Logger) (*capListener, error) {
-	ln, err := listenTCP(addr, reusePort, keepAlive)
+func newCapListener(addr string, reusePort bool, keepAlive, userTimeout time.Duration, full func(float64) bool, log *zap.Logger) (*capListener, error) {
+	ln, err := listenTCP(addr, reusePort, keepAlive, userTimeout)
 	if err != nil {
 		return nil, err
 	}
-	return &capListener{addr: ln.Addr().String(), reusePort: reusePort, keepAlive: keepAlive, full: full, log: log,
+	return &capListener{addr: ln.Addr().String(), reusePort: reusePort, keepAlive: keepAlive, userTimeout: userTimeout, full: full, log: log,
 		inner: ln, done: make(chan struct{}), bound: ln.Addr()}, nil
 }
 
@@ -156,7 +163,7 @@ func (l *capListener) pause(why string) error {
 			return net.ErrClosed
 		}
 		if l.inner == nil {
-			ln, err := listenTCP(l.addr, true, l.keepAlive)
+			ln, err := listenTCP(l.addr, true, l.keepAlive, l.userTimeout)
 			if err != nil {
 				l.logOnce("cannot listen again; retrying", zap.Error(err))
 				return nil

@@ -17,12 +17,12 @@ import (
 // again.
 func TestCapListenerLeavesGroupWhenFull(t *testing.T) {
 	var fullA atomic.Bool
-	a, err := newCapListener("127.0.0.1:0", true, time.Minute, func(float64) bool { return fullA.Load() }, zaptest.NewLogger(t))
+	a, err := newCapListener("127.0.0.1:0", true, time.Minute, 30*time.Second, func(float64) bool { return fullA.Load() }, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := newCapListener(a.Addr().String(), true, time.Minute, func(float64) bool { return false }, zaptest.NewLogger(t))
+	b, err := newCapListener(a.Addr().String(), true, time.Minute, 30*time.Second, func(float64) bool { return false }, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestCapListenerLeavesGroupWhenFull(t *testing.T) {
 func TestCapListenerLoneWaits(t *testing.T) {
 	var full atomic.Bool
 	full.Store(true)
-	l, err := newCapListener("127.0.0.1:0", false, 0, func(float64) bool { return full.Load() }, zaptest.NewLogger(t))
+	l, err := newCapListener("127.0.0.1:0", false, 0, 0, func(float64) bool { return full.Load() }, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestKeepAlive(t *testing.T) {
 		on        int
 		wantIdleS int
 	}{{2 * time.Minute, 1, 120}, {-1, 0, 0}} {
-		l, err := newCapListener("127.0.0.1:0", false, tt.idle, func(float64) bool { return false }, zaptest.NewLogger(t))
+		l, err := newCapListener("127.0.0.1:0", false, tt.idle, 30*time.Second, func(float64) bool { return false }, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,11 +142,15 @@ func TestKeepAlive(t *testing.T) {
 			t.Fatal(err)
 		}
 		rc, _ := s.(syscall.Conn).SyscallConn()
-		var on, idle int
+		var on, idle, user int
 		rc.Control(func(fd uintptr) {
 			on, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 			idle, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+			user, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
 		})
+		if user != 30000 {
+			t.Errorf("TCP_USER_TIMEOUT %d ms on an accepted socket, want the listener's 30000", user)
+		}
 		if on != tt.on || (tt.on == 1 && idle != tt.wantIdleS) {
 			t.Errorf("idle %s: SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want %d, %d", tt.idle, on, idle, tt.on, tt.wantIdleS)
 		}

@@ -20,4 +20,17 @@
 // pooled buffer, up to Config.MaxPending; past that, or when it makes no
 // progress for Config.WriteTimeout, the session is closed and counted:
 // a slow client never slows the others.
+//
+// Input is read fairly: the loop reads at most Config.ReadBudget bytes
+// of one socket per turn and puts a socket with more on a ready list it
+// returns to after the events at hand, so a client that never stops
+// sending cannot keep the loop from the others. Input a reading kind has
+// not used yet (a frame not whole, a message in fragments) is bounded
+// per session (MaxHeldInput), in time (Config.InputTimeout) and for the
+// whole hub (Config.InputBudget).
+//
+// Lock order: a session slot's lock, then Hub.readyMu (taken to put the
+// slot on the ready list; never held while a slot's lock is taken), and
+// the pools' and counters' own; Hub.closeMu (read) before a slot's lock
+// on delivery and open.
 package hub

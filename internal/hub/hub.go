@@ -64,6 +64,7 @@ type Hub struct {
 	dups       atomic.Uint64
 	late       atomic.Uint64
 	heartbeats atomic.Uint64
+	throttled  atomic.Uint64             // times a session's input was throttled (Session.Throttle)
 	lost       [numReasons]atomic.Uint64 // messages pending when their session closed, by reason
 
 	tally  sync.Mutex
@@ -310,6 +311,9 @@ type Stats struct {
 	// Writes is the write(2) calls on session sockets: Messages / Writes
 	// is how many messages a write carries on average.
 	Writes uint64 `json:"writes"`
+	// Throttled counts the times a client's input was paused until the
+	// next second for its request rate (Session.Throttle).
+	Throttled uint64 `json:"throttled"`
 	// InputHeld is the bytes held for reading sessions' incomplete input
 	// (Config.InputBudget bounds it).
 	InputHeld int64 `json:"input_held"`
@@ -331,6 +335,7 @@ func (h *Hub) Stats() Stats {
 		Heartbeats: h.heartbeats.Load(),
 		Writes:     writes.Load(),
 		InputHeld:  h.held.Load(),
+		Throttled:  h.throttled.Load(),
 	}
 	for i, t := range h.traits {
 		st.OpenKind[t.Name] = h.byKind[i].Load()

@@ -38,7 +38,7 @@ func (h *Hub) loop() {
 			}
 		}
 		if ev&netpoll.HangUp != 0 {
-			h.close(sl, ReasonPeer)
+			h.close(sl, hangUp(fd))
 			return
 		}
 		if ev&netpoll.In != 0 && !h.traits[sl.V.kind].KeepsInput && h.readers[sl.V.kind] == nil && !h.dropInput(sl, buf[:]) {
@@ -52,6 +52,16 @@ func (h *Hub) loop() {
 	if err != nil && err != netpoll.ErrClosed {
 		h.log.Error("epoll loop stopped", zap.Error(err))
 	}
+}
+
+// hangUp is why a socket the poller says is over closed: ReasonTimeout
+// if the kernel gave up on it (TCP_USER_TIMEOUT: the client stopped
+// reading or vanished), else ReasonPeer.
+func hangUp(fd int) Reason {
+	if e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && unix.Errno(e) == unix.ETIMEDOUT {
+		return ReasonTimeout
+	}
+	return ReasonPeer
 }
 
 // later puts sl on the ready list: its socket has input its turn did not

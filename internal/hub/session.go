@@ -46,47 +46,60 @@ type slot = fdtable.Slot[session]
 
 // The hub's session flags.
 const (
-	flagResumed  uint8 = 1 << iota // the router answered the resume
-	flagMissed                     // ... saying messages were missed
-	flagHeld                       // out is gathered output, not to be written
-	flagFinished                   // no more deliveries: the last output is being written
-	flagDirty                      // a writer gathered output for it this round
-	flagPaused                     // a reading kind paused its input (Session.PauseInput)
-	flagQueued                     // on the loop's ready list: more input to read
+	flagResumed   uint8 = 1 << iota // the router answered the resume
+	flagMissed                      // ... saying messages were missed
+	flagHeld                        // out is gathered output, not to be written
+	flagFinished                    // no more deliveries: the last output is being written
+	flagDirty                       // a writer gathered output for it this round
+	flagPaused                      // a reading kind paused its input (Session.PauseInput)
+	flagQueued                      // on the loop's ready list: more input to read
+	flagThrottled                   // input paused until the next second (Session.Throttle)
 )
 
 // inputs holds, by descriptor, the inbuf of each reading session that
-// has one, in pages made the first time a descriptor of theirs needs
-// one: a session slot stays 72 bytes, and a gateway whose clients send
-// nothing pays nothing. An element is read and written under its
-// session's lock.
+// has one and its request count, in pages made the first time a
+// descriptor of theirs needs one: a session slot stays 72 bytes, and a
+// gateway whose clients send nothing pays nothing. An element is read and
+// written under its session's lock.
 type inputs struct {
 	mu    sync.Mutex
-	pages []atomic.Pointer[[inputPage]*inbuf]
+	pages []atomic.Pointer[[inputPage]input]
+}
+
+// input is one descriptor's element: its held input, and the requests
+// (Session.Request) its client made in second sec (the low 16 bits of
+// the unix time).
+type input struct {
+	in   *inbuf
+	reqs uint16
+	sec  uint16
 }
 
 const inputPage = 512
 
 func newInputs(cap int) *inputs {
-	return &inputs{pages: make([]atomic.Pointer[[inputPage]*inbuf], cap/inputPage+1)}
+	return &inputs{pages: make([]atomic.Pointer[[inputPage]input], cap/inputPage+1)}
 }
 
-// peek returns fd's element, nil if its page was never made.
+// peek returns fd's inbuf, nil if its page was never made.
 func (in *inputs) peek(fd int) *inbuf {
 	if p := in.pages[fd/inputPage].Load(); p != nil {
-		return p[fd%inputPage]
+		return p[fd%inputPage].in
 	}
 	return nil
 }
 
-// at returns fd's element, making its page if need be.
-func (in *inputs) at(fd int) **inbuf {
+// at returns fd's inbuf pointer, making its page if need be.
+func (in *inputs) at(fd int) **inbuf { return &in.elem(fd).in }
+
+// elem returns fd's element, making its page if need be.
+func (in *inputs) elem(fd int) *input {
 	pg := &in.pages[fd/inputPage]
 	p := pg.Load()
 	if p == nil {
 		in.mu.Lock()
 		if p = pg.Load(); p == nil {
-			p = new([inputPage]*inbuf)
+			p = new([inputPage]input)
 			pg.Store(p)
 		}
 		in.mu.Unlock()
@@ -218,6 +231,36 @@ func (s Session) Cheap() int {
 	return int(s.sl.V.cheap)
 }
 
+// Request counts one request from a reading session's client and
+// returns how many it made this second (at most 65535): a kind that
+// bounds its clients' request rate throttles one past it.
+func (s Session) Request() int {
+	e := s.h.inputs.elem(s.sl.FD())
+	now := uint16(s.h.clock.Load() / 1e9)
+	if e.sec != now {
+		e.sec, e.reqs = now, 0
+	}
+	if e.reqs < 65535 {
+		e.reqs++
+	}
+	return int(e.reqs)
+}
+
+// Throttle stops reading the client until the next second (the
+// sweeper then reads it again): what it sends meanwhile stays in the
+// socket, and TCP slows it. Counted in Stats.Throttled.
+func (s Session) Throttle() {
+	v := &s.sl.V
+	if v.flags&flagThrottled == 0 {
+		s.h.throttled.Add(1)
+	}
+	v.flags |= flagPaused | flagThrottled
+}
+
+// Paused reports whether the session's input is paused (PauseInput,
+// Throttle).
+func (s Session) Paused() bool { return s.sl.V.flags&flagPaused != 0 }
+
 // Heartbeat writes p if nothing was written for quiet, and counts it.
 func (s Session) Heartbeat(p []byte, quiet time.Duration, now int64) {
 	if quiet > 0 && s.sl.V.out == nil && s.sl.V.clock <= now-int64(quiet) {
@@ -294,7 +337,7 @@ func (s Session) ResumeInput() {
 	if s.sl.V.flags&flagPaused == 0 {
 		return
 	}
-	s.sl.V.flags &^= flagPaused
+	s.sl.V.flags &^= flagPaused | flagThrottled
 	s.h.readInput(s.sl, nil, s.sc)
 }
 

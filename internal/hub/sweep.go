@@ -44,6 +44,12 @@ func (h *Hub) sweeper() {
 				v := &sl.V
 				if newSec {
 					v.cheap = 0
+					if v.flags&flagThrottled != 0 {
+						Session{h, sl, &sc}.ResumeInput()
+						if !sl.IsOpen() {
+							return
+						}
+					}
 				}
 				if h.inputs != nil && h.readers[v.kind] != nil {
 					if in := h.inputs.peek(sl.FD()); in != nil {

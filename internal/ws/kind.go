@@ -48,8 +48,20 @@ type Socket struct {
 	// frames) a client may send per second; past it the connection
 	// closes with 1008 (hub.ReasonRate). At most 250. Default 50.
 	ControlRate int
+	// RequestRate is how many messages (requests) a client may send per
+	// second; past it the gateway stops reading it until the next second
+	// (TCP then slows it; hub.Session.Throttle). Default 100; at most
+	// 65535.
+	RequestRate int
 	// Ops carries out client requests; nil refuses them all.
 	Ops Ops
+}
+
+func (k Socket) requestRate() int {
+	if k.RequestRate <= 0 {
+		return 100
+	}
+	return k.RequestRate
 }
 
 // MaxControlRate is the highest ControlRate (hub.Session.Cheap counts to
@@ -193,6 +205,9 @@ func (k Socket) Input(s hub.Session, p []byte) int {
 			s.PauseInput()
 			return used
 		}
+		if s.Paused() { // throttled: the rest waits for the next second
+			return used
+		}
 		f, n, err := ParseFrame(p[used:], k.maxMessage())
 		if err != nil {
 			answer()
@@ -270,8 +285,12 @@ func (k Socket) data(s hub.Session, f Frame) {
 	}
 }
 
-// message handles one whole client message: a request.
+// message handles one whole client message: a request. Past the
+// request rate the client is throttled after it.
 func (k Socket) message(s hub.Session, op byte, msg []byte) {
+	if s.Request() > k.requestRate() {
+		s.Throttle()
+	}
 	if op == OpBinary {
 		fail(s, &Error{Code: CloseUnsupported, Reason: "binary messages are not requests: send JSON text"})
 		return

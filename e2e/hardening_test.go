@@ -337,7 +337,7 @@ func TestDirectPathChecksOrigin(t *testing.T) {
 // trips stay quick throughout.
 func TestHostileClientsAgainstTheGateway(t *testing.T) {
 	bin := binDir(t)
-	p := startPair(t, bin, nil, []string{"-ws-message-timeout", "2s", "-head-timeout", "2s", "-max-pending", "65536", "-write-timeout", "3s"})
+	p := startPair(t, bin, nil, []string{"-ws-message-timeout", "2s", "-head-timeout", "2s", "-max-pending", "65536", "-write-timeout", "3s", "-tcp-user-timeout", "2s", "-ws-request-rate", "1000"})
 	out := filepath.Join(t.TempDir(), "hostile.json")
 	h := start(t, bin+"/hostile", "-addr", p.gwAddr, "-n", "5", "-duration", "12s", "-spread", "200ms", "-summary", out)
 

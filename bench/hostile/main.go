@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/cometgw/comet/internal/cli"
+	"github.com/cometgw/comet/internal/ws"
 )
 
 func main() { cli.Main("hostile", run) }
@@ -290,14 +291,7 @@ func connEnd(err error) string {
 	return "closed"
 }
 
-// clientFrame is a masked client frame (mask zero: the payload as is).
+// clientFrame is a client frame, masked with a zero key.
 func clientFrame(b0 byte, payload []byte) []byte {
-	b := []byte{b0}
-	switch n := len(payload); {
-	case n <= 125:
-		b = append(b, 0x80|byte(n))
-	default:
-		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
-	}
-	return append(append(b, 0, 0, 0, 0), payload...)
+	return ws.AppendClientFrame(nil, b0, payload, [4]byte{})
 }

@@ -91,8 +91,7 @@ func (e *Engine) wsFrame(sl *client, b []byte) int {
 	switch op {
 	case ws.OpPing:
 		// The pong, masked with a zero key (the payload as is).
-		pong := append([]byte{0x80 | ws.OpPong, 0x80 | byte(len(p)), 0, 0, 0, 0}, p...)
-		unix.Write(sl.FD(), pong)
+		unix.Write(sl.FD(), ws.AppendClientFrame(nil, 0x80|ws.OpPong, p, [4]byte{}))
 	case ws.OpClose:
 		e.closeLocked(sl, ErrEnded)
 		return 0
@@ -219,12 +218,5 @@ func appendPublish(b []byte, topic string, id []byte, now int64) []byte {
 	p = append(p, " t="...)
 	p = strconv.AppendInt(p, now, 10)
 	p = append(p, `"}`...)
-	b = append(b, 0x80|ws.OpText)
-	if len(p) <= 125 {
-		b = append(b, 0x80|byte(len(p)))
-	} else {
-		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(len(p)))
-	}
-	b = append(b, 0, 0, 0, 0)
-	return append(b, p...)
+	return ws.AppendClientFrame(b, 0x80|ws.OpText, p, [4]byte{})
 }

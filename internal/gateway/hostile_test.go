@@ -15,20 +15,9 @@ import (
 	"github.com/cometgw/comet/internal/ws"
 )
 
-// masked returns a masked client frame (mask 0: the payload as is).
-func masked(b0 byte, payload []byte) []byte {
-	b := []byte{b0}
-	n := len(payload)
-	switch {
-	case n <= 125:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xFFFF:
-		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
-	}
-	return append(append(b, 0, 0, 0, 0), payload...)
-}
+// masked returns a client frame (masked with a zero key: the payload
+// as is).
+func masked(b0 byte, payload []byte) []byte { return ws.AppendClientFrame(nil, b0, payload, [4]byte{}) }
 
 // flood writes frame to c again and again, many to a write, until a
 // write fails or stop closes; it reports how many it wrote.

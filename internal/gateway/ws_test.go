@@ -282,28 +282,13 @@ func dialRaw(t *testing.T, addr, path string) *rawWS {
 
 // frame writes a client frame: masked unless unmasked.
 func (r *rawWS) frame(b0 byte, payload []byte, masked bool) {
-	var b []byte
-	b = append(b, b0)
-	n := len(payload)
-	mb := byte(0)
-	if masked {
-		mb = 0x80
+	b := ws.AppendClientFrame(nil, b0, payload, [4]byte{1, 2, 3, 4})
+	if !masked { // the same frame without its mask bit and key, in clear
+		b[1] &^= 0x80
+		hl := len(b) - len(payload) - 4
+		b = append(b[:hl], payload...)
 	}
-	switch {
-	case n <= 125:
-		b = append(b, mb|byte(n))
-	case n <= 0xFFFF:
-		b = binary.BigEndian.AppendUint16(append(b, mb|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, mb|127), uint64(n))
-	}
-	p := append([]byte(nil), payload...)
-	if masked {
-		mask := [4]byte{1, 2, 3, 4}
-		b = append(b, mask[:]...)
-		ws.Unmask(p, mask, 0)
-	}
-	if _, err := r.c.Write(append(b, p...)); err != nil {
+	if _, err := r.c.Write(b); err != nil {
 		r.t.Fatal(err)
 	}
 }

@@ -158,6 +158,29 @@ func AppendHeader(b []byte, op byte, n int) []byte {
 	return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
 }
 
+// AppendClientFrame appends a client's frame (what a browser sends):
+// first byte b0 (FIN and opcode), the payload masked with mask (a zero
+// mask leaves it as is). For clients and tests; the gateway's own frames
+// are AppendFrame's.
+func AppendClientFrame(b []byte, b0 byte, payload []byte, mask [4]byte) []byte {
+	b = append(b, b0)
+	switch n := len(payload); {
+	case n <= 125:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xFFFF:
+		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
+	}
+	b = append(b, mask[:]...)
+	start := len(b)
+	b = append(b, payload...)
+	if mask != [4]byte{} {
+		Unmask(b[start:], mask, 0)
+	}
+	return b
+}
+
 // AppendClose appends a close frame with code and reason (clipped to the
 // 123 bytes a control frame leaves, on a UTF-8 boundary).
 func AppendClose(b []byte, code uint16, reason string) []byte {

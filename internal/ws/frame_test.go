@@ -2,7 +2,6 @@ package ws
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
@@ -12,19 +11,7 @@ import (
 
 // clientFrame makes a masked client frame.
 func clientFrame(b0 byte, payload []byte, mask [4]byte) []byte {
-	b := []byte{b0}
-	switch n := len(payload); {
-	case n <= 125:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xFFFF:
-		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
-	}
-	b = append(b, mask[:]...)
-	p := append([]byte(nil), payload...)
-	Unmask(p, mask, 0)
-	return append(b, p...)
+	return AppendClientFrame(nil, b0, payload, mask)
 }
 
 func TestParseFrame(t *testing.T) {

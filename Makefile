@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONString$$' -fuzztime $(FUZZTIME) ./internal/longpoll
 	$(GO) test -run '^$$' -fuzz '^FuzzEvent$$' -fuzztime $(FUZZTIME) ./internal/sse
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyLog$$' -fuzztime $(FUZZTIME) ./internal/retention
+	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./internal/obs
 
 # The 24-hour memory study (DURATION=10m for a quick one); outputs in
 # study/<timestamp>/. study-fast sends the 86.4 million messages of 24 hours

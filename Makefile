@@ -27,22 +27,15 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
+# Every fuzz target of the tree (found in the test files, so none is
+# missed), each for FUZZTIME (go test -fuzz takes one target at a time).
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/wire
-	$(GO) test -run '^$$' -fuzz '^FuzzParseWatch$$' -fuzztime $(FUZZTIME) ./internal/wire
-	$(GO) test -run '^$$' -fuzz '^FuzzParser$$' -fuzztime $(FUZZTIME) ./internal/chunkparse
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/ids
-	$(GO) test -run '^$$' -fuzz '^FuzzRoute$$' -fuzztime $(FUZZTIME) ./internal/gateway
-	$(GO) test -run '^$$' -fuzz '^FuzzParseStreamRequest$$' -fuzztime $(FUZZTIME) ./internal/gateway
-	$(GO) test -run '^$$' -fuzz '^FuzzChunkChecks$$' -fuzztime $(FUZZTIME) ./internal/flood
-	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./internal/ws
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./internal/ws
-	$(GO) test -run '^$$' -fuzz '^FuzzCursor$$' -fuzztime $(FUZZTIME) ./internal/cursor
-	$(GO) test -run '^$$' -fuzz '^FuzzJSONString$$' -fuzztime $(FUZZTIME) ./internal/longpoll
-	$(GO) test -run '^$$' -fuzz '^FuzzEvent$$' -fuzztime $(FUZZTIME) ./internal/sse
-	$(GO) test -run '^$$' -fuzz '^FuzzApplyLog$$' -fuzztime $(FUZZTIME) ./internal/retention
-	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./internal/obs
+	@set -e; for f in $$(git ls-files '*_test.go' | xargs grep -l '^func Fuzz'); do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz: $$t in ./$$(dirname $$f) for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
+		done; \
+	done
 
 # The 24-hour memory study (DURATION=10m for a quick one); outputs in
 # study/<timestamp>/. study-fast sends the 86.4 million messages of 24 hours

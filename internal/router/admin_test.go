@@ -3,7 +3,10 @@ package router
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -246,4 +249,27 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "gateway timeout") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// A router whose admin address is taken fails at New, and leaves nothing
+// running or on disk: no temporary store, no goroutine (the compactor
+// and NATS's own stop with it).
+func TestNewFailsCleanly(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	before := runtime.NumGoroutine()
+	cfg := testConfig(t)
+	cfg.AdminAddr = ln.Addr().String()
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("New with its admin address taken: %v", err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("left behind in TMPDIR: %v", left)
+	}
+	waitFor(t, "the router's goroutines gone", func() bool { return runtime.NumGoroutine() <= before+2 })
 }

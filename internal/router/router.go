@@ -315,6 +315,15 @@ func New(cfg Config) (*Router, error) {
 		r.part = newPartition(cfg.Partitions, cfg.Partition)
 		r.topics.partTag = fmt.Sprintf(`,"partition":%d,"partitions":%d`, cfg.Partition, cfg.Partitions)
 	}
+	// What New opened is closed again if it fails after (a listener
+	// taken, a stream that would not open): no goroutine, connection or
+	// temporary store outlives a failed New.
+	opened := false
+	defer func() {
+		if !opened {
+			r.Close()
+		}
+	}()
 	r.reg.OnIdle(func(id int64) {
 		store.Idle(id, time.Now().UnixNano())
 		r.subscriberPresence(id)
@@ -359,7 +368,6 @@ func New(cfg Config) (*Router, error) {
 		}
 		ns, err := embeddednats.Start(ecfg)
 		if err != nil {
-			r.removeTmpStore()
 			return nil, fmt.Errorf("router: %w", err)
 		}
 		r.ns = ns
@@ -371,14 +379,10 @@ func New(cfg Config) (*Router, error) {
 		Name: "comet-router", Retry: cfg.ConnectTimeout, Reconnect: true, Log: r.log, More: more,
 	})
 	if err != nil {
-		r.ns.Shutdown()
-		r.removeTmpStore()
 		return nil, fmt.Errorf("router: %w", err)
 	}
 	r.nc = nc
 	if err := r.openSubscriptions(); err != nil {
-		r.closeNATS()
-		r.removeTmpStore()
 		return nil, err
 	}
 
@@ -389,12 +393,9 @@ func New(cfg Config) (*Router, error) {
 	// done frames, which the windows bound.
 	if cfg.Redundant {
 		if r.subStream == nil {
-			r.closeNATS()
 			return nil, errors.New("router: -redundant needs JetStream on the NATS server (for the lease and the history log)")
 		}
 		if err := r.openLead(); err != nil {
-			r.closeNATS()
-			r.removeTmpStore()
 			return nil, err
 		}
 	}
@@ -437,7 +438,6 @@ func New(cfg Config) (*Router, error) {
 		err = nc.Flush()
 	}
 	if err != nil {
-		r.closeNATS()
 		return nil, fmt.Errorf("router: subscribe: %w", err)
 	}
 
@@ -445,12 +445,12 @@ func New(cfg Config) (*Router, error) {
 	if cfg.AdminAddr != "off" {
 		a, err := obs.ListenAdmin(cfg.AdminAddr, obs.RequireBearer(adminToken, r.adminMux()), r.log)
 		if err != nil {
-			r.closeNATS()
 			return nil, fmt.Errorf("router: %w", err)
 		}
 		r.admin = a
 		r.log.Info("admin listening", zap.Stringer("addr", a.Addr()))
 	}
+	opened = true
 	return r, nil
 }
 

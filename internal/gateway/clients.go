@@ -209,7 +209,7 @@ func (c *clients) handleReply(m *nats.Msg) {
 	if !ok {
 		return // answered as late already
 	}
-	if m.Header.Get("Status") == "503" {
+	if m.Header.Get(wire.StatusHeader) == wire.StatusNotTaken {
 		if time.Since(req.at) < clientRetryFor-clientRetryEvery {
 			// No router took it (one may be taking over): again soon.
 			c.mu.Lock()

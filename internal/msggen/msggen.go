@@ -407,7 +407,7 @@ const retryAfter = 100 * time.Millisecond
 // noResponders reports whether m is NATS's answer that nobody subscribes
 // to the subject a request went to.
 func noResponders(m *nats.Msg) bool {
-	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
+	return len(m.Data) == 0 && m.Header.Get(wire.StatusHeader) == wire.StatusNotTaken
 }
 
 // resend sends frame k again, unless it timed out meanwhile.

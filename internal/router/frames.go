@@ -171,7 +171,7 @@ func (r *Router) notTaken(m *nats.Msg) {
 	if m.Reply == "" {
 		return
 	}
-	r.nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{"Status": []string{"503"}}})
+	r.nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{wire.StatusHeader: []string{wire.StatusNotTaken}}})
 }
 
 // frameRetaken applies the history log's frame records of a message

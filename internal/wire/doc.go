@@ -13,4 +13,10 @@
 //
 // Encoding appends to a caller-owned []byte and never allocates on its own;
 // decoding walks the payload in place: Record.Msg aliases the frame.
+//
+// Files by direction: wire.go the frame's kinds, ops, limits and the
+// decoded Record; up.go what a gateway sends its routers; down.go what a
+// router sends a gateway; send.go what senders send a router and its
+// acks; decode.go the one Decoder; subject.go the NATS subjects,
+// partitions and watch lists.
 package wire

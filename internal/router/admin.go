@@ -21,6 +21,7 @@ import (
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/subs"
+	"github.com/cometgw/comet/internal/topics"
 	"github.com/cometgw/comet/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -61,10 +62,10 @@ type Stats struct {
 	Published uint64 `json:"published"`
 	// PresenceEvents: join and leave events sent (one per topic per
 	// PresenceEvery at most).
-	PresenceEvents uint64     `json:"presence_events"`
-	Broadcasts     uint64     `json:"broadcasts"`
-	TopicVoid      uint64     `json:"topic_void"`
-	Topics         TopicStats `json:"topics"`
+	PresenceEvents uint64       `json:"presence_events"`
+	Broadcasts     uint64       `json:"broadcasts"`
+	TopicVoid      uint64       `json:"topic_void"`
+	Topics         topics.Stats `json:"topics"`
 	// Stored subscriptions (absent without JetStream).
 	Subscriptions *subs.Stats `json:"subscriptions,omitempty"`
 	// SubscriptionsCompacted: compactions of their stream this router
@@ -115,7 +116,7 @@ func (r *Router) Stats() Stats {
 	st := Stats{
 		Conns: rs.Conns, IDs: rs.IDs, Logins: rs.Pairs,
 		Sent: r.sent.Load(), Void: r.void.Load(),
-		Published: r.published.Load(), PresenceEvents: r.presenceSent.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.stats(),
+		Published: r.published.Load(), PresenceEvents: r.presenceSent.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.Stats(),
 		Subscriptions: r.subStats(), SubscriptionsCompacted: r.subsCompactions.Load(), StrayUp: r.strayUp.Load(),
 		Routed: r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
 		Dropped:     Dropped{Gone: r.droppedGone.Load(), Slow: r.droppedSlow.Load(), Gateway: r.droppedGateway.Load()},
@@ -393,7 +394,7 @@ type presenceShare struct {
 // localPresence is the ids with conns in topic that this router holds,
 // and their conns.
 func (r *Router) localPresence(topic string) map[int64]int {
-	ids := r.topics.presence(topic)
+	ids := r.topics.Presence(topic)
 	if ids == nil {
 		ids = map[int64]int{}
 	}
@@ -445,8 +446,8 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Counter("published_total", "Publishes to topics routed.", nil, r.published.Load)
 	m.Counter("broadcasts_total", "Broadcasts routed.", nil, r.broadcasts.Load)
 	m.Counter("topic_void_total", "Publishes to topics nobody was in.", nil, r.topicVoid.Load)
-	m.Gauge("topics", "Topics with a member or an id kept in them for its resume.", nil, func() float64 { return float64(r.topics.stats().Topics) })
-	m.Gauge("topic_members", "Conns in topics, counted once per topic.", nil, func() float64 { return float64(r.topics.stats().Members) })
+	m.Gauge("topics", "Topics with a member or an id kept in them for its resume.", nil, func() float64 { return float64(r.topics.Stats().Topics) })
+	m.Gauge("topic_members", "Conns in topics, counted once per topic.", nil, func() float64 { return float64(r.topics.Stats().Members) })
 	m.Counter("logins_total", "Logins applied.", nil, r.logins.Load)
 	m.Counter("logouts_total", "Logouts applied.", nil, r.logouts.Load)
 	m.Counter("resyncs_total", "Login resyncs asked of gateways.", nil, r.resyncs.Load)

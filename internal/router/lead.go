@@ -617,6 +617,12 @@ func (l *lead) writer() {
 			}
 		}
 		err := l.write(msg)
+		if err == nil {
+			// Counted before the acks go: a sender that has its ack
+			// sees the write in the stats.
+			l.logMsgs.Add(1)
+			l.logRecords.Add(uint64(len(batch)))
+		}
 		for _, lg := range batch {
 			l.logDone(lg, err == nil)
 		}
@@ -626,8 +632,6 @@ func (l *lead) writer() {
 			l.drainFailed()
 			return
 		}
-		l.logMsgs.Add(1)
-		l.logRecords.Add(uint64(len(batch)))
 	}
 }
 

@@ -130,7 +130,7 @@ func (r *Router) sendWatchList() {
 	if r.standby() {
 		return
 	}
-	topics := r.topics.watchedHere()
+	topics := r.topics.WatchedHere()
 	if len(topics) == 0 {
 		return
 	}
@@ -150,7 +150,7 @@ func (r *Router) handleWatch(m *nats.Msg) {
 	if k == r.part.k {
 		return // this partition's own (its leader's)
 	}
-	r.topics.watchRemote(topics, time.Now().Add(3*PresenceEvery).UnixNano())
+	r.topics.WatchRemote(topics, time.Now().Add(3*PresenceEvery).UnixNano())
 }
 
 // forwardPresence hands a presence event of this partition's ids to the
@@ -162,7 +162,7 @@ func (b *sendBatch) forwardPresence(topic string, msg []byte) {
 // presenceOf writes another partition's presence event msg for topic to
 // this partition's watchers of it.
 func (b *sendBatch) presenceOf(topic, msg []byte) {
-	b.fanEvent(msg, b.r.topics.watchersOf(topic))
+	b.fanEvent(msg, b.r.topics.WatchersOf(topic))
 }
 
 // forward appends the send record (id, msg) to the frame for partition k.

@@ -23,6 +23,7 @@ import (
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/subs"
+	"github.com/cometgw/comet/internal/topics"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -197,7 +198,7 @@ type Router struct {
 	log    *zap.Logger
 	reg    *registry.Registry
 	store  *retention.Store
-	topics *topicIndex
+	topics *topics.Index
 	// Stored subscriptions (nil without JetStream): the index, the
 	// stream it follows, and where the stream is (a temporary store
 	// directory to remove at Close).
@@ -306,14 +307,14 @@ func New(cfg Config) (*Router, error) {
 		log:      cfg.Logger,
 		reg:      reg,
 		store:    store,
-		topics:   newTopicIndex(reg.Held),
+		topics:   topics.New(reg.Held),
 		gwByName: make(map[string]*peer),
 		gwByIdx:  make(map[uint32]*peer),
 		one:      make([]uint64, 1),
 	}
 	if cfg.Partitions > 1 {
 		r.part = newPartition(cfg.Partitions, cfg.Partition)
-		r.topics.partTag = fmt.Sprintf(`,"partition":%d,"partitions":%d`, cfg.Partition, cfg.Partitions)
+		r.topics.SetPartition(cfg.Partition, cfg.Partitions)
 	}
 	// What New opened is closed again if it fails after (a listener
 	// taken, a stream that would not open): no goroutine, connection or
@@ -329,7 +330,7 @@ func New(cfg Config) (*Router, error) {
 		r.subscriberPresence(id)
 	})
 	r.reg.OnActive(r.subscriberPresence)
-	store.OnDrop(r.topics.forgetID)
+	store.OnDrop(r.topics.ForgetID)
 	r.batches.New = func() any { return newSendBatch(r) }
 	r.frames = newFrameTable()
 	r.flow.room = sync.NewCond(&r.flow.mu)
@@ -560,7 +561,7 @@ func (r *Router) Run(done <-chan struct{}) error {
 // history lock), so the id only goes into a set here, which
 // syncSubscribers works through before each round of presence events.
 func (r *Router) subscriberPresence(id int64) {
-	if r.stored == nil || !r.topics.anyWatched() {
+	if r.stored == nil || !r.topics.AnyWatched() {
 		return
 	}
 	r.subPending.mu.Lock()
@@ -582,7 +583,7 @@ func (r *Router) syncSubscribers() {
 	var buf [8]string
 	for id := range ids {
 		if ts := r.stored.Topics(id, buf[:0]); len(ts) > 0 {
-			r.topics.syncSub(id, ts, true)
+			r.topics.SyncSub(id, ts, true)
 		}
 	}
 }
@@ -602,7 +603,7 @@ func (r *Router) presenceLoop(done <-chan struct{}) {
 			return
 		case <-t.C:
 			if r.part != nil {
-				r.topics.expireRemote(time.Now().UnixNano())
+				r.topics.ExpireRemote(time.Now().UnixNano())
 				r.sendWatchList()
 			}
 			r.syncSubscribers()
@@ -615,7 +616,7 @@ func (r *Router) presenceLoop(done <-chan struct{}) {
 // each one to its topic's watchers, the message once per gateway, with no
 // position (like a broadcast).
 func (r *Router) sendPresence() {
-	evs := r.topics.presenceEvents()
+	evs := r.topics.PresenceEvents()
 	if len(evs) == 0 || r.standby() {
 		return // a standby: the leader sends them
 	}
@@ -623,9 +624,9 @@ func (r *Router) sendPresence() {
 	defer r.batches.Put(b)
 	b.reset(&pendingAck{waiting: 1}) // nobody waits for it
 	for _, ev := range evs {
-		b.fanEvent(ev.msg, ev.watchers)
-		if ev.remote {
-			b.forwardPresence(ev.topic, ev.msg)
+		b.fanEvent(ev.Msg, ev.Watchers)
+		if ev.Remote {
+			b.forwardPresence(ev.Topic, ev.Msg)
 		}
 	}
 	// Counted before they go out: a watcher that has an event sees it
@@ -773,13 +774,13 @@ func (r *Router) openSubscriptions() error {
 	}
 	// Subscribed ids are in their topics' presence while they have a
 	// conn: their subscribing and unsubscribing are joins and leaves.
-	x.Watch(r.topics.isWatched, func(op byte, id int64, topic string) {
-		r.topics.syncSub(id, []string{topic}, op == subs.OpSubscribe)
+	x.Watch(r.topics.IsWatched, func(op byte, id int64, topic string) {
+		r.topics.SyncSub(id, []string{topic}, op == subs.OpSubscribe)
 	})
-	r.topics.subscribers = func(topic string) (ids []int64) {
+	r.topics.SetSubscribers(func(topic string) (ids []int64) {
 		x.Subscribers([]byte(topic), func(_ string, s []int64) { ids = slices.Clone(s) })
 		return ids
-	}
+	})
 	f, err := st.Follow(context.Background(), x, func(err error) {
 		r.log.Warn("malformed subscriptions batch", zap.Error(err))
 	})
@@ -859,7 +860,7 @@ func (r *Router) peers() []*peer {
 // forget purges gw's logins and drops it. upMu must be held.
 func (r *Router) forget(gw *peer) int {
 	n := r.reg.LogoutGateway(gw.idx)
-	r.topics.leaveGateway(gw.idx, r.store.Has)
+	r.topics.LeaveGateway(gw.idx, r.store.Has)
 	r.purges.Add(1)
 	r.gwMu.Lock()
 	if r.gwByName[gw.name] == gw {
@@ -929,7 +930,7 @@ func (r *Router) handleUp(m *nats.Msg) {
 			if !fresh || gw.conns.Load() != 0 {
 				gw.conns.Store(0)
 				r.reg.LogoutGateway(gw.idx)
-				r.topics.leaveGateway(gw.idx, r.store.Has)
+				r.topics.LeaveGateway(gw.idx, r.store.Has)
 			}
 			gw.resyncAt = time.Time{}
 			gw.mismatches = 0
@@ -942,22 +943,22 @@ func (r *Router) handleUp(m *nats.Msg) {
 		case wire.OpLogin:
 			r.login(gw, rec.ID, rec.Conn)
 		case wire.OpLoginTopics:
-			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, false, rec.Presence, rec.Topics)
+			r.topics.Join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, false, rec.Presence, rec.Topics)
 			r.login(gw, rec.ID, rec.Conn)
 		case wire.OpJoin:
-			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, rec.Resumable, rec.Presence, rec.Topics)
+			r.topics.Join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, rec.Resumable, rec.Presence, rec.Topics)
 		case wire.OpPart:
-			r.topics.part(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.Topics)
+			r.topics.Part(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.Topics)
 		case wire.OpResume:
 			r.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
 		case wire.OpResumeTopics:
 			// Joined first: the resume's catch-up is what was kept for
 			// these topics (and sent to the id).
-			r.topics.join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, true, rec.Presence, rec.Topics)
+			r.topics.Join(registry.Conn{GW: gw.idx, Conn: rec.Conn}, rec.ID, true, rec.Presence, rec.Topics)
 			r.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
 		case wire.OpLogout:
 			c := registry.Conn{GW: gw.idx, Conn: rec.Conn}
-			r.topics.leave(c, r.store.Has)
+			r.topics.Leave(c, r.store.Has)
 			if r.reg.Logout(c) > 0 {
 				gw.conns.Add(-1)
 				r.logouts.Add(1)
@@ -1002,7 +1003,7 @@ func (r *Router) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 	}
-	topics := r.topics.topicsOf(registry.Conn{GW: gw.idx, Conn: conn})
+	topics := r.topics.TopicsOf(registry.Conn{GW: gw.idx, Conn: conn})
 	if r.stored != nil {
 		topics = r.stored.Topics(id, topics)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/retention"
+	"github.com/cometgw/comet/internal/topics"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -177,8 +178,8 @@ type sendBatch struct {
 	// The publish being routed, for fanTo: its recipients of the id being
 	// routed, its number in this batch (each frame writes its message
 	// once per publish), and what became of it so far.
-	members   []member
-	idMembers []member
+	members   []topics.Member
+	idMembers []topics.Member
 	pub       uint64
 	pubCopies uint64
 	pubKept   bool
@@ -251,7 +252,7 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 	b.ack.accepted++
 	r.published.Add(1)
 	var name string
-	b.members, name = r.topics.members(topic, b.members[:0])
+	b.members, name = r.topics.Members(topic, b.members[:0])
 	if r.stored != nil {
 		name = b.addSubscribers(topic, name)
 	}
@@ -264,9 +265,9 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 	b.pub++
 	b.msg, b.pubCopies, b.pubKept, b.topic = msg, 0, false, name
 	for i := 0; i < len(b.members); {
-		id := b.members[i].id
+		id := b.members[i].ID
 		j := i
-		for j < len(b.members) && b.members[j].id == id {
+		for j < len(b.members) && b.members[j].ID == id {
 			j++
 		}
 		b.id, b.idMembers = id, b.members[i:j]
@@ -305,23 +306,23 @@ func (b *sendBatch) addSubscribers(topic []byte, name string) string {
 		for _, id := range ids {
 			b.conns = r.reg.Lookup(id, b.conns[:0])
 			if len(b.conns) == 0 {
-				b.members = append(b.members, member{id: id})
+				b.members = append(b.members, topics.Member{ID: id})
 				continue
 			}
 			for _, c := range b.conns {
-				b.members = append(b.members, member{id: id, conn: c})
+				b.members = append(b.members, topics.Member{ID: id, Conn: c})
 			}
 		}
 	})
 	if len(b.members) > joined {
-		slices.SortFunc(b.members, func(a, c member) int {
+		slices.SortFunc(b.members, func(a, c topics.Member) int {
 			switch {
-			case a.id != c.id:
-				return cmp.Compare(a.id, c.id)
-			case a.conn.GW != c.conn.GW:
-				return cmp.Compare(a.conn.GW, c.conn.GW)
+			case a.ID != c.ID:
+				return cmp.Compare(a.ID, c.ID)
+			case a.Conn.GW != c.Conn.GW:
+				return cmp.Compare(a.Conn.GW, c.Conn.GW)
 			}
-			return cmp.Compare(a.conn.Conn, c.conn.Conn)
+			return cmp.Compare(a.Conn.Conn, c.Conn.Conn)
 		})
 		b.members = slices.Compact(b.members)
 	}
@@ -339,11 +340,11 @@ func (b *sendBatch) fanTo(epoch, seq uint64) {
 	}
 	ms := b.idMembers
 	for i := 0; i < len(ms); {
-		gw := ms[i].conn.GW
+		gw := ms[i].Conn.GW
 		b.group = b.group[:0]
-		for ; i < len(ms) && ms[i].conn.GW == gw; i++ {
+		for ; i < len(ms) && ms[i].Conn.GW == gw; i++ {
 			if gw != 0 { // 0: the id lingers, no conn
-				b.group = append(b.group, ms[i].conn.Conn)
+				b.group = append(b.group, ms[i].Conn.Conn)
 			}
 		}
 		if len(b.group) == 0 {
@@ -375,7 +376,7 @@ func (b *sendBatch) fanTo(epoch, seq uint64) {
 
 // fanEvent writes the presence event msg to the conns ws (no position,
 // like a broadcast; none: nothing).
-func (b *sendBatch) fanEvent(msg []byte, ws []member) {
+func (b *sendBatch) fanEvent(msg []byte, ws []topics.Member) {
 	if len(ws) == 0 {
 		return
 	}

@@ -1,4 +1,10 @@
-package router
+// Package topics is the router's index of who is in each topic: the
+// conns that joined it, the ids lingering in it for their resume, and
+// presence (who joined and left, for the conns that watch). It needs no
+// NATS and holds one lock (Index.mu), taken after the registry's and
+// never while calling out (SetSubscribers' function is called without
+// it).
+package topics
 
 import (
 	"cmp"
@@ -12,19 +18,19 @@ import (
 	"github.com/cometgw/comet/internal/registry"
 )
 
-// topicIndex is who is in each topic: the connections that joined it
+// Index is who is in each topic: the connections that joined it
 // (GET /sse/{id}?topics=...), and the ids whose resumable clients joined
 // it and left while their id's history lasts (lingering), so that what is
 // published meanwhile is kept for their resume. Topic names are interned:
 // each is one string, shared by the index and the history entries that
 // carry it.
-type topicIndex struct {
+type Index struct {
 	mu      sync.RWMutex
-	topics  map[string]*topicState
+	topics  map[string]*entry
 	conns   map[registry.Conn]*connTopics // the topics each member conn joined
-	linger  map[int64][]*topicState       // the topics each lingering id is kept in
-	changed map[*topicState]struct{}      // topics with presence changes not yet told
-	remote  map[*topicState]struct{}      // topics watched in another partition
+	linger  map[int64][]*entry       // the topics each lingering id is kept in
+	changed map[*entry]struct{}      // topics with presence changes not yet told
+	remote  map[*entry]struct{}      // topics watched in another partition
 	// partTag ends every presence event of a partitioned router: the
 	// event covers that partition's ids (,"partition":K,"partitions":N).
 	partTag string
@@ -40,7 +46,7 @@ type topicIndex struct {
 	subscribers func(topic string) []int64
 }
 
-type topicState struct {
+type entry struct {
 	name    string
 	members map[registry.Conn]int64 // conn -> the id it holds
 	linger  map[int64]struct{}
@@ -63,35 +69,49 @@ type topicState struct {
 type connTopics struct {
 	id        int64
 	resumable bool
-	topics    []*topicState
+	topics    []*entry
 }
 
-// member is one recipient of a publish: a conn of id, or (Conn.GW 0) an
+// Member is one recipient of a publish: a conn of ID, or (Conn.GW 0) an
 // id lingering in the topic.
-type member struct {
-	id   int64
-	conn registry.Conn
+type Member struct {
+	ID   int64
+	Conn registry.Conn
 }
 
-func newTopicIndex(held func(id int64) bool) *topicIndex {
-	ix := &topicIndex{topics: make(map[string]*topicState), conns: make(map[registry.Conn]*connTopics),
-		linger: make(map[int64][]*topicState), changed: make(map[*topicState]struct{}), remote: make(map[*topicState]struct{}), held: held}
+// New returns an empty index; held says whether an id has a conn now
+// (the registry's Held).
+func New(held func(id int64) bool) *Index {
+	ix := &Index{topics: make(map[string]*entry), conns: make(map[registry.Conn]*connTopics),
+		linger: make(map[int64][]*entry), changed: make(map[*entry]struct{}), remote: make(map[*entry]struct{}), held: held}
 	ix.watched.Store(&map[string]struct{}{})
 	return ix
 }
 
-// isWatched says whether topic has watchers; no lock.
-func (ix *topicIndex) isWatched(topic string) bool {
+// SetPartition makes the index's presence events say that they cover
+// partition k of n's ids (,"partition":K,"partitions":N). Call it before
+// any join.
+func (ix *Index) SetPartition(k, n int) {
+	ix.partTag = fmt.Sprintf(`,"partition":%d,"partitions":%d`, k, n)
+}
+
+// SetSubscribers gives the index a topic's subscribed ids (stored
+// subscriptions), present like members while the topic has watchers.
+// Call it before any join.
+func (ix *Index) SetSubscribers(fn func(topic string) []int64) { ix.subscribers = fn }
+
+// IsWatched says whether topic has watchers; no lock.
+func (ix *Index) IsWatched(topic string) bool {
 	_, ok := (*ix.watched.Load())[topic]
 	return ok
 }
 
-// anyWatched says whether some topic has watchers; no lock.
-func (ix *topicIndex) anyWatched() bool { return len(*ix.watched.Load()) > 0 }
+// AnyWatched says whether some topic has watchers; no lock.
+func (ix *Index) AnyWatched() bool { return len(*ix.watched.Load()) > 0 }
 
 // setWatched notes that t's watchers went from none to some or back.
 // ix.mu must be held for writing.
-func (ix *topicIndex) setWatched(t *topicState, on bool) {
+func (ix *Index) setWatched(t *entry, on bool) {
 	m := maps.Clone(*ix.watched.Load())
 	if on {
 		m[t.name] = struct{}{}
@@ -107,7 +127,7 @@ func (ix *topicIndex) setWatched(t *topicState, on bool) {
 // seed puts into the subs of topics that just got their first watcher
 // the subscribed ids that have a conn (no events: they were there
 // already). ix.mu must not be held.
-func (ix *topicIndex) seed(fresh []*topicState) {
+func (ix *Index) seed(fresh []*entry) {
 	if ix.subscribers == nil {
 		return
 	}
@@ -128,10 +148,10 @@ func (ix *topicIndex) seed(fresh []*topicState) {
 	}
 }
 
-// syncSub brings id's presence as a subscriber of topics up to date:
+// SyncSub brings id's presence as a subscriber of topics up to date:
 // present if subscribed (the caller says) and id has a conn now. Only
 // topics with watchers are kept; the changes are join and leave events.
-func (ix *topicIndex) syncSub(id int64, topics []string, subscribed bool) {
+func (ix *Index) SyncSub(id int64, topics []string, subscribed bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	present := subscribed && ix.held(id)
@@ -158,17 +178,17 @@ func (ix *topicIndex) syncSub(id int64, topics []string, subscribed bool) {
 
 // state returns topic's state, creating it. ix.mu must be held for
 // writing.
-func (ix *topicIndex) state(topic []byte) *topicState {
+func (ix *Index) state(topic []byte) *entry {
 	if t := ix.topics[string(topic)]; t != nil {
 		return t
 	}
-	t := &topicState{name: string(topic), members: make(map[registry.Conn]int64), counts: make(map[int64]int)}
+	t := &entry{name: string(topic), members: make(map[registry.Conn]int64), counts: make(map[int64]int)}
 	ix.topics[t.name] = t
 	return t
 }
 
 // drop forgets t if nothing is left in it. ix.mu must be held for writing.
-func (ix *topicIndex) drop(t *topicState) {
+func (ix *Index) drop(t *entry) {
 	if t.watched && len(t.watchers) == 0 && t.remoteUntil == 0 {
 		ix.setWatched(t, false) // the last watcher left
 	}
@@ -185,7 +205,7 @@ const changeCap = 100
 
 // presenceJoin notes a member conn of id; the first one is a join.
 // ix.mu must be held for writing.
-func (ix *topicIndex) presenceJoin(t *topicState, id int64) {
+func (ix *Index) presenceJoin(t *entry, id int64) {
 	if t.counts[id]++; t.counts[id] > 1 {
 		return
 	}
@@ -196,7 +216,7 @@ func (ix *topicIndex) presenceJoin(t *topicState, id int64) {
 }
 
 // joined notes that id came into t. ix.mu must be held for writing.
-func (ix *topicIndex) joined(t *topicState, id int64) {
+func (ix *Index) joined(t *entry, id int64) {
 	if _, ok := t.left[id]; ok {
 		delete(t.left, id) // left and came back within one event
 	} else {
@@ -210,7 +230,7 @@ func (ix *topicIndex) joined(t *topicState, id int64) {
 
 // presenceLeave notes a member conn of id gone; the last one is a leave.
 // ix.mu must be held for writing.
-func (ix *topicIndex) presenceLeave(t *topicState, id int64) {
+func (ix *Index) presenceLeave(t *entry, id int64) {
 	if t.counts[id]--; t.counts[id] > 0 {
 		return
 	}
@@ -222,7 +242,7 @@ func (ix *topicIndex) presenceLeave(t *topicState, id int64) {
 }
 
 // left notes that id went from t. ix.mu must be held for writing.
-func (ix *topicIndex) left(t *topicState, id int64) {
+func (ix *Index) left(t *entry, id int64) {
 	if _, ok := t.joined[id]; ok {
 		delete(t.joined, id)
 	} else {
@@ -234,15 +254,15 @@ func (ix *topicIndex) left(t *topicState, id int64) {
 	ix.changed[t] = struct{}{}
 }
 
-// join records that c, logged in as id, joined topics (valid names, no
+// Join records that c, logged in as id, joined topics (valid names, no
 // repeats); resumable says its client resumes (SSE, long-poll), so when
 // it leaves, id lingers in its topics while id's history lasts. A join of
 // a conn already known adds to its topics.
-func (ix *topicIndex) join(c registry.Conn, id int64, resumable, presence bool, topics [][]byte) {
+func (ix *Index) Join(c registry.Conn, id int64, resumable, presence bool, topics [][]byte) {
 	if len(topics) == 0 {
 		return
 	}
-	var fresh []*topicState // topics that get their first watcher
+	var fresh []*entry // topics that get their first watcher
 	defer func() { ix.seed(fresh) }()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -277,7 +297,7 @@ func (ix *topicIndex) join(c registry.Conn, id int64, resumable, presence bool, 
 
 // unlinger takes id out of t's lingering ids. ix.mu must be held for
 // writing.
-func (ix *topicIndex) unlinger(id int64, t *topicState) {
+func (ix *Index) unlinger(id int64, t *entry) {
 	delete(t.linger, id)
 	ts := ix.linger[id]
 	if i := slices.Index(ts, t); i >= 0 {
@@ -290,10 +310,10 @@ func (ix *topicIndex) unlinger(id int64, t *topicState) {
 	}
 }
 
-// leave forgets c's topics. If c was resumable and hasHistory(id) says
+// Leave forgets c's topics. If c was resumable and hasHistory(id) says
 // its id's history lives on, id lingers in each of them (unless another
 // conn of id is still a member).
-func (ix *topicIndex) leave(c registry.Conn, hasHistory func(id int64) bool) {
+func (ix *Index) Leave(c registry.Conn, hasHistory func(id int64) bool) {
 	// Most logouts are of conns in no topic: no write lock for them.
 	ix.mu.RLock()
 	_, member := ix.conns[c]
@@ -306,7 +326,7 @@ func (ix *topicIndex) leave(c registry.Conn, hasHistory func(id int64) bool) {
 	ix.leaveLocked(c, hasHistory)
 }
 
-func (ix *topicIndex) leaveLocked(c registry.Conn, hasHistory func(id int64) bool) {
+func (ix *Index) leaveLocked(c registry.Conn, hasHistory func(id int64) bool) {
 	ct := ix.conns[c]
 	if ct == nil {
 		return
@@ -330,9 +350,9 @@ func (ix *topicIndex) leaveLocked(c registry.Conn, hasHistory func(id int64) boo
 	}
 }
 
-// part takes c out of topics (a client's leave request): no lingering,
+// Part takes c out of topics (a client's leave request): no lingering,
 // since its client asked to leave.
-func (ix *topicIndex) part(c registry.Conn, topics [][]byte) {
+func (ix *Index) Part(c registry.Conn, topics [][]byte) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ct := ix.conns[c]
@@ -340,7 +360,7 @@ func (ix *topicIndex) part(c registry.Conn, topics [][]byte) {
 		return
 	}
 	for _, name := range topics {
-		i := slices.IndexFunc(ct.topics, func(t *topicState) bool { return t.name == string(name) })
+		i := slices.IndexFunc(ct.topics, func(t *entry) bool { return t.name == string(name) })
 		if i < 0 {
 			continue
 		}
@@ -356,9 +376,9 @@ func (ix *topicIndex) part(c registry.Conn, topics [][]byte) {
 	}
 }
 
-// leaveGateway forgets the topics of every conn of gateway gw (it died,
+// LeaveGateway forgets the topics of every conn of gateway gw (it died,
 // restarted or resyncs).
-func (ix *topicIndex) leaveGateway(gw uint32, hasHistory func(id int64) bool) {
+func (ix *Index) LeaveGateway(gw uint32, hasHistory func(id int64) bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for c := range ix.conns {
@@ -368,8 +388,8 @@ func (ix *topicIndex) leaveGateway(gw uint32, hasHistory func(id int64) bool) {
 	}
 }
 
-// forgetID ends id's lingering (its history was dropped).
-func (ix *topicIndex) forgetID(id int64) {
+// ForgetID ends id's lingering (its history was dropped).
+func (ix *Index) ForgetID(id int64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for _, t := range ix.linger[id] {
@@ -379,10 +399,10 @@ func (ix *topicIndex) forgetID(id int64) {
 	delete(ix.linger, id)
 }
 
-// members appends topic's recipients to dst, sorted by id (each id's
+// Members appends topic's recipients to dst, sorted by id (each id's
 // conns together), and returns them with the topic's interned name ("" if
 // the topic has nobody).
-func (ix *topicIndex) members(topic []byte, dst []member) ([]member, string) {
+func (ix *Index) Members(topic []byte, dst []Member) ([]Member, string) {
 	ix.mu.RLock()
 	t := ix.topics[string(topic)]
 	if t == nil {
@@ -390,28 +410,28 @@ func (ix *topicIndex) members(topic []byte, dst []member) ([]member, string) {
 		return dst, ""
 	}
 	for c, id := range t.members {
-		dst = append(dst, member{id: id, conn: c})
+		dst = append(dst, Member{ID: id, Conn: c})
 	}
 	for id := range t.linger {
-		dst = append(dst, member{id: id})
+		dst = append(dst, Member{ID: id})
 	}
 	name := t.name
 	ix.mu.RUnlock()
-	slices.SortFunc(dst, func(a, b member) int {
+	slices.SortFunc(dst, func(a, b Member) int {
 		switch {
-		case a.id < b.id:
+		case a.ID < b.ID:
 			return -1
-		case a.id > b.id:
+		case a.ID > b.ID:
 			return 1
 		}
-		return int(a.conn.GW) - int(b.conn.GW)
+		return int(a.Conn.GW) - int(b.Conn.GW)
 	})
 	return dst, name
 }
 
-// topicsOf is the interned names of c's topics (nil: none), for filtering
+// TopicsOf is the interned names of c's topics (nil: none), for filtering
 // a resume's catch-up.
-func (ix *topicIndex) topicsOf(c registry.Conn) []string {
+func (ix *Index) TopicsOf(c registry.Conn) []string {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	ct := ix.conns[c]
@@ -425,26 +445,26 @@ func (ix *topicIndex) topicsOf(c registry.Conn) []string {
 	return out
 }
 
-// TopicStats counts the topic index.
-type TopicStats struct {
+// Stats counts the topic index.
+type Stats struct {
 	Topics      int `json:"topics"`       // topics with a member or a lingering id
 	Members     int `json:"members"`      // conns in topics, counted once per topic
 	MemberConns int `json:"member_conns"` // conns in at least one topic
 	Lingering   int `json:"lingering"`    // ids kept in topics for their resume
 }
 
-func (ix *topicIndex) stats() TopicStats {
+func (ix *Index) Stats() Stats {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	st := TopicStats{Topics: len(ix.topics), MemberConns: len(ix.conns), Lingering: len(ix.linger)}
+	st := Stats{Topics: len(ix.topics), MemberConns: len(ix.conns), Lingering: len(ix.linger)}
 	for _, t := range ix.topics {
 		st.Members += len(t.members)
 	}
 	return st
 }
 
-// presence is who is in topic: each id with conns in it and their count.
-func (ix *topicIndex) presence(topic string) map[int64]int {
+// Presence is who is in topic: each id with conns in it and their count.
+func (ix *Index) Presence(topic string) map[int64]int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	t := ix.topics[topic]
@@ -458,23 +478,23 @@ func (ix *topicIndex) presence(topic string) map[int64]int {
 	return out
 }
 
-// presenceEvent is one topic's join and leave event and the conns that
+// Event is one topic's join and leave event and the conns that
 // get it here; remote: another partition has watchers in it too.
-type presenceEvent struct {
-	topic    string
-	msg      []byte
-	watchers []member // sorted by gateway
-	remote   bool
+type Event struct {
+	Topic    string
+	Msg      []byte
+	Watchers []Member // sorted by gateway
+	Remote   bool
 }
 
-// presenceEvents takes the changes since the last call: an event per
+// PresenceEvents takes the changes since the last call: an event per
 // changed topic that has watchers, {"presence":"lobby","ids":N,
 // "joined":[...],"left":[...]} (at most changeCap ids each; past it,
 // "joined_more"/"left_more" count the rest).
-func (ix *topicIndex) presenceEvents() []presenceEvent {
+func (ix *Index) PresenceEvents() []Event {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	var out []presenceEvent
+	var out []Event
 	for t := range ix.changed {
 		if len(t.watchers) > 0 || t.remoteUntil != 0 {
 			n := len(t.counts)
@@ -486,7 +506,7 @@ func (ix *topicIndex) presenceEvents() []presenceEvent {
 			b := fmt.Appendf(nil, `{"presence":%q,"ids":%d`, t.name, n)
 			b = appendIDs(b, "joined", t.joined)
 			b = appendIDs(b, "left", t.left)
-			out = append(out, presenceEvent{topic: t.name, msg: append(append(b, ix.partTag...), '}'), watchers: t.watcherList(), remote: t.remoteUntil != 0})
+			out = append(out, Event{Topic: t.name, Msg: append(append(b, ix.partTag...), '}'), Watchers: t.watcherList(), Remote: t.remoteUntil != 0})
 		}
 		t.joined, t.left = nil, nil
 	}
@@ -495,18 +515,18 @@ func (ix *topicIndex) presenceEvents() []presenceEvent {
 }
 
 // watcherList is t's watchers sorted by gateway. ix.mu must be held.
-func (t *topicState) watcherList() []member {
-	ws := make([]member, 0, len(t.watchers))
+func (t *entry) watcherList() []Member {
+	ws := make([]Member, 0, len(t.watchers))
 	for c, id := range t.watchers {
-		ws = append(ws, member{id: id, conn: c})
+		ws = append(ws, Member{ID: id, Conn: c})
 	}
-	slices.SortFunc(ws, func(a, b member) int { return cmp.Compare(a.conn.GW, b.conn.GW) })
+	slices.SortFunc(ws, func(a, b Member) int { return cmp.Compare(a.Conn.GW, b.Conn.GW) })
 	return ws
 }
 
-// watchersOf is the conns that want topic's presence events here, sorted
+// WatchersOf is the conns that want topic's presence events here, sorted
 // by gateway (another partition's events go to them).
-func (ix *topicIndex) watchersOf(topic []byte) []member {
+func (ix *Index) WatchersOf(topic []byte) []Member {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if t := ix.topics[string(topic)]; t != nil && len(t.watchers) > 0 {
@@ -515,8 +535,8 @@ func (ix *topicIndex) watchersOf(topic []byte) []member {
 	return nil
 }
 
-// watchedHere is the topics with watchers in this partition.
-func (ix *topicIndex) watchedHere() []string {
+// WatchedHere is the topics with watchers in this partition.
+func (ix *Index) WatchedHere() []string {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []string
@@ -528,11 +548,11 @@ func (ix *topicIndex) watchedHere() []string {
 	return out
 }
 
-// watchRemote notes that another partition has watchers in topics (valid
+// WatchRemote notes that another partition has watchers in topics (valid
 // names) until until: this one tracks their presence and makes their
 // events, as for watchers of its own.
-func (ix *topicIndex) watchRemote(topics [][]byte, until int64) {
-	var fresh []*topicState
+func (ix *Index) WatchRemote(topics [][]byte, until int64) {
+	var fresh []*entry
 	ix.mu.Lock()
 	for _, name := range topics {
 		t := ix.state(name)
@@ -547,9 +567,9 @@ func (ix *topicIndex) watchRemote(topics [][]byte, until int64) {
 	ix.seed(fresh)
 }
 
-// expireRemote forgets the other partitions' watching that was not said
+// ExpireRemote forgets the other partitions' watching that was not said
 // again before it ran out.
-func (ix *topicIndex) expireRemote(now int64) {
+func (ix *Index) ExpireRemote(now int64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for t := range ix.remote {

@@ -28,9 +28,9 @@ type Index struct {
 	mu      sync.RWMutex
 	topics  map[string]*entry
 	conns   map[registry.Conn]*connTopics // the topics each member conn joined
-	linger  map[int64][]*entry       // the topics each lingering id is kept in
-	changed map[*entry]struct{}      // topics with presence changes not yet told
-	remote  map[*entry]struct{}      // topics watched in another partition
+	linger  map[int64][]*entry            // the topics each lingering id is kept in
+	changed map[*entry]struct{}           // topics with presence changes not yet told
+	remote  map[*entry]struct{}           // topics watched in another partition
 	// partTag ends every presence event of a partitioned router: the
 	// event covers that partition's ids (,"partition":K,"partitions":N).
 	partTag string

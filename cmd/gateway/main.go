@@ -28,6 +28,8 @@ Serves, for every integer id the router sends messages to:
   GET /test/{id}                       a chunked HTML stream
   GET /sse/{id}                        an EventSource stream (Last-Event-ID or ?cursor= resumes)
   GET /poll/{id}?cursor=C&timeout=30s  a long-poll answered with JSON
+  GET /ws/{id}                         a WebSocket (resumes like SSE; join, leave,
+                                       publish, send and ping requests in JSON)
   GET /demo                            a page showing an id's messages as they arrive
 Clients hold no goroutine and no buffer while idle.
 

@@ -8,11 +8,12 @@
 // The hub knows no wire format. What a session writes, and what it does
 // with a delivery, a resume answer, quiet and shutdown, is its Kind
 // (kind.go): package chunked (the /test/{id} HTML stream), package sse
-// (EventSource streams) and package longpoll (long-polls) each implement
-// one. The gateway builds the hub with its table of kinds; a session
-// stores the index of its kind in one byte, so a session is a 72-byte
-// slot whatever its kind and an idle one owns nothing else: no goroutine,
-// no buffer.
+// (EventSource streams), package longpoll (long-polls) and package ws
+// (WebSockets, the one kind that reads its clients) each implement one.
+// The gateway builds the hub with its table of kinds; a session stores
+// the index of its kind in one byte, so a session is a 72-byte slot
+// whatever its kind and an idle one owns nothing else: no goroutine, no
+// buffer.
 //
 // A session's socket is a raw non-blocking descriptor the hub owns
 // (taken from Go's net.Conn with a dup, or accepted without it), written

@@ -9,7 +9,7 @@ type Reason uint8
 const (
 	ReasonPeer        Reason = iota // the client closed or reset the connection
 	ReasonSlow                      // pending output passed Config.MaxPending
-	ReasonTimeout                   // pending output made no progress for Config.WriteTimeout
+	ReasonTimeout                   // pending output made no progress for Config.WriteTimeout, or the kernel gave up on the connection (TCP_USER_TIMEOUT, keep-alive)
 	ReasonWriteError                // a write failed
 	ReasonProtocol                  // the client sent more than its kind may
 	ReasonShutdown                  // the gateway is shutting down

@@ -559,7 +559,7 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	m.Counter("heartbeats_total", "Heartbeats written to quiet SSE and chunked streams.", nil, func() uint64 { return h.Stats().Heartbeats })
 	m.Counter("sessions_opened_total", "Sessions opened, of every kind (a long-poll opens one per poll).", nil, func() uint64 { return h.Stats().Opened })
 	for _, r := range hub.Reasons() {
-		m.Counter("sessions_closed_total", "Sessions closed, by reason (answered: a long-poll's answer was written; rate: too many control or empty WebSocket frames; stalled: a message incomplete past -ws-message-timeout; input_budget: the largest holders of input past -input-budget).", prometheus.Labels{"reason": r.String()},
+		m.Counter("sessions_closed_total", "Sessions closed, by reason (answered: a long-poll's answer was written; timeout: no write progress for -write-timeout, or aborted by the kernel after -tcp-user-timeout; rate: too many control or empty WebSocket frames; stalled: a message incomplete past -ws-message-timeout; input_budget: the largest holders of input past -input-budget).", prometheus.Labels{"reason": r.String()},
 			func() uint64 { return h.Closes(r) })
 	}
 	m.Counter("messages_total", "Messages written to sessions (gathered, for a long-poll).", nil, func() uint64 { return h.Stats().Messages })

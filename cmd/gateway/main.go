@@ -25,19 +25,15 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprintf(fs.Output(), `Usage: gateway [flags]
 
 Serves, for every integer id the router sends messages to:
-  GET /test/{id}                       a chunked HTML stream
-  GET /sse/{id}                        an EventSource stream (Last-Event-ID or ?cursor= resumes)
-  GET /poll/{id}?cursor=C&timeout=30s  a long-poll answered with JSON
-  GET /ws/{id}                         a WebSocket (resumes like SSE; join, leave,
-                                       publish, send and ping requests in JSON)
-  GET /demo                            a page showing an id's messages as they arrive
+
+%s
 Clients hold no goroutine and no buffer while idle.
 
 On an address beyond loopback, clients must present a token (JWT, "sub":
 their id) with -auth-secret-file or -auth-keys, unless -insecure-open.
 
 Flags:
-`)
+`, gateway.Usage())
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "HTTP listen address")

@@ -10,17 +10,7 @@ import (
 	"github.com/cometgw/comet/internal/wire"
 )
 
-const indexText = `comet gateway
-
-GET /test/{id}                      a chunked HTML stream of every message sent to integer id
-GET /sse/{id}                       an EventSource stream; Last-Event-ID or ?cursor= resumes
-GET /poll/{id}?cursor=C&timeout=30s a long-poll: the messages after cursor C, as JSON
-GET /ws/{id}?cursor=C               a WebSocket: a text frame per message, and requests
-                                     (publish, send, join, leave) as JSON text frames
-   ?topics=a,b on any of them        also every message published to topics a and b
-   &presence=1                       and who joins and leaves them
-GET /demo                           a page that shows an id's messages as they arrive
-`
+var indexText = "comet gateway\n\n" + Usage()
 
 func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	rt, id, err := parseRoute(ctx.Path())
@@ -72,32 +62,15 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	a := admitted{grant: gr, topics: topics, presence: presence}
+	k := clientKinds[rt.kind()]
 	if ctx.IsHead() {
 		// The head a GET would get; fasthttp sends no body for HEAD.
-		switch rt {
-		case routePoll:
-			ctx.SetContentType("application/json")
-		case routeSSE:
-			ctx.SetContentType("text/event-stream; charset=utf-8")
-		default:
-			ctx.SetContentType("text/html; charset=utf-8")
-		}
+		ctx.SetContentType(k.contentType)
 		ctx.Response.Header.Set("Cache-Control", "no-cache, no-store")
 		ctx.Response.Header.SetContentLength(-1)
 		return
 	}
-	switch rt {
-	case routeWS:
-		g.handleWS(ctx, id, a)
-		return
-	case routePoll:
-		g.handlePoll(ctx, id, a)
-		return
-	case routeSSE:
-		g.handleSSE(ctx, id, a)
-		return
-	}
-	g.handleStream(ctx, id, a)
+	k.open(g, ctx, id, a)
 }
 
 // admitted is what the door let a session in with: when its token

@@ -13,24 +13,22 @@ type route uint8
 const (
 	routeNotFound route = iota
 	routeIndex          // "/"
-	routeStream         // "/test/{id}"
-	routePoll           // "/poll/{id}"
-	routeSSE            // "/sse/{id}"
 	routeDemo           // "/demo"
-	routeWS             // "/ws/{id}"
+	routeClient         // the first client route: routeClient+kind is clientKinds[kind]'s
 )
 
-var errWrongKind = errors.New("gateway: frame of the wrong kind on the down subject")
+// The client routes, one per kind (clientKinds).
+const (
+	routeStream = routeClient + kindStream // "/test/{id}"
+	routeSSE    = routeClient + kindSSE    // "/sse/{id}"
+	routePoll   = routeClient + kindPoll   // "/poll/{id}"
+	routeWS     = routeClient + kindWS     // "/ws/{id}"
+)
 
-var idRoutes = []struct {
-	prefix []byte
-	route  route
-}{
-	{[]byte("/test/"), routeStream},
-	{[]byte("/poll/"), routePoll},
-	{[]byte("/sse/"), routeSSE},
-	{[]byte("/ws/"), routeWS},
-}
+// kind is the kind of client a client route serves (rt >= routeClient).
+func (rt route) kind() int { return int(rt - routeClient) }
+
+var errWrongKind = errors.New("gateway: frame of the wrong kind on the down subject")
 
 // parseRoute maps a (normalized) request path to its route and, for a
 // client route, its id. A client path with a bad id returns its route and
@@ -42,13 +40,13 @@ func parseRoute(path []byte) (route, int64, error) {
 	case string(path) == "/demo":
 		return routeDemo, 0, nil
 	}
-	for _, r := range idRoutes {
-		if bytes.HasPrefix(path, r.prefix) {
-			id, err := ids.Parse(string(path[len(r.prefix):]))
-			return r.route, id, err
+	for k, c := range clientKinds {
+		if bytes.HasPrefix(path, []byte(c.prefix)) {
+			id, err := ids.Parse(string(path[len(c.prefix):]))
+			return routeClient + route(k), id, err
 		}
-		if bytes.Equal(path, r.prefix[:len(r.prefix)-1]) {
-			return r.route, 0, ids.ErrEmpty
+		if string(path) == c.prefix[:len(c.prefix)-1] {
+			return routeClient + route(k), 0, ids.ErrEmpty
 		}
 	}
 	return routeNotFound, 0, nil

@@ -33,6 +33,9 @@ func TestParseRoute(t *testing.T) {
 		{"/sse/-1", routeSSE, -1, nil},
 		{"/sse", routeSSE, 0, ids.ErrEmpty},
 		{"/sse/1.5", routeSSE, 0, ids.ErrSyntax},
+		{"/ws/5", routeWS, 5, nil},
+		{"/ws", routeWS, 0, ids.ErrEmpty},
+		{"/ws/a", routeWS, 0, ids.ErrSyntax},
 		{"/demo", routeDemo, 0, nil},
 		{"/demo/", routeNotFound, 0, nil},
 		{"", routeNotFound, 0, nil},
@@ -51,12 +54,15 @@ func TestParseRoute(t *testing.T) {
 // FuzzRoute: no path crashes the router of requests; a stream route either
 // has an id that formats back into the same path or an error.
 func FuzzRoute(f *testing.F) {
-	for _, s := range []string{"/", "/test/1", "/test/", "/test/-9223372036854775808", "/test/\x00", "/x", "/poll/3", "/sse/-2", "/demo"} {
+	for _, s := range []string{"/", "/test/1", "/test/", "/test/-9223372036854775808", "/test/\x00", "/x", "/poll/3", "/sse/-2", "/ws/5", "/ws", "/demo"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, path string) {
 		rt, id, err := parseRoute([]byte(path))
-		prefix := map[route]string{routeStream: "/test/", routePoll: "/poll/", routeSSE: "/sse/"}[rt]
+		prefix := ""
+		if rt >= routeClient {
+			prefix = clientKinds[rt.kind()].prefix
+		}
 		if prefix == "" && err != nil {
 			t.Fatalf("route %v without an id has error %v", rt, err)
 		}

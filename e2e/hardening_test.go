@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -402,4 +403,29 @@ func TestHostileClientsAgainstTheGateway(t *testing.T) {
 		t.Errorf("the good client's slowest ping round trip beside the attackers: %s", worst)
 	}
 	t.Logf("good client's slowest round trip beside 30 attackers: %s; fates %+v", worst, fates)
+}
+
+// A router whose admin address is taken exits non-zero within seconds
+// and leaves no temporary store behind.
+func TestRouterAdminPortTaken(t *testing.T) {
+	bin := binDir(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tmp := t.TempDir()
+	cmd := exec.Command(bin+"/router", "-nats-addr", freePort(t), "-admin", ln.Addr().String())
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") {
+		t.Fatalf("router with its admin address taken: %v\n%s", err, out)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("took %s to exit", d)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
 }

@@ -253,75 +253,82 @@ type Gateway struct {
 	closeErr  error
 }
 
+// withDefaults is c with every zero field that has a default given it
+// (DefaultConfig), and no logger a no-op one.
+func (c Config) withDefaults() Config {
+	def := DefaultConfig()
+	if c.Addr == "" {
+		c.Addr = def.Addr
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = def.AdminAddr
+	}
+	if c.NATSURL == "" {
+		c.NATSURL = def.NATSURL
+	}
+	if c.Name == "" {
+		c.Name = def.Name
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = def.ConnectTimeout
+	}
+	if c.PollTimeout == 0 {
+		c.PollTimeout = def.PollTimeout
+	}
+	if c.TCPKeepAlive == 0 {
+		c.TCPKeepAlive = def.TCPKeepAlive
+	}
+	if c.TCPUserTimeout == 0 {
+		c.TCPUserTimeout = def.TCPUserTimeout
+	}
+	if c.MaxPollTimeout == 0 {
+		c.MaxPollTimeout = def.MaxPollTimeout
+	}
+	if c.SSEHeartbeat == 0 {
+		c.SSEHeartbeat = def.SSEHeartbeat
+	}
+	if c.SSERetry <= 0 {
+		c.SSERetry = def.SSERetry
+	}
+	if c.PollResumeWait <= 0 {
+		c.PollResumeWait = def.PollResumeWait
+	}
+	if c.InboundLimit <= 0 {
+		c.InboundLimit = def.InboundLimit
+	}
+	if c.AuthCookie == "" {
+		c.AuthCookie = def.AuthCookie
+	}
+	if c.AllowOrigin == "" {
+		c.AllowOrigin = def.AllowOrigin
+	}
+	if c.HeadTimeout <= 0 {
+		c.HeadTimeout = def.HeadTimeout
+	}
+	if c.WSMaxMessage <= 0 {
+		c.WSMaxMessage = def.WSMaxMessage
+	}
+	if c.WSRequestRate == 0 {
+		c.WSRequestRate = def.WSRequestRate
+	}
+	if c.WSControlRate == 0 {
+		c.WSControlRate = def.WSControlRate
+	}
+	if c.WSPing == 0 {
+		c.WSPing = def.WSPing
+	}
+	if c.WSPongWait <= 0 {
+		c.WSPongWait = def.WSPongWait
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
 // New connects to NATS, binds the listeners and starts serving.
 func New(cfg Config) (*Gateway, error) {
-	def := DefaultConfig()
-	if cfg.Addr == "" {
-		cfg.Addr = def.Addr
-	}
-	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = def.AdminAddr
-	}
-	if cfg.NATSURL == "" {
-		cfg.NATSURL = def.NATSURL
-	}
-	if cfg.Name == "" {
-		cfg.Name = def.Name
-	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = def.ConnectTimeout
-	}
-	if cfg.PollTimeout == 0 {
-		cfg.PollTimeout = def.PollTimeout
-	}
-	if cfg.TCPKeepAlive == 0 {
-		cfg.TCPKeepAlive = def.TCPKeepAlive
-	}
-	if cfg.TCPUserTimeout == 0 {
-		cfg.TCPUserTimeout = def.TCPUserTimeout
-	}
-	if cfg.MaxPollTimeout == 0 {
-		cfg.MaxPollTimeout = def.MaxPollTimeout
-	}
-	if cfg.SSEHeartbeat == 0 {
-		cfg.SSEHeartbeat = def.SSEHeartbeat
-	}
-	if cfg.SSERetry <= 0 {
-		cfg.SSERetry = def.SSERetry
-	}
-	if cfg.PollResumeWait <= 0 {
-		cfg.PollResumeWait = def.PollResumeWait
-	}
-	if cfg.InboundLimit <= 0 {
-		cfg.InboundLimit = def.InboundLimit
-	}
-	if cfg.AuthCookie == "" {
-		cfg.AuthCookie = def.AuthCookie
-	}
-	if cfg.AllowOrigin == "" {
-		cfg.AllowOrigin = def.AllowOrigin
-	}
-	if cfg.HeadTimeout <= 0 {
-		cfg.HeadTimeout = def.HeadTimeout
-	}
-	if cfg.WSMaxMessage <= 0 {
-		cfg.WSMaxMessage = def.WSMaxMessage
-	}
-	if cfg.WSRequestRate == 0 {
-		cfg.WSRequestRate = def.WSRequestRate
-	}
-	if cfg.WSControlRate == 0 {
-		cfg.WSControlRate = def.WSControlRate
-	}
-	if cfg.WSPing == 0 {
-		cfg.WSPing = def.WSPing
-	}
-	if cfg.WSPongWait <= 0 {
-		cfg.WSPongWait = def.WSPongWait
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

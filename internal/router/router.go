@@ -263,37 +263,44 @@ type Router struct {
 	admin   *obs.Admin
 }
 
+// withDefaults is c with every zero field that has a default given it
+// (DefaultConfig), and no logger a no-op one.
+func (c Config) withDefaults() Config {
+	def := DefaultConfig()
+	if c.AdminAddr == "" {
+		c.AdminAddr = def.AdminAddr
+	}
+	if c.GatewayTimeout == 0 {
+		c.GatewayTimeout = def.GatewayTimeout
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = def.ConnectTimeout
+	}
+	if c.Window == 0 {
+		c.Window = def.Window
+	}
+	if c.DeliverTimeout == 0 {
+		c.DeliverTimeout = def.DeliverTimeout
+	}
+	if c.OverloadWait <= 0 {
+		c.OverloadWait = def.OverloadWait
+	}
+	if c.SendLimit <= 0 {
+		c.SendLimit = def.SendLimit
+	}
+	if c.Lease == 0 {
+		c.Lease = def.Lease
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
 // New starts the router's NATS side (embedded server or connection) and its
 // admin server. Call Run to serve and Close (or cancel Run) to stop.
 func New(cfg Config) (*Router, error) {
-	def := DefaultConfig()
-	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = def.AdminAddr
-	}
-	if cfg.GatewayTimeout == 0 {
-		cfg.GatewayTimeout = def.GatewayTimeout
-	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = def.ConnectTimeout
-	}
-	if cfg.Window == 0 {
-		cfg.Window = def.Window
-	}
-	if cfg.DeliverTimeout == 0 {
-		cfg.DeliverTimeout = def.DeliverTimeout
-	}
-	if cfg.OverloadWait <= 0 {
-		cfg.OverloadWait = def.OverloadWait
-	}
-	if cfg.SendLimit <= 0 {
-		cfg.SendLimit = def.SendLimit
-	}
-	if cfg.Lease == 0 {
-		cfg.Lease = def.Lease
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

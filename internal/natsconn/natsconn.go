@@ -2,12 +2,13 @@ package natsconn
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/obs"
 )
 
 // Options configures Connect.
@@ -33,25 +34,17 @@ type Options struct {
 }
 
 // Redact returns NATS URLs (one, or a comma-separated list) fit for a
-// log: a user, password or token in them is replaced by "redacted".
+// log: a user, password or token in them is replaced by "redacted"
+// (obs.Redact; a URL without a scheme is read as nats://).
 func Redact(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if !strings.Contains(p, "@") {
-			continue
+		if strings.Contains(p, "@") {
+			if p = strings.TrimSpace(p); !strings.Contains(p, "://") {
+				p = "nats://" + p
+			}
 		}
-		if !strings.Contains(p, "://") {
-			p = "nats://" + p
-		}
-		u, err := url.Parse(p)
-		if err != nil || u.User == nil {
-			// Unparseable: keep only what follows the last '@'.
-			parts[i] = "redacted@" + p[strings.LastIndex(p, "@")+1:]
-			continue
-		}
-		u.User = url.User("redacted")
-		parts[i] = u.String()
+		parts[i] = obs.Redact(p)
 	}
 	return strings.Join(parts, ",")
 }

@@ -14,7 +14,7 @@ import (
 var secretInText = regexp.MustCompile(`(?i)((?:proxy-)?authorization|cookie|set-cookie)(\s*[:=]\s*)[^\r\n"]*` +
 	`|(bearer|basic)\s+[A-Za-z0-9._~+/=-]+` +
 	`|((?:access_|id_|refresh_)?token|password|passwd|secret|key)=[^&\s"\\]*` +
-	`|(://)[^/@\s"]*@`)
+	`|(://)[^/\s"]*@`)
 
 // Redact replaces what may be a credential in s with "redacted" (see
 // secretInText).

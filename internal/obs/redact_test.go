@@ -17,6 +17,7 @@ func TestRedact(t *testing.T) {
 		"nats://user:" + secret + "@127.0.0.1:4222",
 		"nats://" + secret + "@127.0.0.1:4222,nats://127.0.0.1:4223",
 		"password=" + secret,
+		"nats://user:" + secret + "@x@127.0.0.1:4222", // an @ in the password
 	} {
 		out := Redact(in)
 		if strings.Contains(out, "MARKER") {

@@ -33,9 +33,6 @@ type session struct {
 	kind   uint8
 	flags  uint8 // the hub's, below
 	kflags uint8 // the kind's own (Session.Flags)
-	// cheap counts the cheap frames (Session.Cheap) the client sent in
-	// the current second; the sweeper sets it back to 0.
-	cheap uint8
 	// Unix seconds after which the session's credentials (its token)
 	// no longer hold and the sweeper ends it; 0: never. In the slot's
 	// padding: the slot stays 72 bytes.
@@ -57,7 +54,7 @@ const (
 )
 
 // inputs holds, by descriptor, the inbuf of each reading session that
-// has one and its request count, in pages made the first time a
+// has one and its per-second counts, in pages made the first time a
 // descriptor of theirs needs one: a session slot stays 72 bytes, and a
 // gateway whose clients send nothing pays nothing. An element is read and
 // written under its session's lock.
@@ -67,12 +64,22 @@ type inputs struct {
 }
 
 // input is one descriptor's element: its held input, and the requests
-// (Session.Request) its client made in second sec (the low 16 bits of
-// the unix time).
+// (Session.Request) and cheap frames (Session.Cheap) its client sent in
+// second sec (the low 16 bits of the unix time).
 type input struct {
-	in   *inbuf
-	reqs uint16
-	sec  uint16
+	in    *inbuf
+	sec   uint16
+	reqs  uint16
+	cheap uint8
+}
+
+// count returns fd's element with its counts of the current second.
+func (h *Hub) count(fd int) *input {
+	e := h.inputs.elem(fd)
+	if now := uint16(h.clock.Load() / 1e9); e.sec != now {
+		e.sec, e.reqs, e.cheap = now, 0, 0
+	}
+	return e
 }
 
 const inputPage = 512
@@ -225,21 +232,18 @@ func (s Session) Write(p []byte) bool { return s.h.write(s.sl, p, s.sc) }
 // nothing) and returns how many it sent this second (at most 255). A
 // kind closes a client past its rate (ReasonRate).
 func (s Session) Cheap() int {
-	if v := &s.sl.V; v.cheap < 255 {
-		v.cheap++
+	e := s.h.count(s.sl.FD())
+	if e.cheap < 255 {
+		e.cheap++
 	}
-	return int(s.sl.V.cheap)
+	return int(e.cheap)
 }
 
 // Request counts one request from a reading session's client and
 // returns how many it made this second (at most 65535): a kind that
 // bounds its clients' request rate throttles one past it.
 func (s Session) Request() int {
-	e := s.h.inputs.elem(s.sl.FD())
-	now := uint16(s.h.clock.Load() / 1e9)
-	if e.sec != now {
-		e.sec, e.reqs = now, 0
-	}
+	e := s.h.count(s.sl.FD())
 	if e.reqs < 65535 {
 		e.reqs++
 	}

@@ -42,13 +42,10 @@ func (h *Hub) sweeper() {
 			holders = holders[:0]
 			h.table.Each(func(sl *slot) {
 				v := &sl.V
-				if newSec {
-					v.cheap = 0
-					if v.flags&flagThrottled != 0 {
-						Session{h, sl, &sc}.ResumeInput()
-						if !sl.IsOpen() {
-							return
-						}
+				if newSec && v.flags&flagThrottled != 0 {
+					Session{h, sl, &sc}.ResumeInput()
+					if !sl.IsOpen() {
+						return
 					}
 				}
 				if h.inputs != nil && h.readers[v.kind] != nil {

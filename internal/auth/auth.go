@@ -288,14 +288,7 @@ var Codes = []string{"no_token", "scheme", "too_large", "malformed", "algorithm"
 // host, 0.0.0.0 or :: listens everywhere.
 func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && obs.LoopbackName(host)
 }
 
 // ReadSecret reads an HS256 secret: the file's bytes without a trailing

@@ -326,7 +326,7 @@ func ExampleVerifier_Verify() {
 
 func TestIsLoopback(t *testing.T) {
 	for addr, want := range map[string]bool{
-		"127.0.0.1:8000": true, "127.9.9.9:1": true, "[::1]:8000": true, "localhost:8000": true,
+		"127.0.0.1:8000": true, "127.9.9.9:1": true, "[::1]:8000": true, "localhost:8000": true, "LocalHost:1": true,
 		":8000": false, "0.0.0.0:8000": false, "[::]:8000": false, "10.0.0.1:8000": false, "example.com:80": false, "nonsense": false,
 	} {
 		if IsLoopback(addr) != want {

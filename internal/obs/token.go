@@ -94,8 +94,8 @@ func RequireBearer(token string, h http.Handler) http.Handler {
 }
 
 // loopbackHost reports whether a Host header names this machine by a
-// loopback name: localhost, 127.0.0.0/8, ::1 (with or without a port).
-// An empty Host (HTTP/1.0) counts as loopback: no browser sends one.
+// loopback name (LoopbackName, with or without a port). An empty Host
+// (HTTP/1.0) counts as loopback: no browser sends one.
 func loopbackHost(host string) bool {
 	if host == "" {
 		return true
@@ -103,7 +103,12 @@ func loopbackHost(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return LoopbackName(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+}
+
+// LoopbackName reports whether host (no port, no brackets) is a
+// loopback name: localhost, an address of 127.0.0.0/8, or ::1.
+func LoopbackName(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

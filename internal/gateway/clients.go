@@ -3,9 +3,6 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/request"
 	"github.com/cometgw/comet/internal/wire"
 	"github.com/cometgw/comet/internal/ws"
 )
@@ -42,62 +40,47 @@ const (
 
 // clients carries out WebSocket clients' requests (ws.Ops).
 type clients struct {
-	hub    *hub.Hub
-	link   *link
-	nc     *nats.Conn
-	log    *zap.Logger
-	prefix string // the reply subjects' prefix: wire.ReplyPrefix + name + "."
-	sub    *nats.Subscription
+	hub  *hub.Hub
+	link *link
+	nc   *nats.Conn
+	log  *zap.Logger
+	name string
+	// req: the requests waiting for a router's ack.
+	req *request.Client
 	// verify checks a client's token for id and returns its expiry
 	// (the auth request); nil without client tokens.
 	verify func(tok string, id int64) (time.Time, error)
 
-	mu      sync.Mutex
-	next    uint64
-	pending map[uint64]clientRequest
-
-	stop chan struct{}
-	wg   sync.WaitGroup
-
 	// Requests sent to a router, answered by its ack, refused by the
 	// gateway (permissions, bad requests), answered as failed (no
-	// router, no answer in time), answers whose client had left, and
-	// sends again after "no responders".
-	sent, acked, refused, failed, orphaned, retried atomic.Uint64
+	// router, no answer in time), answers whose client had left.
+	sent, acked, refused, failed, orphaned atomic.Uint64
 }
 
+// clientRequest is whom a request's answer goes to.
 type clientRequest struct {
-	conn  uint64
-	ref   uint64
-	op    string
-	at    time.Time // first sent
-	frame []byte    // to send again after "no responders"
+	conn uint64
+	ref  uint64
+	op   string
 }
 
 func newClients(h *hub.Hub, l *link, name string, log *zap.Logger) *clients {
-	return &clients{hub: h, link: l, nc: l.nc, log: log, prefix: wire.ReplyPrefix + name + ".",
-		pending: make(map[uint64]clientRequest), stop: make(chan struct{})}
+	return &clients{hub: h, link: l, nc: l.nc, log: log, name: name}
 }
 
-// start subscribes to the replies and starts the sweep of late ones.
+// start subscribes to the replies (wire.ReplyPrefix + name + ".n") and
+// starts the sweep of late ones.
 func (c *clients) start() error {
-	sub, err := c.nc.Subscribe(c.prefix+"*", c.handleReply)
-	if err != nil {
-		return err
-	}
-	// Each waiting request has one ack of a few dozen bytes coming.
-	sub.SetPendingLimits(2*maxClientRequests, 2*maxClientRequests*256)
-	c.sub = sub
-	c.wg.Add(1)
-	go c.sweeper()
-	return nil
+	var err error
+	c.req, err = request.New(c.nc, request.Config{Prefix: wire.ReplyPrefix + c.name, Max: maxClientRequests,
+		Timeout: clientWait, RetryFor: clientRetryFor, RetryEvery: clientRetryEvery})
+	return err
 }
 
+// close stops the requests; those waiting are answered as failed.
 func (c *clients) close() {
-	close(c.stop)
-	c.wg.Wait()
-	if c.sub != nil {
-		c.sub.Unsubscribe()
+	if c.req != nil {
+		c.req.Close()
 	}
 }
 
@@ -148,90 +131,45 @@ func (c *clients) do(s hub.Session, r *ws.Request) (bool, error) {
 	default:
 		return false, fmt.Errorf("unknown op %q", clip(r.Op))
 	}
-	c.mu.Lock()
-	if len(c.pending) >= maxClientRequests {
-		c.mu.Unlock()
+	req := clientRequest{conn: conn, ref: r.Ref, op: r.Op}
+	err := c.req.Send(wire.SubjectClient, frame, func(answer []byte, err error) { c.reply(req, answer, err) })
+	switch {
+	case errors.Is(err, request.ErrFull):
 		return false, fmt.Errorf("gateway busy: %d requests wait for a router; not sent, try again", maxClientRequests)
-	}
-	c.next++
-	n := c.next
-	c.pending[n] = clientRequest{conn: conn, ref: r.Ref, op: r.Op, at: time.Now(), frame: frame}
-	c.mu.Unlock()
-	if err := c.publish(n, frame); err != nil {
-		c.take(n)
+	case err != nil:
 		return false, fmt.Errorf("not sent: NATS: %v", err)
 	}
 	c.sent.Add(1)
 	return true, nil
 }
 
-// publish sends request n's frame to a router, its ack to come to the
-// request's reply subject.
-func (c *clients) publish(n uint64, frame []byte) error {
-	return c.nc.PublishMsg(&nats.Msg{Subject: wire.SubjectClient, Reply: c.prefix + strconv.FormatUint(n, 10), Data: frame})
-}
-
-// again sends request n again, if it still waits (it may have been
-// answered as late meanwhile).
-func (c *clients) again(n uint64) {
-	c.mu.Lock()
-	req, ok := c.pending[n]
-	c.mu.Unlock()
-	if !ok {
-		return
-	}
-	c.retried.Add(1)
-	if err := c.publish(n, req.frame); err != nil {
-		if req, ok := c.take(n); ok {
-			c.answer(req, ws.AppendError(nil, req.ref, req.op, "not sent: NATS: "+err.Error()))
-			c.failed.Add(1)
-		}
-	}
-}
-
-// take removes request n from the waiting ones.
-func (c *clients) take(n uint64) (clientRequest, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.pending[n]
-	delete(c.pending, n)
-	return r, ok
-}
-
-// handleReply turns a router's ack (or NATS's "no responders") into the
+// reply turns a router's ack (or the request's failure) into the
 // client's reply.
-func (c *clients) handleReply(m *nats.Msg) {
-	n, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, c.prefix), 10, 64)
-	if err != nil {
-		return
+func (c *clients) reply(req clientRequest, answer []byte, err error) {
+	var msg string
+	switch {
+	case errors.Is(err, request.ErrNotTaken):
+		msg = fmt.Sprintf("no router is running (none took it for %s): not sent", clientRetryFor)
+	case errors.Is(err, request.ErrTimeout):
+		msg = fmt.Sprintf("no answer from a router within %s: the message may or may not have been delivered", clientWait)
+	case errors.Is(err, request.ErrClosed):
+		msg = "the gateway stopped before a router answered: the message may or may not have been delivered"
+	case err != nil:
+		msg = "not sent: NATS: " + err.Error()
 	}
-	req, ok := c.take(n)
-	if !ok {
-		return // answered as late already
-	}
-	if m.Header.Get(wire.StatusHeader) == wire.StatusNotTaken {
-		if time.Since(req.at) < clientRetryFor-clientRetryEvery {
-			// No router took it (one may be taking over): again soon.
-			c.mu.Lock()
-			c.pending[n] = req
-			c.mu.Unlock()
-			time.AfterFunc(clientRetryEvery, func() { c.again(n) })
+	if msg == "" {
+		reply, err := replyOf(answer)
+		if err == nil {
+			reply.Ref, reply.Op = req.ref, req.op
+			c.acked.Add(1)
+			c.answer(req, ws.AppendReply(nil, &reply))
 			return
 		}
-		c.answer(req, ws.AppendError(nil, req.ref, req.op, fmt.Sprintf("no router is running (none took it for %s): not sent", clientRetryFor)))
-		c.failed.Add(1)
-		return
-	}
-	reply, err := replyOf(m.Data)
-	if err != nil {
 		c.log.Warn("bad ack for a client request", zap.Error(err))
-		c.answer(req, ws.AppendError(nil, req.ref, req.op, "the router's answer was malformed: the message may or may not have been delivered"))
-		c.failed.Add(1)
-		return
+		msg = "the router's answer was malformed: the message may or may not have been delivered"
 	}
-	reply.Ref, reply.Op = req.ref, req.op
-	c.acked.Add(1)
-	c.answer(req, ws.AppendReply(nil, &reply))
+	c.failed.Add(1)
+	c.answer(req, ws.AppendError(nil, req.ref, req.op, msg))
 }
 
 // replyOf reads an ack frame.
@@ -262,33 +200,6 @@ func (c *clients) answer(req clientRequest, frame []byte) {
 	}
 }
 
-// sweeper answers the requests no ack came for within clientWait.
-func (c *clients) sweeper() {
-	defer c.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case now := <-t.C:
-			var late []clientRequest
-			c.mu.Lock()
-			for n, r := range c.pending {
-				if now.Sub(r.at) > clientWait {
-					late = append(late, r)
-					delete(c.pending, n)
-				}
-			}
-			c.mu.Unlock()
-			for _, r := range late {
-				c.failed.Add(1)
-				c.answer(r, ws.AppendError(nil, r.ref, r.op, fmt.Sprintf("no answer from a router within %s: the message may or may not have been delivered", clientWait)))
-			}
-		}
-	}
-}
-
 // ClientStats counts WebSocket clients' requests (GET /stats "client_requests").
 type ClientStats struct {
 	Sent     uint64 `json:"sent"`
@@ -302,8 +213,18 @@ type ClientStats struct {
 }
 
 func (c *clients) stats() ClientStats {
-	c.mu.Lock()
-	w := len(c.pending)
-	c.mu.Unlock()
-	return ClientStats{Sent: c.sent.Load(), Acked: c.acked.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(), Orphaned: c.orphaned.Load(), Retried: c.retried.Load(), Waiting: w}
+	st := ClientStats{Sent: c.sent.Load(), Acked: c.acked.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(), Orphaned: c.orphaned.Load(), Retried: c.retried()}
+	if c.req != nil {
+		st.Waiting = c.req.Waiting()
+	}
+	return st
+}
+
+// retried is the requests sent again because no router took them.
+func (c *clients) retried() uint64 {
+	if c.req == nil {
+		return 0
+	}
+	n, _ := c.req.Stats()
+	return n
 }

@@ -586,12 +586,14 @@ func (g *Gateway) adminMux() *http.ServeMux {
 		m.Counter("lost_pending_total", "Messages still pending output when their session closed, by close reason.", prometheus.Labels{"reason": r.String()},
 			func() uint64 { return h.Stats().LostPending[r.String()] })
 	}
+	cs := g.clients
 	for _, f := range []struct {
 		fate string
-		n    *atomic.Uint64
-	}{{"sent", &g.clients.sent}, {"acked", &g.clients.acked}, {"refused", &g.clients.refused}, {"failed", &g.clients.failed}, {"orphaned", &g.clients.orphaned}, {"retried", &g.clients.retried}} {
-		m.Counter("client_requests_total", "WebSocket clients' requests: sent to a router, acked by it, refused by the gateway, failed (no router, no answer in time), answered after the client left.",
-			prometheus.Labels{"fate": f.fate}, f.n.Load)
+		n    func() uint64
+	}{{"sent", cs.sent.Load}, {"acked", cs.acked.Load}, {"refused", cs.refused.Load}, {"failed", cs.failed.Load}, {"orphaned", cs.orphaned.Load},
+		{"retried", cs.retried}} {
+		m.Counter("client_requests_total", "WebSocket clients' requests: sent to a router, acked by it, refused by the gateway, failed (no router, no answer in time), answered after the client left, sent again when no router took them.",
+			prometheus.Labels{"fate": f.fate}, f.n)
 	}
 	m.Counter("listen_pauses_total", "Times the listener stopped accepting because the process was full.", nil, g.ln.pauses.Load)
 	m.Counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)

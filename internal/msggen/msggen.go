@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cometgw/comet/internal/request"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -207,7 +208,7 @@ func Ping(nc *nats.Conn, timeout time.Duration) error { return ping(nc, wire.Sub
 
 // ping checks that a router answers on subject.
 func ping(nc *nats.Conn, subject string, timeout time.Duration) error {
-	if _, err := request(nc, subject, nil, timeout); err != nil {
+	if _, err := roundTrip(nc, subject, nil, timeout); err != nil {
 		if last := nc.LastError(); last != nil && strings.Contains(strings.ToLower(last.Error()), "permissions violation") {
 			// The server refused this process's credentials the send:
 			// say so, not that no router answers.
@@ -218,9 +219,9 @@ func ping(nc *nats.Conn, subject string, timeout time.Duration) error {
 	return nil
 }
 
-// request sends one send frame (nil: a ping) to subject and waits for
+// roundTrip sends one send frame (nil: a ping) to subject and waits for
 // its ack.
-func request(nc *nats.Conn, subject string, frame []byte, timeout time.Duration) (wire.Record, error) {
+func roundTrip(nc *nats.Conn, subject string, frame []byte, timeout time.Duration) (wire.Record, error) {
 	if frame == nil {
 		frame = wire.AppendHeader(nil, wire.KindSend)
 	}
@@ -378,134 +379,43 @@ type sender struct {
 	partMsgs []int
 	subjects []string
 
-	// Frames waiting for their acks: each holds a slot; an ack comes to
-	// inbox.<frame number>.
-	inbox   string
-	id      uint64 // the sender's number in its frame-ids
-	sub     *nats.Subscription
-	slots   chan struct{}
-	mu      sync.Mutex
-	waiting map[uint64]pending
-	next    uint64
-	stop    chan struct{}
-	expirer sync.WaitGroup
-}
-
-// pending is a frame waiting for its ack.
-type pending struct {
-	msgs    int
-	at      time.Time // of the last send
-	frame   []byte    // to send again if no router took it
-	subject string
-	resends int // times sent again after no ack
+	// Frames waiting for their acks (req), each holding a slot.
+	req   *request.Client
+	id    uint64 // the sender's number in its frame-ids
+	slots chan struct{}
+	next  atomic.Uint64 // the last frame number given
 }
 
 // retryAfter is how long a sender waits to send again a frame no router
 // took.
 const retryAfter = 100 * time.Millisecond
 
-// noResponders reports whether m is NATS's answer that nobody subscribes
-// to the subject a request went to.
-func noResponders(m *nats.Msg) bool {
-	return len(m.Data) == 0 && m.Header.Get(wire.StatusHeader) == wire.StatusNotTaken
-}
-
-// resend sends frame k again, unless it timed out meanwhile.
-func (s *sender) resend(k uint64, p pending) {
-	s.mu.Lock()
-	_, ok := s.waiting[k]
-	s.mu.Unlock()
-	if !ok {
-		return
-	}
-	s.publish(k, p.subject, p.frame) // a failure is left to the ack timeout
-}
-
-// publish sends frame k to subject, its ack to come to inbox.k.
-func (s *sender) publish(k uint64, subject string, frame []byte) error {
-	var subj [64]byte
-	reply := strconv.AppendUint(append(append(subj[:0], s.inbox...), '.'), k, 10)
-	return s.nc.PublishRequest(subject, string(reply), frame)
-}
-
-// start subscribes to the sender's inbox and starts the ack timer.
+// start readies the sender's requests: a frame no router takes is sent
+// again every retryAfter within its ack timeout; one whose ack does not
+// come within it, Resends times (with a frame-id: copies are answered,
+// not routed again).
 func (s *sender) start() error {
-	s.inbox = nats.NewInbox()
 	s.id = rand.Uint64()
 	s.slots = make(chan struct{}, s.cfg.InFlight)
-	s.waiting = make(map[uint64]pending)
-	s.stop = make(chan struct{})
-	sub, err := s.nc.Subscribe(s.inbox+".*", s.acked)
-	if err != nil {
-		return err
-	}
-	s.sub = sub
-	s.expirer.Add(1)
-	go s.expire()
-	return nil
+	var err error
+	s.req, err = request.New(s.nc, request.Config{Max: s.cfg.InFlight, Timeout: s.cfg.AckTimeout, Resends: s.cfg.Resends, RetryEvery: retryAfter})
+	return err
 }
 
-// acked counts the ack of one frame and frees its slot.
-func (s *sender) acked(m *nats.Msg) {
-	k, err := strconv.ParseUint(m.Subject[len(s.inbox)+1:], 10, 64)
-	if err != nil {
-		return
+// acked counts the ack of one frame of n messages (or its failure) and
+// frees its slot.
+func (s *sender) acked(n int, answer []byte, err error) {
+	defer func() { <-s.slots }()
+	var a wire.Record
+	if err == nil {
+		a, err = wire.ParseAck(answer)
 	}
-	s.mu.Lock()
-	p, ok := s.waiting[k]
-	if ok && noResponders(m) && time.Since(p.at) < s.cfg.AckTimeout-retryAfter {
-		// No router took it (one is taking over): send it again soon,
-		// still waiting in its slot, within the frame's ack timeout.
-		s.mu.Unlock()
-		s.c.retried.Add(1)
-		time.AfterFunc(retryAfter, func() { s.resend(k, p) })
-		return
-	}
-	delete(s.waiting, k)
-	s.mu.Unlock()
-	if !ok {
-		return // timed out already: counted as an error
-	}
-	a, err := wire.ParseAck(m.Data)
 	if err != nil {
 		s.c.errors.Add(1)
-		s.c.lost.Add(uint64(p.msgs))
-	} else {
-		s.c.ack(a, p.msgs)
+		s.c.lost.Add(uint64(n))
+		return
 	}
-	<-s.slots
-}
-
-// expire counts frames whose ack did not come within AckTimeout.
-func (s *sender) expire() {
-	defer s.expirer.Done()
-	t := time.NewTicker(min(s.cfg.AckTimeout/4, 250*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case now := <-t.C:
-			s.mu.Lock()
-			for k, p := range s.waiting {
-				if now.Sub(p.at) > s.cfg.AckTimeout && p.resends < s.cfg.Resends {
-					// Its server or the lead may have gone away with
-					// it or its ack: the copy is answered, not routed
-					// again, if a router took it.
-					p.at, p.resends = now, p.resends+1
-					s.waiting[k] = p
-					s.c.resent.Add(1)
-					s.publish(k, p.subject, p.frame) // a failure is left to the next timeout
-				} else if now.Sub(p.at) > s.cfg.AckTimeout {
-					delete(s.waiting, k)
-					s.c.errors.Add(1)
-					s.c.lost.Add(uint64(p.msgs))
-					<-s.slots
-				}
-			}
-			s.mu.Unlock()
-		}
-	}
+	s.c.ack(a, n)
 }
 
 // drain waits until every frame is acknowledged or timed out, then stops.
@@ -513,9 +423,10 @@ func (s *sender) drain() {
 	for i := 0; i < cap(s.slots); i++ {
 		s.slots <- struct{}{}
 	}
-	close(s.stop)
-	s.expirer.Wait()
-	s.sub.Unsubscribe()
+	retried, resent := s.req.Stats()
+	s.c.retried.Add(retried)
+	s.c.resent.Add(resent)
+	s.req.Close()
 }
 
 // appendMsg adds one message to the frame being built.
@@ -598,27 +509,18 @@ func (s *sender) flushTo(subject string, frame []byte, n int) {
 		return
 	}
 	s.slots <- struct{}{}
-	s.mu.Lock()
-	s.next++
-	k := s.next
+	k := s.next.Add(1)
 	if s.cfg.Resends > 0 {
 		// A frame-id, right after the header, for the copies. (Only
 		// then: a redundant router logs every frame with one.)
 		frame = append(wire.AppendFrameID(wire.AppendHeader(make([]byte, 0, len(frame)+24), wire.KindSend), s.id, k), frame[2:]...)
 	} else {
-		frame = bytes.Clone(frame) // kept to send again on "no responders"
+		frame = bytes.Clone(frame) // kept to send again on "not taken"
 	}
-	s.waiting[k] = pending{msgs: n, at: time.Now(), frame: frame, subject: subject}
-	s.mu.Unlock()
-	if err := s.publish(k, subject, frame); err != nil {
-		s.mu.Lock()
-		if _, ok := s.waiting[k]; ok {
-			delete(s.waiting, k)
-			s.c.errors.Add(1)
-			s.c.lost.Add(uint64(n))
-			<-s.slots
-		}
-		s.mu.Unlock()
+	if err := s.req.Send(subject, frame, func(answer []byte, err error) { s.acked(n, answer, err) }); err != nil {
+		s.c.errors.Add(1)
+		s.c.lost.Add(uint64(n))
+		<-s.slots
 	}
 }
 

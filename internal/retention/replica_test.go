@@ -26,12 +26,10 @@ func (l *leaderLog) resume(id int64, cur cursor.Cursor) resumeResult {
 }
 
 func (l *leaderLog) send(id int64, msg string, now int64) (epoch, seq uint64) {
-	l.s.Append(id, "", []byte(msg), now, func(e, q uint64) {
-		epoch, seq = e, q
-		if e != 0 {
-			l.log = AppendEntry(l.log, id, e, q, now, "", []byte(msg))
-		}
-	})
+	epoch, seq = send(l.s, id, msg, now)
+	if epoch != 0 {
+		l.log = AppendEntry(l.log, id, epoch, seq, now, "", []byte(msg))
+	}
 	return
 }
 
@@ -73,8 +71,7 @@ func TestFollowerTakesOver(t *testing.T) {
 	l.send(1, "m7 (not logged)", now)
 
 	f.Jump(1 << 32)
-	var e, s8 uint64
-	f.Append(1, "", []byte("m8"), now, func(ep, q uint64) { e, s8 = ep, q })
+	e, s8 := send(f, 1, "m8", now)
 	if e != ep || s8 != 6+1<<32 {
 		t.Fatalf("after the jump: position %x-%d", e, s8)
 	}

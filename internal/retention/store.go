@@ -187,34 +187,67 @@ func (s *Store) shard(id int64) *shard {
 	return &s.shards[(uint64(id)*0x9E3779B97F4A7C15)>>58]
 }
 
-// Append gives msg the next position of id if id has a history (a
-// resumable client now or within the grace period), keeps it, and calls
-// route with that position; route gets epoch 0 when id has no history.
-// route runs with id's lock held, ordered with Resume for the same id, so
-// a message is either in the catch-up of a resume or routed to the
-// resumed conn, never both and never neither. It must not call the Store.
-//
-// topic is the topic msg was published to ("" for a send to id), kept
-// with it.
-func (s *Store) Append(id int64, topic string, msg []byte, now int64, route func(epoch, seq uint64)) {
+// Held is one id's history locked: what Lock hands back. Append and
+// Resume act on it; Unlock releases it. While it is held, a message is
+// either in the catch-up of a resume or routed to the resumed conn,
+// never both and never neither: the caller routes the position Append
+// gives, and logs a resumed client in, before it unlocks. A Held is a
+// value (no allocation); it must not call the Store while held.
+type Held struct {
+	s  *Store
+	sh *shard
+	id int64
+	// The position Append kept, queued for eviction at Unlock (the
+	// queue's lock is not taken under a shard's).
+	kept       bool
+	epoch, seq uint64
+	at         int64
+}
+
+// Lock locks id's history (whether or not it has one) and hands it back.
+func (s *Store) Lock(id int64) Held {
 	sh := s.shard(id)
 	sh.mu.Lock()
-	h := sh.m[id]
-	if h == nil {
-		route(0, 0)
-		sh.mu.Unlock()
-		return
+	return Held{s: s, sh: sh, id: id}
+}
+
+// Unlock releases the history, then queues what Append kept for
+// eviction and evicts what is past the byte cap.
+func (l *Held) Unlock() {
+	l.sh.mu.Unlock()
+	if l.kept {
+		l.queue()
 	}
-	seq := h.next
+}
+
+// queue queues the position Append kept for eviction.
+func (l *Held) queue() {
+	l.kept = false
+	l.s.enqueue(l.id, l.epoch, l.seq, l.at)
+}
+
+// Append gives msg the next position of the id if it has a history (a
+// resumable client now or within the grace period), keeps it and
+// returns the position; epoch 0 when the id has no history. At most one
+// Append per Lock. topic is the topic msg was published to ("" for a
+// send to the id), kept with it.
+func (l *Held) Append(topic string, msg []byte, now int64) (epoch, seq uint64) {
+	h := l.sh.m[l.id]
+	if h == nil {
+		return 0, 0
+	}
+	if l.kept {
+		panic("retention: one Append per Lock")
+	}
+	s := l.s
+	seq = h.next
 	h.next++
 	h.kept = append(h.kept, Entry{Seq: seq, At: now, Msg: append([]byte(nil), msg...), Topic: topic})
 	s.msgs.Add(1)
 	s.bytes.Add(int64(len(msg)) + entryCost)
 	s.trim(h, now)
-	route(h.epoch, seq)
-	epoch := h.epoch
-	sh.mu.Unlock()
-	s.enqueue(id, epoch, seq, now)
+	l.kept, l.epoch, l.seq, l.at = true, h.epoch, seq, now
+	return h.epoch, seq
 }
 
 // enqueue puts a message just kept in the eviction queue and evicts
@@ -314,14 +347,12 @@ type Resumed struct {
 	Opened bool
 }
 
-// Resume starts (or keeps) id's history and calls fn, with id's lock
-// held, with where a client whose cursor is cur continues and the kept
-// messages from there on (valid during fn only). fn is where the caller
-// logs the client in, so that every later Append reaches it.
-func (s *Store) Resume(id int64, cur cursor.Cursor, fn func(Resumed, []Entry)) {
-	sh := s.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
+// Resume starts (or keeps) the id's history and returns where a client
+// whose cursor is cur continues and the kept messages from there on
+// (valid until Unlock). The caller logs the client in before it
+// unlocks, so that every later Append reaches it.
+func (l *Held) Resume(cur cursor.Cursor) (Resumed, []Entry) {
+	s, sh, id := l.s, l.sh, l.id
 	h := sh.m[id]
 	opened := h == nil
 	if opened {
@@ -350,7 +381,7 @@ func (s *Store) Resume(id int64, cur cursor.Cursor, fn func(Resumed, []Entry)) {
 	if res.From <= res.Head {
 		kept = h.kept[h.from(res.From):]
 	}
-	fn(res, kept)
+	return res, kept
 }
 
 // Idle records that id lost its last login at now: its history is

@@ -17,19 +17,21 @@ type resumeResult struct {
 
 func resume(s *Store, id int64, cur cursor.Cursor) resumeResult {
 	var out resumeResult
-	s.Resume(id, cur, func(r Resumed, kept []Entry) {
-		out.res = r
-		for _, e := range kept {
-			out.seqs = append(out.seqs, e.Seq)
-			out.msgs = append(out.msgs, string(e.Msg))
-		}
-	})
+	h := s.Lock(id)
+	defer h.Unlock()
+	r, kept := h.Resume(cur)
+	out.res = r
+	for _, e := range kept {
+		out.seqs = append(out.seqs, e.Seq)
+		out.msgs = append(out.msgs, string(e.Msg))
+	}
 	return out
 }
 
 func send(s *Store, id int64, msg string, now int64) (epoch, seq uint64) {
-	s.Append(id, "", []byte(msg), now, func(e, q uint64) { epoch, seq = e, q })
-	return
+	h := s.Lock(id)
+	defer h.Unlock()
+	return h.Append("", []byte(msg), now)
 }
 
 func TestStoreResume(t *testing.T) {

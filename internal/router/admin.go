@@ -2,19 +2,12 @@ package router
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync/atomic"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"go.uber.org/zap"
 
 	"github.com/cometgw/comet/internal/ids"
 	"github.com/cometgw/comet/internal/obs"
@@ -113,45 +106,27 @@ type Stats struct {
 // Stats returns the router's counters and gateways.
 func (r *Router) Stats() Stats {
 	rs := r.reg.Stats()
+	c := &r.c
 	st := Stats{
 		Conns: rs.Conns, IDs: rs.IDs, Logins: rs.Pairs,
-		Sent: r.sent.Load(), Void: r.void.Load(),
-		Published: r.published.Load(), PresenceEvents: r.presenceSent.Load(), Broadcasts: r.broadcasts.Load(), TopicVoid: r.topicVoid.Load(), Topics: r.topics.Stats(),
-		Subscriptions: r.subStats(), SubscriptionsCompacted: r.subsCompactions.Load(), StrayUp: r.strayUp.Load(),
-		Routed: r.routed.Load(), Delivered: r.delivered.Load(), Dup: r.dups.Load(), Late: r.late.Load(),
-		Dropped:     Dropped{Gone: r.droppedGone.Load(), Slow: r.droppedSlow.Load(), Gateway: r.droppedGateway.Load()},
-		WindowWaits: r.waits.Load(), Refused: r.refused.Load(), SendFramesDropped: r.sendDropped(), UnknownDone: r.unknownDone.Load(),
-		LoginsTotal: r.logins.Load(), Logouts: r.logouts.Load(),
-		Resyncs: r.resyncs.Load(), Purges: r.purges.Load(), BadFrames: r.badFrames.Load(),
-		Resumes: r.resumes.Load(), Missed: r.missed.Load(), CaughtUp: r.caughtUp.Load(), KeptOnly: r.kept.Load(),
+		Sent: c.sent.Load(), Void: c.void.Load(),
+		Published: c.published.Load(), PresenceEvents: c.presenceSent.Load(), Broadcasts: c.broadcasts.Load(), TopicVoid: c.topicVoid.Load(), Topics: r.topics.Stats(),
+		Subscriptions: r.stored.stats(), StrayUp: c.strayUp.Load(),
+		Routed: c.routed.Load(), Delivered: c.delivered.Load(), Dup: c.dups.Load(), Late: c.late.Load(),
+		Dropped:     Dropped{Gone: c.droppedGone.Load(), Slow: c.droppedSlow.Load(), Gateway: c.droppedGateway.Load()},
+		WindowWaits: c.waits.Load(), Refused: c.refused.Load(), SendFramesDropped: r.senders.dropped(), UnknownDone: c.unknownDone.Load(),
+		LoginsTotal: c.logins.Load(), Logouts: c.logouts.Load(),
+		Resyncs: c.resyncs.Load(), Purges: c.purges.Load(), BadFrames: c.badFrames.Load(),
+		Resumes: c.resumes.Load(), Missed: c.missed.Load(), CaughtUp: c.caughtUp.Load(), KeptOnly: c.kept.Load(),
 		Retention:   r.store.Stats(),
-		Lead:        r.leadStats(),
-		Partition:   r.partitionStats(),
+		Lead:        r.lead.stats(),
+		Partition:   r.part.stats(),
 		Frames:      r.frames.stats(),
-		GatewayList: []GatewayStats{},
+		GatewayList: r.up.gatewayStats(),
 	}
-	r.upMu.Lock()
-	r.flow.mu.Lock()
-	r.gwMu.RLock()
-	for _, gw := range r.gwByIdx {
-		st.GatewayList = append(st.GatewayList, GatewayStats{
-			Name: gw.name, Instance: gw.instance, Conns: gw.conns.Load(),
-			LastSeen: time.Unix(0, gw.lastSeen.Load()).UTC().Format(time.RFC3339Nano), NATSServer: gw.server,
-			InflightBytes: gw.inflight, InflightFrames: len(gw.flights),
-		})
+	if r.stored != nil {
+		st.SubscriptionsCompacted = r.stored.compactions.Load()
 	}
-	r.gwMu.RUnlock()
-	r.flow.mu.Unlock()
-	r.upMu.Unlock()
-	slices.SortFunc(st.GatewayList, func(a, b GatewayStats) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
 	st.Gateways = len(st.GatewayList)
 	return st
 }
@@ -166,11 +141,9 @@ type Holder struct {
 func (r *Router) Whois(id int64) []Holder {
 	conns := r.reg.Lookup(id, nil)
 	out := make([]Holder, 0, len(conns))
-	r.gwMu.RLock()
-	defer r.gwMu.RUnlock()
 	for _, c := range conns {
 		name := "?"
-		if gw := r.gwByIdx[c.GW]; gw != nil {
+		if gw := r.gws.at(c.GW); gw != nil {
 			name = gw.name
 		}
 		out = append(out, Holder{Gateway: name, Conn: strconv.FormatUint(c.Conn, 10)})
@@ -212,17 +185,17 @@ func (r *Router) adminMux() *http.ServeMux {
 		if !ok {
 			return
 		}
-		r.serveRoute(w, req, map[string]any{"id": id}, func(msg []byte) (SendResult, error) { return r.Send(id, msg) })
+		serveRoute(w, req, map[string]any{"id": id}, func(msg []byte) (SendResult, error) { return r.Send(id, msg) })
 	})
 	mux.HandleFunc("POST /publish/{topic}", func(w http.ResponseWriter, req *http.Request) {
 		topic, ok := pathTopic(w, req)
 		if !ok {
 			return
 		}
-		r.serveRoute(w, req, map[string]any{"topic": topic}, func(msg []byte) (SendResult, error) { return r.Publish(topic, msg) })
+		serveRoute(w, req, map[string]any{"topic": topic}, func(msg []byte) (SendResult, error) { return r.Publish(topic, msg) })
 	})
 	mux.HandleFunc("POST /broadcast", func(w http.ResponseWriter, req *http.Request) {
-		r.serveRoute(w, req, map[string]any{"broadcast": true}, r.Broadcast)
+		serveRoute(w, req, map[string]any{"broadcast": true}, r.Broadcast)
 	})
 	subscription := func(w http.ResponseWriter, req *http.Request, op byte) {
 		id, ok := pathID(w, req)
@@ -255,12 +228,11 @@ func (r *Router) adminMux() *http.ServeMux {
 // router asked about another partition's id) it answers 421 naming the
 // partition to ask.
 func (r *Router) ownID(w http.ResponseWriter, id int64) bool {
-	if r.mine(id) {
-		return true
+	if msg, other := r.part.misdirected(id); other {
+		writeError(w, http.StatusMisdirectedRequest, msg)
+		return false
 	}
-	p := r.part
-	writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf("id %d is in partition %d of %d; this router serves partition %d: ask a router of partition %d", id, p.of(id), p.n, p.k, p.of(id)))
-	return false
+	return true
 }
 
 // pathTopic reads the {topic} of req's path, or answers 400 and returns
@@ -284,7 +256,7 @@ func clip(s string) string {
 // serveRoute reads a message from req's body, routes it with route and
 // answers what became of its copies (503 when the gateways' windows
 // stayed full), the answer starting with head.
-func (r *Router) serveRoute(w http.ResponseWriter, req *http.Request, head map[string]any, route func([]byte) (SendResult, error)) {
+func serveRoute(w http.ResponseWriter, req *http.Request, head map[string]any, route func([]byte) (SendResult, error)) {
 	msg, err := io.ReadAll(http.MaxBytesReader(w, req.Body, wire.MaxMessage))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -309,154 +281,49 @@ func (r *Router) serveRoute(w http.ResponseWriter, req *http.Request, head map[s
 	obs.WriteJSON(w, http.StatusOK, head)
 }
 
-func (r *Router) subStats() *subs.Stats {
-	if r.stored == nil {
-		return nil
-	}
-	st := r.stored.Stats()
-	return &st
-}
-
-// Presence is who is in a topic: GET /topics/{topic}.
-type Presence struct {
-	Topic string `json:"topic"`
-	// IDs maps each id with connections in the topic to their number.
-	IDs   map[int64]int `json:"ids"`
-	Conns int           `json:"conns"`
-	// Partitions, on a partitioned router: the answer merges every
-	// partition's share, but those in Unanswered (their routers did not
-	// answer in time: their ids are missing from it).
-	Partitions int   `json:"partitions,omitempty"`
-	Unanswered []int `json:"unanswered_partitions,omitempty"`
-}
-
-// ErrNoStore: the router has no stored subscriptions (no JetStream).
-var ErrNoStore = errors.New("stored subscriptions need JetStream on the router's NATS server")
-
 // Subscription stores a subscribe (op subs.OpSubscribe) or unsubscribe of
 // id to topic, and returns once this router applies it (every router
 // follows the same stream).
 func (r *Router) Subscription(ctx context.Context, op byte, id int64, topic string) error {
-	if r.stored == nil {
-		return ErrNoStore
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	seq, err := r.subStream.Publish(ctx, subs.AppendRecord([]byte{subs.Version}, op, id, topic))
-	if err != nil {
-		return err
-	}
-	return r.subFollow.WaitApplied(ctx, seq)
+	return r.stored.store(ctx, op, id, topic)
 }
 
 // SubscriptionsOf lists the topics id is subscribed to.
-func (r *Router) SubscriptionsOf(id int64) []string {
-	out := []string{}
-	if r.stored != nil {
-		out = r.stored.Topics(id, out)
-	}
-	return out
-}
+func (r *Router) SubscriptionsOf(id int64) []string { return r.stored.topicsOf(id, []string{}) }
 
 // Presence returns who is in topic now, across every gateway: the ids
 // whose connections joined it and the subscribed ids with connections.
-func (r *Router) Presence(topic string) Presence {
-	p := Presence{Topic: topic, IDs: r.localPresence(topic)}
-	if q := r.part; q != nil {
-		p.Partitions = q.n
-		for k := 0; k < q.n; k++ {
-			if k == q.k {
-				continue
-			}
-			var share presenceShare
-			m, err := r.nc.Request(wire.PartSubject(wire.SubjectPresence, q.n, k), []byte(topic), 2*time.Second)
-			if err == nil {
-				err = json.Unmarshal(m.Data, &share)
-			}
-			if err != nil {
-				p.Unanswered = append(p.Unanswered, k)
-				continue
-			}
-			maps.Copy(p.IDs, share.IDs) // each id is in one partition
-		}
-	}
-	for _, n := range p.IDs {
-		p.Conns += n
-	}
-	return p
-}
-
-// presenceShare is a partition's answer on wire.SubjectPresence.
-type presenceShare struct {
-	IDs map[int64]int `json:"ids"`
-}
-
-// localPresence is the ids with conns in topic that this router holds,
-// and their conns.
-func (r *Router) localPresence(topic string) map[int64]int {
-	ids := r.topics.Presence(topic)
-	if ids == nil {
-		ids = map[int64]int{}
-	}
-	if r.stored != nil {
-		var conns []registry.Conn
-		r.stored.Subscribers([]byte(topic), func(_ string, subs []int64) {
-			for _, id := range subs {
-				conns = r.reg.Lookup(id, conns[:0])
-				if len(conns) > 0 {
-					ids[id] = max(ids[id], len(conns))
-				}
-			}
-		})
-	}
-	return ids
-}
-
-// handlePresence answers another partition's router with this
-// partition's share of a topic's presence.
-func (r *Router) handlePresence(m *nats.Msg) {
-	if !wire.ValidTopic(m.Data) {
-		r.badFrames.Add(1)
-		return
-	}
-	b, err := json.Marshal(presenceShare{IDs: r.localPresence(string(m.Data))})
-	if err == nil {
-		err = m.Respond(b)
-	}
-	if err != nil {
-		r.log.Warn("presence answer failed", zap.Error(err))
-	}
-}
+func (r *Router) Presence(topic string) Presence { return r.pres.of(topic) }
 
 func newMetrics(r *Router) *obs.Metrics {
 	m := obs.NewMetrics("comet_router")
-	m.Counter("sent_total", "Sends routed.", nil, r.sent.Load)
-	m.Counter("routed_total", "Copies of messages handed to gateways.", nil, r.routed.Load)
-	m.Counter("delivered_total", "Copies the gateways confirmed queued to a live connection.", nil, r.delivered.Load)
-	for reason, c := range map[string]*atomic.Uint64{"gone": &r.droppedGone, "slow": &r.droppedSlow, "gateway": &r.droppedGateway} {
+	m.Counter("sent_total", "Sends routed.", nil, r.c.sent.Load)
+	m.Counter("routed_total", "Copies of messages handed to gateways.", nil, r.c.routed.Load)
+	m.Counter("delivered_total", "Copies the gateways confirmed queued to a live connection.", nil, r.c.delivered.Load)
+	for reason, c := range map[string]*atomic.Uint64{"gone": &r.c.droppedGone, "slow": &r.c.droppedSlow, "gateway": &r.c.droppedGateway} {
 		m.Counter("dropped_total", "Copies not delivered, by reason: the client had left, was evicted as too slow, or its gateway went away or never confirmed them.",
 			prometheus.Labels{"reason": reason}, c.Load)
 	}
-	m.Counter("window_waits_total", "Sends that waited for room in a gateway's window.", nil, r.waits.Load)
-	m.Counter("refused_total", "HTTP sends refused (503) because the gateways' windows stayed full.", nil, r.refused.Load)
-	m.Counter("send_frames_dropped_total", "Send frames NATS dropped because the router could not take them.", nil, r.sendDropped)
-	m.Gauge("inflight_bytes", "Bytes of down frames in flight to every gateway.", nil, func() float64 { return float64(r.inflightBytes()) })
-	m.Counter("void_total", "Sends to ids nobody holds (and publishes and broadcasts that reached nobody).", nil, r.void.Load)
-	m.Counter("kicked_total", "Sessions asked to end by router kick.", nil, r.kicks.Load)
-	m.Counter("published_total", "Publishes to topics routed.", nil, r.published.Load)
-	m.Counter("broadcasts_total", "Broadcasts routed.", nil, r.broadcasts.Load)
-	m.Counter("topic_void_total", "Publishes to topics nobody was in.", nil, r.topicVoid.Load)
+	m.Counter("window_waits_total", "Sends that waited for room in a gateway's window.", nil, r.c.waits.Load)
+	m.Counter("refused_total", "HTTP sends refused (503) because the gateways' windows stayed full.", nil, r.c.refused.Load)
+	m.Counter("send_frames_dropped_total", "Send frames NATS dropped because the router could not take them.", nil, r.senders.dropped)
+	m.Gauge("inflight_bytes", "Bytes of down frames in flight to every gateway.", nil, func() float64 { return float64(r.fl.inflightBytes()) })
+	m.Counter("void_total", "Sends to ids nobody holds (and publishes and broadcasts that reached nobody).", nil, r.c.void.Load)
+	m.Counter("kicked_total", "Sessions asked to end by router kick.", nil, r.c.kicks.Load)
+	m.Counter("published_total", "Publishes to topics routed.", nil, r.c.published.Load)
+	m.Counter("broadcasts_total", "Broadcasts routed.", nil, r.c.broadcasts.Load)
+	m.Counter("topic_void_total", "Publishes to topics nobody was in.", nil, r.c.topicVoid.Load)
 	m.Gauge("topics", "Topics with a member or an id kept in them for its resume.", nil, func() float64 { return float64(r.topics.Stats().Topics) })
 	m.Gauge("topic_members", "Conns in topics, counted once per topic.", nil, func() float64 { return float64(r.topics.Stats().Members) })
-	m.Counter("logins_total", "Logins applied.", nil, r.logins.Load)
-	m.Counter("logouts_total", "Logouts applied.", nil, r.logouts.Load)
-	m.Counter("resyncs_total", "Login resyncs asked of gateways.", nil, r.resyncs.Load)
-	m.Counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", nil, r.purges.Load)
-	m.Counter("bad_frames_total", "Malformed NATS frames received.", nil, r.badFrames.Load)
-	m.Counter("resumes_total", "Resumes of long-poll and SSE clients.", nil, r.resumes.Load)
-	m.Counter("resumes_missed_total", "Resumes whose cursor was past the retention window or from another epoch.", nil, r.missed.Load)
-	m.Counter("kept_only_total", "Sends to ids with no client at that moment, kept for a resuming one.", nil, r.kept.Load)
-	m.Counter("caught_up_total", "Kept messages sent to resuming clients.", nil, r.caughtUp.Load)
+	m.Counter("logins_total", "Logins applied.", nil, r.c.logins.Load)
+	m.Counter("logouts_total", "Logouts applied.", nil, r.c.logouts.Load)
+	m.Counter("resyncs_total", "Login resyncs asked of gateways.", nil, r.c.resyncs.Load)
+	m.Counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", nil, r.c.purges.Load)
+	m.Counter("bad_frames_total", "Malformed NATS frames received.", nil, r.c.badFrames.Load)
+	m.Counter("resumes_total", "Resumes of long-poll and SSE clients.", nil, r.c.resumes.Load)
+	m.Counter("resumes_missed_total", "Resumes whose cursor was past the retention window or from another epoch.", nil, r.c.missed.Load)
+	m.Counter("kept_only_total", "Sends to ids with no client at that moment, kept for a resuming one.", nil, r.c.kept.Load)
+	m.Counter("caught_up_total", "Kept messages sent to resuming clients.", nil, r.c.caughtUp.Load)
 	m.Counter("retention_evicted_total", "Kept messages dropped early for the retention byte cap.", nil, func() uint64 { return r.store.Stats().Evicted })
 	m.Gauge("retention_messages", "Messages kept for resumable clients.", nil, func() float64 { return float64(r.store.Stats().Messages) })
 	m.Gauge("retention_bytes", "Accounted memory of the kept messages.", nil, func() float64 { return float64(r.store.Stats().Bytes) })
@@ -464,10 +331,6 @@ func newMetrics(r *Router) *obs.Metrics {
 	stats := func() registry.Stats { return r.reg.Stats() }
 	m.Gauge("conns", "Conns holding at least one id.", nil, func() float64 { return float64(stats().Conns) })
 	m.Gauge("ids", "Ids held by at least one conn.", nil, func() float64 { return float64(stats().IDs) })
-	m.Gauge("gateways", "Gateways known.", nil, func() float64 {
-		r.gwMu.RLock()
-		defer r.gwMu.RUnlock()
-		return float64(len(r.gwByIdx))
-	})
+	m.Gauge("gateways", "Gateways known.", nil, func() float64 { return float64(r.gws.len()) })
 	return m
 }

@@ -21,17 +21,15 @@ func benchRouter(b testing.TB, conns, gateways int) (*Router, *sendBatch) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := &Router{log: zap.NewNop(), reg: registry.New(), store: store,
-		gwByName: map[string]*peer{}, gwByIdx: map[uint32]*peer{}}
+	r := &Router{log: zap.NewNop(), reg: registry.New(), store: store, gws: newGateways()}
 	for g := 1; g <= gateways; g++ {
-		gw := &peer{name: "gw" + strconv.Itoa(g), idx: uint32(g), flights: map[uint64]flight{}}
-		r.gwByName[gw.name], r.gwByIdx[gw.idx] = gw, gw
+		r.gws.add("gw"+strconv.Itoa(g), 1)
 	}
 	for c := 0; c < conns; c++ {
 		r.reg.Login(int64(c+1), registry.Conn{GW: uint32(1 + c%gateways), Conn: uint64(c)})
 	}
-	sb := newSendBatch(r).(*sendBatch)
-	sb.reset(&pendingAck{waiting: 1})
+	sb := newSendBatch(r)
+	sb.begin(&pendingAck{waiting: 1})
 	return r, sb
 }
 

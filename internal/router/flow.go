@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,32 +64,65 @@ type pendingAck struct {
 // for Config.OverloadWait: the send was not routed.
 var ErrOverloaded = errors.New("router: overloaded: the gateways' windows stayed full; retry")
 
-// flows holds the windows of every gateway; its lock guards the flow
-// fields of every peer.
+// flows is the router's flow control and acks: the window of every
+// gateway (its lock guards the flow fields of every peer), the flights in
+// them, and the answers of the send frames whose copies they carry.
 type flows struct {
+	gws         *gateways
+	frames      *frameTable
+	nc          *nats.Conn
+	log         *zap.Logger
+	c           *counters
+	window      int64
+	doneSubject string
+
 	mu      sync.Mutex
 	room    *sync.Cond // broadcast when a window has room again, or a gateway is gone
 	closing bool
+
+	// acksPending: send frames routed whose ack has not gone out.
+	acksPending atomic.Int64
+}
+
+func newFlows(gws *gateways, frames *frameTable, c *counters, window int64, doneSubject string, log *zap.Logger) *flows {
+	fl := &flows{gws: gws, frames: frames, c: c, window: window, doneSubject: doneSubject, log: log}
+	fl.room = sync.NewCond(&fl.mu)
+	return fl
+}
+
+// close makes every send waiting for a window give up; their copies
+// are counted lost with the gateway.
+func (fl *flows) close() {
+	fl.mu.Lock()
+	fl.closing = true
+	fl.room.Broadcast()
+	fl.mu.Unlock()
+}
+
+// closed reports whether close has been called.
+func (fl *flows) closed() bool {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.closing
 }
 
 // send publishes down frame f (made with wire.AppendDownHeader(seq)) to
 // gw as a flight carrying copies for ack. With wait it first waits while
 // gw's window is full. The flight is resolved as lost with the gateway if
 // gw has been forgotten or the publish fails.
-func (r *Router) send(gw *peer, seq uint64, f []byte, copies uint64, ack *pendingAck, wait bool) {
-	fl := &r.flow
+func (fl *flows) send(gw *peer, seq uint64, f []byte, copies uint64, ack *pendingAck, wait bool) {
 	fl.mu.Lock()
 	waited := false
-	for wait && gw.inflight >= r.cfg.Window && !gw.gone && !fl.closing {
+	for wait && gw.inflight >= fl.window && !gw.gone && !fl.closing {
 		waited = true
 		fl.room.Wait()
 	}
 	if waited {
-		r.waits.Add(1)
+		fl.c.waits.Add(1)
 	}
 	if gw.gone || fl.closing {
 		fl.mu.Unlock()
-		r.lostCopies(ack, copies)
+		fl.lostCopies(ack, copies)
 		return
 	}
 	gw.flights[seq] = flight{bytes: int64(len(f)), copies: copies, ack: ack, at: time.Now().UnixNano()}
@@ -99,17 +133,16 @@ func (r *Router) send(gw *peer, seq uint64, f []byte, copies uint64, ack *pendin
 		ack.mu.Unlock()
 	}
 	fl.mu.Unlock()
-	r.routed.Add(copies)
-	if err := r.nc.PublishRequest(gw.subject, r.doneSubject, f); err != nil {
-		r.log.Warn("deliver failed", zap.String("gateway", gw.name), zap.Error(err))
-		r.resolve(gw, seq, nil)
+	fl.c.routed.Add(copies)
+	if err := fl.nc.PublishRequest(gw.subject, fl.doneSubject, f); err != nil {
+		fl.log.Warn("deliver failed", zap.String("gateway", gw.name), zap.Error(err))
+		fl.resolve(gw, seq, nil)
 	}
 }
 
 // waitRoom waits until no gateway's window is full, or until deadline; it
 // reports whether there is room.
-func (r *Router) waitRoom(deadline time.Time) bool {
-	fl := &r.flow
+func (fl *flows) waitRoom(deadline time.Time) bool {
 	t := time.AfterFunc(time.Until(deadline), func() {
 		fl.mu.Lock()
 		fl.room.Broadcast()
@@ -120,14 +153,10 @@ func (r *Router) waitRoom(deadline time.Time) bool {
 	defer fl.mu.Unlock()
 	for {
 		full := false
-		r.gwMu.RLock()
-		for _, gw := range r.gwByIdx {
-			if gw.inflight >= r.cfg.Window && !gw.gone {
-				full = true
-				break
-			}
-		}
-		r.gwMu.RUnlock()
+		fl.gws.each(func(gw *peer) bool {
+			full = gw.inflight >= fl.window && !gw.gone
+			return !full
+		})
 		if !full {
 			return true
 		}
@@ -140,8 +169,7 @@ func (r *Router) waitRoom(deadline time.Time) bool {
 
 // resolve ends gw's flight seq: with the gateway's tally, or, when t is
 // nil, as lost with the gateway.
-func (r *Router) resolve(gw *peer, seq uint64, t *wire.Tally) {
-	fl := &r.flow
+func (fl *flows) resolve(gw *peer, seq uint64, t *wire.Tally) {
 	fl.mu.Lock()
 	f, ok := gw.flights[seq]
 	if ok {
@@ -151,21 +179,28 @@ func (r *Router) resolve(gw *peer, seq uint64, t *wire.Tally) {
 	}
 	fl.mu.Unlock()
 	if !ok {
-		r.unknownDone.Add(1)
+		fl.c.unknownDone.Add(1)
 		return
 	}
 	if t == nil {
-		r.lostCopies(f.ack, f.copies)
+		fl.lostCopies(f.ack, f.copies)
 		return
 	}
-	r.confirmed(f.ack, *t)
+	fl.confirmed(f.ack, *t)
+}
+
+// forget marks gw gone and resolves its flights as lost.
+func (fl *flows) forget(gw *peer) {
+	fl.mu.Lock()
+	gw.gone = true
+	fl.mu.Unlock()
+	fl.failFlights(gw, 0)
 }
 
 // failFlights resolves every flight of gw as lost (gw is forgotten, or
 // the router closes), or only those published before the deadline, and
 // returns how many it resolved.
-func (r *Router) failFlights(gw *peer, before int64) int {
-	fl := &r.flow
+func (fl *flows) failFlights(gw *peer, before int64) int {
 	var lost []flight
 	fl.mu.Lock()
 	for seq, f := range gw.flights {
@@ -180,7 +215,7 @@ func (r *Router) failFlights(gw *peer, before int64) int {
 	}
 	fl.mu.Unlock()
 	for _, f := range lost {
-		r.lostCopies(f.ack, f.copies)
+		fl.lostCopies(f.ack, f.copies)
 	}
 	return len(lost)
 }
@@ -188,26 +223,27 @@ func (r *Router) failFlights(gw *peer, before int64) int {
 // confirmed counts a gateway's tally of one flight and adds it to its
 // send's ack: positions the client had (dup) and copies for a long-poll
 // answered meanwhile (late, kept for its next poll) count as delivered.
-func (r *Router) confirmed(ack *pendingAck, t wire.Tally) {
-	r.delivered.Add(t.Delivered + t.Dup + t.Late)
-	r.dups.Add(t.Dup)
-	r.late.Add(t.Late)
-	r.droppedGone.Add(t.Gone)
-	r.droppedSlow.Add(t.Slow)
+func (fl *flows) confirmed(ack *pendingAck, t wire.Tally) {
+	c := fl.c
+	c.delivered.Add(t.Delivered + t.Dup + t.Late)
+	c.dups.Add(t.Dup)
+	c.late.Add(t.Late)
+	c.droppedGone.Add(t.Gone)
+	c.droppedSlow.Add(t.Slow)
 	if ack == nil {
 		return
 	}
 	t.Delivered += t.Dup + t.Late
 	t.Dup, t.Late = 0, 0
-	ack.add(r, t)
+	ack.add(fl, t)
 }
 
 // lostCopies counts copies lost with their gateway (forgotten, publish
 // failed, or no done record within Config.DeliverTimeout).
-func (r *Router) lostCopies(ack *pendingAck, copies uint64) {
-	r.droppedGateway.Add(copies)
+func (fl *flows) lostCopies(ack *pendingAck, copies uint64) {
+	fl.c.droppedGateway.Add(copies)
 	if ack != nil {
-		ack.add(r, wire.Tally{Gateway: copies})
+		ack.add(fl, wire.Tally{Gateway: copies})
 	}
 }
 
@@ -219,29 +255,29 @@ func (a *pendingAck) note(t wire.Tally) {
 }
 
 // add adds t to a and resolves one of its flights.
-func (a *pendingAck) add(r *Router, t wire.Tally) {
+func (a *pendingAck) add(fl *flows, t wire.Tally) {
 	a.mu.Lock()
 	a.tally.Add(t)
 	a.waiting--
 	done := a.waiting == 0
 	a.mu.Unlock()
 	if done {
-		r.complete(a)
+		fl.complete(a)
 	}
 }
 
 // awaited reports whether someone waits for a's answer (a NATS sender or
-// an HTTP send): routeFrame counts it in Router.acksPending until
+// an HTTP send): routeFrame counts it in flows.acksPending until
 // complete.
 func (a *pendingAck) awaited() bool { return a.reply != "" || a.done != nil }
 
 // routed marks a's send frame as routed: its flights are all published.
-func (a *pendingAck) routed(r *Router) { a.add(r, wire.Tally{}) }
+func (a *pendingAck) routed(fl *flows) { a.add(fl, wire.Tally{}) }
 
 // complete answers the sender.
-func (r *Router) complete(a *pendingAck) {
+func (fl *flows) complete(a *pendingAck) {
 	if a.awaited() {
-		r.acksPending.Add(-1)
+		fl.acksPending.Add(-1)
 	}
 	if a.done != nil {
 		close(a.done)
@@ -253,80 +289,74 @@ func (r *Router) complete(a *pendingAck) {
 	}
 	var copies []string
 	if a.framed {
-		copies = r.frames.done(a, answer)
+		copies = fl.frames.done(a, answer)
 	}
 	if !answerable {
 		return
 	}
-	r.ack(a.reply, answer)
+	fl.ack(a.reply, answer)
 	for _, reply := range copies {
-		r.ack(reply, answer)
+		fl.ack(reply, answer)
 	}
 }
 
 // ack publishes a send frame's answer to reply (none if "").
-func (r *Router) ack(reply string, answer []byte) {
+func (fl *flows) ack(reply string, answer []byte) {
 	if reply == "" {
 		return
 	}
-	if err := r.nc.Publish(reply, answer); err != nil {
-		r.log.Warn("ack failed", zap.Error(err))
+	if err := fl.nc.Publish(reply, answer); err != nil {
+		fl.log.Warn("ack failed", zap.Error(err))
 	}
 }
 
+// notTaken answers a send frame this router does not route (it does not
+// lead) as NATS answers one nobody subscribes to (request.NotTaken), so
+// the sender sends it again at once instead of waiting for its ack
+// timeout.
+func (fl *flows) notTaken(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	fl.nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{wire.StatusHeader: []string{wire.StatusNotTaken}}})
+}
+
 // handleDone applies a gateway's done records.
-func (r *Router) handleDone(m *nats.Msg) {
+func (fl *flows) handleDone(m *nats.Msg) {
 	var d wire.Decoder
 	h, err := d.Reset(m.Data)
 	if err == nil && h.Kind != wire.KindDone {
 		err = errors.New("router: not a done frame")
 	}
 	if err != nil {
-		r.badFrames.Add(1)
-		r.log.Warn("bad done frame", zap.Error(err))
+		fl.c.badFrames.Add(1)
+		fl.log.Warn("bad done frame", zap.Error(err))
 		return
 	}
-	r.gwMu.RLock()
-	gw := r.gwByName[h.Gateway]
-	r.gwMu.RUnlock()
+	gw := fl.gws.named(h.Gateway)
 	if gw == nil || gw.instance != h.Instance {
-		r.unknownDone.Add(1) // an instance this router forgot: its flights were counted lost
+		fl.c.unknownDone.Add(1) // an instance this router forgot: its flights were counted lost
 		return
 	}
 	var rec wire.Record
 	for d.Next(&rec) {
 		t := rec.Tally
-		r.resolve(gw, rec.Seq, &t)
+		fl.resolve(gw, rec.Seq, &t)
 	}
 	if err := d.Err(); err != nil {
-		r.badFrames.Add(1)
-		r.log.Warn("bad done frame", zap.String("gateway", gw.name), zap.Error(err))
+		fl.c.badFrames.Add(1)
+		fl.log.Warn("bad done frame", zap.String("gateway", gw.name), zap.Error(err))
 	}
 }
 
 // inflightBytes is the bytes in flight to every gateway.
-func (r *Router) inflightBytes() int64 {
-	r.flow.mu.Lock()
-	defer r.flow.mu.Unlock()
+func (fl *flows) inflightBytes() int64 {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
 	var n int64
-	r.gwMu.RLock()
-	for _, gw := range r.gwByIdx {
+	fl.gws.each(func(gw *peer) bool {
 		n += gw.inflight
-	}
-	r.gwMu.RUnlock()
+		return true
+	})
 	return n
-}
-
-// sendDropped is the send frames NATS dropped for this router.
-func (r *Router) sendDropped() uint64 {
-	var total uint64
-	r.sendMu.Lock()
-	subs := r.sendSubs
-	r.sendMu.Unlock()
-	for _, sub := range subs {
-		if n, err := sub.Dropped(); err == nil && n > 0 {
-			total += uint64(n)
-		}
-	}
-	return total
 }

@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -88,7 +86,7 @@ func (t *frameTable) add(k frameKey, e *frameEntry) {
 // take is called for a frame with a frame-id: true if it is new (ack
 // routes it, and its answer is remembered); false if a copy of it was
 // taken already: reply is answered now, or with the first's ack.
-func (t *frameTable) take(r *Router, k frameKey, ack *pendingAck, reply string) bool {
+func (t *frameTable) take(fl *flows, k frameKey, ack *pendingAck, reply string) bool {
 	t.mu.Lock()
 	e := t.m[k]
 	if e == nil {
@@ -114,7 +112,7 @@ func (t *frameTable) take(r *Router, k frameKey, ack *pendingAck, reply string) 
 	t.mu.Unlock()
 	if answer != nil && reply != "" {
 		t.answered.Add(1)
-		r.ack(reply, answer)
+		fl.ack(reply, answer)
 	}
 	return false
 }
@@ -163,25 +161,14 @@ func (t *frameTable) stats() FrameStats {
 		Unanswerable: t.unanswerable.Load(), Forgotten: t.forgotten.Load()}
 }
 
-// notTaken answers a send frame this router does not route (it does not
-// lead) as NATS answers one nobody subscribes to: "no responders", so
-// the sender sends it again at once instead of waiting for its ack
-// timeout.
-func (r *Router) notTaken(m *nats.Msg) {
-	if m.Reply == "" {
-		return
-	}
-	r.nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{wire.StatusHeader: []string{wire.StatusNotTaken}}})
-}
-
-// frameRetaken applies the history log's frame records of a message
+// retakenAt applies the history log's frame records of a message
 // stored at at (a standby's): remembered until the window after at, and
 // not at all if it has passed (a router that starts replays the log from
 // its start).
-func (r *Router) frameRetaken(at time.Time) func(sender, n, sends uint64) {
+func (t *frameTable) retakenAt(at time.Time) func(sender, n, sends uint64) {
 	return func(sender, n, sends uint64) {
 		if time.Since(at) < wire.FrameWindow {
-			r.frames.retaken(frameKey{sender, n}, sends, at)
+			t.retaken(frameKey{sender, n}, sends, at)
 		}
 	}
 }

@@ -186,8 +186,8 @@ func TestFrameTableBound(t *testing.T) {
 // its start remembers only the frames logged within the window.
 func TestFrameRecordsPastTheWindow(t *testing.T) {
 	r := &Router{frames: newFrameTable()}
-	r.frameRetaken(time.Now().Add(-wire.FrameWindow-time.Second))(1, 1, 5)
-	r.frameRetaken(time.Now().Add(-time.Second))(1, 2, 5)
+	r.frames.retakenAt(time.Now().Add(-wire.FrameWindow-time.Second))(1, 1, 5)
+	r.frames.retakenAt(time.Now().Add(-time.Second))(1, 2, 5)
 	if n := r.frames.len(); n != 1 || r.frames.m[frameKey{1, 2}] == nil {
 		t.Errorf("remembered %d frames: %v; want only the recent one", n, r.frames.m)
 	}

@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -49,28 +47,18 @@ const (
 // errDeposed is the end of a router that learns another leads.
 var errDeposed = errors.New("router: another router took the lead (this one was cut off or paused past its lease); it stops: start it again and it follows as a standby")
 
-// logged is a batch's records waiting to be written to the history log,
-// and the ack that waits for it (nil: nobody waits).
-type logged struct {
-	rec []byte
-	ack *pendingAck
-}
-
-// lead is a redundant router's part in the election and the history log.
+// lead is a redundant router's part in the election: it holds or seeks
+// the lease, and takes over the routing (and the history log, hist) when
+// it gets it. Its methods used on the routing paths are safe on a nil
+// *lead (a router that runs alone, which always routes).
 type lead struct {
 	r     *Router
 	lease time.Duration
-	// The lease's key, the history log's stream and subject: one of
-	// each per partition (leaseNames).
-	key, stream, subject string
-	js                   jetstream.JetStream
-	kv                   jetstream.KeyValue
-	st                   jetstream.Stream
-
-	// mu is held from a batch's first position to its records being
-	// queued: the log holds positions in the order they were given.
-	mu    sync.Mutex
-	queue chan logged
+	// The lease's key (one per partition: leaseNames).
+	key  string
+	js   jetstream.JetStream
+	kv   jetstream.KeyValue
+	hist *histLog
 
 	leading   atomic.Bool
 	holds     atomic.Bool // the lease is this router's
@@ -82,14 +70,7 @@ type lead struct {
 	// (unanswered).
 	validUntil atomic.Int64
 	unanswered atomic.Bool
-	follow     jetstream.ConsumeContext
-	applied    atomic.Uint64 // the last log sequence applied while following
-	applyMu    sync.Mutex    // held while a log message is applied
-	direct     atomic.Uint64 // takeovers that read the log's end from the stream (the follower lagged)
-	badLog     atomic.Uint64
 	fatal      chan error
-	stopWrite  chan struct{}
-	written    sync.WaitGroup
 
 	// The lease (the lead loop's goroutine only, until loopDone), and
 	// since when a standby has seen it free.
@@ -98,10 +79,8 @@ type lead struct {
 	loopDone  chan struct{} // closed when run returns; nil if it never ran
 	quit      chan struct{} // closed by release: the loop stops
 	quitOnce  sync.Once
-	// The log's last sequence (the writer's goroutine only, once leading).
-	last uint64
 
-	takeovers, logMsgs, logRecords, logFailed, notLeading atomic.Uint64
+	takeovers, notLeading atomic.Uint64
 }
 
 // leaseNames are the lease's key, and the history log's stream and
@@ -118,13 +97,15 @@ func leaseNames(n, k int) (key, stream, subject string) {
 
 // openLead makes (or finds) the lease bucket and the history log, and
 // starts following the log.
-func (r *Router) openLead() error {
+func openLead(r *Router) (*lead, error) {
 	js, err := jetstream.New(r.nc)
 	if err != nil {
-		return fmt.Errorf("router: %w", err)
+		return nil, fmt.Errorf("router: %w", err)
 	}
-	l := &lead{r: r, lease: r.cfg.Lease, js: js, queue: make(chan logged, logQueue), fatal: make(chan error, 1), stopWrite: make(chan struct{}), quit: make(chan struct{})}
-	l.key, l.stream, l.subject = leaseNames(r.cfg.Partitions, r.cfg.Partition)
+	l := &lead{r: r, lease: r.cfg.Lease, js: js, fatal: make(chan error, 1), quit: make(chan struct{})}
+	h := &histLog{js: js, name: r.name, store: r.store, frames: r.frames, fl: r.fl, log: r.log,
+		queue: make(chan logged, logQueue), stopWrite: make(chan struct{}), fail: l.fail, leaseHeld: l.leaseHeld}
+	l.key, h.stream, h.subject = leaseNames(r.cfg.Partitions, r.cfg.Partition)
 	replicas := max(r.cfg.StoreReplicas, 1)
 	ret := r.store.Config()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -135,9 +116,9 @@ func (r *Router) openLead() error {
 			TTL: l.lease, History: 1, Storage: jetstream.MemoryStorage, Replicas: replicas,
 		})
 		if err == nil {
-			l.st, err = js.CreateOrUpdateStream(try, jetstream.StreamConfig{
-				Name: l.stream, Description: "comet: the history log (histories opened, positions given) of the router that leads",
-				Subjects: []string{l.subject}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			h.st, err = js.CreateOrUpdateStream(try, jetstream.StreamConfig{
+				Name: h.stream, Description: "comet: the history log (histories opened, positions given) of the router that leads",
+				Subjects: []string{h.subject}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
 				Discard: jetstream.DiscardOld, MaxAge: ret.MaxAge + time.Minute, MaxBytes: 4 * ret.MaxBytes,
 				MaxMsgSize: 2 * maxLogMsg, Replicas: replicas, Duplicates: time.Minute,
 			})
@@ -145,68 +126,47 @@ func (r *Router) openLead() error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("router: redundant routers need JetStream for the lease and the history log: %w", err)
+		return nil, fmt.Errorf("router: redundant routers need JetStream for the lease and the history log: %w", err)
 	}
-	r.lead = l
-	return l.startFollowing()
+	l.hist = h
+	return l, h.startFollowing()
 }
 
-// startFollowing applies the history log from its start to the store.
-func (l *lead) startFollowing() error {
-	cons, err := l.st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return fmt.Errorf("router: history log: %w", err)
+// histLog returns the lead's history log (nil alone).
+func (l *lead) histLog() *histLog {
+	if l == nil {
+		return nil
 	}
-	l.follow, err = cons.Consume(func(m jetstream.Msg) {
-		meta, err := m.Metadata()
-		if err != nil {
-			return
-		}
-		l.applyLog(meta.Sequence.Stream, m.Data(), meta.Timestamp, false)
-	}, jetstream.PullMaxBytes(16<<20))
-	if err != nil {
-		return fmt.Errorf("router: history log: %w", err)
-	}
-	return nil
+	return l.hist
 }
 
-// applyLog applies history log message seq to the store, unless it was
-// applied already (the follower and a takeover's direct reads may both
-// have it). direct: only the next message after the last applied. at is
-// when the message was stored.
-func (l *lead) applyLog(seq uint64, data []byte, at time.Time, direct bool) {
-	l.applyMu.Lock()
-	defer l.applyMu.Unlock()
-	if a := l.applied.Load(); seq <= a || (direct && seq != a+1) {
+// standby reports whether the router is a redundant one that does not
+// lead now.
+func (l *lead) standby() bool { return l != nil && !l.leading.Load() }
+
+// takes reports whether the router routes a send frame now (it leads, or
+// runs alone); one it does not take is counted.
+func (l *lead) takes() bool {
+	if l.standby() {
+		l.notLeading.Add(1)
+		return false
+	}
+	return true
+}
+
+// fatalErr is where the lead's end comes (nil alone: never).
+func (l *lead) fatalErr() <-chan error {
+	if l == nil {
+		return nil
+	}
+	return l.fatal
+}
+
+// start runs the lead loop until done (nothing alone).
+func (l *lead) start(done <-chan struct{}) {
+	if l == nil {
 		return
 	}
-	if err := l.r.store.ApplyLog(data, time.Now().UnixNano(), l.r.frameRetaken(at)); err != nil {
-		l.badLog.Add(1)
-		l.r.log.Warn("malformed history log message", zap.Uint64("seq", seq), zap.Error(err))
-	}
-	l.applied.Store(seq)
-}
-
-// readLog reads history log messages from..to from the stream's leader
-// and calls each for each, with the time it was stored (a sequence gone
-// from the stream with nil).
-func (l *lead) readLog(ctx context.Context, from, to uint64, each func(seq uint64, data []byte, at time.Time)) error {
-	for seq := from; seq <= to; seq++ {
-		m, err := l.st.GetMsg(ctx, seq)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			each(seq, nil, time.Time{})
-		case err != nil:
-			return fmt.Errorf("router: history log message %d: %w", seq, err)
-		default:
-			each(seq, m.Data, m.Time)
-		}
-	}
-	return nil
-}
-
-// start runs the lead loop until done.
-func (l *lead) start(done <-chan struct{}) {
 	l.loopDone = make(chan struct{})
 	go func() {
 		defer close(l.loopDone)
@@ -322,6 +282,12 @@ func (l *lead) leaseState(ctx context.Context) (st leaseState, answered bool) {
 	return leaseState{held: true, holder: string(resp.Message.Data), rev: resp.Message.Seq}, true
 }
 
+// leaseHeld asks the bucket whether the lease is this router's.
+func (l *lead) leaseHeld(ctx context.Context) bool {
+	e, err := l.kv.Get(ctx, l.key)
+	return err == nil && string(e.Value()) == l.r.name
+}
+
 // errCodeNoMessage is JetStream's "no message found" (JSNoMessageFoundErr).
 const errCodeNoMessage = 10037
 
@@ -376,13 +342,16 @@ func (l *lead) held(rev uint64, asked time.Time) {
 	l.holds.Store(true)
 	l.validUntil.Store(asked.Add(l.lease * 3 / 4).UnixNano())
 	if l.unanswered.Swap(false) && l.leading.Load() {
-		l.resyncAll()
+		l.r.up.resyncAll()
 	}
 }
 
-// answers reports whether the router answers resumes now: it leads, and
-// its lease is surely still its own.
+// answers reports whether the router answers resumes now: it runs alone,
+// or it leads and its lease is surely still its own.
 func (l *lead) answers() bool {
+	if l == nil {
+		return true
+	}
 	if !l.leading.Load() {
 		return false
 	}
@@ -391,18 +360,6 @@ func (l *lead) answers() bool {
 	}
 	l.unanswered.Store(true)
 	return false
-}
-
-// resyncAll asks every gateway for its logins and sessions.
-func (l *lead) resyncAll() int {
-	r := l.r
-	r.upMu.Lock()
-	defer r.upMu.Unlock()
-	gws := r.peers()
-	for _, gw := range gws {
-		r.askResync(gw)
-	}
-	return len(gws)
 }
 
 // giveBack gives up a lease taken whose takeover could not be made now
@@ -443,32 +400,12 @@ func (l *lead) takeOver() error {
 	// at the next seek (not a reason to stop).
 	ctx, cancel := context.WithTimeout(context.Background(), l.lease/2)
 	defer cancel()
-	info, err := l.st.Info(ctx)
+	last, err := l.hist.applyToEnd(ctx, l.lease/8)
 	if err != nil {
-		l.giveBack("the history log does not answer", err)
+		l.giveBack("the history log", err)
 		return nil
 	}
-	last := info.State.LastSeq
-	for l.applied.Load() < last {
-		if ctx.Err() != nil {
-			l.giveBack("the history log is not applied yet", fmt.Errorf("applied to %d of %d", l.applied.Load(), last))
-			return nil
-		}
-		if time.Since(start) > l.lease/8 {
-			// The follower lags (its consumer was on a server that
-			// stopped, and waits for missed heartbeats to start over:
-			// seconds): read the rest from the stream's leader.
-			if err := l.readLog(ctx, l.applied.Load()+1, last, func(seq uint64, data []byte, at time.Time) { l.applyLog(seq, data, at, true) }); err != nil {
-				l.giveBack("the history log does not answer", err)
-				return nil
-			}
-			l.direct.Add(1)
-			continue
-		}
-		time.Sleep(time.Millisecond)
-	}
-	l.follow.Stop()
-	l.last = last
+	l.hist.lead(last)
 	if last > 0 {
 		r.store.Jump(jumpPositions)
 	}
@@ -477,9 +414,7 @@ func (l *lead) takeOver() error {
 		return err
 	}
 	l.takeovers.Add(1)
-	l.written.Add(1)
-	go l.writer()
-	n := l.resyncAll()
+	n := r.up.resyncAll()
 	r.log.Info("took the lead", zap.Uint64("log_seq", last), zap.Int("gateways", n), zap.Duration("took", time.Since(start)))
 	go l.moveStreamLeaders()
 	return nil
@@ -497,8 +432,8 @@ func (l *lead) moveStreamLeaders() {
 		return
 	}
 	self := r.nc.ConnectedServerName()
-	streams := []string{"KV_" + leaderBucket, l.stream}
-	if r.part != nil {
+	streams := []string{"KV_" + leaderBucket, l.hist.stream}
+	if r.cfg.Partitions > 1 {
 		// The lease bucket is every partition's: its election would
 		// hold up every partition's renewals (a CI run lost a leader of
 		// the other partition so). Only this partition's log moves.
@@ -526,7 +461,7 @@ func (l *lead) moveStreamLeaders() {
 // stopRouting stops taking sends at once (the router is deposed).
 func (l *lead) stopRouting() {
 	if l.leading.Swap(false) {
-		l.r.unsubscribeSenders(0)
+		l.r.senders.stop(0)
 	}
 }
 
@@ -534,6 +469,9 @@ func (l *lead) stopRouting() {
 // was routed is logged (for a few seconds at most), and the lease is
 // given up so a standby takes over at once.
 func (l *lead) release() {
+	if l == nil {
+		return
+	}
 	l.releasing.Store(true)
 	stopLoop := func() {
 		l.quitOnce.Do(func() { close(l.quit) })
@@ -550,21 +488,16 @@ func (l *lead) release() {
 	// the lease goes (each bounded: a few seconds at most). The loop
 	// renews the lease meanwhile: no standby takes over before.
 	r := l.r
-	r.unsubscribeSenders(2 * time.Second)
+	r.senders.stop(2 * time.Second)
 	l.leading.Store(false)
-	close(l.stopWrite)
-	wait := make(chan struct{})
-	go func() { l.written.Wait(); close(wait) }()
 	// Up to 15 s: the log's stream may be electing a leader (a server
 	// of the cluster restarted); the lease is kept meanwhile, so no
 	// standby leads before every frame routed is in the log (a copy of
 	// one sent again is then answered, not routed twice).
-	select {
-	case <-wait:
-	case <-time.After(15 * time.Second):
+	if !l.hist.stop(15 * time.Second) {
 		r.log.Warn("history log writes unfinished after 15 s: the lease is given up with them (their sends are not acked)")
 	}
-	for end := time.Now().Add(r.cfg.DeliverTimeout); r.acksPending.Load() > 0 && time.Now().Before(end); {
+	for end := time.Now().Add(r.cfg.DeliverTimeout); r.fl.acksPending.Load() > 0 && time.Now().Before(end); {
 		time.Sleep(5 * time.Millisecond)
 	}
 	stopLoop()
@@ -574,152 +507,6 @@ func (l *lead) release() {
 	if err := l.dropLease(2 * time.Second); err != nil {
 		l.r.log.Warn("lease not given up (a standby takes over when it expires)", zap.Error(err))
 	}
-}
-
-// enqueue queues records for the log; ack (if any) waits for them to be
-// written. mu must be held.
-func (l *lead) enqueue(rec []byte, ack *pendingAck) {
-	if ack != nil {
-		ack.mu.Lock()
-		ack.waiting++
-		ack.mu.Unlock()
-	}
-	l.queue <- logged{rec, ack}
-}
-
-// writer writes queued records to the log, as many per message as came
-// meanwhile (up to maxLogMsg), each message at the sequence it expects
-// the log to be at.
-func (l *lead) writer() {
-	defer l.written.Done()
-	var batch []logged
-	var msg []byte
-	for {
-		batch, msg = batch[:0], msg[:0]
-		select {
-		case lg := <-l.queue:
-			batch, msg = append(batch, lg), append(msg, lg.rec...)
-		case <-l.stopWrite:
-			select {
-			case lg := <-l.queue:
-				batch, msg = append(batch, lg), append(msg, lg.rec...)
-			default:
-				return
-			}
-		}
-	more:
-		for len(msg) < maxLogMsg {
-			select {
-			case lg := <-l.queue:
-				batch, msg = append(batch, lg), append(msg, lg.rec...)
-			default:
-				break more
-			}
-		}
-		err := l.write(msg)
-		if err == nil {
-			// Counted before the acks go: a sender that has its ack
-			// sees the write in the stats.
-			l.logMsgs.Add(1)
-			l.logRecords.Add(uint64(len(batch)))
-		}
-		for _, lg := range batch {
-			l.logDone(lg, err == nil)
-		}
-		if err != nil {
-			l.logFailed.Add(uint64(len(batch)))
-			l.fail(err)
-			l.drainFailed()
-			return
-		}
-	}
-}
-
-// logDone resolves lg's part of its ack: written, or not (no ack then).
-func (l *lead) logDone(lg logged, written bool) {
-	if lg.ack == nil {
-		return
-	}
-	if !written {
-		lg.ack.mu.Lock()
-		lg.ack.unlogged = true
-		lg.ack.mu.Unlock()
-	}
-	lg.ack.add(l.r, wire.Tally{})
-}
-
-// drainFailed fails what is queued after the writer stopped.
-func (l *lead) drainFailed() {
-	for {
-		select {
-		case lg := <-l.queue:
-			l.logFailed.Add(1)
-			l.logDone(lg, false)
-		case <-time.After(time.Second):
-			return
-		}
-	}
-}
-
-// write stores msg in the log, at the sequence after l.last. A log that
-// has moved on means another router wrote it: what it wrote is applied
-// (its positions are below this router's jump) and the write tried again,
-// unless that router holds the lease. No answer (a stream electing its
-// leader) is tried again, with the same message id (JetStream drops the
-// repeat if the first got through), for up to 30 s (raft elects a
-// stream's leader within about 10).
-func (l *lead) write(msg []byte) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		m := nats.NewMsg(l.subject)
-		m.Data = msg
-		m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(l.last, 10))
-		m.Header.Set(jetstream.MsgIDHeader, l.r.name+"-"+strconv.FormatUint(l.last, 10))
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		ack, err := l.js.PublishMsg(ctx, m)
-		cancel()
-		if err == nil {
-			l.last = ack.Sequence
-			return nil
-		}
-		if subs.WrongLastSeq(err) {
-			if err := l.catchUp(); err != nil {
-				return err
-			}
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("router: history log not written for 30 s: %w", err)
-		} else {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-}
-
-// catchUp applies what another router wrote to the log after l.last (a
-// leader paused past its lease, that has not yet learnt it lost it), if
-// this router still holds the lease; else it is deposed.
-func (l *lead) catchUp() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	e, err := l.kv.Get(ctx, l.key)
-	if err != nil || string(e.Value()) != l.r.name {
-		return errDeposed
-	}
-	info, err := l.st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("router: history log: %w", err)
-	}
-	err = l.readLog(ctx, l.last+1, info.State.LastSeq, func(_ uint64, data []byte, at time.Time) {
-		if err := l.r.store.ApplyLog(data, time.Now().UnixNano(), l.r.frameRetaken(at)); err != nil {
-			l.badLog.Add(1)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	l.r.log.Warn("the history log had moved on: another router wrote it while this one led; applied",
-		zap.Uint64("from", l.last+1), zap.Uint64("to", info.State.LastSeq))
-	l.last = info.State.LastSeq
-	return nil
 }
 
 // LeadStats is a redundant router's part (absent on a router that runs
@@ -743,8 +530,7 @@ type LeadStats struct {
 	LogReadDirect uint64 `json:"log_read_direct"`
 }
 
-func (r *Router) leadStats() *LeadStats {
-	l := r.lead
+func (l *lead) stats() *LeadStats {
 	if l == nil {
 		return nil
 	}
@@ -752,30 +538,13 @@ func (r *Router) leadStats() *LeadStats {
 	if l.leading.Load() {
 		role = "leader"
 	}
+	h := l.hist
 	return &LeadStats{
-		Role: role, Takeovers: l.takeovers.Load(), LogMessages: l.logMsgs.Load(), LogBatches: l.logRecords.Load(),
-		LogApplied: l.applied.Load(), LogBad: l.badLog.Load(), LogFailed: l.logFailed.Load(), NotLeading: l.notLeading.Load(),
-		LogReadDirect: l.direct.Load(),
+		Role: role, Takeovers: l.takeovers.Load(), LogMessages: h.msgs.Load(), LogBatches: h.records.Load(),
+		LogApplied: h.applied.Load(), LogBad: h.badLog.Load(), LogFailed: h.failed.Load(), NotLeading: l.notLeading.Load(),
+		LogReadDirect: h.direct.Load(),
 	}
 }
-
-// forward routes a send frame through the leader (an HTTP send made to a
-// standby) and returns what its ack says.
-func (r *Router) forward(frame []byte) (SendResult, error) {
-	m, err := r.nc.Request(wire.SubjectSend, frame, r.cfg.DeliverTimeout+r.cfg.OverloadWait+time.Second)
-	if err != nil {
-		return SendResult{}, fmt.Errorf("%w: %w", ErrNoLeader, err)
-	}
-	rec, err := wire.ParseAck(m.Data)
-	if err != nil {
-		return SendResult{}, fmt.Errorf("%w: the leader's answer: %w", ErrNoLeader, err)
-	}
-	return SendResult{Kept: rec.Kept > 0, Tally: rec.Tally}, nil
-}
-
-// standby reports whether the router is a redundant one that does not
-// lead now.
-func (r *Router) standby() bool { return r.lead != nil && !r.lead.leading.Load() }
 
 // ErrNoLeader: a standby could not route a send through the leader (none
 // leads at the moment, or it did not answer); nothing was acked.

@@ -77,7 +77,7 @@ func TestRedundantHandover(t *testing.T) {
 	if d := next("two"); len(d) != 1 || d[0].Epoch != epoch || d[0].Seq != 2+wire.TakeoverJump {
 		t.Fatalf("delivery of two: %+v, want position %x-%d", d, epoch, 2+wire.TakeoverJump)
 	}
-	if st := b.leadStats(); st.Role != "leader" || st.Takeovers != 1 || st.LogBatches == 0 {
+	if st := b.lead.stats(); st.Role != "leader" || st.Takeovers != 1 || st.LogBatches == 0 {
 		t.Errorf("b's lead stats: %+v", st)
 	}
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/cometgw/comet/internal/request"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -30,29 +32,32 @@ import (
 // holds them, bounded by Config.SendLimit) and so slows the senders.
 const maxForwards = 1024
 
-// forwardRetry is how often a frame that no router of its partition took
-// (none leads it at the moment: a redundant takeover) is tried again,
-// within the wait for its answer.
-const forwardRetry = 100 * time.Millisecond
-
 // partition is a partitioned router's share of the ids and its way to
-// the other partitions.
+// the other partitions. Its methods are safe on a nil *partition (an
+// unpartitioned router, which serves every id).
 type partition struct {
 	n, k         int
 	route        []string      // the route subject of each partition
 	watchSubject string        // where the partitions' watch lists go
 	slots        chan struct{} // forwarded frames waiting for their answer
+	nc           *nats.Conn
+	req          *request.Client // the hand-overs' requests
+	fl           *flows
+	log          *zap.Logger
 	// Frames handed to other partitions, those that got no answer (not
 	// acked), records of another partition's ids on the route subject
-	// (not routed, not acked), and up frames on the unpartitioned
-	// subject (a gateway started without -partitions).
+	// (not routed, not acked).
 	forwarded, unanswered, foreign atomic.Uint64
 	// handedOver: frames with a frame-id handed whole to their sender's
 	// partition (handOver).
 	handedOver atomic.Uint64
 }
 
+// newPartition is partition k of n (nil for one partition).
 func newPartition(n, k int) *partition {
+	if n <= 1 {
+		return nil
+	}
 	p := &partition{n: n, k: k, route: make([]string, n), slots: make(chan struct{}, maxForwards), watchSubject: wire.SubjectWatch + "." + strconv.Itoa(n)}
 	for i := range p.route {
 		p.route[i] = wire.PartSubject(wire.SubjectRoute, n, i)
@@ -60,11 +65,67 @@ func newPartition(n, k int) *partition {
 	return p
 }
 
+// start readies the hand-overs: a frame no router of its partition takes
+// (none leads it at the moment: a redundant takeover) is sent again
+// within the time any router answers in.
+func (p *partition) start(nc *nats.Conn, fl *flows, answerIn time.Duration, log *zap.Logger) error {
+	if p == nil {
+		return nil
+	}
+	p.nc, p.fl, p.log = nc, fl, log
+	var err error
+	p.req, err = request.New(nc, request.Config{Max: maxForwards, Timeout: answerIn})
+	return err
+}
+
+// close stops the hand-overs (what waits ends unanswered).
+func (p *partition) close() {
+	if p != nil && p.req != nil {
+		p.req.Close()
+	}
+}
+
 // of returns id's partition.
 func (p *partition) of(id int64) int { return wire.Partition(id, p.n) }
 
-// mine reports whether the router serves id (always, unpartitioned).
-func (r *Router) mine(id int64) bool { return r.part == nil || r.part.of(id) == r.part.k }
+// owns reports whether the router serves id (always, unpartitioned).
+func (p *partition) owns(id int64) bool { return p == nil || p.of(id) == p.k }
+
+// other returns the partition that serves id, if not this one.
+func (p *partition) other(id int64) (int, bool) {
+	if p == nil {
+		return 0, false
+	}
+	k := p.of(id)
+	return k, k != p.k
+}
+
+// upSubject is where the gateways send this router's ids' up frames, and
+// stray where this router hears those sent where it does not read them.
+func (p *partition) upSubjects() (up, stray string) {
+	if p == nil {
+		return wire.SubjectUp, wire.SubjectUp + ".>"
+	}
+	return wire.PartSubject(wire.SubjectUp, p.n, p.k), wire.SubjectUp
+}
+
+// appendResync appends the ask for a gateway's logins (this partition's
+// only).
+func (p *partition) appendResync(frame []byte) []byte {
+	if p == nil {
+		return wire.AppendResync(frame)
+	}
+	return wire.AppendResyncPart(frame, p.k)
+}
+
+// misdirected says which partition serves id, if not this one.
+func (p *partition) misdirected(id int64) (string, bool) {
+	k, other := p.other(id)
+	if !other {
+		return "", false
+	}
+	return fmt.Sprintf("id %d is in partition %d of %d; this router serves partition %d: ask a router of partition %d", id, k, p.n, p.k, k), true
+}
 
 // PartitionStats is what a partitioned router handed to other partitions
 // (GET /stats "partition").
@@ -78,8 +139,7 @@ type PartitionStats struct {
 	Foreign    uint64 `json:"foreign"`     // records for other partitions' ids taken on the route subject (senders misconfigured): not routed, not acked
 }
 
-func (r *Router) partitionStats() *PartitionStats {
-	p := r.part
+func (p *partition) stats() *PartitionStats {
 	if p == nil {
 		return nil
 	}
@@ -87,173 +147,46 @@ func (r *Router) partitionStats() *PartitionStats {
 		Waiting: len(p.slots), Foreign: p.foreign.Load(), HandedOver: p.handedOver.Load()}
 }
 
-// handleRoute routes a frame another partition's router handed over:
-// every record here, nothing handed on.
-func (r *Router) handleRoute(m *nats.Msg) {
-	if r.standby() {
-		r.lead.notLeading.Add(1)
-		r.notTaken(m)
-		return
-	}
-	r.routeFrame(m.Data, &pendingAck{waiting: 1, reply: m.Reply, route: true})
-}
-
-// handleStrayUp counts an up frame sent where this router does not read
-// up frames (a gateway given another -partitions than the routers': a
-// partitioned gateway's to an unpartitioned router, or the reverse) and
-// says once per gateway how to mend it.
-func (r *Router) handleStrayUp(m *nats.Msg) {
-	r.strayUp.Add(1)
-	var d wire.Decoder
-	h, err := d.Reset(m.Data)
-	if err != nil {
-		return
-	}
-	if _, seen := r.strayWarned.LoadOrStore(h.Gateway, true); !seen {
-		r.log.Error("a gateway sends its logins where this router does not read them: give it the routers' -partitions, or its clients get nothing",
-			zap.String("gateway", h.Gateway), zap.String("subject", m.Subject), zap.Int("partitions", max(r.cfg.Partitions, 1)))
-	}
-}
-
-// Presence across partitions: a topic's members are ids of every
-// partition, and so are its watchers. Each round, every partition's
-// leader tells the others which topics it has watchers in (its watch
-// list); a partition makes the join and leave events of its own ids for
-// a topic watched anywhere, writes them to its own watchers, and hands
-// them to the other partitions, which write them to theirs. Each event
-// says whose ids it counts ("partition", "partitions").
-
-// sendWatchList tells the other partitions which topics this one has
-// watchers in (the leader only; nothing when there are none). What it
-// says lasts three rounds.
-func (r *Router) sendWatchList() {
-	if r.standby() {
-		return
-	}
-	topics := r.topics.WatchedHere()
-	if len(topics) == 0 {
-		return
-	}
-	if err := r.nc.Publish(r.part.watchSubject, wire.AppendWatch(nil, r.part.k, topics)); err != nil {
-		r.log.Warn("watch list not sent", zap.Error(err))
-	}
-}
-
-// handleWatch notes another partition's watch list.
-func (r *Router) handleWatch(m *nats.Msg) {
-	k, topics, err := wire.ParseWatch(m.Data, r.part.n)
-	if err != nil {
-		r.badFrames.Add(1)
-		r.log.Warn("bad watch list", zap.Error(err))
-		return
-	}
-	if k == r.part.k {
-		return // this partition's own (its leader's)
-	}
-	r.topics.WatchRemote(topics, time.Now().Add(3*PresenceEvery).UnixNano())
-}
-
-// forwardPresence hands a presence event of this partition's ids to the
-// other partitions, for their watchers of topic.
-func (b *sendBatch) forwardPresence(topic string, msg []byte) {
-	b.toOthers(func(f []byte) []byte { return wire.AppendPresence(f, topic, msg) })
-}
-
-// presenceOf writes another partition's presence event msg for topic to
-// this partition's watchers of it.
-func (b *sendBatch) presenceOf(topic, msg []byte) {
-	b.fanEvent(msg, b.r.topics.WatchersOf(topic))
-}
-
-// forward appends the send record (id, msg) to the frame for partition k.
-func (b *sendBatch) forward(k int, id int64, msg []byte) {
-	f := b.fwdFrame(k)
-	b.fwd[k] = wire.AppendSend(f, id, msg)
-}
-
-// forwardPublish appends the publish to the frame of every other
-// partition: each routes it to its members.
-func (b *sendBatch) forwardPublish(topic, msg []byte) {
-	b.toOthers(func(f []byte) []byte { return wire.AppendPublish(f, string(topic), msg) })
-}
-
-// toOthers appends a record (add) to the frame of every other partition.
-func (b *sendBatch) toOthers(add func(f []byte) []byte) {
-	p := b.r.part
-	for k := 0; k < p.n; k++ {
-		if k != p.k {
-			b.fwd[k] = add(b.fwdFrame(k))
-		}
-	}
-}
-
-func (b *sendBatch) fwdFrame(k int) []byte {
-	if b.fwd == nil {
-		b.fwd = make([][]byte, b.r.part.n)
-	}
-	if len(b.fwd[k]) == 0 {
-		b.fwd[k] = wire.AppendHeader(b.fwd[k], wire.KindSend)
-	}
-	return b.fwd[k]
-}
-
-// handOn sends the frames gathered for other partitions, each waited for
-// by the batch's ack.
-func (b *sendBatch) handOn() {
-	for k, f := range b.fwd {
-		if len(f) > 0 {
-			b.r.forwardTo(k, f, b.ack)
-			b.fwd[k] = f[:0]
-		}
-	}
-}
-
 // forwardTo hands frame to partition k's router and adds its answer to
 // ack. It waits while maxForwards frames wait for theirs.
-func (r *Router) forwardTo(k int, frame []byte, ack *pendingAck) {
-	p := r.part
+func (p *partition) forwardTo(k int, frame []byte, ack *pendingAck) {
 	p.slots <- struct{}{}
 	ack.mu.Lock()
 	ack.waiting++
 	ack.mu.Unlock()
 	p.forwarded.Add(1)
-	frame = append([]byte(nil), frame...)
-	go func() {
+	err := p.req.Send(p.route[k], append([]byte(nil), frame...), func(answer []byte, err error) {
 		defer func() { <-p.slots }()
-		rec, outs, err := r.routeRequest(p.route[k], frame)
+		var rec wire.Record
+		var outs []byte
+		if err == nil {
+			rec, outs, err = wire.ParseRouteAck(answer)
+		}
 		if err != nil {
-			p.unanswered.Add(1)
-			r.log.Warn("a partition's router did not answer a frame handed to it: not acked", zap.Int("partition", k), zap.Error(err))
-			ack.mu.Lock()
-			ack.unanswered = true
-			ack.mu.Unlock()
-			ack.add(r, wire.Tally{})
+			p.failed(k, ack, err)
 			return
 		}
-		ack.merge(r, rec, outs)
-	}()
-}
-
-// routeRequest sends frame to subject and waits for the ack, sending it
-// again while no router takes it (a redundant takeover in progress),
-// within the time any router answers in.
-func (r *Router) routeRequest(subject string, frame []byte) (wire.Record, []byte, error) {
-	deadline := time.Now().Add(r.cfg.DeliverTimeout + r.cfg.OverloadWait + time.Second)
-	for {
-		m, err := r.nc.Request(subject, frame, time.Until(deadline))
-		if errors.Is(err, nats.ErrNoResponders) && time.Until(deadline) > 2*forwardRetry {
-			time.Sleep(forwardRetry) // nobody took it: sending it again repeats nothing
-			continue
-		}
-		if err != nil {
-			return wire.Record{}, nil, err
-		}
-		return wire.ParseRouteAck(m.Data)
+		ack.merge(p.fl, rec, outs)
+	})
+	if err != nil {
+		<-p.slots
+		p.failed(k, ack, err)
 	}
 }
 
+// failed resolves a hand-over to partition k that got no answer: the
+// sender gets no ack.
+func (p *partition) failed(k int, ack *pendingAck, err error) {
+	p.unanswered.Add(1)
+	p.log.Warn("a partition's router did not answer a frame handed to it: not acked", zap.Int("partition", k), zap.Error(err))
+	ack.mu.Lock()
+	ack.unanswered = true
+	ack.mu.Unlock()
+	ack.add(p.fl, wire.Tally{})
+}
+
 // merge adds another partition's answer to a and resolves its wait.
-func (a *pendingAck) merge(r *Router, rec wire.Record, outs []byte) {
+func (a *pendingAck) merge(fl *flows, rec wire.Record, outs []byte) {
 	a.mu.Lock()
 	a.accepted += rec.Count
 	a.void += rec.Void
@@ -265,23 +198,7 @@ func (a *pendingAck) merge(r *Router, rec wire.Record, outs []byte) {
 		}
 	}
 	a.mu.Unlock()
-	a.add(r, rec.Tally)
-}
-
-// pubOutcome notes what became of the publish being routed here: counted
-// at once unpartitioned; partitioned, kept until the other partitions'
-// answers say what became of it there.
-func (b *sendBatch) pubOutcome(o byte) {
-	if b.r.part != nil {
-		b.ack.pubs = append(b.ack.pubs, o)
-		return
-	}
-	switch o {
-	case wire.PubVoid:
-		b.ack.void++
-	case wire.PubKept:
-		b.ack.kept++
-	}
+	a.add(fl, rec.Tally)
 }
 
 // ackFrame is the ack of a: for another partition's router (route), the
@@ -318,8 +235,7 @@ var ErrUnanswered = errors.New("router: another partition's router did not answe
 // (sender mod n), with the sender's reply subject, if that is not this
 // one: copies of a frame sent again then meet the same router, which
 // remembers the first. It reports whether it handed the frame over.
-func (r *Router) handOver(m *nats.Msg, sender uint64) bool {
-	p := r.part
+func (p *partition) handOver(m *nats.Msg, sender uint64) bool {
 	if p == nil || (m.Subject != wire.SubjectSend && m.Subject != wire.SubjectClient) {
 		return false
 	}
@@ -328,8 +244,8 @@ func (r *Router) handOver(m *nats.Msg, sender uint64) bool {
 		return false
 	}
 	p.handedOver.Add(1)
-	if err := r.nc.PublishRequest(wire.PartSubject(wire.SubjectSend, p.n, owner), m.Reply, m.Data); err != nil {
-		r.log.Warn("frame not handed to its sender's partition (the sender gets no ack)", zap.Error(err))
+	if err := p.nc.PublishRequest(wire.PartSubject(wire.SubjectSend, p.n, owner), m.Reply, m.Data); err != nil {
+		p.log.Warn("frame not handed to its sender's partition (the sender gets no ack)", zap.Error(err))
 	}
 	return true
 }

@@ -176,7 +176,7 @@ resynced:
 	if err := nc.Publish(wire.SubjectUp, hdr()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "stray up frames counted", func() bool { return a.strayUp.Load() > 0 && b.strayUp.Load() > 0 })
+	waitFor(t, "stray up frames counted", func() bool { return a.c.strayUp.Load() > 0 && b.c.strayUp.Load() > 0 })
 }
 
 func drain(ch chan *nats.Msg) {
@@ -204,14 +204,14 @@ func TestRouterCompactsSubscriptions(t *testing.T) {
 	if err := r.Subscription(t.Context(), subs.OpSubscribe, 7, "kept"); err != nil {
 		t.Fatal(err)
 	}
-	before, err := r.subStream.Size(t.Context())
+	before, err := r.stored.st.Size(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func(v uint64) { compactStreamOver = v }(compactStreamOver)
 	compactStreamOver = 1
-	r.compactStream()
-	after, err := r.subStream.Size(t.Context())
+	r.stored.compactStream()
+	after, err := r.stored.st.Size(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestRouterCompactsSubscriptions(t *testing.T) {
 		t.Fatalf("compacted %d, stream %d -> %d bytes, %+v", st.SubscriptionsCompacted, before, after, st.Subscriptions)
 	}
 	compactStreamOver = 64 << 20
-	r.compactStream() // below the least size: nothing to do
+	r.stored.compactStream() // below the least size: nothing to do
 	if st := r.Stats(); st.SubscriptionsCompacted != 1 {
 		t.Fatalf("compacted again: %d", st.SubscriptionsCompacted)
 	}

@@ -9,9 +9,6 @@ import (
 
 	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/cli"
-
-	"go.uber.org/zap"
-
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/obs"
 )
@@ -110,12 +107,5 @@ Flags:
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", zap.Int("streams", g.Hub().Len()))
-		return g.Close()
-	case err := <-g.Wait():
-		g.Close()
-		return fmt.Errorf("http server stopped: %w", err)
-	}
+	return g.Run(ctx)
 }

@@ -102,7 +102,7 @@ Flags:
 	}
 	log.Info("router running", zap.String("nats", natsconn.Redact(r.NATSURL())), zap.String("admin", r.AdminAddr()), zap.Int("pid", os.Getpid()))
 	ran := make(chan error, 1)
-	go func() { ran <- r.Run(ctx.Done()) }()
+	go func() { ran <- r.Run(ctx) }()
 	select {
 	case err := <-ran:
 		return err

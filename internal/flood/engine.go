@@ -77,6 +77,43 @@ type Config struct {
 	TokenSecretFile string
 }
 
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{ConnectTimeout: 10 * time.Second, MaxConnecting: 1000, PollTimeout: 30 * time.Second}
+}
+
+// withDefaults is c with every zero field that has a default given it,
+// and Retry 1s when Resume has none.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = d.ConnectTimeout
+	}
+	if c.MaxConnecting <= 0 {
+		c.MaxConnecting = d.MaxConnecting
+	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = d.PollTimeout
+	}
+	if c.Resume && c.Retry <= 0 {
+		c.Retry = time.Second
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot run.
+func (c *Config) Validate() error {
+	switch {
+	case c.Target == nil || c.Count < 0:
+		return errors.New("flood: no targets")
+	case c.Rate < 0:
+		return fmt.Errorf("flood: rate %g: must be >= 0", c.Rate)
+	case c.WSPublish < 0:
+		return fmt.Errorf("flood: ws publish period %s: must be >= 0", c.WSPublish)
+	}
+	return nil
+}
+
 // Client kinds, by the target's path.
 const (
 	kindStream uint8 = iota // /test/{id}: a chunked HTML stream
@@ -176,20 +213,9 @@ type Engine struct {
 
 // New prepares an engine; Run starts it.
 func New(cfg Config) (*Engine, error) {
-	if cfg.Target == nil || cfg.Count < 0 {
-		return nil, errors.New("flood: no targets")
-	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 10 * time.Second
-	}
-	if cfg.MaxConnecting <= 0 {
-		cfg.MaxConnecting = 1000
-	}
-	if cfg.PollTimeout <= 0 {
-		cfg.PollTimeout = 30 * time.Second
-	}
-	if cfg.Resume && cfg.Retry <= 0 {
-		cfg.Retry = time.Second
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {

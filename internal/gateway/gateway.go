@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -202,6 +203,9 @@ func DefaultConfig() Config {
 
 // Validate reports a configuration that cannot work.
 func (c *Config) Validate() error {
+	if err := c.Hub.Validate(); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
 	if !wire.ValidGatewayName(c.Name) {
 		return fmt.Errorf("gateway: name %q: want 1 to 64 of A-Z a-z 0-9 - _", c.Name)
 	}
@@ -459,8 +463,19 @@ func (g *Gateway) AdminAddr() string {
 // Hub exposes the session hub (for stats and tests).
 func (g *Gateway) Hub() *hub.Hub { return g.hub }
 
-// Wait returns when the HTTP server stops on its own (an accept error).
-func (g *Gateway) Wait() <-chan error { return g.serve }
+// Run serves until ctx ends or the listener fails on its own (an accept
+// error), then stops the gateway (Close). New has started serving: Run
+// is where a caller waits, and learns why it ended.
+func (g *Gateway) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down", zap.Int("streams", g.hub.Len()))
+		return g.Close()
+	case err := <-g.serve:
+		g.Close()
+		return fmt.Errorf("gateway: http server stopped: %w", err)
+	}
+}
 
 // Close shuts down: no new connections; queued messages are written; every
 // stream ends with the terminating chunk and is logged out; the router is

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"runtime"
 	"time"
 
@@ -128,4 +129,23 @@ func (c Config) withDefaults() Config {
 		c.InputBudget = d.InputBudget
 	}
 	return c
+}
+
+// Validate reports a configuration that cannot work (zero fields take
+// their defaults first).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.MaxSessions > 1<<24:
+		return fmt.Errorf("hub: %d sessions: at most %d", c.MaxSessions, 1<<24)
+	case c.MaxPending < 1<<10:
+		return fmt.Errorf("hub: pending output bound %d bytes: at least 1 KiB (a message must fit)", c.MaxPending)
+	case c.ReadBudget < 512:
+		return fmt.Errorf("hub: read budget %d bytes: at least 512", c.ReadBudget)
+	case c.Workers > 1024:
+		return fmt.Errorf("hub: %d writers: at most 1024", c.Workers)
+	case c.SendBuffer < 0:
+		return fmt.Errorf("hub: send buffer %d: must be >= 0", c.SendBuffer)
+	}
+	return nil
 }

@@ -81,6 +81,9 @@ func New(cfg Config, kinds []Kind, l Listener, log *zap.Logger) (*Hub, error) {
 	if len(kinds) == 0 || len(kinds) > MaxKinds {
 		return nil, fmt.Errorf("hub: %d kinds of session (want 1 to %d)", len(kinds), MaxKinds)
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	if log == nil {
 		log = zap.NewNop()

@@ -107,6 +107,18 @@ func DefaultConfig() Config {
 	return Config{Num: 20, Interval: 10 * time.Millisecond, Max: 5, Procs: 1, Batch: 256, InFlight: 8, AckTimeout: 10 * time.Second}
 }
 
+// withDefaults is c with a random seed if none, and the default frames
+// in flight if none.
+func (c Config) withDefaults() Config {
+	if c.Seed == 0 {
+		c.Seed = rand.Uint64()
+	}
+	if c.InFlight == 0 {
+		c.InFlight = DefaultConfig().InFlight
+	}
+	return c
+}
+
 // Validate reports a configuration that cannot run.
 func (c *Config) Validate() error {
 	switch {
@@ -261,14 +273,9 @@ func (c *counters) ack(a wire.Record, n int) {
 
 // Run runs the senders on nc until each has sent Num messages or ctx ends.
 func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
-	}
-	if cfg.Seed == 0 {
-		cfg.Seed = rand.Uint64()
-	}
-	if cfg.InFlight == 0 {
-		cfg.InFlight = DefaultConfig().InFlight
 	}
 	if err := Ping(nc, cfg.AckTimeout); err != nil {
 		return Result{}, err

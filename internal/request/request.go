@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,21 +47,39 @@ type Config struct {
 	RetryFor, RetryEvery time.Duration
 }
 
+// DefaultConfig returns the defaults documented on Config (Prefix: a new
+// inbox, given by New).
+func DefaultConfig() Config {
+	return Config{Max: 1 << 16, Timeout: 5 * time.Second, RetryEvery: 100 * time.Millisecond}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Max < 0, c.Resends < 0, c.Timeout < 0, c.RetryFor < 0, c.RetryEvery < 0:
+		return fmt.Errorf("request: negative bound in %+v", c)
+	case c.Prefix != "" && (strings.ContainsAny(c.Prefix, " *>") || strings.HasSuffix(c.Prefix, ".")):
+		return fmt.Errorf("request: prefix %q: a subject without wildcards, not ending in '.'", c.Prefix)
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.Prefix == "" {
 		c.Prefix = nats.NewInbox()
 	}
 	if c.Max <= 0 {
-		c.Max = 1 << 16
+		c.Max = d.Max
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 5 * time.Second
+		c.Timeout = d.Timeout
 	}
 	if c.RetryFor <= 0 {
 		c.RetryFor = c.Timeout
 	}
 	if c.RetryEvery <= 0 {
-		c.RetryEvery = 100 * time.Millisecond
+		c.RetryEvery = d.RetryEvery
 	}
 	return c
 }
@@ -115,6 +134,9 @@ type pending struct {
 
 // New subscribes to the client's inbox and starts its sweep.
 func New(nc *nats.Conn, cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	c := &Client{nc: nc, cfg: cfg.withDefaults(), waiting: make(map[uint64]pending), stop: make(chan struct{})}
 	sub, err := nc.Subscribe(c.cfg.Prefix+".*", c.answered)
 	if err != nil {

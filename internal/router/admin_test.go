@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -51,13 +52,13 @@ func runTestRouter(t *testing.T, cfg Config) (r *Router, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
-	go func() { ran <- r.Run(done) }()
+	go func() { ran <- r.Run(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			close(done)
+			cancel()
 			if err := <-ran; err != nil {
 				t.Error(err)
 			}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -377,9 +378,11 @@ func (r *Router) AdminAddr() string {
 // Registry exposes the registry (read-only use).
 func (r *Router) Registry() *registry.Registry { return r.reg }
 
-// Run serves until done is closed, forgetting silent gateways, then shuts
-// down (Close).
-func (r *Router) Run(done <-chan struct{}) error {
+// Run serves until ctx ends, forgetting silent gateways, then shuts
+// down (Close). It returns early, with the reason, if the router cannot
+// go on (its NATS connection closed, or it was deposed as leader).
+func (r *Router) Run(ctx context.Context) error {
+	done := ctx.Done()
 	t := time.NewTicker(max(r.cfg.GatewayTimeout/4, 25*time.Millisecond))
 	defer t.Stop()
 	go r.pres.loop(done)

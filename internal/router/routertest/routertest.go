@@ -1,6 +1,7 @@
 package routertest
 
 import (
+	"context"
 	"testing"
 
 	"go.uber.org/zap/zaptest"
@@ -26,16 +27,16 @@ func Start(t testing.TB, cfg router.Config) (*router.Router, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
-	go func() { ran <- r.Run(done) }()
+	go func() { ran <- r.Run(ctx) }()
 	stopped := false
 	stop := func() {
 		if stopped {
 			return
 		}
 		stopped = true
-		close(done)
+		cancel()
 		if err := <-ran; err != nil {
 			t.Errorf("router run: %v", err)
 		}

@@ -3,13 +3,17 @@ GO       ?= go
 BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
+# The revision the binaries report (version, comet_build_info), whatever
+# GOFLAGS says of -buildvcs.
+REVISION ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+LDFLAGS  := -X github.com/cometgw/comet/internal/obs.revision=$(REVISION)
 
 .PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost ./bench/hostile
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost ./bench/hostile
 
 # The router (with its embedded NATS), then the gateway, in the foreground
 # with their logs; Ctrl-C stops both.

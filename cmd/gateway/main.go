@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 
 	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/cli"
@@ -16,10 +17,13 @@ import (
 func main() { cli.Main("gateway", run) }
 
 func run(ctx context.Context, args []string) error {
+	verb, args := cli.Verb(args)
 	cfg := gateway.DefaultConfig()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: gateway [flags]
+       gateway config [flags]     print the effective configuration (TOML, for -config)
+       gateway version
 
 Serves, for every integer id the router sends messages to:
 
@@ -28,6 +32,11 @@ Clients hold no goroutine and no buffer while idle.
 
 On an address beyond loopback, clients must present a token (JWT, "sub":
 their id) with -auth-secret-file or -auth-keys, unless -insecure-open.
+
+Every flag may also come from the environment, COMET_GATEWAY_<FLAG> (the
+name upper-cased, - as _: COMET_GATEWAY_WRITE_TIMEOUT=10s), or from the
+TOML file -config names (write-timeout = "10s"); a flag wins over the
+environment, which wins over the file.
 
 Flags:
 `, gateway.Usage())
@@ -82,7 +91,8 @@ Flags:
 	procsFlag := fs.String("procs", "1", `gateway processes sharing -addr (SO_REUSEPORT): a number, or "auto" (enough for -expect streams, at least one per core)`)
 	expect := fs.Int("expect", 0, "with -procs auto: the number of streams to hold")
 	fs.BoolVar(&cfg.ReusePort, "reuseport", false, "set SO_REUSEPORT on the listener (set by -procs for its processes)")
-	if err := cli.Parse(fs, args); err != nil {
+	settings := cli.NewSettings(fs, "COMET_GATEWAY")
+	if err := settings.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -92,6 +102,9 @@ Flags:
 	cfg.WSNoPublish = !*wsPublish
 	procs, err := parseProcs(*procsFlag, *expect)
 	if err != nil {
+		return err
+	}
+	if done, err := settings.Done(verb, cfg.Validate, os.Stdout); done {
 		return err
 	}
 	log, err := obs.NewLogger(*level)

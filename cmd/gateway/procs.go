@@ -67,7 +67,7 @@ func superviseProcs(ctx context.Context, fs *flag.FlagSet, cfg gateway.Config, p
 	var common []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "procs", "expect", "name", "admin", "reuseport":
+		case "procs", "expect", "name", "admin", "reuseport", "check-config", "version":
 		default:
 			common = append(common, "-"+f.Name+"="+f.Value.String())
 		}
@@ -81,7 +81,9 @@ func superviseProcs(ctx context.Context, fs *flag.FlagSet, cfg gateway.Config, p
 	return supervise.Run(ctx, supervise.Config{
 		N: procs,
 		Command: func(i int) *exec.Cmd {
-			args := append([]string{"-reuseport", "-name", fmt.Sprintf("%s-%d", cfg.Name, i)}, common...)
+			// -procs 1: a process's environment or -config file may
+			// say more (COMET_GATEWAY_PROCS), which is the parent's.
+			args := append([]string{"-procs", "1", "-reuseport", "-name", fmt.Sprintf("%s-%d", cfg.Name, i)}, common...)
 			if adminPort > 0 {
 				args = append(args, "-admin", net.JoinHostPort(adminHost, strconv.Itoa(adminPort+i)))
 			} else {

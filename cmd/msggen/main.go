@@ -21,10 +21,13 @@ import (
 func main() { cli.Main("msggen", run) }
 
 func run(ctx context.Context, args []string) error {
+	verb, args := cli.Verb(args)
 	cfg := msggen.DefaultConfig()
 	fs := flag.NewFlagSet("msggen", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: msggen [flags]
+       msggen config [flags]      print the effective configuration (TOML, for -config)
+       msggen version
 
 Runs -procs senders in parallel, each sending -n messages "Fake message
 Num = K" to random ids in 1..-max, -interval apart (0: flat out), or
@@ -37,6 +40,11 @@ Examples:
   msggen -n 1000000 -interval 0 -max 10000           flat out
   msggen -n 1000 -rate 100 -topics 10                publish to topic-1..topic-10
   msggen -n 0 -broadcast-every 1s -duration 20s      a broadcast a second
+
+Every flag may also come from the environment, COMET_MSGGEN_<FLAG>
+(COMET_MSGGEN_ACK_TIMEOUT=6s), or from the TOML file -config names
+(ack-timeout = "6s"); a flag wins over the environment, which wins over
+the file.
 
 Flags:
 `)
@@ -64,12 +72,16 @@ Flags:
 	summary := fs.String("summary", "", "write the final result as JSON to this file")
 	var creds natsconn.Credentials
 	creds.AddFlags(fs)
-	if err := cli.Parse(fs, args); err != nil {
+	settings := cli.NewSettings(fs, "COMET_MSGGEN")
+	if err := settings.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if done, err := settings.Done(verb, cfg.Validate, os.Stdout); done {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

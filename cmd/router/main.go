@@ -14,6 +14,8 @@
 //	router kick ID                 end every session of ID, on every gateway
 //	router gateways                list the gateways and what is in flight to them
 //	router nats-auth -dir DIR      write NATS NKeys and permissions per role
+//	router config                  print the effective configuration (flags, COMET_ROUTER_*, -config)
+//	router version                 print the version
 package main
 
 import (
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string) error {
 			return runNATSAuth(ctx, args[1:])
 		case "serve":
 			return runServe(ctx, args[1:])
+		case "config", "version":
+			return runServe(ctx, args)
 		case "help":
 			return runServe(ctx, []string{"-h"})
 		}

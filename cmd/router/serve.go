@@ -20,6 +20,7 @@ import (
 )
 
 func runServe(ctx context.Context, args []string) error {
+	verb, args := cli.Verb(args)
 	cfg := router.DefaultConfig()
 	fs := flag.NewFlagSet("router", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -36,9 +37,16 @@ func runServe(ctx context.Context, args []string) error {
        router kick [-admin ADDR] ID
        router gateways [-admin ADDR]
        router nats-auth -dir DIR
+       router config [flags]      print the effective configuration (TOML, for -config)
+       router version
 
 Runs the message router: login(id, conn), logout(conn), send(id, msg) over
 NATS, with an embedded nats-server unless -nats is given.
+
+Every flag may also come from the environment, COMET_ROUTER_<FLAG> (the
+name upper-cased, - as _: COMET_ROUTER_RETAIN_AGE=10m), or from the TOML
+file -config names (retain-age = "10m"); a flag wins over the
+environment, which wins over the file.
 
 Flags:
 `)
@@ -83,12 +91,16 @@ Flags:
 	fs.BoolVar(&cfg.InsecureOpen, "insecure-open", false, "serve the admin API and the embedded NATS server without tokens on addresses beyond loopback")
 	cfg.NATSAuth.AddFlags(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := cli.Parse(fs, args); err != nil {
+	settings := cli.NewSettings(fs, "COMET_ROUTER")
+	if err := settings.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if done, err := settings.Done(verb, cfg.Validate, os.Stdout); done {
+		return err
 	}
 	log, err := obs.NewLogger(*level)
 	if err != nil {

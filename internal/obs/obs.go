@@ -34,10 +34,10 @@ func NewLogger(level string) (*zap.Logger, error) {
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
-// collectors.
+// collectors and comet_build_info.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoCollector())
 	return reg
 }
 

@@ -55,6 +55,13 @@ type clients struct {
 	// gateway (permissions, bad requests), answered as failed (no
 	// router, no answer in time), answers whose client had left.
 	sent, acked, refused, failed, orphaned atomic.Uint64
+
+	// routerSeen (unix nanos): when a router last answered the ping
+	// (readiness); pinging: one is waiting.
+	routerSeen atomic.Int64
+	pinging    atomic.Bool
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 // clientRequest is whom a request's answer goes to.
@@ -74,11 +81,47 @@ func (c *clients) start() error {
 	var err error
 	c.req, err = request.New(c.nc, request.Config{Prefix: wire.ReplyPrefix + c.name, Max: maxClientRequests,
 		Timeout: clientWait, RetryFor: clientRetryFor, RetryEvery: clientRetryEvery})
-	return err
+	if err != nil {
+		return err
+	}
+	c.stop, c.done = make(chan struct{}), make(chan struct{})
+	go c.pinger()
+	return nil
+}
+
+// pinger asks a router every second for the ack of an empty send frame:
+// an answer says a router routes (the gateway's readiness).
+func (c *clients) pinger() {
+	defer close(c.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	ping := wire.AppendHeader(nil, wire.KindSend)
+	for {
+		if c.pinging.CompareAndSwap(false, true) {
+			err := c.req.Send(wire.SubjectClient, ping, func(_ []byte, err error) {
+				if err == nil {
+					c.routerSeen.Store(time.Now().UnixNano())
+				}
+				c.pinging.Store(false)
+			})
+			if err != nil {
+				c.pinging.Store(false)
+			}
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // close stops the requests; those waiting are answered as failed.
 func (c *clients) close() {
+	if c.stop != nil {
+		close(c.stop)
+		<-c.done
+	}
 	if c.req != nil {
 		c.req.Close()
 	}

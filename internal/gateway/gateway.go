@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -53,6 +54,17 @@ type Config struct {
 	// SSERetry is the reconnection delay EventSource clients are told.
 	// Default 2s.
 	SSERetry time.Duration
+	// DrainPeriod spreads the end of the sessions when the gateway stops
+	// (Run's ctx ends, SIGTERM): it turns not ready, stops accepting and
+	// ends its sessions evenly over the period (hub.Drain), but at least
+	// DrainMinRate a second. Default 30s; negative: all at once.
+	DrainPeriod time.Duration
+	// DrainMinRate: sessions ended a second at least while draining
+	// (fewer end at once). Default 200.
+	DrainMinRate int
+	// ReadyWithin: the gateway is ready (GET /readyz) while a router
+	// answered its ping (sent every second) within this long. Default 3s.
+	ReadyWithin time.Duration
 	// InboundLimit bounds, in bytes, the frames from the routers that NATS
 	// holds for this gateway while its writers are busy (the routers'
 	// windows keep what is in flight far below it). Default 64 MiB.
@@ -184,6 +196,9 @@ func DefaultConfig() Config {
 		Hub:            hub.DefaultConfig(),
 		SSEHeartbeat:   15 * time.Second,
 		SSERetry:       2 * time.Second,
+		DrainPeriod:    30 * time.Second,
+		DrainMinRate:   200,
+		ReadyWithin:    3 * time.Second,
 		PollResumeWait: 5 * time.Second,
 		InboundLimit:   64 << 20,
 		PollTimeout:    30 * time.Second,
@@ -252,7 +267,10 @@ type Gateway struct {
 	peers     *peerlimit.Table // nil: no per-address limits
 	admin     *obs.Admin
 	serve     chan error
-
+	// draining: Run's ctx ended; the sessions are being ended.
+	draining  atomic.Bool
+	stopOnce  sync.Once // the listener stops accepting (Drain, Close)
+	stopErr   error
 	closeOnce sync.Once // Close may be called more than once
 	closeErr  error
 }
@@ -293,6 +311,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SSERetry <= 0 {
 		c.SSERetry = def.SSERetry
+	}
+	if c.DrainPeriod == 0 {
+		c.DrainPeriod = def.DrainPeriod
+	}
+	if c.DrainMinRate <= 0 {
+		c.DrainMinRate = def.DrainMinRate
+	}
+	if c.ReadyWithin <= 0 {
+		c.ReadyWithin = def.ReadyWithin
 	}
 	if c.PollResumeWait <= 0 {
 		c.PollResumeWait = def.PollResumeWait
@@ -438,7 +465,7 @@ func New(cfg Config) (*Gateway, error) {
 	go func() { g.serve <- g.srv.Serve(g.ln) }()
 
 	if cfg.AdminAddr != "off" {
-		g.admin, err = obs.ListenAdmin(cfg.AdminAddr, obs.RequireBearer(adminToken, g.adminMux()), g.log)
+		g.admin, err = obs.ListenAdmin(cfg.AdminAddr, obs.WithHealth(obs.RequireBearer(adminToken, g.adminMux()), g.Ready), g.log)
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("gateway: %w", err)
@@ -464,17 +491,55 @@ func (g *Gateway) AdminAddr() string {
 func (g *Gateway) Hub() *hub.Hub { return g.hub }
 
 // Run serves until ctx ends or the listener fails on its own (an accept
-// error), then stops the gateway (Close). New has started serving: Run
-// is where a caller waits, and learns why it ended.
+// error), then stops the gateway: when ctx ends, with a drain (Drain),
+// then Close. New has started serving: Run is where a caller waits, and
+// learns why it ended.
 func (g *Gateway) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		g.log.Info("shutting down", zap.Int("streams", g.hub.Len()))
+		g.Drain()
 		return g.Close()
 	case err := <-g.serve:
 		g.Close()
 		return fmt.Errorf("gateway: http server stopped: %w", err)
 	}
+}
+
+// Drain makes the gateway not ready (GET /readyz 503), stops accepting,
+// and ends its sessions spread over Config.DrainPeriod (hub.Drain): their
+// clients reconnect spread out, to the other processes or to this one
+// restarted, and resumable ones with their cursor lose nothing.
+func (g *Gateway) Drain() {
+	g.draining.Store(true)
+	g.stopAccepting()
+	if g.cfg.DrainPeriod >= 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainPeriod+10*time.Second)
+		defer cancel()
+		g.hub.Drain(ctx, g.cfg.DrainPeriod, g.cfg.DrainMinRate)
+	}
+}
+
+// stopAccepting closes the listener (once).
+func (g *Gateway) stopAccepting() error {
+	g.stopOnce.Do(func() { g.stopErr = g.srv.Shutdown() })
+	return g.stopErr
+}
+
+// Ready says why the gateway should get no new clients, or nil (GET
+// /readyz): it is draining, its NATS connection is down, or no router
+// answered its ping within Config.ReadyWithin.
+func (g *Gateway) Ready() error {
+	switch {
+	case g.draining.Load():
+		return errors.New("gateway: draining")
+	case !g.link.nc.IsConnected():
+		return fmt.Errorf("gateway: NATS connection %s", g.link.nc.Status())
+	}
+	if seen := g.clients.routerSeen.Load(); seen == 0 || time.Since(time.Unix(0, seen)) > g.cfg.ReadyWithin {
+		return fmt.Errorf("gateway: no router answered within %s", g.cfg.ReadyWithin)
+	}
+	return nil
 }
 
 // Close shuts down: no new connections; queued messages are written; every
@@ -486,7 +551,7 @@ func (g *Gateway) Close() error {
 }
 
 func (g *Gateway) close() error {
-	err := g.srv.Shutdown()
+	err := g.stopAccepting()
 	g.hub.Close()
 	g.clients.close()
 	g.link.stop()

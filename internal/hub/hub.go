@@ -3,6 +3,7 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -356,6 +357,57 @@ func (h *Hub) Stats() Stats {
 
 // Closes returns how many sessions closed for why.
 func (h *Hub) Closes(why Reason) uint64 { return h.closes[why].Load() }
+
+// Drain ends every open session, spread evenly over period but at least
+// minRate a second (a few sessions end at once: their reconnecting is no
+// storm), each as at shutdown with ReasonDrained (Kind.Shutdown writes
+// its last bytes: a WebSocket's close 1012, an SSE stream's jittered
+// retry:, a long-poll's answer), so the clients come back at moments of
+// their own rather than all in one second. Sessions opened meanwhile are
+// ended at the end. It returns when all are ended or ctx ends. Call it
+// before Close, after the listener stopped accepting.
+func (h *Hub) Drain(ctx context.Context, period time.Duration, minRate int) {
+	var keys []uint64
+	h.table.Each(func(sl *slot) { keys = append(keys, sl.Key()) })
+	n := len(keys)
+	if n == 0 {
+		return
+	}
+	if minRate > 0 {
+		period = min(period, time.Duration(n)*time.Second/time.Duration(minRate))
+	}
+	h.log.Info("draining sessions", zap.Int("sessions", n), zap.Duration("over", period))
+	sc := new(scratch)
+	end := func(k uint64) {
+		if sl := h.table.LookupKey(k); sl != nil {
+			h.finish(sl, sc, ReasonDrained)
+			sl.Unlock()
+			sc.trim()
+		}
+	}
+	start := time.Now()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for i := 0; i < n; {
+		// Every session whose moment has come (i/n of the period).
+		due := n
+		if period > 0 {
+			due = min(n, int(int64(time.Since(start))*int64(n)/int64(period))+1)
+		}
+		for ; i < due; i++ {
+			end(keys[i])
+		}
+		if i == n {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	h.table.Each(func(sl *slot) { h.finish(sl, sc, ReasonDrained) })
+}
 
 // Close stops the hub: it writes every queued delivery, lets every
 // session write its last bytes (Kind.Shutdown), closes the sockets

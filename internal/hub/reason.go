@@ -19,10 +19,11 @@ const (
 	ReasonRate                      // the client sent control or empty frames past its kind's rate
 	ReasonStalled                   // the client's input stayed incomplete past Config.InputTimeout
 	ReasonInputBudget               // input held for all sessions passed Config.InputBudget: the largest holders close
+	ReasonDrained                   // the gateway is stopping and ended the session in its drain (Hub.Drain)
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered", "expired", "kicked", "rate", "stalled", "input_budget"}
+var reasonNames = [numReasons]string{"peer", "slow", "timeout", "write_error", "protocol", "shutdown", "answered", "expired", "kicked", "rate", "stalled", "input_budget", "drained"}
 
 func (r Reason) String() string {
 	if r < numReasons {

@@ -122,3 +122,32 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }
+
+// WithHealth serves GET /healthz (the process answers: 200 "ok") and GET
+// /readyz (200 "ready", or 503 with the one-line reason ready gives) to
+// anyone, for load balancers and orchestrators that send no token, and
+// every other request through h. They tell nothing but that line.
+func WithHealth(h http.Handler, ready func() error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.ServeHTTP(w, r)
+			return
+		}
+		switch r.URL.Path {
+		case "/healthz":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintln(w, "ok")
+		case "/readyz":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			if err := ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintln(w, "not ready:", err)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+}

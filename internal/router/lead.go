@@ -80,7 +80,22 @@ type lead struct {
 	quit      chan struct{} // closed by release: the loop stops
 	quitOnce  sync.Once
 
+	// heldSeen (unix nanos): when a seek last saw the lease held.
+	heldSeen atomic.Int64
+
 	takeovers, notLeading atomic.Uint64
+}
+
+// leaderKnown says why no router is known to lead, or nil: this one
+// leads, or a standby saw the lease held within two leases (nil alone).
+func (l *lead) leaderKnown() error {
+	if l == nil || l.leading.Load() {
+		return nil
+	}
+	if seen := l.heldSeen.Load(); seen != 0 && time.Since(time.Unix(0, seen)) < 2*l.lease {
+		return nil
+	}
+	return errors.New("router: a standby that has seen no leader for two leases")
 }
 
 // leaseNames are the lease's key, and the history log's stream and
@@ -218,6 +233,9 @@ func (l *lead) seek() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.lease)
 	defer cancel()
 	st, answered := l.leaseState(ctx)
+	if answered && st.held {
+		l.heldSeen.Store(time.Now().UnixNano())
+	}
 	switch {
 	case !answered || st.held:
 		l.freeSince = time.Time{}

@@ -167,7 +167,7 @@ func New(cfg Config) (*Router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("router: admin %w", err)
 		}
-		a, err := obs.ListenAdmin(cfg.AdminAddr, obs.RequireBearer(adminToken, r.adminMux()), r.log)
+		a, err := obs.ListenAdmin(cfg.AdminAddr, obs.WithHealth(obs.RequireBearer(adminToken, r.adminMux()), r.Ready), r.log)
 		if err != nil {
 			return nil, fmt.Errorf("router: %w", err)
 		}
@@ -373,6 +373,19 @@ func (r *Router) AdminAddr() string {
 		return ""
 	}
 	return r.admin.Addr().String()
+}
+
+// Ready says why the router cannot route now, or nil: its NATS
+// connection is down, or (redundant) no router has led for two leases
+// (GET /readyz).
+func (r *Router) Ready() error {
+	switch {
+	case r.fl.closed():
+		return errors.New("router: stopping")
+	case !r.nc.IsConnected():
+		return fmt.Errorf("router: NATS connection %s", r.nc.Status())
+	}
+	return r.lead.leaderKnown()
 }
 
 // Registry exposes the registry (read-only use).

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -96,5 +97,21 @@ func (k Stream) Tick(s hub.Session, now int64) {
 // Written implements hub.Kind.
 func (Stream) Written(hub.Session) {}
 
-// Shutdown ends the stream with the terminating chunk.
-func (Stream) Shutdown(s hub.Session) { chunked.End(s) }
+// Shutdown ends the stream with the terminating chunk. A stream ended in
+// a drain is first told a retry: between Retry and three times it, at
+// random, so EventSource clients come back spread, not in one second.
+func (k Stream) Shutdown(s hub.Session) {
+	if s.EndReason() == hub.ReasonDrained {
+		s.Flush()
+		if s.IsOpen() && s.Idle() {
+			ms := k.Retry.Milliseconds()
+			var w [32]byte
+			retry := append(append(strconv.AppendInt(append(w[:0], "retry: "...), ms+rand.Int64N(2*ms+1), 10), '\n'), '\n')
+			if s.Flags()&chunked.FlagHTTP10 == 0 {
+				retry = chunked.AppendChunk(nil, retry)
+			}
+			s.Write(retry)
+		}
+	}
+	chunked.End(s)
+}

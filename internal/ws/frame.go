@@ -27,6 +27,7 @@ const (
 	ClosePolicy      uint16 = 1008
 	CloseTooBig      uint16 = 1009
 	CloseInternal    uint16 = 1011
+	CloseRestart     uint16 = 1012 // service restart: come back (to another process, or this one restarted)
 	CloseTryLater    uint16 = 1013
 )
 

@@ -177,6 +177,10 @@ func (Socket) Shutdown(s hub.Session) {
 		s.Write(AppendClose(b[:0], ClosePolicy, "message incomplete for too long"))
 	case hub.ReasonInputBudget:
 		s.Write(AppendClose(b[:0], CloseTooBig, "gateway input budget spent"))
+	case hub.ReasonDrained:
+		// The drain spreads the closes; the client comes back at once
+		// (to another process, or this one restarted).
+		s.Write(AppendClose(b[:0], CloseRestart, "gateway restarting: reconnect"))
 	default:
 		s.Write(AppendClose(b[:0], CloseGoingAway, "gateway shutting down"))
 	}

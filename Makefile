@@ -8,7 +8,7 @@ STATICCHECK_VERSION ?= v0.8.2
 REVISION ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
 LDFLAGS  := -X github.com/cometgw/comet/internal/obs.revision=$(REVISION)
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench-drain bench docs
 
 all: build
 
@@ -40,6 +40,10 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
 		done; \
 	done
+
+# Every command's -h into docs/OPERATIONS.md ("Every flag").
+docs: build
+	./scripts/gen-flags.sh
 
 # The 24-hour memory study (DURATION=10m for a quick one); outputs in
 # study/<timestamp>/. study-fast sends the 86.4 million messages of 24 hours
@@ -77,6 +81,11 @@ bench-ramp: build
 # and the router alone.
 bench-throughput: build
 	./scripts/bench-throughput.sh
+
+# A gateway restart under 100,000 SSE streams, with and without the drain:
+# the reconnect peak, the time until all are back, messages lost.
+bench-drain: build
+	./scripts/bench-drain.sh
 
 # Topics and broadcast at size: 20 broadcasts to 100,000 streams
 # (FULL=1: 1,000,000), a 10,000-member topic at 100 publishes/s among

@@ -45,14 +45,14 @@ Flags:
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "HTTP listen address")
 	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin HTTP address (/stats, /metrics, /debug/pprof/); "off" disables`)
 	fs.StringVar(&cfg.NATSURL, "nats", cfg.NATSURL, "NATS server the router listens on")
-	fs.StringVar(&cfg.Name, "name", cfg.Name, "this gateway's identity to the router ([A-Za-z0-9_-], at most 64)")
+	fs.StringVar(&cfg.Name, "name", "", "this gateway's identity to the router ([A-Za-z0-9_-], at most 64; default gw-<host>-<pid>)")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "how long to retry connecting to NATS at start")
 	fs.IntVar(&cfg.Hub.MaxPending, "max-pending", cfg.Hub.MaxPending, "bytes of output kept for a client that does not read; past it the client is disconnected")
 	fs.DurationVar(&cfg.Hub.WriteTimeout, "write-timeout", cfg.Hub.WriteTimeout, "disconnect a client whose pending output makes no progress for this long")
-	fs.IntVar(&cfg.Hub.Workers, "writers", cfg.Hub.Workers, "goroutines writing messages to streams")
+	fs.IntVar(&cfg.Hub.Workers, "writers", 0, "goroutines writing messages to streams (0: one per core)")
 	fs.IntVar(&cfg.Hub.SendBuffer, "sndbuf", 0, "SO_SNDBUF for stream sockets in bytes (0: kernel default)")
 	fs.DurationVar(&cfg.Hub.WriteDelay, "write-delay", cfg.Hub.WriteDelay, "the most a writer that falls behind may hold a busy client's output to gather it into fewer writes (adapts: 0 while the gateway keeps up; negative: never)")
-	fs.IntVar(&cfg.Hub.MaxSessions, "max-streams", cfg.Hub.MaxSessions, "most client sessions (streams, SSE streams, waiting long-polls) at once (at most the open-files limit)")
+	fs.IntVar(&cfg.Hub.MaxSessions, "max-streams", 0, "most client sessions (streams, SSE streams, waiting long-polls) at once (0: the open-files limit, the most it can be)")
 	fs.BoolVar(&cfg.NoDirect, "no-direct", false, "serve /test/ stream requests through fasthttp too, not read from the accepted socket directly")
 	fs.IntVar(&cfg.Partitions, "partitions", 1, "the routers split ids into this many partitions (router -partitions): each id's logins go to its partition's routers; must match the routers")
 	fs.DurationVar(&cfg.TCPKeepAlive, "tcp-keepalive", cfg.TCPKeepAlive, "TCP keep-alive probes after this long idle, to find vanished clients (negative: none)")
@@ -62,7 +62,7 @@ Flags:
 	fs.DurationVar(&cfg.SSEHeartbeat, "sse-heartbeat", cfg.SSEHeartbeat, "write an SSE comment on a stream quiet this long (negative: never)")
 	fs.DurationVar(&cfg.StreamHeartbeat, "stream-heartbeat", cfg.StreamHeartbeat, "write a newline chunk on a /test stream quiet this long (0: never)")
 	fs.DurationVar(&cfg.SSERetry, "sse-retry", cfg.SSERetry, "reconnection delay EventSource clients are told")
-	fs.DurationVar(&cfg.DrainPeriod, "drain-period", cfg.DrainPeriod, "on SIGTERM: turn not ready, stop accepting, and end the sessions spread over this long (WebSockets close 1012, SSE streams get a jittered retry:, long-polls are answered), so clients do not all reconnect in one second (negative: all at once)")
+	fs.DurationVar(&cfg.DrainPeriod, "drain-period", cfg.DrainPeriod, "on SIGTERM: turn not ready, stop accepting, and end the sessions spread over this long (WebSockets close 1012, SSE streams get a jittered retry:, long-polls are answered), so clients do not all reconnect in one second (0: all at once)")
 	fs.IntVar(&cfg.DrainMinRate, "drain-min-rate", cfg.DrainMinRate, "while draining, end at least this many sessions a second (a few sessions end at once)")
 	fs.DurationVar(&cfg.ReadyWithin, "ready-within", cfg.ReadyWithin, "GET /readyz on the admin port says ready while a router answered the gateway's ping (every second) within this long, NATS is up and the gateway is not draining")
 	fs.IntVar(&cfg.WSMaxMessage, "ws-max-message", cfg.WSMaxMessage, "bytes of the longest WebSocket client message, at most 1 MiB (past it the socket closes with 1009)")
@@ -103,6 +103,12 @@ Flags:
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	cfg.WSNoPublish = !*wsPublish
+	if cfg.Name == "" {
+		cfg.Name = gateway.DefaultName()
+	}
+	if cfg.DrainPeriod == 0 {
+		cfg.DrainPeriod = -1 // the flag's 0: no spread (Config's 0 is the default)
+	}
 	procs, err := parseProcs(*procsFlag, *expect)
 	if err != nil {
 		return err

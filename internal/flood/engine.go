@@ -170,6 +170,7 @@ type redial struct {
 	idx        int32
 	lastSeq    uint32
 	epoch, pos uint64
+	due        int64 // unix nanos: Config.Retry after it ended
 }
 
 // client is one client's slot in the table.

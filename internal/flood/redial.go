@@ -13,7 +13,7 @@ import (
 // again queues c to be dialed again, with what it carries over.
 func (e *Engine) again(c *conn) {
 	e.retryMu.Lock()
-	e.retries = append(e.retries, redial{idx: c.idx, lastSeq: c.lastSeq, epoch: c.epoch, pos: c.pos})
+	e.retries = append(e.retries, redial{idx: c.idx, lastSeq: c.lastSeq, epoch: c.epoch, pos: c.pos, due: time.Now().Add(e.cfg.Retry).UnixNano()})
 	e.retryMu.Unlock()
 }
 
@@ -39,11 +39,18 @@ func retryable(kind string) bool {
 	return false
 }
 
-// redial dials again the clients that failed (Config.Retry), as many as
-// the connect window has room for; the others wait for the next call.
+// redial dials again the clients that failed whose Config.Retry has
+// passed (each its own moment after it ended, as a browser's EventSource
+// does), as many as the connect window has room for; the others wait for
+// the next call.
 func (e *Engine) redial() {
+	now := time.Now().UnixNano()
 	e.retryMu.Lock()
-	n := min(len(e.retries), e.cfg.MaxConnecting-int(e.connecting.Load()))
+	due := 0
+	for due < len(e.retries) && e.retries[due].due <= now {
+		due++
+	}
+	n := min(due, e.cfg.MaxConnecting-int(e.connecting.Load()))
 	if n <= 0 {
 		e.retryMu.Unlock()
 		return
@@ -59,21 +66,25 @@ func (e *Engine) redial() {
 	}
 }
 
-// sweep closes clients that did not get a response head in time.
+// sweep dials again the clients whose retry is due (every 20 ms) and
+// closes those that did not get a response head in time (every second).
 func (e *Engine) sweep(stop <-chan struct{}) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	var lastRetry time.Time
+	var lastCheck time.Time
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		if e.cfg.Retry > 0 && time.Since(lastRetry) >= e.cfg.Retry {
-			lastRetry = time.Now()
+		if e.cfg.Retry > 0 {
 			e.redial()
 		}
+		if time.Since(lastCheck) < time.Second {
+			continue
+		}
+		lastCheck = time.Now()
 		if e.connecting.Load() == 0 {
 			continue
 		}

@@ -24,9 +24,10 @@ var (
 )
 
 // sseChunk checks one chunk of an EventSource stream: the first sets the
-// retry delay; then each is a heartbeat comment, an id that only moves the
-// cursor, a missed event, or a message whose id must be the next position
-// and whose numbered seq (msggen -numbered) the next seq.
+// retry delay; then each is a heartbeat comment, a retry delay, an id
+// that only moves the cursor, a missed event, or a message whose id must
+// be the next position and whose numbered seq (msggen -numbered) the next
+// seq.
 func (e *Engine) sseChunk(c *conn, data []byte) {
 	if c.state == stWelcome {
 		c.state = stBody
@@ -36,7 +37,9 @@ func (e *Engine) sseChunk(c *conn, data []byte) {
 		return
 	}
 	switch {
-	case bytes.HasPrefix(data, sseComment):
+	case bytes.HasPrefix(data, sseComment), bytes.HasPrefix(data, sseRetry):
+		// A comment (heartbeat), or a new retry delay (a draining
+		// gateway's, before it ends the stream).
 		return
 	case bytes.HasPrefix(data, sseMissed):
 		e.count(ErrMissed, 1)

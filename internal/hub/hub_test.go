@@ -431,3 +431,46 @@ func TestDeliverAll(t *testing.T) {
 		c.Until(want, wait)
 	}
 }
+
+// TestDrainSpreads: Drain ends every session as at shutdown (its kind's
+// last bytes), counted drained, spread over the period: a third of the
+// sessions are still open a third of the way in; a few sessions past the
+// minimum rate end at once.
+func TestDrainSpreads(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{}, lines{})
+	const n = 60
+	cs := make([]*hubtest.Client, n)
+	for i := range cs {
+		cs[i] = h.Open(hub.Request{ID: int64(i + 1)})
+		cs[i].Until(fmt.Sprintf("open %d\n", i+1), wait)
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { h.Hub.Drain(t.Context(), 900*time.Millisecond, 1); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	if open := h.Hub.Len(); open < n/3 || open > n-n/6 {
+		t.Errorf("a third into the drain, %d of %d sessions open; want about two thirds", open, n)
+	}
+	<-done
+	if took := time.Since(start); took < 800*time.Millisecond {
+		t.Errorf("drained in %s; want the 900 ms period", took)
+	}
+	for _, c := range cs {
+		if out, eof := c.Rest(time.Second); !eof || out != "bye\n" {
+			t.Fatalf("a drained session got %q, closed %v", out, eof)
+		}
+	}
+	if got := h.Hub.Closes(hub.ReasonDrained); got != n || h.Hub.Len() != 0 {
+		t.Fatalf("drained %d, open %d", got, h.Hub.Len())
+	}
+
+	// Few sessions and a high minimum rate: all at once.
+	for i := range 5 {
+		h.Open(hub.Request{ID: int64(100 + i)}).Until("open", wait)
+	}
+	start = time.Now()
+	h.Hub.Drain(t.Context(), time.Minute, 1000)
+	if took := time.Since(start); took > time.Second || h.Hub.Len() != 0 {
+		t.Fatalf("5 sessions at 1000/s at least took %s (open %d)", took, h.Hub.Len())
+	}
+}

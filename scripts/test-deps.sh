@@ -2,7 +2,8 @@
 # What `make test` needs beyond Go on a fresh Debian machine: the clients
 # nobody here wrote that the e2e tests drive. Chromium (the demo page's
 # browser test), nginx and curl (the TLS proxy test, deploy/nginx),
-# iproute2 (network namespaces for the partition test), and the npm
+# iproute2 (network namespaces for the partition test), systemd
+# (systemd-analyze verify of deploy/systemd), and the npm
 # packages in e2e/js (the eventsource and ws clients). Run as root (CI
 # is); CI then sets COMET_REQUIRE_BROWSER=1 and COMET_REQUIRE_OUTSIDE=1 so
 # a missing one fails instead of skipping.
@@ -13,6 +14,7 @@ command -v chromium > /dev/null || need+=(chromium)
 command -v nginx > /dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v curl > /dev/null || need+=(curl)
 command -v ip > /dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v systemd-analyze > /dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "test-deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -328,9 +328,29 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Gauge("retention_messages", "Messages kept for resumable clients.", nil, func() float64 { return float64(r.store.Stats().Messages) })
 	m.Gauge("retention_bytes", "Accounted memory of the kept messages.", nil, func() float64 { return float64(r.store.Stats().Bytes) })
 	m.Gauge("retention_ids", "Ids with a kept history.", nil, func() float64 { return float64(r.store.Stats().IDs) })
+	m.Gauge("acks_pending", "Send frames routed whose ack has not gone out yet (waiting for the gateways' done records, the history log, other partitions).", nil, func() float64 { return float64(r.fl.acksPending.Load()) })
+	m.Gauge("ready", "1 while the router is ready (GET /readyz answers 200), else 0.", nil, func() float64 { return b2f(r.Ready() == nil) })
+	if l := r.lead; l != nil {
+		m.Gauge("leader", "1 while this redundant router leads, 0 while it stands by.", nil, func() float64 { return b2f(l.leading.Load()) })
+		m.Counter("takeovers_total", "Times this router took the lead.", nil, l.takeovers.Load)
+		m.Counter("not_leading_total", "Send frames that came while this router did not lead (answered \"not taken\": their senders send them again).", nil, l.notLeading.Load)
+		m.Counter("history_log_failed_total", "Batches of positions the history log could not take (their sends were not acked).", nil, l.hist.failed.Load)
+	}
+	if p := r.part; p != nil {
+		m.Counter("partition_forwarded_total", "Frames handed to other partitions' routers.", nil, p.forwarded.Load)
+		m.Counter("partition_unanswered_total", "Frames handed to other partitions that got no answer (their senders got no ack).", nil, p.unanswered.Load)
+	}
 	stats := func() registry.Stats { return r.reg.Stats() }
 	m.Gauge("conns", "Conns holding at least one id.", nil, func() float64 { return float64(stats().Conns) })
 	m.Gauge("ids", "Ids held by at least one conn.", nil, func() float64 { return float64(stats().IDs) })
 	m.Gauge("gateways", "Gateways known.", nil, func() float64 { return float64(r.gws.len()) })
 	return m
+}
+
+// b2f is 1 for true, 0 for false.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -3,7 +3,8 @@
 // the router over NATS, and feeds them the deliveries the router sends
 // back.
 //
-//   - gateway.go: configuration, start and stop, stats and metrics.
+//   - gateway.go: configuration, start, Run, the drain, readiness and stop;
+//     admin.go: stats and metrics.
 //   - kinds.go: the table of session kinds the hub serves.
 //   - handler.go and handler_*.go: the HTTP routes, one file per kind of
 //     client; demo.go the demo page.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/cometgw/comet/internal/gateway"
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/router"
+	"github.com/cometgw/comet/internal/testclient"
 	"github.com/cometgw/comet/internal/ws"
 )
 
@@ -605,5 +607,72 @@ func TestWebSocketRequestsWhileNoRouterRuns(t *testing.T) {
 	}
 	if took := time.Since(start); took < 4*time.Second {
 		t.Errorf("told after %s, before the 5 s of trying", took)
+	}
+}
+
+// TestDrainEndsEveryKind: Drain turns the gateway not ready and ends each
+// kind of client its own way: a WebSocket with 1012 and a hint, an SSE
+// stream with a retry: first, a long-poll with its answer, a chunked
+// stream with its last chunk.
+func TestDrainEndsEveryKind(t *testing.T) {
+	_, g := startSystem(t, gateway.Config{DrainPeriod: 400 * time.Millisecond, DrainMinRate: 1})
+	addr := g.Addr().String()
+	waitFor(t, "ready", 5*time.Second, func() bool { return g.Ready() == nil })
+	w := dialWS(t, addr, "/ws/1")
+	w.control() // resumed
+	resp, err := http.Get("http://" + addr + "/sse/2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sseLines := bufio.NewReader(resp.Body)
+	if line, _ := sseLines.ReadString('\n'); !strings.HasPrefix(line, "retry: ") {
+		t.Fatalf("SSE stream began %q", line)
+	}
+	stream := testclient.Open(t, addr, 3)
+	poll := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/poll/4?timeout=30s")
+		if err != nil {
+			poll <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		poll <- fmt.Sprint(resp.StatusCode, " ", string(b))
+	}()
+	waitFor(t, "four sessions", 5*time.Second, func() bool { return g.Hub().Len() == 4 })
+
+	drained := make(chan struct{})
+	go func() { g.Drain(); close(drained) }()
+	waitFor(t, "not ready while draining", 5*time.Second, func() bool {
+		err := g.Ready()
+		return err != nil && strings.Contains(err.Error(), "draining")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err = w.c.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusCode(ws.CloseRestart) || !strings.Contains(err.Error(), "reconnect in") {
+		t.Errorf("WebSocket ended with %v; want 1012 and a hint", err)
+	}
+	rest, err := io.ReadAll(sseLines) // to the stream's end
+	if err != nil || !strings.Contains(string(rest), "retry: ") {
+		t.Errorf("SSE stream's last bytes %q (%v); want a retry:", rest, err)
+	}
+	if got := stream.Next(5 * time.Second); got != "" || !stream.Done() {
+		t.Errorf("chunked stream: %q, ended %v", got, stream.Done())
+	}
+	select {
+	case got := <-poll:
+		if !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"cursor"`) {
+			t.Errorf("long-poll answered %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the long-poll was not answered")
+	}
+	<-drained
+	// The long-poll's session ends as answered (its answer was written).
+	if n, a := g.Hub().Closes(hub.ReasonDrained), g.Hub().Closes(hub.ReasonAnswered); n != 3 || a != 1 {
+		t.Errorf("%d sessions closed drained and %d answered, want 3 and the long-poll", n, a)
 	}
 }

@@ -1,6 +1,8 @@
 package ws
 
 import (
+	"math/rand/v2"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -178,9 +180,10 @@ func (Socket) Shutdown(s hub.Session) {
 	case hub.ReasonInputBudget:
 		s.Write(AppendClose(b[:0], CloseTooBig, "gateway input budget spent"))
 	case hub.ReasonDrained:
-		// The drain spreads the closes; the client comes back at once
-		// (to another process, or this one restarted).
-		s.Write(AppendClose(b[:0], CloseRestart, "gateway restarting: reconnect"))
+		// The drain spreads the closes; the hint spreads the
+		// reconnects a little more (to another process, or this one
+		// restarted).
+		s.Write(AppendClose(b[:0], CloseRestart, "gateway restarting: reconnect in "+strconv.Itoa(100+rand.IntN(900))+" ms"))
 	default:
 		s.Write(AppendClose(b[:0], CloseGoingAway, "gateway shutting down"))
 	}

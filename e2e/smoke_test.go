@@ -169,10 +169,26 @@ func startPair(t *testing.T, bin string, routerArgs, gwArgs []string) *pair {
 // token) satisfy ok.
 func waitRouter(t *testing.T, admin, what string, ok func(routerStats) bool) {
 	t.Helper()
-	waitFor(t, what, func() bool {
+	deadline := time.Now().Add(20 * time.Second)
+	c := http.Client{Timeout: 5 * time.Second}
+	for {
 		var st routerStats
-		return getJSON("http://"+admin+"/stats", &st) == nil && ok(st)
-	})
+		var last string
+		resp, err := c.Get("http://" + admin + "/stats")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err = json.Unmarshal(b, &st); err == nil && ok(st) {
+				return
+			}
+			last = string(b)
+		}
+		if time.Now().After(deadline) {
+			// What the router said last, for the next one to read.
+			t.Fatalf("timed out after 20s waiting for %s (last /stats: %v %s)", what, err, last)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -70,7 +70,8 @@ func TestRunFromConfigAndEnvironment(t *testing.T) {
 	<-router.done
 	waitFor(t, "the gateway not ready without a router", func() bool { code, _ := readyz(gwAdmin); return code == 503 })
 	_, line := readyz(gwAdmin)
-	router = startEnv(t, bin+"/router", routerEnv)
+	startEnv(t, bin+"/router", routerEnv)
+	waitFor(t, "the router ready again", func() bool { code, _ := readyz(routerAdmin); return code == 200 })
 	waitFor(t, "the gateway ready again", func() bool { code, _ := readyz(gwAdmin); return code == 200 })
 	t.Logf("without a router the gateway said %q", line)
 

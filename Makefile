@@ -13,7 +13,7 @@ LDFLAGS  := -X github.com/cometgw/comet/internal/obs.revision=$(REVISION)
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost ./bench/hostile
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost ./bench/hostile ./bench/floor
 
 # The router (with its embedded NATS), then the gateway, in the foreground
 # with their logs; Ctrl-C stops both.

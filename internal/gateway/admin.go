@@ -89,12 +89,7 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	m.Counter("resume_duplicates_total", "Deliveries dropped because the session already had that position.", nil, func() uint64 { return h.Stats().Duplicates })
 	m.Counter("poll_late_total", "Deliveries to a long-poll after its answer (kept by the router for the next poll).", nil, func() uint64 { return h.Stats().Late })
 	m.Counter("heartbeats_total", "Heartbeats written to quiet SSE and chunked streams.", nil, func() uint64 { return h.Stats().Heartbeats })
-	m.Gauge("ready", "1 while the gateway is ready (GET /readyz answers 200: NATS up, a router answers, not draining), else 0.", nil, func() float64 {
-		if g.Ready() == nil {
-			return 1
-		}
-		return 0
-	})
+	m.Bool("ready", "1 while the gateway is ready (GET /readyz answers 200: NATS up, a router answers, not draining), else 0.", func() bool { return g.Ready() == nil })
 	m.Counter("sessions_opened_total", "Sessions opened, of every kind (a long-poll opens one per poll).", nil, func() uint64 { return h.Stats().Opened })
 	for _, r := range hub.Reasons() {
 		m.Counter("sessions_closed_total", "Sessions closed, by reason (answered: a long-poll's answer was written; timeout: no write progress for -write-timeout, or aborted by the kernel after -tcp-user-timeout; rate: too many control or empty WebSocket frames; stalled: a message incomplete past -ws-message-timeout; input_budget: the largest holders of input past -input-budget).", prometheus.Labels{"reason": r.String()},

@@ -29,3 +29,13 @@ func (m *Metrics) Gauge(name, help string, labels prometheus.Labels, f func() fl
 		Namespace: m.namespace, Name: name, Help: help, ConstLabels: labels,
 	}, f))
 }
+
+// Bool registers a gauge that is 1 while f is true, else 0.
+func (m *Metrics) Bool(name, help string, f func() bool) {
+	m.Gauge(name, help, nil, func() float64 {
+		if f() {
+			return 1
+		}
+		return 0
+	})
+}

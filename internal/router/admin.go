@@ -329,9 +329,9 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Gauge("retention_bytes", "Accounted memory of the kept messages.", nil, func() float64 { return float64(r.store.Stats().Bytes) })
 	m.Gauge("retention_ids", "Ids with a kept history.", nil, func() float64 { return float64(r.store.Stats().IDs) })
 	m.Gauge("acks_pending", "Send frames routed whose ack has not gone out yet (waiting for the gateways' done records, the history log, other partitions).", nil, func() float64 { return float64(r.fl.acksPending.Load()) })
-	m.Gauge("ready", "1 while the router is ready (GET /readyz answers 200), else 0.", nil, func() float64 { return b2f(r.Ready() == nil) })
+	m.Bool("ready", "1 while the router is ready (GET /readyz answers 200), else 0.", func() bool { return r.Ready() == nil })
 	if l := r.lead; l != nil {
-		m.Gauge("leader", "1 while this redundant router leads, 0 while it stands by.", nil, func() float64 { return b2f(l.leading.Load()) })
+		m.Bool("leader", "1 while this redundant router leads, 0 while it stands by.", l.leading.Load)
 		m.Counter("takeovers_total", "Times this router took the lead.", nil, l.takeovers.Load)
 		m.Counter("not_leading_total", "Send frames that came while this router did not lead (answered \"not taken\": their senders send them again).", nil, l.notLeading.Load)
 		m.Counter("history_log_failed_total", "Batches of positions the history log could not take (their sends were not acked).", nil, l.hist.failed.Load)
@@ -345,12 +345,4 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Gauge("ids", "Ids held by at least one conn.", nil, func() float64 { return float64(stats().IDs) })
 	m.Gauge("gateways", "Gateways known.", nil, func() float64 { return float64(r.gws.len()) })
 	return m
-}
-
-// b2f is 1 for true, 0 for false.
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -30,7 +30,7 @@ func (Stream) Traits() hub.Traits { return hub.Traits{Name: "sse", Resumable: tr
 func (k Stream) Open(s hub.Session, r *hub.Request) {
 	var buf [512]byte
 	var w [32]byte
-	retry := append(append(strconv.AppendInt(append(w[:0], "retry: "...), k.Retry.Milliseconds(), 10), '\n'), '\n')
+	retry := appendRetry(w[:0], k.Retry.Milliseconds())
 	head := buf[:0]
 	if r.HTTP10 {
 		s.SetFlags(chunked.FlagHTTP10)
@@ -106,7 +106,7 @@ func (k Stream) Shutdown(s hub.Session) {
 		if s.IsOpen() && s.Idle() {
 			ms := k.Retry.Milliseconds()
 			var w [32]byte
-			retry := append(append(strconv.AppendInt(append(w[:0], "retry: "...), ms+rand.Int64N(2*ms+1), 10), '\n'), '\n')
+			retry := appendRetry(w[:0], ms+rand.Int64N(2*ms+1))
 			if s.Flags()&chunked.FlagHTTP10 == 0 {
 				retry = chunked.AppendChunk(nil, retry)
 			}
@@ -114,4 +114,10 @@ func (k Stream) Shutdown(s hub.Session) {
 		}
 	}
 	chunked.End(s)
+}
+
+// appendRetry appends the event that sets an EventSource's reconnection
+// delay to ms milliseconds.
+func appendRetry(b []byte, ms int64) []byte {
+	return append(strconv.AppendInt(append(b, "retry: "...), ms, 10), '\n', '\n')
 }

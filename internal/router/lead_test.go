@@ -98,4 +98,13 @@ func startRedundantPair(t *testing.T) (a *Router, stopA func(), b *Router) {
 	return a, stopA, b
 }
 
-func leads(r *Router) bool { return r.lead.leading.Load() }
+// leads reports whether r leads and its subscriptions to the senders'
+// frames are known to its NATS server (takeOver marks it leading just
+// before it subscribes: a frame sent in between is answered "no
+// responders").
+func leads(r *Router) bool {
+	r.senders.mu.Lock()
+	taking := len(r.senders.subs) > 0
+	r.senders.mu.Unlock()
+	return r.lead.leading.Load() && taking
+}

@@ -323,6 +323,10 @@ func (s *senders) take(nc *nats.Conn, all []senderSubject, limit int) error {
 		sub.SetPendingLimits(-1, limit)
 		subs = append(subs, sub)
 	}
+	// Known to the server before the router says it takes frames: a
+	// sender that asks meanwhile is told "not taken" and sends again.
+	// (No answer in 2 s: they go out when the connection is back.)
+	nc.FlushTimeout(2 * time.Second)
 	s.mu.Lock()
 	s.subs = subs
 	s.mu.Unlock()

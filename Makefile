@@ -6,6 +6,9 @@ STATICCHECK_VERSION ?= v0.8.2
 # The revision the binaries report (version, comet_build_info), whatever
 # GOFLAGS says of -buildvcs.
 REVISION ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+# The JavaScript library's test dependency (the ws package: Node 20 has
+# no WebSocket of its own), installed by npm ci from its lock file.
+JS_DEPS  := clients/js/node_modules/ws/package.json
 LDFLAGS  := -X github.com/cometgw/comet/internal/obs.revision=$(REVISION)
 
 .PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench-drain bench docs
@@ -20,11 +23,19 @@ build:
 run: build
 	./scripts/run.sh
 
-# vet, every test with the race detector (fuzz seed corpora included), and
-# the end-to-end smoke of the real binaries built above.
-test: build
+# vet, every test with the race detector (fuzz seed corpora included), the
+# end-to-end smoke of the real binaries built above and, beside them, the
+# JavaScript client library's tests (npm test in clients/js) against the
+# same binaries; its log is bin/js-test.log.
+test: build | $(JS_DEPS)
 	$(GO) vet ./...
-	COMET_BIN=$(BIN) $(GO) test -race -count=1 -timeout 10m ./...
+	@(cd clients/js && COMET_BIN=$(BIN) npm test > $(BIN)/js-test.log 2>&1) & js=$$!; \
+	COMET_BIN=$(BIN) $(GO) test -race -count=1 -timeout 10m ./...; rc=$$?; \
+	if wait $$js; then echo "npm test in clients/js:"; grep -E '^# (tests|pass|fail|duration)' $(BIN)/js-test.log; \
+	else cat $(BIN)/js-test.log; echo "npm test in clients/js FAILED (bin/js-test.log)"; rc=1; fi; exit $$rc
+
+$(JS_DEPS):
+	npm ci --prefix clients/js --no-audit --no-fund
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

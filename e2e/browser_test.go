@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,4 +285,108 @@ func TestWebSocketChatInChromium(t *testing.T) {
 		t.Fatalf("npm ws client: %q, reply %s", npmGot, npmReply)
 	}
 	t.Logf("page reply %s; npm reply %s", reply, npmReply)
+}
+
+// TestLibraryInChromiumAcrossGatewayKill: the client library (clients/js,
+// served by the gateway at /comet.js) in headless Chromium, one tab per
+// transport (/demo?id=1&transport=websocket|sse|longpoll), while msggen
+// sends id 1 300 numbered messages at 100/s and the gateway is killed
+// (SIGKILL) and restarted a second later: every tab shows all 300, in
+// order, each once.
+func TestLibraryInChromiumAcrossGatewayKill(t *testing.T) {
+	browser := chromium(t)
+	transports := []string{"websocket", "sse", "longpoll"}
+	var tabs []context.Context
+	got, sent, _ := gatewayFaultUnder(t, []string{"-name", "library"}, len(transports), func(gwAddr string) func() []string {
+		var pages []string
+		for _, tr := range transports {
+			pages = append(pages, "/demo?id=1&transport="+tr)
+		}
+		tabs = openPages(t, browser, gwAddr, pages...)
+		return func() []string {
+			var all []string
+			for i, tab := range tabs {
+				waitFor(t, transports[i]+" tab: 300 messages", func() bool { return len(pageItems(tab)) >= 300 })
+			}
+			time.Sleep(300 * time.Millisecond) // a duplicate would show now
+			for i, tab := range tabs {
+				for _, m := range pageItems(tab) {
+					all = append(all, transports[i]+"|"+m)
+				}
+			}
+			return all
+		}
+	}, 0)
+	per := map[string][]string{}
+	for _, l := range got {
+		tr, m, _ := strings.Cut(l, "|")
+		per[tr] = append(per[tr], m)
+	}
+	for _, tr := range transports {
+		items := per[tr]
+		if len(items) != 300 {
+			t.Fatalf("%s tab shows %d messages, want 300", tr, len(items))
+		}
+		for i, m := range items {
+			if want := fmt.Sprintf(" seq=%d", i+1); !strings.HasSuffix(m, want) {
+				t.Fatalf("%s tab: item %d is %q, want one ending %q", tr, i+1, m, want)
+			}
+		}
+	}
+	var last []string
+	for i, tab := range tabs {
+		var s string
+		chromedp.Run(tab, chromedp.Text("#transport", &s, chromedp.ByQuery))
+		if s != "over "+transports[i] {
+			t.Fatalf("tab %d is %q, want over %s", i, s, transports[i])
+		}
+		last = append(last, s)
+	}
+	t.Logf("300 of 300 in each tab (%s) across a gateway kill, in order, none twice; msggen: %s", strings.Join(last, ", "), sent)
+}
+
+// TestLibraryFallsBackInChromium: the demo page behind a proxy that
+// refuses WebSocket upgrades (as some corporate proxies do): Chromium's
+// WebSocket fails, the library falls back to SSE on its own and the page
+// shows what is sent; it comes back over SSE (not trying the WebSocket
+// again) when the gateway restarts, with what was sent meanwhile.
+func TestLibraryFallsBackInChromium(t *testing.T) {
+	browser := chromium(t)
+	bin := binDir(t)
+	p := startPair(t, bin, nil, []string{"-name", "fallback"})
+	target, _ := url.Parse("http://" + p.gwAddr)
+	var upgrades atomic.Int32
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			upgrades.Add(1)
+			http.Error(w, "WebSockets are not allowed here", http.StatusForbidden)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	tabs := openPages(t, browser, strings.TrimPrefix(srv.URL, "http://"), "/demo?id=61")
+	waitRouter(t, p.routerAdmin, "the page logged in", func(st routerStats) bool { return st.Conns == 1 })
+	var tr string
+	chromedp.Run(tabs[0], chromedp.Text("#transport", &tr, chromedp.ByQuery))
+	if tr != "over sse" || upgrades.Load() != 1 {
+		t.Fatalf("the page is %q after %d upgrades refused, want over sse after 1", tr, upgrades.Load())
+	}
+	send := func(msg string) {
+		t.Helper()
+		if out, err := runCmd(t, bin+"/router", "send", "-admin", p.routerAdmin, "61", msg); err != nil {
+			t.Fatalf("router send: %v\n%s", err, out)
+		}
+	}
+	send("through the proxy")
+	waitFor(t, "the message on the page", func() bool { return len(pageItems(tabs[0])) == 1 })
+	p.gw.stop(t)
+	send("while away")
+	start(t, bin+"/gateway", p.gwArgs...)
+	waitFor(t, "both on the page", func() bool { return len(pageItems(tabs[0])) == 2 })
+	if got := pageItems(tabs[0]); got[0] != "through the proxy" || got[1] != "while away" || upgrades.Load() != 1 {
+		t.Fatalf("page shows %q after %d upgrades", got, upgrades.Load())
+	}
 }

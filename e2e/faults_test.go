@@ -100,22 +100,23 @@ func nodeClientVia(t *testing.T, wrap []string, script, pkg string, env []string
 // 100/s; a second in, the gateway is killed (SIGKILL) and restarted a
 // second later. It returns what the client got and msggen's summary.
 func killGatewayUnder(t *testing.T, gwArgs []string, client func(gwAddr string) func() []string) (got []string, sent string) {
-	got, sent, _ = gatewayFaultUnder(t, gwArgs, client, 0)
+	got, sent, _ = gatewayFaultUnder(t, gwArgs, 1, client, 0)
 	return got, sent
 }
 
-// gatewayFaultUnder is killGatewayUnder, or with pause > 0, the gateway
-// is paused (SIGSTOP) that long instead, and then continues (SIGCONT).
+// gatewayFaultUnder is killGatewayUnder with conns connections for the
+// client, or with pause > 0, the gateway is paused (SIGSTOP) that long
+// instead, and then continues (SIGCONT).
 // It returns the router's admin address too. The router keeps 1,000
 // messages per id (-retain-messages; default 128): what is sent during
 // the fault must still be kept when the client resumes, or it is told
 // it missed some (the contract; not what these tests look at).
-func gatewayFaultUnder(t *testing.T, gwArgs []string, client func(gwAddr string) func() []string, pause time.Duration) (got []string, sent, routerAdmin string) {
+func gatewayFaultUnder(t *testing.T, gwArgs []string, conns int, client func(gwAddr string) func() []string, pause time.Duration) (got []string, sent, routerAdmin string) {
 	bin := binDir(t)
 	p := startPair(t, bin, []string{"-retain-messages", "1000"}, gwArgs)
 	natsAddr, routerAdmin, gw := p.natsAddr, p.routerAdmin, p.gw
 	wait := client(p.gwAddr)
-	waitRouter(t, routerAdmin, "the client logged in", func(st routerStats) bool { return st.Conns == 1 })
+	waitRouter(t, routerAdmin, "the client logged in", func(st routerStats) bool { return st.Conns == conns })
 	sender := start(t, bin+"/msggen", "-nats", "nats://"+natsAddr, "-n", "300", "-interval", "10ms", "-max", "1", "-numbered", "-every", "0")
 	time.Sleep(time.Second)
 	if pause > 0 {
@@ -146,7 +147,7 @@ func gatewayFaultUnder(t *testing.T, gwArgs []string, client func(gwAddr string)
 // gap: the client, which never reconnected, ends with all 300, in
 // order, none twice.
 func TestGatewayPausedUnderEventSource(t *testing.T) {
-	got, sent, admin := gatewayFaultUnder(t, []string{"-name", "paused", "-sse-retry", "200ms"}, func(gwAddr string) func() []string {
+	got, sent, admin := gatewayFaultUnder(t, []string{"-name", "paused", "-sse-retry", "200ms"}, 1, func(gwAddr string) func() []string {
 		return nodeSSE(t, "http://"+gwAddr+"/sse/1", 300)
 	}, 5*time.Second)
 	purges, resyncs := resyncedInOrder(t, got, admin)
@@ -504,5 +505,55 @@ func TestPresenceAfterGatewayKill(t *testing.T) {
 	getJSON("http://"+routerAdmin+"/topics/room", &p)
 	if p.Conns != 1 {
 		t.Errorf("presence after the kill: %+v", p)
+	}
+}
+
+// libraryReader starts clients/js/testing/reader.mjs: a client of the
+// project's JavaScript library per transport, each reading n messages of
+// id from the gateway at url. wait returns each transport's messages
+// once it exits 0, or fails the test.
+func libraryReader(t *testing.T, url string, id, n int, env []string, transports ...string) (wait func() map[string][]sseEvent) {
+	node := outside(t, "node", "Node.js")
+	if !fileExists("../clients/js/node_modules/ws/package.json") {
+		outside(t, "clients/js/node_modules (scripts/test-deps.sh)", "npm ci --prefix clients/js")
+	}
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(node, append([]string{"../clients/js/testing/reader.mjs", url, fmt.Sprint(id), fmt.Sprint(n)}, transports...)...)
+	cmd.Env = append(cmd.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return func() map[string][]sseEvent {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("reader.mjs: %v\n%s%s", err, out.String(), errOut.String())
+			}
+		case <-time.After(180 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("reader.mjs did not finish:\n%s", errOut.String())
+		}
+		got := map[string][]sseEvent{}
+		for _, l := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
+			var m struct {
+				Transport, Cursor, Data string
+				Missed                  any
+			}
+			if err := json.Unmarshal(l, &m); err != nil {
+				t.Fatalf("reader.mjs line %q: %v", l, err)
+			}
+			if m.Missed != nil {
+				t.Logf("reader.mjs: %s", l)
+				continue
+			}
+			got[m.Transport] = append(got[m.Transport], sseEvent{ID: m.Cursor, Data: m.Data})
+		}
+		return got
 	}
 }

@@ -19,6 +19,7 @@ func init() {
 	// The streams' bodies are text like text/plain's.
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("text/javascript", openapi3filter.PlainBodyDecoder)
 }
 
 // TestOpenAPI: every endpoint of docs/openapi.yaml answers a live router
@@ -77,6 +78,8 @@ func TestOpenAPI(t *testing.T) {
 		{"GET", g + "/sse/7", "", 200, true},
 		{"GET", g + "/poll/7?timeout=1ms", "", 200, false},
 		{"GET", g + "/poll/x", "", 400, false},
+		{"GET", g + "/demo", "", 200, false},
+		{"GET", g + "/comet.js", "", 200, false},
 		{"POST", r + "/kick/5", "", 200, false},
 	} {
 		t.Run(c.method+" "+strings.TrimPrefix(strings.TrimPrefix(c.url, r), g), func(t *testing.T) {

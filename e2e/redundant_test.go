@@ -29,6 +29,18 @@ type redundantRun struct {
 	gwAddr string
 	gwArgs []string
 	gw     *proc
+	// library adds three clients of id 1 made of the JavaScript library
+	// (clients/js), one per transport, each held to the same account.
+	library     bool
+	librarySeqs [][]int // what each got, once the run ended
+}
+
+// conns is how many connections the run's clients hold.
+func (r *redundantRun) conns() int {
+	if r.library {
+		return 4
+	}
+	return 1
 }
 
 func startRedundant(t *testing.T) *redundantRun {
@@ -57,14 +69,28 @@ func (r *redundantRun) run(t *testing.T, n, rate int, fault func()) (seqs []int,
 // count unacknowledged.
 func (r *redundantRun) runResending(t *testing.T, n, rate, resends int, fault func()) (seqs []int, ack ackAccount) {
 	wait := nodeSSEEvents(t, nil, "http://"+r.gwAddr+"/sse/1", n, "SSE_IDLE_EXIT_MS=20000", "SSE_TIMEOUT_MS=150000")
-	waitFor(t, "every router holds the client", func() bool {
-		return r.stats(0).Conns == 1 && r.stats(1).Conns == 1 && r.stats(2).Conns == 1
+	var lib func() map[string][]sseEvent
+	if r.library {
+		lib = libraryReader(t, "http://"+r.gwAddr, 1, n, []string{"READER_IDLE_EXIT_MS=20000", "READER_TIMEOUT_MS=150000"}, "websocket", "sse", "longpoll")
+	}
+	waitFor(t, "every router holds the clients", func() bool {
+		return r.stats(0).Conns == r.conns() && r.stats(1).Conns == r.conns() && r.stats(2).Conns == r.conns()
 	})
 	sender := start(t, r.bin+"/msggen", "-nats", r.all(), "-n", fmt.Sprint(n), "-rate", fmt.Sprint(rate), "-max", "1", "-procs", "1",
 		"-numbered", "-every", "0", "-ack-timeout", "6s", "-resends", fmt.Sprint(resends), "-inflight", "1", "-summary", r.dir+"/msggen.json")
 	time.Sleep(time.Second)
 	fault()
 	got := wait()
+	if lib != nil {
+		for tr, evs := range lib() {
+			seqs := seqsOf(t, evs)
+			r.librarySeqs = append(r.librarySeqs, seqs)
+			t.Logf("the library's %s client got %d of %d", tr, len(seqs), n)
+		}
+		if len(r.librarySeqs) != 3 {
+			t.Fatalf("the library's clients: %d of 3 got messages", len(r.librarySeqs))
+		}
+	}
 	select {
 	case <-sender.done:
 	case <-time.After(90 * time.Second):
@@ -166,12 +192,15 @@ func TestRedundantRoutersLoseTheLeader(t *testing.T) {
 // (SIGTERM: a standby stops; the leader gives up its lease as it stops
 // and a standby takes over at once; each started again on its store),
 // the standbys first, then the gateway (SIGTERM, started again: the
-// client reconnects with Last-Event-ID). msggen sends a frame with no
+// client reconnects with Last-Event-ID). Beside the npm EventSource,
+// three clients of the project's JavaScript library (clients/js), one
+// per transport, are held to the same account. msggen sends a frame with no
 // ack again (-resends 2): its NATS server is one of the routers', so a
 // frame or its ack may go with it; the router that took the frame
 // answers the copy.
 func TestRedundantRoutersRollingRestart(t *testing.T) {
 	r := startRedundant(t)
+	r.library = true
 	const n = 20000
 	var steps []string
 	seqs, ack := r.runResending(t, n, 1000, 2, func() {
@@ -182,17 +211,20 @@ func TestRedundantRoutersRollingRestart(t *testing.T) {
 			r.routers[i] = r.start(i)
 			testclient.WaitFor(t, fmt.Sprint("router ", i, " back, holding the client, and a leader"), 60*time.Second, func() bool {
 				st := r.stats(i)
-				return st.Gateways == 1 && st.Conns == 1 && r.leader() >= 0
+				return st.Gateways == 1 && st.Conns == r.conns() && r.leader() >= 0
 			})
 			steps = append(steps, fmt.Sprintf("router %d (%s) %.1f s", i, map[bool]string{true: "leader", false: "standby"}[i == l], time.Since(at).Seconds()))
 		}
 		at := time.Now()
 		stopped(t, r.gw, "the gateway")
 		r.gw = start(t, r.bin+"/gateway", r.gwArgs...)
-		waitFor(t, "the client back on the gateway", func() bool { return r.stats(0).Conns == 1 })
+		waitFor(t, "the clients back on the gateway", func() bool { return r.stats(0).Conns == r.conns() })
 		steps = append(steps, fmt.Sprintf("gateway %.1f s", time.Since(at).Seconds()))
 	})
 	checkNumbered(t, n, seqs, ack)
+	for _, lib := range r.librarySeqs {
+		checkNumbered(t, n, lib, ack)
+	}
 	t.Logf("rolling restart (%s): the client got %d of %d, in order, none twice; msggen: sent %d, delivered %d, kept %d, unacknowledged %d, frames sent again %d (no router) and %d (no ack), %d acked retaken",
 		strings.Join(steps, ", "), len(seqs), n, ack.Sent, ack.Delivered, ack.Kept, ack.Unacked, ack.Retried, ack.Resent, ack.Retaken)
 }

@@ -50,8 +50,10 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // nobody here wrote: curl reads a chunked stream and long-polls, the npm
 // eventsource package reads an SSE stream with its token in ?token=,
 // Go's HTTP/2 client reads another, the npm ws package a WebSocket
-// (wss://, the upgrade passed on by the proxy); a client without a token
-// is refused through the proxy with the gateway's reason.
+// (wss://, the upgrade passed on by the proxy), and the project's
+// JavaScript library on each transport, renewing 2 s tokens through the
+// proxy; a client without a token is refused through the proxy with the
+// gateway's reason.
 func TestTLSProxy(t *testing.T) {
 	nginx := outside(t, "nginx", "apt-get install nginx-light")
 	curl := outside(t, "curl", "apt-get install curl")
@@ -96,6 +98,9 @@ func TestTLSProxy(t *testing.T) {
 	caEnv := []string{"NODE_EXTRA_CA_CERTS=" + files.CA}
 	sseWait := nodeClient(t, "sse-client.mjs", "eventsource", caEnv, base+"/sse/12?token="+tok(12), "3")
 	wsWait := nodeClient(t, "ws-client.mjs", "ws", caEnv, "wss://"+proxy+"/ws/15?token="+tok(15), "3")
+	// The project's JavaScript library, on each transport, minting its
+	// own tokens of 2 s (getToken) and renewing them through the proxy.
+	libWait := libraryReader(t, base, 16, 6, append(caEnv, "READER_SECRET_FILE="+s.files["secret"], "READER_TOKEN_SECONDS=2"), "websocket", "sse", "longpoll")
 	// Go's HTTP/2 client: SSE with the token in the header.
 	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: files.CAPool}, ForceAttemptHTTP2: true}}
 	req, _ := http.NewRequest("GET", base+"/sse/14", nil)
@@ -108,7 +113,7 @@ func TestTLSProxy(t *testing.T) {
 	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
 		t.Fatalf("HTTP/2 SSE: %s %s %v", resp.Proto, resp.Status, resp.Header)
 	}
-	waitLogin(4)
+	waitLogin(7)
 
 	// curl long-polls: the first answer has the cursor, the next the
 	// messages sent after it.
@@ -170,6 +175,25 @@ func TestTLSProxy(t *testing.T) {
 	}
 	if events[0] != "m1 for 14" || events[2] != "m3 for 14" {
 		t.Fatalf("HTTP/2 SSE events %q", events)
+	}
+
+	// The library's clients: 3 messages, then 3 more over 4 s, across
+	// renewed tokens.
+	for i := 1; i <= 6; i++ {
+		send(16, fmt.Sprintf("m%d for 16", i))
+		if i >= 3 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+	}
+	lib := libWait()
+	for _, tr := range []string{"websocket", "sse", "longpoll"} {
+		var got []string
+		for _, ev := range lib[tr] {
+			got = append(got, ev.Data)
+		}
+		if strings.Join(got, "|") != "m1 for 16|m2 for 16|m3 for 16|m4 for 16|m5 for 16|m6 for 16" {
+			t.Fatalf("the library's %s client through the proxy: %q", tr, got)
+		}
 	}
 
 	// Refusals come through the proxy with the gateway's reason.

@@ -4,7 +4,8 @@
 # browser test), nginx and curl (the TLS proxy test, deploy/nginx),
 # iproute2 (network namespaces for the partition test), systemd
 # (systemd-analyze verify of deploy/systemd), and the npm
-# packages in e2e/js (the eventsource and ws clients). Run as root (CI
+# packages in e2e/js (the eventsource and ws clients) and clients/js (ws,
+# for the client library's tests in Node 20). Run as root (CI
 # is); CI then sets COMET_REQUIRE_BROWSER=1 and COMET_REQUIRE_OUTSIDE=1 so
 # a missing one fails instead of skipping.
 set -euo pipefail
@@ -26,6 +27,11 @@ fi
 if [ ! -e e2e/js/node_modules/eventsource/package.json ] || [ ! -e e2e/js/node_modules/ws/package.json ]; then
 	echo "test-deps: npm ci in e2e/js"
 	npm ci --prefix e2e/js --no-audit --no-fund > /tmp/test-deps-npm.log 2>&1 || { tail -20 /tmp/test-deps-npm.log; exit 1; }
+fi
+# The client library's own test dependency (make test installs it too).
+if [ ! -e clients/js/node_modules/ws/package.json ]; then
+	echo "test-deps: npm ci in clients/js"
+	npm ci --prefix clients/js --no-audit --no-fund > /tmp/test-deps-npm.log 2>&1 || { tail -20 /tmp/test-deps-npm.log; exit 1; }
 fi
 chromium --version
 nginx -v 2>&1

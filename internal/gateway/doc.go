@@ -7,7 +7,7 @@
 //     admin.go: stats and metrics.
 //   - kinds.go: the table of session kinds the hub serves.
 //   - handler.go and handler_*.go: the HTTP routes, one file per kind of
-//     client; demo.go the demo page.
+//     client; pages.go the index, the demo page and the client library (/comet.js).
 //   - listener.go and direct.go: the listening socket, and the direct
 //     accept path that hands a plain stream request to the hub without
 //     fasthttp.

@@ -267,7 +267,8 @@ type Gateway struct {
 	serve     chan error
 	// draining: Run's ctx ended; the sessions are being ended.
 	draining  atomic.Bool
-	stopOnce  sync.Once // the listener stops accepting (Drain, Close)
+	stopOnce  sync.Once     // the listener stops accepting (Drain, Close)
+	stopped   chan struct{} // closed when the HTTP server has shut down
 	stopErr   error
 	closeOnce sync.Once // Close may be called more than once
 	closeErr  error
@@ -518,10 +519,31 @@ func (g *Gateway) Drain() {
 	}
 }
 
-// stopAccepting closes the listener (once).
-func (g *Gateway) stopAccepting() error {
-	g.stopOnce.Do(func() { g.stopErr = g.srv.Shutdown() })
-	return g.stopErr
+// stopAccepting closes the listener (once) and lets the HTTP server
+// shut down behind it: fasthttp's Shutdown returns only once every
+// connection it serves is idle, and a long-poll waiting on a kept-alive
+// connection is not until the hub answers it (Drain, Close), so it is
+// not waited for here; serverStopped waits for it.
+func (g *Gateway) stopAccepting() {
+	g.stopOnce.Do(func() {
+		g.stopped = make(chan struct{})
+		go func() {
+			g.stopErr = g.srv.Shutdown()
+			close(g.stopped)
+		}()
+	})
+}
+
+// serverStopped waits for the HTTP server's shutdown, once the hub has
+// answered every session, for at most 5 s (a connection it still holds
+// then is closed with the process).
+func (g *Gateway) serverStopped() error {
+	select {
+	case <-g.stopped:
+		return g.stopErr
+	case <-time.After(5 * time.Second):
+		return errors.New("gateway: http server: connections still open 5s after shutdown")
+	}
 }
 
 // Ready says why the gateway should get no new clients, or nil (GET
@@ -549,8 +571,9 @@ func (g *Gateway) Close() error {
 }
 
 func (g *Gateway) close() error {
-	err := g.stopAccepting()
+	g.stopAccepting()
 	g.hub.Close()
+	err := g.serverStopped()
 	g.clients.close()
 	g.link.stop()
 	if g.admin != nil {

@@ -18,17 +18,12 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	case routeNotFound:
 		ctx.Error("not found\n", fasthttp.StatusNotFound)
 		return
-	case routeIndex, routeDemo:
+	case routeIndex, routeDemo, routeLibrary:
 		if !ctx.IsGet() && !ctx.IsHead() {
 			methodNotAllowed(ctx)
 			return
 		}
-		if rt == routeDemo {
-			g.handleDemo(ctx)
-			return
-		}
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.SetBodyString(indexText)
+		servePage(ctx, rt)
 		return
 	}
 	if ctx.IsOptions() {
@@ -41,6 +36,14 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if err != nil {
 		ctx.Error("bad id: "+err.Error()+"\n", fasthttp.StatusBadRequest)
+		return
+	}
+	if g.draining.Load() {
+		// A request on a connection kept alive (a long-poll's next
+		// poll): the listener is closed, the sessions are ending.
+		ctx.Error("gateway shutting down: come back in a second (to another process, or this one restarted)\n", fasthttp.StatusServiceUnavailable)
+		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.SetConnectionClose()
 		return
 	}
 	topics, err := parseTopics(ctx.QueryArgs().Peek("topics"))

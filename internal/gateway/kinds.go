@@ -70,6 +70,7 @@ func Usage() string {
 	line("   ?topics=a,b on any of them", "also every message published to topics a and b")
 	line("   &presence=1", "and who joins and leaves them")
 	line("GET /demo", "a page that shows an id's messages as they arrive")
+	line("GET /comet.js", "the JavaScript client library (an ES module)")
 	return b.String()
 }
 

@@ -318,39 +318,95 @@ func TestPollSemantics(t *testing.T) {
 	})
 }
 
+// TestPollAnsweredOnShutdown: a poll waiting on a kept-alive connection
+// is answered when the gateway stops, with or without a drain, and does
+// not hold the stop for its timeout (fasthttp's Shutdown waits for the
+// connections it serves to be idle; the hub's answer makes it so).
 func TestPollAnsweredOnShutdown(t *testing.T) {
+	for _, drain := range []bool{false, true} {
+		t.Run(fmt.Sprint("drain=", drain), func(t *testing.T) {
+			r, stopRouter := startRouter(t, router.Config{GatewayTimeout: 3 * time.Second})
+			defer stopRouter()
+			g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "gw-down",
+				DrainPeriod: time.Second, Logger: zaptest.NewLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &http.Client{Timeout: 40 * time.Second}
+			cur := mustPoll(t, c, g.Addr().String(), 9, "timeout=1ms").Cursor
+			waitFor(t, "first poll done", 5*time.Second, func() bool { return g.Stats().Streams.OpenPoll == 0 })
+			done := make(chan error, 1)
+			go func() {
+				// On the connection the first poll kept alive.
+				resp, err := c.Get(fmt.Sprintf("http://%s/poll/9?timeout=30s&cursor=%s", g.Addr(), cur))
+				if err == nil {
+					var a pollAnswer
+					err = json.NewDecoder(resp.Body).Decode(&a)
+					resp.Body.Close()
+					if err == nil && (a.Cursor != cur || !resp.Close) {
+						err = fmt.Errorf("answer %+v close=%v", a, resp.Close)
+					}
+				}
+				done <- err
+			}()
+			waitFor(t, "poll waiting", 5*time.Second, func() bool { return g.Stats().Streams.OpenPoll == 1 })
+			start := time.Now()
+			stopped := make(chan struct{})
+			go func() {
+				if drain {
+					g.Drain()
+				}
+				g.Close()
+				close(stopped)
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("waiting poll not answered on shutdown")
+			}
+			select {
+			case <-stopped:
+				t.Logf("stopped in %v", time.Since(start))
+			case <-time.After(10 * time.Second):
+				t.Fatal("the gateway did not stop within 10 s of a 30 s poll's answer")
+			}
+		})
+	}
+}
+
+// TestPollDuringDrain: a poll that comes on a kept-alive connection while
+// the gateway drains is answered 503 with Retry-After, and the
+// connection closed.
+func TestPollDuringDrain(t *testing.T) {
 	r, stopRouter := startRouter(t, router.Config{GatewayTimeout: 3 * time.Second})
 	defer stopRouter()
-	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "gw-down",
-		Logger: zaptest.NewLogger(t)})
+	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: r.NATSURL(), Name: "gw-drain",
+		DrainPeriod: 3 * time.Second, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer g.Close()
+	// A session for the drain to spread over, so it lasts.
+	sse, err := http.Get(fmt.Sprintf("http://%s/sse/1", g.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sse.Body.Close()
 	c := &http.Client{Timeout: 10 * time.Second}
-	cur := mustPoll(t, c, g.Addr().String(), 9, "timeout=1ms").Cursor
-	waitFor(t, "first poll done", 5*time.Second, func() bool { return g.Stats().Streams.OpenPoll == 0 })
-	done := make(chan error, 1)
-	go func() {
-		resp, err := c.Get(fmt.Sprintf("http://%s/poll/9?timeout=30s&cursor=%s", g.Addr(), cur))
-		if err == nil {
-			var a pollAnswer
-			err = json.NewDecoder(resp.Body).Decode(&a)
-			resp.Body.Close()
-			if err == nil && (a.Cursor != cur || !resp.Close) {
-				err = fmt.Errorf("answer %+v close=%v", a, resp.Close)
-			}
-		}
-		done <- err
-	}()
-	waitFor(t, "poll waiting", 5*time.Second, func() bool { return g.Stats().Streams.OpenPoll == 1 })
-	g.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("waiting poll not answered on shutdown")
+	mustPoll(t, c, g.Addr().String(), 9, "timeout=1ms")
+	go g.Drain()
+	waitFor(t, "draining", 5*time.Second, func() bool { return g.Ready() != nil })
+	resp, err := c.Get(fmt.Sprintf("http://%s/poll/9?timeout=30s", g.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !resp.Close || !strings.Contains(string(body), "shutting down") {
+		t.Fatalf("a poll during the drain: %s %v %q", resp.Status, resp.Header, body)
 	}
 }
 

@@ -14,6 +14,7 @@ const (
 	routeNotFound route = iota
 	routeIndex          // "/"
 	routeDemo           // "/demo"
+	routeLibrary        // "/comet.js"
 	routeClient         // the first client route: routeClient+kind is clientKinds[kind]'s
 )
 
@@ -39,6 +40,8 @@ func parseRoute(path []byte) (route, int64, error) {
 		return routeIndex, 0, nil
 	case string(path) == "/demo":
 		return routeDemo, 0, nil
+	case string(path) == "/comet.js":
+		return routeLibrary, 0, nil
 	}
 	for k, c := range clientKinds {
 		if bytes.HasPrefix(path, []byte(c.prefix)) {

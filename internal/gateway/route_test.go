@@ -38,6 +38,8 @@ func TestParseRoute(t *testing.T) {
 		{"/ws/a", routeWS, 0, ids.ErrSyntax},
 		{"/demo", routeDemo, 0, nil},
 		{"/demo/", routeNotFound, 0, nil},
+		{"/comet.js", routeLibrary, 0, nil},
+		{"/comet.jsx", routeNotFound, 0, nil},
 		{"", routeNotFound, 0, nil},
 		{"/tests/1", routeNotFound, 0, nil},
 		{"/TEST/1", routeNotFound, 0, nil},

@@ -54,6 +54,11 @@ type Config struct {
 	// MaxInFlight bounds the frames waiting for their acks; a send past
 	// it waits for room (or its context). Default 64.
 	MaxInFlight int
+	// Partitions is the routers' -partitions: above 1, a batch's sends
+	// go to their id's partition's subject, one frame per partition (its
+	// publishes and broadcasts in one more, which any router takes).
+	// Default 1: one frame.
+	Partitions int
 }
 
 // Result is what became of the messages of one call (a Batch: of all).
@@ -71,6 +76,23 @@ type Result struct {
 	// frame over from one that stopped: its sends were routed, what
 	// became of their copies is not known.
 	Retaken bool
+	// Messages: how many messages the frames this result accounts for
+	// held (Accepted of them were taken; with an error, none is known
+	// to have been).
+	Messages uint64
+}
+
+// add sums o into r.
+func (r *Result) add(o Result) {
+	r.Accepted += o.Accepted
+	r.Void += o.Void
+	r.Kept += o.Kept
+	r.Delivered += o.Delivered
+	r.Dropped.Gone += o.Dropped.Gone
+	r.Dropped.Slow += o.Dropped.Slow
+	r.Dropped.Gateway += o.Dropped.Gateway
+	r.Retaken = r.Retaken || o.Retaken
+	r.Messages += o.Messages
 }
 
 // Dropped counts copies not delivered, by reason.
@@ -100,6 +122,8 @@ type Client struct {
 	slots  chan struct{}
 	sender uint64        // this client's number in its frame-ids
 	frames atomic.Uint64 // the last frame number given
+	// subjects: each partition's send subject (Config.Partitions > 1).
+	subjects []string
 }
 
 func (c Config) withDefaults() Config {
@@ -111,6 +135,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 64
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 1
 	}
 	return c
 }
@@ -134,11 +161,29 @@ func Connect(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.ownsNC = true
-	if _, err := c.Flush(context.Background(), c.Batch()); err != nil {
+	if err := c.Ping(context.Background()); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("publish: the router at %s: %w", natsconn.Redact(cfg.URL), err)
 	}
 	return c, nil
+}
+
+// Ping checks that a router answers, and with Config.Partitions, that
+// one answers each partition's subject.
+func (c *Client) Ping(ctx context.Context) error {
+	subjects := []string{wire.SubjectSend}
+	if c.cfg.Partitions > 1 {
+		subjects = append(subjects, c.subjects...)
+	}
+	for _, subject := range subjects {
+		if _, err := c.flushFrames(ctx, []part{{subject: subject, frame: wire.AppendHeader(nil, wire.KindSend)}}); err != nil {
+			if c.cfg.Partitions > 1 && subject != wire.SubjectSend {
+				return fmt.Errorf("%w (on %s: are the routers started with -partitions %d?)", err, subject, c.cfg.Partitions)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // New is a Client on a NATS connection the caller keeps (and closes).
@@ -147,11 +192,36 @@ func New(nc *nats.Conn, cfg Config) (*Client, error) {
 	if cfg.Resends < 0 {
 		return nil, fmt.Errorf("publish: Resends %d: must be >= 0", cfg.Resends)
 	}
+	if cfg.Partitions > wire.MaxPartitions {
+		return nil, fmt.Errorf("publish: Partitions %d: want 1 to %d (the routers')", cfg.Partitions, wire.MaxPartitions)
+	}
 	req, err := request.New(nc, request.Config{Max: cfg.MaxInFlight, Timeout: cfg.Timeout, Resends: cfg.Resends})
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	return &Client{cfg: cfg, nc: nc, req: req, slots: make(chan struct{}, cfg.MaxInFlight), sender: rand.Uint64()}, nil
+	c := &Client{cfg: cfg, nc: nc, req: req, slots: make(chan struct{}, cfg.MaxInFlight), sender: rand.Uint64()}
+	if cfg.Partitions > 1 {
+		for k := range cfg.Partitions {
+			c.subjects = append(c.subjects, wire.PartSubject(wire.SubjectSend, cfg.Partitions, k))
+		}
+	}
+	return c, nil
+}
+
+// Stats counts the frames sent again: because no router took them
+// (retried, within Timeout: nobody got them) and because no ack came
+// within Timeout (resent, Resends).
+func (c *Client) Stats() (retried, resent uint64) { return c.req.Stats() }
+
+// Wait waits until no frame waits for its acknowledgement (every
+// FlushAsync's done has been called).
+func (c *Client) Wait() {
+	for range cap(c.slots) {
+		c.slots <- struct{}{}
+	}
+	for range cap(c.slots) {
+		<-c.slots
+	}
 }
 
 // Close stops the client: sends still waiting end with ErrClosed. It
@@ -193,10 +263,19 @@ func (c *Client) Broadcast(ctx context.Context, msg []byte) (Result, error) {
 }
 
 // Batch gathers sends, publishes and broadcasts that Flush sends in one
-// frame, with one acknowledgement for all. Not safe for concurrent use.
+// frame, with one acknowledgement for all (with Config.Partitions, one
+// frame per partition its sends go to, and one for its publishes and
+// broadcasts). Not safe for concurrent use.
 type Batch struct {
-	frame []byte
+	parts []part // [0]: SubjectSend; [1+k]: partition k's sends
 	n     int
+}
+
+// part is one frame of a batch and the messages it holds.
+type part struct {
+	subject string
+	frame   []byte
+	n       int
 }
 
 // maxFrame bounds a batch's frame (NATS's default max payload is 1 MiB).
@@ -207,27 +286,40 @@ var ErrBatchFull = errors.New("publish: the batch is full (about 900 KiB): flush
 
 // Batch returns an empty batch.
 func (c *Client) Batch() *Batch {
-	return &Batch{frame: wire.AppendHeader(make([]byte, 0, 256), wire.KindSend)}
+	b := &Batch{parts: []part{{subject: wire.SubjectSend}}}
+	for _, subject := range c.subjects {
+		b.parts = append(b.parts, part{subject: subject})
+	}
+	return b
 }
 
 // Len is the number of messages in the batch.
 func (b *Batch) Len() int { return b.n }
 
-func (b *Batch) add(msg []byte, add func(f []byte) []byte) error {
+func (b *Batch) add(k int, msg []byte, add func(f []byte) []byte) error {
 	if len(msg) > wire.MaxMessage {
 		return fmt.Errorf("publish: message of %d bytes: at most %d", len(msg), wire.MaxMessage)
 	}
-	if len(b.frame)+len(msg)+wire.MaxTopic+32 > maxFrame && b.n > 0 {
+	p := &b.parts[k]
+	if len(p.frame)+len(msg)+wire.MaxTopic+32 > maxFrame && p.n > 0 {
 		return ErrBatchFull
 	}
-	b.frame = add(b.frame)
+	if p.n == 0 {
+		p.frame = wire.AppendHeader(p.frame[:0], wire.KindSend)
+	}
+	p.frame = add(p.frame)
+	p.n++
 	b.n++
 	return nil
 }
 
 // Send adds msg to id.
 func (b *Batch) Send(id int64, msg []byte) error {
-	return b.add(msg, func(f []byte) []byte { return wire.AppendSend(f, id, msg) })
+	k := 0
+	if len(b.parts) > 1 {
+		k = 1 + wire.Partition(id, len(b.parts)-1)
+	}
+	return b.add(k, msg, func(f []byte) []byte { return wire.AppendSend(f, id, msg) })
 }
 
 // Publish adds msg to topic (1 to 128 of A-Z a-z 0-9 : . _ -).
@@ -235,54 +327,110 @@ func (b *Batch) Publish(topic string, msg []byte) error {
 	if !wire.ValidTopic([]byte(topic)) {
 		return fmt.Errorf("publish: topic %q: want 1 to %d of A-Z a-z 0-9 : . _ -", topic, wire.MaxTopic)
 	}
-	return b.add(msg, func(f []byte) []byte { return wire.AppendPublish(f, topic, msg) })
+	return b.add(0, msg, func(f []byte) []byte { return wire.AppendPublish(f, topic, msg) })
 }
 
 // Broadcast adds msg to every connection.
 func (b *Batch) Broadcast(msg []byte) error {
-	return b.add(msg, func(f []byte) []byte { return wire.AppendBroadcast(f, msg) })
+	return b.add(0, msg, func(f []byte) []byte { return wire.AppendBroadcast(f, msg) })
 }
 
-// Flush sends the batch as one frame and waits for its acknowledgement
-// (an empty batch asks the router for an empty one: a check that a
-// router answers). If ctx ends first it returns ctx's error: the
-// messages may or may not be delivered. The batch may be reused after.
+// take moves the batch's frames out (copies: the batch may be reused).
+// An empty batch gives one empty frame: a check that a router answers.
+func (b *Batch) take() []part {
+	var out []part
+	for i := range b.parts {
+		p := &b.parts[i]
+		if p.n > 0 {
+			out = append(out, part{subject: p.subject, frame: append([]byte(nil), p.frame...), n: p.n})
+			p.n = 0
+		}
+	}
+	b.n = 0
+	if out == nil {
+		out = []part{{subject: wire.SubjectSend, frame: wire.AppendHeader(nil, wire.KindSend)}}
+	}
+	return out
+}
+
+// Flush sends the batch and waits for its acknowledgement (an empty
+// batch asks the router for an empty one: a check that a router
+// answers). If ctx ends first it returns ctx's error: the messages may or
+// may not be delivered. With several frames (Config.Partitions), the
+// result sums their acknowledgements and the error is the first frame's
+// that failed (Result.Messages - Result.Accepted messages were not
+// acknowledged). The batch may be reused after.
 func (c *Client) Flush(ctx context.Context, b *Batch) (Result, error) {
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return Result{}, fmt.Errorf("publish: not sent: %w", ctx.Err())
-	}
-	frame := b.frame
-	if c.cfg.Resends > 0 {
-		// A frame-id first: a router answers a copy sent again.
-		frame = append(wire.AppendFrameID(wire.AppendHeader(make([]byte, 0, len(frame)+24), wire.KindSend), c.sender, c.frames.Add(1)), frame[2:]...)
-	} else {
-		frame = append([]byte(nil), frame...)
-	}
-	b.frame, b.n = b.frame[:2], 0
+	return c.flushFrames(ctx, b.take())
+}
+
+func (c *Client) flushFrames(ctx context.Context, parts []part) (Result, error) {
 	type outcome struct {
 		res Result
 		err error
 	}
-	done := make(chan outcome, 1)
-	err := c.req.Send(wire.SubjectSend, frame, func(answer []byte, err error) {
+	done := make(chan outcome, len(parts))
+	for _, p := range parts {
+		c.send(ctx, p, func(res Result, err error) { done <- outcome{res, err} })
+	}
+	var sum Result
+	var first error
+	for range parts {
+		select {
+		case o := <-done:
+			sum.add(o.res)
+			if o.err != nil && first == nil {
+				first = o.err
+			}
+		case <-ctx.Done():
+			return sum, fmt.Errorf("publish: %w: the messages may or may not have been delivered", ctx.Err())
+		}
+	}
+	return sum, first
+}
+
+// FlushAsync sends the batch without waiting for its acknowledgement:
+// done is called once per frame (one, or with Config.Partitions one per
+// partition the batch's sends go to and one for its publishes and
+// broadcasts) with that frame's result, Result.Messages saying how many
+// messages it held. It waits for room while MaxInFlight frames wait for
+// their acks; if ctx ends meanwhile, done gets the error (not sent). done
+// runs on the client's goroutine: it must not block. The batch may be
+// reused at once.
+func (c *Client) FlushAsync(ctx context.Context, b *Batch, done func(Result, error)) {
+	for _, p := range b.take() {
+		c.send(ctx, p, done)
+	}
+}
+
+// send sends one frame once a slot is free; done gets its outcome.
+func (c *Client) send(ctx context.Context, p part, done func(Result, error)) {
+	n := uint64(p.n)
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		done(Result{Messages: n}, fmt.Errorf("publish: not sent: %w", ctx.Err()))
+		return
+	}
+	frame := p.frame
+	if c.cfg.Resends > 0 {
+		// A frame-id first: a router answers a copy sent again.
+		frame = append(wire.AppendFrameID(wire.AppendHeader(make([]byte, 0, len(frame)+24), wire.KindSend), c.sender, c.frames.Add(1)), frame[2:]...)
+	}
+	err := c.req.Send(p.subject, frame, func(answer []byte, err error) {
 		defer func() { <-c.slots }()
 		res, err := resultOf(answer, err)
-		done <- outcome{res, err}
+		res.Messages = n
+		done(res, err)
 	})
 	if err != nil {
 		<-c.slots
 		if errors.Is(err, request.ErrClosed) {
-			return Result{}, ErrClosed
+			err = ErrClosed
+		} else {
+			err = fmt.Errorf("publish: not sent: %w", err)
 		}
-		return Result{}, fmt.Errorf("publish: not sent: %w", err)
-	}
-	select {
-	case o := <-done:
-		return o.res, o.err
-	case <-ctx.Done():
-		return Result{}, fmt.Errorf("publish: %w: the messages may or may not have been delivered", ctx.Err())
+		done(Result{Messages: n}, err)
 	}
 }
 

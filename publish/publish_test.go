@@ -145,3 +145,74 @@ func TestHonestErrors(t *testing.T) {
 		t.Fatalf("context ended: %v", err)
 	}
 }
+
+// TestPartitions: with Config.Partitions, a batch's sends go to their
+// id's partition's subject and its publishes to any router; the results
+// of the frames sum to one, FlushAsync calls done once per frame, and a
+// client told of partitions the routers do not have says so.
+func TestPartitions(t *testing.T) {
+	a, _ := routertest.Start(t, router.Config{Partitions: 2, Partition: 0})
+	b, _ := routertest.Start(t, router.Config{NATSURL: a.NATSURL(), Partitions: 2, Partition: 1})
+	g, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", AdminAddr: "off", NATSURL: a.NATSURL(), Name: "part-gw", Partitions: 2,
+		Logger: zaptest.NewLogger(t).Named("gateway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	testclient.WaitFor(t, "the gateway known to both", 5*time.Second, func() bool { return a.Stats().Gateways == 1 && b.Stats().Gateways == 1 })
+	// ids 2 and 3 are in different partitions.
+	if wire.Partition(2, 2) == wire.Partition(3, 2) {
+		t.Fatal("ids 2 and 3 share a partition: pick others")
+	}
+	s2 := testclient.Open(t, g.Addr().String(), 2)
+	s3 := testclient.Open(t, g.Addr().String(), 3)
+	testclient.WaitFor(t, "each router holds its login", 5*time.Second, func() bool { return a.Stats().Conns == 1 && b.Stats().Conns == 1 })
+
+	p, err := publish.Connect(publish.Config{URL: a.NATSURL(), Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	batch := p.Batch()
+	batch.Send(2, []byte("to 2"))
+	batch.Send(3, []byte("to 3"))
+	batch.Broadcast([]byte("to all"))
+	res, err := p.Flush(t.Context(), batch)
+	if err != nil || res.Accepted != 3 || res.Messages != 3 || res.Delivered != 4 {
+		t.Fatalf("a batch over two partitions: %+v %v", res, err)
+	}
+	for _, s := range []*testclient.Stream{s2, s3} {
+		got := []string{s.Next(5 * time.Second), s.Next(5 * time.Second)}
+		if !strings.Contains(strings.Join(got, ""), "to all") {
+			t.Errorf("a stream got %q", got)
+		}
+	}
+
+	var frames, messages, delivered atomic.Int64
+	for i := range 50 {
+		batch.Send(2, []byte("async"))
+		batch.Send(3, []byte("async"))
+		batch.Send(int64(100+i), []byte("to nobody"))
+		p.FlushAsync(t.Context(), batch, func(res publish.Result, err error) {
+			if err != nil {
+				t.Errorf("async frame: %v", err)
+			}
+			frames.Add(1)
+			messages.Add(int64(res.Messages))
+			delivered.Add(int64(res.Delivered))
+		})
+	}
+	p.Wait()
+	if frames.Load() != 100 || messages.Load() != 150 || delivered.Load() != 100 {
+		t.Errorf("async: %d frames, %d messages, %d delivered; want 100, 150, 100", frames.Load(), messages.Load(), delivered.Load())
+	}
+	if retried, resent := p.Stats(); retried != 0 || resent != 0 {
+		t.Errorf("stats: %d retried, %d resent", retried, resent)
+	}
+
+	// Routers of 2 partitions do not serve a client told of 4.
+	_, err = publish.Connect(publish.Config{URL: a.NATSURL(), Partitions: 4, Timeout: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "-partitions 4") {
+		t.Errorf("a client of 4 partitions: %v", err)
+	}
+}

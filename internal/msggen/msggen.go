@@ -1,7 +1,6 @@
 package msggen
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,8 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/cometgw/comet/internal/request"
 	"github.com/cometgw/comet/internal/wire"
+	"github.com/cometgw/comet/publish"
 )
 
 // Config configures a run.
@@ -215,12 +214,17 @@ func (r Result) String() string {
 // ErrNoRouter is returned when no router answers the ping.
 var ErrNoRouter = errors.New("msggen: no router answers on NATS")
 
-// Ping checks that a router answers on nc.
-func Ping(nc *nats.Conn, timeout time.Duration) error { return ping(nc, wire.SubjectSend, timeout) }
-
-// ping checks that a router answers on subject.
-func ping(nc *nats.Conn, subject string, timeout time.Duration) error {
-	if _, err := roundTrip(nc, subject, nil, timeout); err != nil {
+// Ping checks that a router answers on nc (with partitions > 1, one on
+// each partition's subject).
+func Ping(nc *nats.Conn, partitions int, timeout time.Duration) error {
+	p, err := publish.New(nc, publish.Config{Timeout: timeout, Partitions: partitions})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Second)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil {
 		if last := nc.LastError(); last != nil && strings.Contains(strings.ToLower(last.Error()), "permissions violation") {
 			// The server refused this process's credentials the send:
 			// say so, not that no router answers.
@@ -229,19 +233,6 @@ func ping(nc *nats.Conn, subject string, timeout time.Duration) error {
 		return fmt.Errorf("%w: %w", ErrNoRouter, err)
 	}
 	return nil
-}
-
-// roundTrip sends one send frame (nil: a ping) to subject and waits for
-// its ack.
-func roundTrip(nc *nats.Conn, subject string, frame []byte, timeout time.Duration) (wire.Record, error) {
-	if frame == nil {
-		frame = wire.AppendHeader(nil, wire.KindSend)
-	}
-	m, err := nc.Request(subject, frame, timeout)
-	if err != nil {
-		return wire.Record{}, err
-	}
-	return wire.ParseAck(m.Data)
 }
 
 type counters struct {
@@ -254,20 +245,26 @@ func (c *counters) result(elapsed time.Duration) Result {
 		Errors: c.errors.Load(), Lost: c.lost.Load(), Retried: c.retried.Load(), Resent: c.resent.Load(), Retaken: c.retaken.Load(), Elapsed: elapsed}
 }
 
-// ack counts one frame's ack of n messages.
-func (c *counters) ack(a wire.Record, n int) {
-	c.sent.Add(a.Count)
-	c.void.Add(a.Void)
-	c.kept.Add(a.Kept)
-	c.delivered.Add(a.Tally.Delivered)
-	c.gone.Add(a.Tally.Gone)
-	c.slow.Add(a.Tally.Slow)
-	c.gateway.Add(a.Tally.Gateway)
-	if a.Retaken {
-		c.retaken.Add(a.Count)
+// ack counts one frame's acknowledgement (or its failure: every message
+// of it unacknowledged).
+func (c *counters) ack(r publish.Result, err error) {
+	if err != nil {
+		c.errors.Add(1)
+		c.lost.Add(r.Messages)
+		return
 	}
-	if a.Count < uint64(n) {
-		c.lost.Add(uint64(n) - a.Count)
+	c.sent.Add(r.Accepted)
+	c.void.Add(r.Void)
+	c.kept.Add(r.Kept)
+	c.delivered.Add(r.Delivered)
+	c.gone.Add(r.Dropped.Gone)
+	c.slow.Add(r.Dropped.Slow)
+	c.gateway.Add(r.Dropped.Gateway)
+	if r.Retaken {
+		c.retaken.Add(r.Accepted)
+	}
+	if r.Accepted < r.Messages {
+		c.lost.Add(r.Messages - r.Accepted)
 	}
 }
 
@@ -277,19 +274,8 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
-	if err := Ping(nc, cfg.AckTimeout); err != nil {
+	if err := Ping(nc, cfg.partitions(), cfg.AckTimeout); err != nil {
 		return Result{}, err
-	}
-	// Sends split by partition go to each partition's subject.
-	var partSubjects []string
-	if cfg.Partitions > 1 && cfg.Topics == 0 {
-		for k := 0; k < cfg.Partitions; k++ {
-			subject := wire.PartSubject(wire.SubjectSend, cfg.Partitions, k)
-			if err := ping(nc, subject, cfg.AckTimeout); err != nil {
-				return Result{}, fmt.Errorf("%w (on %s: are the routers started with -partitions %d?)", err, subject, cfg.Partitions)
-			}
-			partSubjects = append(partSubjects, subject)
-		}
 	}
 	var c counters
 	start := time.Now()
@@ -327,9 +313,6 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 				s.owned = (targets - int64(p) + int64(cfg.Procs) - 1) / int64(cfg.Procs)
 				s.seq = make([]uint32, s.owned)
 			}
-			if partSubjects != nil {
-				s.parts, s.partMsgs, s.subjects = make([][]byte, len(partSubjects)), make([]int, len(partSubjects)), partSubjects
-			}
 			if err := s.start(); err != nil {
 				c.errors.Add(1)
 				c.lost.Add(uint64(cfg.Num))
@@ -366,12 +349,23 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) (Result, error) {
 	}
 }
 
+// partitions is how many partitions sends are split over: the routers'
+// with -partitions, for sends (publishes go to any router).
+func (c *Config) partitions() int {
+	if c.Topics > 0 {
+		return 1
+	}
+	return max(c.Partitions, 1)
+}
+
+// sender is one of the run's senders: its messages go into a batch of
+// the publish package, flushed as one frame (one per partition) without
+// waiting for the ack, at most InFlight frames waiting at once.
 type sender struct {
 	nc      *nats.Conn
 	cfg     *Config
 	c       *counters
 	rng     *rand.Rand
-	frame   []byte
 	left    int // messages still to send; counts down like the original's Num
 	proc    int64
 	targets int64    // ids (or topics) drawn from
@@ -380,63 +374,33 @@ type sender struct {
 	// broadcast: this sender broadcasts, every BroadcastEvery.
 	broadcast bool
 	sent      int
-	// Partitioned sends: the frame and message count of each partition
-	// (Config.Partitions), and their subjects.
-	parts    [][]byte
-	partMsgs []int
-	subjects []string
-
-	// Frames waiting for their acks (req), each holding a slot.
-	req   *request.Client
-	id    uint64 // the sender's number in its frame-ids
-	slots chan struct{}
-	next  atomic.Uint64 // the last frame number given
+	pub       *publish.Client
+	batch     *publish.Batch
 }
 
-// retryAfter is how long a sender waits to send again a frame no router
-// took.
-const retryAfter = 100 * time.Millisecond
-
-// start readies the sender's requests: a frame no router takes is sent
-// again every retryAfter within its ack timeout; one whose ack does not
-// come within it, Resends times (with a frame-id: copies are answered,
-// not routed again).
+// start readies the sender's publisher: a frame no router takes is sent
+// again every 100 ms within its ack timeout; one whose ack does not come
+// within it, Resends times (with a frame-id: copies are answered, not
+// routed again).
 func (s *sender) start() error {
-	s.id = rand.Uint64()
-	s.slots = make(chan struct{}, s.cfg.InFlight)
 	var err error
-	s.req, err = request.New(s.nc, request.Config{Max: s.cfg.InFlight, Timeout: s.cfg.AckTimeout, Resends: s.cfg.Resends, RetryEvery: retryAfter})
-	return err
-}
-
-// acked counts the ack of one frame of n messages (or its failure) and
-// frees its slot.
-func (s *sender) acked(n int, answer []byte, err error) {
-	defer func() { <-s.slots }()
-	var a wire.Record
+	s.pub, err = publish.New(s.nc, publish.Config{Timeout: s.cfg.AckTimeout, Resends: s.cfg.Resends, MaxInFlight: s.cfg.InFlight, Partitions: s.cfg.partitions()})
 	if err == nil {
-		a, err = wire.ParseAck(answer)
+		s.batch = s.pub.Batch()
 	}
-	if err != nil {
-		s.c.errors.Add(1)
-		s.c.lost.Add(uint64(n))
-		return
-	}
-	s.c.ack(a, n)
+	return err
 }
 
 // drain waits until every frame is acknowledged or timed out, then stops.
 func (s *sender) drain() {
-	for i := 0; i < cap(s.slots); i++ {
-		s.slots <- struct{}{}
-	}
-	retried, resent := s.req.Stats()
+	s.pub.Wait()
+	retried, resent := s.pub.Stats()
 	s.c.retried.Add(retried)
 	s.c.resent.Add(resent)
-	s.req.Close()
+	s.pub.Close()
 }
 
-// appendMsg adds one message to the frame being built.
+// appendMsg adds one message to the batch being built.
 func (s *sender) appendMsg() {
 	var buf [96]byte
 	msg := strconv.AppendInt(append(buf[:0], "Fake message Num = "...), int64(s.left), 10)
@@ -450,20 +414,25 @@ func (s *sender) appendMsg() {
 		id = 1 + s.rng.Int64N(s.targets)
 	}
 	msg = s.stamp(msg)
-	switch {
-	case s.cfg.Topics > 0:
-		s.frame = wire.AppendPublish(s.frame, s.cfg.topicName(id), msg)
-	case s.parts != nil:
-		k := wire.Partition(id, len(s.parts))
-		if s.partMsgs[k] == 0 {
-			s.parts[k] = wire.AppendHeader(s.parts[k][:0], wire.KindSend)
-		}
-		s.parts[k] = wire.AppendSend(s.parts[k], id, msg)
-		s.partMsgs[k]++
-	default:
-		s.frame = wire.AppendSend(s.frame, id, msg)
+	if s.cfg.Topics > 0 {
+		s.add(func() error { return s.batch.Publish(s.cfg.topicName(id), msg) })
+	} else {
+		s.add(func() error { return s.batch.Send(id, msg) })
 	}
 	s.left--
+}
+
+// add adds a message with put, flushing first if the batch is full.
+func (s *sender) add(put func() error) {
+	err := put()
+	if errors.Is(err, publish.ErrBatchFull) {
+		s.flush()
+		err = put()
+	}
+	if err != nil {
+		s.c.errors.Add(1)
+		s.c.lost.Add(1)
+	}
 }
 
 // stamp appends the time to msg if the run stamps its messages.
@@ -487,54 +456,19 @@ func (s *sender) broadcasts(ctx context.Context) {
 		s.sent++
 		var buf [64]byte
 		msg := s.stamp(strconv.AppendInt(append(buf[:0], "Broadcast #"...), int64(s.sent), 10))
-		s.begin()
-		s.frame = wire.AppendBroadcast(s.frame, msg)
-		s.flush(1)
+		s.add(func() error { return s.batch.Broadcast(msg) })
+		s.flush()
 	}
 }
 
-// flush sends the frame built so far holding n messages (partitioned:
-// each partition's part of it to its subject), once fewer than InFlight
-// frames wait for their acks.
-func (s *sender) flush(n int) {
-	if s.parts == nil {
-		s.flushTo(wire.SubjectSend, s.frame, n)
-		s.frame = s.frame[:0]
-		return
+// flush sends the batch built so far (partitioned: each partition's part
+// of it to its subject), once fewer than InFlight frames wait for their
+// acks. It is sent even when the run's ctx has ended: a message built is
+// sent and accounted for.
+func (s *sender) flush() {
+	if s.batch.Len() > 0 {
+		s.pub.FlushAsync(context.Background(), s.batch, s.c.ack)
 	}
-	for k, m := range s.partMsgs {
-		if m > 0 {
-			s.flushTo(s.subjects[k], s.parts[k], m)
-			s.partMsgs[k] = 0
-		}
-	}
-}
-
-// flushTo sends frame, holding n messages, to subject.
-func (s *sender) flushTo(subject string, frame []byte, n int) {
-	if n == 0 {
-		return
-	}
-	s.slots <- struct{}{}
-	k := s.next.Add(1)
-	if s.cfg.Resends > 0 {
-		// A frame-id, right after the header, for the copies. (Only
-		// then: a redundant router logs every frame with one.)
-		frame = append(wire.AppendFrameID(wire.AppendHeader(make([]byte, 0, len(frame)+24), wire.KindSend), s.id, k), frame[2:]...)
-	} else {
-		frame = bytes.Clone(frame) // kept to send again on "not taken"
-	}
-	if err := s.req.Send(subject, frame, func(answer []byte, err error) { s.acked(n, answer, err) }); err != nil {
-		s.c.errors.Add(1)
-		s.c.lost.Add(uint64(n))
-		<-s.slots
-	}
-}
-
-// begin starts a frame.
-func (s *sender) begin() int {
-	s.frame = wire.AppendHeader(s.frame[:0], wire.KindSend)
-	return 0
 }
 
 func (s *sender) run(ctx context.Context) {
@@ -557,30 +491,28 @@ func (s *sender) run(ctx context.Context) {
 			case now := <-t.C:
 				due := min(int(per*now.Sub(begin).Seconds())-sentSoFar, s.left)
 				for due > 0 && ctx.Err() == nil {
-					n := s.begin()
+					n := 0
 					for ; n < cfg.Batch && due > 0; n, due = n+1, due-1 {
 						s.appendMsg()
 					}
-					s.flush(n)
+					s.flush()
 					sentSoFar += n
 				}
 			}
 		}
 	case cfg.Interval == 0:
 		for s.left > 0 && ctx.Err() == nil {
-			n := s.begin()
-			for ; n < cfg.Batch && s.left > 0; n++ {
+			for n := 0; n < cfg.Batch && s.left > 0; n++ {
 				s.appendMsg()
 			}
-			s.flush(n)
+			s.flush()
 		}
 	default:
 		t := time.NewTicker(cfg.Interval)
 		defer t.Stop()
 		for s.left > 0 {
-			s.begin()
 			s.appendMsg()
-			s.flush(1)
+			s.flush()
 			if s.left == 0 {
 				return
 			}

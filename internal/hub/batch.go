@@ -45,9 +45,10 @@ type Batch struct {
 	// Tally is what became of the batch's copies; read it in Done.
 	Tally Tally
 
-	refs atomic.Int32 // writers still applying the batch
-	mu   sync.Mutex   // guards Tally while writers add to it
-	all  bool         // an item is for every session (DeliverAll)
+	refs   atomic.Int32 // writers still applying the batch
+	queued int64        // unix nanos when Submit queued it
+	mu     sync.Mutex   // guards Tally while writers add to it
+	all    bool         // an item is for every session (DeliverAll)
 }
 
 type item struct {

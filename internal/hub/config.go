@@ -27,19 +27,20 @@ type Config struct {
 	// session's output to gather more of it into one write. Each write(2)
 	// on loopback costs about 10 µs of CPU between the two ends, whatever
 	// it carries (docs/BENCHMARKS.md), so under load fewer, fuller writes
-	// deliver more. The delay adapts once per sweep: a writer that ended
-	// a round with work still queued, or whose machine's CPUs were idle
-	// less than 10% (/proc/stat), doubles it (from 1 ms up to WriteDelay);
-	// one that was not behind on a machine idle more than 30% halves it
-	// to 0; in between it holds. A session written less than its share of
-	// the current delay (half of it to all of it, fixed per connection)
-	// ago gathers its output, up to 2 KiB, until then; a writer holds
-	// back 8 MiB at most. So a gateway that keeps up writes at once, and
-	// one at saturation (where waiting in the queues already costs more)
-	// trades latency for throughput. A long-poll's answer never waits.
-	// Default 4s (docs/BENCHMARKS.md: what 100,000 streams on two cores
-	// need to deliver 200,000 messages/s); negative: never delay (one
-	// write per session per round).
+	// deliver more. The delay adapts once per sweep: a writer that is
+	// behind (busy 70% of the sweep, or a batch waited 10 ms in its queue)
+	// or whose machine's CPUs were idle less than 10% (/proc/stat)
+	// doubles it (from 1 ms up to WriteDelay); one that was not behind on
+	// a machine idle more than 30% halves it, to 0 at once if no batch
+	// waited a millisecond; in between it holds. A session written less
+	// than its share of the current delay (half of it to all of it, fixed
+	// per connection) ago gathers its output, up to 2 KiB, until then; a
+	// writer holds back 8 MiB at most. So a gateway that keeps up writes
+	// at once, and one at saturation (where waiting in the queues already
+	// costs more) trades latency for throughput. A long-poll's answer
+	// never waits. Default 4s (docs/BENCHMARKS.md: what 100,000 streams
+	// on two cores need to deliver 200,000 messages/s); negative: never
+	// delay (one write per session per round).
 	WriteDelay time.Duration
 	// SendBuffer sets SO_SNDBUF on every session's socket. Default 0: the
 	// kernel's default (autotuned).

@@ -159,8 +159,10 @@ type scratch struct {
 	delay     time.Duration
 	held      lingering
 	lingering int
-	behind    bool   // a round ended with work queued since the last adapt
-	sweep     uint64 // the sweep of the last adapt
+	busy      time.Duration // time spent in rounds since the last adapt
+	owed      time.Duration // the longest a batch waited in the queue since then
+	since     time.Time     // the last adapt
+	sweep     uint64        // the sweep of the last adapt
 }
 
 // trim drops buffers that grew past their usual size.

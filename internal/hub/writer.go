@@ -40,6 +40,7 @@ func (h *Hub) Submit(b *Batch) {
 		return
 	}
 	b.refs.Store(int32(bits.OnesCount64(mask)))
+	b.queued = time.Now().UnixNano()
 	for ; mask != 0; mask &= mask - 1 {
 		h.queues[bits.TrailingZeros64(mask)] <- b
 	}
@@ -72,28 +73,36 @@ const (
 	lingerBudget = 8 << 20
 )
 
-// Thresholds of the machine's idle CPU for the write delay (adapt).
+// Thresholds for the write delay (adapt): of a writer's busy fraction
+// over a sweep (the wall time it spent in rounds), of the longest a
+// batch waited in its queue, and of the machine's idle CPU.
 const (
-	busyIdle = 0.10 // below: saturated, gather more
-	freeIdle = 0.30 // above (and nothing queued): free, gather less
+	busyWriter = 0.70                  // at or above: the writer is behind
+	behindWait = 10 * time.Millisecond // a batch waited this long: behind
+	busyIdle   = 0.10                  // machine idle below: saturated, gather more
+	freeIdle   = 0.30                  // above (and not behind): free, gather less
 )
 
-// adapt sets the writer's write delay, once per sweep: a writer that is
-// behind (a round ended with batches still waiting) or on a machine whose
-// CPUs were idle less than busyIdle doubles it (from 1 ms, up to
-// Config.WriteDelay) so that each write carries more; one that was not
-// behind on a machine idle more than freeIdle, or that holds lingerBudget
-// of output back, halves it (to 0 below 1 ms); in between it holds. So a
-// gateway that keeps up writes at once, and one at saturation gathers.
-func (h *Hub) adapt(sc *scratch, behind bool, idle float64) {
+// adapt sets the writer's write delay, once per sweep. A writer that is
+// behind, busy busyWriter of the sweep or with a batch that waited
+// behindWait in its queue, or on a machine whose CPUs were idle less
+// than busyIdle, doubles it (from 1 ms, up to Config.WriteDelay) so that
+// each write carries more. One that is not behind on a machine idle
+// more than freeIdle halves it (to 0 below 1 ms), and with its queue
+// never waiting a millisecond writes at once (0); so does one holding
+// lingerBudget of output back. In between it holds.
+//
+// Behind is the writer's own backlog, not a batch arriving during a
+// round: at a moderate rate one often does, and counting that doubled
+// the delay to its 4 s limit under 1,000 messages/s (bench-clients).
+func (h *Hub) adapt(sc *scratch, busy float64, owed time.Duration, idle float64) {
 	limit := h.cfg.WriteDelay
-	if limit <= 0 {
-		sc.delay = 0
-		return
-	}
+	behind := busy >= busyWriter || owed >= behindWait
 	switch {
+	case limit <= 0:
+		sc.delay = 0
 	case sc.lingering >= lingerBudget || !behind && idle > freeIdle:
-		if sc.delay /= 2; sc.delay < time.Millisecond {
+		if sc.delay /= 2; sc.delay < time.Millisecond || owed < time.Millisecond && sc.lingering < lingerBudget {
 			sc.delay = 0
 		}
 	case behind || idle < busyIdle:
@@ -101,14 +110,24 @@ func (h *Hub) adapt(sc *scratch, behind bool, idle float64) {
 	}
 }
 
-// afterRound notes whether the writer is behind and, once per sweep,
-// adapts its write delay.
-func (h *Hub) afterRound(sc *scratch, behind bool) {
-	sc.behind = sc.behind || behind
+// afterRound counts the time since start (a round's) as busy, notes how
+// long the round's oldest batch waited (queued, unix nanos; 0: none)
+// and, once per sweep, adapts the write delay.
+func (h *Hub) afterRound(sc *scratch, start time.Time, queued int64) {
+	now := time.Now()
+	if sc.since.IsZero() { // the writer's first round
+		sc.since, sc.sweep = start, h.sweeps.Load()
+	}
+	sc.busy += now.Sub(start)
+	if queued > 0 {
+		sc.owed = max(sc.owed, time.Duration(start.UnixNano()-queued))
+	}
 	if e := h.sweeps.Load(); e != sc.sweep {
 		sc.sweep = e
-		h.adapt(sc, sc.behind, math.Float64frombits(h.idle.Load()))
-		sc.behind = false
+		if span := now.Sub(sc.since); span > 0 {
+			h.adapt(sc, float64(sc.busy)/float64(span), sc.owed, math.Float64frombits(h.idle.Load()))
+		}
+		sc.since, sc.busy, sc.owed = now, 0, 0
 	}
 }
 
@@ -140,11 +159,13 @@ func (h *Hub) writer(w int, q chan *Batch) {
 				return
 			}
 		case <-wakeC:
+			start := time.Now()
 			h.flushDirty(&sc)
-			h.afterRound(&sc, len(q) > 0)
+			h.afterRound(&sc, start, 0)
 			h.rewake(&sc, wake)
 			continue
 		}
+		start := time.Now()
 		round = append(round[:0], b)
 	more:
 		for len(round) < maxRound {
@@ -162,7 +183,7 @@ func (h *Hub) writer(w int, q chan *Batch) {
 			h.apply(uint32(w), b, &m, &sc)
 		}
 		h.flushDirty(&sc)
-		h.afterRound(&sc, len(q) > 0)
+		h.afterRound(&sc, start, round[0].queued)
 		h.rewake(&sc, wake)
 		for i, b := range round {
 			if b.refs.Add(-1) == 0 && b.Done != nil {

@@ -23,11 +23,11 @@ out = sys.argv[1]
 d = json.load(open(out + "/summary.json"))
 lines = []
 if d["overhead"]:
-    lines += ["| clients | of | msgs sent | received | msgs/s | lost | repeated | missed | client CPU s | CPU µs/msg | client RSS MB | gateway CPU s | latency p50 / p99 ms |",
+    lines += ["| clients | of | msgs sent | received | msgs/s | lost | repeated | missed | client CPU s | CPU µs/msg | client RSS MB | gateway CPU s | latency p50 / p99 / p99.9 ms |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["overhead"]:
         name = "the library (WebSocket)" if r["mode"] == "lib" else "bare npm ws"
-        lines.append(f"| {name} | {r['clients']:,} | {r['sent']:,} | {r['received']:,} | {r['msgs_per_s']:,} | {r['lost']} | {r['dups']} | {r['missed']} | {r['client_cpu_s']} | {r['client_cpu_s'] / max(1, r['received']) * 1e6:.0f} | {r['client_rss_mb']} | {r['gateway_cpu_s']} | {r['p50_ms']} / {r['p99_ms']} |")
+        lines.append(f"| {name} | {r['clients']:,} | {r['sent']:,} | {r['received']:,} | {r['msgs_per_s']:,} | {r['lost']} | {r['dups']} | {r['missed']} | {r['client_cpu_s']} | {r['client_cpu_s'] / max(1, r['received']) * 1e6:.0f} | {r['client_rss_mb']} | {r['gateway_cpu_s']} | {r['p50_ms']} / {r['p99_ms']} / {r['p999_ms']} |")
     lines.append("")
 if d["reconnect"]:
     lines += ["| gateway restart | clients | all back after SIGTERM | peak reconnects/s | reconnects per second after SIGTERM | msgs sent | received | lost | repeated | missed |",

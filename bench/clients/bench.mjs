@@ -203,6 +203,17 @@ function clients(url, mode) {
   return { report, stop };
 }
 
+// arrived waits until the clients have received want messages in all,
+// or for 10 s more (what is missing then counts as lost), and reports.
+async function arrived(c, want) {
+  const end = Date.now() + 10000;
+  for (;;) {
+    const r = await c.report();
+    if (r.received >= want || Date.now() > end) return r;
+    await sleep(200);
+  }
+}
+
 function pct(lat, p) {
   const total = lat.reduce((a, b) => a + b, 0);
   let seen = 0;
@@ -234,10 +245,9 @@ async function overhead(mode) {
   const m = msggen(s, tag, SECONDS);
   await m.exited;
   const took = (Date.now() - start) / 1000;
-  await sleep(2000);
-  const after = await c.report();
-  const gw1 = cpuOf(s.gw.pid);
   const sent = JSON.parse(readFileSync(m.summary, "utf8"));
+  const after = await arrived(c, before.received + sent.sent);
+  const gw1 = cpuOf(s.gw.pid);
   await c.stop();
   await s.stop();
   const received = after.received - before.received;
@@ -272,9 +282,8 @@ async function reconnect(drain) {
   }, 180000);
   const back = (Date.now() - t0) / 1000;
   await m.exited;
-  await sleep(2000);
-  const r = await c.report();
   const sent = JSON.parse(readFileSync(m.summary, "utf8"));
+  const r = await arrived(c, sent.sent);
   await c.stop();
   await s.stop();
   const perSecond = Object.entries(r.reopens).map(([sec, n]) => [Number(sec) - sec0, n]).sort((a, b) => a[0] - b[0]);

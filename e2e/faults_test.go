@@ -67,8 +67,19 @@ func nodeClientVia(t *testing.T, wrap []string, script, pkg string, env []string
 	if !fileExists("js/node_modules/" + pkg + "/package.json") {
 		outside(t, "e2e/js/node_modules (scripts/test-deps.sh)", "npm ci --prefix e2e/js")
 	}
-	var out, errOut bytes.Buffer
 	argv := append(append(wrap[:len(wrap):len(wrap)], node, "js/"+script), args...)
+	run := runNode(t, argv, env, script, 60*time.Second)
+	return func() [][]byte {
+		t.Helper()
+		return bytes.Split(bytes.TrimSpace(run()), []byte("\n"))
+	}
+}
+
+// runNode starts argv (a Node script, under name in failures) with env
+// added; wait returns its standard output once it exits 0, or fails the
+// test (a failure, or still running after timeout).
+func runNode(t *testing.T, argv, env []string, name string, timeout time.Duration) (wait func() []byte) {
+	var out, errOut bytes.Buffer
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(cmd.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -78,19 +89,19 @@ func nodeClientVia(t *testing.T, wrap []string, script, pkg string, env []string
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
-	return func() [][]byte {
+	return func() []byte {
 		t.Helper()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("%s: %v\n%s%s", script, err, out.String(), errOut.String())
+				t.Fatalf("%s: %v\n%s%s", name, err, out.String(), errOut.String())
 			}
-		case <-time.After(60 * time.Second):
+		case <-time.After(timeout):
 			cmd.Process.Kill()
 			<-done
-			t.Fatalf("%s did not finish:\n%s%s", script, out.String(), errOut.String())
+			t.Fatalf("%s did not finish:\n%s%s", name, out.String(), errOut.String())
 		}
-		return bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
+		return out.Bytes()
 	}
 }
 
@@ -517,30 +528,13 @@ func libraryReader(t *testing.T, url string, id, n int, env []string, transports
 	if !fileExists("../clients/js/node_modules/ws/package.json") {
 		outside(t, "clients/js/node_modules (scripts/test-deps.sh)", "npm ci --prefix clients/js")
 	}
-	var out, errOut bytes.Buffer
-	cmd := exec.Command(node, append([]string{"../clients/js/testing/reader.mjs", url, fmt.Sprint(id), fmt.Sprint(n)}, transports...)...)
-	cmd.Env = append(cmd.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
+	argv := append([]string{node, "../clients/js/testing/reader.mjs", url, fmt.Sprint(id), fmt.Sprint(n)}, transports...)
+	run := runNode(t, argv, env, "reader.mjs", 180*time.Second)
 	return func() map[string][]sseEvent {
 		t.Helper()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("reader.mjs: %v\n%s%s", err, out.String(), errOut.String())
-			}
-		case <-time.After(180 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Fatalf("reader.mjs did not finish:\n%s", errOut.String())
-		}
+		out := run()
 		got := map[string][]sseEvent{}
-		for _, l := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
+		for _, l := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
 			var m struct {
 				Transport, Cursor, Data string
 				Missed                  any

@@ -71,6 +71,15 @@ func startSecured(t *testing.T, gatewayArgs ...string) *secured {
 		s.admin("http://"+s.routerAdmin+"/stats", &st)
 		return st.Gateways == 1
 	})
+	// The gateway registers with the router before its admin server
+	// listens: wait for that too.
+	waitFor(t, "gateway admin listening", func() bool {
+		c, err := net.Dial("tcp", s.gwAdmin)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 	return s
 }
 

@@ -88,9 +88,9 @@ const (
 // behindWait in its queue, or on a machine whose CPUs were idle less
 // than busyIdle, doubles it (from 1 ms, up to Config.WriteDelay) so that
 // each write carries more. One that is not behind on a machine idle
-// more than freeIdle halves it (to 0 below 1 ms), and with its queue
-// never waiting a millisecond writes at once (0); so does one holding
-// lingerBudget of output back. In between it holds.
+// more than freeIdle, or that holds lingerBudget of output back, halves
+// it (to 0 below 1 ms); the former, if no batch waited a millisecond,
+// drops it to 0 at once. In between it holds.
 //
 // Behind is the writer's own backlog, not a batch arriving during a
 // round: at a moderate rate one often does, and counting that doubled

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	_ "embed"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 
@@ -13,15 +14,16 @@ import (
 //go:embed demo.html
 var demoPage []byte
 
-// libraryGzip is the client library gzipped once, for the clients that
-// take it (about a third of its size).
-var libraryGzip = func() []byte {
+// libraryGzip is the client library gzipped, once, on its first request
+// (about a third of its size): a gateway process nobody asks for it
+// (most of a -procs fleet) never does the work.
+var libraryGzip = sync.OnceValue(func() []byte {
 	var b bytes.Buffer
 	w, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
 	w.Write(cometjs.Source)
 	w.Close()
 	return b.Bytes()
-}()
+})
 
 // servePage answers the gateway's own pages: the index (its usage), the
 // demo page and the client library it imports.
@@ -41,7 +43,7 @@ func servePage(ctx *fasthttp.RequestCtx, rt route) {
 		h.Set("Vary", "Accept-Encoding")
 		if ctx.Request.Header.HasAcceptEncoding("gzip") {
 			h.Set("Content-Encoding", "gzip")
-			ctx.SetBody(libraryGzip)
+			ctx.SetBody(libraryGzip())
 		} else {
 			ctx.SetBody(cometjs.Source)
 		}

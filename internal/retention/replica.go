@@ -147,7 +147,7 @@ func (s *Store) at(sh *shard, id int64, epoch uint64, now int64) (h *history, ma
 		return h, false
 	}
 	if h != nil {
-		s.dropFront(h, len(h.kept))
+		s.dropFront(h, len(h.live()))
 	} else {
 		s.ids.Add(1)
 	}
@@ -192,7 +192,12 @@ func (s *Store) keep(id int64, epoch, seq uint64, at int64, topic string, msg []
 // insert keeps msg at seq in h, in order. The shard's lock must be held.
 func (s *Store) insert(h *history, seq uint64, at int64, topic string, msg []byte, now int64) {
 	i := h.from(seq)
-	h.kept = slices.Insert(h.kept, i, Entry{Seq: seq, At: at, Msg: append([]byte(nil), msg...), Topic: topic})
+	e := Entry{Seq: seq, At: at, Msg: append([]byte(nil), msg...), Topic: topic}
+	if i == len(h.live()) {
+		h.push(e)
+	} else {
+		h.kept = slices.Insert(h.kept, h.head+i, e)
+	}
 	s.msgs.Add(1)
 	s.bytes.Add(int64(len(msg)) + entryCost)
 	s.trim(h, now)

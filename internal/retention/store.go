@@ -82,10 +82,15 @@ const (
 
 // history is one id's sequence and window.
 type history struct {
-	epoch     uint64
-	next      uint64  // the position the next message gets; the first is 1
-	kept      []Entry // ascending Seq; contiguous but across the gap
-	idleSince int64   // unix nanos when the id lost its last login; 0 while held
+	epoch uint64
+	next  uint64 // the position the next message gets; the first is 1
+	// kept[head:] are the kept messages, ascending Seq, contiguous but
+	// across the gap; kept[:head] are cleared slots of dropped ones,
+	// reused (the live ones moved to the front) when kept is full, so
+	// that a history at its count bound allocates nothing per message.
+	kept      []Entry
+	head      int
+	idleSince int64 // unix nanos when the id lost its last login; 0 while held
 	// Positions gapFrom to gapTo-1 were skipped, never given to a
 	// message: a router that took the lead from another went on past
 	// what the other could have given (Jump), or a follower saw it do
@@ -102,17 +107,33 @@ func (h *history) skipGap(seq uint64) uint64 {
 	return seq
 }
 
-// from returns the index in kept of the first message at seq or later.
+// live returns the kept messages.
+func (h *history) live() []Entry { return h.kept[h.head:] }
+
+// from returns the index in live() of the first message at seq or later.
 func (h *history) from(seq uint64) int {
-	return sort.Search(len(h.kept), func(i int) bool { return h.kept[i].Seq >= seq })
+	l := h.live()
+	return sort.Search(len(l), func(i int) bool { return l[i].Seq >= seq })
 }
 
 // first is the oldest position kept, or next when nothing is.
 func (h *history) first() uint64 {
-	if len(h.kept) == 0 {
+	if h.head == len(h.kept) {
 		return h.next
 	}
-	return h.kept[0].Seq
+	return h.kept[h.head].Seq
+}
+
+// push keeps e after the others. When kept is full and at least half of
+// it is dropped slots, the live messages move to the front instead of
+// kept growing: at the count bound a history reuses one array.
+func (h *history) push(e Entry) {
+	if len(h.kept) == cap(h.kept) && h.head > 0 && 2*h.head >= len(h.kept) {
+		n := copy(h.kept, h.kept[h.head:])
+		clear(h.kept[n:])
+		h.kept, h.head = h.kept[:n], 0
+	}
+	h.kept = append(h.kept, e)
 }
 
 type shard struct {
@@ -226,12 +247,30 @@ func (l *Held) queue() {
 	l.s.enqueue(l.id, l.epoch, l.seq, l.at)
 }
 
+// Shared is one message's bytes, copied by the first Append that keeps
+// them and shared by every history that keeps them after it: a publish
+// to a topic's thousand members keeps one copy, not a thousand. (The
+// byte cap still counts the bytes once per history that keeps them: it
+// over-counts, never under.)
+type Shared struct{ src, kept []byte }
+
+// Share returns msg to be kept; msg must not change while Appends use it
+// (the copy is made from it on the first one).
+func Share(msg []byte) Shared { return Shared{src: msg} }
+
+func (m *Shared) bytes() []byte {
+	if m.kept == nil {
+		m.kept = append(make([]byte, 0, len(m.src)), m.src...)
+	}
+	return m.kept
+}
+
 // Append gives msg the next position of the id if it has a history (a
 // resumable client now or within the grace period), keeps it and
 // returns the position; epoch 0 when the id has no history. At most one
 // Append per Lock. topic is the topic msg was published to ("" for a
 // send to the id), kept with it.
-func (l *Held) Append(topic string, msg []byte, now int64) (epoch, seq uint64) {
+func (l *Held) Append(topic string, msg *Shared, now int64) (epoch, seq uint64) {
 	h := l.sh.m[l.id]
 	if h == nil {
 		return 0, 0
@@ -242,9 +281,10 @@ func (l *Held) Append(topic string, msg []byte, now int64) (epoch, seq uint64) {
 	s := l.s
 	seq = h.next
 	h.next++
-	h.kept = append(h.kept, Entry{Seq: seq, At: now, Msg: append([]byte(nil), msg...), Topic: topic})
+	b := msg.bytes()
+	h.push(Entry{Seq: seq, At: now, Msg: b, Topic: topic})
 	s.msgs.Add(1)
-	s.bytes.Add(int64(len(msg)) + entryCost)
+	s.bytes.Add(int64(len(b)) + entryCost)
 	s.trim(h, now)
 	l.kept, l.epoch, l.seq, l.at = true, h.epoch, seq, now
 	return h.epoch, seq
@@ -264,13 +304,17 @@ func (s *Store) enqueue(id int64, epoch, seq uint64, at int64) {
 // trim drops what is past the count and age bounds. sh.mu must be held.
 func (s *Store) trim(h *history, now int64) {
 	limit := now - int64(s.cfg.MaxAge)
+	l := h.live()
 	n := 0
-	for n < len(h.kept) && (len(h.kept)-n > s.cfg.MaxMessages || h.kept[n].At < limit) {
+	for n < len(l) && (len(l)-n > s.cfg.MaxMessages || l[n].At < limit) {
 		n++
 	}
 	s.expired.Add(uint64(s.dropFront(h, n)))
-	if cap(h.kept) > 2*s.cfg.MaxMessages+8 {
-		h.kept = append(make([]Entry, 0, len(h.kept)+8), h.kept...)
+	// At the bound push moves the live ones down when kept is full, so
+	// kept stays within twice the bound; it is made smaller only when
+	// far past that (a follower's burst of inserts).
+	if l := h.live(); cap(h.kept) > 4*s.cfg.MaxMessages+8 && len(l) <= s.cfg.MaxMessages {
+		h.kept, h.head = append(make([]Entry, 0, 2*len(l)+8), l...), 0
 	}
 }
 
@@ -280,13 +324,14 @@ func (s *Store) dropFront(h *history, n int) int {
 	if n == 0 {
 		return 0
 	}
-	for i := range h.kept[:n] {
-		s.bytes.Add(-int64(len(h.kept[i].Msg)) - entrySize)
-		h.kept[i] = Entry{}
+	l := h.live()[:n]
+	for i := range l {
+		s.bytes.Add(-int64(len(l[i].Msg)) - entrySize)
+		l[i] = Entry{}
 	}
-	h.kept = h.kept[n:]
-	if len(h.kept) == 0 {
-		h.kept = nil
+	h.head += n
+	if h.head == len(h.kept) {
+		h.kept, h.head = nil, 0
 	}
 	s.msgs.Add(-int64(n))
 	return n
@@ -310,8 +355,9 @@ func (s *Store) evict(more func(queued) bool) {
 		sh := s.shard(q.id)
 		sh.mu.Lock()
 		if h := sh.m[q.id]; h != nil && h.epoch == q.epoch {
+			l := h.live()
 			n := 0
-			for n < len(h.kept) && h.kept[n].Seq <= q.seq {
+			for n < len(l) && l[n].Seq <= q.seq {
 				n++
 			}
 			s.evicted.Add(uint64(s.dropFront(h, n)))
@@ -379,7 +425,7 @@ func (l *Held) Resume(cur cursor.Cursor) (Resumed, []Entry) {
 	}
 	var kept []Entry
 	if res.From <= res.Head {
-		kept = h.kept[h.from(res.From):]
+		kept = h.live()[h.from(res.From):]
 	}
 	return res, kept
 }
@@ -416,7 +462,7 @@ func (s *Store) Sweep(now int64, held func(id int64) bool) {
 				continue
 			}
 			if h.idleSince < graceLimit {
-				s.dropFront(h, len(h.kept))
+				s.dropFront(h, len(h.live()))
 				delete(sh.m, id)
 				s.ids.Add(-1)
 				s.dropped.Add(1)

@@ -31,7 +31,8 @@ func resume(s *Store, id int64, cur cursor.Cursor) resumeResult {
 func send(s *Store, id int64, msg string, now int64) (epoch, seq uint64) {
 	h := s.Lock(id)
 	defer h.Unlock()
-	return h.Append("", []byte(msg), now)
+	m := Share([]byte(msg))
+	return h.Append("", &m, now)
 }
 
 func TestStoreResume(t *testing.T) {
@@ -157,5 +158,69 @@ func TestConfigValidate(t *testing.T) {
 	s, err := NewStore(Config{})
 	if err != nil || s.Config() != DefaultConfig() {
 		t.Fatalf("zero config: %+v, %v", s.Config(), err)
+	}
+}
+
+// A message kept by many histories is copied once, from the source as it
+// was: the caller's buffer may change after.
+func TestStoreSharedCopy(t *testing.T) {
+	s, _ := NewStore(Config{})
+	for id := int64(1); id <= 3; id++ {
+		resume(s, id, cursor.Cursor{})
+	}
+	src := []byte("hello")
+	m := Share(src)
+	now := time.Now().UnixNano()
+	for id := int64(1); id <= 4; id++ { // 4 has no history: nothing kept
+		h := s.Lock(id)
+		h.Append("room", &m, now)
+		h.Unlock()
+	}
+	copy(src, "XXXXX")
+	var first *byte
+	for id := int64(1); id <= 3; id++ {
+		h := s.Lock(id)
+		_, kept := h.Resume(cursor.Cursor{Epoch: epochOf(s, id), Seq: 0})
+		if len(kept) != 1 || string(kept[0].Msg) != "hello" || kept[0].Topic != "room" {
+			h.Unlock()
+			t.Fatalf("id %d kept %+v", id, kept)
+		}
+		if first == nil {
+			first = &kept[0].Msg[0]
+		} else if first != &kept[0].Msg[0] {
+			h.Unlock()
+			t.Fatalf("id %d has its own copy", id)
+		}
+		h.Unlock()
+	}
+	if st := s.Stats(); st.Messages != 3 || st.Bytes != 3*(5+entryCost) {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// epochOf is id's history's epoch (id's lock held, or no other user).
+func epochOf(s *Store, id int64) uint64 {
+	sh := s.shard(id)
+	return sh.m[id].epoch
+}
+
+// A history at its count bound keeps the newest in order and reuses its
+// array instead of growing it.
+func TestStoreBoundReusesArray(t *testing.T) {
+	s, _ := NewStore(Config{MaxMessages: 4})
+	ep := resume(s, 1, cursor.Cursor{}).res.Epoch
+	now := time.Now().UnixNano()
+	for i := 1; i <= 1000; i++ {
+		send(s, 1, fmt.Sprint(i), now)
+		if h := s.shard(1).m[1]; cap(h.kept) > 4*4+8 {
+			t.Fatalf("after %d: cap %d", i, cap(h.kept))
+		}
+	}
+	got := resume(s, 1, cursor.Cursor{Epoch: ep, Seq: 996})
+	if got.res.Missed || fmt.Sprint(got.seqs) != "[997 998 999 1000]" || fmt.Sprint(got.msgs) != "[997 998 999 1000]" {
+		t.Fatalf("%+v", got)
+	}
+	if st := s.Stats(); st.Messages != 4 || st.Expired != 996 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -149,7 +149,8 @@ func (b *sendBatch) send(id int64, msg []byte) {
 	b.ack.accepted++
 	b.r.c.sent.Add(1)
 	h := b.r.store.Lock(id)
-	epoch, seq := h.Append("", msg, b.now)
+	kept := retention.Share(msg)
+	epoch, seq := h.Append("", &kept, b.now)
 	b.route(id, msg, epoch, seq)
 	h.Unlock()
 }
@@ -208,6 +209,7 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 	}
 	b.pubs++
 	pub := fanout{n: b.pubs, msg: msg, topic: name}
+	kept := retention.Share(msg) // one copy for every member's history
 	for i := 0; i < len(b.members); {
 		id := b.members[i].ID
 		j := i
@@ -215,7 +217,7 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 			j++
 		}
 		h := r.store.Lock(id)
-		epoch, seq := h.Append(name, msg, b.now)
+		epoch, seq := h.Append(name, &kept, b.now)
 		if epoch != 0 {
 			pub.kept = true
 			b.log(id, epoch, seq, name, msg)

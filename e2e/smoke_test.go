@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -140,6 +142,21 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// getBody is the body of a GET of url (the test fails if it cannot be had).
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // routerStats is what tests wait for in a router's /stats.
 type routerStats struct{ Gateways, Conns int }
 
@@ -255,6 +272,22 @@ func TestSmoke(t *testing.T) {
 	out, err = runCmd(t, bin+"/router", "stats", "-admin", routerAdmin)
 	if err != nil || !strings.Contains(out, `"sent": 21`) || !strings.Contains(out, `"delivered": 21`) {
 		t.Fatalf("router stats: %v\n%s", err, out)
+	}
+	// Every stage of a delivery's latency counted what went through it:
+	// the 20 msggen frames routed and confirmed, their batches queued
+	// and written.
+	stageCount := regexp.MustCompile(`(comet_\w+_seconds)_count (\d+)`)
+	counted := map[string]int{}
+	for _, admin := range []string{routerAdmin, gwAdmin} {
+		for _, m := range stageCount.FindAllStringSubmatch(getBody(t, "http://"+admin+"/metrics"), -1) {
+			counted[m[1]], _ = strconv.Atoi(m[2])
+		}
+	}
+	for _, stage := range []string{"comet_router_route_seconds", "comet_router_down_confirm_seconds",
+		"comet_gateway_down_submit_seconds", "comet_gateway_write_queue_seconds", "comet_gateway_write_round_seconds"} {
+		if counted[stage] < 20 {
+			t.Errorf("%s counted %d, want at least 20 (%v)", stage, counted[stage], counted)
+		}
 	}
 
 	// Bad input never hurts: a 400, then the stream still works.

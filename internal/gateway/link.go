@@ -12,6 +12,7 @@ import (
 
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/hub"
+	"github.com/cometgw/comet/internal/latency"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -34,6 +35,9 @@ type link struct {
 	hub      *hub.Hub
 	sub      atomic.Pointer[nats.Subscription] // the down subscription, once made
 	inbound  int                               // the down subscription's pending bytes limit
+	// How long a down frame waited for the hub to take it (the writers'
+	// queues full): the gateway's backpressure on the router.
+	submitWait latency.Histogram
 
 	mu sync.Mutex
 	// up holds the up frames of each partition of the ids (one without
@@ -460,7 +464,9 @@ func (l *link) handleDown(m *nats.Msg) {
 		l.badFrames.Add(1)
 		l.log.Warn("bad frame from router", zap.Error(err))
 	}
+	start := time.Now()
 	l.hub.Submit(&f.Batch)
+	l.submitWait.Since(start)
 }
 
 // resync sends a hello and then every live login, ordered with concurrent

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/fdtable"
+	"github.com/cometgw/comet/internal/latency"
 	"github.com/cometgw/comet/internal/netpoll"
 )
 
@@ -50,6 +51,11 @@ type Hub struct {
 	workers sync.WaitGroup
 	loops   sync.WaitGroup // the epoll loop and the sweeper
 	stop    chan struct{}
+
+	// How long batches waited in the writers' queues, and how long a
+	// writer's round (apply and write) took: the gateway's stages of a
+	// delivery's latency (Latencies).
+	queueWait, roundTime latency.Histogram
 
 	clock      atomic.Int64  // unix nanos, refreshed by the sweeper
 	idle       atomic.Uint64 // float64 bits: the machine's idle CPU fraction over the last sweep

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/latency"
 )
 
 // maxRound bounds the batches one writer applies before it writes what
@@ -44,6 +45,14 @@ func (h *Hub) Submit(b *Batch) {
 	for ; mask != 0; mask &= mask - 1 {
 		h.queues[bits.TrailingZeros64(mask)] <- b
 	}
+}
+
+// Latencies returns the hub's stage histograms: how long batches
+// waited in the writers' queues (from Submit to their round), and how
+// long a round took to apply its batches and write what they made (a
+// write a delay holds back is written by a later wake-up, not counted).
+func (h *Hub) Latencies() (queueWait, round *latency.Histogram) {
+	return &h.queueWait, &h.roundTime
 }
 
 // Deliver queues msg for every session in conns (a batch of one).
@@ -166,6 +175,7 @@ func (h *Hub) writer(w int, q chan *Batch) {
 			continue
 		}
 		start := time.Now()
+		h.queueWait.Observe(time.Duration(start.UnixNano() - b.queued))
 		round = append(round[:0], b)
 	more:
 		for len(round) < maxRound {
@@ -174,6 +184,7 @@ func (h *Hub) writer(w int, q chan *Batch) {
 				if !ok {
 					break more
 				}
+				h.queueWait.Observe(time.Duration(start.UnixNano() - b.queued))
 				round = append(round, b)
 			default:
 				break more
@@ -183,6 +194,7 @@ func (h *Hub) writer(w int, q chan *Batch) {
 			h.apply(uint32(w), b, &m, &sc)
 		}
 		h.flushDirty(&sc)
+		h.roundTime.Since(start)
 		h.afterRound(&sc, start, round[0].queued)
 		h.rewake(&sc, wake)
 		for i, b := range round {

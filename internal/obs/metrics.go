@@ -1,6 +1,10 @@
 package obs
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cometgw/comet/internal/latency"
+)
 
 // Metrics is a Prometheus registry (with the Go runtime and process
 // collectors) whose metrics, all in one namespace, are read from
@@ -38,4 +42,30 @@ func (m *Metrics) Bool(name, help string, f func() bool) {
 		}
 		return 0
 	})
+}
+
+// Latency registers h as a histogram in seconds, read when scraped.
+func (m *Metrics) Latency(name, help string, h *latency.Histogram) {
+	m.Registry.MustRegister(&latencyCollector{
+		desc: prometheus.NewDesc(prometheus.BuildFQName(m.namespace, "", name), help, nil, nil),
+		h:    h,
+	})
+}
+
+type latencyCollector struct {
+	desc *prometheus.Desc
+	h    *latency.Histogram
+}
+
+func (c *latencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *latencyCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.h.Snapshot()
+	buckets := make(map[float64]uint64, len(latency.Bounds))
+	var cum uint64
+	for i, b := range latency.Bounds {
+		cum += s.Counts[i]
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(c.desc, s.Count(), s.Sum.Seconds(), buckets)
 }

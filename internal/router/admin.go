@@ -318,6 +318,8 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Counter("logins_total", "Logins applied.", nil, r.c.logins.Load)
 	m.Counter("logouts_total", "Logouts applied.", nil, r.c.logouts.Load)
 	m.Counter("resyncs_total", "Login resyncs asked of gateways.", nil, r.c.resyncs.Load)
+	m.Latency("route_seconds", "Stage latency: routing one send frame, from its arrival to its down frames published (waiting for a gateway's window included).", &r.c.route)
+	m.Latency("down_confirm_seconds", "Stage latency: a down frame's flight, from its publish to the gateway's done record (the gateway's queues and writes included).", &r.c.confirm)
 	m.Counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", nil, r.c.purges.Load)
 	m.Counter("bad_frames_total", "Malformed NATS frames received.", nil, r.c.badFrames.Load)
 	m.Counter("resumes_total", "Resumes of long-poll and SSE clients.", nil, r.c.resumes.Load)

@@ -186,6 +186,7 @@ func (fl *flows) resolve(gw *peer, seq uint64, t *wire.Tally) {
 		fl.lostCopies(f.ack, f.copies)
 		return
 	}
+	fl.c.confirm.Observe(time.Duration(time.Now().UnixNano() - f.at))
 	fl.confirmed(f.ack, *t)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	embeddednats "github.com/cometgw/comet/embedded-nats"
 	"github.com/cometgw/comet/internal/auth"
+	"github.com/cometgw/comet/internal/latency"
 	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
@@ -82,6 +83,10 @@ type counters struct {
 	waits, refused, unknownDone              atomic.Uint64
 	published, broadcasts, topicVoid         atomic.Uint64
 	presenceSent, kicks                      atomic.Uint64
+	// Stage latencies: routing one send frame (from its arrival to its
+	// down frames published, waiting for window room included), and a
+	// down frame's flight (from its publish to the gateway's done record).
+	route, confirm latency.Histogram
 	// Up frames from gateways partitioned otherwise than this router
 	// (members.handleStray).
 	strayUp atomic.Uint64

@@ -14,6 +14,7 @@ import (
 // handleSend routes one sender frame. Its ack, if it is a request, goes
 // out when every copy's fate is known (see flow.go).
 func (r *Router) handleSend(m *nats.Msg) {
+	defer r.c.route.Since(time.Now())
 	if !r.lead.takes() {
 		// Taken as the lead was lost: not routed; the sender is told
 		// as if no router were subscribed, and sends it again.

@@ -5,6 +5,7 @@
 //	floodtest -url http://127.0.0.1:8000/test/ -n 10000 -rate 100/s [flags]
 //	floodtest -urls FILE -wait 10ms [flags]
 //	floodtest plot mochimem.log -o mem.png
+//	floodtest curve sweep.csv -o latency.svg -log
 //	floodtest report -dir study/RUN
 package main
 
@@ -30,6 +31,8 @@ func run(ctx context.Context, args []string) error {
 		switch args[0] {
 		case "plot":
 			return runPlot(args[1:])
+		case "curve":
+			return runCurve(args[1:])
 		case "report":
 			return runReport(args[1:])
 		case "worker":

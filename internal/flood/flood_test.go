@@ -239,3 +239,19 @@ func TestLatencyBuckets(t *testing.T) {
 		t.Fatalf("broadcasts %+v", sum)
 	}
 }
+
+func TestCurve(t *testing.T) {
+	c, err := ReadCurve(strings.NewReader("deliveries/s,p50 ms,p99 ms\n25000,2.1,15.7\n100000,6.8,46.1\n400000,31.5,167.8\n"))
+	if err != nil || len(c.Rows) != 3 || c.X != "deliveries/s" || len(c.Series) != 2 || c.Rows[2][2] != 167.8 {
+		t.Fatalf("%+v %v", c, err)
+	}
+	var buf bytes.Buffer
+	if err := PlotCurve(c, "Chat latency", "ms", true, "svg", &buf); err != nil || !bytes.Contains(buf.Bytes(), []byte("p99 ms")) {
+		t.Fatalf("svg: %v", err)
+	}
+	for _, bad := range []string{"", "x\n1\n", "x,y\n1,abc\n", "x,y\n"} {
+		if _, err := ReadCurve(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q read", bad)
+		}
+	}
+}

@@ -102,6 +102,7 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	m.Counter("throttled_total", "Times a WebSocket client was not read until the next second for passing -ws-request-rate.", nil, func() uint64 { return h.Stats().Throttled })
 	m.Gauge("input_held_bytes", "Bytes held for clients' incomplete input (WebSocket frames and messages); -input-budget bounds it.", nil, func() float64 { return float64(h.Stats().InputHeld) })
 	m.Counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
+	m.Gauge("write_delay_seconds", "The largest write delay a writer applies now (-write-delay): at most what gathering adds to a delivery.", nil, func() float64 { return h.Stats().WriteDelay.Seconds() })
 	queueWait, round := h.Latencies()
 	m.Latency("down_submit_seconds", "Stage latency: how long a frame from a router waited for the writers' queues to take it (backpressure on the router).", &g.link.submitWait)
 	m.Latency("write_queue_seconds", "Stage latency: how long a batch of deliveries waited in a writer's queue before its round.", queueWait)

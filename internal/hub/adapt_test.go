@@ -6,29 +6,31 @@ import (
 )
 
 // The write delay doubles while the writer is behind (busy most of the
-// time, or its batches waiting) or the machine is busy, up to the limit;
-// holds in between; once the writer keeps up on a machine with CPU to
-// spare it halves, or falls to 0 at once if no batch waited a
-// millisecond; it halves too while the writer holds its budget.
+// time with batches queued, or its batches waiting long) or the machine
+// has been saturated for saturatedIn sweeps, up to the limit; holds in
+// between; once the writer keeps up on a machine with CPU to spare it
+// halves, or falls to 0 at once if no batch waited a millisecond; it
+// halves too while the writer holds its budget.
 func TestAdaptWriteDelay(t *testing.T) {
 	h := &Hub{cfg: Config{WriteDelay: 100 * time.Millisecond}}
 	var sc scratch
 	var got []time.Duration
-	for i := 0; i < 9; i++ {
-		switch i % 3 {
-		case 0:
-			h.adapt(&sc, 0.8, 0, 0.5) // busy
-		case 1:
+	for i := 0; i < 6; i++ {
+		if i%2 == 0 {
+			h.adapt(&sc, 0.8, 2*time.Millisecond, 0.5) // busy, batches queued
+		} else {
 			h.adapt(&sc, 0.1, 12*time.Millisecond, 0.5) // a batch waited
-		default:
-			h.adapt(&sc, 0.1, 0, 0.05) // the machine busy
 		}
 		got = append(got, sc.delay)
 	}
-	want := []time.Duration{1, 2, 4, 8, 16, 32, 64, 100, 100}
+	for i := 0; i < saturatedIn+1; i++ {
+		h.adapt(&sc, 0.1, 0, 0.05) // the machine busy, nothing owed
+		got = append(got, sc.delay)
+	}
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 32, 32, 32, 32, 32, 32, 32, 64, 100}
 	for i := range want {
 		if got[i] != want[i]*time.Millisecond {
-			t.Fatalf("behind or busy: delays %v", got)
+			t.Fatalf("behind or saturated: delays %v", got)
 		}
 	}
 	h.adapt(&sc, 0.1, 0, 0.2) // neither busy nor free: hold
@@ -55,6 +57,22 @@ func TestAdaptWriteDelay(t *testing.T) {
 	if sc.delay != 0 {
 		t.Fatalf("a moderate rate: %s", sc.delay)
 	}
+	// One long round with nothing queued behind it (a broadcast to
+	// every stream) is not a backlog: no delay.
+	h.adapt(&sc, 1, 0, 0.5)
+	if sc.delay != 0 {
+		t.Fatalf("one long round: %s", sc.delay)
+	}
+	// A neighbour's burst: the machine saturated for less than
+	// saturatedIn sweeps, then not: the count starts again.
+	for range saturatedIn - 1 {
+		h.adapt(&sc, 0.1, 0, 0.05)
+	}
+	h.adapt(&sc, 0.1, 0, 0.2)
+	h.adapt(&sc, 0.1, 0, 0.05)
+	if sc.delay != 0 || sc.saturated != 1 {
+		t.Fatalf("a burst: %s, %d sweeps saturated", sc.delay, sc.saturated)
+	}
 	h.cfg.WriteDelay = -1 // never
 	h.adapt(&sc, 1, time.Second, 0)
 	if sc.delay != 0 {
@@ -62,30 +80,48 @@ func TestAdaptWriteDelay(t *testing.T) {
 	}
 }
 
-// A writer's rounds count as busy time and its batches' waits as owed:
-// a sweep spent writing gathers, a sweep spent waiting for work does not.
+// A writer's rounds count as busy time and what its batches waited for
+// its previous round as owed: a sweep spent writing with batches queued
+// gathers; a sweep spent waiting for work does not, nor a batch that
+// waited for a CPU rather than for the writer.
 func TestAfterRoundMeasuresBusy(t *testing.T) {
 	h := &Hub{cfg: Config{WriteDelay: time.Second}}
 	h.idle.Store(0x3fe0000000000000) // 0.5
 	var sc scratch
 	start := time.Now()
-	h.afterRound(&sc, start, 0) // the first round
+	h.afterRound(&sc, start, 0, 1) // the first round
+	end := sc.lastEnd
 	time.Sleep(10 * time.Millisecond)
 	h.sweeps.Add(1)
-	h.afterRound(&sc, start, 0) // busy since the first round began: all of it
+	// Busy since the first round began (all of the sweep), its batch
+	// queued 2 ms before the first round ended.
+	h.afterRound(&sc, start, end-int64(2*time.Millisecond), 1)
 	if sc.delay != time.Millisecond {
-		t.Fatalf("a sweep spent busy: %s", sc.delay)
+		t.Fatalf("a sweep spent busy with batches queued: %s", sc.delay)
 	}
 	time.Sleep(20 * time.Millisecond)
 	h.sweeps.Add(1)
-	h.afterRound(&sc, time.Now(), 0) // a round of no time after 20 ms idle
+	h.afterRound(&sc, time.Now(), 0, 1) // a round of no time after 20 ms idle
 	if sc.delay != 0 {
 		t.Fatalf("a sweep spent waiting: %s", sc.delay)
 	}
 	now := time.Now()
 	h.sweeps.Add(1)
-	h.afterRound(&sc, now, now.Add(-15*time.Millisecond).UnixNano()) // a batch that waited 15 ms
+	h.afterRound(&sc, now, sc.lastEnd-int64(15*time.Millisecond), 1) // a batch that waited 15 ms for the last round
 	if sc.delay != time.Millisecond {
 		t.Fatalf("a batch waited: %s", sc.delay)
+	}
+	time.Sleep(20 * time.Millisecond)
+	now = time.Now()
+	h.sweeps.Add(1)
+	h.afterRound(&sc, now, now.Add(-15*time.Millisecond).UnixNano(), 1) // queued after the last round ended
+	if sc.delay != 0 {
+		t.Fatalf("a lone batch that waited for a CPU: %s", sc.delay)
+	}
+	now = time.Now()
+	h.sweeps.Add(1)
+	h.afterRound(&sc, now, now.Add(-15*time.Millisecond).UnixNano(), 3) // a queue of three waited 15 ms
+	if sc.delay != time.Millisecond {
+		t.Fatalf("a queue that waited: %s", sc.delay)
 	}
 }

@@ -28,9 +28,10 @@ type Config struct {
 	// on loopback costs about 10 µs of CPU between the two ends, whatever
 	// it carries (docs/BENCHMARKS.md), so under load fewer, fuller writes
 	// deliver more. The delay adapts once per sweep: a writer that is
-	// behind (busy 70% of the sweep, or a batch waited 10 ms in its queue)
-	// or whose machine's CPUs were idle less than 10% (/proc/stat)
-	// doubles it (from 1 ms up to WriteDelay); one that was not behind on
+	// behind (a batch waited 10 ms in its queue, or busy 70% of the sweep
+	// with batches queued behind its rounds) or whose machine's CPUs were
+	// idle less than 10% (/proc/stat) for 2 s in a row doubles it (from
+	// 1 ms up to WriteDelay); one that was not behind on
 	// a machine idle more than 30% halves it, to 0 at once if no batch
 	// waited a millisecond; in between it holds. A session written less
 	// than its share of the current delay (half of it to all of it, fixed

@@ -56,6 +56,7 @@ type Hub struct {
 	// writer's round (apply and write) took: the gateway's stages of a
 	// delivery's latency (Latencies).
 	queueWait, roundTime latency.Histogram
+	delays               []atomic.Int64 // each writer's current write delay (adapt)
 
 	clock      atomic.Int64  // unix nanos, refreshed by the sweeper
 	idle       atomic.Uint64 // float64 bits: the machine's idle CPU fraction over the last sweep
@@ -135,6 +136,7 @@ func New(cfg Config, kinds []Kind, l Listener, log *zap.Logger) (*Hub, error) {
 	h.clock.Store(time.Now().UnixNano())
 	h.idle.Store(math.Float64bits(1))
 	h.queues = make([]chan *Batch, cfg.Workers)
+	h.delays = make([]atomic.Int64, cfg.Workers)
 	for i := range h.queues {
 		h.queues[i] = make(chan *Batch, cfg.QueueLen)
 		h.workers.Add(1)
@@ -327,6 +329,9 @@ type Stats struct {
 	// InputHeld is the bytes held for reading sessions' incomplete input
 	// (Config.InputBudget bounds it).
 	InputHeld int64 `json:"input_held"`
+	// WriteDelay is the largest write delay a writer applies now
+	// (Config.WriteDelay): at most what gathering adds to a delivery.
+	WriteDelay time.Duration `json:"write_delay_ns"`
 }
 
 // Stats returns the hub's counters.
@@ -349,6 +354,9 @@ func (h *Hub) Stats() Stats {
 	}
 	for i, t := range h.traits {
 		st.OpenKind[t.Name] = h.byKind[i].Load()
+	}
+	for i := range h.delays {
+		st.WriteDelay = max(st.WriteDelay, time.Duration(h.delays[i].Load()))
 	}
 	st.LostPending = make(map[string]uint64, numReasons)
 	for i := range h.closes {

@@ -159,10 +159,13 @@ type scratch struct {
 	delay     time.Duration
 	held      lingering
 	lingering int
+	saturated int           // sweeps in a row the machine was saturated (adapt)
 	busy      time.Duration // time spent in rounds since the last adapt
-	owed      time.Duration // the longest a batch waited in the queue since then
+	owed      time.Duration // the longest a batch waited for the writer's previous round since then
+	lastEnd   int64         // unix nanos when the writer's last round ended
 	since     time.Time     // the last adapt
 	sweep     uint64        // the sweep of the last adapt
+	w         int           // the writer's index (Hub.delays)
 }
 
 // trim drops buffers that grew past their usual size.

@@ -84,29 +84,46 @@ const (
 
 // Thresholds for the write delay (adapt): of a writer's busy fraction
 // over a sweep (the wall time it spent in rounds), of the longest a
-// batch waited in its queue, and of the machine's idle CPU.
+// batch waited in its queue, and of the machine's idle CPU, and how many
+// sweeps in a row the machine must be saturated.
 const (
-	busyWriter = 0.70                  // at or above: the writer is behind
-	behindWait = 10 * time.Millisecond // a batch waited this long: behind
-	busyIdle   = 0.10                  // machine idle below: saturated, gather more
-	freeIdle   = 0.30                  // above (and not behind): free, gather less
+	busyWriter  = 0.70                  // at or above, with batches waiting: the writer is behind
+	behindWait  = 10 * time.Millisecond // a batch waited this long: behind
+	queuedWait  = time.Millisecond      // a batch waited this long: something queued
+	busyIdle    = 0.10                  // machine idle below: saturated
+	freeIdle    = 0.30                  // above (and not behind): free, gather less
+	saturatedIn = 8                     // sweeps (2 s) saturated in a row: sustained load, gather more
 )
 
 // adapt sets the writer's write delay, once per sweep. A writer that is
-// behind, busy busyWriter of the sweep or with a batch that waited
-// behindWait in its queue, or on a machine whose CPUs were idle less
-// than busyIdle, doubles it (from 1 ms, up to Config.WriteDelay) so that
-// each write carries more. One that is not behind on a machine idle
-// more than freeIdle, or that holds lingerBudget of output back, halves
-// it (to 0 below 1 ms); the former, if no batch waited a millisecond,
-// drops it to 0 at once. In between it holds.
+// behind, with a batch that waited behindWait in its queue or busy
+// busyWriter of the sweep while batches queued, or on a machine whose
+// CPUs were idle less than busyIdle for saturatedIn sweeps in a row,
+// doubles it (from 1 ms, up to Config.WriteDelay) so that each write
+// carries more. One that is not behind on a machine idle more than
+// freeIdle, or that holds lingerBudget of output back, halves it (to 0
+// below 1 ms); the former, if no batch waited a millisecond, drops it to
+// 0 at once. In between it holds.
 //
-// Behind is the writer's own backlog, not a batch arriving during a
+// Behind is the writer's own backlog. Not a batch arriving during a
 // round: at a moderate rate one often does, and counting that doubled
-// the delay to its 4 s limit under 1,000 messages/s (bench-clients).
+// the delay to its 4 s limit under 1,000 messages/s (bench-clients). Not
+// one long round with nothing queued behind it either: a broadcast to
+// 100,000 streams is one such round, and gathering after it held the
+// next broadcast back (p99 3.1 s against the floor's 0.9 s,
+// bench-fanout). And the machine's saturation counts only when it lasts:
+// a burst of a neighbour's is not a reason to delay this writer's
+// sessions, while two seconds of it is the flat-out load where fewer,
+// fuller writes are what keeps up (bench-throughput at 100,000 streams:
+// 90,000 messages/s without it, 155,000 with it).
 func (h *Hub) adapt(sc *scratch, busy float64, owed time.Duration, idle float64) {
 	limit := h.cfg.WriteDelay
-	behind := busy >= busyWriter || owed >= behindWait
+	behind := owed >= behindWait || busy >= busyWriter && owed >= queuedWait
+	if idle < busyIdle {
+		sc.saturated++
+	} else {
+		sc.saturated = 0
+	}
 	switch {
 	case limit <= 0:
 		sc.delay = 0
@@ -114,27 +131,41 @@ func (h *Hub) adapt(sc *scratch, busy float64, owed time.Duration, idle float64)
 		if sc.delay /= 2; sc.delay < time.Millisecond || owed < time.Millisecond && sc.lingering < lingerBudget {
 			sc.delay = 0
 		}
-	case behind || idle < busyIdle:
+	case behind || sc.saturated >= saturatedIn:
 		sc.delay = min(max(2*sc.delay, time.Millisecond), limit)
 	}
 }
 
-// afterRound counts the time since start (a round's) as busy, notes how
-// long the round's oldest batch waited (queued, unix nanos; 0: none)
-// and, once per sweep, adapts the write delay.
-func (h *Hub) afterRound(sc *scratch, start time.Time, queued int64) {
+// afterRound counts the time since start (a round's, of batches
+// batches) as busy, notes what the writer owed (how long the round's
+// oldest batch, queued at queued, unix nanos, 0: none, waited) and, once
+// per sweep, adapts the write delay.
+func (h *Hub) afterRound(sc *scratch, start time.Time, queued int64, batches int) {
 	now := time.Now()
 	if sc.since.IsZero() { // the writer's first round
 		sc.since, sc.sweep = start, h.sweeps.Load()
 	}
 	sc.busy += now.Sub(start)
-	if queued > 0 {
+	switch {
+	case queued <= 0:
+	case batches > 1:
+		// A queue: what its oldest waited, for the writer's previous
+		// round or for a CPU, is what the writer owes.
 		sc.owed = max(sc.owed, time.Duration(start.UnixNano()-queued))
+	case queued < sc.lastEnd:
+		// One batch: what it waited for the writer's previous round.
+		// A lone batch's wait past that round's end is for a CPU
+		// (other processes' writers took it), not a backlog.
+		sc.owed = max(sc.owed, time.Duration(sc.lastEnd-queued))
 	}
+	sc.lastEnd = now.UnixNano()
 	if e := h.sweeps.Load(); e != sc.sweep {
 		sc.sweep = e
 		if span := now.Sub(sc.since); span > 0 {
 			h.adapt(sc, float64(sc.busy)/float64(span), sc.owed, math.Float64frombits(h.idle.Load()))
+			if sc.w < len(h.delays) {
+				h.delays[sc.w].Store(int64(sc.delay))
+			}
 		}
 		sc.since, sc.busy, sc.owed = now, 0, 0
 	}
@@ -147,7 +178,7 @@ func (h *Hub) afterRound(sc *scratch, start time.Time, queued int64) {
 func (h *Hub) writer(w int, q chan *Batch) {
 	defer h.workers.Done()
 	var m Message
-	sc := scratch{deferred: true}
+	sc := scratch{deferred: true, w: w}
 	round := make([]*Batch, 0, maxRound)
 	var wake *time.Timer
 	var wakeC <-chan time.Time
@@ -170,7 +201,7 @@ func (h *Hub) writer(w int, q chan *Batch) {
 		case <-wakeC:
 			start := time.Now()
 			h.flushDirty(&sc)
-			h.afterRound(&sc, start, 0)
+			h.afterRound(&sc, start, 0, 0)
 			h.rewake(&sc, wake)
 			continue
 		}
@@ -195,7 +226,7 @@ func (h *Hub) writer(w int, q chan *Batch) {
 		}
 		h.flushDirty(&sc)
 		h.roundTime.Since(start)
-		h.afterRound(&sc, start, round[0].queued)
+		h.afterRound(&sc, start, round[0].queued, len(round))
 		h.rewake(&sc, wake)
 		for i, b := range round {
 			if b.refs.Add(-1) == 0 && b.Done != nil {

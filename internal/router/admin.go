@@ -79,20 +79,24 @@ type Stats struct {
 	// refused for overload, send frames NATS dropped because the router
 	// could not take them (their senders got no ack), done records for
 	// frames no longer tracked.
-	WindowWaits       uint64          `json:"window_waits"`
-	Refused           uint64          `json:"refused"`
-	SendFramesDropped uint64          `json:"send_frames_dropped"`
-	UnknownDone       uint64          `json:"unknown_done"`
-	LoginsTotal       uint64          `json:"logins_total"`
-	Logouts           uint64          `json:"logouts_total"`
-	Resyncs           uint64          `json:"resyncs"`
-	Purges            uint64          `json:"gateway_purges"`
-	BadFrames         uint64          `json:"bad_frames"`
-	Resumes           uint64          `json:"resumes"`
-	Missed            uint64          `json:"resumes_missed"`
-	CaughtUp          uint64          `json:"caught_up"`
-	KeptOnly          uint64          `json:"kept_only"`
-	Retention         retention.Stats `json:"retention"`
+	WindowWaits       uint64 `json:"window_waits"`
+	Refused           uint64 `json:"refused"`
+	SendFramesDropped uint64 `json:"send_frames_dropped"`
+	UnknownDone       uint64 `json:"unknown_done"`
+	LoginsTotal       uint64 `json:"logins_total"`
+	Logouts           uint64 `json:"logouts_total"`
+	Resyncs           uint64 `json:"resyncs"`
+	// Unconfirmed is the down frames a live gateway had not confirmed
+	// at the deliver timeout (their copies are counted lost; a slow
+	// gateway's come late, a lost one's make it resync).
+	Unconfirmed uint64          `json:"unconfirmed_frames"`
+	Purges      uint64          `json:"gateway_purges"`
+	BadFrames   uint64          `json:"bad_frames"`
+	Resumes     uint64          `json:"resumes"`
+	Missed      uint64          `json:"resumes_missed"`
+	CaughtUp    uint64          `json:"caught_up"`
+	KeptOnly    uint64          `json:"kept_only"`
+	Retention   retention.Stats `json:"retention"`
 	// Lead: a redundant router's role and history log (absent alone).
 	Lead *LeadStats `json:"lead,omitempty"`
 	// Partition: a partitioned router's share and what it handed to
@@ -116,7 +120,7 @@ func (r *Router) Stats() Stats {
 		Dropped:     Dropped{Gone: c.droppedGone.Load(), Slow: c.droppedSlow.Load(), Gateway: c.droppedGateway.Load()},
 		WindowWaits: c.waits.Load(), Refused: c.refused.Load(), SendFramesDropped: r.senders.dropped(), UnknownDone: c.unknownDone.Load(),
 		LoginsTotal: c.logins.Load(), Logouts: c.logouts.Load(),
-		Resyncs: c.resyncs.Load(), Purges: c.purges.Load(), BadFrames: c.badFrames.Load(),
+		Resyncs: c.resyncs.Load(), Unconfirmed: c.unconfirmed.Load(), Purges: c.purges.Load(), BadFrames: c.badFrames.Load(),
 		Resumes: c.resumes.Load(), Missed: c.missed.Load(), CaughtUp: c.caughtUp.Load(), KeptOnly: c.kept.Load(),
 		Retention:   r.store.Stats(),
 		Lead:        r.lead.stats(),
@@ -318,6 +322,7 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Counter("logins_total", "Logins applied.", nil, r.c.logins.Load)
 	m.Counter("logouts_total", "Logouts applied.", nil, r.c.logouts.Load)
 	m.Counter("resyncs_total", "Login resyncs asked of gateways.", nil, r.c.resyncs.Load)
+	m.Counter("unconfirmed_frames_total", "Down frames a live gateway had not confirmed at -deliver-timeout: their copies counted lost (a slow gateway's arrive late; a frame lost on the way makes the gateway resync).", nil, r.c.unconfirmed.Load)
 	m.Latency("route_seconds", "Stage latency: routing one send frame, from its arrival to its down frames published (waiting for a gateway's window included).", &r.c.route)
 	m.Latency("down_confirm_seconds", "Stage latency: a down frame's flight, from its publish to the gateway's done record (the gateway's queues and writes included).", &r.c.confirm)
 	m.Counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", nil, r.c.purges.Load)

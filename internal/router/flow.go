@@ -177,6 +177,13 @@ func (fl *flows) resolve(gw *peer, seq uint64, t *wire.Tally) {
 		gw.inflight -= f.bytes
 		fl.room.Broadcast()
 	}
+	switch {
+	case gw.suspect == 0:
+	case !ok && seq >= gw.suspect:
+		gw.suspect = 0 // the frames failed at the deliver timeout came late: slow, not lost
+	case ok && seq > gw.suspect:
+		gw.suspect, gw.lost = 0, true // a later frame came first: the failed one was lost
+	}
 	fl.mu.Unlock()
 	if !ok {
 		fl.c.unknownDone.Add(1)
@@ -209,6 +216,9 @@ func (fl *flows) failFlights(gw *peer, before int64) int {
 			lost = append(lost, f)
 			delete(gw.flights, seq)
 			gw.inflight -= f.bytes
+			if before != 0 {
+				gw.suspect = max(gw.suspect, seq)
+			}
 		}
 	}
 	if len(lost) > 0 || before == 0 {
@@ -219,6 +229,16 @@ func (fl *flows) failFlights(gw *peer, before int64) int {
 		fl.lostCopies(f.ack, f.copies)
 	}
 	return len(lost)
+}
+
+// takeLost reports, once, that a frame failed at the deliver timeout was
+// lost rather than slow: a later frame of gw was confirmed before it.
+func (fl *flows) takeLost(gw *peer) bool {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	lost := gw.lost
+	gw.lost = false
+	return lost
 }
 
 // confirmed counts a gateway's tally of one flight and adds it to its

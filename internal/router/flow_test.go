@@ -159,5 +159,103 @@ func TestFullWindowRefusesHTTPSend(t *testing.T) {
 	if st := r.Stats(); st.WindowWaits == 0 || st.Dropped.Gateway != 2 {
 		t.Fatalf("stats %+v", st)
 	}
-	waitFor(t, "the gateway asked for its sessions", func() bool { return r.Stats().Resyncs > 0 })
+	// A gateway that confirms nothing is slow as far as the router can
+	// tell: its frames are counted unconfirmed, and it is not asked
+	// for its sessions (only a later frame confirmed first says lost).
+	if st := r.Stats(); st.Unconfirmed != 2 || st.Resyncs != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// choosyGateway is a fake gateway that answers each down frame (but a
+// resync) with its done record after delay(seq), or never if drop(seq).
+func choosyGateway(t *testing.T, r *Router, name string, delay func(seq uint64) time.Duration, drop func(seq uint64) bool) (*nats.Conn, chan uint64) {
+	t.Helper()
+	nc, err := nats.Connect(r.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	resyncs := make(chan uint64, 100)
+	if _, err := nc.Subscribe(wire.DownSubject(name), func(m *nats.Msg) {
+		var d wire.Decoder
+		var rec wire.Record
+		h, err := d.Reset(m.Data)
+		if err != nil {
+			t.Errorf("bad down frame: %v", err)
+			return
+		}
+		copies := uint64(0)
+		for d.Next(&rec) {
+			switch rec.Op {
+			case wire.OpDeliver, wire.OpDeliverAt:
+				copies += uint64(len(rec.Conns))
+			case wire.OpResync:
+				resyncs <- h.Seq
+			}
+		}
+		if h.Seq == 0 || drop(h.Seq) {
+			return
+		}
+		done := wire.AppendDone(wire.AppendUpHeader(nil, wire.KindDone, name, 1), h.Seq, wire.Tally{Delivered: copies})
+		time.AfterFunc(delay(h.Seq), func() { nc.Publish(m.Reply, done) })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	return nc, resyncs
+}
+
+// TestLostFrameResyncs: a frame whose done record never comes while a
+// later frame's does was lost on the way: the gateway is asked for its
+// sessions (once), after the first frame's copies were counted lost.
+func TestLostFrameResyncs(t *testing.T) {
+	r := startFlowRouter(t, 300*time.Millisecond)
+	nc, resyncs := choosyGateway(t, r, "lossy", func(uint64) time.Duration { return 0 }, func(seq uint64) bool { return seq == 1 })
+	login(t, r, nc, "lossy", 1, 5)
+	heartbeats(t, nc, "lossy")
+	if ack := requestAck(t, nc, 5*time.Second, "lost"); ack.Tally.Gateway != 1 {
+		t.Fatalf("first ack %+v", ack)
+	}
+	if ack := requestAck(t, nc, 5*time.Second, "arrives"); ack.Tally.Delivered != 1 {
+		t.Fatalf("second ack %+v", ack)
+	}
+	select {
+	case <-resyncs:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no resync asked: %+v", r.Stats())
+	}
+	if st := r.Stats(); st.Unconfirmed != 1 || st.Resyncs != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestSlowFrameNoResync: a frame confirmed after the deliver timeout,
+// before any later one, was slow, not lost: its copies are counted lost
+// (the ack errs on that side) and the gateway is not asked to resync.
+func TestSlowFrameNoResync(t *testing.T) {
+	r := startFlowRouter(t, 300*time.Millisecond)
+	nc, resyncs := choosyGateway(t, r, "slow", func(seq uint64) time.Duration {
+		if seq == 1 {
+			return 800 * time.Millisecond
+		}
+		return 0
+	}, func(uint64) bool { return false })
+	login(t, r, nc, "slow", 1, 5)
+	heartbeats(t, nc, "slow")
+	if ack := requestAck(t, nc, 5*time.Second, "slow"); ack.Tally.Gateway != 1 {
+		t.Fatalf("first ack %+v", ack)
+	}
+	time.Sleep(time.Second) // its late done record has come
+	if ack := requestAck(t, nc, 5*time.Second, "next"); ack.Tally.Delivered != 1 {
+		t.Fatalf("second ack %+v", ack)
+	}
+	select {
+	case <-resyncs:
+		t.Fatalf("a slow gateway was asked to resync: %+v", r.Stats())
+	case <-time.After(time.Second): // a few sweeps
+	}
+	if st := r.Stats(); st.Unconfirmed != 1 || st.Resyncs != 0 || st.UnknownDone != 1 {
+		t.Fatalf("stats %+v", st)
+	}
 }

@@ -29,6 +29,12 @@ type peer struct {
 	flights  map[uint64]flight // by frame number
 	inflight int64             // their bytes: the window in use
 	gone     bool              // forgotten: its flights were counted lost
+	// suspect is the newest frame failed at the deliver timeout whose
+	// done record has not come (0: none): slow, or lost. Its late done
+	// record clears it (slow); a done record of a later frame first
+	// sets lost (a frame was lost on the way: ask for the sessions).
+	suspect uint64
+	lost    bool
 }
 
 // gateways is the table of the gateways the router knows, by name and by

@@ -257,12 +257,22 @@ func (m *members) sweep(now time.Time) {
 		case !gw.resyncAt.IsZero() && now.Sub(gw.resyncAt) > m.timeout:
 			m.askResync(gw)
 		}
-		// Frames a live gateway never confirmed (lost on the way, say,
-		// while its NATS connection was down): their copies are counted
-		// lost. The gateway is asked for its sessions: a resuming client
-		// whose copy was lost gets it from the catch-up of its resume.
-		if m.fl.failFlights(gw, stale) > 0 && gw.resyncAt.IsZero() {
-			m.log.Warn("down frames unconfirmed past the deliver timeout; asking the gateway for its sessions", zap.String("gateway", gw.name))
+		// Frames a live gateway did not confirm within the deliver
+		// timeout: their copies are counted lost (the acks err on the
+		// side of loss). Lost on the way (say, while its NATS
+		// connection was down) or only slow (a broadcast to a million
+		// streams takes longer)? A later frame confirmed before them
+		// says lost: the gateway is then asked for its sessions, and a
+		// resuming client whose copy was lost gets it from the catch-up
+		// of its resume. A slow one is not: asking every gateway busy
+		// with a broadcast for all its sessions at once is what made
+		// the router fall behind on heartbeats and forget 47 of 53
+		// (bench-fanout FULL=1).
+		if n := m.fl.failFlights(gw, stale); n > 0 {
+			m.c.unconfirmed.Add(uint64(n))
+		}
+		if m.fl.takeLost(gw) && gw.resyncAt.IsZero() {
+			m.log.Warn("a down frame was lost on the way (a later one was confirmed first); asking the gateway for its sessions", zap.String("gateway", gw.name))
 			m.askResync(gw)
 		}
 	}

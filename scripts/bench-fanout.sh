@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # make bench-fanout: topics and broadcast at size, one table from one run.
 #
-#   1. Broadcast to N streams (default 100,000; FULL=1: 1,000,000): 20
-#      broadcasts, one a second (msggen -broadcast-every 1s -stamp); for
-#      each, the time from sending it to the last stream having it
-#      (floodtest's stamped-message latency), p50 and p99 over the 20.
+#   1. Broadcast to N streams (default 100,000; FULL=1: 1,000,000),
+#      BROADCASTS of them (20; FULL: 5), one every EVERY seconds (2; FULL:
+#      10), so that each reaches the last stream before the next starts
+#      (the table says if one did not): first to the kernel's floor,
+#      bench/floor, a bare program that writes the same chunk to the same
+#      N loopback sockets in tight loops of write(2) on as many threads as
+#      the gateway has writers, in as many processes; then to the gateway
+#      (msggen -broadcast-every -stamp). The same floodtest reads both.
+#      For each: the time from sending a broadcast to the last stream
+#      having it, p50 and p99, and the CPU time per delivery (the
+#      gateway's processes over the broadcasts, the floor's writing); and
+#      the gateway's figures as ratios to the floor's.
 #   2. A topic of M members (default 10,000, ids 1..M, floodtest -topics 1)
 #      while N others are connected: msggen publishes P messages (default
 #      2,000) to it at R/s (default 100), numbered; every member must get
 #      every message once, in order (floodtest checks the numbers), and
-#      the others none.
+#      the others none; latency p50 and p99 from msggen's stamp.
 #   3. The Haskell chat: CHAT WebSocket clients (default 10,000) in one
 #      room, each publishing a stamped message into it every PERIOD
 #      (default 10s; floodtest -ws-publish), for HOLD seconds (60): what
 #      each client received per publish, and the latency from the
 #      publisher's clock to every receiver, p50 and p99. make bench-chat
-#      runs the same alone, with the gateway's account of the publishes.
+#      runs the same alone (SWEEP= for several sizes, with a chart).
 #
 # PHASES picks some ("broadcast topic chat"). Everything on this
 # machine's loopback, stopping by itself.
@@ -28,6 +36,7 @@ P=${P:-2000}
 R=${R:-100}
 RAMP=${RAMP:-5000}
 BROADCASTS=${BROADCASTS:-20}
+EVERY=${EVERY:-2} # seconds between broadcasts (at 100,000 one takes about 1 s)
 CHAT=${CHAT:-10000}
 PERIOD=${PERIOD:-10s}
 HOLD=${HOLD:-60}
@@ -40,7 +49,7 @@ if [ "${FULL:-0}" = 1 ]; then
 	# FULL_N=2000000 FULL_RAMP=5000 FULL_BROADCASTS=1: two million (make
 	# bench-2m); above a million, ramp at 5,000/s (at 20,000/s the
 	# connections queue faster than ~200 processes serve them).
-	N=${FULL_N:-1000000} RAMP=${FULL_RAMP:-20000} BROADCASTS=${FULL_BROADCASTS:-5} PHASES=broadcast
+	N=${FULL_N:-1000000} RAMP=${FULL_RAMP:-20000} BROADCASTS=${FULL_BROADCASTS:-5} EVERY=${FULL_EVERY:-10} PHASES=broadcast
 	ROUTER_FLAGS=(-gateway-timeout 30s)
 fi
 # The gateway's -write-delay (default: the gateway's own, adaptive).
@@ -69,11 +78,41 @@ start_system() { # clients; sets procs, router, gw
 	"$BIN"/router -nats-addr 127.0.0.1:4532 -admin 127.0.0.1:8589 "${ROUTER_FLAGS[@]}" -log-level warn > "$out/$phase.router.log" 2>&1 &
 	router=$!; pids+=("$router")
 	for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:8589/stats && break; sleep 0.1; done
-	"$BIN"/gateway -procs "$procs" -expect "$1" -addr 127.0.0.1:8580 -admin off -nats nats://127.0.0.1:4532 -name fanout \
+	"$BIN"/gateway -procs "$procs" -expect "$1" -addr 127.0.0.1:8580 -admin 127.0.100.1:8600 -nats nats://127.0.0.1:4532 -name fanout \
 		${WRITE_DELAY:+-write-delay "$WRITE_DELAY"} -log-level warn > "$out/$phase.gateway.log" 2>&1 &
 	gw=$!; pids+=("$gw")
 	for _ in $(seq 100); do [ "$(curl -sf http://127.0.0.1:8589/stats | grep -c '"name": "fanout')" -ge "$procs" ] && break; sleep 0.1; done
 	sleep 1
+}
+# metrics_urls: the router's and every gateway process's /metrics. The
+# gateways' admin ports are on 127.0.100.1, which no client uses as its
+# source address: with the ephemeral range widened, a connection from
+# 127.0.0.1 may hold port 86xx there and a restarted process could not
+# bind it.
+metrics_urls() {
+	echo http://127.0.0.1:8589/metrics
+	for i in $(seq 0 $((procs - 1))); do echo "http://127.0.100.1:$((8600 + i))/metrics"; done
+}
+# measure_start / measure_stop: the stage histograms over what runs
+# between them ($out/$phase.stages.md), and the gateways' write delay
+# sampled every second ($out/$phase.delay.log: the largest of all
+# processes, in ms).
+measure_start() {
+	scripts/stages.py save $(metrics_urls) > "$out/$phase.stages-before.json"
+	(while :; do
+		for u in $(metrics_urls | tail -n +2); do curl -s -m 1 "$u" | grep '^comet_gateway_write_delay_seconds ' || true; done |
+			awk '{ if ($2 > m) m = $2 } END { printf "%d %.1f\n", systime(), m * 1000 }'
+		sleep 1
+	done) > "$out/$phase.delay.log" 2>/dev/null &
+	sampler=$!
+}
+measure_stop() {
+	kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+	scripts/stages.py save $(metrics_urls) > "$out/$phase.stages-after.json"
+	scripts/stages.py table "$out/$phase.stages-before.json" "$out/$phase.stages-after.json" > "$out/$phase.stages.md"
+	awk '{ n++; s += $2; if ($2 > m) m = $2 } END { if (n) printf "| gateways'"'"' write delay, sampled each second | %d samples | mean %.1f ms | max %.1f ms | |\n", n, s / n, m }' \
+		"$out/$phase.delay.log" >> "$out/$phase.stages.md"
+	{ echo; echo "Stages, $phase:"; echo; cat "$out/$phase.stages.md"; } >> "$out/stages.md"
 }
 stop_system() {
 	kill -TERM "$gw"; wait "$gw" || true
@@ -81,10 +120,10 @@ stop_system() {
 	pids=()
 	sleep 3
 }
-flood() { # name first n [flags...]; sets flooder. FLOOD_PATH: /test/ or /ws/
+flood() { # name first n [flags...]; sets flooder. FLOOD_PATH: /test/ or /ws/; FLOOD_PORT: 8580
 	local name=$1 first=$2 n=$3
 	shift 3
-	"$BIN"/floodtest -url "http://127.0.0.1:8580${FLOOD_PATH:-/test/}" -first "$first" -n "$n" -rate "$RAMP/s" -duration 20m -every 5s \
+	"$BIN"/floodtest -url "http://127.0.0.1:${FLOOD_PORT:-8580}${FLOOD_PATH:-/test/}" -first "$first" -n "$n" -rate "$RAMP/s" -duration 20m -every 5s \
 		-summary "$out/$phase.$name.json" "$@" > "$out/$phase.$name.out" 2>&1 &
 	flooder=$!
 }
@@ -94,6 +133,18 @@ wait_streaming() { # file n
 	return 1
 }
 field() { grep -o "\"$2\": [0-9.]*" "$1" | head -1 | awk '{print $2}'; }
+# cpu PID...: the user and system CPU seconds of the pids and their children.
+cpu() { for p in $(family "$@"); do cat "/proc/$p/stat" 2>/dev/null || true; done |
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); t += $12 + $13 } END { printf "%.3f", t / hz }'; }
+# until_chunks FILE N SECONDS: wait until floodtest's output counts N chunks.
+until_chunks() {
+	for _ in $(seq "$3"); do
+		[ "$(chunks "$1")" -ge "$2" ] 2>/dev/null && return 0
+		sleep 1
+	done
+	echo "bench-fanout: $(chunks "$1") of $2 chunks after $3 s" >&2
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "?" }'; }
 ms() { awk -v ns="${1:-0}" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
 
 {
@@ -101,28 +152,81 @@ ms() { awk -v ns="${1:-0}" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
 	echo "|---|---|---|---|---|---|---|"
 } > "$out/table.md"
 
-# 1. Broadcast to N streams.
+# 1. Broadcast to N streams: the floor, then the gateway.
 phase=broadcast
 if [[ " $PHASES " == *" broadcast "* ]]; then
+procs=$(( (N + PER - 1) / PER ))
+wait_for=$(( N / RAMP * 4 + 300 )) # seconds every broadcast may take to arrive
+# a. The floor: as many processes as the gateway's, on one port.
+floors=()
+for i in $(seq "$procs"); do
+	"$BIN"/floor -addr 127.0.0.1:8590 -reuseport -count "$BROADCASTS" -every "${EVERY}s" -start-on-usr1 -hold 30m -timeout 30m \
+		> "$out/$phase.floor.$i.out" 2>&1 &
+	floors+=("$!"); pids+=("$!")
+done
+sleep 1
+FLOOD_PORT=8590 flood floor 1 "$N"; fl=$flooder; pids+=("$fl")
+wait_streaming "$out/$phase.floor.out" "$N"
+sleep 2
+kill -USR1 "${floors[@]}"
+until_chunks "$out/$phase.floor.out" $((N + N * BROADCASTS)) $(( BROADCASTS * EVERY + wait_for ))
+sleep 2
+kill -INT "$fl"; wait "$fl" || true
+kill -TERM "${floors[@]}"; wait "${floors[@]}" || true
+pids=()
+floor_cpu=$(cat "$out"/$phase.floor.*.out | grep -o '"cpu_seconds":[0-9.e-]*' | awk -F: '{ s += $2 } END { printf "%.3f", s }')
+floor_written=$(cat "$out"/$phase.floor.*.out | grep -o '"written":[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }')
+sleep 3
+# b. The gateway.
 start_system "$N"
 flood all 1 "$N"; fl=$flooder; pids+=("$fl")
 wait_streaming "$out/$phase.all.out" "$N"
 sleep 2
-"$BIN"/msggen -nats nats://127.0.0.1:4532 -n 0 -broadcast-every 1s -stamp -duration "$((BROADCASTS + 1))s" -every 0 \
+# What the gateway spends holding N idle streams (sweeps, heartbeats,
+# NATS) is taken out of its broadcast CPU: the floor has no such work.
+idle0=$(cpu "$gw"); sleep 10; idle1=$(cpu "$gw")
+idle_rate=$(awk -v a="$idle0" -v b="$idle1" 'BEGIN { printf "%.4f", (b - a) / 10 }')
+cpu0=$(cpu "$gw"); t0=$(date +%s.%N)
+measure_start
+"$BIN"/msggen -nats nats://127.0.0.1:4532 -n 0 -broadcast-every "${EVERY}s" -stamp -duration "$((BROADCASTS * EVERY))s$((EVERY * 500))ms" -every 0 \
 	-summary "$out/$phase.msggen.json" > "$out/$phase.msggen.out" 2>&1 || true
-# Until every broadcast has reached every stream (or five minutes).
-for _ in $(seq 300); do
-	[ "$(chunks "$out/$phase.all.out")" -ge $((N + N * BROADCASTS)) ] 2>/dev/null && break
-	sleep 1
-done
-sleep 3
+until_chunks "$out/$phase.all.out" $((N + N * BROADCASTS)) "$wait_for"
+cpu1=$(cpu "$gw"); t1=$(date +%s.%N)
+measure_stop
+sleep 2
 kill -INT "$fl"; wait "$fl" || true
 stop_system
-b=$out/$phase.all.json
-sent=$(field "$out/$phase.msggen.json" sent)
-printf "| broadcast to every stream, one a second | %d | %d | %s broadcasts | %s | %s | time to the last stream: p50 **%s ms**, p99 **%s ms**, max %s ms (over %s broadcasts) |\n" \
-	"$N" "$procs" "$sent" "$(received "$out/$phase.all.out")" "$(errs "$out/$phase.all.out")" \
-	"$(ms "$(field "$b" broadcast_p50_ns)")" "$(ms "$(field "$b" broadcast_p99_ns)")" "$(ms "$(field "$b" broadcast_max_ns)")" "$(field "$b" broadcasts)" | tee -a "$out/table.md"
+b=$out/$phase.all.json f=$out/$phase.floor.json
+got=$(received "$out/$phase.all.out")
+gw_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v i="$idle_rate" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", b - a - i * (t1 - t0) }')
+per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "?" }'; } # CPU s, deliveries: us each
+overlap=""
+for j in "$b" "$f"; do
+	if [ "$(field "$j" broadcast_max_ns | cut -d. -f1)" -gt $((EVERY * 1000000000)) ] 2>/dev/null; then
+		overlap=" (a broadcast took longer than the ${EVERY} s between them: they overlapped)"
+	fi
+done
+{
+	echo
+	echo "Broadcast to $N streams, $BROADCASTS broadcasts one every $EVERY s, $procs processes each:$overlap"
+	echo "(the gateway's CPU is over the broadcasts, less its idle rate, $idle_rate s/s with the $N streams held)"
+	echo
+	echo "| | received | time to the last stream p50 | p99 | max | CPU | CPU per delivery |"
+	echo "|---|---|---|---|---|---|---|"
+	printf "| the floor (bench/floor) | %s | %s ms | %s ms | %s ms | %s s | %s us |\n" "$(received "$out/$phase.floor.out")" \
+		"$(ms "$(field "$f" broadcast_p50_ns)")" "$(ms "$(field "$f" broadcast_p99_ns)")" "$(ms "$(field "$f" broadcast_max_ns)")" "$floor_cpu" "$(per "$floor_cpu" "$floor_written")"
+	printf "| the gateway | %s | %s ms | %s ms | %s ms | %s s | %s us |\n" "$got" \
+		"$(ms "$(field "$b" broadcast_p50_ns)")" "$(ms "$(field "$b" broadcast_p99_ns)")" "$(ms "$(field "$b" broadcast_max_ns)")" "$gw_cpu" "$(per "$gw_cpu" "$got")"
+	printf "| **gateway / floor** | | **%s** | **%s** | %s | | **%s** |\n" \
+		"$(ratio "$(field "$b" broadcast_p50_ns)" "$(field "$f" broadcast_p50_ns)")" "$(ratio "$(field "$b" broadcast_p99_ns)" "$(field "$f" broadcast_p99_ns)")" \
+		"$(ratio "$(field "$b" broadcast_max_ns)" "$(field "$f" broadcast_max_ns)")" "$(ratio "$(per "$gw_cpu" "$got")" "$(per "$floor_cpu" "$floor_written")")"
+	echo
+} > "$out/floor.md"
+cat "$out/floor.md"
+printf "| broadcast to every stream, one every %s s | %d | %d | %s broadcasts | %s | %s | time to the last stream: p50 **%s ms**, p99 **%s ms**, max %s ms (over %s broadcasts); floor p50 %s ms, p99 %s ms |\n" \
+	"$EVERY" "$N" "$procs" "$(field "$out/$phase.msggen.json" sent)" "$got" "$(errs "$out/$phase.all.out")" \
+	"$(ms "$(field "$b" broadcast_p50_ns)")" "$(ms "$(field "$b" broadcast_p99_ns)")" "$(ms "$(field "$b" broadcast_max_ns)")" "$(field "$b" broadcasts)" \
+	"$(ms "$(field "$f" broadcast_p50_ns)")" "$(ms "$(field "$f" broadcast_p99_ns)")" | tee -a "$out/table.md"
 fi
 
 # 2. A topic of M members among N others.
@@ -134,12 +238,14 @@ flood others $((M + 1)) "$N"; others=$flooder; pids+=("$others")
 wait_streaming "$out/$phase.members.out" "$M"
 wait_streaming "$out/$phase.others.out" "$N"
 sleep 2
+measure_start
 "$BIN"/msggen -nats nats://127.0.0.1:4532 -topics 1 -n "$P" -rate "$R" -numbered -stamp -every 5s \
 	-summary "$out/$phase.msggen.json" > "$out/$phase.msggen.out" 2>&1 || true
 for _ in $(seq 60); do
 	[ "$(chunks "$out/$phase.members.out")" -ge $((M + M * P)) ] 2>/dev/null && break
 	sleep 1
 done
+measure_stop
 sleep 2
 kill -INT "$members" "$others"; wait "$members" "$others" || true
 stop_system
@@ -157,7 +263,9 @@ if [[ " $PHASES " == *" chat "* ]]; then
 start_system "$CHAT"
 FLOOD_PATH=/ws/ flood chat 1 "$CHAT" -topics 1 -ws-publish "$PERIOD"; fl=$flooder; pids+=("$fl")
 wait_streaming "$out/$phase.chat.out" "$CHAT"
+measure_start
 sleep "$HOLD"
+measure_stop
 kill -INT "$fl"; wait "$fl" || true
 stop_system
 c=$out/$phase.chat.json
@@ -168,8 +276,10 @@ printf "| the Haskell chat: %d WebSockets in one room, each publishing every %s 
 	"$(ms "$(field "$c" p50_ns)")" "$(ms "$(field "$c" p99_ns)")" | tee -a "$out/table.md"
 fi
 
+[ -f "$out/floor.md" ] && cat "$out/floor.md" >> "$out/table.md"
+[ -f "$out/stages.md" ] && cat "$out/stages.md" >> "$out/table.md"
 {
 	echo
-	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M P=$P R=$R BROADCASTS=$BROADCASTS CHAT=$CHAT PERIOD=$PERIOD HOLD=$HOLD RAMP=$RAMP${WRITE_DELAY:+ WRITE_DELAY=$WRITE_DELAY}) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
+	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M P=$P R=$R BROADCASTS=$BROADCASTS EVERY=$EVERY CHAT=$CHAT PERIOD=$PERIOD HOLD=$HOLD RAMP=$RAMP${WRITE_DELAY:+ WRITE_DELAY=$WRITE_DELAY}) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
 } >> "$out/table.md"
 cat "$out/table.md"

@@ -9,7 +9,7 @@
 // make bench-fanout runs it beside the gateway and reports each
 // broadcast as a ratio to it (issue: latency at moderate load).
 //
-//	floor -addr 127.0.0.1:4590 -count 20 -every 1s [-threads 2] [-reuseport]
+//	floor -addr 127.0.0.1:4590 -count 20 -every 1s [-threads 2] [-reuseport] [-start-on-usr1]
 //
 // It prints, when done, its CPU time and the deliveries it wrote (one
 // JSON line), and exits after -count broadcasts once -wait clients have
@@ -23,6 +23,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -48,6 +50,8 @@ func run(ctx context.Context, args []string) error {
 	wait := fs.Int("wait", 1, "clients to wait for before the first broadcast")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for -wait clients after this long")
 	reuse := fs.Bool("reuseport", false, "SO_REUSEPORT, for several floor processes on one port")
+	hold := fs.Duration("hold", 2*time.Second, "keep the clients this long after the last broadcast (or until SIGTERM), for the reader to take it")
+	onSignal := fs.Bool("start-on-usr1", false, "start broadcasting on SIGUSR1 (when the reader has every client, whichever process they reached) rather than at -wait clients")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -99,12 +103,25 @@ func run(ctx context.Context, args []string) error {
 			}()
 		}
 	}()
+	usr1 := make(chan os.Signal, 1)
+	if *onSignal {
+		signal.Notify(usr1, syscall.SIGUSR1)
+		*wait = 0
+	}
 	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
 		n := len(fds)
 		mu.Unlock()
-		if n >= *wait {
+		if n >= *wait && !*onSignal {
 			break
+		}
+		if *onSignal {
+			select {
+			case <-usr1:
+				*onSignal = false
+				continue
+			default:
+			}
 		}
 		if time.Since(start) > *timeout || ctx.Err() != nil {
 			return fmt.Errorf("floor: %d of %d clients after %s", n, *wait, time.Since(start))
@@ -151,7 +168,10 @@ func run(ctx context.Context, args []string) error {
 	out, _ := json.Marshal(map[string]any{"clients": len(fds), "broadcasts": *count, "written": written.Load(), "blocked": blocked.Load(),
 		"cpu_seconds": cpu.Seconds(), "cpu_ns_per_delivery": float64(cpu.Nanoseconds()) / float64(max(written.Load(), 1)), "threads": *threads})
 	fmt.Println(string(out))
-	time.Sleep(2 * time.Second) // the reader takes the last broadcast
+	select { // the reader takes the last broadcast
+	case <-ctx.Done():
+	case <-time.After(*hold):
+	}
 	runtime.KeepAlive(conns)
 	return nil
 }

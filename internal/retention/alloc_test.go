@@ -10,12 +10,11 @@ import (
 	"github.com/cometgw/comet/internal/cursor"
 )
 
-// Keeping a shared message in a history at its bound allocates nothing
-// but the eviction queue's amortized growth.
-func TestAppendAllocs(t *testing.T) {
-	s, _ := NewStore(Config{MaxMessages: 128})
+// appender returns a func that keeps msg in id 1's history (opened) in s,
+// after it has run 1,000 times.
+func appender(s *Store, msg string) func() {
 	resume(s, 1, cursor.Cursor{})
-	m := Share([]byte("a message of some length"))
+	m := Share([]byte(msg))
 	now := time.Now().UnixNano()
 	appendOne := func() {
 		h := s.Lock(1)
@@ -25,7 +24,14 @@ func TestAppendAllocs(t *testing.T) {
 	for range 1000 {
 		appendOne()
 	}
-	if n := testing.AllocsPerRun(10000, appendOne); n >= 1 {
+	return appendOne
+}
+
+// Keeping a shared message in a history at its bound allocates nothing
+// but the eviction queue's amortized growth.
+func TestAppendAllocs(t *testing.T) {
+	s, _ := NewStore(Config{MaxMessages: 128})
+	if n := testing.AllocsPerRun(10000, appender(s, "a message of some length")); n >= 1 {
 		t.Fatalf("%v allocations per Append", n)
 	}
 }
@@ -35,17 +41,7 @@ func TestAppendAllocs(t *testing.T) {
 // eviction queue's amortized growth only).
 func TestAppendAtBoundReuses(t *testing.T) {
 	s, _ := NewStore(Config{})
-	resume(s, 1, cursor.Cursor{})
-	m := Share([]byte("x"))
-	now := time.Now().UnixNano()
-	appendOne := func() {
-		h := s.Lock(1)
-		h.Append("", &m, now)
-		h.Unlock()
-	}
-	for range 1000 {
-		appendOne()
-	}
+	appendOne := appender(s, "x")
 	var a, b runtime.MemStats
 	runtime.ReadMemStats(&a)
 	const n = 100000

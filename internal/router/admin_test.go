@@ -79,6 +79,14 @@ func fakeGateway(t *testing.T, r *Router, name string) (*nats.Conn, chan *nats.M
 // fakeGatewayDone is fakeGateway that answers no done record unless done.
 func fakeGatewayDone(t *testing.T, r *Router, name string, done bool) (*nats.Conn, chan *nats.Msg) {
 	t.Helper()
+	return choosyGateway(t, r, name, func(uint64) time.Duration { return 0 }, func(uint64) bool { return !done })
+}
+
+// choosyGateway is a fake gateway that hands every down frame to the
+// channel and answers each (but a resync) with its done record after
+// delay(seq), or never if drop(seq).
+func choosyGateway(t *testing.T, r *Router, name string, delay func(seq uint64) time.Duration, drop func(seq uint64) bool) (*nats.Conn, chan *nats.Msg) {
+	t.Helper()
 	nc, err := nats.Connect(r.NATSURL())
 	if err != nil {
 		t.Fatal(err)
@@ -99,8 +107,13 @@ func fakeGatewayDone(t *testing.T, r *Router, name string, done bool) (*nats.Con
 				copies += uint64(len(rec.Conns))
 			}
 		}
-		if done && h.Seq != 0 {
-			nc.Publish(m.Reply, wire.AppendDone(wire.AppendUpHeader(nil, wire.KindDone, name, 1), h.Seq, wire.Tally{Delivered: copies}))
+		if h.Seq != 0 && !drop(h.Seq) {
+			done := wire.AppendDone(wire.AppendUpHeader(nil, wire.KindDone, name, 1), h.Seq, wire.Tally{Delivered: copies})
+			if wait := delay(h.Seq); wait > 0 {
+				time.AfterFunc(wait, func() { nc.Publish(m.Reply, done) })
+			} else {
+				nc.Publish(m.Reply, done)
+			}
 		}
 		ch <- m
 	}); err != nil {

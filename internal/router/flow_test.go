@@ -167,43 +167,21 @@ func TestFullWindowRefusesHTTPSend(t *testing.T) {
 	}
 }
 
-// choosyGateway is a fake gateway that answers each down frame (but a
-// resync) with its done record after delay(seq), or never if drop(seq).
-func choosyGateway(t *testing.T, r *Router, name string, delay func(seq uint64) time.Duration, drop func(seq uint64) bool) (*nats.Conn, chan uint64) {
-	t.Helper()
-	nc, err := nats.Connect(r.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	resyncs := make(chan uint64, 100)
-	if _, err := nc.Subscribe(wire.DownSubject(name), func(m *nats.Msg) {
-		var d wire.Decoder
-		var rec wire.Record
-		h, err := d.Reset(m.Data)
-		if err != nil {
-			t.Errorf("bad down frame: %v", err)
-			return
-		}
-		copies := uint64(0)
-		for d.Next(&rec) {
-			switch rec.Op {
-			case wire.OpDeliver, wire.OpDeliverAt:
-				copies += uint64(len(rec.Conns))
-			case wire.OpResync:
-				resyncs <- h.Seq
+// resyncAsked waits up to wait for a resync frame among down's frames.
+func resyncAsked(down chan *nats.Msg, wait time.Duration) bool {
+	timeout := time.After(wait)
+	for {
+		select {
+		case m := <-down:
+			var d wire.Decoder
+			var rec wire.Record
+			if _, err := d.Reset(m.Data); err == nil && d.Next(&rec) && rec.Op == wire.OpResync {
+				return true
 			}
+		case <-timeout:
+			return false
 		}
-		if h.Seq == 0 || drop(h.Seq) {
-			return
-		}
-		done := wire.AppendDone(wire.AppendUpHeader(nil, wire.KindDone, name, 1), h.Seq, wire.Tally{Delivered: copies})
-		time.AfterFunc(delay(h.Seq), func() { nc.Publish(m.Reply, done) })
-	}); err != nil {
-		t.Fatal(err)
 	}
-	nc.Flush()
-	return nc, resyncs
 }
 
 // TestLostFrameResyncs: a frame whose done record never comes while a
@@ -211,7 +189,7 @@ func choosyGateway(t *testing.T, r *Router, name string, delay func(seq uint64) 
 // sessions (once), after the first frame's copies were counted lost.
 func TestLostFrameResyncs(t *testing.T) {
 	r := startFlowRouter(t, 300*time.Millisecond)
-	nc, resyncs := choosyGateway(t, r, "lossy", func(uint64) time.Duration { return 0 }, func(seq uint64) bool { return seq == 1 })
+	nc, down := choosyGateway(t, r, "lossy", func(uint64) time.Duration { return 0 }, func(seq uint64) bool { return seq == 1 })
 	login(t, r, nc, "lossy", 1, 5)
 	heartbeats(t, nc, "lossy")
 	if ack := requestAck(t, nc, 5*time.Second, "lost"); ack.Tally.Gateway != 1 {
@@ -220,9 +198,7 @@ func TestLostFrameResyncs(t *testing.T) {
 	if ack := requestAck(t, nc, 5*time.Second, "arrives"); ack.Tally.Delivered != 1 {
 		t.Fatalf("second ack %+v", ack)
 	}
-	select {
-	case <-resyncs:
-	case <-time.After(5 * time.Second):
+	if !resyncAsked(down, 5*time.Second) {
 		t.Fatalf("no resync asked: %+v", r.Stats())
 	}
 	if st := r.Stats(); st.Unconfirmed != 1 || st.Resyncs != 1 {
@@ -235,7 +211,7 @@ func TestLostFrameResyncs(t *testing.T) {
 // (the ack errs on that side) and the gateway is not asked to resync.
 func TestSlowFrameNoResync(t *testing.T) {
 	r := startFlowRouter(t, 300*time.Millisecond)
-	nc, resyncs := choosyGateway(t, r, "slow", func(seq uint64) time.Duration {
+	nc, down := choosyGateway(t, r, "slow", func(seq uint64) time.Duration {
 		if seq == 1 {
 			return 800 * time.Millisecond
 		}
@@ -250,10 +226,8 @@ func TestSlowFrameNoResync(t *testing.T) {
 	if ack := requestAck(t, nc, 5*time.Second, "next"); ack.Tally.Delivered != 1 {
 		t.Fatalf("second ack %+v", ack)
 	}
-	select {
-	case <-resyncs:
+	if resyncAsked(down, time.Second) { // a few sweeps
 		t.Fatalf("a slow gateway was asked to resync: %+v", r.Stats())
-	case <-time.After(time.Second): // a few sweeps
 	}
 	if st := r.Stats(); st.Unconfirmed != 1 || st.Resyncs != 0 || st.UnknownDone != 1 {
 		t.Fatalf("stats %+v", st)

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/cometgw/comet/internal/cli"
@@ -18,26 +19,9 @@ func runPlot(args []string) error {
 		fmt.Fprintf(fs.Output(), "Usage: floodtest plot LOG -o OUT.png|.svg|.pdf [-title T]\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	// Accept the log before or after the flags.
-	var log string
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		log, args = args[0], args[1:]
-	}
-	if err := cli.Parse(fs, args); err != nil {
-		return err
-	}
-	if log == "" && fs.NArg() == 1 {
-		log = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return cli.Usagef("plot takes one log file")
-	}
-	if log == "" || *out == "" {
-		fs.Usage()
-		return cli.Usagef("plot needs a log file and -o")
-	}
-	format, err := flood.PlotFormat(*out)
+	log, format, err := chartArgs(fs, args, "plot", "log file", out)
 	if err != nil {
-		return cli.Usagef("%v", err)
+		return err
 	}
 	f, err := os.Open(log)
 	if err != nil {
@@ -54,15 +38,7 @@ func runPlot(args []string) error {
 	if *title == "" {
 		*title = flood.DefaultTitle(samples)
 	}
-	w, err := os.Create(*out)
-	if err != nil {
-		return err
-	}
-	if err := flood.Plot(samples, *title, format, w); err != nil {
-		w.Close()
-		return err
-	}
-	if err := w.Close(); err != nil {
+	if err := writeChart(*out, func(w io.Writer) error { return flood.Plot(samples, *title, format, w) }); err != nil {
 		return err
 	}
 	fmt.Printf("floodtest: wrote %s (%d samples)\n", *out, len(samples))
@@ -81,25 +57,9 @@ func runCurve(args []string) error {
 			"TABLE.csv: a header naming x and each series, then rows of numbers.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	var table string
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		table, args = args[0], args[1:]
-	}
-	if err := cli.Parse(fs, args); err != nil {
-		return err
-	}
-	if table == "" && fs.NArg() == 1 {
-		table = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return cli.Usagef("curve takes one table")
-	}
-	if table == "" || *out == "" {
-		fs.Usage()
-		return cli.Usagef("curve needs a table and -o")
-	}
-	format, err := flood.PlotFormat(*out)
+	table, format, err := chartArgs(fs, args, "curve", "table", out)
 	if err != nil {
-		return cli.Usagef("%v", err)
+		return err
 	}
 	f, err := os.Open(table)
 	if err != nil {
@@ -110,17 +70,48 @@ func runCurve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", table, err)
 	}
-	w, err := os.Create(*out)
-	if err != nil {
-		return err
-	}
-	if err := flood.PlotCurve(c, *title, *ylabel, *logY, format, w); err != nil {
-		w.Close()
-		return err
-	}
-	if err := w.Close(); err != nil {
+	if err := writeChart(*out, func(w io.Writer) error { return flood.PlotCurve(c, *title, *ylabel, *logY, format, w) }); err != nil {
 		return err
 	}
 	fmt.Printf("floodtest: wrote %s (%d rows)\n", *out, len(c.Rows))
 	return nil
+}
+
+// chartArgs parses a chart verb's arguments: its one input file (a
+// what, before or after the flags) and the -o output, whose name gives
+// the image format.
+func chartArgs(fs *flag.FlagSet, args []string, verb, what string, out *string) (in, format string, err error) {
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		in, args = args[0], args[1:]
+	}
+	if err := cli.Parse(fs, args); err != nil {
+		return "", "", err
+	}
+	if in == "" && fs.NArg() == 1 {
+		in = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return "", "", cli.Usagef("%s takes one %s", verb, what)
+	}
+	if in == "" || *out == "" {
+		fs.Usage()
+		return "", "", cli.Usagef("%s needs a %s and -o", verb, what)
+	}
+	format, err = flood.PlotFormat(*out)
+	if err != nil {
+		return "", "", cli.Usagef("%v", err)
+	}
+	return in, format, nil
+}
+
+// writeChart creates path and draws into it.
+func writeChart(path string, draw func(io.Writer) error) error {
+	w, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := draw(w); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
 }

@@ -146,6 +146,9 @@ func (h *Hub) afterRound(sc *scratch, start time.Time, queued int64, batches int
 		sc.since, sc.sweep = start, h.sweeps.Load()
 	}
 	sc.busy += now.Sub(start)
+	if batches > 0 { // a round of batches (not a wake-up for delayed writes)
+		h.roundTime.Observe(now.Sub(start))
+	}
 	switch {
 	case queued <= 0:
 	case batches > 1:
@@ -225,7 +228,6 @@ func (h *Hub) writer(w int, q chan *Batch) {
 			h.apply(uint32(w), b, &m, &sc)
 		}
 		h.flushDirty(&sc)
-		h.roundTime.Since(start)
 		h.afterRound(&sc, start, round[0].queued, len(round))
 		h.rewake(&sc, wake)
 		for i, b := range round {

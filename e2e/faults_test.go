@@ -101,6 +101,9 @@ func runNode(t *testing.T, argv, env []string, name string, timeout time.Duratio
 			<-done
 			t.Fatalf("%s did not finish:\n%s%s", name, out.String(), errOut.String())
 		}
+		if errOut.Len() > 0 {
+			t.Logf("%s said:\n%s", name, errOut.String())
+		}
 		return out.Bytes()
 	}
 }

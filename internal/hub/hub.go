@@ -310,7 +310,9 @@ type Stats struct {
 	// Deliveries dropped because the session already had that position
 	// (a resume that overlapped live deliveries), deliveries to a
 	// finished session (a long-poll after its answer: the router keeps
-	// them for the next poll), and heartbeats written.
+	// them for the next poll) or with a position to a session whose
+	// resume the router has not answered (its answer will carry them),
+	// and heartbeats written.
 	Duplicates uint64 `json:"duplicates"`
 	Late       uint64 `json:"late"`
 	Heartbeats uint64 `json:"heartbeats"`

@@ -167,6 +167,16 @@ func TestResumablePositions(t *testing.T) {
 	if !h.L.Has(fmt.Sprintf("resume %d 5 9-3", c.Key)) {
 		t.Fatalf("events %v", h.L.Events())
 	}
+	// A delivery before the router answered the resume (a router that
+	// logged the session in without answering) is left to the answer:
+	// the cursor stays the client's, for the resume asked again.
+	h.Hub.DeliverAt(9, 7, []byte("early"), []uint64{c.Key})
+	testclient.WaitFor(t, "the early delivery counted late", wait, func() bool { return h.Hub.Stats().Late == 1 })
+	var before []string
+	h.Hub.Snapshot(func(_ uint64, _ int64, _ bool, cur cursor.Cursor) { before = append(before, cur.String()) })
+	if fmt.Sprint(before) != "[9-3]" {
+		t.Fatalf("snapshot before the answer %v", before)
+	}
 	h.Hub.Resumed(c.Key, 9, 4, 5, false)
 	c.Until("resumed 9-3 head 5 missed false\n", wait)
 	for _, seq := range []uint64{4, 5, 5, 3, 6} {

@@ -296,6 +296,18 @@ func (h *Hub) deliver(s Session, m *Message, t *Tally) {
 		return
 	}
 	if h.traits[v.kind].Resumable && m.Pos.Epoch != 0 {
+		if v.flags&flagResumed == 0 {
+			// Before the router's answer to the resume: a router that
+			// logged the session in without answering (a leader whose
+			// lease was in doubt, a standby that took over since) will
+			// answer it, from the client's own cursor, with everything
+			// routed until then, this copy included. Taking it now would
+			// move the cursor past the copies routed before it and leave
+			// them out of that answer.
+			h.late.Add(1)
+			t.Late++
+			return
+		}
 		if m.Pos.Epoch == v.epoch && m.Pos.Seq <= v.n {
 			h.dups.Add(1)
 			t.Dup++

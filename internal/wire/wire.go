@@ -285,8 +285,9 @@ type Tally struct {
 	// away or never confirmed them (Gateway; acks only).
 	Gone, Slow, Gateway uint64
 	// Done records only: copies for a position the client already had
-	// (Dup), and copies for a long-poll answered in the meantime, kept
-	// by the router for its next poll (Late).
+	// (Dup), and copies the router keeps for the session's next answer
+	// (Late): for a long-poll answered in the meantime, or for a
+	// resumable session whose resume the router has not answered yet.
 	Dup, Late uint64
 }
 

@@ -8,6 +8,8 @@
 // never come: the caller holds them to what the sender was told). With
 // READER_SECRET_FILE, getToken mints HS256 tokens of that secret lasting
 // READER_TOKEN_SECONDS (3), so the clients renew them as they read.
+// Each client's states and errors go to stderr, with the seconds since
+// the start; with READER_TRACE, every long-poll request and answer too.
 import { readFileSync } from "node:fs";
 import { createHmac } from "node:crypto";
 import WebSocket from "ws";
@@ -26,8 +28,19 @@ if (env.READER_SECRET_FILE) {
     return head + "." + createHmac("sha256", key).update(head).digest("base64url");
   };
 }
+const start = Date.now();
+const say = (what) => console.error(`reader ${((Date.now() - start) / 1000).toFixed(3)} s: ${what}`);
 const clients = (transports.length ? transports : ["websocket"]).map((t) => {
-  const c = new Comet(url, { WebSocket, id, transports: [t], getToken, minDelay: 100, maxDelay: 2000 });
+  const trace = env.READER_TRACE && t === "longpoll" ? async (u, o) => {
+    const q = new URL(u).searchParams;
+    say(`poll cursor=${q.get("cursor")} timeout=${q.get("timeout")}`);
+    const r = await fetch(u, o);
+    const b = await r.clone().text();
+    const j = r.ok ? JSON.parse(b) : {};
+    say(`poll answer ${r.status} n=${j.messages?.length} cursor=${j.cursor} missed=${j.missed} ${r.ok ? "" : b}`);
+    return r;
+  } : undefined;
+  const c = new Comet(url, { WebSocket, id, transports: [t], getToken, minDelay: 100, maxDelay: 2000, ...(trace ? { fetch: trace } : {}) });
   c.got = 0;
   c.on("message", (m) => {
     console.log(JSON.stringify({ transport: t, cursor: m.cursor, data: String(m.data) }));
@@ -35,8 +48,8 @@ const clients = (transports.length ? transports : ["websocket"]).map((t) => {
     progress();
   });
   c.on("missed", (m) => console.log(JSON.stringify({ transport: t, missed: m })));
-  c.on("state", (s) => console.error(`reader ${t}: ${s.state}${s.delay ? ` in ${Math.round(s.delay)} ms` : ""}`));
-  c.on("error", (e) => console.error(`reader ${t}: ${e.code}: ${e.message}`));
+  c.on("state", (s) => say(`${t}: ${s.state}${s.delay ? ` in ${Math.round(s.delay)} ms` : ""} (${c.got} so far)`));
+  c.on("error", (e) => say(`${t}: ${e.code}: ${e.message}`));
   return c.connect();
 });
 const limit = Number(env.READER_TIMEOUT_MS || 60000);

@@ -148,10 +148,11 @@ func (s *Store) at(sh *shard, id int64, epoch uint64, now int64) (h *history, ma
 	}
 	if h != nil {
 		s.dropFront(h, len(h.live()))
+		h.gone.Store(true)
 	} else {
 		s.ids.Add(1)
 	}
-	h = &history{epoch: epoch, next: 1, idleSince: now}
+	h = newHistory(id, epoch, now)
 	sh.m[id] = h
 	return h, true
 }
@@ -185,8 +186,9 @@ func (s *Store) keep(id int64, epoch, seq uint64, at int64, topic string, msg []
 		return
 	}
 	s.insert(h, seq, at, topic, msg, now)
+	h.moved()
 	sh.mu.Unlock()
-	s.enqueue(id, epoch, seq, at)
+	s.enqueue(h, seq, at)
 }
 
 // insert keeps msg at seq in h, in order. The shard's lock must be held.
@@ -215,6 +217,7 @@ func (s *Store) Jump(n uint64) {
 			h.gapFrom = h.next
 			h.next += n
 			h.gapTo = h.next
+			h.moved()
 		}
 		sh.mu.Unlock()
 	}

@@ -76,14 +76,22 @@ type Entry struct {
 // slice, and its place in the eviction queue (given back when popped).
 const (
 	entrySize  = 56
-	queuedSize = 32
+	queuedSize = 24
 	entryCost  = entrySize + queuedSize
 )
 
 // history is one id's sequence and window.
 type history struct {
+	id    int64
 	epoch uint64
 	next  uint64 // the position the next message gets; the first is 1
+	// lo is first(), and gone says the history was dropped or replaced:
+	// written under the shard's lock, read by evict without it, so that
+	// a queued position the history no longer keeps (most of them: a
+	// history at its count bound drops one message per message kept) is
+	// popped without the lock.
+	lo   atomic.Uint64
+	gone atomic.Bool
 	// kept[head:] are the kept messages, ascending Seq, contiguous but
 	// across the gap; kept[:head] are cleared slots of dropped ones,
 	// reused (the live ones moved to the front) when kept is full, so
@@ -96,6 +104,13 @@ type history struct {
 	// what the other could have given (Jump), or a follower saw it do
 	// so. A cursor in the gap has missed nothing.
 	gapFrom, gapTo uint64
+}
+
+// newHistory returns id's history of epoch, empty, its first position 1.
+func newHistory(id int64, epoch uint64, idleSince int64) *history {
+	h := &history{id: id, epoch: epoch, next: 1, idleSince: idleSince}
+	h.moved()
+	return h
 }
 
 // skipGap returns seq, or, if seq is in h's gap, the first position
@@ -124,6 +139,13 @@ func (h *history) first() uint64 {
 	return h.kept[h.head].Seq
 }
 
+// moved records first() in lo after the kept messages or next changed.
+func (h *history) moved() { h.lo.Store(h.first()) }
+
+// holds reports whether h may still keep the message at seq: false is
+// sure (read without the shard's lock), true is to be checked under it.
+func (h *history) holds(seq uint64) bool { return !h.gone.Load() && seq >= h.lo.Load() }
+
 // push keeps e after the others. When kept is full and at least half of
 // it is dropped slots, the live messages move to the front instead of
 // kept growing: at the count bound a history reuses one array.
@@ -141,11 +163,13 @@ type shard struct {
 	m  map[int64]*history
 }
 
+// queued is a kept message's place in the eviction queue: the history
+// that kept it (not its id: a history that is dropped or replaced is
+// told so, gone) and its position.
 type queued struct {
-	id    int64
-	epoch uint64
-	seq   uint64
-	at    int64
+	h   *history
+	seq uint64
+	at  int64
 }
 
 // Store keeps every resumable id's recent messages. It lives in the
@@ -218,11 +242,11 @@ type Held struct {
 	s  *Store
 	sh *shard
 	id int64
-	// The position Append kept, queued for eviction at Unlock (the
+	// The position Append kept in h, queued for eviction at Unlock (the
 	// queue's lock is not taken under a shard's).
-	kept       bool
-	epoch, seq uint64
-	at         int64
+	h   *history
+	seq uint64
+	at  int64
 }
 
 // Lock locks id's history (whether or not it has one) and hands it back.
@@ -236,15 +260,16 @@ func (s *Store) Lock(id int64) Held {
 // eviction and evicts what is past the byte cap.
 func (l *Held) Unlock() {
 	l.sh.mu.Unlock()
-	if l.kept {
+	if l.h != nil {
 		l.queue()
 	}
 }
 
 // queue queues the position Append kept for eviction.
 func (l *Held) queue() {
-	l.kept = false
-	l.s.enqueue(l.id, l.epoch, l.seq, l.at)
+	h := l.h
+	l.h = nil
+	l.s.enqueue(h, l.seq, l.at)
 }
 
 // Shared is one message's bytes, copied by the first Append that keeps
@@ -275,7 +300,7 @@ func (l *Held) Append(topic string, msg *Shared, now int64) (epoch, seq uint64) 
 	if h == nil {
 		return 0, 0
 	}
-	if l.kept {
+	if l.h != nil {
 		panic("retention: one Append per Lock")
 	}
 	s := l.s
@@ -286,15 +311,16 @@ func (l *Held) Append(topic string, msg *Shared, now int64) (epoch, seq uint64) 
 	s.msgs.Add(1)
 	s.bytes.Add(int64(len(b)) + entryCost)
 	s.trim(h, now)
-	l.kept, l.epoch, l.seq, l.at = true, h.epoch, seq, now
+	h.moved()
+	l.h, l.seq, l.at = h, seq, now
 	return h.epoch, seq
 }
 
 // enqueue puts a message just kept in the eviction queue and evicts
 // what is past the byte cap.
-func (s *Store) enqueue(id int64, epoch, seq uint64, at int64) {
+func (s *Store) enqueue(h *history, seq uint64, at int64) {
 	s.qmu.Lock()
-	s.queue = append(s.queue, queued{id, epoch, seq, at})
+	s.queue = append(s.queue, queued{h, seq, at})
 	s.qmu.Unlock()
 	if s.bytes.Load() > s.cfg.MaxBytes {
 		s.evict(func(queued) bool { return s.bytes.Load() > s.cfg.MaxBytes })
@@ -333,28 +359,40 @@ func (s *Store) dropFront(h *history, n int) int {
 	if h.head == len(h.kept) {
 		h.kept, h.head = nil, 0
 	}
+	h.moved()
 	s.msgs.Add(-int64(n))
 	return n
 }
 
 // evict pops the eviction queue while more(front) says so, dropping each
-// popped message from its id if still kept.
+// popped message from its history if still kept. Positions no longer
+// kept are popped under the queue's lock alone.
 func (s *Store) evict(more func(queued) bool) {
 	for {
 		s.qmu.Lock()
-		if s.qhead >= len(s.queue) || !more(s.queue[s.qhead]) {
+		var q queued
+		live := false
+		for s.qhead < len(s.queue) && more(s.queue[s.qhead]) {
+			q = s.queue[s.qhead]
+			s.queue[s.qhead] = queued{}
+			s.qhead++
+			s.bytes.Add(-queuedSize)
+			if q.h.holds(q.seq) {
+				live = true
+				break
+			}
+		}
+		if !live {
 			s.compactQueue()
 			s.qmu.Unlock()
 			return
 		}
-		q := s.queue[s.qhead]
-		s.qhead++
 		s.qmu.Unlock()
-		s.bytes.Add(-queuedSize)
 
-		sh := s.shard(q.id)
+		h := q.h
+		sh := s.shard(h.id)
 		sh.mu.Lock()
-		if h := sh.m[q.id]; h != nil && h.epoch == q.epoch {
+		if !h.gone.Load() {
 			l := h.live()
 			n := 0
 			for n < len(l) && l[n].Seq <= q.seq {
@@ -402,7 +440,7 @@ func (l *Held) Resume(cur cursor.Cursor) (Resumed, []Entry) {
 	h := sh.m[id]
 	opened := h == nil
 	if opened {
-		h = &history{epoch: s.epochs.Add(1), next: 1}
+		h = newHistory(id, s.epochs.Add(1), 0)
 		sh.m[id] = h
 		s.ids.Add(1)
 	}
@@ -463,6 +501,7 @@ func (s *Store) Sweep(now int64, held func(id int64) bool) {
 			}
 			if h.idleSince < graceLimit {
 				s.dropFront(h, len(h.live()))
+				h.gone.Store(true)
 				delete(sh.m, id)
 				s.ids.Add(-1)
 				s.dropped.Add(1)

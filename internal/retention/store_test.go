@@ -123,6 +123,47 @@ func TestStoreGrace(t *testing.T) {
 	}
 }
 
+// A queued position its history no longer keeps (trimmed by count, as
+// most are under steady traffic) is popped without its history's lock:
+// the byte cap's evictions do not wait for, or work for, messages
+// already gone.
+func TestStoreEvictSkipsTrimmed(t *testing.T) {
+	const msg = "0123456789"
+	live := int64(len(msg) + entryCost)
+	s, _ := NewStore(Config{MaxMessages: 2, MaxBytes: 4*live + 60*queuedSize})
+	if s.shard(1) == s.shard(2) {
+		t.Fatal("ids 1 and 2 share a shard")
+	}
+	now := time.Now().UnixNano()
+	resume(s, 1, cursor.Cursor{})
+	resume(s, 2, cursor.Cursor{})
+	for range 100 {
+		send(s, 1, msg, now)
+	}
+	held := s.Lock(1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 10 {
+			send(s, 2, msg, now)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		held.Unlock()
+		t.Fatal("evicting id 1's trimmed positions waited for id 1's lock")
+	}
+	held.Unlock()
+	st := s.Stats()
+	if st.Messages != 4 || st.Evicted != 0 || st.Bytes > s.cfg.MaxBytes {
+		t.Fatalf("stats %+v", st)
+	}
+	if got := resume(s, 1, cursor.Cursor{}); got.res.Head != 100 {
+		t.Fatalf("id 1 %+v", got.res)
+	}
+}
+
 func TestStoreByteCap(t *testing.T) {
 	s, _ := NewStore(Config{MaxBytes: 10 * (100 + entryCost)})
 	now := time.Now().UnixNano()
@@ -223,4 +264,35 @@ func TestStoreBoundReusesArray(t *testing.T) {
 	if st := s.Stats(); st.Messages != 4 || st.Expired != 996 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// BenchmarkPublishToRoom keeps one publish in each of a 2,000-member
+// room's histories per op, at their count bound and past the byte cap
+// (the eviction queue popped on every append), as a chat room's router
+// does.
+func BenchmarkPublishToRoom(b *testing.B) {
+	const members = 2000
+	s, _ := NewStore(Config{})
+	for id := int64(1); id <= members; id++ {
+		resume(s, id, cursor.Cursor{})
+	}
+	msg := []byte(strings.Repeat("m", 40))
+	publish := func(now int64) {
+		m := Share(msg)
+		for id := int64(1); id <= members; id++ {
+			h := s.Lock(id)
+			h.Append("room", &m, now)
+			h.Unlock()
+		}
+	}
+	now := time.Now().UnixNano()
+	for s.Stats().Bytes < s.cfg.MaxBytes-1<<20 {
+		publish(now)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		publish(now)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*members), "ns/append")
 }

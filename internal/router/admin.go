@@ -89,14 +89,18 @@ type Stats struct {
 	// Unconfirmed is the down frames a live gateway had not confirmed
 	// at the deliver timeout (their copies are counted lost; a slow
 	// gateway's come late, a lost one's make it resync).
-	Unconfirmed uint64          `json:"unconfirmed_frames"`
-	Purges      uint64          `json:"gateway_purges"`
-	BadFrames   uint64          `json:"bad_frames"`
-	Resumes     uint64          `json:"resumes"`
-	Missed      uint64          `json:"resumes_missed"`
-	CaughtUp    uint64          `json:"caught_up"`
-	KeptOnly    uint64          `json:"kept_only"`
-	Retention   retention.Stats `json:"retention"`
+	Unconfirmed uint64 `json:"unconfirmed_frames"`
+	// Unheard is the down frames NATS answered nobody was subscribed
+	// to: the gateway's connection was gone (their copies are counted
+	// with the gateway when it is forgotten or at the deliver timeout).
+	Unheard   uint64          `json:"unheard_frames"`
+	Purges    uint64          `json:"gateway_purges"`
+	BadFrames uint64          `json:"bad_frames"`
+	Resumes   uint64          `json:"resumes"`
+	Missed    uint64          `json:"resumes_missed"`
+	CaughtUp  uint64          `json:"caught_up"`
+	KeptOnly  uint64          `json:"kept_only"`
+	Retention retention.Stats `json:"retention"`
 	// Lead: a redundant router's role and history log (absent alone).
 	Lead *LeadStats `json:"lead,omitempty"`
 	// Partition: a partitioned router's share and what it handed to
@@ -120,7 +124,7 @@ func (r *Router) Stats() Stats {
 		Dropped:     Dropped{Gone: c.droppedGone.Load(), Slow: c.droppedSlow.Load(), Gateway: c.droppedGateway.Load()},
 		WindowWaits: c.waits.Load(), Refused: c.refused.Load(), SendFramesDropped: r.senders.dropped(), UnknownDone: c.unknownDone.Load(),
 		LoginsTotal: c.logins.Load(), Logouts: c.logouts.Load(),
-		Resyncs: c.resyncs.Load(), Unconfirmed: c.unconfirmed.Load(), Purges: c.purges.Load(), BadFrames: c.badFrames.Load(),
+		Resyncs: c.resyncs.Load(), Unconfirmed: c.unconfirmed.Load(), Unheard: c.unheard.Load(), Purges: c.purges.Load(), BadFrames: c.badFrames.Load(),
 		Resumes: c.resumes.Load(), Missed: c.missed.Load(), CaughtUp: c.caughtUp.Load(), KeptOnly: c.kept.Load(),
 		Retention:   r.store.Stats(),
 		Lead:        r.lead.stats(),
@@ -327,6 +331,7 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Latency("down_confirm_seconds", "Stage latency: a down frame's flight, from its publish to the gateway's done record (the gateway's queues and writes included).", &r.c.confirm)
 	m.Counter("gateway_purges_total", "Gateways forgotten (bye, restart or silence).", nil, r.c.purges.Load)
 	m.Counter("bad_frames_total", "Malformed NATS frames received.", nil, r.c.badFrames.Load)
+	m.Counter("unheard_frames_total", "Down frames NATS answered nobody was subscribed to (the gateway's connection gone): their copies are counted lost when the gateway is forgotten or at -deliver-timeout.", nil, r.c.unheard.Load)
 	m.Counter("resumes_total", "Resumes of long-poll and SSE clients.", nil, r.c.resumes.Load)
 	m.Counter("resumes_missed_total", "Resumes whose cursor was past the retention window or from another epoch.", nil, r.c.missed.Load)
 	m.Counter("kept_only_total", "Sends to ids with no client at that moment, kept for a resuming one.", nil, r.c.kept.Load)

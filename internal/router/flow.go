@@ -344,6 +344,14 @@ func (fl *flows) notTaken(m *nats.Msg) {
 
 // handleDone applies a gateway's done records.
 func (fl *flows) handleDone(m *nats.Msg) {
+	if len(m.Data) == 0 && m.Header.Get(wire.StatusHeader) == wire.StatusNotTaken {
+		// NATS's "no responders" to a down frame: its gateway had no
+		// subscription (its connection gone). Which gateway it was is
+		// not said; its flights are settled when it is forgotten or
+		// at the deliver timeout.
+		fl.c.unheard.Add(1)
+		return
+	}
 	var d wire.Decoder
 	h, err := d.Reset(m.Data)
 	if err == nil && h.Kind != wire.KindDone {

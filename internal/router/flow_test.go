@@ -233,3 +233,26 @@ func TestSlowFrameNoResync(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestUnheardFrameCounted: a down frame to a gateway whose connection
+// has no subscription (gone, its heartbeats not yet missed) is answered
+// by NATS's "no responders" on the done subject: counted unheard, not a
+// malformed frame, and its copies still counted lost at the deliver
+// timeout.
+func TestUnheardFrameCounted(t *testing.T) {
+	r := startFlowRouter(t, 300*time.Millisecond)
+	nc, err := nats.Connect(r.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	login(t, r, nc, "deaf", 1, 5)
+	heartbeats(t, nc, "deaf")
+	ack := requestAck(t, nc, 5*time.Second, "a", "b")
+	if ack.Count != 2 || ack.Tally.Delivered != 0 || ack.Tally.Gateway != 2 {
+		t.Fatalf("ack %+v", ack)
+	}
+	if st := r.Stats(); st.Unheard == 0 || st.BadFrames != 0 {
+		t.Fatalf("stats: unheard %d, bad frames %d", st.Unheard, st.BadFrames)
+	}
+}

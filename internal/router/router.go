@@ -76,8 +76,9 @@ type Router struct {
 type counters struct {
 	sent, void, logins, logouts, resyncs, purges, badFrames atomic.Uint64
 	// Down frames a live gateway had not confirmed at the deliver
-	// timeout (their copies counted lost; some come late).
-	unconfirmed                     atomic.Uint64
+	// timeout (their copies counted lost; some come late), and those
+	// NATS said nobody subscribed to (the gateway's connection gone).
+	unconfirmed, unheard            atomic.Uint64
 	resumes, missed, caughtUp, kept atomic.Uint64
 	// Copies: routed to gateways, then delivered or dropped by reason
 	// (the gateway's done records), dup and late (in delivered).

@@ -126,9 +126,19 @@ flood() { # name first n [flags...]; sets flooder. FLOOD_PATH: /test/ or /ws/; F
 	"$BIN"/floodtest -url "http://127.0.0.1:${FLOOD_PORT:-8580}${FLOOD_PATH:-/test/}" -first "$first" -n "$n" -rate "$RAMP/s" -duration 20m -every 5s \
 		-summary "$out/$phase.$name.json" "$@" > "$out/$phase.$name.out" 2>&1 &
 	flooder=$!
+	# Past what the machine holds, the clients are stopped rather than
+	# the machine stalled (GUARD_MB, scripts/bench-lib.sh).
+	memory_guard "$out/memory-guard.txt" "$flooder"
+	pids+=("$guard")
+}
+guarded() {
+	if guard_fired "$out/memory-guard.txt"; then
+		echo "bench-fanout: stopped: $(cat "$out/memory-guard.txt")" >&2
+		exit 1
+	fi
 }
 wait_streaming() { # file n
-	for _ in $(seq $(( $2 / RAMP * 4 + 120 ))); do streaming "$1" "$2" && return 0; sleep 1; done
+	for _ in $(seq $(( $2 / RAMP * 4 + 120 ))); do streaming "$1" "$2" && return 0; guarded; sleep 1; done
 	echo "bench-fanout: not every client streams: $(tail -1 "$1")" >&2
 	return 1
 }
@@ -140,6 +150,7 @@ cpu() { for p in $(family "$@"); do cat "/proc/$p/stat" 2>/dev/null || true; don
 until_chunks() {
 	for _ in $(seq "$3"); do
 		[ "$(chunks "$1")" -ge "$2" ] 2>/dev/null && return 0
+		guarded
 		sleep 1
 	done
 	echo "bench-fanout: $(chunks "$1") of $2 chunks after $3 s" >&2

@@ -12,6 +12,9 @@
 #   stop_and_restore    SIGTERM every process in pids, wait, restore_sysctls
 #   wait_http URL [S]   wait up to S seconds (20) for URL to answer; fail
 #                       (status 1, said on stderr) if it does not
+#   memory_guard FILE PID...  stop the load (the pids and their children)
+#                       before the machine runs out of memory; guard_fired
+#                       FILE says whether it did (and why)
 #
 # SYSCTL_STRICT=1 makes a setting that cannot be written fatal.
 sysctl_restore=()
@@ -59,3 +62,31 @@ wait_http() {
 	echo "$(basename "$0" .sh): $1 did not come up" >&2
 	return 1
 }
+
+# memory_guard FILE PID...: in the background, every second while the
+# first pid lives, stop the pids and their children (SIGKILL: the load,
+# floodtest and its workers, or a bench/floor) once the memory the
+# kernel can hand out at once, MemFree plus the page cache, falls under
+# GUARD_MB (1536) MB, and say so on stderr and in FILE. This machine has
+# no swap: two million loopback pairs with both ends here took it to
+# 651 MB free with 18 GB of slab, and it stood still for 26 minutes
+# rather than fail. MemAvailable is no guide there: it counts the
+# sockets' inodes and dentries, pinned while the sockets are open, as
+# reclaimable (9 GB "available" at the stall). Sets guard to its pid.
+memory_guard() {
+	local file=$1
+	shift
+	(
+		while sleep 1 && kill -0 "$1" 2>/dev/null; do
+			m=$(awk '/^(MemFree|Active\(file\)|Inactive\(file\)):/ { s += $2 } END { print int(s / 1024) }' /proc/meminfo)
+			if [ "$m" -lt "${GUARD_MB:-1536}" ]; then
+				echo "memory guard: $m MB free or in the page cache, under GUARD_MB=${GUARD_MB:-1536}; slab $(awk '/^Slab:/ { print int($2 / 1024) }' /proc/meminfo) MB, $(ss -s | awk '/^TCP:/ { print $2 }') TCP sockets: the load was stopped" | tee -a "$file" >&2
+				# shellcheck disable=SC2046
+				kill -9 $(family "$@") 2>/dev/null
+				exit 0
+			fi
+		done
+	) &
+	guard=$!
+}
+guard_fired() { [ -s "$1" ]; }

@@ -17,6 +17,7 @@
 #                                        chunked streams)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh # family, memory_guard (no kernel setting changed here)
 
 DURATION=${DURATION:-24h}
 CLIENTS=${CLIENTS:-10000}
@@ -108,6 +109,17 @@ if [ "$MIX" = 1 ]; then
 	floods+=($!); pids+=($!)
 fi
 
+# Past what the machine holds, the clients are stopped rather than the
+# machine stalled (GUARD_MB, scripts/bench-lib.sh).
+memory_guard "$out/memory-guard.txt" "${floods[@]}"
+pids+=("$guard")
+guarded() {
+	if guard_fired "$out/memory-guard.txt"; then
+		echo "study: stopped: $(cat "$out/memory-guard.txt"); see $out/floodtest*.out" >&2
+		exit 1
+	fi
+}
+
 echo "study: ramping $CLIENTS clients at $RAMP/s"
 deadline=$(( SECONDS + ramp * 2 + 120 ))
 ramped() {
@@ -119,6 +131,7 @@ ramped() {
 	fi
 }
 until ramped; do
+	guarded
 	if [ $SECONDS -gt $deadline ]; then echo "study: the ramp did not finish; see $out/floodtest*.out" >&2; exit 1; fi
 	sleep 1
 done
@@ -132,6 +145,7 @@ else
 	"$BIN"/msggen -nats "nats://$NATS_ADDR" -numbered -rate "$RATE" -n "$per" -max "$CLIENTS" -procs "$PROCS" \
 		-every 60s -duration "$(( dur + 60 ))s" -summary "$out/msggen.json" > "$out/msggen.out" 2>&1
 fi
+guarded
 # Wait until the gateway processes (admin ports GW_ADMIN_PORT, +1, ...)
 # have written every message the router handed them, then a little for
 # the clients to read the last ones: a flat-out run leaves a backlog.

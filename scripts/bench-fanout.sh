@@ -131,14 +131,8 @@ flood() { # name first n [flags...]; sets flooder. FLOOD_PATH: /test/ or /ws/; F
 	memory_guard "$out/memory-guard.txt" "$flooder"
 	pids+=("$guard")
 }
-guarded() {
-	if guard_fired "$out/memory-guard.txt"; then
-		echo "bench-fanout: stopped: $(cat "$out/memory-guard.txt")" >&2
-		exit 1
-	fi
-}
 wait_streaming() { # file n
-	for _ in $(seq $(( $2 / RAMP * 4 + 120 ))); do streaming "$1" "$2" && return 0; guarded; sleep 1; done
+	for _ in $(seq $(( $2 / RAMP * 4 + 120 ))); do streaming "$1" "$2" && return 0; guarded "$out/memory-guard.txt" bench-fanout; sleep 1; done
 	echo "bench-fanout: not every client streams: $(tail -1 "$1")" >&2
 	return 1
 }
@@ -150,7 +144,7 @@ cpu() { for p in $(family "$@"); do cat "/proc/$p/stat" 2>/dev/null || true; don
 until_chunks() {
 	for _ in $(seq "$3"); do
 		[ "$(chunks "$1")" -ge "$2" ] 2>/dev/null && return 0
-		guarded
+		guarded "$out/memory-guard.txt" bench-fanout
 		sleep 1
 	done
 	echo "bench-fanout: $(chunks "$1") of $2 chunks after $3 s" >&2

@@ -13,8 +13,8 @@
 #   wait_http URL [S]   wait up to S seconds (20) for URL to answer; fail
 #                       (status 1, said on stderr) if it does not
 #   memory_guard FILE PID...  stop the load (the pids and their children)
-#                       before the machine runs out of memory; guard_fired
-#                       FILE says whether it did (and why)
+#                       before the machine runs out of memory; guarded
+#                       FILE NAME exits 1 if it did, saying why
 #
 # SYSCTL_STRICT=1 makes a setting that cannot be written fatal.
 sysctl_restore=()
@@ -89,4 +89,11 @@ memory_guard() {
 	) &
 	guard=$!
 }
-guard_fired() { [ -s "$1" ]; }
+# guarded FILE NAME: exit 1, saying why (as NAME), if the memory guard
+# writing FILE stopped the load.
+guarded() {
+	if [ -s "$1" ]; then
+		echo "$2: stopped: $(cat "$1")" >&2
+		exit 1
+	fi
+}

@@ -113,12 +113,6 @@ fi
 # machine stalled (GUARD_MB, scripts/bench-lib.sh).
 memory_guard "$out/memory-guard.txt" "${floods[@]}"
 pids+=("$guard")
-guarded() {
-	if guard_fired "$out/memory-guard.txt"; then
-		echo "study: stopped: $(cat "$out/memory-guard.txt"); see $out/floodtest*.out" >&2
-		exit 1
-	fi
-}
 
 echo "study: ramping $CLIENTS clients at $RAMP/s"
 deadline=$(( SECONDS + ramp * 2 + 120 ))
@@ -131,7 +125,7 @@ ramped() {
 	fi
 }
 until ramped; do
-	guarded
+	guarded "$out/memory-guard.txt" study
 	if [ $SECONDS -gt $deadline ]; then echo "study: the ramp did not finish; see $out/floodtest*.out" >&2; exit 1; fi
 	sleep 1
 done
@@ -145,7 +139,7 @@ else
 	"$BIN"/msggen -nats "nats://$NATS_ADDR" -numbered -rate "$RATE" -n "$per" -max "$CLIENTS" -procs "$PROCS" \
 		-every 60s -duration "$(( dur + 60 ))s" -summary "$out/msggen.json" > "$out/msggen.out" 2>&1
 fi
-guarded
+guarded "$out/memory-guard.txt" study
 # Wait until the gateway processes (admin ports GW_ADMIN_PORT, +1, ...)
 # have written every message the router handed them, then a little for
 # the clients to read the last ones: a flat-out run leaves a backlog.

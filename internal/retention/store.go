@@ -310,8 +310,7 @@ func (l *Held) Append(topic string, msg *Shared, now int64) (epoch, seq uint64) 
 	h.push(Entry{Seq: seq, At: now, Msg: b, Topic: topic})
 	s.msgs.Add(1)
 	s.bytes.Add(int64(len(b)) + entryCost)
-	s.trim(h, now)
-	h.moved()
+	s.trim(h, now) // lo moves only if trim drops (push keeps first())
 	l.h, l.seq, l.at = h, seq, now
 	return h.epoch, seq
 }

@@ -106,6 +106,9 @@ type Stats struct {
 	// Partition: a partitioned router's share and what it handed to
 	// the other partitions (absent unpartitioned).
 	Partition *PartitionStats `json:"partition,omitempty"`
+	// Webhooks: the events made, queued, lost and delivered (absent
+	// without -webhook).
+	Webhooks *WebhookStats `json:"webhooks,omitempty"`
 	// Frames: send frames with a frame-id, and copies sent again.
 	Frames      FrameStats     `json:"frames"`
 	GatewayList []GatewayStats `json:"gateway_list"`
@@ -128,6 +131,7 @@ func (r *Router) Stats() Stats {
 		Resumes: c.resumes.Load(), Missed: c.missed.Load(), CaughtUp: c.caughtUp.Load(), KeptOnly: c.kept.Load(),
 		Retention:   r.store.Stats(),
 		Lead:        r.lead.stats(),
+		Webhooks:    r.hooks.stats(),
 		Partition:   r.part.stats(),
 		Frames:      r.frames.stats(),
 		GatewayList: r.up.gatewayStats(),
@@ -318,6 +322,15 @@ func newMetrics(r *Router) *obs.Metrics {
 	m.Gauge("inflight_bytes", "Bytes of down frames in flight to every gateway.", nil, func() float64 { return float64(r.fl.inflightBytes()) })
 	m.Counter("void_total", "Sends to ids nobody holds (and publishes and broadcasts that reached nobody).", nil, r.c.void.Load)
 	m.Counter("kicked_total", "Sessions asked to end by router kick.", nil, r.c.kicks.Load)
+	if w := r.hooks; w != nil {
+		for outcome, c := range map[string]*atomic.Uint64{"queued": &w.queued, "lost_full": &w.full, "lost_store": &w.storeLost, "delivered": &w.delivered} {
+			m.Counter("webhook_events_total", "Webhook events by outcome: queued (stored for the receiver), lost_full (the queue was at -webhook-queue), lost_store (JetStream did not take them), delivered (the receiver answered 2xx); the lost are told to the receiver in the next batch.",
+				prometheus.Labels{"outcome": outcome}, c.Load)
+		}
+		m.Counter("webhook_posts_total", "Webhook POSTs the receiver took.", nil, w.posts.Load)
+		m.Counter("webhook_failed_attempts_total", "Webhook POSTs that failed (no answer, or not 2xx) and were tried again.", nil, w.failed.Load)
+		m.Gauge("webhook_queue_bytes", "Bytes of webhook events waiting for the receiver (sampled each second by the leader).", nil, func() float64 { return float64(w.depthBytes.Load()) })
+	}
 	m.Counter("published_total", "Publishes to topics routed.", nil, r.c.published.Load)
 	m.Counter("broadcasts_total", "Broadcasts routed.", nil, r.c.broadcasts.Load)
 	m.Counter("topic_void_total", "Publishes to topics nobody was in.", nil, r.c.topicVoid.Load)

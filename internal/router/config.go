@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/retention"
+	"github.com/cometgw/comet/internal/webhook"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -87,6 +89,9 @@ type Config struct {
 	// renews every quarter of it): how soon a standby takes over from a
 	// leader that died. Default 2s.
 	Lease time.Duration
+	// Webhook sends the application's backend events about its ids and
+	// topics (WebhookConfig; default none).
+	Webhook WebhookConfig
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -104,6 +109,7 @@ func DefaultConfig() Config {
 		OverloadWait:   2 * time.Second,
 		SendLimit:      64 << 20,
 		Lease:          2 * time.Second,
+		Webhook:        WebhookConfig{Timeout: 5 * time.Second, QueueBytes: 64 << 20},
 	}
 }
 
@@ -129,6 +135,17 @@ func (c *Config) Validate() error {
 	}
 	if c.DeliverTimeout < 100*time.Millisecond {
 		return fmt.Errorf("router: deliver timeout %s is below 100ms", c.DeliverTimeout)
+	}
+	if w := c.Webhook; w.URL != "" {
+		if err := webhook.CheckURL(w.URL); err != nil {
+			return fmt.Errorf("router: -webhook: %w", err)
+		}
+		if w.SecretFile == "" {
+			return errors.New("router: -webhook needs -webhook-secret-file: the receiver checks each POST's signature with it")
+		}
+		if w.QueueBytes != 0 && w.QueueBytes < 1<<20 {
+			return fmt.Errorf("router: -webhook-queue %d is below 1 MiB", w.QueueBytes)
+		}
 	}
 	if c.AdminAddr != "off" && c.AdminTokenFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.AdminAddr) {
 		return fmt.Errorf("router: admin address %s is not a loopback address and anyone reaching it could send to anyone: give -admin-token-file, or -insecure-open", c.AdminAddr)
@@ -181,6 +198,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Lease == 0 {
 		c.Lease = def.Lease
+	}
+	if c.Webhook.Timeout <= 0 {
+		c.Webhook.Timeout = def.Webhook.Timeout
+	}
+	if c.Webhook.QueueBytes == 0 {
+		c.Webhook.QueueBytes = def.Webhook.QueueBytes
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

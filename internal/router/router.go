@@ -48,6 +48,7 @@ type Router struct {
 	frames *frameTable
 	pres   *presence
 	stored *storedSubs // nil without JetStream
+	hooks  *webhooks   // nil without -webhook
 	lead   *lead       // nil alone
 	hist   *histLog    // the lead's (nil alone)
 	part   *partition  // nil unpartitioned
@@ -156,11 +157,18 @@ func New(cfg Config) (*Router, error) {
 	r.up = &members{gws: r.gws, fl: r.fl, reg: reg, store: store, topics: r.topics, stored: r.stored, lead: r.lead, hist: r.hist,
 		part: r.part, nc: r.nc, log: r.log, c: &r.c, timeout: cfg.GatewayTimeout, deliverTimeout: cfg.DeliverTimeout, one: make([]uint64, 1)}
 	r.pres = &presence{topics: r.topics, stored: r.stored, reg: reg, part: r.part, lead: r.lead, nc: r.nc, log: r.log, c: &r.c, send: r.sendPresence}
+	if r.hooks, err = openWebhooks(r); err != nil {
+		return nil, err
+	}
 	reg.OnIdle(func(id int64) {
 		store.Idle(id, time.Now().UnixNano())
 		r.stored.changed(id)
+		r.hooks.changed(id, false)
 	})
-	reg.OnActive(r.stored.changed)
+	reg.OnActive(func(id int64) {
+		r.stored.changed(id)
+		r.hooks.changed(id, true)
+	})
 	store.OnDrop(r.topics.ForgetID)
 	if err := r.subscribe(); err != nil {
 		return nil, fmt.Errorf("router: subscribe: %w", err)
@@ -412,6 +420,7 @@ func (r *Router) Run(ctx context.Context) error {
 	t := time.NewTicker(max(r.cfg.GatewayTimeout/4, 25*time.Millisecond))
 	defer t.Stop()
 	go r.pres.loop(done)
+	r.hooks.start()
 	natsDown := r.nc.StatusChanged(nats.CLOSED)
 	r.lead.start(done)
 	for {
@@ -448,6 +457,7 @@ func (r *Router) Close() error {
 			}
 		}
 		r.fl.close()
+		step("webhook events queued", r.hooks.close)
 		step("lead handed over", r.lead.release)
 		var err error
 		if r.admin != nil {

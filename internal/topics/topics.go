@@ -44,6 +44,18 @@ type Index struct {
 	// subscriptions; set before any join).
 	held        func(id int64) bool
 	subscribers func(topic string) []int64
+
+	// hooks, on after TrackMembers: the topics whose members changed
+	// since the last TakeMemberChanges (for webhooks), by name.
+	hooks map[string]*memberChange
+}
+
+// memberChange is one topic's member changes within a round: whether it
+// had members when the round began, and the ids that came and went (one
+// that came and went within the round is in neither).
+type memberChange struct {
+	was          bool
+	joined, left map[int64]struct{}
 }
 
 type entry struct {
@@ -209,6 +221,9 @@ func (ix *Index) presenceJoin(t *entry, id int64) {
 	if t.counts[id]++; t.counts[id] > 1 {
 		return
 	}
+	if ix.hooks != nil {
+		ix.hookChange(t, len(t.counts) > 1).note(id, true)
+	}
 	if _, ok := t.subs[id]; ok {
 		return // present already, as a subscriber
 	}
@@ -235,6 +250,9 @@ func (ix *Index) presenceLeave(t *entry, id int64) {
 		return
 	}
 	delete(t.counts, id)
+	if ix.hooks != nil {
+		ix.hookChange(t, true).note(id, false)
+	}
 	if _, ok := t.subs[id]; ok {
 		return // still present, as a subscriber
 	}
@@ -252,6 +270,67 @@ func (ix *Index) left(t *entry, id int64) {
 		t.left[id] = struct{}{}
 	}
 	ix.changed[t] = struct{}{}
+}
+
+// TrackMembers makes the index note, for TakeMemberChanges, every id
+// that comes into a topic or leaves it (its first connection in it, its
+// last). Call it before any join.
+func (ix *Index) TrackMembers() { ix.hooks = make(map[string]*memberChange) }
+
+// hookChange is t's change record of the round, made (had: whether t had
+// members before the change being noted) if it has none. ix.mu must be
+// held for writing.
+func (ix *Index) hookChange(t *entry, had bool) *memberChange {
+	c := ix.hooks[t.name]
+	if c == nil {
+		c = &memberChange{was: had, joined: make(map[int64]struct{}), left: make(map[int64]struct{})}
+		ix.hooks[t.name] = c
+	}
+	return c
+}
+
+// note records that id came (in) or went.
+func (c *memberChange) note(id int64, in bool) {
+	came, went := c.joined, c.left
+	if !in {
+		came, went = went, came
+	}
+	if _, ok := went[id]; ok {
+		delete(went, id) // went and came back within the round
+	} else {
+		came[id] = struct{}{}
+	}
+}
+
+// MemberChange is one topic's member changes since the last
+// TakeMemberChanges: Occupied, it had no members then and has some now;
+// Vacated, the reverse; the ids that came into it and left it (sorted).
+// Members are ids with a connection in the topic.
+type MemberChange struct {
+	Topic        string
+	Occupied     bool
+	Vacated      bool
+	Joined, Left []int64
+}
+
+// TakeMemberChanges returns the member changes since the last call (with
+// TrackMembers; nil without).
+func (ix *Index) TakeMemberChanges() []MemberChange {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var out []MemberChange
+	for name, c := range ix.hooks {
+		t := ix.topics[name]
+		now := t != nil && len(t.counts) > 0
+		mc := MemberChange{Topic: name, Occupied: !c.was && now, Vacated: c.was && !now,
+			Joined: slices.Sorted(maps.Keys(c.joined)), Left: slices.Sorted(maps.Keys(c.left))}
+		if mc.Occupied || mc.Vacated || len(mc.Joined) > 0 || len(mc.Left) > 0 {
+			out = append(out, mc)
+		}
+	}
+	clear(ix.hooks)
+	slices.SortFunc(out, func(a, b MemberChange) int { return cmp.Compare(a.Topic, b.Topic) })
+	return out
 }
 
 // Join records that c, logged in as id, joined topics (valid names, no

@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// webhookLine is one batch as e2e/js/webhook-receiver.mjs prints it.
+type webhookLine struct {
+	Attempt int `json:"attempt"`
+	Events  []struct {
+		Event string `json:"event"`
+		Type  string `json:"type"`
+		ID    *int64 `json:"id"`
+		Topic string `json:"topic"`
+	} `json:"events"`
+	Lost uint64 `json:"lost"`
+}
+
+// webhookView is what a receiver knows from the batches in out: each
+// event once (by its event id), the last state it was told of each id
+// and of each topic, and the events told more than once.
+type webhookView struct {
+	events, again int
+	lost          uint64
+	online        map[int64]bool
+	occupied      map[string]bool
+	members       map[string]map[int64]bool // topic -> ids joined and not left
+}
+
+func readWebhooks(out string) webhookView {
+	v := webhookView{online: map[int64]bool{}, occupied: map[string]bool{}, members: map[string]map[int64]bool{}}
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 4<<20)
+	for sc.Scan() {
+		var l webhookLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Attempt == 0 {
+			continue
+		}
+		v.lost += l.Lost
+		for _, e := range l.Events {
+			if seen[e.Event] {
+				v.again++
+				continue
+			}
+			seen[e.Event] = true
+			v.events++
+			switch e.Type {
+			case "online", "offline":
+				v.online[*e.ID] = e.Type == "online"
+			case "occupied", "vacated":
+				v.occupied[e.Topic] = e.Type == "occupied"
+			case "joined":
+				if v.members[e.Topic] == nil {
+					v.members[e.Topic] = map[int64]bool{}
+				}
+				v.members[e.Topic][*e.ID] = true
+			case "left":
+				delete(v.members[e.Topic], *e.ID)
+			}
+		}
+	}
+	return v
+}
+
+// TestWebhooksAcrossRouterKill: a receiver written with Node's own http
+// and crypto (e2e/js/webhook-receiver.mjs) checks every POST's signature.
+// 200 clients come online (50 of them in a topic); then, while the
+// receiver answers 503, 100 leave; the router is killed (SIGKILL) once it
+// queued their events, and started again on its store. Every event it
+// queued reaches the receiver, whose view ends true: 100 ids online, the
+// topic occupied by the 25 members left.
+func TestWebhooksAcrossRouterKill(t *testing.T) {
+	bin, dir := binDir(t), t.TempDir()
+	node := outside(t, "node", "Node.js")
+	secret, down := filepath.Join(dir, "secret"), filepath.Join(dir, "down")
+	if err := os.WriteFile(secret, []byte("e2e-webhook-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hookAddr := freePort(t)
+	_, port, _ := strings.Cut(hookAddr, ":")
+	recv := start(t, node, "js/webhook-receiver.mjs", port, secret, down)
+	waitFor(t, "the receiver listens", func() bool { return strings.Contains(recv.out.String(), "listening") })
+	p := startPair(t, bin, []string{"-store", dir + "/store", "-webhook", "http://" + hookAddr + "/hook", "-webhook-secret-file", secret}, nil)
+
+	const n = 200
+	streams := make([]*http.Response, n+1)
+	for id := 1; id <= n; id++ {
+		url := fmt.Sprintf("http://%s/test/%d", p.gwAddr, id)
+		if id > 150 { // 151-200 in a topic
+			url = fmt.Sprintf("http://%s/sse/%d?topics=room", p.gwAddr, id)
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[id] = resp
+		t.Cleanup(func() { resp.Body.Close() })
+	}
+	waitFor(t, "every id online at the receiver", func() bool {
+		v := readWebhooks(recv.out.String())
+		return len(v.online) == n && len(v.members["room"]) == 50
+	})
+	type hookStats struct {
+		Webhooks struct{ Made, Queued uint64 }
+	}
+	var before hookStats
+	getJSON("http://"+p.routerAdmin+"/stats", &before)
+
+	// The receiver goes down; 100 clients leave (1-75 and 151-175); the
+	// router queues their events and is killed.
+	os.WriteFile(down, nil, 0o600)
+	for id := 1; id <= n; id++ {
+		if id <= 75 || id > 150 && id <= 175 {
+			streams[id].Body.Close()
+		}
+	}
+	waitFor(t, "the router queued the 100 offline and 25 left events", func() bool {
+		var st hookStats
+		getJSON("http://"+p.routerAdmin+"/stats", &st)
+		return st.Webhooks.Queued >= before.Webhooks.Queued+125 && st.Webhooks.Queued == st.Webhooks.Made
+	})
+	syscall.Kill(-p.router.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.router.done
+	start(t, bin+"/router", p.routerArgs...)
+	waitRouter(t, p.routerAdmin, "the new router has the 100 logins back", func(st routerStats) bool { return st.Conns == 100 })
+	os.Remove(down)
+
+	waitFor(t, "the receiver's view is true", func() bool {
+		v := readWebhooks(recv.out.String())
+		on := 0
+		for _, o := range v.online {
+			if o {
+				on++
+			}
+		}
+		return on == 100 && len(v.members["room"]) == 25 && v.occupied["room"]
+	})
+	v := readWebhooks(recv.out.String())
+	for id := 1; id <= n; id++ {
+		if want := !(id <= 75 || id > 150 && id <= 175); v.online[int64(id)] != want {
+			t.Errorf("id %d: receiver thinks online=%v", id, v.online[int64(id)])
+		}
+	}
+	if strings.Contains(recv.out.String(), "bad signature") || v.lost != 0 {
+		t.Fatalf("receiver: lost %d, output:\n%s", v.lost, recv.out)
+	}
+	t.Logf("receiver: %d events, %d told again (at least once), %d lost", v.events, v.again, v.lost)
+}

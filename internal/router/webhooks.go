@@ -1,0 +1,311 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cometgw/comet/internal/obs"
+	"github.com/cometgw/comet/internal/registry"
+	"github.com/cometgw/comet/internal/topics"
+	"github.com/cometgw/comet/internal/webhook"
+)
+
+// WebhookEvery is how often the changes of ids and topics become events:
+// an id that went offline and came back within one round is in no event
+// (as presence events, PresenceEvery).
+const WebhookEvery = PresenceEvery
+
+// webhooks is the router's part in telling the application's backend
+// what happened (package webhook): it notes the ids that got their first
+// connection or lost their last (the registry's OnActive and OnIdle),
+// and, every WebhookEvery, turns them and the topics' member changes into
+// events, queued (webhook.Queue) by the router that leads, and delivered
+// by it. Its methods are safe on a nil *webhooks (no -webhook): nothing
+// is noted.
+type webhooks struct {
+	q      *webhook.Queue
+	post   *webhook.Poster
+	topics *topics.Index
+	reg    *registry.Registry
+	lead   *lead
+	log    *zap.Logger
+	// name prefixes the events' ids (the router's name: unique per
+	// process); part ends each event on a partitioned router.
+	name, part string
+
+	mu  sync.Mutex
+	ids map[int64]bool // ids changed this round -> held when it began
+
+	seq atomic.Uint64 // events made (the rest of their ids)
+	// lost counts events not queued since the last batch queued (told
+	// in the next); the rest are totals.
+	lost                           atomic.Uint64
+	made, queued, full, storeLost  atomic.Uint64
+	delivered, posts, failed, bad  atomic.Uint64
+	highBytes, depthBytes, batches atomic.Uint64
+
+	stop context.CancelFunc
+	done sync.WaitGroup
+}
+
+// WebhookConfig configures the router's webhooks (Config.Webhook).
+type WebhookConfig struct {
+	// URL receives the events (-webhook). Default "": no webhooks.
+	URL string
+	// SecretFile holds the secret that signs every POST
+	// (-webhook-secret-file); needed with URL.
+	SecretFile string
+	// Timeout bounds one POST. Default 5s.
+	Timeout time.Duration
+	// QueueBytes bounds the events waiting for the receiver (stored in
+	// JetStream). Default 64 MiB.
+	QueueBytes int64
+}
+
+// openWebhooks opens the queue and the poster (nil without a URL).
+func openWebhooks(r *Router) (*webhooks, error) {
+	cfg := r.cfg.Webhook
+	if cfg.URL == "" {
+		return nil, nil
+	}
+	if r.stored == nil {
+		return nil, errors.New("router: -webhook needs JetStream on the NATS server (its queue)")
+	}
+	secret, err := obs.ReadToken(cfg.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("router: -webhook-secret-file: %w", err)
+	}
+	post, err := webhook.NewPoster(webhook.PosterConfig{URL: cfg.URL, Secret: []byte(secret), Timeout: cfg.Timeout})
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	k := 0
+	if r.part != nil {
+		k = r.part.k
+	}
+	q, err := webhook.OpenQueue(ctx, r.nc, r.cfg.StoreReplicas, k, cfg.QueueBytes)
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	w := &webhooks{q: q, post: post, topics: r.topics, reg: r.reg, lead: r.lead, log: r.log, name: r.name, ids: make(map[int64]bool)}
+	if p := r.part; p != nil {
+		w.part = fmt.Sprintf(`,"partition":%d,"partitions":%d`, p.k, p.n)
+	}
+	r.topics.TrackMembers()
+	return w, nil
+}
+
+// changed notes that id got its first connection (held) or lost its
+// last.
+func (w *webhooks) changed(id int64, held bool) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	if _, ok := w.ids[id]; !ok {
+		w.ids[id] = !held // as it was before
+	}
+	w.mu.Unlock()
+}
+
+// start runs the rounds and the deliverer until close.
+func (w *webhooks) start() {
+	if w == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stop = cancel
+	w.done.Add(2)
+	go func() {
+		defer w.done.Done()
+		t := time.NewTicker(WebhookEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				w.round() // a clean stop queues what it saw
+				return
+			case <-t.C:
+				w.round()
+				w.sample()
+			}
+		}
+	}()
+	go func() {
+		defer w.done.Done()
+		w.q.Deliver(ctx, w.post, func() bool { return !w.lead.standby() }, w.took, w.failedPost)
+	}()
+}
+
+// close stops the rounds (after a last one) and the deliverer (a POST in
+// progress stays queued).
+func (w *webhooks) close() {
+	if w == nil || w.stop == nil {
+		return
+	}
+	w.stop()
+	w.done.Wait()
+}
+
+// round turns the changes since the last round into events and, on the
+// router that leads, queues them. A standby makes none: it notes the
+// same changes and forgets them (the leader queues them).
+func (w *webhooks) round() {
+	w.mu.Lock()
+	ids := w.ids
+	if len(ids) > 0 {
+		w.ids = make(map[int64]bool)
+	}
+	w.mu.Unlock()
+	changes := w.topics.TakeMemberChanges()
+	if w.lead.standby() || len(ids) == 0 && len(changes) == 0 {
+		return
+	}
+	now := time.Now()
+	var b []byte
+	n := 0
+	add := func(typ string, id int64, hasID bool, topic string) {
+		if n == 0 {
+			b = append(b[:0], `{"events":[`...)
+		} else {
+			b = append(b, ',')
+		}
+		n++
+		b = webhook.AppendEvent(b, w.name+"-"+strconv.FormatUint(w.seq.Add(1), 10), typ, now, id, hasID, topic, w.part)
+		if len(b) > webhook.MaxBatch-512 {
+			w.queue(b, n)
+			n = 0
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		held := w.reg.Held(id)
+		switch {
+		case held && !ids[id]:
+			add(webhook.Online, id, true, "")
+		case !held && ids[id]:
+			add(webhook.Offline, id, true, "")
+		}
+	}
+	for _, c := range changes {
+		if c.Occupied {
+			add(webhook.Occupied, 0, false, c.Topic)
+		}
+		for _, id := range c.Joined {
+			add(webhook.Joined, id, true, c.Topic)
+		}
+		for _, id := range c.Left {
+			add(webhook.Left, id, true, c.Topic)
+		}
+		if c.Vacated {
+			add(webhook.Vacated, 0, false, c.Topic)
+		}
+	}
+	if n > 0 {
+		w.queue(b, n)
+	}
+}
+
+// queue closes batch b of n events, with the count of those lost since
+// the last one queued, and queues it; if it cannot, its events are
+// lost, counted by reason and told in the next batch queued.
+func (w *webhooks) queue(b []byte, n int) {
+	w.made.Add(uint64(n))
+	lost := w.lost.Swap(0)
+	b = append(b, ']')
+	if lost > 0 {
+		b = append(b, `,"lost":`...)
+		b = strconv.AppendUint(b, lost, 10)
+	}
+	b = append(b, '}')
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := w.q.Add(ctx, b)
+	cancel()
+	if err == nil {
+		w.queued.Add(uint64(n))
+		return
+	}
+	w.lost.Add(lost + uint64(n))
+	if errors.Is(err, webhook.ErrFull) {
+		w.full.Add(uint64(n))
+		return // counted; the log would repeat it every second
+	}
+	w.storeLost.Add(uint64(n))
+	w.log.Warn("webhook events not queued", zap.Int("events", n), zap.Error(err))
+}
+
+// took counts a delivery.
+func (w *webhooks) took(d webhook.Delivery) {
+	w.delivered.Add(d.Events)
+	w.posts.Add(d.Posts)
+	w.bad.Add(d.Malformed)
+}
+
+// sample notes the queue's depth (the leader: one JetStream request a
+// round).
+func (w *webhooks) sample() {
+	if w.lead.standby() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if bytes, batches, err := w.q.Depth(ctx); err == nil {
+		w.depthBytes.Store(bytes)
+		w.batches.Store(batches)
+		for h := w.highBytes.Load(); bytes > h && !w.highBytes.CompareAndSwap(h, bytes); h = w.highBytes.Load() {
+		}
+	}
+}
+
+// failedPost counts a failed attempt and says it, without the URL (it
+// may carry a credential).
+func (w *webhooks) failedPost(attempt int, err error, wait time.Duration) {
+	w.failed.Add(1)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if attempt == 1 || attempt%10 == 0 {
+		w.log.Warn("webhook POST failed; trying again", zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
+	}
+}
+
+// WebhookStats counts the webhook events (GET /stats "webhooks").
+type WebhookStats struct {
+	Made      uint64 `json:"made"`      // events this router made
+	Queued    uint64 `json:"queued"`    // of them, stored in the queue
+	LostFull  uint64 `json:"lost_full"` // not queued: the queue was at its bound
+	LostStore uint64 `json:"lost_store"`
+	Delivered uint64 `json:"delivered"` // events the receiver took (2xx) from this router
+	Posts     uint64 `json:"posts"`
+	Failed    uint64 `json:"failed_attempts"`
+	Malformed uint64 `json:"malformed_batches"`
+	// The queue (every router's of this partition): bytes and batches
+	// waiting at the last delivery, and the most bytes seen waiting.
+	QueueBytes     uint64 `json:"queue_bytes"`
+	QueueBatches   uint64 `json:"queue_batches"`
+	QueueHighBytes uint64 `json:"queue_high_bytes"`
+	QueueMaxBytes  int64  `json:"queue_max_bytes"`
+}
+
+func (w *webhooks) stats() *WebhookStats {
+	if w == nil {
+		return nil
+	}
+	return &WebhookStats{
+		Made: w.made.Load(), Queued: w.queued.Load(), LostFull: w.full.Load(), LostStore: w.storeLost.Load(),
+		Delivered: w.delivered.Load(), Posts: w.posts.Load(), Failed: w.failed.Load(), Malformed: w.bad.Load(),
+		QueueBytes: w.depthBytes.Load(), QueueBatches: w.batches.Load(), QueueHighBytes: w.highBytes.Load(), QueueMaxBytes: w.q.MaxBytes(),
+	}
+}

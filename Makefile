@@ -11,12 +11,12 @@ REVISION ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff -
 JS_DEPS  := clients/js/node_modules/ws/package.json
 LDFLAGS  := -X github.com/cometgw/comet/internal/obs.revision=$(REVISION)
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench-drain bench-clients bench-2m bench docs
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench-drain bench-clients bench-2m bench-webhook bench docs
 
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost ./bench/hostile ./bench/floor
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./bench/naive ./bench/naivews ./bench/tlscost ./bench/hostile ./bench/floor ./bench/hookrecv
 
 # The router (with its embedded NATS), then the gateway, in the foreground
 # with their logs; Ctrl-C stops both.
@@ -110,6 +110,11 @@ bench-clients: build | $(JS_DEPS)
 # 100,000 others, the Haskell chat (10,000 WebSockets in one room).
 bench-fanout: build
 	FULL=$(FULL) ./scripts/bench-fanout.sh
+
+# Webhooks: 100,000 ids logging in and out within 60 s, every online and
+# offline event to a receiver that checks signatures (IDS=, TOPICS=).
+bench-webhook: build
+	IDS=$(IDS) TOPICS=$(TOPICS) ./scripts/bench-webhook.sh
 
 # Stored subscriptions: 15,000,000 loaded with router subscribe -file.
 bench-subscribe: build

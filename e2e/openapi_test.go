@@ -36,7 +36,7 @@ func TestOpenAPI(t *testing.T) {
 		t.Fatalf("docs/openapi.yaml is not a valid OpenAPI 3 document: %v", err)
 	}
 	natsAddr, routerAdmin, gwAddr := freePort(t), freePort(t), freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin, "-log-level", "warn")
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin, "-topic-history", "10", "-log-level", "warn")
 	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", "nats://"+natsAddr, "-log-level", "warn")
 	waitRouter(t, routerAdmin, "the gateway known", func(st routerStats) bool { return st.Gateways == 1 })
 	doc.Servers = openapi3.Servers{{URL: "http://" + routerAdmin}, {URL: "http://" + gwAddr}}
@@ -70,6 +70,9 @@ func TestOpenAPI(t *testing.T) {
 		{"GET", r + "/subscriptions/5", "", 200, false},
 		{"DELETE", r + "/subscriptions/5/news", "", 200, false},
 		{"GET", r + "/topics/lobby", "", 200, false},
+		{"GET", r + "/topics/lobby/history", "", 200, false},
+		{"GET", r + "/topics/lobby/history?limit=0", "", 400, false},
+		{"GET", g + "/test/7?rewind=5", "", 400, false},
 		{"GET", r + "/healthz", "", 200, false},
 		{"GET", r + "/readyz", "", 200, false},
 		{"GET", r + "/metrics", "", 200, false},

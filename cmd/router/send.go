@@ -38,7 +38,7 @@ func runSend(ctx context.Context, args []string) error {
 func report(what string, out map[string]any) {
 	kept := ""
 	if out["kept"] == true {
-		kept = ", kept for resuming long-poll and SSE clients"
+		kept = ", kept for resuming clients (or in the topic's history)"
 	}
 	dropped := ""
 	if d, ok := out["dropped"].(map[string]any); ok {

@@ -141,7 +141,7 @@ func (c *clients) do(s hub.Session, r *ws.Request) (bool, error) {
 	var frame []byte
 	switch r.Op {
 	case "join":
-		return false, c.link.join(conn, s.ID(), true, r.Topics, r.Presence)
+		return false, c.link.join(conn, s.ID(), true, r.Topics, r.Presence, r.Rewind)
 	case "leave":
 		c.link.part(conn, s.ID(), r.Topics)
 		return false, nil

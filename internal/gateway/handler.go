@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/cometgw/comet/internal/topichist"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -60,11 +62,20 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 		badRequest(ctx, "presence", fmt.Errorf("%q: want 1 (join and leave events of the topics) or 0", clip(p)))
 		return
 	}
+	var rewind int
+	if v := ctx.QueryArgs().Peek("rewind"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 0 || n > topichist.MaxRewind || len(topics) == 0 {
+			badRequest(ctx, "rewind", fmt.Errorf("%q: want 0 to %d, with topics= (each topic's last messages first)", clip(v), topichist.MaxRewind))
+			return
+		}
+		rewind = n
+	}
 	gr, ok := g.access.check(ctx, id, topics)
 	if !ok {
 		return
 	}
-	a := admitted{grant: gr, topics: topics, presence: presence}
+	a := admitted{grant: gr, topics: topics, presence: presence, rewind: rewind}
 	k := clientKinds[rt.kind()]
 	if ctx.IsHead() {
 		// The head a GET would get; fasthttp sends no body for HEAD.
@@ -82,6 +93,7 @@ type admitted struct {
 	grant
 	topics   []string
 	presence bool // wants the topics' join and leave events
+	rewind   int  // wants that many of each topic's kept messages first
 }
 
 // parseTopics reads ?topics=: topic names separated by commas (repeats

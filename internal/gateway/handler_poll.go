@@ -59,7 +59,7 @@ func (g *Gateway) handlePoll(ctx *fasthttp.RequestCtx, id int64, a admitted) {
 	keepAlive := ctx.Request.Header.IsHTTP11() && !ctx.Request.Header.ConnectionClose()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive, Expires: a.expires, Topics: a.topics, Presence: a.presence, Peer: takePeer(c)}); err != nil {
+		if err := g.hub.Open(c, hub.Request{Kind: kindPoll, ID: id, Cursor: cur, Wait: wait, KeepAlive: keepAlive, Expires: a.expires, Topics: a.topics, Presence: a.presence, Rewind: a.rewind, Peer: takePeer(c)}); err != nil {
 			g.log.Warn("long-poll not opened", zap.Int64("id", id), zap.Error(err))
 		}
 	})

@@ -41,7 +41,7 @@ func (g *Gateway) handleWS(ctx *fasthttp.RequestCtx, id int64, a admitted) {
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		r := hub.Request{
-			Kind: kindWS, ID: id, Cursor: cur, Expires: a.expires, Topics: a.topics, Presence: a.presence,
+			Kind: kindWS, ID: id, Cursor: cur, Expires: a.expires, Topics: a.topics, Presence: a.presence, Rewind: a.rewind,
 			Allowed: a.grant.topics, Head: head, Perm: perm, Input: buffered(c), Peer: takePeer(c),
 		}
 		if err := g.hub.Open(c, r); err != nil {

@@ -180,6 +180,10 @@ func (l *link) signal() {
 func (l *link) Opened(conn uint64, id int64, j hub.Joins) {
 	l.mu.Lock()
 	u := l.of(id)
+	if j.Rewind > 0 && len(j.Topics) > 0 {
+		u.cur = wire.AppendRewind(u.cur, conn, uint64(j.Rewind))
+		j.Rewind = 0 // a resync's login asks for none
+	}
 	u.appendLogin(conn, id, j)
 	u.live++
 	if len(j.Topics) > 0 || j.Allowed != nil {
@@ -204,6 +208,10 @@ func (u *upStream) appendLogin(conn uint64, id int64, j hub.Joins) {
 func (l *link) Resume(conn uint64, id int64, cur cursor.Cursor, j hub.Joins) {
 	l.mu.Lock()
 	u := l.of(id)
+	if j.Rewind > 0 && len(j.Topics) > 0 && cur.IsZero() { // one that continues from a cursor has what it had
+		u.cur = wire.AppendRewind(u.cur, conn, uint64(j.Rewind))
+	}
+	j.Rewind = 0 // a resync's resume asks for none
 	u.appendResume(conn, id, cur, j)
 	u.live++
 	if len(j.Topics) > 0 || j.Allowed != nil {
@@ -228,7 +236,7 @@ func (u *upStream) appendResume(conn uint64, id int64, cur cursor.Cursor, j hub.
 // client's token does not allow, or more than wire.MaxConnTopics in
 // all; resumable says the client resumes. Called with the session's
 // lock held, like the Listener's methods.
-func (l *link) join(conn uint64, id int64, resumable bool, topics []string, presence bool) error {
+func (l *link) join(conn uint64, id int64, resumable bool, topics []string, presence bool, rewind int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	j := l.topics[conn]
@@ -255,6 +263,9 @@ func (l *link) join(conn uint64, id int64, resumable bool, topics []string, pres
 	j.Presence = j.Presence || presence
 	l.topics[conn] = j
 	u := l.of(id)
+	if rewind > 0 {
+		u.cur = wire.AppendRewind(u.cur, conn, uint64(rewind))
+	}
 	u.cur = wire.AppendJoin(u.cur, conn, id, resumable, add, presence)
 	u.rotate()
 	l.signal()

@@ -214,9 +214,9 @@ func (h *Hub) OpenFD(fd int, r Request) error {
 	// before the router has heard of it.
 	if h.listener != nil {
 		if resumable {
-			h.listener.Resume(sl.Key(), r.ID, r.Cursor, Joins{r.Topics, r.Presence, r.Allowed})
+			h.listener.Resume(sl.Key(), r.ID, r.Cursor, Joins{Topics: r.Topics, Presence: r.Presence, Rewind: r.Rewind, Allowed: r.Allowed})
 		} else {
-			h.listener.Opened(sl.Key(), r.ID, Joins{r.Topics, r.Presence, r.Allowed})
+			h.listener.Opened(sl.Key(), r.ID, Joins{Topics: r.Topics, Presence: r.Presence, Rewind: r.Rewind, Allowed: r.Allowed})
 		}
 	}
 	sc := h.scratch.Get().(*scratch)

@@ -102,6 +102,10 @@ type Request struct {
 	// Listener and keeps nothing of them).
 	Topics   []string
 	Presence bool
+	// Rewind asks, with Topics, for up to that many of each topic's kept
+	// messages before the live ones (?rewind=); ignored for a session
+	// that resumes from a cursor (it continues where it was).
+	Rewind int
 	// Allowed are the topics the client may join later (its token's
 	// claim); nil: any. Passed to the Listener with Topics.
 	Allowed []string
@@ -184,6 +188,9 @@ func (m *Message) Encoded(s Session, encode func(dst []byte, m *Message) []byte)
 type Joins struct {
 	Topics   []string
 	Presence bool
+	// Rewind: up to that many of each topic's kept messages first (at
+	// Opened only: not kept for a resync).
+	Rewind int
 	// Allowed are the topics the session's client may join later (a
 	// WebSocket's join request): nil any (Request.Allowed).
 	Allowed []string

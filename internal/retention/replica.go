@@ -17,10 +17,13 @@ import (
 //	record = 1 open   id:varint epoch:uvarint
 //	       | 2 entry  id:varint epoch:uvarint seq:uvarint at:varint topic:str msg:bytes
 //	       | 3 frame  sender:uvarint n:uvarint sends:uvarint
+//	       | 4 topic  topic:str epoch:uvarint seq:uvarint at:varint msg:bytes
 //
 // A frame record is the router's: the send frame n of sender (its
 // frame-id) was routed, with that many sends, publishes and broadcasts;
-// ApplyLog hands it to its caller.
+// ApplyLog hands it to its caller. A topic record is a message kept in
+// a topic's own history (package topichist) at its position; ApplyLogTo
+// hands it to its caller, ApplyLog skips it.
 //
 // str and bytes are a uvarint length, then the bytes.
 
@@ -29,6 +32,7 @@ const (
 	logOpen  = 1
 	logEntry = 2
 	logFrame = 3
+	logTopic = 4
 )
 
 // ErrBadLog is returned for a malformed log.
@@ -62,6 +66,28 @@ func AppendFrame(b []byte, sender, n, sends uint64) []byte {
 	return binary.AppendUvarint(binary.AppendUvarint(b, n), sends)
 }
 
+// AppendTopicEntry appends the record of msg kept at (epoch, seq) of
+// topic's own history at unix nanos at.
+func AppendTopicEntry(b []byte, topic string, epoch, seq uint64, at int64, msg []byte) []byte {
+	b = append(b, logTopic)
+	b = binary.AppendUvarint(b, uint64(len(topic)))
+	b = append(b, topic...)
+	b = binary.AppendUvarint(b, epoch)
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendVarint(b, at)
+	b = binary.AppendUvarint(b, uint64(len(msg)))
+	return append(b, msg...)
+}
+
+// TopicEntry is a topic record's message: the callback of ApplyLogTo
+// gets its own copy of Msg.
+type TopicEntry struct {
+	Topic      string
+	Epoch, Seq uint64
+	At         int64
+	Msg        []byte
+}
+
 // ApplyLog applies a log written by the leading router: histories it
 // opened replace any other life of the id's history here, messages are
 // kept at their positions (a position the history passed already is
@@ -70,9 +96,40 @@ func AppendFrame(b []byte, sender, n, sends uint64) []byte {
 // after applying the records before the fault. Frame records go to
 // frame (if not nil).
 func (s *Store) ApplyLog(log []byte, now int64, frame func(sender, n, sends uint64)) error {
+	return s.ApplyLogTo(log, now, frame, nil)
+}
+
+// ApplyLogTo is ApplyLog that hands topic records to topic (if not nil).
+func (s *Store) ApplyLogTo(log []byte, now int64, frame func(sender, n, sends uint64), topic func(TopicEntry)) error {
 	for len(log) > 0 {
 		op := log[0]
 		log = log[1:]
+		if op == logTopic {
+			var e TopicEntry
+			var name []byte
+			var ok bool
+			if name, log, ok = lenPrefixed(log, 128); !ok {
+				return fmt.Errorf("%w: topic", ErrBadLog)
+			}
+			var v [2]uint64
+			for i := range v {
+				var n int
+				if v[i], n = binary.Uvarint(log); n <= 0 || v[i] == 0 {
+					return fmt.Errorf("%w: topic position", ErrBadLog)
+				}
+				log = log[n:]
+			}
+			at, msg, rest, err := atAndMsg(log)
+			if err != nil {
+				return err
+			}
+			log = rest
+			if topic != nil {
+				e = TopicEntry{Topic: string(name), Epoch: v[0], Seq: v[1], At: at, Msg: slices.Clone(msg)}
+				topic(e)
+			}
+			continue
+		}
 		if op == logFrame {
 			var v [3]uint64
 			for i := range v {
@@ -111,21 +168,34 @@ func (s *Store) ApplyLog(log []byte, now int64, frame func(sender, n, sends uint
 			if n <= 0 {
 				return fmt.Errorf("%w: time", ErrBadLog)
 			}
-			log = log[n:]
-			var topic, msg []byte
-			var ok bool
-			if topic, log, ok = lenPrefixed(log, 128); !ok {
+			topic, rest, ok := lenPrefixed(log[n:], 128)
+			if !ok {
 				return fmt.Errorf("%w: topic", ErrBadLog)
 			}
-			if msg, log, ok = lenPrefixed(log, 1<<20); !ok {
+			msg, rest, ok := lenPrefixed(rest, 1<<20)
+			if !ok {
 				return fmt.Errorf("%w: message", ErrBadLog)
 			}
+			log = rest
 			s.keep(id, epoch, seq, at, string(topic), msg, now)
 		default:
 			return fmt.Errorf("%w: op %d", ErrBadLog, op)
 		}
 	}
 	return nil
+}
+
+// atAndMsg splits a record's time and message off log.
+func atAndMsg(log []byte) (at int64, msg, rest []byte, err error) {
+	at, n := binary.Varint(log)
+	if n <= 0 {
+		return 0, nil, nil, fmt.Errorf("%w: time", ErrBadLog)
+	}
+	msg, rest, ok := lenPrefixed(log[n:], 1<<20)
+	if !ok {
+		return 0, nil, nil, fmt.Errorf("%w: message", ErrBadLog)
+	}
+	return at, msg, rest, nil
 }
 
 // lenPrefixed splits a uvarint length (at most max) and that many bytes

@@ -144,9 +144,10 @@ func FuzzApplyLog(f *testing.F) {
 	f.Add(AppendEntry(AppendOpen(nil, 1, 7), 1, 7, 1, 1, "room", []byte("hi")))
 	f.Add(AppendEntry(nil, -5, 1, 1<<40, -1, "", nil))
 	f.Add(AppendFrame(AppendOpen(nil, 1, 7), 1<<63, 9, 3))
+	f.Add(AppendTopicEntry(nil, "room", 5, 1, 2, []byte("hi")))
 	f.Fuzz(func(t *testing.T, log []byte) {
 		s := newStoreMust(t)
-		if err := s.ApplyLog(log, 1, nil); err != nil && !errors.Is(err, ErrBadLog) {
+		if err := s.ApplyLogTo(log, 1, nil, func(TopicEntry) {}); err != nil && !errors.Is(err, ErrBadLog) {
 			t.Fatal(err)
 		}
 		st := s.Stats()
@@ -172,5 +173,36 @@ func TestApplyLogFrames(t *testing.T) {
 	}
 	if st := s.Stats(); st.Messages != 1 || st.IDs != 1 {
 		t.Errorf("stats %+v: want the one message of id 1", st)
+	}
+}
+
+// TestApplyLogTopics: topic records go to the caller with their own copy
+// of the message, in order, and change no id's history; ApplyLog skips
+// them; a cut or zero position is malformed.
+func TestApplyLogTopics(t *testing.T) {
+	s := newStoreMust(t)
+	log := AppendTopicEntry(AppendEntry(AppendOpen(nil, 1, 7), 1, 7, 1, 1, "room", []byte("hi")), "room", 5, 1, 2, []byte("hi"))
+	log = AppendTopicEntry(log, "news", 5, 9, 3, nil)
+	var got []TopicEntry
+	if err := s.ApplyLogTo(log, 1, nil, func(e TopicEntry) { got = append(got, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Topic != "room" || got[0].Epoch != 5 || got[0].Seq != 1 || got[0].At != 2 || string(got[0].Msg) != "hi" || got[1].Topic != "news" || got[1].Seq != 9 {
+		t.Fatalf("topic entries %+v", got)
+	}
+	log[len(log)-3] = 'x' // the message's bytes are copies
+	if string(got[0].Msg) != "hi" {
+		t.Fatal("the topic entry aliases the log")
+	}
+	if err := newStoreMust(t).ApplyLog(log, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Messages != 1 || st.IDs != 1 {
+		t.Errorf("stats %+v: want the one message of id 1", st)
+	}
+	for _, bad := range [][]byte{AppendTopicEntry(nil, "a", 0, 1, 1, nil), AppendTopicEntry(nil, "a", 1, 0, 1, nil), AppendTopicEntry(nil, "a", 1, 1, 1, []byte("xy"))[:8]} {
+		if err := s.ApplyLogTo(bad, 1, nil, func(TopicEntry) {}); !errors.Is(err, ErrBadLog) {
+			t.Errorf("%x: %v", bad, err)
+		}
 	}
 }

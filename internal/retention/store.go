@@ -467,6 +467,19 @@ func (l *Held) Resume(cur cursor.Cursor) (Resumed, []Entry) {
 	return res, kept
 }
 
+// Head is where id's history is now: its epoch and last position given
+// (zero: id has no history). A client that joins a topic resumes from it
+// so that nothing published to the topic after its join is missed.
+func (s *Store) Head(id int64) cursor.Cursor {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if h := sh.m[id]; h != nil {
+		return cursor.Cursor{Epoch: h.epoch, Seq: h.next - 1}
+	}
+	return cursor.Cursor{}
+}
+
 // Idle records that id lost its last login at now: its history is
 // dropped after the grace period unless a client comes back.
 func (s *Store) Idle(id int64, now int64) {

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,12 +9,14 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/cometgw/comet/internal/ids"
 	"github.com/cometgw/comet/internal/obs"
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/subs"
+	"github.com/cometgw/comet/internal/topichist"
 	"github.com/cometgw/comet/internal/topics"
 	"github.com/cometgw/comet/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,6 +109,12 @@ type Stats struct {
 	// Partition: a partitioned router's share and what it handed to
 	// the other partitions (absent unpartitioned).
 	Partition *PartitionStats `json:"partition,omitempty"`
+	// TopicHistory: the topics' kept messages (absent without
+	// -topic-history), those kept in all and the copies given to joining
+	// clients (rewind).
+	TopicHistory *topichist.Stats `json:"topic_history,omitempty"`
+	TopicKept    uint64           `json:"topic_kept"`
+	Rewound      uint64           `json:"rewound"`
 	// Webhooks: the events made, queued, lost and delivered (absent
 	// without -webhook).
 	Webhooks *WebhookStats `json:"webhooks,omitempty"`
@@ -129,9 +138,10 @@ func (r *Router) Stats() Stats {
 		LoginsTotal: c.logins.Load(), Logouts: c.logouts.Load(),
 		Resyncs: c.resyncs.Load(), Unconfirmed: c.unconfirmed.Load(), Unheard: c.unheard.Load(), Purges: c.purges.Load(), BadFrames: c.badFrames.Load(),
 		Resumes: c.resumes.Load(), Missed: c.missed.Load(), CaughtUp: c.caughtUp.Load(), KeptOnly: c.kept.Load(),
-		Retention:   r.store.Stats(),
-		Lead:        r.lead.stats(),
-		Webhooks:    r.hooks.stats(),
+		Retention:    r.store.Stats(),
+		Lead:         r.lead.stats(),
+		Webhooks:     r.hooks.stats(),
+		TopicHistory: r.thist.Stats(), TopicKept: c.topicKept.Load(), Rewound: c.rewound.Load(),
 		Partition:   r.part.stats(),
 		Frames:      r.frames.stats(),
 		GatewayList: r.up.gatewayStats(),
@@ -233,7 +243,56 @@ func (r *Router) adminMux() *http.ServeMux {
 			obs.WriteJSON(w, http.StatusOK, r.Presence(topic))
 		}
 	})
+	mux.HandleFunc("GET /topics/{topic}/history", func(w http.ResponseWriter, req *http.Request) {
+		topic, ok := pathTopic(w, req)
+		if !ok {
+			return
+		}
+		if !r.thist.Keeps() {
+			writeError(w, http.StatusNotFound, "topics keep no history here: start the router with -topic-history N")
+			return
+		}
+		q := req.URL.Query()
+		after, err := strconv.ParseUint(cmp.Or(q.Get("after"), "0"), 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("after %q: want a position (0: from the oldest kept)", clip(q.Get("after"))))
+			return
+		}
+		limit, err := strconv.Atoi(cmp.Or(q.Get("limit"), "100"))
+		if err != nil || limit < 1 || limit > topichist.MaxRewind {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to %d", clip(q.Get("limit")), topichist.MaxRewind))
+			return
+		}
+		obs.WriteJSON(w, http.StatusOK, r.TopicHistory(topic, after, limit))
+	})
 	return mux
+}
+
+// TopicHistory is GET /topics/{topic}/history: a topic's kept messages.
+type TopicHistory struct {
+	Topic string `json:"topic"`
+	// Epoch names this life of the topic's positions (another epoch:
+	// they started again, a router restarted without a standby).
+	Epoch    uint64             `json:"epoch"`
+	Messages []TopicHistoryItem `json:"messages"`
+}
+
+// TopicHistoryItem is one kept message, at its position in the topic.
+type TopicHistoryItem struct {
+	Seq    uint64 `json:"seq"`
+	TimeMS int64  `json:"time_ms"`
+	Msg    string `json:"msg"`
+}
+
+// TopicHistory returns topic's kept messages after position after (0:
+// the oldest kept), the last limit of them.
+func (r *Router) TopicHistory(topic string, after uint64, limit int) TopicHistory {
+	ents, epoch := r.thist.Read([]byte(topic), after, 0, limit, time.Now().UnixNano(), nil)
+	out := TopicHistory{Topic: topic, Epoch: epoch, Messages: make([]TopicHistoryItem, len(ents))}
+	for i, e := range ents {
+		out.Messages[i] = TopicHistoryItem{Seq: e.Seq, TimeMS: e.At / 1e6, Msg: string(e.Msg)}
+	}
+	return out
 }
 
 // ownID reports whether this router serves id; if not (a partitioned
@@ -330,6 +389,11 @@ func newMetrics(r *Router) *obs.Metrics {
 		m.Counter("webhook_posts_total", "Webhook POSTs the receiver took.", nil, w.posts.Load)
 		m.Counter("webhook_failed_attempts_total", "Webhook POSTs that failed (no answer, or not 2xx) and were tried again.", nil, w.failed.Load)
 		m.Gauge("webhook_queue_bytes", "Bytes of webhook events waiting for the receiver (sampled each second by the leader).", nil, func() float64 { return float64(w.depthBytes.Load()) })
+	}
+	if r.thist.Keeps() {
+		m.Gauge("topic_history_bytes", "Bytes of the topics' kept messages, as counted against -topic-history-bytes.", nil, func() float64 { return float64(r.thist.Stats().Bytes) })
+		m.Counter("topic_history_kept_total", "Messages kept in their topic's history.", nil, r.c.topicKept.Load)
+		m.Counter("rewound_total", "Kept topic messages given to joining clients (rewind).", nil, r.c.rewound.Load)
 	}
 	m.Counter("published_total", "Publishes to topics routed.", nil, r.c.published.Load)
 	m.Counter("broadcasts_total", "Broadcasts routed.", nil, r.c.broadcasts.Load)

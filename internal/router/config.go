@@ -11,6 +11,7 @@ import (
 	"github.com/cometgw/comet/internal/auth"
 	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/retention"
+	"github.com/cometgw/comet/internal/topichist"
 	"github.com/cometgw/comet/internal/webhook"
 	"github.com/cometgw/comet/internal/wire"
 )
@@ -89,6 +90,10 @@ type Config struct {
 	// renews every quarter of it): how soon a standby takes over from a
 	// leader that died. Default 2s.
 	Lease time.Duration
+	// TopicHistory keeps each topic's last messages for clients that
+	// join with rewind and for GET /topics/{topic}/history
+	// (topichist.Config; default off).
+	TopicHistory topichist.Config
 	// Webhook sends the application's backend events about its ids and
 	// topics (WebhookConfig; default none).
 	Webhook WebhookConfig
@@ -109,6 +114,7 @@ func DefaultConfig() Config {
 		OverloadWait:   2 * time.Second,
 		SendLimit:      64 << 20,
 		Lease:          2 * time.Second,
+		TopicHistory:   topichist.DefaultConfig(),
 		Webhook:        WebhookConfig{Timeout: 5 * time.Second, QueueBytes: 64 << 20},
 	}
 }
@@ -117,6 +123,9 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	if c.GatewayTimeout < 100*time.Millisecond {
 		return fmt.Errorf("router: gateway timeout %s is below 100ms", c.GatewayTimeout)
+	}
+	if err := c.TopicHistory.Validate(); err != nil {
+		return fmt.Errorf("router: %w", err)
 	}
 	if err := c.Retention.Validate(); err != nil {
 		return fmt.Errorf("router: %w", err)
@@ -198,6 +207,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Lease == 0 {
 		c.Lease = def.Lease
+	}
+	if c.TopicHistory.MaxAge == 0 {
+		c.TopicHistory.MaxAge = def.TopicHistory.MaxAge
+	}
+	if c.TopicHistory.MaxBytes == 0 {
+		c.TopicHistory.MaxBytes = def.TopicHistory.MaxBytes
 	}
 	if c.Webhook.Timeout <= 0 {
 		c.Webhook.Timeout = def.Webhook.Timeout

@@ -199,8 +199,19 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 	b.ack.accepted++
 	r.c.published.Add(1)
 	var name string
-	b.members, name = r.topics.Members(topic, b.members[:0])
+	var keep func()
+	if r.thist.Keeps() {
+		// Kept in step with the members read: a join sees it kept or
+		// gets it live (topics.Index.JoinThen).
+		keep = func() { b.keepTopic(topic, msg) }
+	}
+	b.members, name = r.topics.MembersKeeping(topic, b.members[:0], keep)
 	name = b.addSubscribers(topic, name)
+	if len(b.members) == 0 && keep != nil {
+		b.pubOutcome(wire.PubKept) // for those who join later
+		r.c.kept.Add(1)
+		return
+	}
 	if len(b.members) == 0 {
 		b.pubOutcome(wire.PubVoid)
 		r.c.void.Add(1)
@@ -239,6 +250,17 @@ func (b *sendBatch) publish(topic []byte, msg []byte) {
 		b.pubOutcome(wire.PubVoid)
 		r.c.void.Add(1)
 		r.c.topicVoid.Add(1)
+	}
+}
+
+// keepTopic keeps a copy of msg in topic's history, logged for a
+// redundant standby.
+func (b *sendBatch) keepTopic(topic, msg []byte) {
+	msg = slices.Clone(msg)
+	epoch, seq := b.r.thist.Append(topic, msg, b.now)
+	b.r.c.topicKept.Add(1)
+	if b.logs {
+		b.hist = retention.AppendTopicEntry(b.hist, string(topic), epoch, seq, b.now, msg)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cometgw/comet/internal/retention"
 	"github.com/cometgw/comet/internal/subs"
+	"github.com/cometgw/comet/internal/topichist"
 	"github.com/cometgw/comet/internal/wire"
 )
 
@@ -30,6 +31,7 @@ type histLog struct {
 	subject string
 	name    string // the router's: its messages' ids
 	store   *retention.Store
+	topics  *topichist.Store // the topics' histories (nil: none kept)
 	frames  *frameTable
 	fl      *flows
 	log     *zap.Logger
@@ -135,11 +137,16 @@ func (l *histLog) apply(seq uint64, data []byte, at time.Time, direct bool) {
 	if a := l.applied.Load(); seq <= a || (direct && seq != a+1) {
 		return
 	}
-	if err := l.store.ApplyLog(data, time.Now().UnixNano(), l.frames.retakenAt(at)); err != nil {
+	if err := l.store.ApplyLogTo(data, time.Now().UnixNano(), l.frames.retakenAt(at), l.applyTopic); err != nil {
 		l.badLog.Add(1)
 		l.log.Warn("malformed history log message", zap.Uint64("seq", seq), zap.Error(err))
 	}
 	l.applied.Store(seq)
+}
+
+// applyTopic keeps a topic's message at the position the leader gave it.
+func (l *histLog) applyTopic(e retention.TopicEntry) {
+	l.topics.Apply(e.Topic, e.Epoch, e.Seq, e.At, e.Msg)
 }
 
 // read reads history log messages from..to from the stream's leader and
@@ -333,7 +340,7 @@ func (l *histLog) catchUp() error {
 		return fmt.Errorf("router: history log: %w", err)
 	}
 	err = l.read(ctx, l.last+1, info.State.LastSeq, func(_ uint64, data []byte, at time.Time) {
-		if err := l.store.ApplyLog(data, time.Now().UnixNano(), l.frames.retakenAt(at)); err != nil {
+		if err := l.store.ApplyLogTo(data, time.Now().UnixNano(), l.frames.retakenAt(at), l.applyTopic); err != nil {
 			l.badLog.Add(1)
 		}
 	})

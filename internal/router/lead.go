@@ -118,7 +118,7 @@ func openLead(r *Router) (*lead, error) {
 		return nil, fmt.Errorf("router: %w", err)
 	}
 	l := &lead{r: r, lease: r.cfg.Lease, js: js, fatal: make(chan error, 1), quit: make(chan struct{})}
-	h := &histLog{js: js, name: r.name, store: r.store, frames: r.frames, fl: r.fl, log: r.log,
+	h := &histLog{js: js, name: r.name, store: r.store, topics: r.thist, frames: r.frames, fl: r.fl, log: r.log,
 		queue: make(chan logged, logQueue), stopWrite: make(chan struct{}), fail: l.fail, leaseHeld: l.leaseHeld}
 	l.key, h.stream, h.subject = leaseNames(r.cfg.Partitions, r.cfg.Partition)
 	replicas := max(r.cfg.StoreReplicas, 1)

@@ -12,6 +12,7 @@ import (
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/retention"
+	"github.com/cometgw/comet/internal/topichist"
 	"github.com/cometgw/comet/internal/topics"
 	"github.com/cometgw/comet/internal/wire"
 )
@@ -27,6 +28,7 @@ type members struct {
 	reg    *registry.Registry
 	store  *retention.Store
 	topics *topics.Index
+	thist  *topichist.Store // nil: topics keep no history
 	stored *storedSubs
 	lead   *lead
 	hist   *histLog
@@ -46,6 +48,10 @@ type members struct {
 	buf     []byte   // resume answers
 	one     []uint64 // one conn
 	keptBuf []retention.Entry
+	// rewind: the conn whose next join asks for kept messages (a rewind
+	// record just before it), and how many of each topic.
+	rewindConn, rewindN uint64
+	rewindBuf           []topichist.Entry
 
 	strayWarned sync.Map // gateways named already by handleStray
 }
@@ -110,20 +116,33 @@ func (m *members) apply(gw *peer, rec *wire.Record, fresh bool) {
 		}
 	case wire.OpLogin:
 		m.login(gw, rec.ID, rec.Conn)
+	case wire.OpRewind:
+		m.rewindConn, m.rewindN = rec.Conn, min(rec.Count, topichist.MaxRewind)
+		return // for the next record
 	case wire.OpLoginTopics:
-		m.topics.Join(conn, rec.ID, false, rec.Presence, rec.Topics)
+		m.topics.JoinThen(conn, rec.ID, false, rec.Presence, rec.Topics, m.rewind(gw, rec.Conn))
 		m.login(gw, rec.ID, rec.Conn)
 	case wire.OpJoin:
-		m.topics.Join(conn, rec.ID, rec.Resumable, rec.Presence, rec.Topics)
+		m.topics.JoinThen(conn, rec.ID, rec.Resumable, rec.Presence, rec.Topics, m.rewind(gw, rec.Conn))
 	case wire.OpPart:
 		m.topics.Part(conn, rec.Topics)
 	case wire.OpResume:
 		m.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
 	case wire.OpResumeTopics:
 		// Joined first: the resume's catch-up is what was kept for
-		// these topics (and sent to the id).
-		m.topics.Join(conn, rec.ID, true, rec.Presence, rec.Topics)
-		m.resume(gw, rec.Conn, rec.ID, cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq})
+		// these topics (and sent to the id). A client with no cursor
+		// (a fresh one) resumes from where the id's history was before
+		// the join: what is published to the topics from the join on
+		// is in the catch-up or live, never between the two. Only such
+		// a client is given a rewind (one with a cursor continues).
+		cur := cursor.Cursor{Epoch: rec.Epoch, Seq: rec.Seq}
+		var then func([][]byte)
+		if cur.IsZero() {
+			cur = m.store.Head(rec.ID)
+			then = m.rewind(gw, rec.Conn)
+		}
+		m.topics.JoinThen(conn, rec.ID, true, rec.Presence, rec.Topics, then)
+		m.resume(gw, rec.Conn, rec.ID, cur)
 	case wire.OpLogout:
 		m.topics.Leave(conn, m.store.Has)
 		if m.reg.Logout(conn) > 0 {
@@ -142,6 +161,50 @@ func (m *members) apply(gw *peer, rec *wire.Record, fresh bool) {
 	case wire.OpBye:
 		n := m.forget(gw)
 		m.log.Info("gateway bye", zap.String("gateway", gw.name), zap.Int("purged", n))
+	}
+	m.rewindConn, m.rewindN = 0, 0 // a rewind is for the record right after it
+}
+
+// rewind returns what a join of conn does, under the topics' lock, with
+// the topics it joined: if a rewind record asked for it (and this router
+// answers, and topics keep a history), send the gateway, in one down
+// frame, up to that many of each topic's kept messages for conn, before
+// any live one (nil: nothing to do). mu is held.
+func (m *members) rewind(gw *peer, conn uint64) func(joined [][]byte) {
+	n := m.rewindN
+	if m.rewindConn != conn || n == 0 || !m.thist.Keeps() || !m.lead.answers() {
+		return nil
+	}
+	return func(joined [][]byte) {
+		now := time.Now().UnixNano()
+		seq := gw.nextSeq.Add(1)
+		f := wire.AppendDownHeader(m.buf[:0], seq)
+		m.one[0] = conn
+		copies := uint64(0)
+		for _, t := range joined {
+			m.rewindBuf, _ = m.thist.Read(t, 0, 0, int(n), now, m.rewindBuf[:0])
+			for _, e := range m.rewindBuf {
+				if len(f) >= maxDownFrame {
+					m.fl.send(gw, seq, f, copies, nil, false)
+					m.c.rewound.Add(copies)
+					seq, copies = gw.nextSeq.Add(1), 0
+					f = wire.AppendDownHeader(f[:0], seq)
+				}
+				f = wire.AppendDeliver(f, e.Msg, m.one)
+				copies++
+			}
+		}
+		clear(m.rewindBuf)
+		if copies == 0 {
+			return // nothing kept (or all sent)
+		}
+		m.c.rewound.Add(copies)
+		// Sent whatever the window (bounded by -topic-history), and
+		// before the topics' lock is released: before any live copy.
+		m.fl.send(gw, seq, f, copies, nil, false)
+		if cap(f) <= 4*maxDownFrame {
+			m.buf = f[:0]
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/cometgw/comet/internal/registry"
 	"github.com/cometgw/comet/internal/request"
 	"github.com/cometgw/comet/internal/retention"
+	"github.com/cometgw/comet/internal/topichist"
 	"github.com/cometgw/comet/internal/topics"
 	"github.com/cometgw/comet/internal/wire"
 )
@@ -47,11 +48,12 @@ type Router struct {
 	up     *members
 	frames *frameTable
 	pres   *presence
-	stored *storedSubs // nil without JetStream
-	hooks  *webhooks   // nil without -webhook
-	lead   *lead       // nil alone
-	hist   *histLog    // the lead's (nil alone)
-	part   *partition  // nil unpartitioned
+	stored *storedSubs      // nil without JetStream
+	hooks  *webhooks        // nil without -webhook
+	thist  *topichist.Store // nil without -topic-history
+	lead   *lead            // nil alone
+	hist   *histLog         // the lead's (nil alone)
+	part   *partition       // nil unpartitioned
 	// fwd: a standby's forwards of HTTP sends to the leader.
 	fwd     *request.Client
 	batches sync.Pool // *sendBatch
@@ -88,6 +90,9 @@ type counters struct {
 	waits, refused, unknownDone              atomic.Uint64
 	published, broadcasts, topicVoid         atomic.Uint64
 	presenceSent, kicks                      atomic.Uint64
+	// Topic history: messages kept, and copies of them given to
+	// joining conns (rewind).
+	topicKept, rewound atomic.Uint64
 	// Stage latencies: routing one send frame (from its arrival to its
 	// down frames published, waiting for window room included), and a
 	// down frame's flight (from its publish to the gateway's done record).
@@ -117,6 +122,9 @@ func New(cfg Config) (*Router, error) {
 		cfg: cfg, log: cfg.Logger, name: fmt.Sprintf("r%x", rb), reg: reg, store: store,
 		topics: topics.New(reg.Held), gws: newGateways(), frames: newFrameTable(),
 		part: newPartition(cfg.Partitions, cfg.Partition),
+	}
+	if r.thist, err = topichist.New(cfg.TopicHistory); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
 	}
 	r.fl = newFlows(r.gws, r.frames, &r.c, cfg.Window, wire.DoneSubject(r.name), r.log)
 	r.batches.New = func() any { return newSendBatch(r) }
@@ -154,7 +162,7 @@ func New(cfg Config) (*Router, error) {
 	if err := r.part.start(r.nc, r.fl, cfg.answerIn(), r.log); err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	r.up = &members{gws: r.gws, fl: r.fl, reg: reg, store: store, topics: r.topics, stored: r.stored, lead: r.lead, hist: r.hist,
+	r.up = &members{gws: r.gws, fl: r.fl, reg: reg, store: store, topics: r.topics, thist: r.thist, stored: r.stored, lead: r.lead, hist: r.hist,
 		part: r.part, nc: r.nc, log: r.log, c: &r.c, timeout: cfg.GatewayTimeout, deliverTimeout: cfg.DeliverTimeout, one: make([]uint64, 1)}
 	r.pres = &presence{topics: r.topics, stored: r.stored, reg: reg, part: r.part, lead: r.lead, nc: r.nc, log: r.log, c: &r.c, send: r.sendPresence}
 	if r.hooks, err = openWebhooks(r); err != nil {
@@ -437,6 +445,7 @@ func (r *Router) Run(ctx context.Context) error {
 		case now := <-t.C:
 			r.up.sweep(now)
 			r.store.Sweep(now.UnixNano(), r.reg.Held)
+			r.thist.Expire(now.UnixNano())
 		}
 	}
 }

@@ -99,7 +99,8 @@ func (r *Router) Kick(id int64) int {
 // SendResult is what became of one send.
 type SendResult struct {
 	// Kept: the message got a position in its id's history, for
-	// long-poll and SSE clients that resume.
+	// long-poll and SSE clients that resume; or, published to a topic
+	// nobody is in, in the topic's history (-topic-history).
 	Kept  bool
 	Tally wire.Tally
 }
@@ -161,5 +162,5 @@ func (r *Router) routeOne(frame []byte) (SendResult, error) {
 	if ack.unanswered {
 		return SendResult{}, ErrUnanswered
 	}
-	return SendResult{Kept: ack.positioned > 0, Tally: ack.tally}, nil
+	return SendResult{Kept: ack.positioned > 0 || ack.kept > 0, Tally: ack.tally}, nil
 }

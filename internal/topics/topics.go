@@ -3,7 +3,8 @@
 // presence (who joined and left, for the conns that watch). It needs no
 // NATS and holds one lock (Index.mu), taken after the registry's and
 // never while calling out (SetSubscribers' function is called without
-// it).
+// it), but for JoinThen's then and MembersKeeping's keep, which keep and
+// give a topic's history in step with its members.
 package topics
 
 import (
@@ -338,6 +339,16 @@ func (ix *Index) TakeMemberChanges() []MemberChange {
 // it leaves, id lingers in its topics while id's history lasts. A join of
 // a conn already known adds to its topics.
 func (ix *Index) Join(c registry.Conn, id int64, resumable, presence bool, topics [][]byte) {
+	ix.JoinThen(c, id, resumable, presence, topics, nil)
+}
+
+// JoinThen is Join that calls then, if not nil, with the topics c newly
+// joined (none: not called) before it releases the index's lock: no
+// publish reads the topics' members in between (MembersKeeping), so
+// what then reads of a topic's kept messages and what c gets live from
+// now on meet without a gap or a repeat. It is the one call the index
+// makes with its lock held: then must not come back to the index.
+func (ix *Index) JoinThen(c registry.Conn, id int64, resumable, presence bool, topics [][]byte, then func(joined [][]byte)) {
 	if len(topics) == 0 {
 		return
 	}
@@ -350,10 +361,21 @@ func (ix *Index) Join(c registry.Conn, id int64, resumable, presence bool, topic
 		ct = &connTopics{id: id, resumable: resumable}
 		ix.conns[c] = ct
 	}
+	var joined [][]byte
+	if then != nil {
+		defer func() {
+			if len(joined) > 0 {
+				then(joined)
+			}
+		}()
+	}
 	for _, name := range topics {
 		t := ix.state(name)
 		if _, ok := t.members[c]; ok {
 			continue
+		}
+		if then != nil {
+			joined = append(joined, name)
 		}
 		t.members[c] = id
 		ct.topics = append(ct.topics, t)
@@ -482,7 +504,17 @@ func (ix *Index) ForgetID(id int64) {
 // conns together), and returns them with the topic's interned name ("" if
 // the topic has nobody).
 func (ix *Index) Members(topic []byte, dst []Member) ([]Member, string) {
+	return ix.MembersKeeping(topic, dst, nil)
+}
+
+// MembersKeeping is Members that calls keep, if not nil, under the same
+// lock: a join (JoinThen) comes either before, and is among the
+// members, or after, and finds what keep kept.
+func (ix *Index) MembersKeeping(topic []byte, dst []Member, keep func()) ([]Member, string) {
 	ix.mu.RLock()
+	if keep != nil {
+		keep()
+	}
 	t := ix.topics[string(topic)]
 	if t == nil {
 		ix.mu.RUnlock()

@@ -124,6 +124,8 @@ func (d *Decoder) Next(r *Record) bool {
 		ok = d.resumed(r)
 	case OpLogout:
 		r.Conn, ok = d.uvarint()
+	case OpRewind:
+		ok = d.uvarints(&r.Conn, &r.Count)
 	case OpServer:
 		r.Server, ok = d.bytes(MaxServerName)
 	case OpBye, OpResync:

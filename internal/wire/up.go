@@ -91,6 +91,13 @@ func appendTopics(b []byte, topics []string, presence bool) []byte {
 	return b
 }
 
+// AppendRewind appends a rewind record: conn's next login-topics or join
+// record asks for up to n kept messages of each topic it joins, before
+// the live ones.
+func AppendRewind(b []byte, conn, n uint64) []byte {
+	return binary.AppendUvarint(binary.AppendUvarint(append(b, byte(OpRewind)), conn), n)
+}
+
 // AppendLogout appends a logout record.
 func AppendLogout(b []byte, conn uint64) []byte {
 	return binary.AppendUvarint(append(b, byte(OpLogout)), conn)

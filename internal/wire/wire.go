@@ -69,7 +69,11 @@ const (
 	OpPart Op = 10
 	// up: Server is the NATS server the gateway is connected to (sent
 	// after each hello and on each reconnection)
-	OpServer    Op = 11
+	OpServer Op = 11
+	// up, just before Conn's login-topics or join record: the client
+	// asked for up to Count of each joined topic's kept messages first
+	// (rewind)
+	OpRewind    Op = 12
 	OpSend      Op = 16 // send: deliver Msg to every conn logged in as ID
 	OpPublish   Op = 17 // send: deliver Msg to every member of Topic
 	OpBroadcast Op = 18 // send: deliver Msg to every connection
@@ -117,7 +121,7 @@ const (
 
 func (o Op) kind() Kind {
 	switch o {
-	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics, OpJoin, OpPart, OpServer:
+	case OpHello, OpLogin, OpLogout, OpHeartbeat, OpBye, OpResume, OpLoginTopics, OpResumeTopics, OpJoin, OpPart, OpServer, OpRewind:
 		return KindUp
 	case OpSend, OpPublish, OpBroadcast, OpPresence, OpFrameID:
 		return KindSend
@@ -169,6 +173,8 @@ func (o Op) String() string {
 		return "part"
 	case OpServer:
 		return "server"
+	case OpRewind:
+		return "rewind"
 	case OpPublish:
 		return "publish"
 	case OpBroadcast:

@@ -130,6 +130,7 @@ func TestRoundTrip(t *testing.T) {
 			name: "topics up",
 			frame: func() []byte {
 				b := AppendUpHeader(nil, KindUp, "gw", 1)
+				b = AppendRewind(b, 7, 100)
 				b = AppendLoginTopics(b, 7, 12, []string{"lobby", "a.b:c_d-9"}, true)
 				b = AppendResumeTopics(b, 8, -3, 5, 6, nil, false)
 				b = AppendJoin(b, 8, -3, true, []string{"news"}, true)
@@ -137,6 +138,7 @@ func TestRoundTrip(t *testing.T) {
 			}(),
 			header: Header{Kind: KindUp, Gateway: "gw", Instance: 1},
 			records: []Record{
+				{Op: OpRewind, Conn: 7, Count: 100},
 				{Op: OpLoginTopics, Conn: 7, ID: 12, Topics: [][]byte{[]byte("lobby"), []byte("a.b:c_d-9")}, Presence: true},
 				{Op: OpResumeTopics, Conn: 8, ID: -3, Epoch: 5, Seq: 6},
 				{Op: OpJoin, Conn: 8, ID: -3, Resumable: true, Topics: [][]byte{[]byte("news")}, Presence: true},
@@ -409,6 +411,8 @@ func FuzzDecode(f *testing.F) {
 				out = AppendResyncPart(out, int(r.Count))
 			case OpServer:
 				out = AppendServer(out, string(r.Server))
+			case OpRewind:
+				out = AppendRewind(out, r.Conn, r.Count)
 			default:
 				t.Fatalf("decoder returned op %v", r.Op)
 			}

@@ -14,7 +14,7 @@ import (
 //
 //	{"op":"publish","topic":"lobby","data":"hi","ref":1}
 //	{"op":"send","id":123,"data":"hi","ref":2}
-//	{"op":"join","topics":["news"],"presence":true,"ref":3}
+//	{"op":"join","topics":["news"],"presence":true,"rewind":20,"ref":3}
 //	{"op":"leave","topics":["news"],"ref":4}
 //	{"op":"ping","ref":5}
 //	{"op":"auth","token":"eyJ...","ref":6}
@@ -29,8 +29,14 @@ type Request struct {
 	ID       *int64   `json:"id"`
 	Data     *string  `json:"data"`
 	Presence bool     `json:"presence"`
-	Token    string   `json:"token"`
+	// Rewind (join): up to that many of each topic's kept messages
+	// first (the router's -topic-history), 0 to MaxRewind.
+	Rewind int    `json:"rewind"`
+	Token  string `json:"token"`
 }
+
+// MaxRewind bounds a join's rewind (topichist.MaxRewind).
+const MaxRewind = 1000
 
 // ParseRequest reads a client's request message; an error says what is
 // wrong with it in one line (the error reply's text).
@@ -56,6 +62,9 @@ func ParseRequest(msg []byte) (*Request, error) {
 	case "join", "leave":
 		if len(r.Topics) == 0 {
 			return &r, fmt.Errorf("%s needs topics", r.Op)
+		}
+		if r.Rewind < 0 || r.Rewind > MaxRewind || r.Op == "leave" && r.Rewind != 0 {
+			return &r, fmt.Errorf("rewind %d: want 0 to %d, with join", r.Rewind, MaxRewind)
 		}
 	case "auth":
 		if r.Token == "" {

@@ -221,7 +221,9 @@ func (w *webhooks) round() {
 // the last one queued, and queues it; if it cannot, its events are
 // lost, counted by reason and told in the next batch queued.
 func (w *webhooks) queue(b []byte, n int) {
-	w.made.Add(uint64(n))
+	// made is counted after the outcome: made = queued + lost whenever
+	// the counts are read between two batches.
+	defer w.made.Add(uint64(n))
 	lost := w.lost.Swap(0)
 	b = append(b, ']')
 	if lost > 0 {

@@ -11,7 +11,7 @@ REVISION ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff -
 JS_DEPS  := clients/js/node_modules/ws/package.json
 LDFLAGS  := -X github.com/cometgw/comet/internal/obs.revision=$(REVISION)
 
-.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench-drain bench-clients bench-2m bench-webhook bench-history bench docs
+.PHONY: all build run test lint fuzz clean study study-fast bench-memory bench-million bench-scale bench-redundant bench-ramp bench-throughput bench-tls bench-fanout bench-subscribe bench-social bench-chat bench-hostile bench-drain bench-clients bench-2m bench-webhook bench-history bench-hooks bench docs
 
 all: build
 
@@ -115,6 +115,11 @@ bench-fanout: build
 # offline event to a receiver that checks signatures (IDS=, TOPICS=).
 bench-webhook: build
 	IDS=$(IDS) TOPICS=$(TOPICS) ./scripts/bench-webhook.sh
+
+# Connect hook: 20,000 streams opened with and without -connect-hook
+# against a local backend: new streams/s and memory per stream.
+bench-hooks: build
+	./scripts/bench-hooks.sh
 
 # Topic history: memory per kept message at 10,000 topics x 100 messages
 # (TOPICS=, KEEP=).

@@ -12,6 +12,8 @@
 #   stop_and_restore    SIGTERM every process in pids, wait, restore_sysctls
 #   wait_http URL [S]   wait up to S seconds (20) for URL to answer; fail
 #                       (status 1, said on stderr) if it does not
+#   timewait            the TCP sockets in TIME_WAIT now (a run that opens
+#                       many waits for the last one's to go: they hold ports)
 #   memory_guard FILE PID...  stop the load (the pids and their children)
 #                       before the machine runs out of memory; guarded
 #                       FILE NAME exits 1 if it did, saying why
@@ -56,6 +58,7 @@ stop_and_restore() {
 	wait 2>/dev/null || true
 	restore_sysctls
 }
+timewait() { awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "tw") print $(i+1)}' /proc/net/sockstat; }
 wait_http() {
 	local _
 	for _ in $(seq $((${2:-20} * 10))); do curl -s -m 1 -o /dev/null "$1" && return 0; sleep 0.1; done

@@ -28,7 +28,6 @@ echo "|---|---|---|---|---|---|---|---|" >> "$out/table.md"
 # Connections closed by the previous run sit in TIME_WAIT for 60 s, holding
 # the source ports floodtest uses again: wait until they are gone, or the
 # next ramp pays for scanning past them.
-timewait() { awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "tw") print $(i+1)}' /proc/net/sockstat; }
 for run in $(seq "$RUNS"); do
 	for _ in $(seq 90); do [ "$(timewait)" -lt 1000 ] && break; sleep 1; done
 	"$BIN"/gateway -procs "$PROCS" -addr 127.0.0.1:8790 -admin off -nats nats://127.0.0.1:4722 -name ramp -log-level warn > "$out/gateway-$run.log" 2>&1 &

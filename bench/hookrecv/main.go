@@ -1,9 +1,11 @@
-// Command hookrecv is the webhook receiver of make bench-webhook: it
-// checks each POST's signature (-secret-file), keeps every event once by
-// its event id, and answers GET /summary with what it got: POSTs, events
-// (unique and told again), by type, the lost counts the batches told,
-// bad signatures, the first and last event's arrival and the busiest
-// second. Loopback only.
+// Command hookrecv is the application backend of make bench-webhook and
+// make bench-hooks. As a webhook receiver (POST /hook) it checks each
+// POST's signature (-secret-file), keeps every event once by its event
+// id, and answers GET /summary with what it got: POSTs, events (unique
+// and told again), by type, the lost counts the batches told, bad
+// signatures, the first and last event's arrival and the busiest second.
+// As a connect hook (POST /allow) it allows every client, and counts
+// them in the summary's "allowed". Loopback only.
 package main
 
 import (
@@ -44,6 +46,7 @@ type Summary struct {
 	First         time.Time         `json:"first"`
 	Last          time.Time         `json:"last"`
 	PeakPerSecond uint64            `json:"peak_per_second"`
+	Allowed       uint64            `json:"allowed"`
 }
 
 type receiver struct {
@@ -57,18 +60,26 @@ type receiver struct {
 
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:9700", "listen address (loopback)")
-	secretFile := flag.String("secret-file", "", "the webhook secret (the router's -webhook-secret-file)")
+	secretFile := flag.String("secret-file", "", "the webhook secret (the router's -webhook-secret-file); none: POST /hook is refused")
 	flag.Parse()
 	if !auth.IsLoopback(*addr) {
 		return fmt.Errorf("-addr %s is not a loopback address", *addr)
 	}
 	secret, err := obs.ReadToken(*secretFile)
-	if err != nil || secret == "" {
+	if err != nil {
 		return fmt.Errorf("-secret-file: %v", err)
 	}
 	rv := &receiver{secret: []byte(secret), seen: make(map[string]struct{}), sum: Summary{ByType: map[string]uint64{}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hook", rv.hook)
+	mux.HandleFunc("POST /allow", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+		rv.mu.Lock()
+		rv.sum.Allowed++
+		rv.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"allow":true}`))
+	})
 	mux.HandleFunc("GET /summary", func(w http.ResponseWriter, _ *http.Request) {
 		rv.mu.Lock()
 		defer rv.mu.Unlock()
@@ -100,7 +111,7 @@ func (rv *receiver) hook(w http.ResponseWriter, r *http.Request) {
 	var b webhook.Batch
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
-	if !webhook.Verify(rv.secret, body, r.Header.Get(webhook.SignatureHeader)) {
+	if len(rv.secret) == 0 || !webhook.Verify(rv.secret, body, r.Header.Get(webhook.SignatureHeader)) {
 		rv.sum.BadSignatures++
 		w.WriteHeader(http.StatusForbidden)
 		return

@@ -10,6 +10,10 @@ export interface Options {
   topics?: string[];
   /** Also receive the topics' join and leave events ("presence"). */
   presence?: boolean;
+  /** On the first connection, first receive up to this many of each
+   * topic's last messages (a router run with -topic-history), then the
+   * live ones; they come with an empty cursor. */
+  rewind?: number;
   /** Start after this cursor (a position from an earlier client of the same id). */
   cursor?: string;
   /** A token (JWT) for a gateway that asks for one. */

@@ -347,6 +347,9 @@ export class Comet {
     const q = new URLSearchParams(extra);
     if (this.#topics.size) q.set("topics", [...this.#topics].join(","));
     if (this.#o.presence) q.set("presence", "1");
+    // The topics' last messages first, on the first connection only: a
+    // client with a cursor continues where it was.
+    if (this.#o.rewind > 0 && this.#topics.size && !q.has("cursor")) q.set("rewind", String(this.#o.rewind));
     return q;
   }
 

@@ -89,6 +89,24 @@ Flags:
 	fs.DurationVar(&cfg.HeadTimeout, "head-timeout", cfg.HeadTimeout, "close a connection that has not sent its whole request head this long after it began (slowloris)")
 	fs.IntVar(&cfg.PerAddr.Conns, "max-conns-per-addr", 0, "most connections one client address (an IPv6 /64) may hold open; past it 429 (0: no limit; behind a proxy, limit in the proxy)")
 	fs.IntVar(&cfg.PerAddr.Rate, "max-conn-rate-per-addr", 0, "most new connections one client address may open per second; past it 429 (0: no limit)")
+	fs.StringVar(&cfg.Hooks.Connect, "connect-hook", "", "ask this URL (a JSON POST) whether each client may connect; it answers {\"allow\": true} (optionally with \"topics\" and \"expires\") or {\"allow\": false, \"reason\": ...} (docs/API.md, Hooks)")
+	fs.StringVar(&cfg.Hooks.Join, "join-hook", "", "ask this URL (a JSON POST) whether a client may join the topics it asks for (?topics=, a WebSocket join)")
+	fs.DurationVar(&cfg.Hooks.Client.Timeout, "hook-timeout", cfg.Hooks.Client.Timeout, "with a hook: how long a client waits for its answer (a free slot included)")
+	fs.IntVar(&cfg.Hooks.Client.Concurrency, "hook-concurrency", cfg.Hooks.Client.Concurrency, "with a hook: requests to it in flight at once")
+	fs.IntVar(&cfg.Hooks.Client.Queue, "hook-queue", cfg.Hooks.Client.Queue, "with a hook: clients waiting for a slot; past it a client is answered 503 (or, with -hook-down token, let in on its token)")
+	fs.DurationVar(&cfg.Hooks.Client.CacheTTL, "hook-cache", 0, "with a hook: remember an answer this long for the same request (id, topics, headers, cookies); 0: ask every time")
+	fs.IntVar(&cfg.Hooks.Client.BreakerFailures, "hook-breaker", cfg.Hooks.Client.BreakerFailures, "with a hook: after this many failures in a row, stop asking it for -hook-breaker-open (its clients get -hook-down)")
+	fs.DurationVar(&cfg.Hooks.Client.BreakerOpen, "hook-breaker-open", cfg.Hooks.Client.BreakerOpen, "with a hook: how long it is not asked after -hook-breaker failures; then one request tries it")
+	fs.StringVar(&cfg.Hooks.Down, "hook-down", cfg.Hooks.Down, "with a hook that cannot answer: refuse (503), or token: let in, on what its token grants, a client with a valid token")
+	fs.BoolVar(&cfg.Hooks.AskWithToken, "hook-with-token", false, "ask the hooks about clients with a valid token too (default: a valid token skips them)")
+	fs.Func("hook-headers", "with a hook: request headers to pass it, comma-separated (e.g. User-Agent,X-Request-Id)", func(v string) error {
+		cfg.Hooks.Headers = gateway.Names(v)
+		return nil
+	})
+	fs.Func("hook-cookies", "with a hook: cookies to pass it, comma-separated (e.g. session)", func(v string) error {
+		cfg.Hooks.Cookies = gateway.Names(v)
+		return nil
+	})
 	cfg.NATSAuth.AddFlags(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	procsFlag := fs.String("procs", "1", `gateway processes sharing -addr (SO_REUSEPORT): a number, or "auto" (enough for -expect streams, at least one per core)`)

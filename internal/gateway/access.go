@@ -18,7 +18,7 @@ import (
 // refusalCodes are the reasons the gateway refuses a client for, as
 // counted: a token's or origin's (auth.Codes) and the per-address
 // limits'.
-var refusalCodes = append(auth.Codes[:len(auth.Codes):len(auth.Codes)], peerlimit.CodeConns, peerlimit.CodeRate)
+var refusalCodes = append(auth.Codes[:len(auth.Codes):len(auth.Codes)], peerlimit.CodeConns, peerlimit.CodeRate, codeHookRefused, codeHookDown)
 
 // Who may open a session: the client's token (auth.Verifier) for the id
 // it asks, and the page it comes from (Config.AllowOrigin).
@@ -48,10 +48,13 @@ type access struct {
 	cookie   string
 	origin   string // "*", "none" or one origin
 	refused  map[string]*atomic.Uint64
+	// hookDecides: a connect hook decides about a client without a
+	// token (one with a bad token is still refused).
+	hookDecides bool
 }
 
 func newAccess(cfg *Config) (*access, error) {
-	a := &access{cookie: cfg.AuthCookie, origin: cfg.AllowOrigin, refused: make(map[string]*atomic.Uint64)}
+	a := &access{cookie: cfg.AuthCookie, origin: cfg.AllowOrigin, refused: make(map[string]*atomic.Uint64), hookDecides: cfg.Hooks.Connect != ""}
 	for _, c := range refusalCodes {
 		a.refused[c] = new(atomic.Uint64)
 	}
@@ -73,6 +76,7 @@ type grant struct {
 	expires time.Time
 	topics  []string
 	send    bool
+	token   bool // a valid token said so
 }
 
 // allows reports whether the grant lets its client into topic t.
@@ -94,6 +98,9 @@ func (a *access) check(ctx *fasthttp.RequestCtx, id int64, topics []string) (gra
 		return grant{send: true}, true
 	}
 	tok, err := tokenOf(ctx, a.cookie)
+	if err == nil && tok == "" && a.hookDecides {
+		return grant{send: true}, true // the connect hook decides
+	}
 	var c auth.Claims
 	if err == nil {
 		c, err = a.verifier.Verify(tok)
@@ -101,7 +108,7 @@ func (a *access) check(ctx *fasthttp.RequestCtx, id int64, topics []string) (gra
 	if err == nil && c.ID != id {
 		err = auth.Forbidden("forbidden_id", "token is for id %d, not %d", c.ID, id)
 	}
-	g := grant{expires: c.Expires, topics: c.Topics, send: c.Send}
+	g := grant{expires: c.Expires, topics: c.Topics, send: c.Send, token: true}
 	if g.topics == nil {
 		g.topics = []string{} // none: nil means any
 	}

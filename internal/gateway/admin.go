@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cometgw/comet/internal/hook"
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/obs"
 )
@@ -46,6 +47,9 @@ type Stats struct {
 	// Client addresses the per-address limits count now (with
 	// Config.PerAddr).
 	PeerAddrs int `json:"peer_addrs,omitempty"`
+	// Hooks: what the connect and join hooks answered, by outcome
+	// (absent without hooks).
+	Hooks *HookStats `json:"hooks,omitempty"`
 }
 
 // Stats returns the gateway's counters.
@@ -62,6 +66,7 @@ func (g *Gateway) Stats() Stats {
 			OpenWS:   h.OpenKind[kinds[kindWS].Traits().Name],
 		},
 		ClientRequests: g.clients.stats(),
+		Hooks:          g.hooks.stats(),
 		NATS:           g.link.nc.Status().String(),
 		Frames:         g.link.published.Load(),
 		Bad:            g.link.badFrames.Load(),
@@ -130,7 +135,18 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	m.Counter("accept_errors_total", "Accept errors (out of descriptors and the like).", nil, g.ln.acceptErrs.Load)
 	for _, c := range refusalCodes {
 		n := g.access.refused[c]
-		m.Counter("refused_total", "Clients refused: 401 or 403 by their token or origin, 429 by the per-address limits; by reason.", prometheus.Labels{"reason": c}, n.Load)
+		m.Counter("refused_total", "Clients refused: 401 or 403 by their token or origin, 429 by the per-address limits, 403 or 503 by a hook; by reason.", prometheus.Labels{"reason": c}, n.Load)
+	}
+	if h := g.hooks; h != nil {
+		for name, c := range map[string]*hook.Client{"connect": h.connect, "join": h.join} {
+			if c == nil {
+				continue
+			}
+			for _, o := range hook.Outcomes {
+				m.Counter("hook_answers_total", "What a hook said, by hook and outcome: allowed, refused, cached_allow, cached_refuse, failed (no answer in time, an error), busy (too many waiting), breaker_open (not asked).",
+					prometheus.Labels{"hook": name, "outcome": o}, func() uint64 { return c.Count(o) })
+			}
+		}
 	}
 	mux := obs.AdminMux(m.Registry)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {

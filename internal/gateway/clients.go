@@ -50,6 +50,8 @@ type clients struct {
 	// verify checks a client's token for id and returns its expiry
 	// (the auth request); nil without client tokens.
 	verify func(tok string, id int64) (time.Time, error)
+	// hooks: the join hook asked about joins (nil: none).
+	hooks *hooks
 
 	// Requests sent to a router, answered by its ack, refused by the
 	// gateway (permissions, bad requests), answered as failed (no
@@ -141,6 +143,27 @@ func (c *clients) do(s hub.Session, r *ws.Request) (bool, error) {
 	var frame []byte
 	switch r.Op {
 	case "join":
+		req := clientRequest{conn: conn, ref: r.Ref, op: r.Op}
+		presence, rewind := r.Presence, r.Rewind
+		asked := c.hooks.joinAsync(s.ID(), r.Topics, "", c.link.tokenHeld(conn), func(topics []string, err error) {
+			var frame []byte
+			if !c.hub.With(conn, func(s hub.Session) {
+				if err == nil {
+					err = c.link.join(conn, s.ID(), true, topics, presence, rewind)
+				}
+				if err != nil {
+					frame = ws.AppendError(nil, req.ref, req.op, err.Error())
+				} else {
+					frame = ws.AppendReply(nil, &ws.Reply{Ref: req.ref, Op: req.op})
+				}
+				ws.Answer(s, frame)
+			}) {
+				c.orphaned.Add(1)
+			}
+		})
+		if asked {
+			return true, nil
+		}
 		return false, c.link.join(conn, s.ID(), true, r.Topics, r.Presence, r.Rewind)
 	case "leave":
 		c.link.part(conn, s.ID(), r.Topics)

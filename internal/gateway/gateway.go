@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cometgw/comet/internal/auth"
+	"github.com/cometgw/comet/internal/hook"
 	"github.com/cometgw/comet/internal/hub"
 	"github.com/cometgw/comet/internal/natsconn"
 	"github.com/cometgw/comet/internal/obs"
@@ -156,6 +157,9 @@ type Config struct {
 	// NATSAuth are this gateway's NATS credentials (also possible in
 	// NATSURL as user:password@ or token@).
 	NATSAuth natsconn.Credentials
+	// Hooks let the application's backend decide who connects and
+	// joins (HookConfig; default none).
+	Hooks HookConfig
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -211,6 +215,7 @@ func DefaultConfig() Config {
 		WSRequestRate:  100,
 		WSPing:         30 * time.Second,
 		WSPongWait:     10 * time.Second,
+		Hooks:          HookConfig{Client: hook.DefaultConfig(), Down: "refuse"},
 	}
 }
 
@@ -225,8 +230,11 @@ func (c *Config) Validate() error {
 	if c.Partitions < 0 || c.Partitions > wire.MaxPartitions {
 		return fmt.Errorf("gateway: -partitions %d: want 1 to %d (the routers' -partitions)", c.Partitions, wire.MaxPartitions)
 	}
-	if !c.Auth.Enabled() && !c.InsecureOpen && !auth.IsLoopback(c.Addr) {
-		return fmt.Errorf("gateway: %s is not a loopback address and no token keys are given: anyone could read any id's messages; give -auth-secret-file or -auth-keys, or -insecure-open to serve without tokens", c.Addr)
+	if err := c.Hooks.validate(); err != nil {
+		return err
+	}
+	if !c.Auth.Enabled() && c.Hooks.Connect == "" && !c.InsecureOpen && !auth.IsLoopback(c.Addr) {
+		return fmt.Errorf("gateway: %s is not a loopback address and no token keys are given: anyone could read any id's messages; give -auth-secret-file or -auth-keys, or -connect-hook, or -insecure-open to serve without tokens", c.Addr)
 	}
 	if c.AdminAddr != "off" && c.AdminTokenFile == "" && !c.InsecureOpen && !auth.IsLoopback(c.AdminAddr) {
 		return fmt.Errorf("gateway: admin address %s is not a loopback address: give -admin-token-file, or -insecure-open", c.AdminAddr)
@@ -262,6 +270,7 @@ type Gateway struct {
 	linkReady atomic.Pointer[link]
 	clients   *clients
 	access    *access
+	hooks     *hooks           // nil: no hook
 	peers     *peerlimit.Table // nil: no per-address limits
 	admin     *obs.Admin
 	serve     chan error
@@ -367,6 +376,9 @@ func New(cfg Config) (*Gateway, error) {
 	if g.access, err = newAccess(&cfg); err != nil {
 		return nil, err
 	}
+	if g.hooks, err = newHooks(cfg.Hooks); err != nil {
+		return nil, err
+	}
 	adminToken, err := obs.ReadToken(cfg.AdminTokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -397,6 +409,7 @@ func New(cfg Config) (*Gateway, error) {
 		hubCfg.Release = func(p uint32) { g.peers.Release(peerlimit.Ref(p)) }
 	}
 	g.clients = newClients(nil, g.link, cfg.Name, g.log)
+	g.clients.hooks = g.hooks
 	if g.access.verifier != nil {
 		g.clients.verify = g.access.verifyFor
 	}
@@ -458,7 +471,7 @@ func New(cfg Config) (*Gateway, error) {
 	if g.peers != nil {
 		g.ln.peers, g.ln.refused = g.peers, g.access.count
 	}
-	if !cfg.NoDirect {
+	if !cfg.NoDirect && cfg.Hooks.Connect == "" { // the connect hook is asked from fasthttp's handler
 		g.ln.direct, g.ln.buf = g.direct, make([]byte, 4096)
 	}
 	go func() { g.serve <- g.srv.Serve(g.ln) }()

@@ -75,6 +75,9 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	if topics, gr, ok = g.hooks.admit(g.access, ctx, rt.kind(), id, topics, gr); !ok {
+		return
+	}
 	a := admitted{grant: gr, topics: topics, presence: presence, rewind: rewind}
 	k := clientKinds[rt.kind()]
 	if ctx.IsHead() {

@@ -307,6 +307,14 @@ func (l *link) in(conn uint64, topic string) bool {
 	return slices.Contains(l.topics[conn].Topics, topic)
 }
 
+// tokenHeld says whether conn's client came in with a token (its
+// topics are bounded by the token's claim).
+func (l *link) tokenHeld(conn uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.topics[conn].Allowed != nil
+}
+
 // errNotTopic says why t is not a topic name.
 func errNotTopic(t string) error {
 	return fmt.Errorf("%q is not a topic: want 1 to %d bytes, each one of A-Z a-z 0-9 and . _ - : (no other)", clip(t), wire.MaxTopic)

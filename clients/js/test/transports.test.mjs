@@ -94,3 +94,21 @@ test("bad options are errors at once", () => {
   assert.throws(() => new Comet("ftp://x", { id: 1 }), /must start with http/);
   assert.throws(() => new Comet("http://x", { id: 1, transports: ["carrier-pigeon"] }), /unknown transport/);
 });
+
+for (const kind of kinds) {
+  test(`${kind}: rewind gives the topic's last messages first, then the live ones`, async (t) => {
+    const s = await System.start(t, { routerArgs: ["-topic-history", "5"] });
+    for (let i = 1; i <= 7; i++) await s.publish("room", `said ${i}`);
+    const c = client(s, t, { id: 11, transports: [kind], topics: ["room"], rewind: 3 });
+    const got = collect(c);
+    c.connect();
+    await waitFor("3 kept messages", () => got.messages.length === 3);
+    await opened(c, s, 1);
+    await waitFor("in the room", async () => (await s.presence("room")) === 1);
+    await s.publish("room", "live");
+    await waitFor("the live one", () => got.messages.length === 4);
+    await sleep(200); // a repeat would come now
+    assert.deepEqual(datas(got), ["said 5", "said 6", "said 7", "live"]);
+    assert.equal(got.messages[0].cursor || "", "");
+  });
+}

@@ -90,6 +90,12 @@ export class System {
 
   async conns() { return (await stats(this.admin)).conns; }
 
+  // presence is how many conns are in topic (GET /topics/{topic}).
+  async presence(topic) {
+    const res = await fetch(`http://${this.admin}/topics/${topic}`);
+    return (await res.json()).conns;
+  }
+
   // send posts msg to id through the router's HTTP API and returns its ack.
   async send(id, msg) {
     const res = await fetch(`http://${this.admin}/send/${id}`, { method: "POST", body: msg });

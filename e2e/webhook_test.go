@@ -73,21 +73,22 @@ func readWebhooks(out string) webhookView {
 
 // TestWebhooksAcrossRouterKill: a receiver written with Node's own http
 // and crypto (e2e/js/webhook-receiver.mjs) checks every POST's signature.
-// 200 clients come online (50 of them in a topic); then, while the
-// receiver answers 503, 100 leave; the router is killed (SIGKILL) once it
-// queued their events, and started again on its store. Every event it
-// queued reaches the receiver, whose view ends true: 100 ids online, the
-// topic occupied by the 25 members left.
+// 200 clients come online (50 of them in a topic); then the receiver is
+// killed (SIGKILL) and 100 clients leave; the router is killed too once
+// it queued their events, and started again on its store, and then the
+// receiver. Every event the router queued reaches the receiver, whose
+// view ends true: 100 ids online, the topic occupied by the 25 members
+// left.
 func TestWebhooksAcrossRouterKill(t *testing.T) {
 	bin, dir := binDir(t), t.TempDir()
 	node := outside(t, "node", "Node.js")
-	secret, down := filepath.Join(dir, "secret"), filepath.Join(dir, "down")
+	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("e2e-webhook-secret-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	hookAddr := freePort(t)
 	_, port, _ := strings.Cut(hookAddr, ":")
-	recv := start(t, node, "js/webhook-receiver.mjs", port, secret, down)
+	recv := start(t, node, "js/webhook-receiver.mjs", port, secret)
 	waitFor(t, "the receiver listens", func() bool { return strings.Contains(recv.out.String(), "listening") })
 	p := startPair(t, bin, []string{"-store", dir + "/store", "-webhook", "http://" + hookAddr + "/hook", "-webhook-secret-file", secret}, nil)
 
@@ -115,9 +116,10 @@ func TestWebhooksAcrossRouterKill(t *testing.T) {
 	var before hookStats
 	getJSON("http://"+p.routerAdmin+"/stats", &before)
 
-	// The receiver goes down; 100 clients leave (1-75 and 151-175); the
+	// The receiver is killed; 100 clients leave (1-75 and 151-175); the
 	// router queues their events and is killed.
-	os.WriteFile(down, nil, 0o600)
+	syscall.Kill(-recv.cmd.Process.Pid, syscall.SIGKILL)
+	<-recv.done
 	for id := 1; id <= n; id++ {
 		if id <= 75 || id > 150 && id <= 175 {
 			streams[id].Body.Close()
@@ -132,10 +134,11 @@ func TestWebhooksAcrossRouterKill(t *testing.T) {
 	<-p.router.done
 	start(t, bin+"/router", p.routerArgs...)
 	waitRouter(t, p.routerAdmin, "the new router has the 100 logins back", func(st routerStats) bool { return st.Conns == 100 })
-	os.Remove(down)
+	recv2 := start(t, node, "js/webhook-receiver.mjs", port, secret)
+	out := func() string { return recv.out.String() + recv2.out.String() }
 
 	waitFor(t, "the receiver's view is true", func() bool {
-		v := readWebhooks(recv.out.String())
+		v := readWebhooks(out())
 		on := 0
 		for _, o := range v.online {
 			if o {
@@ -144,14 +147,14 @@ func TestWebhooksAcrossRouterKill(t *testing.T) {
 		}
 		return on == 100 && len(v.members["room"]) == 25 && v.occupied["room"]
 	})
-	v := readWebhooks(recv.out.String())
+	v := readWebhooks(out())
 	for id := 1; id <= n; id++ {
 		if want := !(id <= 75 || id > 150 && id <= 175); v.online[int64(id)] != want {
 			t.Errorf("id %d: receiver thinks online=%v", id, v.online[int64(id)])
 		}
 	}
-	if strings.Contains(recv.out.String(), "bad signature") || v.lost != 0 {
-		t.Fatalf("receiver: lost %d, output:\n%s", v.lost, recv.out)
+	if strings.Contains(out(), "bad signature") || v.lost != 0 {
+		t.Fatalf("receiver: lost %d, output:\n%s", v.lost, out())
 	}
 	t.Logf("receiver: %d events, %d told again (at least once), %d lost", v.events, v.again, v.lost)
 }

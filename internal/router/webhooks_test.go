@@ -277,3 +277,50 @@ func TestWebhookConfigRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhooksPartitioned: each partition's router sends its own ids'
+// events, each saying its partition, from its own subject of the one
+// queue; a topic with members in both is occupied in each.
+func TestWebhooksPartitioned(t *testing.T) {
+	h := newHookReceiver(t)
+	ns := startTestNATS(t)
+	start := func(k int) *Router {
+		cfg := hookConfig(t, h)
+		cfg.NATSURL, cfg.AdminAddr, cfg.Partitions, cfg.Partition = ns.ClientURL(), "off", 2, k
+		cfg.Logger = cfg.Logger.Named(fmt.Sprint("p", k))
+		r, _ := runTestRouter(t, cfg)
+		return r
+	}
+	a, b := start(0), start(1)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// id 2 is partition 0's, id 3 partition 1's; both in "room".
+	nc.Publish(wire.PartSubject(wire.SubjectUp, 2, 0), up("gw", func(b []byte) []byte { return wire.AppendLoginTopics(b, 1, 2, []string{"room"}, false) }))
+	nc.Publish(wire.PartSubject(wire.SubjectUp, 2, 1), up("gw", func(b []byte) []byte { return wire.AppendLoginTopics(b, 2, 3, []string{"room"}, false) }))
+	nc.Flush()
+	waitFor(t, "6 events", func() bool { return h.count() == 6 })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	got := map[string]bool{}
+	for _, e := range h.evs {
+		if e.Partition == nil || e.Partitions != 2 {
+			t.Fatalf("event without its partition: %+v", e)
+		}
+		s := fmt.Sprintf("p%d %s", *e.Partition, e.Type)
+		if e.ID != nil {
+			s += fmt.Sprint(" ", *e.ID)
+		}
+		got[s] = true
+	}
+	for _, want := range []string{"p0 online 2", "p0 occupied", "p0 joined 2", "p1 online 3", "p1 occupied", "p1 joined 3"} {
+		if !got[want] {
+			t.Errorf("no %q in %v", want, got)
+		}
+	}
+	if a.Stats().Webhooks.Made != 3 || b.Stats().Webhooks.Made != 3 {
+		t.Fatalf("made %d and %d, want 3 each", a.Stats().Webhooks.Made, b.Stats().Webhooks.Made)
+	}
+}

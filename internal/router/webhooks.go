@@ -54,6 +54,10 @@ type webhooks struct {
 	delivered, posts, failed, bad  atomic.Uint64
 	highBytes, depthBytes, batches atomic.Uint64
 
+	// sending: this router made the last round's events (the rounds'
+	// goroutine only).
+	sending bool
+
 	stop context.CancelFunc
 	done sync.WaitGroup
 }
@@ -170,7 +174,13 @@ func (w *webhooks) round() {
 	}
 	w.mu.Unlock()
 	changes := w.topics.TakeMemberChanges()
-	if w.lead.standby() || len(ids) == 0 && len(changes) == 0 {
+	if w.lead.standby() {
+		w.sending = false
+		return
+	}
+	first := !w.sending // this router begins: started, or took over
+	w.sending = true
+	if !first && len(ids) == 0 && len(changes) == 0 {
 		return
 	}
 	now := time.Now()
@@ -188,6 +198,11 @@ func (w *webhooks) round() {
 			w.queue(b, n)
 			n = 0
 		}
+	}
+	if first {
+		// The receiver's view may lack what the router before this one
+		// saw in its last round (it was killed before it queued it).
+		add(webhook.Resync, 0, false, "")
 	}
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		held := w.reg.Held(id)

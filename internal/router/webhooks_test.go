@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,16 +134,16 @@ func TestWebhookEvents(t *testing.T) {
 		func(b []byte) []byte { return wire.AppendLogin(b, 4, 9) },
 		func(b []byte) []byte { return wire.AppendLogout(b, 4) }, // within the round: nothing
 	))
-	waitSays(t, h, "online 5", "online 6", "occupied lobby", "joined 6 lobby")
+	waitSays(t, h, "resync", "online 5", "online 6", "occupied lobby", "joined 6 lobby")
 	pub(up("g1", func(b []byte) []byte { return wire.AppendJoin(b, 1, 5, false, []string{"lobby"}, false) }))
-	waitSays(t, h, "online 5", "online 6", "occupied lobby", "joined 6 lobby", "joined 5 lobby")
+	waitSays(t, h, "resync", "online 5", "online 6", "occupied lobby", "joined 6 lobby", "joined 5 lobby")
 	pub(up("g1", func(b []byte) []byte { return wire.AppendLogout(b, 2) }))
-	waitSays(t, h, "online 5", "online 6", "occupied lobby", "joined 6 lobby", "joined 5 lobby", "left 6 lobby")
+	waitSays(t, h, "resync", "online 5", "online 6", "occupied lobby", "joined 6 lobby", "joined 5 lobby", "left 6 lobby")
 	pub(up("g1", func(b []byte) []byte { return wire.AppendLogout(b, 1) }, func(b []byte) []byte { return wire.AppendLogout(b, 3) }))
-	waitSays(t, h, "online 5", "online 6", "occupied lobby", "joined 6 lobby", "joined 5 lobby", "left 6 lobby",
+	waitSays(t, h, "resync", "online 5", "online 6", "occupied lobby", "joined 6 lobby", "joined 5 lobby", "left 6 lobby",
 		"offline 5", "offline 6", "left 5 lobby", "vacated lobby")
 	st := r.Stats().Webhooks
-	if st == nil || st.Made != 10 || st.Queued != 10 || st.Delivered < 10 || st.LostFull+st.LostStore != 0 {
+	if st == nil || st.Made != 11 || st.Queued != 11 || st.Delivered < 10 || st.LostFull+st.LostStore != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -162,7 +163,7 @@ func TestWebhookReceiverDown(t *testing.T) {
 		nc.Publish(wire.SubjectUp, up("g1", func(b []byte) []byte { return wire.AppendLogin(b, uint64(i+1), int64(100+i)) }))
 	}
 	nc.Flush()
-	waitFor(t, "5 events queued", func() bool { return r.Stats().Webhooks.Queued == 5 })
+	waitFor(t, "6 events queued", func() bool { return r.Stats().Webhooks.Queued == 6 }) // resync and 5 online
 	waitFor(t, "a failed POST", func() bool { return r.Stats().Webhooks.Failed > 0 })
 	stop()
 	nc.Close()
@@ -173,9 +174,15 @@ func TestWebhookReceiverDown(t *testing.T) {
 	r2, _ := runTestRouter(t, cfg)
 	// The batch the first router was trying is JetStream's to give again
 	// after its ack wait (6 s) when the server restarted with it.
-	testclient.WaitFor(t, "the second router delivers", 15*time.Second, func() bool { return h.count() == 5 })
-	waitSays(t, h, "online 100", "online 101", "online 102", "online 103", "online 104")
-	if n := r2.Stats().Webhooks.Delivered; n != 5 {
+	testclient.WaitFor(t, "the second router delivers", 15*time.Second, func() bool { return h.count() == 7 })
+	// The first router's batch was given back after the second's resync
+	// was queued: across routers, order is by time_ms, not arrival.
+	got := h.says()
+	slices.Sort(got)
+	if want := []string{"online 100", "online 101", "online 102", "online 103", "online 104", "resync", "resync"}; !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q in any order", got, want)
+	}
+	if n := r2.Stats().Webhooks.Delivered; n != 7 {
 		t.Fatalf("the second router delivered %d events", n)
 	}
 }
@@ -196,9 +203,9 @@ func TestWebhookQueueFull(t *testing.T) {
 	}
 	nc.Publish(wire.SubjectUp, b)
 	nc.Flush()
-	waitFor(t, "events lost", func() bool { st := r.Stats().Webhooks; return st.Made == 20000 && st.LostFull > 0 })
+	waitFor(t, "events lost", func() bool { st := r.Stats().Webhooks; return st.Made == 20001 && st.LostFull > 0 }) // and the resync
 	st := r.Stats().Webhooks
-	if st.Queued+st.LostFull != 20000 || st.LostStore != 0 {
+	if st.Queued+st.LostFull != 20001 || st.LostStore != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	h.fail.Store(0)
@@ -237,17 +244,17 @@ func TestWebhookTakeover(t *testing.T) {
 		nc.Flush()
 	}
 	gw(func(b []byte) []byte { return wire.AppendLogin(b, 1, 7) })
-	waitSays(t, h, "online 7")
+	waitSays(t, h, "resync", "online 7")
 	h.fail.Store(http.StatusBadGateway)
 	gw(func(b []byte) []byte { return wire.AppendLogin(b, 2, 8) })
-	waitFor(t, "a queued online 8", func() bool { return a.Stats().Webhooks.Queued == 2 })
+	waitFor(t, "a queued online 8", func() bool { return a.Stats().Webhooks.Queued == 3 })
 	stopA()
 	waitFor(t, "b leads", func() bool { return leads(b) })
 	h.fail.Store(0)
 	gw(func(b []byte) []byte { return wire.AppendLogout(b, 1) })
-	waitSays(t, h, "online 7", "online 8", "offline 7")
-	if st := b.Stats().Webhooks; st.Made != 1 {
-		t.Fatalf("the standby made %d events, want 1 (offline 7)", st.Made)
+	waitSays(t, h, "resync", "online 7", "online 8", "resync", "offline 7")
+	if st := b.Stats().Webhooks; st.Made != 2 {
+		t.Fatalf("the standby made %d events, want 2 (resync, offline 7)", st.Made)
 	}
 }
 
@@ -301,7 +308,7 @@ func TestWebhooksPartitioned(t *testing.T) {
 	nc.Publish(wire.PartSubject(wire.SubjectUp, 2, 0), up("gw", func(b []byte) []byte { return wire.AppendLoginTopics(b, 1, 2, []string{"room"}, false) }))
 	nc.Publish(wire.PartSubject(wire.SubjectUp, 2, 1), up("gw", func(b []byte) []byte { return wire.AppendLoginTopics(b, 2, 3, []string{"room"}, false) }))
 	nc.Flush()
-	waitFor(t, "6 events", func() bool { return h.count() == 6 })
+	waitFor(t, "8 events", func() bool { return h.count() == 8 })
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	got := map[string]bool{}
@@ -315,12 +322,12 @@ func TestWebhooksPartitioned(t *testing.T) {
 		}
 		got[s] = true
 	}
-	for _, want := range []string{"p0 online 2", "p0 occupied", "p0 joined 2", "p1 online 3", "p1 occupied", "p1 joined 3"} {
+	for _, want := range []string{"p0 resync", "p0 online 2", "p0 occupied", "p0 joined 2", "p1 resync", "p1 online 3", "p1 occupied", "p1 joined 3"} {
 		if !got[want] {
 			t.Errorf("no %q in %v", want, got)
 		}
 	}
-	if a.Stats().Webhooks.Made != 3 || b.Stats().Webhooks.Made != 3 {
-		t.Fatalf("made %d and %d, want 3 each", a.Stats().Webhooks.Made, b.Stats().Webhooks.Made)
+	if a.Stats().Webhooks.Made != 4 || b.Stats().Webhooks.Made != 4 {
+		t.Fatalf("made %d and %d, want 4 each", a.Stats().Webhooks.Made, b.Stats().Webhooks.Made)
 	}
 }

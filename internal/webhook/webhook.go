@@ -29,6 +29,11 @@ const (
 	Vacated  = "vacated"  // a topic's last member left
 	Joined   = "joined"   // an id came into a topic (its first connection in it)
 	Left     = "left"     // an id's last connection in a topic left it
+	// Resync: the router that sends (a partition's) began to: it
+	// started, or took over from another. Events the one before it saw
+	// in its last second may be missing: the receiver checks its view
+	// (GET /topics/{t}, /ids/{id}).
+	Resync = "resync"
 )
 
 // SignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the body

@@ -4,12 +4,19 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/cometgw/comet/internal/testclient"
+	"github.com/cometgw/comet/internal/webhook"
 )
 
 // webhookLine is one batch as e2e/js/webhook-receiver.mjs prints it.
@@ -157,4 +164,73 @@ func TestWebhooksAcrossRouterKill(t *testing.T) {
 		t.Fatalf("receiver: lost %d, output:\n%s", v.lost, out())
 	}
 	t.Logf("receiver: %d events, %d told again (at least once), %d lost", v.events, v.again, v.lost)
+}
+
+// TestWebhooksLeaderKilled: three redundant routers send webhooks to one
+// receiver. 50 clients come online; 20 leave and the leader is killed
+// (SIGKILL) at once, before it can have queued their offline events.
+// The standby that takes over queues the rounds it kept: the receiver
+// ends with the true view, 30 ids online, having been told each change
+// at least once.
+func TestWebhooksLeaderKilled(t *testing.T) {
+	bin, dir := binDir(t), t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	key := []byte("e2e-webhook-secret-0123456789")
+	if err := os.WriteFile(secret, append(key, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var lines []string // each batch as webhook-receiver.mjs prints it
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if !webhook.Verify(key, b, r.Header.Get(webhook.SignatureHeader)) {
+			t.Errorf("bad signature on %.80s", b)
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		mu.Lock()
+		lines = append(lines, `{"attempt":1,`+strings.TrimPrefix(string(b), "{"))
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	view := func() webhookView {
+		mu.Lock()
+		defer mu.Unlock()
+		return readWebhooks(strings.Join(lines, "\n"))
+	}
+	c := startCluster(t, bin, dir, "-redundant", "-webhook", recv.URL+"/hook", "-webhook-secret-file", secret)
+	gwAddr := freePort(t)
+	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", "off", "-nats", c.all(), "-name", "hooked")
+	testclient.WaitFor(t, "every router hears the gateway, one leads", 60*time.Second, func() bool {
+		return c.stats(0).Gateways == 1 && c.stats(1).Gateways == 1 && c.stats(2).Gateways == 1 && c.leader() >= 0
+	})
+	const n = 50
+	streams := make([]*http.Response, n+1)
+	for id := 1; id <= n; id++ {
+		resp, err := http.Get(fmt.Sprintf("http://%s/test/%d", gwAddr, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[id] = resp
+		t.Cleanup(func() { resp.Body.Close() })
+	}
+	waitFor(t, "every id online at the receiver", func() bool { return len(view().online) == n })
+	old := c.leader()
+	for id := 1; id <= 20; id++ {
+		streams[id].Body.Close()
+	}
+	waitFor(t, "the routers saw the 20 leave", func() bool { return c.stats((old+1)%3).Conns == n-20 })
+	syscall.Kill(-c.routers[old].cmd.Process.Pid, syscall.SIGKILL)
+	<-c.routers[old].done
+	testclient.WaitFor(t, "the receiver's view is true", 60*time.Second, func() bool {
+		v := view()
+		for id := 1; id <= n; id++ {
+			if v.online[int64(id)] != (id > 20) {
+				return false
+			}
+		}
+		return true
+	})
+	v := view()
+	t.Logf("leader killed: the receiver got %d events once, %d told again, %d lost", v.events, v.again, v.lost)
 }

@@ -39,14 +39,14 @@ type webhooks struct {
 	reg    *registry.Registry
 	lead   *lead
 	log    *zap.Logger
-	// name prefixes the events' ids (the router's name: unique per
-	// process); part ends each event on a partitioned router.
+	// name is the router's (a resync's id names it); k its partition
+	// (0 unpartitioned); part ends each event on a partitioned router.
 	name, part string
+	k          int
 
 	mu  sync.Mutex
 	ids map[int64]bool // ids changed this round -> held when it began
 
-	seq atomic.Uint64 // events made (the rest of their ids)
 	// lost counts events not queued since the last batch queued (told
 	// in the next); the rest are totals.
 	lost                           atomic.Uint64
@@ -54,9 +54,10 @@ type webhooks struct {
 	delivered, posts, failed, bad  atomic.Uint64
 	highBytes, depthBytes, batches atomic.Uint64
 
-	// sending: this router made the last round's events (the rounds'
-	// goroutine only).
+	// sending: this router queued the last round's events; kept: a
+	// standby's last rounds of events (the rounds' goroutine only).
 	sending bool
+	kept    [][]batch
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -103,7 +104,7 @@ func openWebhooks(r *Router) (*webhooks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	w := &webhooks{q: q, post: post, topics: r.topics, reg: r.reg, lead: r.lead, log: r.log, name: r.name, ids: make(map[int64]bool)}
+	w := &webhooks{q: q, post: post, topics: r.topics, reg: r.reg, lead: r.lead, log: r.log, name: r.name, k: k, ids: make(map[int64]bool)}
 	if p := r.part; p != nil {
 		w.part = fmt.Sprintf(`,"partition":%d,"partitions":%d`, p.k, p.n)
 	}
@@ -134,6 +135,11 @@ func (w *webhooks) start() {
 	w.done.Add(2)
 	go func() {
 		defer w.done.Done()
+		// Rounds on the second, on every router alike (eventID).
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(time.Now().Truncate(time.Second).Add(time.Second))):
+		}
 		t := time.NewTicker(WebhookEvery)
 		defer t.Stop()
 		for {
@@ -163,9 +169,25 @@ func (w *webhooks) close() {
 	w.done.Wait()
 }
 
-// round turns the changes since the last round into events and, on the
-// router that leads, queues them. A standby makes none: it notes the
-// same changes and forgets them (the leader queues them).
+// keptRounds is how many rounds of events a standby keeps, to queue them
+// again when it takes over: the leader may have died before it queued
+// its last.
+const keptRounds = 3
+
+// batch is events as the queue takes them, but for the closing "]" and
+// lost count (queue adds them), and their number.
+type batch struct {
+	b []byte
+	n int
+}
+
+// round turns the changes since the last round into events. The router
+// that leads queues them; a standby makes the same (from the same up
+// frames) and keeps its last keptRounds rounds of them. When it begins
+// to lead, it queues a resync event, then what it kept, then the round:
+// what the leader before it saw in its last rounds is queued again
+// (events with the same ids, which a receiver drops; those made in
+// another round than the leader's, as the same change told twice).
 func (w *webhooks) round() {
 	w.mu.Lock()
 	ids := w.ids
@@ -174,35 +196,31 @@ func (w *webhooks) round() {
 	}
 	w.mu.Unlock()
 	changes := w.topics.TakeMemberChanges()
-	if w.lead.standby() {
-		w.sending = false
-		return
-	}
-	first := !w.sending // this router begins: started, or took over
-	w.sending = true
-	if !first && len(ids) == 0 && len(changes) == 0 {
-		return
-	}
+	standby := w.lead.standby()
+	first := !standby && !w.sending // this router begins: started, or took over
+	w.sending = !standby
 	now := time.Now()
-	var b []byte
-	n := 0
+	r := now.Round(time.Second).Unix() // the round: the same second on every router
+	var out []batch
+	var cur batch
 	add := func(typ string, id int64, hasID bool, topic string) {
-		if n == 0 {
-			b = append(b[:0], `{"events":[`...)
+		if cur.n == 0 {
+			cur.b = append(cur.b, `{"events":[`...)
 		} else {
-			b = append(b, ',')
+			cur.b = append(cur.b, ',')
 		}
-		n++
-		b = webhook.AppendEvent(b, w.name+"-"+strconv.FormatUint(w.seq.Add(1), 10), typ, now, id, hasID, topic, w.part)
-		if len(b) > webhook.MaxBatch-512 {
-			w.queue(b, n)
-			n = 0
+		cur.n++
+		cur.b = webhook.AppendEvent(cur.b, w.eventID(r, typ, id, hasID, topic), typ, now, id, hasID, topic, w.part)
+		if len(cur.b) > webhook.MaxBatch-512 {
+			out, cur = append(out, cur), batch{}
 		}
 	}
 	if first {
 		// The receiver's view may lack what the router before this one
-		// saw in its last round (it was killed before it queued it).
+		// saw in its last round, if it was alone (it was killed before
+		// it queued it): a resync says so.
 		add(webhook.Resync, 0, false, "")
+		out, cur = append(out, cur), batch{}
 	}
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		held := w.reg.Held(id)
@@ -227,9 +245,46 @@ func (w *webhooks) round() {
 			add(webhook.Vacated, 0, false, c.Topic)
 		}
 	}
-	if n > 0 {
-		w.queue(b, n)
+	if cur.n > 0 {
+		out = append(out, cur)
 	}
+	if standby {
+		if w.kept = append(w.kept, out); len(w.kept) > keptRounds {
+			w.kept = w.kept[1:]
+		}
+		return
+	}
+	if first && len(out) > 0 {
+		w.queue(out[0].b, out[0].n) // the resync
+		for _, kept := range w.kept {
+			for _, b := range kept {
+				w.queue(b.b, b.n)
+			}
+		}
+		w.kept, out = nil, out[1:]
+	}
+	for _, b := range out {
+		w.queue(b.b, b.n)
+	}
+}
+
+// eventID is an event's id: the partition, the round (a Unix second),
+// the type and what it is about, so that the router that leads and its
+// standby give one change made in the same round the same id
+// ("p0/1796668561/joined/lobby/42"; topics have no "/"); a resync's
+// names the router.
+func (w *webhooks) eventID(r int64, typ string, id int64, hasID bool, topic string) string {
+	b := fmt.Appendf(make([]byte, 0, 48), "p%d/%d/%s", w.k, r, typ)
+	if topic != "" {
+		b = append(append(b, '/'), topic...)
+	}
+	if hasID {
+		b = strconv.AppendInt(append(b, '/'), id, 10)
+	}
+	if typ == webhook.Resync {
+		b = append(append(b, '/'), w.name...)
+	}
+	return string(b)
 }
 
 // queue closes batch b of n events, with the count of those lost since

@@ -66,8 +66,10 @@ func Verify(secret, body []byte, sig string) bool {
 // Event is one event, for those who read batches (tests, tools); the
 // router writes them with AppendEvent.
 type Event struct {
-	// Event is the event's id: the same in every delivery of it, unique
-	// across routers and restarts (a receiver deduplicates by it).
+	// Event is the event's id: the partition, the round (a Unix
+	// second), the type and what it is about; the same in every delivery
+	// of it, and from a standby that made it in the same round (a
+	// receiver deduplicates by it).
 	Event  string `json:"event"`
 	Type   string `json:"type"`
 	TimeMS int64  `json:"time_ms"` // when the router saw it, Unix milliseconds

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cometgw/comet/internal/cursor"
+	"github.com/cometgw/comet/internal/fifo"
 )
 
 // Config bounds the retention window. Zero fields take the defaults of
@@ -382,7 +383,7 @@ func (s *Store) evict(more func(queued) bool) {
 			}
 		}
 		if !live {
-			s.compactQueue()
+			s.queue, s.qhead = fifo.Compact(s.queue, s.qhead)
 			s.qmu.Unlock()
 			return
 		}
@@ -400,20 +401,6 @@ func (s *Store) evict(more func(queued) bool) {
 			s.evicted.Add(uint64(s.dropFront(h, n)))
 		}
 		sh.mu.Unlock()
-	}
-}
-
-// compactQueue gives back the popped front of the queue. s.qmu must be
-// held.
-func (s *Store) compactQueue() {
-	if s.qhead > 1024 && s.qhead*2 >= len(s.queue) {
-		n := copy(s.queue, s.queue[s.qhead:])
-		clear(s.queue[n:])
-		s.queue = s.queue[:n]
-		s.qhead = 0
-		if cap(s.queue) > 4*n+4096 {
-			s.queue = append(make([]queued, 0, 2*n+1024), s.queue...)
-		}
 	}
 }
 

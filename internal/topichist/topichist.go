@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/cometgw/comet/internal/fifo"
 )
 
 // Config bounds what is kept. A zero MaxMessages keeps nothing (New
@@ -209,7 +211,7 @@ func (s *Store) put(t *topic, seq uint64, at int64, msg []byte) {
 	s.msgs++
 	for s.bytes > s.cfg.MaxBytes && s.popOldest() {
 	}
-	s.compact()
+	s.order, s.head = fifo.Compact(s.order, s.head)
 }
 
 // popOldest forgets the oldest message of the store's order, if its
@@ -229,17 +231,6 @@ func (s *Store) popOldest() bool {
 	return true
 }
 
-// compact moves the order down once its head passed half of it. s.mu
-// must be held.
-func (s *Store) compact() {
-	if s.head > 1024 && s.head*2 >= len(s.order) {
-		n := copy(s.order, s.order[s.head:])
-		clear(s.order[n:])
-		s.order = s.order[:n]
-		s.head = 0
-	}
-}
-
 // Expire forgets the messages older than MaxAge at unix nanos now, and
 // the topics that kept nothing for as long.
 func (s *Store) Expire(now int64) {
@@ -257,7 +248,7 @@ func (s *Store) Expire(now int64) {
 		}
 		s.popOldest()
 	}
-	s.compact()
+	s.order, s.head = fifo.Compact(s.order, s.head)
 	for name, t := range s.topics {
 		if t.len() == 0 && t.last < limit {
 			delete(s.topics, name)

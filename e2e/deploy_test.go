@@ -140,8 +140,16 @@ func metricNames(text string) []string {
 func TestDashboardMetricsLive(t *testing.T) {
 	bin := binDir(t)
 	natsAddr, routerAdmin, gwAddr, gwAdmin := freePort(t), freePort(t), freePort(t), freePort(t)
-	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin, "-redundant", "-partitions", "2", "-partition", "0", "-log-level", "warn")
-	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", gwAdmin, "-nats", "nats://"+natsAddr, "-partitions", "2", "-log-level", "warn")
+	// With a webhook and a connect hook (nobody listens there), so that
+	// their metrics are there too.
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("a webhook secret for the metrics test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nobody := "http://" + freePort(t) + "/nobody"
+	start(t, bin+"/router", "-nats-addr", natsAddr, "-admin", routerAdmin, "-redundant", "-partitions", "2", "-partition", "0",
+		"-webhook", nobody, "-webhook-secret-file", secret, "-log-level", "warn")
+	start(t, bin+"/gateway", "-addr", gwAddr, "-admin", gwAdmin, "-nats", "nats://"+natsAddr, "-partitions", "2", "-connect-hook", nobody, "-log-level", "warn")
 	waitFor(t, "the router leading", func() bool { code, _ := readyz(routerAdmin); return code == 200 })
 	scrape := func(admin string) string {
 		c := http.Client{Timeout: 5 * time.Second}

@@ -55,9 +55,15 @@ type webhooks struct {
 	highBytes, depthBytes, batches atomic.Uint64
 
 	// sending: this router queued the last round's events; kept: a
-	// standby's last rounds of events (the rounds' goroutine only).
+	// standby's rounds of events of the last keepFor (the rounds'
+	// goroutine only).
 	sending bool
-	kept    [][]batch
+	kept    []keptRound
+	keepFor time.Duration
+	// addWait bounds the wait for JetStream to take a batch: long enough
+	// for a cluster to elect the stream's leader again (the rounds wait
+	// meanwhile; their changes gather), shorter at a stop.
+	addWait time.Duration
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -104,7 +110,8 @@ func openWebhooks(r *Router) (*webhooks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	w := &webhooks{q: q, post: post, topics: r.topics, reg: r.reg, lead: r.lead, log: r.log, name: r.name, k: k, ids: make(map[int64]bool)}
+	w := &webhooks{q: q, post: post, topics: r.topics, reg: r.reg, lead: r.lead, log: r.log, name: r.name, k: k, ids: make(map[int64]bool),
+		keepFor: 5*r.cfg.Lease + 5*time.Second, addWait: 30 * time.Second}
 	if p := r.part; p != nil {
 		w.part = fmt.Sprintf(`,"partition":%d,"partitions":%d`, p.k, p.n)
 	}
@@ -145,7 +152,8 @@ func (w *webhooks) start() {
 		for {
 			select {
 			case <-ctx.Done():
-				w.round() // a clean stop queues what it saw
+				w.addWait = 5 * time.Second // a stop waits less for JetStream
+				w.round()                   // a clean stop queues what it saw
 				return
 			case <-t.C:
 				w.round()
@@ -169,10 +177,12 @@ func (w *webhooks) close() {
 	w.done.Wait()
 }
 
-// keptRounds is how many rounds of events a standby keeps, to queue them
-// again when it takes over: the leader may have died before it queued
-// its last.
-const keptRounds = 3
+// keptRound is a round of events a standby keeps, to queue them again
+// when it takes over: the leader may have died before it queued them.
+type keptRound struct {
+	r       int64 // the round (Unix second)
+	batches []batch
+}
 
 // batch is events as the queue takes them, but for the closing "]" and
 // lost count (queue adds them), and their number.
@@ -183,7 +193,7 @@ type batch struct {
 
 // round turns the changes since the last round into events. The router
 // that leads queues them; a standby makes the same (from the same up
-// frames) and keeps its last keptRounds rounds of them. When it begins
+// frames) and keeps those of the last keepFor. When it begins
 // to lead, it queues a resync event, then what it kept, then the round:
 // what the leader before it saw in its last rounds is queued again
 // (events with the same ids, which a receiver drops; those made in
@@ -249,7 +259,13 @@ func (w *webhooks) round() {
 		out = append(out, cur)
 	}
 	if standby {
-		if w.kept = append(w.kept, out); len(w.kept) > keptRounds {
+		if len(out) > 0 {
+			w.kept = append(w.kept, keptRound{r, out})
+		}
+		// Those the leader queued long ago go: a leader that dies is
+		// replaced within its lease and the time to see it gone.
+		for len(w.kept) > 0 && w.kept[0].r < r-int64(w.keepFor/time.Second) {
+			w.kept[0] = keptRound{}
 			w.kept = w.kept[1:]
 		}
 		return
@@ -257,7 +273,7 @@ func (w *webhooks) round() {
 	if first && len(out) > 0 {
 		w.queue(out[0].b, out[0].n) // the resync
 		for _, kept := range w.kept {
-			for _, b := range kept {
+			for _, b := range kept.batches {
 				w.queue(b.b, b.n)
 			}
 		}
@@ -301,7 +317,7 @@ func (w *webhooks) queue(b []byte, n int) {
 		b = strconv.AppendUint(b, lost, 10)
 	}
 	b = append(b, '}')
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), w.addWait)
 	err := w.q.Add(ctx, b)
 	cancel()
 	if err == nil {

@@ -97,15 +97,28 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, replicas int, partition int, 
 // Add queues one batch (a JSON object {"events":[...],"lost":N}) and
 // returns once JetStream stored it: ErrFull when the stream is at its
 // bound.
+//
+// While the stream has no leader (a server of its cluster was lost and
+// the others elect a new one: seconds), it asks again until ctx ends.
 func (q *Queue) Add(ctx context.Context, batch []byte) error {
-	_, err := q.js.Publish(ctx, q.subject, batch)
-	switch {
-	case err == nil:
-		return nil
-	case isFull(err):
-		return ErrFull
+	for {
+		try, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := q.js.Publish(try, q.subject, batch)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case isFull(err):
+			return ErrFull
+		case !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout):
+			return fmt.Errorf("webhook: queue: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("webhook: queue: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("webhook: queue: %w", err)
 }
 
 // isFull recognizes JetStream's refusal of a message past the stream's

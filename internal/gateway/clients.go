@@ -145,7 +145,7 @@ func (c *clients) do(s hub.Session, r *ws.Request) (bool, error) {
 	case "join":
 		req := clientRequest{conn: conn, ref: r.Ref, op: r.Op}
 		presence, rewind := r.Presence, r.Rewind
-		asked := c.hooks.joinAsync(s.ID(), r.Topics, "", c.link.tokenHeld(conn), func(topics []string, err error) {
+		asked := c.hooks.joinAsync(s.ID(), r.Topics, c.link.tokenHeld(conn), func(topics []string, err error) {
 			var frame []byte
 			if !c.hub.With(conn, func(s hub.Session) {
 				if err == nil {

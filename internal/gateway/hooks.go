@@ -220,11 +220,14 @@ func withExpiry(gr grant, exp int64) grant {
 // (reply); it returns false if no join hook is set (the caller joins at
 // once). The client's token, if any, bounds the topics as for a join
 // without a hook (allowed).
-func (h *hooks) joinAsync(id int64, topics []string, addr string, tokenHeld bool, then func(topics []string, err error)) bool {
+//
+// The request carries the id, the topics and the transport only: the
+// socket's HTTP request (its headers, cookies and address) is gone.
+func (h *hooks) joinAsync(id int64, topics []string, tokenHeld bool, then func(topics []string, err error)) bool {
 	if h == nil || h.join == nil || tokenHeld && !h.cfg.AskWithToken {
 		return false
 	}
-	r := &hook.Request{Kind: "join", ID: id, Transport: transports[kindWS], Topics: topics, Addr: addr}
+	r := &hook.Request{Kind: "join", ID: id, Transport: transports[kindWS], Topics: topics}
 	go func() {
 		ans, _, err := h.join.Ask(context.Background(), r)
 		switch {

@@ -16,12 +16,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
+
+	"github.com/cometgw/comet/internal/backend"
 )
 
 // Config configures a Client.
@@ -80,13 +81,7 @@ func (c Config) withDefaults() Config {
 }
 
 // CheckURL says what is wrong with a hook URL, if anything.
-func CheckURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("hook: URL %q: want an http or https URL with a host", clipString(raw))
-	}
-	return nil
-}
+func CheckURL(raw string) error { return backend.CheckURL("hook", raw) }
 
 // Request is what a POST carries.
 type Request struct {
@@ -166,14 +161,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg: cfg, slots: make(chan struct{}, cfg.Concurrency), cache: make(map[[32]byte]cached),
 		counts: make(map[string]*atomic.Uint64),
-		client: &http.Client{
-			Timeout:       cfg.Timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			Transport: &http.Transport{
-				MaxIdleConns: cfg.Concurrency, MaxIdleConnsPerHost: cfg.Concurrency, MaxConnsPerHost: cfg.Concurrency,
-				IdleConnTimeout: 90 * time.Second,
-			},
-		},
+		client: backend.Client(cfg.Timeout, cfg.Concurrency),
 	}
 	for _, o := range Outcomes {
 		c.counts[o] = new(atomic.Uint64)
@@ -260,11 +248,7 @@ func (c *Client) post(ctx context.Context, body []byte) (Answer, error) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.client.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the URL: it may carry a credential
-		}
-		return Answer{}, err
+		return Answer{}, backend.Err(err) // without the URL: it may carry a credential
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// backend answers with answer(r) and counts what it was asked.
-func backend(t *testing.T, answer func(w http.ResponseWriter, r *Request)) (*httptest.Server, *atomic.Int32) {
+// hookServer answers with answer(r) and counts what it was asked.
+func hookServer(t *testing.T, answer func(w http.ResponseWriter, r *Request)) (*httptest.Server, *atomic.Int32) {
 	var asked atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		asked.Add(1)
@@ -30,7 +30,7 @@ func backend(t *testing.T, answer func(w http.ResponseWriter, r *Request)) (*htt
 }
 
 func TestAnswers(t *testing.T) {
-	srv, _ := backend(t, func(w http.ResponseWriter, r *Request) {
+	srv, _ := hookServer(t, func(w http.ResponseWriter, r *Request) {
 		switch r.ID {
 		case 1:
 			w.Write([]byte(`{"allow":true,"topics":["a"],"expires":1900000000}`))
@@ -80,7 +80,7 @@ func TestAnswers(t *testing.T) {
 // TestSlowAndDown: a backend slower than the timeout, or not listening,
 // is a failure, said without its URL.
 func TestSlowAndDown(t *testing.T) {
-	srv, _ := backend(t, func(w http.ResponseWriter, r *Request) {
+	srv, _ := hookServer(t, func(w http.ResponseWriter, r *Request) {
 		time.Sleep(300 * time.Millisecond)
 		w.Write([]byte(`{"allow":true}`))
 	})
@@ -103,7 +103,7 @@ func TestSlowAndDown(t *testing.T) {
 // for BreakerOpen; then one request tries, and a good answer closes it.
 func TestBreaker(t *testing.T) {
 	var up atomic.Bool
-	srv, asked := backend(t, func(w http.ResponseWriter, r *Request) {
+	srv, asked := hookServer(t, func(w http.ResponseWriter, r *Request) {
 		if !up.Load() {
 			w.WriteHeader(http.StatusBadGateway)
 			return
@@ -141,7 +141,7 @@ func TestBreaker(t *testing.T) {
 // not asked.
 func TestBusy(t *testing.T) {
 	release := make(chan struct{})
-	srv, _ := backend(t, func(w http.ResponseWriter, r *Request) {
+	srv, _ := hookServer(t, func(w http.ResponseWriter, r *Request) {
 		<-release
 		w.Write([]byte(`{"allow":true}`))
 	})
@@ -166,7 +166,7 @@ func TestBusy(t *testing.T) {
 // TestCache: the same request within CacheTTL is answered from memory;
 // another one (another cookie) is asked.
 func TestCache(t *testing.T) {
-	srv, asked := backend(t, func(w http.ResponseWriter, r *Request) {
+	srv, asked := hookServer(t, func(w http.ResponseWriter, r *Request) {
 		if r.Cookies["session"] == "good" {
 			w.Write([]byte(`{"allow":true}`))
 			return

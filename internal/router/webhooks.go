@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -356,14 +355,10 @@ func (w *webhooks) sample() {
 	}
 }
 
-// failedPost counts a failed attempt and says it, without the URL (it
-// may carry a credential).
+// failedPost counts a failed attempt and says it (the poster's errors
+// do not say the URL).
 func (w *webhooks) failedPost(attempt int, err error, wait time.Duration) {
 	w.failed.Add(1)
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
 	if attempt == 1 || attempt%10 == 0 {
 		w.log.Warn("webhook POST failed; trying again", zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
 	}

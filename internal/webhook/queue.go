@@ -150,7 +150,6 @@ type queued struct {
 // Delivery counts what Deliver did.
 type Delivery struct {
 	Posts, Events, Lost uint64 // POSTs the receiver took, their events and lost counts
-	Failed              uint64 // attempts that failed
 	Malformed           uint64 // stored batches that were not JSON (acked and counted)
 }
 
@@ -187,13 +186,7 @@ func (q *Queue) Deliver(ctx context.Context, p *Poster, active func() bool, took
 			var n int
 			body, n, d = merge(body[:0], msgs)
 			if d.Events > 0 || d.Lost > 0 {
-				count := func(attempt int, err error, wait time.Duration) {
-					d.Failed++
-					if failed != nil {
-						failed(attempt, err, wait)
-					}
-				}
-				if deliver(ctx, p, body, msgs[:n], count) != nil {
+				if deliver(ctx, p, body, msgs[:n], failed) != nil {
 					break // stopping
 				}
 				d.Posts = 1

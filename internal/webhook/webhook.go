@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cometgw/comet/internal/backend"
 )
 
 // The event types.
@@ -157,26 +159,12 @@ func NewPoster(cfg PosterConfig) (*Poster, error) {
 	}
 	return &Poster{
 		url: cfg.URL, secret: cfg.Secret, first: 100 * time.Millisecond, most: cfg.MaxBackoff,
-		client: &http.Client{
-			Timeout: cfg.Timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
+		client: backend.Client(cfg.Timeout, 0),
 	}, nil
 }
 
 // CheckURL says what is wrong with a webhook URL, if anything.
-func CheckURL(raw string) error {
-	req, err := http.NewRequest(http.MethodPost, raw, nil)
-	if err != nil {
-		return fmt.Errorf("webhook: URL: %w", err)
-	}
-	if s := req.URL.Scheme; (s != "http" && s != "https") || req.URL.Host == "" {
-		return fmt.Errorf("webhook: URL %s: want an http or https URL with a host", req.URL.Redacted())
-	}
-	return nil
-}
+func CheckURL(raw string) error { return backend.CheckURL("webhook", raw) }
 
 // ErrStatus is an answer other than 2xx.
 type ErrStatus int
@@ -194,7 +182,7 @@ func (p *Poster) post(ctx context.Context, body []byte, attempt int) error {
 	req.Header.Set("X-Comet-Attempt", strconv.Itoa(attempt))
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return err
+		return backend.Err(err)
 	}
 	// Read a little of the answer so the connection is reused; a
 	// receiver that sends more gets its connection closed.
@@ -208,7 +196,8 @@ func (p *Poster) post(ctx context.Context, body []byte, attempt int) error {
 
 // Deliver POSTs body until the receiver answers 2xx or ctx ends (its
 // error then), waiting between attempts with a growing backoff. Each
-// failed attempt is given to failed (with the wait before the next).
+// failed attempt is given to failed (with the wait before the next);
+// its error does not say the URL.
 func (p *Poster) Deliver(ctx context.Context, body []byte, failed func(attempt int, err error, wait time.Duration)) error {
 	wait := p.first
 	for attempt := 1; ; attempt++ {

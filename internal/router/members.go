@@ -177,34 +177,25 @@ func (m *members) rewind(gw *peer, conn uint64) func(joined [][]byte) {
 	}
 	return func(joined [][]byte) {
 		now := time.Now().UnixNano()
-		seq := gw.nextSeq.Add(1)
-		f := wire.AppendDownHeader(m.buf[:0], seq)
-		m.one[0] = conn
-		copies := uint64(0)
+		o := m.startOut(gw, conn)
+		rewound := uint64(0)
 		for _, t := range joined {
 			m.rewindBuf, _ = m.thist.Read(t, 0, 0, int(n), now, m.rewindBuf[:0])
 			for _, e := range m.rewindBuf {
-				if len(f) >= maxDownFrame {
-					m.fl.send(gw, seq, f, copies, nil, false)
-					m.c.rewound.Add(copies)
-					seq, copies = gw.nextSeq.Add(1), 0
-					f = wire.AppendDownHeader(f[:0], seq)
-				}
-				f = wire.AppendDeliver(f, e.Msg, m.one)
-				copies++
+				o.room()
+				o.f = wire.AppendDeliver(o.f, e.Msg, m.one)
+				o.copies++
 			}
+			rewound += uint64(len(m.rewindBuf))
 		}
 		clear(m.rewindBuf)
-		if copies == 0 {
-			return // nothing kept (or all sent)
+		if rewound == 0 {
+			return // nothing kept
 		}
-		m.c.rewound.Add(copies)
-		// Sent whatever the window (bounded by -topic-history), and
-		// before the topics' lock is released: before any live copy.
-		m.fl.send(gw, seq, f, copies, nil, false)
-		if cap(f) <= 4*maxDownFrame {
-			m.buf = f[:0]
-		}
+		m.c.rewound.Add(rewound)
+		// Sent before the topics' lock is released: before any live
+		// copy.
+		o.send()
 	}
 }
 
@@ -256,26 +247,54 @@ func (m *members) resume(gw *peer, conn uint64, id int64, cur cursor.Cursor) {
 	if res.Missed {
 		m.c.missed.Add(1)
 	}
-	seq := gw.nextSeq.Add(1)
-	f := wire.AppendResumed(wire.AppendDownHeader(m.buf[:0], seq), conn, res.Epoch, res.From, res.Head, res.Missed)
-	m.one[0] = conn
-	copies := uint64(0)
+	o := m.startOut(gw, conn)
+	o.f = wire.AppendResumed(o.f, conn, res.Epoch, res.From, res.Head, res.Missed)
 	for _, e := range kept {
-		if len(f) >= maxDownFrame {
-			m.fl.send(gw, seq, f, copies, nil, false)
-			seq, copies = gw.nextSeq.Add(1), 0
-			f = wire.AppendDownHeader(f[:0], seq)
-		}
-		f = wire.AppendDeliverAt(f, res.Epoch, e.Seq, e.Msg, m.one)
-		copies++
+		o.room()
+		o.f = wire.AppendDeliverAt(o.f, res.Epoch, e.Seq, e.Msg, m.one)
+		o.copies++
 	}
 	m.c.caughtUp.Add(uint64(len(kept)))
 	// The catch-up is published now, under the id's lock, whatever the
 	// window: it is ordered before any later send to the conn, and
 	// bounded by what the router keeps for the id.
-	m.fl.send(gw, seq, f, copies, nil, false)
-	if cap(f) <= 4*maxDownFrame {
-		m.buf = f[:0]
+	o.send()
+}
+
+// connOut is down frames to one conn of a gateway, in order: a resume's
+// answer and catch-up, a rewind. Each is published, whatever the
+// gateway's window (what they carry is bounded by what the router
+// keeps), when it reaches maxDownFrame (room) and at the end (send).
+// mu is held: it writes into m.buf and m.one.
+type connOut struct {
+	m      *members
+	gw     *peer
+	seq    uint64
+	f      []byte
+	copies uint64
+}
+
+// startOut opens the first frame to conn (m.one holds it).
+func (m *members) startOut(gw *peer, conn uint64) connOut {
+	m.one[0] = conn
+	seq := gw.nextSeq.Add(1)
+	return connOut{m: m, gw: gw, seq: seq, f: wire.AppendDownHeader(m.buf[:0], seq)}
+}
+
+// room publishes the frame once full and opens the next.
+func (o *connOut) room() {
+	if len(o.f) >= maxDownFrame {
+		o.m.fl.send(o.gw, o.seq, o.f, o.copies, nil, false)
+		o.seq, o.copies = o.gw.nextSeq.Add(1), 0
+		o.f = wire.AppendDownHeader(o.f[:0], o.seq)
+	}
+}
+
+// send publishes the last frame and keeps its buffer for the next.
+func (o *connOut) send() {
+	o.m.fl.send(o.gw, o.seq, o.f, o.copies, nil, false)
+	if cap(o.f) <= 4*maxDownFrame {
+		o.m.buf = o.f[:0]
 	}
 }
 

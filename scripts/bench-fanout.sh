@@ -17,7 +17,11 @@
 #      while N others are connected: msggen publishes P messages (default
 #      2,000) to it at R/s (default 100), numbered; every member must get
 #      every message once, in order (floodtest checks the numbers), and
-#      the others none; latency p50 and p99 from msggen's stamp.
+#      the others none; latency p50 and p99 from msggen's stamp. The
+#      members are read by MEMBER_WORKERS floodtest processes (4): one
+#      process, one reading thread, fell behind at 500,000 messages/s
+#      beside six gateways (up to 29 MB unread in its sockets, p99 1.6 s)
+#      and measured itself, not the gateway.
 #   3. The Haskell chat: CHAT WebSocket clients (default 10,000) in one
 #      room, each publishing a stamped message into it every PERIOD
 #      (default 10s; floodtest -ws-publish), for HOLD seconds (60): what
@@ -41,6 +45,7 @@ CHAT=${CHAT:-10000}
 PERIOD=${PERIOD:-10s}
 HOLD=${HOLD:-60}
 PHASES=${PHASES:-"broadcast topic chat"}
+MEMBER_WORKERS=${MEMBER_WORKERS:-4}
 ROUTER_FLAGS=()
 if [ "${FULL:-0}" = 1 ]; then
 	# A million streams: the broadcasts only (the topic test is defined
@@ -238,7 +243,7 @@ fi
 phase=topic
 if [[ " $PHASES " == *" topic "* ]]; then
 start_system $((N + M))
-flood members 1 "$M" -topics 1; members=$flooder; pids+=("$members")
+flood members 1 "$M" -topics 1 -workers "$MEMBER_WORKERS"; members=$flooder; pids+=("$members")
 flood others $((M + 1)) "$N"; others=$flooder; pids+=("$others")
 wait_streaming "$out/$phase.members.out" "$M"
 wait_streaming "$out/$phase.others.out" "$N"
@@ -285,6 +290,6 @@ fi
 [ -f "$out/stages.md" ] && cat "$out/stages.md" >> "$out/table.md"
 {
 	echo
-	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M P=$P R=$R BROADCASTS=$BROADCASTS EVERY=$EVERY CHAT=$CHAT PERIOD=$PERIOD HOLD=$HOLD RAMP=$RAMP${WRITE_DELAY:+ WRITE_DELAY=$WRITE_DELAY}) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
+	echo "Made by \`make bench-fanout${FULL:+ FULL=$FULL}\` (N=$N M=$M MEMBER_WORKERS=$MEMBER_WORKERS P=$P R=$R BROADCASTS=$BROADCASTS EVERY=$EVERY CHAT=$CHAT PERIOD=$PERIOD HOLD=$HOLD RAMP=$RAMP${WRITE_DELAY:+ WRITE_DELAY=$WRITE_DELAY}) on $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)."
 } >> "$out/table.md"
 cat "$out/table.md"

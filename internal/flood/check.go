@@ -38,6 +38,19 @@ func parseUint(b []byte) (v uint64, n int) {
 	return v, n
 }
 
+// lastIndex is bytes.LastIndex for the short marks msggen appends at
+// the end of a message: a scan back from the end, which finds them in a
+// few bytes (bytes.LastIndex hashes with Rabin-Karp, 3% of the machine
+// in floodtest's reads at 500,000 messages/s).
+func lastIndex(b, mark []byte) int {
+	for i := len(b) - len(mark); i >= 0; i-- {
+		if b[i] == mark[0] && bytes.Equal(b[i:i+len(mark)], mark) {
+			return i
+		}
+	}
+	return -1
+}
+
 // checkMessage checks one message chunk against what the stream expects:
 // its "Recvd msg #N" must be next, and, if it carries " seq=S", S must be
 // last+1 (the first seq a stream sees sets the start). It returns the new
@@ -52,7 +65,7 @@ func checkMessage(chunk []byte, next uint64, last uint64) (seq uint64, order, lo
 	if k == 0 || n != next {
 		order = 1
 	}
-	i := bytes.LastIndex(chunk, seqMark)
+	i := lastIndex(chunk, seqMark)
 	if i < 0 {
 		return seq, order, 0, 0
 	}
@@ -84,7 +97,7 @@ func nextSeq(s, last uint64) (seq, lost, dup uint64) {
 
 // numberedSeq returns the " seq=S" msggen -numbered appends to data, if any.
 func numberedSeq(data []byte) (uint64, bool) {
-	i := bytes.LastIndex(data, seqMark)
+	i := lastIndex(data, seqMark)
 	if i < 0 {
 		return 0, false
 	}

@@ -1,6 +1,29 @@
 package flood
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
+
+// TestLastIndex: the backward scan agrees with bytes.LastIndex, marks
+// at either end, repeated, overlapping or missing included.
+func TestLastIndex(t *testing.T) {
+	for _, tt := range []struct{ b, mark string }{
+		{"Recvd msg #3: 'hi seq=7 t=1712'", " t="},
+		{"Recvd msg #3: 'hi seq=7 t=1712'", " seq="},
+		{" t=1 t=2", " t="},
+		{" t=", " t="},
+		{"t=", " t="},
+		{"", " t="},
+		{"aaaa", "aa"},
+		{"no mark here", " seq="},
+		{" seq= seq=", " seq="},
+	} {
+		if got, want := lastIndex([]byte(tt.b), []byte(tt.mark)), bytes.LastIndex([]byte(tt.b), []byte(tt.mark)); got != want {
+			t.Errorf("lastIndex(%q, %q) = %d, want %d", tt.b, tt.mark, got, want)
+		}
+	}
+}
 
 // TestStatusProblem: a 503 is "busy" (dialed again with -retry or
 // -resume), any other status "status".

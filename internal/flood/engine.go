@@ -204,6 +204,7 @@ type Engine struct {
 	retries    []redial // clients to dial again (Config.Retry, Config.Resume)
 
 	cur     *conn // the conn whose chunks are being parsed (poll goroutine)
+	now     int64 // unix nanos of the read being parsed: the arrival time of its messages
 	curErrs chunkProblems
 	onChunk func([]byte)
 	readBuf [64 << 10]byte // used by the poll goroutine only
@@ -468,6 +469,7 @@ func (e *Engine) read(sl *client, hup bool) {
 	for c.state != stFree {
 		n, err := unix.Read(sl.FD(), e.readBuf[:])
 		if n > 0 {
+			e.now = time.Now().UnixNano()
 			e.bytes.Add(uint64(n))
 			e.consume(sl, e.readBuf[:n])
 			if n < len(e.readBuf) && !hup {
@@ -586,7 +588,7 @@ func (e *Engine) chunk(data []byte) {
 		return
 	}
 	e.messages.Add(1)
-	e.lat.record(data, time.Now().UnixNano())
+	e.lat.record(data, e.now)
 	seq, order, lost, dup := checkMessage(data, uint64(c.next), uint64(c.lastSeq))
 	c.next++
 	c.lastSeq = uint32(seq)

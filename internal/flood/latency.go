@@ -48,7 +48,7 @@ type latencies struct {
 
 // record notes a stamped message arriving at now (unix ns).
 func (l *latencies) record(data []byte, now int64) {
-	i := bytes.LastIndex(data, stampMark)
+	i := lastIndex(data, stampMark)
 	if i < 0 {
 		return
 	}

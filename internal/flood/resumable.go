@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/cometgw/comet/internal/cursor"
 	"github.com/cometgw/comet/internal/longpoll"
@@ -61,7 +60,7 @@ func (e *Engine) sseChunk(c *conn, data []byte) {
 	}
 	e.messages.Add(1)
 	e.position(c, cur)
-	e.lat.record(bytes.TrimRight(data[i:], "\n"), time.Now().UnixNano())
+	e.lat.record(bytes.TrimRight(data[i:], "\n"), e.now)
 	if s, ok := numberedSeq(bytes.TrimRight(data[i+len(sseData):], "\n")); ok {
 		e.numbered(c, s)
 	}
@@ -222,7 +221,7 @@ func (e *Engine) pollAnswer(sl *client, b []byte) int {
 	}
 	for _, m := range a.Messages {
 		e.messages.Add(1)
-		e.lat.record([]byte(m.Data), time.Now().UnixNano())
+		e.lat.record([]byte(m.Data), e.now)
 		e.position(c, cursor.Cursor{Epoch: cur.Epoch, Seq: m.Seq})
 		if s, ok := numberedSeq([]byte(m.Data)); ok {
 			e.numbered(c, s)

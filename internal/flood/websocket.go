@@ -137,7 +137,7 @@ func (e *Engine) wsMessage(c *conn, p []byte) {
 		}
 	}
 	body := p[i+1:]
-	e.lat.record(body, time.Now().UnixNano())
+	e.lat.record(body, e.now)
 	if s, ok := numberedSeq(body); ok {
 		e.numbered(c, s)
 	}

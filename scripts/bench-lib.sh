@@ -14,6 +14,7 @@
 #                       (status 1, said on stderr) if it does not
 #   timewait            the TCP sockets in TIME_WAIT now (a run that opens
 #                       many waits for the last one's to go: they hold ports)
+#   memory_log FILE PID  log what the machine's memory went to every 10 s
 #   memory_guard FILE PID...  stop the load (the pids and their children)
 #                       before the machine runs out of memory; guarded
 #                       FILE NAME exits 1 if it did, saying why
@@ -91,6 +92,30 @@ memory_guard() {
 		done
 	) &
 	guard=$!
+}
+# memory_log FILE PID: in the background, every 10 s while PID lives,
+# a line of what the machine's memory went to (MiB): free, page cache,
+# slab (reclaimable, not), proc_inode_cache, TCP buffers, and the TCP
+# sockets. proc_inode_cache is not this project's: the machine's process
+# agent reads every /proc/PID/fd, one entry per open socket (2.6 GiB at
+# two million loopback pairs). Dropping the reclaimable slab every cycle
+# (echo 2 > /proc/sys/vm/drop_caches) did not keep it down, and near the
+# memory floor the kernel reclaims it and the agent reads it back, round
+# and round (docs/BENCHMARKS.md "Two million"). Sets memlogger to its pid.
+memory_log() {
+	local file=$1 pid=$2
+	echo "# time free_mb cache_mb slab_mb sreclaimable_mb sunreclaim_mb proc_inode_mb tcp_buffers_mb tcp_sockets" > "$file"
+	(
+		while kill -0 "$pid" 2>/dev/null; do
+			printf '%s %s %s %s %s\n' "$(date -u +%H:%M:%S)" \
+				"$(awk '/^(MemFree|Cached|Slab|SReclaimable|SUnreclaim):/ { v[$1] = int($2 / 1024) } END { printf "%d %d %d %d %d", v["MemFree:"], v["Cached:"], v["Slab:"], v["SReclaimable:"], v["SUnreclaim:"] }' /proc/meminfo)" \
+				"$(awk '$1 == "proc_inode_cache" { printf "%d", $3 * $4 / 1048576 }' /proc/slabinfo 2>/dev/null || echo ?)" \
+				"$(awk -v pg="$(getconf PAGESIZE)" '/^TCP:/ { for (i = 1; i < NF; i++) if ($i == "mem") printf "%d", $(i+1) * pg / 1048576 }' /proc/net/sockstat)" \
+				"$(awk '/^TCP:/ { for (i = 1; i < NF; i++) if ($i == "alloc") print $(i+1) }' /proc/net/sockstat)" >> "$file"
+			sleep 10
+		done
+	) &
+	memlogger=$!
 }
 # guarded FILE NAME: exit 1, saying why (as NAME), if the memory guard
 # writing FILE stopped the load.

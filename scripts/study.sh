@@ -113,6 +113,9 @@ fi
 # machine stalled (GUARD_MB, scripts/bench-lib.sh).
 memory_guard "$out/memory-guard.txt" "${floods[@]}"
 pids+=("$guard")
+# What the machine's memory goes to, every 10 s (memory.log).
+memory_log "$out/memory.log" "$gateway"
+pids+=("$memlogger")
 
 echo "study: ramping $CLIENTS clients at $RAMP/s"
 deadline=$(( SECONDS + ramp * 2 + 120 ))

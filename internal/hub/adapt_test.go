@@ -84,6 +84,28 @@ func TestAdaptWriteDelay(t *testing.T) {
 // its previous round as owed: a sweep spent writing with batches queued
 // gathers; a sweep spent waiting for work does not, nor a batch that
 // waited for a CPU rather than for the writer.
+// Saturation counts sweeps in a row: rounds whose sweeps are apart (a
+// writer idle between bursts) start the count again.
+func TestSaturationNeedsSweepsInARow(t *testing.T) {
+	h := &Hub{cfg: Config{WriteDelay: 4 * time.Second}}
+	h.idle.Store(0x3fa999999999999a) // 0.05: saturated
+	var sc scratch
+	for range 2 * saturatedIn { // a burst each second sweep, idle between
+		h.sweeps.Add(2)
+		h.afterRound(&sc, time.Now(), 0, 1)
+	}
+	if sc.delay != 0 || sc.saturated != 1 {
+		t.Fatalf("bursts apart: %s, %d sweeps saturated", sc.delay, sc.saturated)
+	}
+	for range saturatedIn - 1 { // rounds in every sweep: the count goes on to saturatedIn
+		h.sweeps.Add(1)
+		h.afterRound(&sc, time.Now(), 0, 1)
+	}
+	if sc.delay != time.Millisecond {
+		t.Fatalf("sustained: %s, %d sweeps saturated", sc.delay, sc.saturated)
+	}
+}
+
 func TestAfterRoundMeasuresBusy(t *testing.T) {
 	h := &Hub{cfg: Config{WriteDelay: time.Second}}
 	h.idle.Store(0x3fe0000000000000) // 0.5

@@ -21,7 +21,11 @@
 #      members are read by MEMBER_WORKERS floodtest processes (4): one
 #      process, one reading thread, fell behind at 500,000 messages/s
 #      beside six gateways (up to 29 MB unread in its sockets, p99 1.6 s)
-#      and measured itself, not the gateway.
+#      and measured itself, not the gateway. First (FLOOR=1), the floor
+#      for it: bench/floor -members writes the same messages at the same
+#      rate to the same members, gathered every FLOOR_GATHER (one run
+#      each, default "100ms 200ms"), read by the same floodtests; the
+#      table gives both latencies and CPU per delivery.
 #   3. The Haskell chat: CHAT WebSocket clients (default 10,000) in one
 #      room, each publishing a stamped message into it every PERIOD
 #      (default 10s; floodtest -ws-publish), for HOLD seconds (60): what
@@ -47,6 +51,7 @@ HOLD=${HOLD:-60}
 PHASES=${PHASES:-"broadcast topic chat"}
 MEMBER_WORKERS=${MEMBER_WORKERS:-4}
 FLOOR=${FLOOR:-1}
+FLOOR_GATHER=${FLOOR_GATHER:-"100ms 200ms"} # the topic's floor: one run per gather
 ROUTER_FLAGS=()
 if [ "${FULL:-0}" = 1 ]; then
 	# A million streams: the broadcasts only (the topic test is defined
@@ -254,12 +259,51 @@ fi
 # 2. A topic of M members among N others.
 phase=topic
 if [[ " $PHASES " == *" topic "* ]]; then
+# a. The floor (bench/floor -members): the same messages at the same
+# rate, written to the same members in tight loops of write(2), each
+# gathered for FLOOR_GATHER (one run per value), the others held idle;
+# read by the same floodtests.
+procs=$(( (N + M + PER - 1) / PER ))
+floor_rows=()
+if [ "$FLOOR" = 1 ]; then
+for g in $FLOOR_GATHER; do
+	floors=()
+	for i in $(seq "$procs"); do
+		"$BIN"/floor -addr 127.0.0.1:8590 -reuseport -members "$M" -count "$P" -rate "$R" -gather "$g" -start-on-usr1 -hold 30m -timeout 30m \
+			> "$out/$phase.floor-$g.$i.out" 2>&1 &
+		floors+=("$!"); pids+=("$!")
+	done
+	sleep 1
+	FLOOD_PORT=8590 flood "floor-$g-members" 1 "$M" -topics 1 -workers "$MEMBER_WORKERS"; fm=$flooder; pids+=("$fm")
+	FLOOD_PORT=8590 flood "floor-$g-others" $((M + 1)) "$N"; fo=$flooder; pids+=("$fo")
+	wait_streaming "$out/$phase.floor-$g-members.out" "$M"
+	wait_streaming "$out/$phase.floor-$g-others.out" "$N"
+	sleep 2
+	kill -USR1 "${floors[@]}"
+	until_chunks "$out/$phase.floor-$g-members.out" $((M + M * P)) $(( P / R + 90 ))
+	sleep 2
+	kill -INT "$fm" "$fo"; wait "$fm" "$fo" || true
+	kill -TERM "${floors[@]}"; wait "${floors[@]}" || true
+	pids=()
+	fj=$out/$phase.floor-$g-members.json
+	sum() { cat "$out"/$phase.floor-"$g".*.out | grep -o "\"$1\":[0-9.e-]*" | awk -F: '{ s += $2 } END { print s + 0 }'; }
+	floor_rows+=("$(printf "| the floor, gathered every %s | %s | %s | %s ms | %s ms | %s us | %s writes, %s partial, %s late ticks |" "$g" \
+		"$(received "$out/$phase.floor-$g-members.out")" "$(errs "$out/$phase.floor-$g-members.out")" "$(ms "$(field "$fj" p50_ns)")" "$(ms "$(field "$fj" p99_ns)")" \
+		"$(awk -v c="$(sum cpu_seconds)" -v n="$(sum written)" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "?" }')" \
+		"$(sum writes)" "$(sum partial)" "$(sum late_ticks)")")
+	sleep 3
+done
+fi
+# b. The gateway.
 start_system $((N + M))
 flood members 1 "$M" -topics 1 -workers "$MEMBER_WORKERS"; members=$flooder; pids+=("$members")
 flood others $((M + 1)) "$N"; others=$flooder; pids+=("$others")
 wait_streaming "$out/$phase.members.out" "$M"
 wait_streaming "$out/$phase.others.out" "$N"
 sleep 2
+idle0=$(cpu "$gw"); sleep 10; idle1=$(cpu "$gw")
+idle_rate=$(awk -v a="$idle0" -v b="$idle1" 'BEGIN { printf "%.4f", (b - a) / 10 }')
+cpu0=$(cpu "$gw"); t0=$(date +%s.%N)
 measure_start
 "$BIN"/msggen -nats nats://127.0.0.1:4532 -topics 1 -n "$P" -rate "$R" -numbered -stamp -every 5s \
 	-summary "$out/$phase.msggen.json" > "$out/$phase.msggen.out" 2>&1 || true
@@ -267,11 +311,27 @@ for _ in $(seq 60); do
 	[ "$(chunks "$out/$phase.members.out")" -ge $((M + M * P)) ] 2>/dev/null && break
 	sleep 1
 done
+cpu1=$(cpu "$gw"); t1=$(date +%s.%N)
 measure_stop
 sleep 2
 kill -INT "$members" "$others"; wait "$members" "$others" || true
 stop_system
 m=$out/$phase.members.json
+gw_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v i="$idle_rate" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", b - a - i * (t1 - t0) }')
+{
+	echo
+	echo "A topic of $M members at $R/s, $P messages, while $N others are held, $procs processes each (the gateway's CPU is over the messages, less its idle rate, $idle_rate s/s):"
+	echo
+	echo "| | members received | errors | latency p50 | p99 | CPU per delivery | |"
+	echo "|---|---|---|---|---|---|---|"
+	[ "$FLOOR" = 1 ] && printf "%s\n" "${floor_rows[@]}"
+	printf "| the gateway | %s | %s | %s ms | %s ms | %s us | write delay: %s |\n" "$(received "$out/$phase.members.out")" "$(errs "$out/$phase.members.out")" \
+		"$(ms "$(field "$m" p50_ns)")" "$(ms "$(field "$m" p99_ns)")" \
+		"$(awk -v c="$gw_cpu" -v n="$(received "$out/$phase.members.out")" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "?" }')" \
+		"$(tail -1 "$out/$phase.stages.md" | cut -d'|' -f4,5 --output-delimiter=',' | tr -s ' ')"
+	echo
+} > "$out/topic-floor.md"
+cat "$out/topic-floor.md"
 printf "| publish to a topic of %d members at %s/s while %d others stream | %d | %d | %s publishes, acked rate %s/s | members %s, others %s | members: %s; others: %s | every member %d of %d messages; latency p50 **%s ms**, p99 **%s ms** |\n" \
 	"$M" "$R" "$N" $((N + M)) "$procs" "$(field "$out/$phase.msggen.json" sent)" "$(field "$out/$phase.msggen.json" rate | cut -d. -f1)" \
 	"$(received "$out/$phase.members.out")" "$(received "$out/$phase.others.out")" \

@@ -11,9 +11,14 @@
 //
 //	floor -addr 127.0.0.1:4590 -count 20 -every 1s [-threads 2] [-reuseport] [-start-on-usr1]
 //
+// With -members M it is instead the floor for a topic at load (topic.go):
+// clients of id 1..M are the members, the rest are held idle, and it
+// writes -count numbered, stamped messages at -rate a second to every
+// member, gathered every -gather.
+//
 // It prints, when done, its CPU time and the deliveries it wrote (one
-// JSON line), and exits after -count broadcasts once -wait clients have
-// connected (or -timeout).
+// JSON line), and exits after -count broadcasts (or messages) once -wait
+// clients have connected (or -timeout).
 package main
 
 import (
@@ -52,8 +57,14 @@ func run(ctx context.Context, args []string) error {
 	reuse := fs.Bool("reuseport", false, "SO_REUSEPORT, for several floor processes on one port")
 	hold := fs.Duration("hold", 2*time.Second, "keep the clients this long after the last broadcast (or until SIGTERM), for the reader to take it")
 	onSignal := fs.Bool("start-on-usr1", false, "start broadcasting on SIGUSR1 (when the reader has every client, whichever process they reached) rather than at -wait clients")
+	members := fs.Int64("members", 0, "a topic, not broadcasts: clients of id 1..members get -count messages at -rate, gathered every -gather (0: broadcasts)")
+	rate := fs.Float64("rate", 50, "with -members: messages a second")
+	gather := fs.Duration("gather", 200*time.Millisecond, "with -members: write what is due to every member this often")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	if *members < 0 || *members > 0 && (*rate <= 0 || *gather <= 0) {
+		return cli.Usagef("-members %d -rate %g -gather %s: members >= 0, rate and gather > 0", *members, *rate, *gather)
 	}
 	lc := net.ListenConfig{}
 	if *reuse {
@@ -71,7 +82,8 @@ func run(ctx context.Context, args []string) error {
 	var (
 		mu    sync.Mutex
 		conns []net.Conn // kept so their descriptors stay open
-		fds   []int
+		fds   []int      // the sockets written: every client's, or the members'
+		n     int        // clients
 	)
 	go func() {
 		for {
@@ -97,7 +109,10 @@ func run(ctx context.Context, args []string) error {
 				}
 				raw.Control(func(fd uintptr) {
 					mu.Lock()
-					conns, fds = append(conns, c), append(fds, int(fd))
+					conns, n = append(conns, c), n+1
+					if *members == 0 || id >= 1 && id <= *members {
+						fds = append(fds, int(fd))
+					}
 					mu.Unlock()
 				})
 			}()
@@ -110,9 +125,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
-		n := len(fds)
+		got := n
 		mu.Unlock()
-		if n >= *wait && !*onSignal {
+		if got >= *wait && !*onSignal {
 			break
 		}
 		if *onSignal {
@@ -124,8 +139,25 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 		if time.Since(start) > *timeout || ctx.Err() != nil {
-			return fmt.Errorf("floor: %d of %d clients after %s", n, *wait, time.Since(start))
+			return fmt.Errorf("floor: %d of %d clients after %s", got, *wait, time.Since(start))
 		}
+	}
+	if *members > 0 {
+		mu.Lock()
+		all, clients := fds, n
+		mu.Unlock()
+		t := topic{fds: all, threads: *threads, count: *count, rate: *rate, gather: *gather}
+		cpu0 := cpuTime()
+		if err := t.run(ctx); err != nil {
+			return err
+		}
+		cpu := cpuTime() - cpu0
+		deliveries := uint64(len(all)) * uint64(*count)
+		out, _ := json.Marshal(map[string]any{"clients": clients, "members": len(all), "messages": *count, "written": deliveries, "writes": t.writes.Load(),
+			"partial": t.partial.Load(), "late_ticks": t.late, "cpu_seconds": cpu.Seconds(), "cpu_ns_per_delivery": float64(cpu.Nanoseconds()) / float64(max(deliveries, 1)),
+			"threads": *threads, "gather_ns": gather.Nanoseconds()})
+		fmt.Println(string(out))
+		return holdOn(ctx, *hold, conns)
 	}
 	var written, blocked atomic.Uint64
 	cpu0 := cpuTime()
@@ -168,9 +200,15 @@ func run(ctx context.Context, args []string) error {
 	out, _ := json.Marshal(map[string]any{"clients": len(fds), "broadcasts": *count, "written": written.Load(), "blocked": blocked.Load(),
 		"cpu_seconds": cpu.Seconds(), "cpu_ns_per_delivery": float64(cpu.Nanoseconds()) / float64(max(written.Load(), 1)), "threads": *threads})
 	fmt.Println(string(out))
-	select { // the reader takes the last broadcast
+	return holdOn(ctx, *hold, conns)
+}
+
+// holdOn keeps the clients for hold (or until ctx ends): the reader
+// takes the last of what was written.
+func holdOn(ctx context.Context, hold time.Duration, conns []net.Conn) error {
+	select {
 	case <-ctx.Done():
-	case <-time.After(*hold):
+	case <-time.After(hold):
 	}
 	runtime.KeepAlive(conns)
 	return nil
@@ -198,7 +236,8 @@ func readRequest(c net.Conn) (int64, bool) {
 	if len(f) < 2 || !strings.HasPrefix(f[1], "/test/") {
 		return 0, false
 	}
-	id, err := strconv.ParseInt(strings.TrimPrefix(f[1], "/test/"), 10, 64)
+	path, _, _ := strings.Cut(f[1], "?") // ?topics=: every member is in the one topic
+	id, err := strconv.ParseInt(strings.TrimPrefix(path, "/test/"), 10, 64)
 	return id, err == nil
 }
 

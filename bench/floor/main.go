@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string) error {
 		mu.Lock()
 		all, clients := fds, n
 		mu.Unlock()
-		t := topic{fds: all, threads: *threads, count: *count, rate: *rate, gather: *gather}
+		t := topic{fds: all, threads: *threads, count: *count, rate: *rate, gather: *gather, align: 5 * time.Second}
 		cpu0 := cpuTime()
 		if err := t.run(ctx); err != nil {
 			return err

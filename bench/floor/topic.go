@@ -34,6 +34,7 @@ type topic struct {
 	count   int
 	rate    float64
 	gather  time.Duration
+	align   time.Duration // the first message is due on a multiple of it (the processes' common start)
 
 	writes  atomic.Uint64
 	partial atomic.Uint64
@@ -41,11 +42,12 @@ type topic struct {
 }
 
 // run writes the messages and returns once every byte is written or ctx
-// ends. Processes side by side (SO_REUSEPORT) start on the same 5 s
-// boundary, so message k is the same one, due at the same time, in all.
+// ends. Processes side by side (SO_REUSEPORT, started by one signal)
+// start on the same multiple of align, 1 s to 1 s + align away, so
+// message k is the same one, due at the same time, in all.
 func (t *topic) run(ctx context.Context) error {
 	period := time.Duration(float64(time.Second) / t.rate)
-	start := time.Now().Add(time.Second).Truncate(5 * time.Second).Add(5 * time.Second)
+	start := time.Now().Add(time.Second).Truncate(t.align).Add(t.align)
 	parts := split(t.fds, t.threads)
 	pend := make([]map[int][]byte, len(parts)) // per thread: what a socket did not take
 	for i := range pend {

@@ -75,7 +75,7 @@ func TestTopicWholeStreams(t *testing.T) {
 			got[i] <- all
 		}()
 	}
-	tp := topic{fds: fds, threads: 2, count: count, rate: 20000, gather: 10 * time.Millisecond}
+	tp := topic{fds: fds, threads: 2, count: count, rate: 20000, gather: 10 * time.Millisecond, align: 10 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := tp.run(ctx); err != nil {

@@ -66,7 +66,7 @@ func escape(dst []byte, m *hub.Message) []byte { return AppendHTMLEscaped(dst, m
 // Deliver writes "Recvd msg #N: 'MSG'<br/>", the message HTML-escaped
 // once for every stream it goes to.
 func (Stream) Deliver(s hub.Session, m *hub.Message) bool {
-	esc := m.Encoded(s, escape)
+	esc := m.EncodedBody(s, escape)
 	b := s.Scratch()
 	*b = AppendHTMLMessage((*b)[:0], s.Next(), esc)
 	return Frame(s, *b)

@@ -135,10 +135,27 @@ type Message struct {
 	Event uint8
 	enc   [MaxKinds][]byte
 	have  uint8 // bit i: enc[i] holds this message's encoding for kind i
+	body  uint8 // bit i: ... and it was made from Body and Event alone (EncodedBody)
 }
 
+// reset makes m the next message to deliver. The same message at
+// another position (a topic's publish: one position per member's id)
+// keeps the encodings made from its body alone: escaped once per
+// publish, not once per member.
 func (m *Message) reset(body []byte, pos cursor.Cursor, event uint8) {
-	m.Body, m.Pos, m.Event, m.have = body, pos, event, 0
+	if event == m.Event && sameBytes(body, m.Body) {
+		if pos != m.Pos {
+			m.Pos, m.have = pos, m.have&m.body
+		}
+		return
+	}
+	m.Body, m.Pos, m.Event, m.have, m.body = body, pos, event, 0, 0
+}
+
+// sameBytes reports whether a and b are the same bytes in memory (the
+// same record of one frame), not merely equal ones; nil never is.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // Types of Message.Event.
@@ -161,7 +178,7 @@ func EventName(ev uint8) string {
 
 // trim drops encodings that grew past their usual size.
 func (m *Message) trim() {
-	m.Body = nil
+	m.Body, m.have, m.body = nil, 0, 0
 	for i := range m.enc {
 		if cap(m.enc[i]) > 256<<10 {
 			m.enc[i] = nil
@@ -176,6 +193,20 @@ func (m *Message) Encoded(s Session, encode func(dst []byte, m *Message) []byte)
 	if m.have&(1<<k) == 0 {
 		m.enc[k] = encode(m.enc[k][:0], m)
 		m.have |= 1 << k
+		m.body &^= 1 << k
+	}
+	return m.enc[k]
+}
+
+// EncodedBody is Encoded for an encode that reads only m.Body and
+// m.Event, never m.Pos: its encoding also serves the same message at
+// other positions (a topic's members).
+func (m *Message) EncodedBody(s Session, encode func(dst []byte, m *Message) []byte) []byte {
+	k := s.sl.V.kind
+	if m.have&(1<<k) == 0 {
+		m.enc[k] = encode(m.enc[k][:0], m)
+		m.have |= 1 << k
+		m.body |= 1 << k
 	}
 	return m.enc[k]
 }

@@ -289,6 +289,7 @@ func (h *Hub) apply(w uint32, b *Batch, m *Message, sc *scratch) {
 			sl.Unlock()
 		}
 	}
+	h.messages.Add(t.Queued)
 	b.mu.Lock()
 	b.Tally.add(&t)
 	b.mu.Unlock()
@@ -334,8 +335,7 @@ func (h *Hub) deliver(s Session, m *Message, t *Tally) {
 		}
 		return
 	}
-	h.messages.Add(1)
-	t.Queued++
+	t.Queued++ // and in h.messages once per batch: one shared counter less per copy
 	if o := v.out; o != nil && v.flags&flagHeld == 0 {
 		o.ends = append(o.ends, int32(len(o.b))) // where this message ends in the pending output
 	}

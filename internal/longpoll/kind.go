@@ -44,7 +44,7 @@ func jsonString(dst []byte, m *hub.Message) []byte { return AppendJSONString(dst
 
 // Deliver gathers the message into the answer.
 func (k Poll) Deliver(s hub.Session, m *hub.Message) bool {
-	data := m.Encoded(s, jsonString)
+	data := m.EncodedBody(s, jsonString)
 	b := s.Scratch()
 	*b = (*b)[:0]
 	if s.Gathered() != nil {

@@ -284,7 +284,8 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	for _, stage := range []string{"comet_router_route_seconds", "comet_router_down_confirm_seconds",
-		"comet_gateway_down_submit_seconds", "comet_gateway_write_queue_seconds", "comet_gateway_write_round_seconds"} {
+		"comet_gateway_down_submit_seconds", "comet_gateway_write_queue_seconds", "comet_gateway_write_round_seconds",
+		"comet_gateway_output_wait_seconds"} {
 		if counted[stage] < 20 {
 			t.Errorf("%s counted %d, want at least 20 (%v)", stage, counted[stage], counted)
 		}

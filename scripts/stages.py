@@ -16,7 +16,7 @@ import urllib.request
 
 ORDER = ["comet_router_route_seconds", "comet_router_down_confirm_seconds",
          "comet_gateway_down_submit_seconds", "comet_gateway_write_queue_seconds",
-         "comet_gateway_write_round_seconds"]
+         "comet_gateway_write_round_seconds", "comet_gateway_output_wait_seconds"]
 LINE = re.compile(r'^(comet_\w+_seconds)_(bucket\{le="([^"]+)"\}|sum|count) (\S+)$')
 
 

@@ -108,10 +108,11 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	m.Gauge("input_held_bytes", "Bytes held for clients' incomplete input (WebSocket frames and messages); -input-budget bounds it.", nil, func() float64 { return float64(h.Stats().InputHeld) })
 	m.Counter("bad_frames_total", "Malformed frames from the router.", nil, g.link.badFrames.Load)
 	m.Gauge("write_delay_seconds", "The largest write delay a writer applies now (-write-delay): at most what gathering adds to a delivery.", nil, func() float64 { return h.Stats().WriteDelay.Seconds() })
-	queueWait, round := h.Latencies()
+	queueWait, round, outputWait := h.Latencies()
 	m.Latency("down_submit_seconds", "Stage latency: how long a frame from a router waited for the writers' queues to take it (backpressure on the router).", &g.link.submitWait)
 	m.Latency("write_queue_seconds", "Stage latency: how long a batch of deliveries waited in a writer's queue before its round.", queueWait)
 	m.Latency("write_round_seconds", "Stage latency: how long a writer's round took to apply its batches and write what they made (writes a -write-delay holds back go out later).", round)
+	m.Latency("output_wait_seconds", "Stage latency: how long a session's output waited in the gateway, from its oldest byte gathered (in a round, or under -write-delay) or left by a full socket to its last byte written.", outputWait)
 	m.Gauge("inbound_bytes", "Frames from the routers NATS holds for this gateway.", nil, func() float64 { b, _, _ := g.link.inboundStats(); return float64(b) })
 	m.Counter("inbound_dropped_total", "Frames from the routers NATS dropped past the inbound limit.", nil, func() uint64 { _, _, d := g.link.inboundStats(); return d })
 	for _, fate := range []string{"queued", "gone", "slow", "dup", "late"} {

@@ -55,8 +55,8 @@ type Hub struct {
 	// How long batches waited in the writers' queues, and how long a
 	// writer's round (apply and write) took: the gateway's stages of a
 	// delivery's latency (Latencies).
-	queueWait, roundTime latency.Histogram
-	delays               []atomic.Int64 // each writer's current write delay (adapt)
+	queueWait, roundTime, outputWait latency.Histogram
+	delays                           []atomic.Int64 // each writer's current write delay (adapt)
 
 	clock      atomic.Int64  // unix nanos, refreshed by the sweeper
 	idle       atomic.Uint64 // float64 bits: the machine's idle CPU fraction over the last sweep

@@ -484,3 +484,26 @@ func TestDrainSpreads(t *testing.T) {
 		t.Fatalf("5 sessions at 1000/s at least took %s (open %d)", took, h.Hub.Len())
 	}
 }
+
+// TestOutputWaitCountsABacklog: output a client leaves in the gateway
+// (it does not read) is counted in the output-wait stage for as long as
+// it waited, from its oldest byte to its last byte written.
+func TestOutputWaitCountsABacklog(t *testing.T) {
+	h := hubtest.Start(t, hub.Config{MaxPending: 1 << 20, SendBuffer: 4096}, lines{})
+	c := h.Open(hub.Request{ID: 1})
+	c.Conn.SetReadBuffer(4096)
+	c.Until("open 1\n", wait)
+	_, _, outputWait := h.Hub.Latencies()
+	msg := []byte(strings.Repeat("z", 1000))
+	for i := 0; i < 100; i++ {
+		h.Hub.Deliver(msg, []uint64{c.Key})
+	}
+	time.Sleep(400 * time.Millisecond) // the client reads nothing meanwhile
+	c.Until(fmt.Sprintf("100 %s\n", msg), wait)
+	testclient.WaitFor(t, "the backlog's wait counted", wait, func() bool {
+		return outputWait.Snapshot().Quantile(1) >= 250*time.Millisecond
+	})
+	if s := outputWait.Snapshot(); s.Count() == 0 || s.Quantile(0) > 100*time.Millisecond {
+		t.Errorf("output waits: %d counted, the least %s: want the writes before the backlog near 0", s.Count(), s.Quantile(0))
+	}
+}

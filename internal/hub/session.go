@@ -140,8 +140,9 @@ func (h *Hub) account(in *inbuf) {
 // in them ends (so that a session closed with output pending counts the
 // messages it loses). Pooled; only sessions with output pending have one.
 type outbuf struct {
-	b    []byte
-	ends []int32
+	b     []byte
+	ends  []int32
+	since int64 // unix nanos when its oldest byte was put in (Hub.Latencies' outputWait)
 }
 
 // scratch is the state of one goroutine that calls Kind methods: buffers,
@@ -454,6 +455,7 @@ func (h *Hub) flush(sl *slot, sc *scratch) {
 	}
 	h.bytes.Add(uint64(n))
 	if n == len(o.b) {
+		h.outputWait.Observe(time.Duration(time.Now().UnixNano() - o.since))
 		h.putBuf(o)
 		v.out = nil
 		v.clock = h.clock.Load()
@@ -476,7 +478,7 @@ func (h *Hub) flush(sl *slot, sc *scratch) {
 
 func (h *Hub) getBuf() *outbuf {
 	o := h.pool.Get().(*outbuf)
-	o.b, o.ends = o.b[:0], o.ends[:0]
+	o.b, o.ends, o.since = o.b[:0], o.ends[:0], time.Now().UnixNano()
 	return o
 }
 

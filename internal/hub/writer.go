@@ -48,11 +48,14 @@ func (h *Hub) Submit(b *Batch) {
 }
 
 // Latencies returns the hub's stage histograms: how long batches
-// waited in the writers' queues (from Submit to their round), and how
-// long a round took to apply its batches and write what they made (a
-// write a delay holds back is written by a later wake-up, not counted).
-func (h *Hub) Latencies() (queueWait, round *latency.Histogram) {
-	return &h.queueWait, &h.roundTime
+// waited in the writers' queues (from Submit to their round); how long
+// a round took to apply its batches and write what they made (a write
+// a delay holds back is written by a later wake-up, not counted); and
+// how long a session's output waited in the gateway, from its oldest
+// byte gathered (or left by a full socket) to its last byte written:
+// what gathering under the write delay, and a slow reader, add.
+func (h *Hub) Latencies() (queueWait, round, outputWait *latency.Histogram) {
+	return &h.queueWait, &h.roundTime, &h.outputWait
 }
 
 // Deliver queues msg for every session in conns (a batch of one).

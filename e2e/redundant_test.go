@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,8 +141,24 @@ func checkNumbered(t *testing.T, n int, seqs []int, ack ackAccount) {
 func checkAllAcked(t *testing.T, n int, seqs []int, ack ackAccount) {
 	t.Helper()
 	if missing := n - len(seqs); missing > int(ack.Unacked) {
-		t.Errorf("a resumable client got %d of %d: %d acknowledged messages missing (msggen had %d not acknowledged)", len(seqs), n, missing-int(ack.Unacked), ack.Unacked)
+		t.Errorf("a resumable client got %d of %d: %d acknowledged messages missing (msggen had %d not acknowledged): seqs %s",
+			len(seqs), n, missing-int(ack.Unacked), ack.Unacked, gaps(n, seqs))
 	}
+}
+
+// gaps names the seqs of 1..n that are not in seqs (which are in
+// order), as ranges, the first ten of them: where a client's stream
+// broke says which fault lost them.
+func gaps(n int, seqs []int) string {
+	var out []string
+	next := 1
+	for _, s := range append(slices.Clone(seqs), n+1) {
+		if s > next && len(out) < 10 {
+			out = append(out, fmt.Sprintf("%d-%d", next, s-1))
+		}
+		next = max(next, s+1)
+	}
+	return strings.Join(out, ", ")
 }
 
 // checkNumberedIDs is checkNumbered for one client per id, the n
@@ -400,4 +417,21 @@ func TestRollingRestartUnderFloodtest(t *testing.T) {
 	}
 	t.Logf("rolling restart (%s) under floodtest: the streams got %d of %d, none repeated or missed, none acked and lost (%d resumes; ends %v); msggen: sent %d, delivered %d, kept %d, dropped %v, unacknowledged %d, frames sent again %d (no router) and %d (no ack), %d acked retaken",
 		strings.Join(steps, ", "), got.Stats.Messages, n, got.Stats.Resumed, got.Stats.Errors, ack.Sent, ack.Delivered, ack.Kept, ack.Dropped, ack.Unacked, ack.Retried, ack.Resent, ack.Retaken)
+}
+
+func TestGaps(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		seqs []int
+		want string
+	}{
+		{5, []int{1, 2, 3, 4, 5}, ""},
+		{10, []int{1, 2, 6, 7, 8}, "3-5, 9-10"},
+		{3, nil, "1-3"},
+		{4, []int{2, 4}, "1-1, 3-3"},
+	} {
+		if got := gaps(c.n, c.seqs); got != c.want {
+			t.Errorf("gaps(%d, %v) = %q, want %q", c.n, c.seqs, got, c.want)
+		}
+	}
 }

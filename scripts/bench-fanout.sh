@@ -164,6 +164,16 @@ until_chunks() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "?" }'; }
 ms() { awk -v ns="${1:-0}" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
+per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "?" }'; } # CPU s, deliveries: us each
+# jsum FIELD FILE...: the sum of a numeric field over the JSON lines the
+# floor processes printed.
+jsum() { local f=$1; shift; cat "$@" | grep -o "\"$f\":[0-9.e-]*" | awk -F: '{ s += $2 } END { print s + 0 }'; }
+# idle_rate PID: what the gateway spends a second holding its streams
+# idle (sweeps, heartbeats, NATS), over 10 s; cpu_less_idle CPU0 CPU1
+# RATE T0 T1: its CPU seconds between two readings, less that rate. The
+# floor has no such work.
+idle_rate() { local a b; a=$(cpu "$1"); sleep 10; b=$(cpu "$1"); awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f", (b - a) / 10 }'; }
+cpu_less_idle() { awk -v a="$1" -v b="$2" -v i="$3" -v t0="$4" -v t1="$5" 'BEGIN { printf "%.3f", b - a - i * (t1 - t0) }'; }
 
 {
 	echo "| test | streams | gateway processes | sent | received | errors | result |"
@@ -196,8 +206,8 @@ sleep 2
 kill -INT "$fl"; wait "$fl" || true
 kill -TERM "${floors[@]}"; wait "${floors[@]}" || true
 pids=()
-floor_cpu=$(cat "$out"/$phase.floor.*.out | grep -o '"cpu_seconds":[0-9.e-]*' | awk -F: '{ s += $2 } END { printf "%.3f", s }')
-floor_written=$(cat "$out"/$phase.floor.*.out | grep -o '"written":[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }')
+floor_cpu=$(printf "%.3f" "$(jsum cpu_seconds "$out"/$phase.floor.*.out)")
+floor_written=$(jsum written "$out"/$phase.floor.*.out)
 sleep 3
 fi
 # b. The gateway.
@@ -205,10 +215,9 @@ start_system "$N"
 flood all 1 "$N"; fl=$flooder; pids+=("$fl")
 wait_streaming "$out/$phase.all.out" "$N"
 sleep 2
-# What the gateway spends holding N idle streams (sweeps, heartbeats,
-# NATS) is taken out of its broadcast CPU: the floor has no such work.
-idle0=$(cpu "$gw"); sleep 10; idle1=$(cpu "$gw")
-idle_rate=$(awk -v a="$idle0" -v b="$idle1" 'BEGIN { printf "%.4f", (b - a) / 10 }')
+# What the gateway spends holding N idle streams is taken out of its
+# broadcast CPU.
+idle=$(idle_rate "$gw")
 cpu0=$(cpu "$gw"); t0=$(date +%s.%N)
 measure_start
 "$BIN"/msggen -nats nats://127.0.0.1:4532 -n 0 -broadcast-every "${EVERY}s" -stamp -duration "$((BROADCASTS * EVERY))s$((EVERY * 500))ms" -every 0 \
@@ -221,8 +230,7 @@ kill -INT "$fl"; wait "$fl" || true
 stop_system
 b=$out/$phase.all.json f=$out/$phase.floor.json
 got=$(received "$out/$phase.all.out")
-gw_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v i="$idle_rate" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", b - a - i * (t1 - t0) }')
-per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "?" }'; } # CPU s, deliveries: us each
+gw_cpu=$(cpu_less_idle "$cpu0" "$cpu1" "$idle" "$t0" "$t1")
 overlap=""
 for j in "$b" $([ "$FLOOR" = 1 ] && echo "$f"); do
 	if [ "$(field "$j" broadcast_max_ns | cut -d. -f1)" -gt $((EVERY * 1000000000)) ] 2>/dev/null; then
@@ -232,7 +240,7 @@ done
 {
 	echo
 	echo "Broadcast to $N streams, $BROADCASTS broadcasts one every $EVERY s, $procs processes each:$overlap"
-	echo "(the gateway's CPU is over the broadcasts, less its idle rate, $idle_rate s/s with the $N streams held)"
+	echo "(the gateway's CPU is over the broadcasts, less its idle rate, $idle s/s with the $N streams held)"
 	echo
 	echo "| | received | time to the last stream p50 | p99 | max | CPU | CPU per delivery |"
 	echo "|---|---|---|---|---|---|---|"
@@ -286,10 +294,10 @@ for g in $FLOOR_GATHER; do
 	kill -TERM "${floors[@]}"; wait "${floors[@]}" || true
 	pids=()
 	fj=$out/$phase.floor-$g-members.json
-	sum() { cat "$out"/$phase.floor-"$g".*.out | grep -o "\"$1\":[0-9.e-]*" | awk -F: '{ s += $2 } END { print s + 0 }'; }
+	sum() { jsum "$1" "$out"/$phase.floor-"$g".*.out; }
 	floor_rows+=("$(printf "| the floor, gathered every %s | %s | %s | %s ms | %s ms | %s us | %s writes, %s partial, %s late ticks |" "$g" \
 		"$(received "$out/$phase.floor-$g-members.out")" "$(errs "$out/$phase.floor-$g-members.out")" "$(ms "$(field "$fj" p50_ns)")" "$(ms "$(field "$fj" p99_ns)")" \
-		"$(awk -v c="$(sum cpu_seconds)" -v n="$(sum written)" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "?" }')" \
+		"$(per "$(sum cpu_seconds)" "$(sum written)")" \
 		"$(sum writes)" "$(sum partial)" "$(sum late_ticks)")")
 	sleep 3
 done
@@ -301,8 +309,7 @@ flood others $((M + 1)) "$N"; others=$flooder; pids+=("$others")
 wait_streaming "$out/$phase.members.out" "$M"
 wait_streaming "$out/$phase.others.out" "$N"
 sleep 2
-idle0=$(cpu "$gw"); sleep 10; idle1=$(cpu "$gw")
-idle_rate=$(awk -v a="$idle0" -v b="$idle1" 'BEGIN { printf "%.4f", (b - a) / 10 }')
+idle=$(idle_rate "$gw")
 cpu0=$(cpu "$gw"); t0=$(date +%s.%N)
 measure_start
 "$BIN"/msggen -nats nats://127.0.0.1:4532 -topics 1 -n "$P" -rate "$R" -numbered -stamp -every 5s \
@@ -317,17 +324,17 @@ sleep 2
 kill -INT "$members" "$others"; wait "$members" "$others" || true
 stop_system
 m=$out/$phase.members.json
-gw_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v i="$idle_rate" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.3f", b - a - i * (t1 - t0) }')
+gw_cpu=$(cpu_less_idle "$cpu0" "$cpu1" "$idle" "$t0" "$t1")
 {
 	echo
-	echo "A topic of $M members at $R/s, $P messages, while $N others are held, $procs processes each (the gateway's CPU is over the messages, less its idle rate, $idle_rate s/s):"
+	echo "A topic of $M members at $R/s, $P messages, while $N others are held, $procs processes each (the gateway's CPU is over the messages, less its idle rate, $idle s/s):"
 	echo
 	echo "| | members received | errors | latency p50 | p99 | CPU per delivery | |"
 	echo "|---|---|---|---|---|---|---|"
 	[ "$FLOOR" = 1 ] && printf "%s\n" "${floor_rows[@]}"
 	printf "| the gateway | %s | %s | %s ms | %s ms | %s us | write delay: %s |\n" "$(received "$out/$phase.members.out")" "$(errs "$out/$phase.members.out")" \
 		"$(ms "$(field "$m" p50_ns)")" "$(ms "$(field "$m" p99_ns)")" \
-		"$(awk -v c="$gw_cpu" -v n="$(received "$out/$phase.members.out")" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "?" }')" \
+		"$(per "$gw_cpu" "$(received "$out/$phase.members.out")")" \
 		"$(tail -1 "$out/$phase.stages.md" | cut -d'|' -f4,5 --output-delimiter=',' | tr -s ' ')"
 	echo
 } > "$out/topic-floor.md"

@@ -174,9 +174,7 @@ func run(ctx context.Context, args []string) error {
 		msg := fmt.Sprintf("Broadcast #%d t=%d", k, time.Now().UnixNano())
 		chunk := chunked.AppendChunk(nil, chunked.AppendHTMLMessage(nil, uint64(k), []byte(msg)))
 		var wg sync.WaitGroup
-		per := (len(all) + *threads - 1) / *threads
-		for t := 0; t < *threads; t++ {
-			part := all[min(t*per, len(all)):min((t+1)*per, len(all))]
+		for _, part := range split(all, *threads) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -189,24 +189,26 @@ func (m *Message) trim() {
 // Encoded returns m as encode makes it for s's kind: made once per
 // message and kind, valid until the Kind method returns.
 func (m *Message) Encoded(s Session, encode func(dst []byte, m *Message) []byte) []byte {
-	k := s.sl.V.kind
-	if m.have&(1<<k) == 0 {
-		m.enc[k] = encode(m.enc[k][:0], m)
-		m.have |= 1 << k
-		m.body &^= 1 << k
-	}
-	return m.enc[k]
+	return m.encoded(s.sl.V.kind, encode, false)
 }
 
 // EncodedBody is Encoded for an encode that reads only m.Body and
 // m.Event, never m.Pos: its encoding also serves the same message at
 // other positions (a topic's members).
 func (m *Message) EncodedBody(s Session, encode func(dst []byte, m *Message) []byte) []byte {
-	k := s.sl.V.kind
+	return m.encoded(s.sl.V.kind, encode, true)
+}
+
+// encoded returns kind k's encoding of m, made now if it has none;
+// bodyOnly says whether it survives a reset to another position.
+func (m *Message) encoded(k uint8, encode func(dst []byte, m *Message) []byte, bodyOnly bool) []byte {
 	if m.have&(1<<k) == 0 {
 		m.enc[k] = encode(m.enc[k][:0], m)
 		m.have |= 1 << k
-		m.body |= 1 << k
+		m.body &^= 1 << k
+		if bodyOnly {
+			m.body |= 1 << k
+		}
 	}
 	return m.enc[k]
 }
